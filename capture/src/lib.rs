@@ -1,0 +1,1 @@
+//! Capturing a running process tree from outside with ptrace into a `ProcessImage`.

@@ -1,0 +1,1 @@
+//! The coordinator daemon, the agent that runs a job, and the wire protocol between them.

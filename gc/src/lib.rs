@@ -1,0 +1,1 @@
+//! Retention policies, prune and garbage collection of the store.

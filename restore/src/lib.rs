@@ -1,0 +1,1 @@
+//! Rebuilding processes from a `ProcessImage` by ptrace-driven syscall injection.

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what building and testing cairn needs on a fresh Debian 12 machine.
+# Idempotent; safe to run again. Needs root (or sudo) for apt-get and useradd.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux passwd)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install a Rust toolchain (rustup, Rust >= 1.85) and re-run" >&2
+  exit 1
+fi
+
+# An ordinary user for the tests that check the unprivileged cycle.
+if [ "$(id -u)" -eq 0 ] && ! id cairn-test >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/bash cairn-test
+fi
