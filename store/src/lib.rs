@@ -28,6 +28,7 @@ mod node;
 mod pack;
 mod reader;
 mod store;
+mod verify;
 mod writer;
 
 pub use check::{CheckLevel, Reach};
@@ -40,4 +41,5 @@ pub use index::IndexTotals;
 pub use node::{StreamKind, StreamRef};
 pub use reader::{ChunkSink, GenerationReader};
 pub use store::{ReindexReport, ScannedGeneration, Store};
+pub use verify::{GenerationStatus, PackDamage, VerifyReport};
 pub use writer::{MemorySource, Writer};

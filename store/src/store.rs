@@ -409,6 +409,46 @@ impl Store {
         Ok(report)
     }
 
+    /// Remove temporary files of unfinished writers (packs, manifests, index rebuilds) whose
+    /// modification time is older than `min_age`. Returns the removed paths, relative to the
+    /// store. A live writer touches its temporary pack continuously, so a generous `min_age`
+    /// never removes the file of a running writer.
+    pub fn remove_leftovers(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let now = std::time::SystemTime::now();
+        let mut removed = Vec::new();
+        for sub in [PACK_DIR, GEN_DIR, ""] {
+            let d = self.inner.dir.join(sub);
+            for e in std::fs::read_dir(&d).ctx(|| format!("listing {}", d.display()))? {
+                let e = e.ctx(|| format!("listing {}", d.display()))?;
+                let name = e.file_name();
+                let Some(n) = name.to_str() else { continue };
+                if !n.starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= min_age);
+                if old {
+                    let p = e.path();
+                    std::fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+                    removed.push(if sub.is_empty() {
+                        n.to_string()
+                    } else {
+                        format!("{sub}/{n}")
+                    });
+                }
+            }
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// A reader for generation `id`.
     pub fn reader(&self, id: GenerationId) -> Result<GenerationReader, StoreError> {
         let g = self.generation(id)?;
