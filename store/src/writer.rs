@@ -12,7 +12,7 @@ use crate::pack::{compress, Codec, PackWriter};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
-const BATCH: usize = 64;
+const BATCH: usize = 128;
 
 /// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
 pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
@@ -39,6 +39,9 @@ pub struct Writer {
     /// Packs known to exist on disk (dedup only against chunks whose pack is present).
     packs_present: HashMap<String, bool>,
     stats: WriteStats,
+    /// Spare chunk buffers, reused across batches (avoids page-fault churn of fresh
+    /// allocations).
+    pool: Vec<Vec<u8>>,
 }
 
 impl Writer {
@@ -51,6 +54,7 @@ impl Writer {
             seen: HashSet::new(),
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
+            pool: Vec::new(),
         }
     }
 
@@ -64,40 +68,42 @@ impl Writer {
         &self.stats
     }
 
-    /// True when the chunk is already durable in the store (or written by this writer).
-    fn already_stored(&mut self, id: &ChunkId) -> Result<bool, StoreError> {
-        if self.seen.contains(id) {
-            return Ok(true);
+    /// True when the pack is on disk (cached: dedup only against chunks whose pack exists).
+    fn pack_present(&mut self, pack: &str) -> bool {
+        if let Some(p) = self.packs_present.get(pack) {
+            return *p;
         }
-        let loc = self.store.index().lookup(id)?;
-        let Some((pack, _)) = loc else {
-            return Ok(false);
-        };
-        let present = match self.packs_present.get(&pack) {
-            Some(p) => *p,
-            None => {
-                let p = self
-                    .store
-                    .pack_dir()
-                    .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
-                    .exists();
-                self.packs_present.insert(pack, p);
-                p
-            }
-        };
-        if present {
-            self.seen.insert(*id);
-        }
-        Ok(present)
+        let p = self
+            .store
+            .pack_dir()
+            .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
+            .exists();
+        self.packs_present.insert(pack.to_string(), p);
+        p
     }
 
-    /// Store non-zero chunks not already present: dedup, compress in parallel, append.
+    /// Store non-zero chunks not already present: dedup (one index transaction per batch),
+    /// compress in parallel, append.
     fn store_chunks(&mut self, items: Vec<(ChunkId, Vec<u8>)>) -> Result<(), StoreError> {
+        let unknown: Vec<ChunkId> = items
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !self.seen.contains(id))
+            .collect();
+        let locs = self.store.index().lookup_many(&unknown)?;
+        for (id, loc) in unknown.iter().zip(locs) {
+            if let Some((pack, _)) = loc {
+                if self.pack_present(&pack) {
+                    self.seen.insert(*id);
+                }
+            }
+        }
         let mut fresh = Vec::new();
         for (id, data) in items {
-            if !self.already_stored(&id)? {
-                self.seen.insert(id);
+            if self.seen.insert(id) {
                 fresh.push((id, data));
+            } else {
+                self.recycle(data);
             }
         }
         let level = self.store.config().zstd_level;
@@ -114,8 +120,15 @@ impl Writer {
                 None => (raw.as_slice(), Codec::Raw),
             };
             self.append(id, payload, raw.len(), codec)?;
+            self.recycle(raw);
         }
         Ok(())
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < 2 * BATCH {
+            self.pool.push(buf);
+        }
     }
 
     fn append(
@@ -216,6 +229,7 @@ impl Writer {
             leaves.push(NodeEntry { id, len });
             if id.is_zero() {
                 self.stats.zero_bytes += len;
+                self.recycle(data);
             } else {
                 nonzero.push((id, data));
             }
@@ -233,12 +247,15 @@ impl Writer {
         let mut i = 0u64;
         while i < n {
             let end = (i + BATCH as u64).min(n);
-            let hashed: Vec<(ChunkId, Vec<u8>)> = (i..end)
+            let bufs: Vec<(u64, Vec<u8>)> = (i..end)
+                .map(|k| (k, self.pool.pop().unwrap_or_default()))
+                .collect();
+            let hashed: Vec<(ChunkId, Vec<u8>)> = bufs
                 .into_par_iter()
-                .map(|k| {
+                .map(|(k, mut buf)| {
                     let off = k * cs;
                     let l = cs.min(len - off) as usize;
-                    let mut buf = vec![0u8; l];
+                    buf.resize(l, 0);
                     source(off, &mut buf)
                         .ctx(|| format!("reading memory source at offset {off}"))?;
                     let id = if is_all_zero(&buf) {
