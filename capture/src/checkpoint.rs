@@ -157,7 +157,7 @@ fn read_link(p: &str) -> Result<String> {
         .map_err(io_ctx(format!("readlink {p}")))
 }
 
-fn capture_fds(pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<FdImage>> {
+fn capture_fds(pid: i32, ns_pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<FdImage>> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = fs::read_dir(&dir)
         .map_err(io_ctx(format!("listing {dir}")))?
@@ -199,7 +199,7 @@ fn capture_fds(pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<FdImage>> {
             }
             let mut f = File::open(format!("{dir}/{fd}"))
                 .map_err(io_ctx(format!("opening deleted file fd {fd} of {pid}")))?;
-            sink.put_file(pid, fd, &mut f)
+            sink.put_file(ns_pid, fd, &mut f)
                 .map_err(io_ctx(format!("saving deleted file fd {fd}")))?;
             FdKind::Deleted {
                 path: path.to_string(),
@@ -467,11 +467,12 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
     let status_path = format!("/proc/{pid}/status");
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
-    let fds = capture_fds(pid, sink)?;
+    let ns_pid = procfs::inner_pid(&status_path)?;
+    let fds = capture_fds(pid, ns_pid, sink)?;
     let shared_pending = ptrace::peek_siginfo(pid, true)?;
 
     let image = ProcessImage {
-        pid: procfs::inner_pid(&status_path)?,
+        pid: ns_pid,
         exe: read_link(&format!("/proc/{pid}/exe"))?,
         cwd: read_link(&format!("/proc/{pid}/cwd"))?,
         umask,

@@ -61,6 +61,9 @@ pub enum ChildSpec<'a> {
     Exec {
         /// The command line.
         argv: Vec<OsString>,
+        /// Descriptors to become the program's stdin, stdout and stderr (default: the
+        /// caller's own 0, 1, 2).
+        stdio: Option<[i32; 3]>,
     },
     /// Run `run` in a child created with pid `set_tid` inside the namespace (restore stubs).
     /// `run` must not allocate; its return value is the child's exit code. `keep_fds` are
@@ -110,9 +113,11 @@ pub const CLONE_ARGS_SIZE: usize = std::mem::size_of::<CloneArgs>();
 struct InitCtx<'a> {
     sync_r: i32,
     report_w: i32,
+    exec_w: i32,
     keep: Vec<i32>,
     set_tid: i32,
     exec: Option<(CString, Vec<*const libc::c_char>, Vec<*const libc::c_char>)>,
+    stdio: Option<[i32; 3]>,
     custom: Option<&'a (dyn Fn() -> i32 + Sync)>,
     sigset: libc::sigset_t,
 }
@@ -210,6 +215,18 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             if let Some((path, argv, envp)) = &ctx.exec {
                 libc::close(ctx.report_w);
+                if let Some(fds) = ctx.stdio {
+                    // Move the sources above 2 first so that dup2 never clobbers one.
+                    let mut moved = [0i32; 3];
+                    for i in 0..3 {
+                        moved[i] = libc::fcntl(fds[i], libc::F_DUPFD_CLOEXEC, 3);
+                    }
+                    for (i, &m) in moved.iter().enumerate() {
+                        if m < 0 || libc::dup2(m, i as i32) < 0 {
+                            libc::_exit(126);
+                        }
+                    }
+                }
                 libc::syscall(
                     libc::SYS_close_range,
                     3u32,
@@ -217,6 +234,8 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
                     libc::CLOSE_RANGE_CLOEXEC,
                 );
                 libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                let e = *libc::__errno_location();
+                libc::write(ctx.exec_w, (&e as *const i32).cast(), 4);
                 libc::_exit(127);
             }
             let code = match ctx.custom {
@@ -230,6 +249,7 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::_exit(99);
         }
         let pid = pid as i32;
+        libc::close(ctx.exec_w);
         report(ctx.report_w, 1, pid);
         loop {
             let sig = libc::sigwaitinfo(&ctx.sigset, std::ptr::null_mut());
@@ -259,12 +279,31 @@ fn write_file(path: &str, data: &str) -> Result<()> {
     })
 }
 
+/// Wait until the program has executed (EOF on the close-on-exec pipe) or report why not.
+fn wait_exec(exec_r: OwnedFd) -> Result<()> {
+    let mut f = File::from(exec_r);
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(|source| Error::Sys {
+        what: "waiting for the program to start".into(),
+        source,
+    })?;
+    if buf.len() >= 4 {
+        let e = i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        return Err(Error::Sys {
+            what: "cannot execute the program".into(),
+            source: std::io::Error::from_raw_os_error(e),
+        });
+    }
+    Ok(())
+}
+
 impl Sandbox {
     /// Run `argv` in a new sandbox (see the module doc). The program inherits the caller's
     /// stdin/stdout/stderr and environment; other descriptors are not passed on.
     pub fn launch(argv: &[OsString]) -> Result<Sandbox> {
         Self::launch_with(ChildSpec::Exec {
             argv: argv.to_vec(),
+            stdio: None,
         })
     }
 
@@ -295,13 +334,22 @@ impl Sandbox {
                 OwnedFd::from_raw_fd(report_w),
             )
         };
-        let mut keep = vec![sync_r, report_w];
+        let (exec_r, exec_w) = pipe()?;
+        // SAFETY: fresh descriptors owned here.
+        let (exec_r_o, exec_w_o) =
+            unsafe { (OwnedFd::from_raw_fd(exec_r), OwnedFd::from_raw_fd(exec_w)) };
+        let mut keep = vec![0, 1, 2, sync_r, report_w, exec_w];
         let mut set_tid = 0;
         let mut exec = None;
         let mut custom = None;
+        let mut stdio = None;
         let mut _hold = Vec::new();
         match child {
-            ChildSpec::Exec { argv } => {
+            ChildSpec::Exec { argv, stdio: io } => {
+                if let Some(fds) = io {
+                    keep.extend(fds);
+                }
+                stdio = io;
                 let first = argv
                     .first()
                     .ok_or_else(|| Error::Unsupported("empty command line".into()))?;
@@ -345,9 +393,11 @@ impl Sandbox {
         let ctx = InitCtx {
             sync_r,
             report_w,
+            exec_w,
             keep,
             set_tid,
             exec,
+            stdio,
             custom,
             sigset,
         };
@@ -375,6 +425,7 @@ impl Sandbox {
         let init_pid = pid as i32;
         drop(sync_r_o);
         drop(report_w_o);
+        drop(exec_w_o);
         // SAFETY: clone3 stored a fresh pidfd owned by us.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let mut sb = Sandbox {
@@ -386,7 +437,10 @@ impl Sandbox {
             user_ns,
             status: None,
         };
-        if let Err(e) = sb.start(sync_w_o, uid, gid) {
+        if let Err(e) = sb
+            .start(sync_w_o, uid, gid)
+            .and_then(|_| wait_exec(exec_r_o))
+        {
             let _ = sb.kill();
             let _ = sb.wait();
             return Err(e);

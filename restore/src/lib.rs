@@ -35,8 +35,25 @@ const RSEQ_FLAG_UNREGISTER: u64 = 1;
 const ARG: u64 = 1024;
 const STR: u64 = 8192;
 
+/// Options of [`restore_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Descriptors that terminal/pipe stdin, stdout and stderr of the program are re-attached
+    /// to (default: the restoring process's own 0, 1, 2).
+    pub stdio: Option<[i32; 3]>,
+}
+
 /// Rebuild the job of `image` in a new sandbox, memory coming from `source`, and let it run.
 pub fn restore(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Sandbox> {
+    restore_with(image, source, &RestoreOptions::default())
+}
+
+/// [`restore`] with options.
+pub fn restore_with(
+    image: &ProcessTreeImage,
+    source: &dyn MemorySource,
+    opts: &RestoreOptions,
+) -> Result<Sandbox> {
     if image.format != IMAGE_FORMAT {
         return Err(Error::Incompatible(format!(
             "image format {} (this cairn reads {IMAGE_FORMAT})",
@@ -50,7 +67,7 @@ pub fn restore(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Sa
         )));
     };
     compat::check(p)?;
-    let fds = stub::prepare_fds(p, source)?;
+    let fds = stub::prepare_fds(p, source, opts.stdio)?;
     let mut pipe = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {

@@ -39,7 +39,12 @@ fn open_at(path: &str, flags: i32, offset: u64) -> Result<File> {
 }
 
 /// Open every descriptor of the image in this process.
-pub fn prepare_fds(p: &ProcessImage, source: &dyn MemorySource) -> Result<PreparedFds> {
+/// `stdio` replaces this process's own 0, 1, 2 as what terminal/pipe stdio is re-attached to.
+pub fn prepare_fds(
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    stdio: Option<[i32; 3]>,
+) -> Result<PreparedFds> {
     let mut out = PreparedFds {
         owned: Vec::new(),
         map: Vec::new(),
@@ -87,8 +92,9 @@ pub fn prepare_fds(p: &ProcessImage, source: &dyn MemorySource) -> Result<Prepar
                 f?.into()
             }
             FdKind::Stdio => {
-                // SAFETY: F_DUPFD_CLOEXEC duplicates our own descriptor fd.fd (0..=2).
-                let d = unsafe { libc::fcntl(fd.fd, libc::F_DUPFD_CLOEXEC, 3) };
+                let from = stdio.map_or(fd.fd, |s| s[fd.fd as usize]);
+                // SAFETY: F_DUPFD_CLOEXEC duplicates one of our own descriptors.
+                let d = unsafe { libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 3) };
                 if d < 0 {
                     return Err(Error::Incompatible(format!(
                         "the program's fd {} was a terminal or pipe, but this process has no fd {}",
