@@ -104,7 +104,7 @@ fn unlimited_stack_counter() {
 
 #[test]
 fn four_threads_mutex_condvar() {
-    differential("threads", &["400"], 3, 150);
+    differential("threads", &["600"], 3, 150);
 }
 
 #[test]

@@ -16,9 +16,9 @@ static void *worker(void *arg) {
         fprintf(out, "%d %ld\n", turn, id);
         fflush(out);
         turn++;
+        usleep(1000);
         pthread_cond_broadcast(&cv);
         pthread_mutex_unlock(&mu);
-        usleep(1000);
     }
 }
 int main(int argc, char **argv) {
