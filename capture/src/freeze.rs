@@ -41,6 +41,21 @@ fn stop_one(tid: i32) -> Result<()> {
     }
 }
 
+/// Errors that mean "the process no longer exists" become [`crate::Error::Exited`].
+fn gone(pid: i32, e: crate::Error) -> crate::Error {
+    match &e {
+        crate::Error::Sys { source, .. }
+            if matches!(
+                source.raw_os_error(),
+                Some(libc::ESRCH) | Some(libc::ENOENT)
+            ) =>
+        {
+            crate::Error::Exited { pid }
+        }
+        _ => e,
+    }
+}
+
 impl Frozen {
     /// Seize and stop every thread of `pid`.
     pub fn freeze(pid: i32) -> Result<Frozen> {
@@ -49,7 +64,7 @@ impl Frozen {
             tids: Vec::new(),
         };
         loop {
-            let tasks = procfs::list_tasks(pid)?;
+            let tasks = procfs::list_tasks(pid).map_err(|e| gone(pid, e))?;
             let new: Vec<i32> = tasks
                 .iter()
                 .copied()
@@ -68,7 +83,7 @@ impl Frozen {
                     {
                         // Reap its ptrace exit report if any; ignore errors.
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(gone(pid, e)),
                 }
             }
         }

@@ -114,6 +114,7 @@ struct InitCtx<'a> {
     sync_r: i32,
     report_w: i32,
     exec_w: i32,
+    go_r: i32,
     keep: Vec<i32>,
     set_tid: i32,
     exec: Option<(CString, Vec<*const libc::c_char>, Vec<*const libc::c_char>)>,
@@ -212,6 +213,12 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
         };
         let pid = libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, CLONE_ARGS_SIZE);
         if pid == 0 {
+            // Wait until the agent has recorded our outer pid.
+            let mut go = 0u8;
+            if libc::read(ctx.go_r, (&mut go as *mut u8).cast(), 1) != 1 {
+                libc::_exit(127);
+            }
+            libc::close(ctx.go_r);
             libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
             if let Some((path, argv, envp)) = &ctx.exec {
                 libc::close(ctx.report_w);
@@ -250,6 +257,7 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
         }
         let pid = pid as i32;
         libc::close(ctx.exec_w);
+        libc::close(ctx.go_r);
         report(ctx.report_w, 1, pid);
         loop {
             let sig = libc::sigwaitinfo(&ctx.sigset, std::ptr::null_mut());
@@ -338,7 +346,10 @@ impl Sandbox {
         // SAFETY: fresh descriptors owned here.
         let (exec_r_o, exec_w_o) =
             unsafe { (OwnedFd::from_raw_fd(exec_r), OwnedFd::from_raw_fd(exec_w)) };
-        let mut keep = vec![0, 1, 2, sync_r, report_w, exec_w];
+        let (go_r, go_w) = pipe()?;
+        // SAFETY: fresh descriptors owned here.
+        let (go_r_o, go_w_o) = unsafe { (OwnedFd::from_raw_fd(go_r), OwnedFd::from_raw_fd(go_w)) };
+        let mut keep = vec![0, 1, 2, sync_r, report_w, exec_w, go_r];
         let mut set_tid = 0;
         let mut exec = None;
         let mut custom = None;
@@ -394,6 +405,7 @@ impl Sandbox {
             sync_r,
             report_w,
             exec_w,
+            go_r,
             keep,
             set_tid,
             exec,
@@ -426,6 +438,7 @@ impl Sandbox {
         drop(sync_r_o);
         drop(report_w_o);
         drop(exec_w_o);
+        drop(go_r_o);
         // SAFETY: clone3 stored a fresh pidfd owned by us.
         let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
         let mut sb = Sandbox {
@@ -438,7 +451,7 @@ impl Sandbox {
             status: None,
         };
         if let Err(e) = sb
-            .start(sync_w_o, uid, gid)
+            .start(sync_w_o, go_w_o, uid, gid)
             .and_then(|_| wait_exec(exec_r_o))
         {
             let _ = sb.kill();
@@ -448,7 +461,7 @@ impl Sandbox {
         Ok(sb)
     }
 
-    fn start(&mut self, sync_w: OwnedFd, uid: u32, gid: u32) -> Result<()> {
+    fn start(&mut self, sync_w: OwnedFd, go_w: OwnedFd, uid: u32, gid: u32) -> Result<()> {
         let p = self.init_pid;
         if self.user_ns {
             write_file(&format!("/proc/{p}/setgroups"), "deny")?;
@@ -489,6 +502,10 @@ impl Sandbox {
             .next()
             .and_then(|s| s.parse().ok())
             .ok_or(Error::Exited { pid: p })?;
+        // SAFETY: writes one byte from a local.
+        if unsafe { libc::write(go_w.as_raw_fd(), [1u8].as_ptr().cast(), 1) } != 1 {
+            return Err(last_os("releasing the program"));
+        }
         Ok(())
     }
 
