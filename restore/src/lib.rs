@@ -374,6 +374,14 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         )?;
     }
     for (which, v) in &p.itimers {
+        let mut v = *v;
+        if v[2] == 0 && v[3] == 0 {
+            // An interval timer whose signal is pending shows a zero value: the kernel re-arms
+            // ITIMER_REAL only when that signal is dequeued. Arm it one interval ahead instead
+            // (a zero value would disarm it for good).
+            v[2] = v[0];
+            v[3] = v[1];
+        }
         write_bytes(stub, scratch + ARG, &words(&v.map(|x| x as u64)))?;
         inj.call(
             "setitimer",
