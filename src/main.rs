@@ -1,4 +1,4 @@
-//! The `cairn` command line: one subcommand per verb.
+//! The `cairn` command line: one subcommand per verb (src/cli/), nothing else.
 
 mod cli;
 mod exit;
@@ -29,6 +29,10 @@ enum Command {
     /// Benchmarks (`cairn bench store`).
     #[command(subcommand)]
     Bench(cli::bench_store::BenchCmd),
+    /// Run the coordinator of a computation (DMTCP's dmtcp_coordinator).
+    Coordinator(cli::coordinator::Args),
+    /// Send a command to a running coordinator (DMTCP's dmtcp_command).
+    Command(cli::command::Args),
 }
 
 fn main() {
@@ -40,5 +44,7 @@ fn main() {
         Command::Save(a) => cli::save_load::save(a),
         Command::Load(a) => cli::save_load::load(a),
         Command::Bench(c) => cli::bench_store::bench(c),
+        Command::Coordinator(a) => cli::coordinator::run(&a),
+        Command::Command(a) => cli::command::run(&a),
     })
 }

@@ -1,6 +1,9 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
 pub mod bench_store;
+pub mod command;
 pub mod common;
+pub mod coordinator;
+pub mod render;
 pub mod save_load;
 pub mod store_cmds;
