@@ -252,3 +252,8 @@ fn perl_script() {
         )
     });
 }
+
+#[test]
+fn all_mapping_kinds_and_a_large_heap() {
+    differential("memkinds", &["256"], 2, 400);
+}
