@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     mprotect(none, 4 * PG, PROT_NONE);
     uint64_t want_heap = sum(heap, big), want_sh = sum(shared, 8 * PG), want_f = sum(fmap, 16 * PG);
     uint64_t want_ro = sum(ro, 4 * PG);
-    for (int i = 0; i < 150; i++) usleep(5000);
+    for (int i = 0; i < 250; i++) usleep(5000);
     mprotect(none, 4 * PG, PROT_READ);
     int none_ok = 1;
     for (int i = 0; i < 4 * PG; i++) none_ok &= none[i] == (unsigned char)(i * 3 + 2);
