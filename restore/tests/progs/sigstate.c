@@ -28,10 +28,6 @@ static void *second(void *arg) {
     sigset_t m;
     sigemptyset(&m);
     sigaddset(&m, SIGUSR2);
-    sigset_t alrm;
-    sigemptyset(&alrm);
-    sigaddset(&alrm, SIGALRM);
-    pthread_sigmask(SIG_BLOCK, &alrm, NULL); /* SIGALRM always goes to the main thread */
     pthread_sigmask(SIG_BLOCK, &m, NULL);
     pthread_kill(pthread_self(), SIGUSR2);
     while (!finish) usleep(1000);
@@ -63,8 +59,13 @@ int main(int argc, char **argv) {
     raise(SIGUSR1);
     sa.sa_handler = on_usr2;
     sigaction(SIGUSR2, &sa, NULL);
+    sigset_t alrm;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alrm, NULL); /* inherited: the thread never takes SIGALRM */
     pthread_t th;
     pthread_create(&th, NULL, second, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &alrm, NULL);
     struct itimerval it = {{0, 3000}, {0, 3000}};
     setitimer(ITIMER_REAL, &it, NULL);
     while (ticks < 150) {
