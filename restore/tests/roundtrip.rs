@@ -257,3 +257,40 @@ fn perl_script() {
 fn all_mapping_kinds_and_a_large_heap() {
     differential("memkinds", &["256"], 2, 400);
 }
+
+#[test]
+fn proc_view_of_restored_program_matches() {
+    let dir = TempDir::new("procview");
+    let prog = compile(&dir, "threads", &[]);
+    let out = dir.path("out.txt");
+    let mut sb = Sandbox::launch(&os(&[&prog, &out, &"3000"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let view = |pid: i32| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let mut tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| {
+                let tid = e.unwrap().file_name().into_string().unwrap();
+                let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+                st.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        tids.sort();
+        (exe, cmdline, comm, tids)
+    };
+    let before = view(sb.program_pid());
+    assert_eq!(before.3.len(), 5, "main + 4 threads");
+    for _ in 0..2 {
+        let (r, _) = cycle(sb);
+        sb = r;
+        assert_eq!(view(sb.program_pid()), before);
+    }
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}
