@@ -116,7 +116,7 @@ struct Traced(Vec<i32>);
 impl Drop for Traced {
     fn drop(&mut self) {
         for &t in &self.0 {
-            let _ = ptrace::detach(t);
+            ptrace::release(t);
         }
     }
 }

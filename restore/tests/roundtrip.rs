@@ -294,3 +294,8 @@ fn proc_view_of_restored_program_matches() {
     sb.kill().unwrap();
     sb.wait().unwrap();
 }
+
+#[test]
+fn threads_born_and_dying_during_checkpoints() {
+    differential("churn", &[], 4, 80);
+}
