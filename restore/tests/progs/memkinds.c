@@ -28,7 +28,9 @@ int main(int argc, char **argv) {
     unsigned char *ro = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     unsigned char *none = mmap(NULL, 4 * PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     unsigned char *heap = malloc(big);
+    unsigned char *fshared = mmap(NULL, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 4 * PG);
     close(fd);
+    fshared[10] = 'S'; /* written through to the file before the checkpoints */
     for (int i = 0; i < 8 * PG; i++) shared[i] = (unsigned char)(i * 13);
     memset(fmap + 3 * PG, 0, PG);          /* a modified page that is all zeros */
     memcpy(fmap + 7 * PG + 100, "changed", 7); /* a partly modified page */
@@ -52,6 +54,7 @@ int main(int argc, char **argv) {
     fprintf(out, "file %d zero-page %d\n", sum(fmap, 16 * PG) == want_f, fmap[3 * PG + 5] == 0 && fmap[4 * PG] == 'a' + (4 * PG) % 26);
     fprintf(out, "readonly %d\n", sum(ro, 4 * PG) == want_ro);
     fprintf(out, "protnone %d\n", none_ok);
+    fprintf(out, "shared file %d\n", fshared[10] == 'S' && fshared[11] == 'a' + (4 * PG + 11) % 26);
     unlink(path);
     return fclose(out) == 0 ? 0 : 3;
 }
