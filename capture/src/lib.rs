@@ -17,6 +17,8 @@
 //! All ptrace work happens on the calling thread: call `checkpoint` (and restore) from one
 //! thread at a time per sandbox; the sink may be called from several threads.
 
+#![warn(missing_docs)]
+
 pub mod checkpoint;
 pub mod error;
 pub mod freeze;

@@ -6,6 +6,8 @@
 //! restores kernel state, recreates the threads with their tids, and lets the program run.
 //! All ptrace work happens on the calling thread.
 
+#![warn(missing_docs)]
+
 pub mod compat;
 pub mod memory;
 pub mod stub;
