@@ -385,6 +385,7 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
 /// Registers and signal masks are put back before returning, even on error.
 pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessImage> {
     let pid = fz.pid;
+    let clocks = crate::sandbox::program_clocks(pid)?;
     let mut threads = fz
         .tids
         .iter()
@@ -486,6 +487,7 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
         itimers: injected.itimers,
         fds,
         shared_pending,
+        clocks: Some(clocks),
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

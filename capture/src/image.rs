@@ -51,6 +51,9 @@ pub struct ProcessImage {
     pub fds: Vec<FdImage>,
     /// Process-wide pending signals (raw 128-byte siginfo each).
     pub shared_pending: Vec<Vec<u8>>,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as the program saw them at the checkpoint.
+    #[serde(default)]
+    pub clocks: Option<(i64, i64)>,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.

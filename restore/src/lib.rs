@@ -91,6 +91,7 @@ pub fn restore_with(
         set_tid: p.pid,
         keep_fds: keep,
         run: &run,
+        clocks: p.clocks,
     })?;
     drop(ready_w);
     drop(fds);
