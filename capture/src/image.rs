@@ -129,9 +129,9 @@ pub struct VdsoInfo {
     pub block_start: u64,
     /// Length of the whole block.
     pub block_len: u64,
-    /// Start of the [vdso] text.
+    /// Start of the `[vdso]` text.
     pub vdso_start: u64,
-    /// Length of the [vdso] text.
+    /// Length of the `[vdso]` text.
     pub vdso_len: u64,
     /// BLAKE3 of the vdso text, hex.
     pub hash: String,

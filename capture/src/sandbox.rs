@@ -57,7 +57,7 @@ pub const FORWARDED_SIGNALS: [i32; 12] = [
 
 /// What the sandbox's init starts.
 pub enum ChildSpec<'a> {
-    /// Execute a program (argv[0] resolved through PATH before the fork).
+    /// Execute a program (`argv[0]` resolved through PATH before the fork).
     Exec {
         /// The command line.
         argv: Vec<OsString>,
