@@ -335,8 +335,9 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::_exit(99);
         }
         let pid = pid as i32;
-        libc::close(ctx.exec_w);
-        libc::close(ctx.go_r);
+        // Init itself needs only the report pipe: holding the child's descriptors would keep
+        // pipes open (no EOF for the agent if the child dies).
+        close_except(&[ctx.report_w]);
         report(ctx.report_w, 1, pid);
         loop {
             let sig = libc::sigwaitinfo(&ctx.sigset, std::ptr::null_mut());
