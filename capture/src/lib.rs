@@ -12,10 +12,20 @@
 //!   [`ProcessTreeImage`] (serde metadata) while memory regions and deleted-file contents go
 //!   to the sink, then lets it run again. A program that exits meanwhile gives
 //!   [`Error::Exited`] and its exit status stays available through `wait`.
-//! * `cairn_restore::restore(&image, &dyn MemorySource)` gives back a running [`Sandbox`].
+//! * [`Sandbox::launch_with`]`(ChildSpec::Exec { argv, stdio: Some([in, out, err]) })` gives
+//!   the program other descriptors as stdin/stdout/stderr.
+//! * `cairn_restore::restore(&image, &dyn MemorySource)` gives back a running [`Sandbox`]
+//!   (same pid and tids; monotonic clocks continue from the checkpoint);
+//!   `cairn_restore::restore_with(.., &RestoreOptions { stdio })` re-attaches terminal/pipe
+//!   stdio to given descriptors instead of the caller's own 0, 1, 2.
+//! * [`MemoryImageStore`] is an in-memory sink and source.
+//!
+//! The method, and what is and is not supported, is described in docs/capture-restore.md.
 //!
 //! All ptrace work happens on the calling thread: call `checkpoint` (and restore) from one
 //! thread at a time per sandbox; the sink may be called from several threads.
+
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod error;
@@ -36,13 +46,33 @@ pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 impl Sandbox {
     /// Freeze the program, capture it (memory into `sink`), and let it run again.
     pub fn checkpoint(&self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage> {
-        let frozen = freeze::Frozen::freeze(self.program_pid())?;
+        let pid = self.program_pid();
+        let frozen = freeze::Frozen::freeze(pid)?;
         let image = checkpoint::capture_frozen(&frozen, sink);
         drop(frozen);
+        // Whatever failed, a program that is gone means "exited during the checkpoint".
+        let image = image.map_err(|e| {
+            if program_gone(pid) {
+                Error::Exited { pid }
+            } else {
+                e
+            }
+        });
         Ok(ProcessTreeImage {
             format: IMAGE_FORMAT,
             user_ns: self.user_ns(),
             processes: vec![image?],
         })
+    }
+}
+
+/// True when `pid` no longer runs (no /proc entry, zombie or dead).
+fn program_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X"),
     }
 }

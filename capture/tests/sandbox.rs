@@ -5,6 +5,15 @@ use cairn_capture::{Error, ExitStatus, MemoryImageStore, Sandbox};
 use std::ffi::OsString;
 use std::time::Duration;
 
+/// A single process that sleeps `secs` and exits with `code` (no child processes).
+fn perl_sleep_exit(secs: f64, code: i32) -> Vec<OsString> {
+    let script = format!("select(undef, undef, undef, {secs}); exit {code};");
+    ["/usr/bin/perl", "-e", &script]
+        .iter()
+        .map(OsString::from)
+        .collect()
+}
+
 fn sh(script: &str) -> Vec<OsString> {
     ["/bin/sh", "-c", script]
         .iter()
@@ -73,7 +82,7 @@ fn checkpoint_of_exited_program_fails_cleanly() {
 
 #[test]
 fn checkpoint_leaves_program_running_and_captures_state() {
-    let mut sb = Sandbox::launch(&sh("sleep 0.3; exit 5")).unwrap();
+    let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 5)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
     let img = sb.checkpoint(&mut store).unwrap();
@@ -87,4 +96,71 @@ fn checkpoint_leaves_program_running_and_captures_state() {
     let json = serde_json::to_string(&img).unwrap();
     assert!(json.contains("\"vmas\""));
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(5));
+}
+
+/// A sink that kills the program while its memory is being saved.
+struct KillingSink(i32);
+
+impl cairn_capture::MemorySink for KillingSink {
+    fn put_region(
+        &mut self,
+        _pid: i32,
+        _index: usize,
+        _len: u64,
+        _source: cairn_capture::image::RegionSource<'_>,
+    ) -> std::io::Result<()> {
+        // SAFETY: kill(2) on the program's pid.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(20));
+        Err(std::io::Error::other("store failed"))
+    }
+    fn put_file(&mut self, _: i32, _: i32, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn program_killed_during_checkpoint_reports_exited_and_status() {
+    let mut sb = Sandbox::launch(&perl_sleep_exit(5.0, 0)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let err = sb
+        .checkpoint(&mut KillingSink(sb.program_pid()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Exited { .. }), "{err:?}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn failing_sink_leaves_program_running() {
+    struct Failing;
+    impl cairn_capture::MemorySink for Failing {
+        fn put_region(
+            &mut self,
+            _: i32,
+            _: usize,
+            _: u64,
+            _: cairn_capture::image::RegionSource<'_>,
+        ) -> std::io::Result<()> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn put_file(&mut self, _: i32, _: i32, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 6)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let err = sb.checkpoint(&mut Failing).unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(6));
+}
+
+#[test]
+fn program_with_children_is_refused_and_keeps_running() {
+    let mut sb = Sandbox::launch(&sh("sleep 0.4; exit 9")).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut store = MemoryImageStore::new();
+    let err = sb.checkpoint(&mut store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("child processes"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(9));
 }

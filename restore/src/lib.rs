@@ -6,6 +6,8 @@
 //! restores kernel state, recreates the threads with their tids, and lets the program run.
 //! All ptrace work happens on the calling thread.
 
+#![warn(missing_docs)]
+
 pub mod compat;
 pub mod memory;
 pub mod stub;
@@ -89,6 +91,7 @@ pub fn restore_with(
         set_tid: p.pid,
         keep_fds: keep,
         run: &run,
+        clocks: p.clocks,
     })?;
     drop(ready_w);
     drop(fds);
@@ -116,7 +119,7 @@ struct Traced(Vec<i32>);
 impl Drop for Traced {
     fn drop(&mut self) {
         for &t in &self.0 {
-            let _ = ptrace::detach(t);
+            ptrace::release(t);
         }
     }
 }
@@ -177,6 +180,7 @@ fn open_in(inj: &Injector, pid: i32, scratch: u64, path: &str, flags: i32) -> Re
 fn thread_state(
     inj: &Injector,
     pid: i32,
+    tgid: i32,
     scratch: u64,
     t: &ThreadImage,
     drop_caps: bool,
@@ -224,21 +228,8 @@ fn thread_state(
         inj.call(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
-            &[0, t.tid as u64, signo, scratch + ARG],
-        )
-        .or_else(|_| {
-            // tgid 0 is not accepted by every kernel: use the real one.
-            inj.call(
-                "rt_tgsigqueueinfo",
-                libc::SYS_rt_tgsigqueueinfo,
-                &[
-                    pid_in_ns(inj.tid()) as u64,
-                    t.tid as u64,
-                    signo,
-                    scratch + ARG,
-                ],
-            )
-        })?;
+            &[tgid as u64, t.tid as u64, signo, scratch + ARG],
+        )?;
     }
     if drop_caps {
         // header {version 3, pid 0}, data[2] all zero.
@@ -252,10 +243,6 @@ fn thread_state(
         )?;
     }
     Ok(())
-}
-
-fn pid_in_ns(outer_tid: i32) -> i32 {
-    procfs::inner_pid(&format!("/proc/{outer_tid}/status")).unwrap_or(0)
 }
 
 fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()> {
@@ -420,10 +407,10 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         }
         ptrace::set_sigmask(new, BLOCK_ALL)?;
         let tinj = Injector::new(new, scratch)?;
-        thread_state(&tinj, stub, scratch, t, p_user_ns_drop(p))?;
+        thread_state(&tinj, stub, p.pid, scratch, t, p_user_ns_drop(p))?;
         outer.push(new);
     }
-    thread_state(&inj, stub, scratch, &p.threads[0], p_user_ns_drop(p))?;
+    thread_state(&inj, stub, p.pid, scratch, &p.threads[0], p_user_ns_drop(p))?;
     for si in &p.shared_pending {
         write_bytes(stub, scratch + ARG, si)?;
         let signo = u64::from(u32::from_le_bytes([si[0], si[1], si[2], si[3]]));

@@ -252,3 +252,70 @@ fn perl_script() {
         )
     });
 }
+
+#[test]
+fn all_mapping_kinds_and_a_large_heap() {
+    differential("memkinds", &["256"], 2, 400);
+}
+
+#[test]
+fn proc_view_of_restored_program_matches() {
+    let dir = TempDir::new("procview");
+    let prog = compile(&dir, "threads", &[]);
+    let out = dir.path("out.txt");
+    let mut sb = Sandbox::launch(&os(&[&prog, &out, &"3000"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let view = |pid: i32| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let mut tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| {
+                let tid = e.unwrap().file_name().into_string().unwrap();
+                let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+                st.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        tids.sort();
+        (exe, cmdline, comm, tids)
+    };
+    let before = view(sb.program_pid());
+    assert_eq!(before.3.len(), 5, "main + 4 threads");
+    for _ in 0..2 {
+        let (r, _) = cycle(sb);
+        sb = r;
+        assert_eq!(view(sb.program_pid()), before);
+    }
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}
+
+#[test]
+fn threads_born_and_dying_during_checkpoints() {
+    differential("churn", &[], 4, 80);
+}
+
+#[test]
+fn monotonic_clocks_continue_across_restore() {
+    let dir = TempDir::new("clocks");
+    let prog = compile(&dir, "clocks", &[]);
+    let out = dir.path("out.txt");
+    let mut sb = Sandbox::launch(&os(&[&prog, &out])).unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut store = MemoryImageStore::new();
+        let image = sb.checkpoint(&mut store).unwrap();
+        sb.kill().unwrap();
+        sb.wait().unwrap();
+        // Downtime longer than the jump the program detects.
+        std::thread::sleep(Duration::from_millis(1500));
+        sb = cairn_restore::restore(&image, &store).unwrap();
+    }
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(0));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "jumps 0\n");
+}

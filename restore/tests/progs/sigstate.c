@@ -1,6 +1,7 @@
 /* Kernel state that must survive a restore: a SIGALRM handler on an alternate stack driven by
  * an interval timer, a blocked pending SIGUSR1, the thread name, umask and cwd. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,23 @@ static void on_alrm(int s) {
     ticks++;
 }
 static void on_usr1(int s) { (void)s; usr1 = 1; }
+static volatile sig_atomic_t usr2, finish;
+static void on_usr2(int s) { (void)s; usr2 = 1; }
+/* A second thread with a thread-directed SIGUSR2 pending while blocked. */
+static void *second(void *arg) {
+    (void)arg;
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &m, NULL);
+    pthread_kill(pthread_self(), SIGUSR2);
+    while (!finish) usleep(1000);
+    sigset_t p;
+    sigpending(&p);
+    int pend = sigismember(&p, SIGUSR2);
+    pthread_sigmask(SIG_UNBLOCK, &m, NULL);
+    return (void *)(long)(pend * 10 + usr2);
+}
 int main(int argc, char **argv) {
     FILE *f = fopen(argv[1], "w");
     if (!f) return 2;
@@ -39,6 +57,15 @@ int main(int argc, char **argv) {
     sigaddset(&m, SIGUSR1);
     sigprocmask(SIG_BLOCK, &m, NULL);
     raise(SIGUSR1);
+    sa.sa_handler = on_usr2;
+    sigaction(SIGUSR2, &sa, NULL);
+    sigset_t alrm;
+    sigemptyset(&alrm);
+    sigaddset(&alrm, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &alrm, NULL); /* inherited: the thread never takes SIGALRM */
+    pthread_t th;
+    pthread_create(&th, NULL, second, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &alrm, NULL);
     struct itimerval it = {{0, 3000}, {0, 3000}};
     setitimer(ITIMER_REAL, &it, NULL);
     while (ticks < 150) {
@@ -63,5 +90,9 @@ int main(int argc, char **argv) {
     fprintf(f, "cwd: %s\n", getcwd(cwd, sizeof cwd));
     sigprocmask(SIG_UNBLOCK, &m, NULL);
     fprintf(f, "usr1 delivered: %d\n", (int)usr1);
+    finish = 1;
+    void *r;
+    pthread_join(th, &r);
+    fprintf(f, "thread usr2 pending+delivered: %ld\n", (long)r);
     return fclose(f) == 0 ? 0 : 3;
 }
