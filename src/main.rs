@@ -1,6 +1,7 @@
 //! The `cairn` command line: one subcommand per verb (src/cli/), nothing else.
 
 mod cli;
+mod exit;
 
 use clap::{Parser, Subcommand};
 
@@ -9,29 +10,42 @@ use clap::{Parser, Subcommand};
 #[command(name = "cairn", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Verb,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Verb {
+enum Command {
+    /// Store maintenance: init, stats, reindex, clean.
+    #[command(subcommand)]
+    Store(cli::store_cmds::StoreCmd),
+    /// List the generations in the store.
+    Generations(cli::store_cmds::GenerationsArgs),
+    /// Check packs and generations (structure, or every byte with --read-data).
+    Verify(cli::store_cmds::VerifyArgs),
+    /// Save files and directories as a new generation of a job.
+    Save(cli::save_load::SaveArgs),
+    /// Write a saved generation's files back, byte-identical with modes and mtimes.
+    Load(cli::save_load::LoadArgs),
+    /// Benchmarks (`cairn bench store`).
+    #[command(subcommand)]
+    Bench(cli::bench_store::BenchCmd),
     /// Run the coordinator of a computation (DMTCP's dmtcp_coordinator).
     Coordinator(cli::coordinator::Args),
     /// Send a command to a running coordinator (DMTCP's dmtcp_command).
-    Command(cli::command::Args),
+    #[command(name = "command")]
+    Ctl(cli::command::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
-    let result = match &cli.command {
-        Verb::Coordinator(args) => cli::coordinator::run(args),
-        Verb::Command(args) => cli::command::run(args),
-    };
-    let code = match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("cairn: error: {e:#}");
-            cli::fail_rc()
-        }
-    };
-    std::process::exit(code);
+    exit::finish(match cli.command {
+        Command::Store(c) => cli::store_cmds::store(c),
+        Command::Generations(a) => cli::store_cmds::generations(a),
+        Command::Verify(a) => cli::store_cmds::verify(a),
+        Command::Save(a) => cli::save_load::save(a),
+        Command::Load(a) => cli::save_load::load(a),
+        Command::Bench(c) => cli::bench_store::bench(c),
+        Command::Coordinator(a) => cli::coordinator::run(&a),
+        Command::Ctl(a) => cli::command::run(&a),
+    })
 }

@@ -43,9 +43,12 @@ fn two_agents_are_committed_together_as_one_generation() {
     assert_eq!(gens[0].info.frozen_ms, 7);
 
     let reader = store.reader(report.generation).unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&reader.read_all(&reader.lookup("meta.json").unwrap()).unwrap())
-            .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &reader
+            .read_all(&reader.lookup("meta.json").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(meta["format"], 1);
     assert_eq!(meta["kind"], "checkpoint");
     assert_eq!(meta["job"], "job");
@@ -212,7 +215,8 @@ fn the_first_agents_store_is_used_when_the_coordinator_has_none() {
                     write,
                     ..Default::default()
                 };
-                conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                conn.checkpoint_stored(generation_token, root, stats)
+                    .unwrap();
             }
             if matches!(msg, CoordinatorMessage::Quit) {
                 return;
@@ -232,11 +236,12 @@ fn the_first_agents_store_is_used_when_the_coordinator_has_none() {
 fn registration_rules_are_enforced() {
     let h = start();
     let _a1 = spawn_agent(&h, "job", "a1", Behavior::Store);
-    let refused = |job: &str, id: &str| match AgentConnection::connect(&h.addr, registration(job, id)) {
-        Err(ClientError::Rejected(reason)) => reason,
-        Ok(_) => panic!("{job}/{id} was accepted"),
-        Err(e) => panic!("unexpected {e}"),
-    };
+    let refused =
+        |job: &str, id: &str| match AgentConnection::connect(&h.addr, registration(job, id)) {
+            Err(ClientError::Rejected(reason)) => reason,
+            Ok(_) => panic!("{job}/{id} was accepted"),
+            Err(e) => panic!("unexpected {e}"),
+        };
     assert!(refused("job", "a1").contains("already registered"));
     assert!(refused("other", "a2").contains("job"));
     assert!(refused("job", "../evil").contains("invalid agent id"));

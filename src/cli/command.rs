@@ -93,7 +93,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
                 ClientError::Secret(_)
                 | ClientError::Rejected(_)
                 | ClientError::NotAuthentic(_) => EXIT_AUTH,
-                _ => super::fail_rc(),
+                _ => crate::exit::fail_rc(),
             };
             eprintln!("cairn command: {e}");
             return Ok(code);
@@ -137,7 +137,7 @@ pub fn exit_code(response: &Response) -> i32 {
         } => EXIT_NO_COMPUTATION,
         Response::Refused { .. } => EXIT_REFUSED,
         Response::CheckpointFailed { .. } => EXIT_CHECKPOINT_FAILED,
-        Response::Error { .. } => super::fail_rc(),
+        Response::Error { .. } => crate::exit::fail_rc(),
         _ => EXIT_OK,
     }
 }

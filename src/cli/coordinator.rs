@@ -62,7 +62,7 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
         Err(e) if is_child => {
             // The parent is waiting on our stdout for a readiness line: tell it why not.
             println!("error {e:#}");
-            Ok(super::fail_rc())
+            Ok(crate::exit::fail_rc())
         }
         Err(e) => Err(e),
     }
@@ -118,7 +118,7 @@ fn spawn_daemon(args: &Args) -> anyhow::Result<i32> {
     Ok(status
         .code()
         .filter(|c| *c != 0)
-        .unwrap_or(super::fail_rc()))
+        .unwrap_or(crate::exit::fail_rc()))
 }
 
 fn serve(args: &Args, is_child: bool) -> anyhow::Result<()> {

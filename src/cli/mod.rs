@@ -1,13 +1,9 @@
-//! One module per `cairn` verb; each exposes `Args` (clap) and `run`, returning the exit code.
+//! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
+pub mod bench_store;
 pub mod command;
+pub mod common;
 pub mod coordinator;
 pub mod render;
-
-/// Exit code of an internal failure of cairn: 99, or `CAIRN_FAIL_RC` when set (as DMTCP).
-pub fn fail_rc() -> i32 {
-    std::env::var("CAIRN_FAIL_RC")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(99)
-}
+pub mod save_load;
+pub mod store_cmds;

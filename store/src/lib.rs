@@ -1,2 +1,46 @@
 //! The cairn checkpoint store: content-addressed chunks in pack files, Merkle manifests,
 //! generations, and a SQLite index. See docs/store-format.md.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), cairn_store::StoreError> {
+//! use cairn_store::{GenerationInfo, InitOptions, Store};
+//! let store = Store::init(std::path::Path::new("/tmp/s"), InitOptions::default())?;
+//! let mut w = store.writer()?;
+//! let data = b"hello".to_vec();
+//! let blob = w.put_blob(&data)?;
+//! let root = w.put_tree(vec![("hello.txt".into(), blob)])?;
+//! let stats = w.finish()?;
+//! let info = GenerationInfo { kind: "files".into(), stats, ..Default::default() };
+//! let id = store.commit("job1", &root, info)?;
+//! let r = store.reader(id)?;
+//! assert_eq!(r.read_all(&r.lookup("hello.txt")?)?, data);
+//! # Ok(()) }
+//! ```
+
+mod check;
+mod config;
+mod error;
+mod fsutil;
+mod generation;
+mod id;
+mod index;
+mod node;
+mod pack;
+mod reader;
+mod store;
+pub mod synth;
+mod verify;
+mod writer;
+
+pub use check::{CheckLevel, Reach};
+pub use config::{InitOptions, StoreConfig, FORMAT_VERSION};
+pub use error::StoreError;
+pub use fsutil::now_ms;
+pub use generation::{Generation, GenerationId, GenerationInfo, Skipped, WriteStats};
+pub use id::{is_all_zero, ChunkId};
+pub use index::IndexTotals;
+pub use node::{StreamKind, StreamRef};
+pub use reader::{ChunkSink, GenerationReader};
+pub use store::{ReindexReport, ScannedGeneration, Store};
+pub use verify::{GenerationStatus, PackDamage, VerifyReport};
+pub use writer::{MemorySource, Writer};

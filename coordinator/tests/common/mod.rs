@@ -99,7 +99,9 @@ pub struct TestAgent {
 
 /// The bytes a test agent stores as its memory for `token`.
 pub fn memory_byte(id: &str, token: u64, offset: u64) -> u8 {
-    let seed = id.bytes().fold(token as u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    let seed = id
+        .bytes()
+        .fold(token as u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
     (offset / 7).wrapping_mul(13).wrapping_add(u64::from(seed)) as u8
 }
 
@@ -166,7 +168,8 @@ pub fn spawn_agent(h: &Harness, job: &str, id: &str, behavior: Behavior) -> Test
             CoordinatorMessage::Checkpoint { generation_token } => match &behavior {
                 Behavior::Store => {
                     let (root, stats) = store_image(&store_path, &agent_id, generation_token);
-                    conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
                 }
                 Behavior::Fail => conn
                     .checkpoint_failed(generation_token, "simulated capture failure")
@@ -180,7 +183,8 @@ pub fn spawn_agent(h: &Harness, job: &str, id: &str, behavior: Behavior) -> Test
                         return;
                     }
                     let (root, stats) = store_image(&store_path, &agent_id, generation_token);
-                    conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
                 }
             },
             CoordinatorMessage::Kill | CoordinatorMessage::Quit => return,

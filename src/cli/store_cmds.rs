@@ -1,0 +1,294 @@
+//! `cairn store init|stats|reindex|clean`, `cairn generations`, `cairn verify`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use cairn_store::{InitOptions, Store};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+
+use crate::cli::common::{format_time_ms, human_bytes, print_json, StoreOpt};
+use crate::exit::usage;
+
+/// Store maintenance verbs.
+#[derive(Subcommand, Debug)]
+pub enum StoreCmd {
+    /// Create a new, empty store in DIR.
+    Init(InitArgs),
+    /// Logical and stored size, dedup and compression ratios, packs, chunks.
+    Stats(StoreOpt),
+    /// Rebuild the index cairn.db from the packs and generation manifests.
+    Reindex(StoreOpt),
+    /// Remove temporary files left by killed writers.
+    Clean(CleanArgs),
+}
+
+/// `cairn store init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Directory to create (or an empty one); defaults to --store / CAIRN_STORE.
+    pub dir: Option<PathBuf>,
+    /// Fixed chunk size of memory streams in KiB (multiple of 4).
+    #[arg(long, default_value_t = 64)]
+    pub memory_chunk_kib: u32,
+    /// zstd level for new chunks.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub zstd_level: i32,
+    /// Target pack size in MiB.
+    #[arg(long, default_value_t = 32)]
+    pub pack_mib: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opt: StoreOpt,
+}
+
+/// `cairn store clean`.
+#[derive(Args, Debug)]
+pub struct CleanArgs {
+    /// Only remove leftovers older than this many minutes (writers may still be running).
+    #[arg(long, default_value_t = 60)]
+    pub older_than_minutes: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opt: StoreOpt,
+}
+
+/// `cairn generations`.
+#[derive(Args, Debug)]
+pub struct GenerationsArgs {
+    /// Only this job.
+    #[arg(long)]
+    pub job: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opt: StoreOpt,
+}
+
+/// `cairn verify`.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// Read and hash every chunk, not only the structure.
+    #[arg(long)]
+    pub read_data: bool,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub opt: StoreOpt,
+}
+
+/// Run a `cairn store` subcommand.
+pub fn store(cmd: StoreCmd) -> anyhow::Result<i32> {
+    match cmd {
+        StoreCmd::Init(a) => init(a),
+        StoreCmd::Stats(o) => stats(o),
+        StoreCmd::Reindex(o) => reindex(o),
+        StoreCmd::Clean(a) => clean(a),
+    }
+}
+
+fn init(a: InitArgs) -> anyhow::Result<i32> {
+    let dir = match a.dir {
+        Some(d) => d,
+        None => a.opt.dir()?,
+    };
+    let opts = InitOptions {
+        memory_chunk_size: a
+            .memory_chunk_kib
+            .checked_mul(1024)
+            .ok_or_else(|| usage("--memory-chunk-kib is too large"))?,
+        zstd_level: a.zstd_level,
+        pack_target_size: a
+            .pack_mib
+            .checked_mul(1 << 20)
+            .ok_or_else(|| usage("--pack-mib is too large"))?,
+        ..InitOptions::default()
+    };
+    let store =
+        Store::init(&dir, opts).with_context(|| format!("initialising store {}", dir.display()))?;
+    if a.opt.json {
+        print_json(&serde_json::json!({
+            "store": dir,
+            "config": store.config(),
+        }))?;
+    } else {
+        println!(
+            "initialised store {} (id {})",
+            dir.display(),
+            store.config().store_id
+        );
+    }
+    Ok(0)
+}
+
+#[derive(Serialize)]
+struct Stats {
+    store: PathBuf,
+    generations: u64,
+    logical_bytes: u64,
+    unique_bytes: u64,
+    stored_bytes: u64,
+    pack_bytes: u64,
+    packs: u64,
+    chunks: u64,
+    dedup_ratio: f64,
+    compression_ratio: f64,
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn stats(o: StoreOpt) -> anyhow::Result<i32> {
+    let store = o.open()?;
+    let t = store.totals()?;
+    let s = Stats {
+        store: store.path().to_path_buf(),
+        generations: t.generations,
+        logical_bytes: t.logical_bytes,
+        unique_bytes: t.raw_bytes,
+        stored_bytes: t.stored_bytes,
+        pack_bytes: t.pack_bytes,
+        packs: t.packs,
+        chunks: t.chunks,
+        dedup_ratio: ratio(t.logical_bytes, t.raw_bytes),
+        compression_ratio: ratio(t.raw_bytes, t.stored_bytes),
+    };
+    if o.json {
+        print_json(&s)?;
+    } else {
+        println!("store              {}", s.store.display());
+        println!("generations        {}", s.generations);
+        println!("logical size       {}", human_bytes(s.logical_bytes));
+        println!("unique data        {}", human_bytes(s.unique_bytes));
+        println!(
+            "stored size        {} (packs {})",
+            human_bytes(s.stored_bytes),
+            human_bytes(s.pack_bytes)
+        );
+        println!("dedup ratio        {:.2}", s.dedup_ratio);
+        println!("compression ratio  {:.2}", s.compression_ratio);
+        println!("packs              {}", s.packs);
+        println!("chunks             {}", s.chunks);
+    }
+    Ok(0)
+}
+
+fn reindex(o: StoreOpt) -> anyhow::Result<i32> {
+    let dir = o.dir()?;
+    let r = Store::reindex(&dir).with_context(|| format!("reindexing {}", dir.display()))?;
+    if o.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "reindexed {}: {} packs, {} chunks, {} generations",
+            dir.display(),
+            r.packs,
+            r.chunks,
+            r.generations
+        );
+        for d in r.damaged_packs.iter().chain(r.damaged_manifests.iter()) {
+            println!("damaged: {d}");
+        }
+    }
+    Ok(0)
+}
+
+fn clean(a: CleanArgs) -> anyhow::Result<i32> {
+    let store = a.opt.open()?;
+    let age = std::time::Duration::from_secs(a.older_than_minutes.saturating_mul(60));
+    let removed = store.remove_leftovers(age)?;
+    if a.opt.json {
+        print_json(&serde_json::json!({ "removed": removed }))?;
+    } else {
+        for r in &removed {
+            println!("removed {r}");
+        }
+        println!("{} leftover files removed", removed.len());
+    }
+    Ok(0)
+}
+
+/// Run `cairn generations`.
+pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
+    let store = a.opt.open()?;
+    let gens = store.generations(a.job.as_deref())?;
+    if a.opt.json {
+        print_json(&gens)?;
+        return Ok(0);
+    }
+    println!(
+        "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>9}",
+        "ID", "JOB", "TIME", "KIND", "LOGICAL", "NEW", "DURATION"
+    );
+    for g in gens {
+        let dur = g.info.end_ms.saturating_sub(g.info.start_ms);
+        println!(
+            "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>8.2}s",
+            g.id.0,
+            g.job,
+            format_time_ms(g.time_ms),
+            g.info.kind,
+            human_bytes(g.info.stats.logical_bytes),
+            human_bytes(g.info.stats.new_stored_bytes),
+            dur as f64 / 1000.0
+        );
+    }
+    Ok(0)
+}
+
+/// Run `cairn verify`; exits 1 when damage was found.
+pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
+    let store = a.opt.open()?;
+    let r = store.verify(a.read_data)?;
+    if a.opt.json {
+        print_json(&r)?;
+    } else {
+        println!(
+            "checked {} packs{}, {} generations ({})",
+            r.packs,
+            if r.read_data {
+                format!(" ({} chunks read and verified)", r.chunks_verified)
+            } else {
+                String::new()
+            },
+            r.generations.len(),
+            if r.read_data {
+                "structure and data"
+            } else {
+                "structure"
+            }
+        );
+        for d in &r.damaged_packs {
+            let gens: Vec<String> = d.generations.iter().map(|g| g.to_string()).collect();
+            println!(
+                "DAMAGED pack {}: {}; affects generations: {}",
+                d.pack,
+                d.problem,
+                if gens.is_empty() {
+                    "none".to_string()
+                } else {
+                    gens.join(", ")
+                }
+            );
+        }
+        for g in r.generations.iter().filter(|g| !g.ok) {
+            println!(
+                "BAD generation {} (job {}): {}",
+                g.id,
+                g.job,
+                g.problems.first().map(String::as_str).unwrap_or("")
+            );
+        }
+        if !r.leftovers.is_empty() {
+            println!(
+                "{} leftover temporary files (harmless; `cairn store clean` removes them)",
+                r.leftovers.len()
+            );
+        }
+        println!("{}", if r.ok { "store OK" } else { "store DAMAGED" });
+    }
+    Ok(if r.ok { 0 } else { 1 })
+}

@@ -1,0 +1,195 @@
+//! Walking what a generation reaches, and checking that it is all present and sound.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::error::StoreError;
+use crate::generation::{Generation, Skipped};
+use crate::id::ChunkId;
+use crate::node::{StreamKind, StreamNode, StreamRef};
+use crate::pack::PACK_SUFFIX;
+use crate::reader::read_tree;
+use crate::store::Store;
+
+/// Everything a root reaches.
+#[derive(Default, Debug)]
+pub struct Reach {
+    /// Interior chunks (tree and stream nodes), each read and verified during the walk.
+    pub nodes: HashSet<ChunkId>,
+    /// Non-zero data chunks.
+    pub leaves: HashSet<ChunkId>,
+    /// What could not be read, one line each.
+    pub problems: Vec<String>,
+}
+
+impl Reach {
+    /// Every chunk reached (nodes and leaves).
+    pub fn all_chunks(&self) -> impl Iterator<Item = &ChunkId> {
+        self.nodes.iter().chain(self.leaves.iter())
+    }
+}
+
+/// How thoroughly to check a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckLevel {
+    /// Nodes read and verified; data chunks only located (index, pack present, in bounds).
+    Structure,
+    /// Every data chunk read and its hash verified as well.
+    Data,
+}
+
+impl Store {
+    /// Walk everything `root` reaches. Nodes are read and verified; problems are collected,
+    /// not returned as errors, so one damaged subtree does not hide the others.
+    pub fn reach(&self, root: &StreamRef) -> Reach {
+        let mut r = Reach::default();
+        self.walk(root, &mut r);
+        r
+    }
+
+    fn walk(&self, s: &StreamRef, r: &mut Reach) {
+        match s.kind {
+            StreamKind::Tree => {
+                if !r.nodes.insert(s.root) {
+                    return;
+                }
+                match read_tree(self, s) {
+                    Ok(entries) => {
+                        for (_, child) in entries {
+                            self.walk(&child, r);
+                        }
+                    }
+                    Err(e) => r.problems.push(format!("tree {}: {e}", s.root)),
+                }
+            }
+            StreamKind::Memory | StreamKind::Bytes => {
+                self.walk_node(&s.root, None, s.len, r);
+            }
+        }
+    }
+
+    fn walk_node(&self, id: &ChunkId, level: Option<u8>, len: u64, r: &mut Reach) {
+        if id.is_zero() || !r.nodes.insert(*id) {
+            return;
+        }
+        let node = match self.read_chunk(id).and_then(|b| StreamNode::decode(id, &b)) {
+            Ok(n) => n,
+            Err(e) => {
+                r.problems.push(e.to_string());
+                return;
+            }
+        };
+        if level.is_some_and(|l| l != node.level) || node.total_len() != len {
+            r.problems
+                .push(format!("stream node {id} does not match its parent"));
+            return;
+        }
+        for e in &node.entries {
+            if node.level == 1 {
+                if !e.id.is_zero() {
+                    r.leaves.insert(e.id);
+                }
+            } else {
+                self.walk_node(&e.id, Some(node.level - 1), e.len, r);
+            }
+        }
+    }
+
+    /// Problems with what `root` reaches, at the structure level: unreadable nodes, data
+    /// chunks that are not indexed, whose pack is missing, or that lie beyond its end.
+    pub fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
+        let reach = self.reach(root);
+        let mut problems = reach.problems;
+        let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
+        for id in &reach.leaves {
+            match self.locate(id) {
+                Ok((pack, e)) => {
+                    let size = *sizes.entry(pack.clone()).or_insert_with(|| {
+                        let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+                        std::fs::metadata(p).ok().map(|m| m.len())
+                    });
+                    match size {
+                        None => problems.push(format!("pack {pack} is missing (chunk {id})")),
+                        Some(s) if e.offset + u64::from(e.stored_len) > s => {
+                            problems.push(format!("pack {pack} is truncated (chunk {id})"))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Err(StoreError::MissingChunk(_)) => {
+                    problems.push(format!("chunk {id} is missing from the store"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Check one generation; `Err` carries the first problem found (and how many there were).
+    pub fn check_generation(&self, g: &Generation, level: CheckLevel) -> Result<(), String> {
+        let problems = match level {
+            CheckLevel::Structure => self.check_structure(&g.root).map_err(|e| e.to_string())?,
+            CheckLevel::Data => {
+                let reach = self.reach(&g.root);
+                let mut problems = reach.problems;
+                let leaves: Vec<ChunkId> = reach.leaves.into_iter().collect();
+                let bad: Vec<String> = leaves
+                    .par_iter()
+                    .filter_map(|id| self.read_chunk(id).err().map(|e| e.to_string()))
+                    .collect();
+                problems.extend(bad);
+                problems
+            }
+        };
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems[0].clone()),
+            n => Err(format!("{} (and {} more problems)", problems[0], n - 1)),
+        }
+    }
+
+    /// Newest generation of `job` whose chunks are all present and sound (every data chunk
+    /// read and verified), plus the reasons newer generations were passed over.
+    pub fn latest_consistent(&self, job: &str) -> Result<(Generation, Vec<Skipped>), StoreError> {
+        self.latest_consistent_at(job, CheckLevel::Data)
+    }
+
+    /// [`Store::latest_consistent`] with a chosen check level.
+    pub fn latest_consistent_at(
+        &self,
+        job: &str,
+        level: CheckLevel,
+    ) -> Result<(Generation, Vec<Skipped>), StoreError> {
+        let mut skipped = Vec::new();
+        let mut seen_job = false;
+        for (id, r) in self.scan_generations()?.into_iter().rev() {
+            match r {
+                Err(e) => skipped.push(Skipped {
+                    id,
+                    reason: format!("manifest unreadable (job unknown): {e}"),
+                }),
+                Ok(g) if g.job != job => {}
+                Ok(g) => {
+                    seen_job = true;
+                    match self.check_generation(&g, level) {
+                        Ok(()) => return Ok((g, skipped)),
+                        Err(reason) => skipped.push(Skipped { id, reason }),
+                    }
+                }
+            }
+        }
+        if !seen_job {
+            return Err(StoreError::UnknownJob(job.to_string()));
+        }
+        let reason = skipped
+            .iter()
+            .map(|s| format!("generation {}: {}", s.id, s.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(StoreError::NoConsistentGeneration {
+            job: job.to_string(),
+            reason,
+        })
+    }
+}

@@ -1,0 +1,65 @@
+//! File-system helpers: durable writes, directory fsync, unique names, fault injection.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{IoContext, StoreError};
+
+/// fsync a directory so that renames and links inside it are durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
+    f.sync_all().ctx(|| format!("fsync {}", dir.display()))
+}
+
+/// Create `path` with O_EXCL, write `data`, fsync. Never overwrites.
+pub(crate) fn write_new_durable(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .ctx(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .ctx(|| format!("writing {}", path.display()))?;
+    f.sync_all().ctx(|| format!("fsync {}", path.display()))
+}
+
+/// A name unique to this writer: host, pid and 64 random bits.
+pub(crate) fn unique_writer_name() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect();
+    let r: u64 = rand::random();
+    format!("{host}-{}-{r:016x}", std::process::id())
+}
+
+/// Fault injection for crash tests: when the environment variable `CAIRN_FAULT` equals
+/// `stage`, the process exits at once with status 86, without running destructors, exactly
+/// like a writer killed at that instant.
+pub(crate) fn fault_point(stage: &str) {
+    if let Ok(v) = std::env::var("CAIRN_FAULT") {
+        if v == stage {
+            eprintln!("cairn: injected fault at stage {stage}");
+            std::process::exit(86);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,242 @@
+//! The SQLite index (cairn.db): chunk → pack location, packs, generations.
+//!
+//! It is an index, not the truth: everything in it can be rebuilt from packs and generation
+//! manifests (`Store::reindex`). Opened with the rollback journal (journal_mode=DELETE), a busy
+//! timeout and no memory mapping, because shared file systems do not support WAL or mmap.
+
+use std::path::Path;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::error::StoreError;
+use crate::generation::Generation;
+use crate::id::ChunkId;
+use crate::pack::{Codec, PackEntry};
+
+/// File name of the index inside the store directory.
+pub const INDEX_FILE: &str = "cairn.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(name TEXT PRIMARY KEY, size INTEGER NOT NULL,
+    chunks INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(id BLOB PRIMARY KEY, pack TEXT NOT NULL,
+    offset INTEGER NOT NULL, stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL,
+    codec INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+CREATE TABLE IF NOT EXISTS generations(id INTEGER PRIMARY KEY, job TEXT NOT NULL,
+    time_ms INTEGER NOT NULL, kind TEXT NOT NULL, logical_bytes INTEGER NOT NULL,
+    new_bytes INTEGER NOT NULL, root_kind TEXT NOT NULL, root_len INTEGER NOT NULL,
+    root BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS generations_by_job ON generations(job, id);
+";
+
+/// A chunk's location as recorded in the index.
+pub type ChunkLoc = (String, PackEntry);
+
+/// Aggregate numbers for `cairn store stats`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct IndexTotals {
+    /// Distinct stored chunks.
+    pub chunks: u64,
+    /// Their uncompressed bytes.
+    pub raw_bytes: u64,
+    /// Their bytes in packs.
+    pub stored_bytes: u64,
+    /// Packs.
+    pub packs: u64,
+    /// Bytes of all packs (payloads plus trailers).
+    pub pack_bytes: u64,
+    /// Generations.
+    pub generations: u64,
+    /// Sum of the logical bytes of all generations.
+    pub logical_bytes: u64,
+}
+
+/// An open index connection.
+pub struct Index {
+    conn: Connection,
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(std::time::Duration::from_secs(120))?;
+    // Rollback journal, full sync, no mmap: safe on NFS/Lustre/GPFS.
+    let mode: String = conn.query_row("PRAGMA journal_mode=DELETE", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("delete") {
+        return Err(StoreError::Index(format!(
+            "cannot set journal mode (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA mmap_size=0;")?;
+    Ok(())
+}
+
+impl Index {
+    /// Create a new index for the store `store_id` (the file must not exist).
+    pub fn create(dir: &Path, store_id: &str) -> Result<Index, StoreError> {
+        Index::create_at(&dir.join(INDEX_FILE), store_id)
+    }
+
+    /// Create a new index database at `p`.
+    pub fn create_at(p: &Path, store_id: &str) -> Result<Index, StoreError> {
+        let conn = Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+        )?;
+        configure(&conn)?;
+        conn.execute_batch(SCHEMA)?;
+        conn.execute(
+            "INSERT OR REPLACE INTO meta(key, value) VALUES('store_id', ?1)",
+            params![store_id],
+        )?;
+        Ok(Index { conn })
+    }
+
+    /// Open the existing index and check that it belongs to `store_id`.
+    pub fn open(dir: &Path, store_id: &str) -> Result<Index, StoreError> {
+        let p = dir.join(INDEX_FILE);
+        if !p.exists() {
+            return Err(StoreError::Index("missing".into()));
+        }
+        let conn = Connection::open_with_flags(&p, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+        configure(&conn).map_err(|e| StoreError::Index(format!("unusable: {e}")))?;
+        let id: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| StoreError::Index(format!("unreadable: {e}")))?;
+        match id {
+            Some(i) if i == store_id => Ok(Index { conn }),
+            Some(_) => Err(StoreError::Index("belongs to a different store".into())),
+            None => Err(StoreError::Index("has no store id".into())),
+        }
+    }
+
+    /// Location of a chunk, if indexed.
+    pub fn lookup(&self, id: &ChunkId) -> Result<Option<ChunkLoc>, StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT pack, offset, stored_len, raw_len, codec FROM chunks WHERE id=?1",
+        )?;
+        let row = st
+            .query_row(params![&id.0[..]], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            None => Ok(None),
+            Some((pack, off, sl, rl, c)) => {
+                let codec = Codec::from_u8(c as u8)
+                    .ok_or_else(|| StoreError::Index(format!("bad codec for chunk {id}")))?;
+                Ok(Some((
+                    pack,
+                    PackEntry {
+                        id: *id,
+                        offset: off as u64,
+                        stored_len: sl as u32,
+                        raw_len: rl as u32,
+                        codec,
+                    },
+                )))
+            }
+        }
+    }
+
+    /// Record a sealed pack and its chunks (one transaction; existing chunks keep their
+    /// first location).
+    pub fn add_pack(
+        &mut self,
+        name: &str,
+        size: u64,
+        entries: &[PackEntry],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            tx.execute(
+                "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
+                params![name, size as i64, entries.len() as i64],
+            )?;
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                st.execute(params![
+                    &e.id.0[..],
+                    name,
+                    e.offset as i64,
+                    i64::from(e.stored_len),
+                    i64::from(e.raw_len),
+                    e.codec as u8 as i64
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Names of all indexed packs.
+    pub fn pack_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self.conn.prepare("SELECT name FROM packs")?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
+    }
+
+    /// Record a committed generation (idempotent).
+    pub fn add_generation(&self, g: &Generation) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO generations(id, job, time_ms, kind, logical_bytes, new_bytes,
+                 root_kind, root_len, root) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                g.id.0 as i64,
+                g.job,
+                g.time_ms as i64,
+                g.info.kind,
+                g.info.stats.logical_bytes as i64,
+                g.info.stats.new_stored_bytes as i64,
+                format!("{:?}", g.root.kind).to_lowercase(),
+                g.root.len as i64,
+                &g.root.root.0[..]
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Totals for `store stats`.
+    pub fn totals(&self) -> Result<IndexTotals, StoreError> {
+        let (chunks, raw, stored): (i64, i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(raw_len),0), coalesce(sum(stored_len),0) FROM chunks",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let (packs, pack_bytes): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(size),0) FROM packs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (gens, logical): (i64, i64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(logical_bytes),0) FROM generations",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(IndexTotals {
+            chunks: chunks as u64,
+            raw_bytes: raw as u64,
+            stored_bytes: stored as u64,
+            packs: packs as u64,
+            pack_bytes: pack_bytes as u64,
+            generations: gens as u64,
+            logical_bytes: logical as u64,
+        })
+    }
+}

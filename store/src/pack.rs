@@ -1,0 +1,272 @@
+//! Pack files: many compressed chunks, written once by one writer, with a trailer listing them.
+//!
+//! Layout (all integers little-endian), see docs/store-format.md:
+//! `"CAIRNPK1"` | chunk payloads ... | trailer entries (56 bytes each) | footer (56 bytes).
+//! Entry: id\[32\] offset u64, stored_len u32, raw_len u32, codec u8, 7 zero bytes.
+//! Footer: trailer_offset u64, count u64, BLAKE3(trailer entries)\[32\], `"CAIRNPKT"`.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, StoreError};
+use crate::fsutil::{fault_point, fsync_dir};
+use crate::id::ChunkId;
+
+/// Magic at the start of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"CAIRNPK1";
+/// Magic at the very end of every pack.
+pub const FOOTER_MAGIC: &[u8; 8] = b"CAIRNPKT";
+/// Size of one trailer entry.
+pub const ENTRY_LEN: usize = 56;
+/// Size of the footer.
+pub const FOOTER_LEN: usize = 56;
+/// File name suffix of sealed packs.
+pub const PACK_SUFFIX: &str = ".pack";
+/// Prefix of temporary files of unfinished writers (packs and manifests).
+pub const TMP_PREFIX: &str = ".tmp-";
+
+/// How a chunk's payload is encoded in its pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// Stored as is.
+    Raw = 0,
+    /// One zstd frame.
+    Zstd = 1,
+}
+
+impl Codec {
+    /// From the on-disk byte.
+    pub fn from_u8(b: u8) -> Option<Codec> {
+        match b {
+            0 => Some(Codec::Raw),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where a chunk lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Chunk id.
+    pub id: ChunkId,
+    /// Byte offset of the payload in the pack.
+    pub offset: u64,
+    /// Payload length in the pack.
+    pub stored_len: u32,
+    /// Uncompressed length.
+    pub raw_len: u32,
+    /// Payload encoding.
+    pub codec: Codec,
+}
+
+impl PackEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+        out.push(self.codec as u8);
+        out.extend_from_slice(&[0u8; 7]);
+    }
+
+    fn decode(b: &[u8]) -> Option<PackEntry> {
+        let id = ChunkId::from_slice(&b[0..32])?;
+        let offset = u64::from_le_bytes(b[32..40].try_into().ok()?);
+        let stored_len = u32::from_le_bytes(b[40..44].try_into().ok()?);
+        let raw_len = u32::from_le_bytes(b[44..48].try_into().ok()?);
+        let codec = Codec::from_u8(b[48])?;
+        Some(PackEntry {
+            id,
+            offset,
+            stored_len,
+            raw_len,
+            codec,
+        })
+    }
+}
+
+/// A pack being written under a temporary name.
+pub(crate) struct PackWriter {
+    name: String,
+    tmp_path: PathBuf,
+    dir: PathBuf,
+    out: BufWriter<File>,
+    pos: u64,
+    entries: Vec<PackEntry>,
+}
+
+impl PackWriter {
+    /// Create `DIR/.tmp-NAME.pack` exclusively.
+    pub fn create(dir: &Path, name: String) -> Result<PackWriter, StoreError> {
+        let tmp_path = dir.join(format!("{TMP_PREFIX}{name}{PACK_SUFFIX}"));
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .ctx(|| format!("creating pack {}", tmp_path.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, f);
+        out.write_all(PACK_MAGIC)
+            .ctx(|| format!("writing pack {}", tmp_path.display()))?;
+        Ok(PackWriter {
+            name,
+            tmp_path,
+            dir: dir.to_path_buf(),
+            out,
+            pos: PACK_MAGIC.len() as u64,
+            entries: Vec::new(),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.pos
+    }
+
+    /// Number of chunks so far.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Append one chunk payload.
+    pub fn append(
+        &mut self,
+        id: ChunkId,
+        payload: &[u8],
+        raw_len: usize,
+        codec: Codec,
+    ) -> Result<(), StoreError> {
+        self.out
+            .write_all(payload)
+            .ctx(|| format!("writing pack {}", self.tmp_path.display()))?;
+        self.entries.push(PackEntry {
+            id,
+            offset: self.pos,
+            stored_len: payload.len() as u32,
+            raw_len: raw_len as u32,
+            codec,
+        });
+        self.pos += payload.len() as u64;
+        fault_point("pack-write");
+        Ok(())
+    }
+
+    /// Write the trailer, fsync, rename to the final name and fsync the directory.
+    /// Returns the pack name, its size and its entries.
+    pub fn seal(mut self) -> Result<(String, u64, Vec<PackEntry>), StoreError> {
+        let mut trailer = Vec::with_capacity(self.entries.len() * ENTRY_LEN + FOOTER_LEN);
+        for e in &self.entries {
+            e.encode(&mut trailer);
+        }
+        let hash = blake3::hash(&trailer);
+        trailer.extend_from_slice(&self.pos.to_le_bytes());
+        trailer.extend_from_slice(&(self.entries.len() as u64).to_le_bytes());
+        trailer.extend_from_slice(hash.as_bytes());
+        trailer.extend_from_slice(FOOTER_MAGIC);
+        let ctx = || format!("writing pack {}", self.tmp_path.display());
+        self.out.write_all(&trailer).ctx(ctx)?;
+        self.out.flush().ctx(ctx)?;
+        let size = self.pos + trailer.len() as u64;
+        let f = self.out.get_ref();
+        f.sync_all().ctx(ctx)?;
+        fault_point("pack-fsync");
+        let final_path = self.dir.join(format!("{}{PACK_SUFFIX}", self.name));
+        std::fs::rename(&self.tmp_path, &final_path).ctx(|| {
+            format!(
+                "renaming {} to {}",
+                self.tmp_path.display(),
+                final_path.display()
+            )
+        })?;
+        fsync_dir(&self.dir)?;
+        fault_point("pack-rename");
+        let entries = std::mem::take(&mut self.entries);
+        Ok((self.name.clone(), size, entries))
+    }
+
+    /// Remove the temporary file (writer abandoned).
+    pub fn discard(self) {
+        let _ = std::fs::remove_file(&self.tmp_path);
+    }
+}
+
+/// Read and check the trailer of the pack at `path`.
+pub fn read_trailer(path: &Path) -> Result<Vec<PackEntry>, StoreError> {
+    let f = File::open(path).ctx(|| format!("opening pack {}", path.display()))?;
+    let len = f
+        .metadata()
+        .ctx(|| format!("stat pack {}", path.display()))?
+        .len();
+    let bad = |why: &str| StoreError::Corrupt(format!("pack {}: {why}", path.display()));
+    if len < (PACK_MAGIC.len() + FOOTER_LEN) as u64 {
+        return Err(bad("too short (truncated?)"));
+    }
+    let mut head = [0u8; 8];
+    f.read_exact_at(&mut head, 0)
+        .ctx(|| format!("reading pack {}", path.display()))?;
+    if &head != PACK_MAGIC {
+        return Err(bad("bad magic"));
+    }
+    let mut footer = [0u8; FOOTER_LEN];
+    f.read_exact_at(&mut footer, len - FOOTER_LEN as u64)
+        .ctx(|| format!("reading pack {}", path.display()))?;
+    if &footer[48..56] != FOOTER_MAGIC {
+        return Err(bad("no trailer (truncated or unfinished)"));
+    }
+    let toff = u64::from_le_bytes(footer[0..8].try_into().unwrap_or([0; 8]));
+    let count = u64::from_le_bytes(footer[8..16].try_into().unwrap_or([0; 8]));
+    let tlen = count
+        .checked_mul(ENTRY_LEN as u64)
+        .ok_or_else(|| bad("bad trailer"))?;
+    if toff
+        .checked_add(tlen)
+        .and_then(|x| x.checked_add(FOOTER_LEN as u64))
+        != Some(len)
+    {
+        return Err(bad("trailer does not match file size (truncated?)"));
+    }
+    let mut trailer = vec![0u8; tlen as usize];
+    f.read_exact_at(&mut trailer, toff)
+        .ctx(|| format!("reading pack {}", path.display()))?;
+    if blake3::hash(&trailer).as_bytes() != &footer[16..48] {
+        return Err(bad("trailer checksum mismatch"));
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    for b in trailer.chunks_exact(ENTRY_LEN) {
+        let e = PackEntry::decode(b).ok_or_else(|| bad("bad trailer entry"))?;
+        if e.offset < PACK_MAGIC.len() as u64 || e.offset + u64::from(e.stored_len) > toff {
+            return Err(bad("trailer entry out of bounds"));
+        }
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+/// Decode a payload read from a pack and check its hash.
+pub fn decode_payload(e: &PackEntry, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let data = match e.codec {
+        Codec::Raw => payload.to_vec(),
+        Codec::Zstd => zstd::bulk::decompress(payload, e.raw_len as usize).map_err(|err| {
+            StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+        })?,
+    };
+    if data.len() != e.raw_len as usize || ChunkId::of(&data) != e.id {
+        return Err(StoreError::Corrupt(format!(
+            "chunk {}: content does not match its hash",
+            e.id
+        )));
+    }
+    Ok(data)
+}
+
+/// Compress `raw` with zstd at `level`; `None` when compression saves less than 1/32.
+pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
+    let c = zstd::bulk::compress(raw, level).ok()?;
+    if c.len() + raw.len() / 32 < raw.len() {
+        Some(c)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,239 @@
+//! [`GenerationReader`]: reassembling streams of one generation, every chunk verified.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use crate::error::StoreError;
+use crate::generation::Generation;
+use crate::id::ChunkId;
+use crate::node::{decode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
+use crate::store::Store;
+
+/// Consumer of [`GenerationReader::for_each_chunk`]: (offset, bytes or `None` when all zero).
+pub type ChunkSink<'a> = dyn Fn(u64, Option<&[u8]>) -> std::io::Result<()> + Sync + 'a;
+
+/// Reads the streams of one committed generation.
+pub struct GenerationReader {
+    store: Store,
+    gen: Generation,
+    nodes: Mutex<HashMap<ChunkId, Arc<StreamNode>>>,
+}
+
+impl GenerationReader {
+    pub(crate) fn new(store: Store, gen: Generation) -> GenerationReader {
+        GenerationReader {
+            store,
+            gen,
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The generation being read.
+    pub fn generation(&self) -> &Generation {
+        &self.gen
+    }
+
+    /// The root tree of the generation.
+    pub fn root(&self) -> &StreamRef {
+        &self.gen.root
+    }
+
+    /// Resolve "a/b/c" through tree nodes from the generation root ("" is the root).
+    pub fn lookup(&self, path: &str) -> Result<StreamRef, StoreError> {
+        let mut cur = self.gen.root.clone();
+        for comp in path.split('/').filter(|c| !c.is_empty()) {
+            if cur.kind != StreamKind::Tree {
+                return Err(StoreError::NotFound(path.to_string()));
+            }
+            let entries = self.tree_entries(&cur)?;
+            cur = entries
+                .into_iter()
+                .find(|(n, _)| n == comp)
+                .map(|(_, r)| r)
+                .ok_or_else(|| StoreError::NotFound(path.to_string()))?;
+        }
+        Ok(cur)
+    }
+
+    /// The named children of a tree, sorted by name.
+    pub fn tree_entries(&self, tree: &StreamRef) -> Result<Vec<(String, StreamRef)>, StoreError> {
+        read_tree(&self.store, tree)
+    }
+
+    fn node(&self, id: &ChunkId) -> Result<Arc<StreamNode>, StoreError> {
+        if let Some(n) = self.nodes.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(n.clone());
+        }
+        let n = Arc::new(StreamNode::decode(id, &self.store.read_chunk(id)?)?);
+        let mut cache = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(*id, n.clone());
+        Ok(n)
+    }
+
+    /// Data chunks overlapping `[start, end)`, with their stream offsets.
+    fn leaves_in_range(
+        &self,
+        s: &StreamRef,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, NodeEntry)>, StoreError> {
+        if s.kind == StreamKind::Tree {
+            return Err(StoreError::InvalidArgument(
+                "a tree is not a byte or memory stream".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        let root = self.node(&s.root)?;
+        if root.total_len() != s.len {
+            return Err(StoreError::Corrupt(format!(
+                "stream root {} covers {} bytes, reference says {}",
+                s.root,
+                root.total_len(),
+                s.len
+            )));
+        }
+        self.collect(&root, 0, start, end, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect(
+        &self,
+        node: &StreamNode,
+        base: u64,
+        start: u64,
+        end: u64,
+        out: &mut Vec<(u64, NodeEntry)>,
+    ) -> Result<(), StoreError> {
+        let mut off = base;
+        for e in &node.entries {
+            let (lo, hi) = (off, off + e.len);
+            off = hi;
+            if hi <= start || lo >= end || e.len == 0 {
+                continue;
+            }
+            if node.level == 1 || e.id.is_zero() {
+                out.push((lo, *e));
+            } else {
+                let child = self.node(&e.id)?;
+                if child.level + 1 != node.level || child.total_len() != e.len {
+                    return Err(StoreError::Corrupt(format!(
+                        "stream node {} does not match its parent",
+                        e.id
+                    )));
+                }
+                self.collect(&child, lo, start, end, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn leaf_data(&self, e: &NodeEntry) -> Result<Vec<u8>, StoreError> {
+        let d = self.store.read_chunk(&e.id)?;
+        if d.len() as u64 != e.len {
+            return Err(StoreError::Corrupt(format!(
+                "chunk {} has {} bytes, its node says {}",
+                e.id,
+                d.len(),
+                e.len
+            )));
+        }
+        Ok(d)
+    }
+
+    /// The whole stream.
+    pub fn read_all(&self, s: &StreamRef) -> Result<Vec<u8>, StoreError> {
+        let len = usize::try_from(s.len)
+            .map_err(|_| StoreError::InvalidArgument("stream too large for memory".into()))?;
+        let mut out = vec![0u8; len];
+        self.read_at(s, 0, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fill `buf` with the stream's bytes at `offset`; the range must lie inside the stream.
+    pub fn read_at(&self, s: &StreamRef, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= s.len)
+            .ok_or_else(|| {
+                StoreError::InvalidArgument(format!(
+                    "range {offset}+{} is outside the stream of {} bytes",
+                    buf.len(),
+                    s.len
+                ))
+            })?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let leaves = self.leaves_in_range(s, offset, end)?;
+        // Split `buf` into one disjoint piece per leaf, then fill the pieces in parallel.
+        let mut pieces: Vec<(&mut [u8], u64, NodeEntry)> = Vec::with_capacity(leaves.len());
+        let mut rest: &mut [u8] = buf;
+        let mut pos = offset;
+        for (lo, e) in leaves {
+            let take = ((lo + e.len).min(end) - pos) as usize;
+            let (piece, tail) = rest.split_at_mut(take);
+            pieces.push((piece, pos - lo, e));
+            rest = tail;
+            pos += take as u64;
+        }
+        if !rest.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "stream {} has a hole at offset {pos}",
+                s.root
+            )));
+        }
+        pieces.into_par_iter().try_for_each(|(piece, skip, e)| {
+            if e.id.is_zero() {
+                piece.fill(0);
+            } else {
+                let d = self.leaf_data(&e)?;
+                let skip = skip as usize;
+                piece.copy_from_slice(&d[skip..skip + piece.len()]);
+            }
+            Ok(())
+        })
+    }
+
+    /// Every chunk of a stream, in parallel, verified; `None` for all-zero chunks.
+    /// `f` gets the chunk's offset in the stream.
+    pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
+        let leaves = self.leaves_in_range(s, 0, s.len)?;
+        leaves.into_par_iter().try_for_each(|(off, e)| {
+            if e.id.is_zero() {
+                f(off, None)
+            } else {
+                let d = self.leaf_data(&e)?;
+                f(off, Some(&d))
+            }
+            .map_err(|source| StoreError::Io {
+                context: format!("consuming chunk at offset {off}"),
+                source,
+            })
+        })
+    }
+}
+
+/// Read and decode a tree node.
+pub(crate) fn read_tree(
+    store: &Store,
+    tree: &StreamRef,
+) -> Result<Vec<(String, StreamRef)>, StoreError> {
+    if tree.kind != StreamKind::Tree {
+        return Err(StoreError::InvalidArgument("not a tree".into()));
+    }
+    let entries = decode_tree(&tree.root, &store.read_chunk(&tree.root)?)?;
+    if entries.len() as u64 != tree.len {
+        return Err(StoreError::Corrupt(format!(
+            "tree {} has {} entries, its reference says {}",
+            tree.root,
+            entries.len(),
+            tree.len
+        )));
+    }
+    Ok(entries)
+}

@@ -1,0 +1,394 @@
+//! [`Writer`]: chunking, hashing and compressing streams into this writer's own packs.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::error::{IoContext, StoreError};
+use crate::generation::WriteStats;
+use crate::id::{is_all_zero, ChunkId};
+use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
+use crate::pack::{compress, Codec, PackWriter};
+use crate::store::Store;
+
+/// Chunks hashed and compressed together in parallel.
+const BATCH: usize = 64;
+
+/// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
+pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
+
+/// How interior nodes group their children.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// Exactly `n` children per node (memory streams: positions never shift).
+    Fixed(usize),
+    /// Content-defined: a node ends after a child whose id ≡ -1 mod `avg`, or at `max`
+    /// children (byte streams: an insertion only changes the nodes around it).
+    ContentDefined { avg: u32, max: usize },
+}
+
+/// A writer session. Chunks go into this writer's own uniquely named packs; the refs it
+/// returns become durable when [`Writer::finish`] returns.
+pub struct Writer {
+    store: Store,
+    name: String,
+    pack: Option<PackWriter>,
+    pack_seq: u32,
+    /// Chunks this writer stored, or found already stored.
+    seen: HashSet<ChunkId>,
+    /// Packs known to exist on disk (dedup only against chunks whose pack is present).
+    packs_present: HashMap<String, bool>,
+    stats: WriteStats,
+}
+
+impl Writer {
+    pub(crate) fn new(store: Store, name: String) -> Writer {
+        Writer {
+            store,
+            name,
+            pack: None,
+            pack_seq: 0,
+            seen: HashSet::new(),
+            packs_present: HashMap::new(),
+            stats: WriteStats::default(),
+        }
+    }
+
+    /// This writer's unique name (host-pid-random); its packs are named after it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Statistics so far.
+    pub fn stats(&self) -> &WriteStats {
+        &self.stats
+    }
+
+    /// True when the chunk is already durable in the store (or written by this writer).
+    fn already_stored(&mut self, id: &ChunkId) -> Result<bool, StoreError> {
+        if self.seen.contains(id) {
+            return Ok(true);
+        }
+        let loc = self.store.index().lookup(id)?;
+        let Some((pack, _)) = loc else {
+            return Ok(false);
+        };
+        let present = match self.packs_present.get(&pack) {
+            Some(p) => *p,
+            None => {
+                let p = self
+                    .store
+                    .pack_dir()
+                    .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
+                    .exists();
+                self.packs_present.insert(pack, p);
+                p
+            }
+        };
+        if present {
+            self.seen.insert(*id);
+        }
+        Ok(present)
+    }
+
+    /// Store non-zero chunks not already present: dedup, compress in parallel, append.
+    fn store_chunks(&mut self, items: Vec<(ChunkId, Vec<u8>)>) -> Result<(), StoreError> {
+        let mut fresh = Vec::new();
+        for (id, data) in items {
+            if !self.already_stored(&id)? {
+                self.seen.insert(id);
+                fresh.push((id, data));
+            }
+        }
+        let level = self.store.config().zstd_level;
+        let encoded: Vec<(ChunkId, Vec<u8>, Option<Vec<u8>>)> = fresh
+            .into_par_iter()
+            .map(|(id, data)| {
+                let c = compress(&data, level);
+                (id, data, c)
+            })
+            .collect();
+        for (id, raw, comp) in encoded {
+            let (payload, codec) = match &comp {
+                Some(c) => (c.as_slice(), Codec::Zstd),
+                None => (raw.as_slice(), Codec::Raw),
+            };
+            self.append(id, payload, raw.len(), codec)?;
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        id: ChunkId,
+        payload: &[u8],
+        raw_len: usize,
+        codec: Codec,
+    ) -> Result<(), StoreError> {
+        if self.pack.is_none() {
+            self.pack_seq += 1;
+            let name = format!("{}-{:05}", self.name, self.pack_seq);
+            self.pack = Some(PackWriter::create(&self.store.pack_dir(), name)?);
+        }
+        if let Some(p) = self.pack.as_mut() {
+            p.append(id, payload, raw_len, codec)?;
+            self.stats.new_chunks += 1;
+            self.stats.new_raw_bytes += raw_len as u64;
+            self.stats.new_stored_bytes += payload.len() as u64;
+            if p.size() >= self.store.config().pack_target_size {
+                self.seal_pack()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seal_pack(&mut self) -> Result<(), StoreError> {
+        if let Some(p) = self.pack.take() {
+            if p.len() == 0 {
+                p.discard();
+                return Ok(());
+            }
+            let (name, size, entries) = p.seal()?;
+            self.stats.packs += 1;
+            self.store.index().add_pack(&name, size, &entries)?;
+            self.packs_present.insert(name, true);
+        }
+        Ok(())
+    }
+
+    /// Build the Merkle tree over `leaves` and return the root node id.
+    fn build_nodes(
+        &mut self,
+        leaves: Vec<NodeEntry>,
+        layout: Layout,
+    ) -> Result<ChunkId, StoreError> {
+        let mut entries = leaves;
+        let mut level: u8 = 1;
+        loop {
+            let groups = split(entries, layout);
+            if groups.len() <= 1 {
+                let node = StreamNode {
+                    level,
+                    entries: groups.into_iter().next().unwrap_or_default(),
+                };
+                let bytes = node.encode();
+                let id = ChunkId::of(&bytes);
+                self.stats.chunks += 1;
+                self.store_chunks(vec![(id, bytes)])?;
+                return Ok(id);
+            }
+            let mut next = Vec::with_capacity(groups.len());
+            let mut to_store = Vec::new();
+            for g in groups {
+                let total: u64 = g.iter().map(|e| e.len).sum();
+                if g.iter().all(|e| e.id.is_zero()) {
+                    next.push(NodeEntry {
+                        id: ChunkId::ZERO,
+                        len: total,
+                    });
+                    continue;
+                }
+                let bytes = StreamNode { level, entries: g }.encode();
+                let id = ChunkId::of(&bytes);
+                self.stats.chunks += 1;
+                to_store.push((id, bytes));
+                next.push(NodeEntry { id, len: total });
+            }
+            self.store_chunks(to_store)?;
+            entries = next;
+            level = level.checked_add(1).ok_or_else(|| {
+                StoreError::InvalidArgument("stream too large for the node tree".into())
+            })?;
+        }
+    }
+
+    /// Account for hashed data chunks and store the non-zero ones.
+    fn ingest(
+        &mut self,
+        hashed: Vec<(ChunkId, Vec<u8>)>,
+        leaves: &mut Vec<NodeEntry>,
+    ) -> Result<(), StoreError> {
+        let mut nonzero = Vec::with_capacity(hashed.len());
+        for (id, data) in hashed {
+            let len = data.len() as u64;
+            self.stats.chunks += 1;
+            self.stats.logical_bytes += len;
+            leaves.push(NodeEntry { id, len });
+            if id.is_zero() {
+                self.stats.zero_bytes += len;
+            } else {
+                nonzero.push((id, data));
+            }
+        }
+        self.store_chunks(nonzero)
+    }
+
+    /// A memory region of `len` bytes (fixed-size chunks of the store's memory chunk size).
+    /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
+    /// once. All-zero chunks are detected and never stored.
+    pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
+        let cs = u64::from(self.store.config().memory_chunk_size);
+        let n = len.div_ceil(cs);
+        let mut leaves = Vec::with_capacity(n as usize);
+        let mut i = 0u64;
+        while i < n {
+            let end = (i + BATCH as u64).min(n);
+            let hashed: Vec<(ChunkId, Vec<u8>)> = (i..end)
+                .into_par_iter()
+                .map(|k| {
+                    let off = k * cs;
+                    let l = cs.min(len - off) as usize;
+                    let mut buf = vec![0u8; l];
+                    source(off, &mut buf)
+                        .ctx(|| format!("reading memory source at offset {off}"))?;
+                    let id = if is_all_zero(&buf) {
+                        ChunkId::ZERO
+                    } else {
+                        ChunkId::of(&buf)
+                    };
+                    Ok((id, buf))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            self.ingest(hashed, &mut leaves)?;
+            i = end;
+        }
+        let root = self.build_nodes(
+            leaves,
+            Layout::Fixed(self.store.config().memory_fanout as usize),
+        )?;
+        Ok(StreamRef {
+            kind: StreamKind::Memory,
+            len,
+            root,
+        })
+    }
+
+    /// A byte stream (file contents): content-defined chunking (fastcdc).
+    pub fn put_bytes(&mut self, r: &mut dyn std::io::Read) -> Result<StreamRef, StoreError> {
+        let cfg = self.store.config().clone();
+        let cdc = fastcdc::v2020::StreamCDC::new(
+            r,
+            cfg.cdc_min_size as usize,
+            cfg.cdc_avg_size as usize,
+            cfg.cdc_max_size as usize,
+        );
+        let mut leaves = Vec::new();
+        let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH);
+        let mut total = 0u64;
+        for c in cdc {
+            let c = c.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(io) => StoreError::Io {
+                    context: "reading byte stream".into(),
+                    source: io,
+                },
+                other => StoreError::InvalidArgument(format!("chunking byte stream: {other}")),
+            })?;
+            total += c.data.len() as u64;
+            batch.push(c.data);
+            if batch.len() == BATCH {
+                let hashed = hash_all(std::mem::take(&mut batch));
+                self.ingest(hashed, &mut leaves)?;
+            }
+        }
+        if !batch.is_empty() {
+            let hashed = hash_all(batch);
+            self.ingest(hashed, &mut leaves)?;
+        }
+        let layout = Layout::ContentDefined {
+            avg: cfg.bytes_fanout_avg,
+            max: cfg.bytes_fanout_avg as usize * 4,
+        };
+        let root = self.build_nodes(leaves, layout)?;
+        Ok(StreamRef {
+            kind: StreamKind::Bytes,
+            len: total,
+            root,
+        })
+    }
+
+    /// A small named blob (JSON metadata, etc.). Same as put_bytes on a slice.
+    pub fn put_blob(&mut self, data: &[u8]) -> Result<StreamRef, StoreError> {
+        let mut r = data;
+        self.put_bytes(&mut r)
+    }
+
+    /// A tree node: named children (names are unique, sorted by the store).
+    pub fn put_tree(
+        &mut self,
+        mut entries: Vec<(String, StreamRef)>,
+    ) -> Result<StreamRef, StoreError> {
+        for (n, _) in &entries {
+            check_name(n)?;
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        if let Some(w) = entries.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(StoreError::InvalidArgument(format!(
+                "duplicate tree entry name {:?}",
+                w[0].0
+            )));
+        }
+        let bytes = encode_tree(&entries);
+        let id = ChunkId::of(&bytes);
+        self.stats.chunks += 1;
+        self.store_chunks(vec![(id, bytes)])?;
+        Ok(StreamRef {
+            kind: StreamKind::Tree,
+            len: entries.len() as u64,
+            root: id,
+        })
+    }
+
+    /// Flush, fsync and rename this writer's packs; after this the refs are durable.
+    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
+        self.seal_pack()?;
+        Ok(std::mem::take(&mut self.stats))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // An abandoned writer removes its unfinished pack; sealed packs stay (harmless, and
+        // possibly shared by dedup with other writers).
+        if let Some(p) = self.pack.take() {
+            p.discard();
+        }
+    }
+}
+
+fn hash_all(datas: Vec<Vec<u8>>) -> Vec<(ChunkId, Vec<u8>)> {
+    datas
+        .into_par_iter()
+        .map(|d| {
+            let id = if is_all_zero(&d) {
+                ChunkId::ZERO
+            } else {
+                ChunkId::of(&d)
+            };
+            (id, d)
+        })
+        .collect()
+}
+
+fn split(entries: Vec<NodeEntry>, layout: Layout) -> Vec<Vec<NodeEntry>> {
+    match layout {
+        Layout::Fixed(n) => entries.chunks(n.max(2)).map(|c| c.to_vec()).collect(),
+        Layout::ContentDefined { avg, max } => {
+            let mut out = Vec::new();
+            let mut cur = Vec::new();
+            for e in entries {
+                let boundary = !e.id.is_zero() && {
+                    let v = u32::from_le_bytes([e.id.0[0], e.id.0[1], e.id.0[2], e.id.0[3]]);
+                    v % avg.max(2) == avg.max(2) - 1
+                };
+                cur.push(e);
+                if boundary || cur.len() >= max.max(2) {
+                    out.push(std::mem::take(&mut cur));
+                }
+            }
+            if !cur.is_empty() {
+                out.push(cur);
+            }
+            out
+        }
+    }
+}

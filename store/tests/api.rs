@@ -1,0 +1,199 @@
+//! End-to-end tests of the public store API.
+
+use std::sync::Mutex;
+
+use cairn_store::{
+    CheckLevel, GenerationInfo, InitOptions, Store, StoreError, StreamKind, StreamRef,
+};
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn info(stats: cairn_store::WriteStats) -> GenerationInfo {
+    GenerationInfo {
+        kind: "test".into(),
+        stats,
+        ..Default::default()
+    }
+}
+
+fn put_mem(w: &mut cairn_store::Writer, data: &[u8]) -> StreamRef {
+    w.put_memory(data.len() as u64, &|off, buf: &mut [u8]| {
+        let o = off as usize;
+        buf.copy_from_slice(&data[o..o + buf.len()]);
+        Ok(())
+    })
+    .unwrap()
+}
+
+#[test]
+fn memory_bytes_tree_roundtrip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut mem = pseudo_random(3 * 65536 + 4096, 1);
+    mem[65536..2 * 65536].fill(0);
+    let file = pseudo_random(300_000, 2);
+    let mut w = store.writer().unwrap();
+    let m = put_mem(&mut w, &mem);
+    let b = w.put_bytes(&mut &file[..]).unwrap();
+    let e = w.put_blob(b"").unwrap();
+    let sub = w.put_tree(vec![("m".into(), m.clone())]).unwrap();
+    let root = w
+        .put_tree(vec![
+            ("f".into(), b.clone()),
+            ("d".into(), sub),
+            ("empty".into(), e.clone()),
+        ])
+        .unwrap();
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.zero_bytes, 65536);
+    let id = store.commit("job", &root, info(stats)).unwrap();
+
+    let r = store.reader(id).unwrap();
+    let m2 = r.lookup("d/m").unwrap();
+    assert_eq!(m2, m);
+    assert_eq!(m2.kind, StreamKind::Memory);
+    assert_eq!(r.read_all(&m2).unwrap(), mem);
+    assert_eq!(r.read_all(&r.lookup("f").unwrap()).unwrap(), file);
+    assert_eq!(r.read_all(&r.lookup("empty").unwrap()).unwrap(), b"");
+    let names: Vec<String> = r
+        .tree_entries(r.root())
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["d", "empty", "f"]);
+    // Random access across chunk boundaries.
+    for (off, len) in [
+        (0usize, 1usize),
+        (65530, 20),
+        (65536 * 2 - 3, 65536 + 10),
+        (mem.len() - 7, 7),
+    ] {
+        let mut buf = vec![0xAA; len];
+        r.read_at(&m, off as u64, &mut buf).unwrap();
+        assert_eq!(buf, &mem[off..off + len], "offset {off}");
+    }
+    let mut buf = [0u8; 8];
+    assert!(r.read_at(&m, mem.len() as u64 - 4, &mut buf).is_err());
+    // for_each_chunk reports every chunk, None for the zero one.
+    let seen = Mutex::new(Vec::new());
+    r.for_each_chunk(&m, &|off, data| {
+        let o = off as usize;
+        match data {
+            Some(d) => assert_eq!(d, &mem[o..o + d.len()]),
+            None => assert!(mem[o..o + 65536].iter().all(|&b| b == 0)),
+        }
+        seen.lock().unwrap().push((off, data.is_none()));
+        Ok(())
+    })
+    .unwrap();
+    let mut seen = seen.into_inner().unwrap();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![(0, false), (65536, true), (131072, false), (196608, false)]
+    );
+    assert!(matches!(r.lookup("nope"), Err(StoreError::NotFound(_))));
+}
+
+#[test]
+fn second_generation_dedups_and_latest_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut mem = pseudo_random(8 << 20, 3);
+    let mut ids = Vec::new();
+    let mut new_bytes = Vec::new();
+    for g in 0..3 {
+        if g > 0 {
+            let p = 4096 * (100 + g);
+            mem[p..p + 4096].copy_from_slice(&pseudo_random(4096, 100 + g as u64));
+        }
+        let mut w = store.writer().unwrap();
+        let m = put_mem(&mut w, &mem);
+        let root = w.put_tree(vec![("m".into(), m)]).unwrap();
+        let stats = w.finish().unwrap();
+        new_bytes.push(stats.new_stored_bytes);
+        ids.push(store.commit("j", &root, info(stats)).unwrap());
+    }
+    // The first generation stores everything, later ones a chunk plus a few nodes.
+    assert!(new_bytes[0] >= 8 << 20);
+    assert!(new_bytes[1] < 65536 + 32 * 1024, "{new_bytes:?}");
+    let (latest, skipped) = store.latest_consistent("j").unwrap();
+    assert_eq!(latest.id, ids[2]);
+    assert!(skipped.is_empty());
+    let r = store.reader(latest.id).unwrap();
+    assert_eq!(r.read_all(&r.lookup("m").unwrap()).unwrap(), mem);
+    assert_eq!(store.generations(Some("j")).unwrap().len(), 3);
+    assert_eq!(store.generations(Some("other")).unwrap().len(), 0);
+    assert!(matches!(
+        store.latest_consistent("other"),
+        Err(StoreError::UnknownJob(_))
+    ));
+    for g in store.generations(None).unwrap() {
+        store.check_generation(&g, CheckLevel::Data).unwrap();
+    }
+}
+
+#[test]
+fn commit_refuses_unfinished_or_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut w = store.writer().unwrap();
+    let b = w.put_blob(&pseudo_random(100_000, 9)).unwrap();
+    let root = w.put_tree(vec![("b".into(), b.clone())]).unwrap();
+    // Not finished: the pack is still a temporary file, so the chunks are not in the store.
+    assert!(store.commit("j", &root, info(Default::default())).is_err());
+    assert!(w.put_tree(vec![("a/b".into(), b.clone())]).is_err());
+    assert!(w
+        .put_tree(vec![("x".into(), b.clone()), ("x".into(), b.clone())])
+        .is_err());
+    let stats = w.finish().unwrap();
+    assert!(store
+        .commit("bad name", &root, info(stats.clone()))
+        .is_err());
+    assert!(store.commit("j", &b, info(stats.clone())).is_err());
+    store.commit("j", &root, info(stats)).unwrap();
+    // init refuses a non-empty directory; open refuses a non-store.
+    assert!(matches!(
+        Store::init(dir.path(), InitOptions::default()),
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let other = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        Store::open(other.path()),
+        Err(StoreError::NotAStore(_))
+    ));
+}
+
+#[test]
+fn reindex_rebuilds_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let data = pseudo_random(1 << 20, 5);
+    let mut w = store.writer().unwrap();
+    let b = w.put_bytes(&mut &data[..]).unwrap();
+    let root = w.put_tree(vec![("b".into(), b)]).unwrap();
+    let stats = w.finish().unwrap();
+    let id = store.commit("j", &root, info(stats)).unwrap();
+    let before = store.totals().unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("cairn.db")).unwrap();
+    assert!(matches!(Store::open(dir.path()), Err(StoreError::Index(_))));
+    let rep = Store::reindex(dir.path()).unwrap();
+    assert_eq!(rep.generations, 1);
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.totals().unwrap().chunks, before.chunks);
+    assert_eq!(store.latest_consistent("j").unwrap().0.id, id);
+    let r = store.reader(id).unwrap();
+    assert_eq!(r.read_all(&r.lookup("b").unwrap()).unwrap(), data);
+}
