@@ -118,6 +118,11 @@ fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, ClientError> {
     Err(err(last))
 }
 
+/// Checks that something listens at `host:port` (without talking to it).
+pub fn probe(host: &str, port: u16) -> Result<(), ClientError> {
+    tcp_connect(host, port).map(drop)
+}
+
 /// Connects and runs the handshake; returns an authenticated stream.
 pub fn connect_authenticated(
     addr: &CoordinatorAddress,

@@ -5,7 +5,7 @@
 //! nothing committed; 5 no coordinator reachable; 6 authentication failed or no secret;
 //! 99 anything else.
 
-use cairn_coordinator::client::{ClientError, CommandClient, CoordinatorAddress};
+use cairn_coordinator::client::{probe, ClientError, CommandClient, CoordinatorAddress};
 use cairn_coordinator::protocol::{Refusal, Request, Response};
 use clap::ArgGroup;
 
@@ -104,7 +104,14 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
 }
 
 fn ask(host: &str, port: u16, request: &Request) -> Result<Response, ClientError> {
-    let addr = CoordinatorAddress::discover(host, port)?;
+    let addr = match CoordinatorAddress::discover(host, port) {
+        Ok(addr) => addr,
+        // No secret usually means no coordinator: say "unreachable" when that is the case.
+        Err(e) => {
+            probe(host, port)?;
+            return Err(e);
+        }
+    };
     let mut client = CommandClient::connect(&addr)?;
     client.request(request)
 }
