@@ -54,6 +54,8 @@ pub struct Args {
 /// Runs `cairn coordinator`; returns the exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     let is_child = std::env::var_os(DAEMON_CHILD_ENV).is_some();
+    // Still single-threaded here: nothing else can be reading the environment.
+    std::env::remove_var(DAEMON_CHILD_ENV);
     if args.daemon && !is_child {
         return spawn_daemon(args);
     }
