@@ -468,3 +468,38 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+#[test]
+fn sigterm_stops_the_coordinator_but_not_the_computation() {
+    let env = Env::new();
+    let mut child = env
+        .cairn()
+        .args(["coordinator", "--port", "0", "--port-file"])
+        .arg(env.path("port"))
+        .arg("--log")
+        .arg(env.path("log"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the port file", || env.path("port").exists());
+    let port = env.port();
+    let a1 = agent(&env.address(port), env.path("store"), "a1", false);
+    // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    assert!(child.wait().unwrap().success());
+    // The agent saw the connection close, not an order to stop its programs.
+    let seen = a1.join().unwrap();
+    assert!(!seen.contains(&CoordinatorMessage::Quit));
+    assert!(!seen.contains(&CoordinatorMessage::Kill));
+    assert!(!env.path("port.secret").exists());
+    let log = std::fs::read_to_string(env.path("log")).unwrap();
+    assert!(
+        log.contains(r#""event":"stopped""#) && log.contains("SIGTERM"),
+        "{log}"
+    );
+}

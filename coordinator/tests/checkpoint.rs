@@ -304,3 +304,28 @@ fn periodic_checkpoints_follow_the_interval() {
     }
     assert_eq!(status(&h).interval_secs, 0);
 }
+
+#[test]
+fn an_agent_that_never_answers_fails_the_checkpoint_after_the_timeout() {
+    let h = start_with(|c| c.checkpoint_timeout_secs = 1);
+    let _fast = spawn_agent(&h, "job", "fast", Behavior::Store);
+    let (go, gated) = gate();
+    let _slow = spawn_agent(&h, "job", "slow", Behavior::Gated(gated));
+    match ask(&h, Request::Checkpoint { wait: true }) {
+        Response::CheckpointFailed { reason, .. } => {
+            assert!(
+                reason.contains("slow did not answer within 1 s"),
+                "{reason}"
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(h.store().generations(None).unwrap().is_empty());
+    // Its late answer is ignored; the next checkpoint works once it answers in time.
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    match ask(&h, Request::Checkpoint { wait: true }) {
+        Response::CheckpointCommitted(r) => assert_eq!(r.agents, 2),
+        other => panic!("unexpected {other:?}"),
+    }
+}

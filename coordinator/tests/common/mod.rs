@@ -39,6 +39,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
         secret: secret.clone(),
         store: Some(store_dir.path().join("store")),
         interval_secs: 0,
+        checkpoint_timeout_secs: 0,
         exit_on_last: false,
         log: EventLog::new(Box::new(std::fs::File::create(&log).unwrap())),
     };
