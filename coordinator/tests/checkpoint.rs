@@ -56,9 +56,11 @@ fn two_agents_are_committed_together_as_one_generation() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["id"].as_str().unwrap())
+        .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a1", "a2"]);
+    assert_eq!(meta["agent_details"][1]["id"], "a2");
+    assert_eq!(meta["agent_details"][1]["host"], "testhost");
     for id in ["a1", "a2"] {
         let image = reader
             .read_all(&reader.lookup(&format!("agents/{id}/image.json")).unwrap())
