@@ -196,6 +196,18 @@ fn a_malformed_agent_message_is_answered_and_the_agent_stays() {
     let m: CoordinatorMessage = frame::read_blocking(&mut s).unwrap().unwrap();
     assert!(matches!(m, CoordinatorMessage::Error { .. }), "{m:?}");
     assert_eq!(status_ok(&h).agents, 1);
+    // A frame of another version is answered too, then the agent is dropped.
+    s.write_all(&frame::encode_raw(VERSION + 7, b"{}").unwrap())
+        .unwrap();
+    let m: CoordinatorMessage = frame::read_blocking(&mut s).unwrap().unwrap();
+    assert!(
+        matches!(&m, CoordinatorMessage::Error { message } if message.contains("version")),
+        "{m:?}"
+    );
+    assert!(frame::read_blocking::<CoordinatorMessage>(&mut s)
+        .unwrap()
+        .is_none());
+    wait_for("the agent to be dropped", || status_ok(&h).agents == 0);
 }
 
 #[test]

@@ -237,13 +237,18 @@ async fn agent_session(
                     break;
                 }
             }
-            Err(e) if e.is_recoverable() => {
+            Err(e) => {
+                // Answered in every case; after an unrecoverable one the stream is out of
+                // sync, so the agent is dropped (its checkpoint, if any, fails).
+                let fatal = !e.is_recoverable();
                 let _ = events.send(Event::AgentProtocolError {
                     conn,
                     message: e.to_string(),
                 });
+                if fatal {
+                    break;
+                }
             }
-            Err(_) => break,
         }
     }
     let _ = events.send(Event::AgentGone { conn });
