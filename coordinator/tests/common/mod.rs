@@ -88,6 +88,8 @@ pub enum Behavior {
     Fail,
     /// Drop the connection without answering.
     Disconnect,
+    /// Store and report, then drop the connection at once (agent dies after reporting).
+    StoreThenDisconnect,
     /// Wait for a go from the test, then store (to hold a checkpoint open).
     Gated(Receiver<()>),
 }
@@ -176,6 +178,13 @@ pub fn spawn_agent(h: &Harness, job: &str, id: &str, behavior: Behavior) -> Test
                     .checkpoint_failed(generation_token, "simulated capture failure")
                     .unwrap(),
                 Behavior::Disconnect => {
+                    conn.close();
+                    return;
+                }
+                Behavior::StoreThenDisconnect => {
+                    let (root, stats) = store_image(&store_path, &agent_id, generation_token);
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
                     conn.close();
                     return;
                 }
