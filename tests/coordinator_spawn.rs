@@ -47,4 +47,33 @@ fn connect_or_spawn_starts_a_daemon_once_and_then_finds_it() {
         assert!(std::time::Instant::now() < deadline, "daemon did not exit");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+
+    // Several launches racing for the same free port end up sharing one coordinator.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let racers: Vec<_> = (0..3)
+        .map(|_| std::thread::spawn(move || connect_or_spawn_with("localhost", port, exe).unwrap()))
+        .collect();
+    let addrs: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let pids: Vec<u32> = addrs
+        .iter()
+        .map(|a| {
+            match CommandClient::connect(a)
+                .unwrap()
+                .request(&Request::Status)
+                .unwrap()
+            {
+                Response::Status(s) => s.pid,
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    assert!(pids.iter().all(|p| *p == pids[0]), "{pids:?}");
+    let r = CommandClient::connect(&addrs[0])
+        .unwrap()
+        .request(&Request::Quit)
+        .unwrap();
+    assert!(matches!(r, Response::Done { .. }));
 }

@@ -276,7 +276,8 @@ pub fn connect_or_spawn_with(
     cairn_exe: &Path,
 ) -> Result<CoordinatorAddress, ClientError> {
     match tcp_connect(host, port) {
-        Ok(_) => return CoordinatorAddress::discover(host, port),
+        // A coordinator that has just started publishes its secret right after binding.
+        Ok(_) => return discover_patiently(host, port, Duration::from_secs(2)),
         Err(ClientError::Connect { source, .. })
             if source.kind() == std::io::ErrorKind::ConnectionRefused && is_local(host) => {}
         Err(e) => return Err(e),
@@ -311,9 +312,26 @@ pub fn connect_or_spawn_with(
     let deadline = Instant::now() + SPAWN_TIMEOUT;
     loop {
         match tcp_connect(host, port) {
-            Ok(_) => return CoordinatorAddress::discover(host, port),
+            Ok(_) => return discover_patiently(host, port, SPAWN_TIMEOUT),
             Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// [`CoordinatorAddress::discover`], retrying while the secret file does not exist yet.
+fn discover_patiently(
+    host: &str,
+    port: u16,
+    patience: Duration,
+) -> Result<CoordinatorAddress, ClientError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match CoordinatorAddress::discover(host, port) {
+            Err(ClientError::Secret(AuthError::NotFound(_))) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
         }
     }
 }
