@@ -261,6 +261,22 @@ impl AgentConnection {
     }
 }
 
+/// The connection's socket, so an agent can wait for coordinator messages in its own poll
+/// loop (pidfd, signalfd, timerfd, ...) and call [`AgentConnection::recv`] when it is
+/// readable. The coordinator writes each message as one whole frame, so `recv` then returns
+/// promptly.
+impl std::os::fd::AsFd for AgentConnection {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for AgentConnection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
 /// Finds the coordinator at `host:port`, or starts `cairn coordinator --daemon` there when
 /// none answers and the host is this machine (as DMTCP's launch does). Uses the running
 /// executable as `cairn`.

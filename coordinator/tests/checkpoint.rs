@@ -331,3 +331,34 @@ fn an_agent_that_never_answers_fails_the_checkpoint_after_the_timeout() {
         other => panic!("unexpected {other:?}"),
     }
 }
+
+#[test]
+fn an_agent_can_poll_its_connection_for_requests() {
+    use nix::poll::{poll, PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let h = start();
+    let mut conn = AgentConnection::connect(&h.addr, registration("job", "p1")).unwrap();
+    let readable = |conn: &AgentConnection, ms: u16| {
+        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, ms).unwrap() == 1
+    };
+    assert!(!readable(&conn, 0));
+    match ask(&h, Request::Checkpoint { wait: false }) {
+        Response::CheckpointStarted { .. } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(readable(&conn, 5000));
+    let token = match conn.recv().unwrap() {
+        Some(CoordinatorMessage::Checkpoint { generation_token }) => generation_token,
+        other => panic!("unexpected {other:?}"),
+    };
+    conn.checkpoint_failed(token, "not today").unwrap();
+    assert!(readable(&conn, 5000));
+    assert!(matches!(
+        conn.recv().unwrap(),
+        Some(CoordinatorMessage::CheckpointDone {
+            generation: None,
+            ..
+        })
+    ));
+}
