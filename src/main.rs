@@ -32,7 +32,8 @@ enum Command {
     /// Run the coordinator of a computation (DMTCP's dmtcp_coordinator).
     Coordinator(cli::coordinator::Args),
     /// Send a command to a running coordinator (DMTCP's dmtcp_command).
-    Command(cli::command::Args),
+    #[command(name = "command")]
+    Ctl(cli::command::Args),
 }
 
 fn main() {
@@ -45,6 +46,6 @@ fn main() {
         Command::Load(a) => cli::save_load::load(a),
         Command::Bench(c) => cli::bench_store::bench(c),
         Command::Coordinator(a) => cli::coordinator::run(&a),
-        Command::Command(a) => cli::command::run(&a),
+        Command::Ctl(a) => cli::command::run(&a),
     })
 }

@@ -118,6 +118,11 @@ fn tcp_connect(host: &str, port: u16) -> Result<TcpStream, ClientError> {
     Err(err(last))
 }
 
+/// Checks that something listens at `host:port` (without talking to it).
+pub fn probe(host: &str, port: u16) -> Result<(), ClientError> {
+    tcp_connect(host, port).map(drop)
+}
+
 /// Connects and runs the handshake; returns an authenticated stream.
 pub fn connect_authenticated(
     addr: &CoordinatorAddress,
@@ -256,6 +261,22 @@ impl AgentConnection {
     }
 }
 
+/// The connection's socket, so an agent can wait for coordinator messages in its own poll
+/// loop (pidfd, signalfd, timerfd, ...) and call [`AgentConnection::recv`] when it is
+/// readable. The coordinator writes each message as one whole frame, so `recv` then returns
+/// promptly.
+impl std::os::fd::AsFd for AgentConnection {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+impl std::os::fd::AsRawFd for AgentConnection {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
 /// Finds the coordinator at `host:port`, or starts `cairn coordinator --daemon` there when
 /// none answers and the host is this machine (as DMTCP's launch does). Uses the running
 /// executable as `cairn`.
@@ -271,7 +292,8 @@ pub fn connect_or_spawn_with(
     cairn_exe: &Path,
 ) -> Result<CoordinatorAddress, ClientError> {
     match tcp_connect(host, port) {
-        Ok(_) => return CoordinatorAddress::discover(host, port),
+        // A coordinator that has just started publishes its secret right after binding.
+        Ok(_) => return discover_patiently(host, port, Duration::from_secs(2)),
         Err(ClientError::Connect { source, .. })
             if source.kind() == std::io::ErrorKind::ConnectionRefused && is_local(host) => {}
         Err(e) => return Err(e),
@@ -306,9 +328,26 @@ pub fn connect_or_spawn_with(
     let deadline = Instant::now() + SPAWN_TIMEOUT;
     loop {
         match tcp_connect(host, port) {
-            Ok(_) => return CoordinatorAddress::discover(host, port),
+            Ok(_) => return discover_patiently(host, port, SPAWN_TIMEOUT),
             Err(e) if Instant::now() > deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// [`CoordinatorAddress::discover`], retrying while the secret file does not exist yet.
+fn discover_patiently(
+    host: &str,
+    port: u16,
+    patience: Duration,
+) -> Result<CoordinatorAddress, ClientError> {
+    let deadline = Instant::now() + patience;
+    loop {
+        match CoordinatorAddress::discover(host, port) {
+            Err(ClientError::Secret(AuthError::NotFound(_))) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
         }
     }
 }

@@ -52,7 +52,10 @@ struct Meta<'a> {
     job: &'a str,
     host: &'a str,
     cairn_version: &'a str,
-    agents: Vec<MetaAgent<'a>>,
+    /// Agent ids, each the name of a subtree under `agents/` (what restore reads).
+    agents: Vec<&'a str>,
+    /// Where each agent ran (informational).
+    agent_details: Vec<MetaAgent<'a>>,
 }
 
 #[derive(Serialize)]
@@ -60,7 +63,6 @@ struct MetaAgent<'a> {
     id: &'a str,
     host: &'a str,
     pid: u32,
-    path: String,
 }
 
 /// Writes `meta.json` and the root tree, then commits the generation (the atomic step).
@@ -74,11 +76,15 @@ pub fn commit_generation(store: &Store, req: &CommitRequest) -> Result<Committed
         agents: req
             .parts
             .iter()
+            .map(|p| p.registration.agent_id.as_str())
+            .collect(),
+        agent_details: req
+            .parts
+            .iter()
             .map(|p| MetaAgent {
                 id: &p.registration.agent_id,
                 host: &p.registration.host,
                 pid: p.registration.pid,
-                path: format!("agents/{}", p.registration.agent_id),
             })
             .collect(),
     };

@@ -57,6 +57,9 @@ pub struct Config {
     pub store: Option<PathBuf>,
     /// Seconds between periodic checkpoints; 0 disables them.
     pub interval_secs: u64,
+    /// Abandon a checkpoint whose agents have not all answered after this many seconds;
+    /// 0 waits forever.
+    pub checkpoint_timeout_secs: u64,
     /// Stop when the last agent disconnects (after at least one registered).
     pub exit_on_last: bool,
     /// Where the structured event log goes.
@@ -93,6 +96,14 @@ impl Control {
             Ok(rx) => rx.blocking_recv().unwrap_or_else(|_| stopped()),
             Err(resp) => resp,
         }
+    }
+
+    /// Stops the coordinator without asking the agents to stop their programs (they see the
+    /// connection close). A checkpoint in flight is abandoned unless its commit started.
+    pub fn stop(&self, reason: &str) {
+        let _ = self.events.send(core::Event::Stop {
+            reason: reason.to_string(),
+        });
     }
 
     fn submit(&self, req: Request) -> Result<oneshot::Receiver<Response>, Response> {

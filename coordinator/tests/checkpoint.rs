@@ -43,9 +43,12 @@ fn two_agents_are_committed_together_as_one_generation() {
     assert_eq!(gens[0].info.frozen_ms, 7);
 
     let reader = store.reader(report.generation).unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_slice(&reader.read_all(&reader.lookup("meta.json").unwrap()).unwrap())
-            .unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &reader
+            .read_all(&reader.lookup("meta.json").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(meta["format"], 1);
     assert_eq!(meta["kind"], "checkpoint");
     assert_eq!(meta["job"], "job");
@@ -53,9 +56,11 @@ fn two_agents_are_committed_together_as_one_generation() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| a["id"].as_str().unwrap())
+        .map(|a| a.as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a1", "a2"]);
+    assert_eq!(meta["agent_details"][1]["id"], "a2");
+    assert_eq!(meta["agent_details"][1]["host"], "testhost");
     for id in ["a1", "a2"] {
         let image = reader
             .read_all(&reader.lookup(&format!("agents/{id}/image.json")).unwrap())
@@ -212,7 +217,8 @@ fn the_first_agents_store_is_used_when_the_coordinator_has_none() {
                     write,
                     ..Default::default()
                 };
-                conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                conn.checkpoint_stored(generation_token, root, stats)
+                    .unwrap();
             }
             if matches!(msg, CoordinatorMessage::Quit) {
                 return;
@@ -232,11 +238,12 @@ fn the_first_agents_store_is_used_when_the_coordinator_has_none() {
 fn registration_rules_are_enforced() {
     let h = start();
     let _a1 = spawn_agent(&h, "job", "a1", Behavior::Store);
-    let refused = |job: &str, id: &str| match AgentConnection::connect(&h.addr, registration(job, id)) {
-        Err(ClientError::Rejected(reason)) => reason,
-        Ok(_) => panic!("{job}/{id} was accepted"),
-        Err(e) => panic!("unexpected {e}"),
-    };
+    let refused =
+        |job: &str, id: &str| match AgentConnection::connect(&h.addr, registration(job, id)) {
+            Err(ClientError::Rejected(reason)) => reason,
+            Ok(_) => panic!("{job}/{id} was accepted"),
+            Err(e) => panic!("unexpected {e}"),
+        };
     assert!(refused("job", "a1").contains("already registered"));
     assert!(refused("other", "a2").contains("job"));
     assert!(refused("job", "../evil").contains("invalid agent id"));
@@ -298,4 +305,60 @@ fn periodic_checkpoints_follow_the_interval() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(status(&h).interval_secs, 0);
+}
+
+#[test]
+fn an_agent_that_never_answers_fails_the_checkpoint_after_the_timeout() {
+    let h = start_with(|c| c.checkpoint_timeout_secs = 1);
+    let _fast = spawn_agent(&h, "job", "fast", Behavior::Store);
+    let (go, gated) = gate();
+    let _slow = spawn_agent(&h, "job", "slow", Behavior::Gated(gated));
+    match ask(&h, Request::Checkpoint { wait: true }) {
+        Response::CheckpointFailed { reason, .. } => {
+            assert!(
+                reason.contains("slow did not answer within 1 s"),
+                "{reason}"
+            )
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(h.store().generations(None).unwrap().is_empty());
+    // Its late answer is ignored; the next checkpoint works once it answers in time.
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    match ask(&h, Request::Checkpoint { wait: true }) {
+        Response::CheckpointCommitted(r) => assert_eq!(r.agents, 2),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn an_agent_can_poll_its_connection_for_requests() {
+    use nix::poll::{poll, PollFd, PollFlags};
+    use std::os::fd::AsFd;
+    let h = start();
+    let mut conn = AgentConnection::connect(&h.addr, registration("job", "p1")).unwrap();
+    let readable = |conn: &AgentConnection, ms: u16| {
+        let mut fds = [PollFd::new(conn.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, ms).unwrap() == 1
+    };
+    assert!(!readable(&conn, 0));
+    match ask(&h, Request::Checkpoint { wait: false }) {
+        Response::CheckpointStarted { .. } => {}
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(readable(&conn, 5000));
+    let token = match conn.recv().unwrap() {
+        Some(CoordinatorMessage::Checkpoint { generation_token }) => generation_token,
+        other => panic!("unexpected {other:?}"),
+    };
+    conn.checkpoint_failed(token, "not today").unwrap();
+    assert!(readable(&conn, 5000));
+    assert!(matches!(
+        conn.recv().unwrap(),
+        Some(CoordinatorMessage::CheckpointDone {
+            generation: None,
+            ..
+        })
+    ));
 }

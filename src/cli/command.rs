@@ -5,9 +5,11 @@
 //! nothing committed; 5 no coordinator reachable; 6 authentication failed or no secret;
 //! 99 anything else.
 
-use cairn_coordinator::client::{ClientError, CommandClient, CoordinatorAddress};
+use cairn_coordinator::client::{probe, ClientError, CommandClient, CoordinatorAddress};
 use cairn_coordinator::protocol::{Refusal, Request, Response};
 use clap::ArgGroup;
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use super::render;
 
@@ -85,7 +87,12 @@ impl Args {
 /// Runs `cairn command`; returns the exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     let request = args.request();
-    let response = match ask(&args.coord_host, args.coord_port, &request) {
+    let interactive = !args.json && std::io::stderr().is_terminal();
+    let waits = request == Request::Checkpoint { wait: true };
+    let answer = with_spinner(interactive && waits, "checkpointing", || {
+        ask(&args.coord_host, args.coord_port, &request)
+    });
+    let response = match answer {
         Ok(r) => r,
         Err(e) => {
             let code = match &e {
@@ -103,8 +110,40 @@ pub fn run(args: &Args) -> anyhow::Result<i32> {
     Ok(exit_code(&response))
 }
 
+/// Runs `f`; if it takes more than a second and `enabled`, shows a spinner on stderr meanwhile.
+fn with_spinner<T>(enabled: bool, message: &str, f: impl FnOnce() -> T) -> T {
+    if !enabled {
+        return f();
+    }
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let message = message.to_string();
+    let spinner = std::thread::spawn(move || {
+        if wait.recv_timeout(Duration::from_secs(1))
+            != Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        let _ = wait.recv();
+        bar.finish_and_clear();
+    });
+    let result = f();
+    drop(done);
+    let _ = spinner.join();
+    result
+}
+
 fn ask(host: &str, port: u16, request: &Request) -> Result<Response, ClientError> {
-    let addr = CoordinatorAddress::discover(host, port)?;
+    let addr = match CoordinatorAddress::discover(host, port) {
+        Ok(addr) => addr,
+        // No secret usually means no coordinator: say "unreachable" when that is the case.
+        Err(e) => {
+            probe(host, port)?;
+            return Err(e);
+        }
+    };
     let mut client = CommandClient::connect(&addr)?;
     client.request(request)
 }

@@ -40,6 +40,9 @@ pub struct Args {
     /// Checkpoint every SECS seconds (0 = off).
     #[arg(long, short = 'i', value_name = "SECS", default_value_t = 0)]
     interval: u64,
+    /// Abandon a checkpoint when agents have not answered after SECS seconds (0 = wait).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    checkpoint_timeout: u64,
     /// Store to commit generations into (default: the store the first agent names).
     #[arg(long, env = "CAIRN_STORE", value_name = "DIR")]
     store: Option<PathBuf>,
@@ -54,6 +57,8 @@ pub struct Args {
 /// Runs `cairn coordinator`; returns the exit code.
 pub fn run(args: &Args) -> anyhow::Result<i32> {
     let is_child = std::env::var_os(DAEMON_CHILD_ENV).is_some();
+    // Still single-threaded here: nothing else can be reading the environment.
+    std::env::remove_var(DAEMON_CHILD_ENV);
     if args.daemon && !is_child {
         return spawn_daemon(args);
     }
@@ -149,6 +154,7 @@ fn serve(args: &Args, is_child: bool) -> anyhow::Result<()> {
         secret: secret.clone(),
         store,
         interval_secs: args.interval,
+        checkpoint_timeout_secs: args.checkpoint_timeout,
         exit_on_last: args.exit_on_last,
         log,
     };
@@ -159,6 +165,18 @@ fn serve(args: &Args, is_child: bool) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     let daemon = runtime.block_on(Daemon::bind(config))?;
     let port = daemon.local_addr().port();
+
+    // Handlers go in before the port is published, so a signal is never fatal once a
+    // client could know about us.
+    let signals = {
+        let _guard = runtime.enter();
+        TerminationSignals::install().context("cannot install signal handlers")?
+    };
+    let control = daemon.control();
+    runtime.spawn(async move {
+        let name = signals.recv().await;
+        control.stop(name);
+    });
 
     // The port is ours now: publish the secret, then the port (readers of the port file
     // may connect at once).
@@ -198,6 +216,34 @@ fn serve(args: &Args, is_child: bool) -> anyhow::Result<()> {
     }
     result?;
     Ok(())
+}
+
+/// SIGTERM, SIGINT and SIGHUP stop the coordinator gracefully (see docs/coordinator.md).
+struct TerminationSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl TerminationSignals {
+    /// Installs the handlers; must run inside the runtime.
+    fn install() -> std::io::Result<TerminationSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(TerminationSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for the first of them and names it.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
 }
 
 fn write_port_file(path: &Path, port: u16) -> anyhow::Result<()> {

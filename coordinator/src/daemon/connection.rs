@@ -34,7 +34,38 @@ pub(super) async fn serve(
     };
     match role {
         Role::Command => command_session(stream, events, &mut shutdown).await,
-        Role::Agent => agent_session(stream, peer, events, &mut shutdown).await,
+        Role::Agent => {
+            enable_keepalive(&stream);
+            agent_session(stream, peer, events, &mut shutdown).await
+        }
+    }
+}
+
+/// TCP keepalive on agent connections, so an agent whose host vanished (no FIN, no RST) is
+/// noticed within about a minute (30 s idle + 3 probes 10 s apart) and its checkpoint fails
+/// instead of waiting forever. Best effort: failures leave the defaults.
+fn enable_keepalive(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    let options = [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 30),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 10),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3),
+    ];
+    for (level, name, value) in options {
+        let value: libc::c_int = value;
+        // SAFETY: `fd` is a valid socket owned by `stream` for the duration of the call, and
+        // the option value points to a live c_int whose exact size is passed.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::from_ref(&value).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
     }
 }
 
@@ -206,13 +237,18 @@ async fn agent_session(
                     break;
                 }
             }
-            Err(e) if e.is_recoverable() => {
+            Err(e) => {
+                // Answered in every case; after an unrecoverable one the stream is out of
+                // sync, so the agent is dropped (its checkpoint, if any, fails).
+                let fatal = !e.is_recoverable();
                 let _ = events.send(Event::AgentProtocolError {
                     conn,
                     message: e.to_string(),
                 });
+                if fatal {
+                    break;
+                }
             }
-            Err(_) => break,
         }
     }
     let _ = events.send(Event::AgentGone { conn });

@@ -50,6 +50,8 @@ pub(super) enum Event {
         req: Request,
         reply: oneshot::Sender<Response>,
     },
+    /// Stop serving without telling the agents to stop (signal to the coordinator).
+    Stop { reason: String },
     /// The blocking commit of a checkpoint finished.
     CommitDone {
         token: u64,
@@ -80,6 +82,8 @@ struct Pending {
     /// Clients blocked in `--bcheckpoint`.
     waiters: Vec<oneshot::Sender<Response>>,
     committing: bool,
+    /// When the agents' answers are overdue (`--checkpoint-timeout`).
+    deadline: Option<TokioInstant>,
 }
 
 pub(super) struct Core {
@@ -125,12 +129,18 @@ impl Core {
                 break;
             }
             let tick = self.next_tick;
+            let deadline = self
+                .pending
+                .as_ref()
+                .filter(|p| !p.committing)
+                .and_then(|p| p.deadline);
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.handle(ev),
                     None => break,
                 },
                 _ = sleep_until_opt(tick) => self.periodic(),
+                _ = sleep_until_opt(deadline) => self.overdue(),
             }
         }
         // Dropping `self` drops every agent's outbox, which ends their writer tasks after
@@ -160,6 +170,15 @@ impl Core {
                 }
             }
             Event::AgentGone { conn } => self.agent_gone(conn),
+            Event::Stop { reason } => {
+                self.quitting = true;
+                if self.pending.as_ref().is_some_and(|p| !p.committing) {
+                    self.fail_pending(format!("the coordinator was stopped ({reason})"));
+                }
+                self.config
+                    .log
+                    .event("stopped", serde_json::json!({ "reason": reason }));
+            }
             Event::Request { req, reply } => self.request(req, reply),
             Event::CommitDone {
                 token,
@@ -441,6 +460,9 @@ impl Core {
             registrations,
             waiters: Vec::new(),
             committing: false,
+            deadline: (self.config.checkpoint_timeout_secs > 0).then(|| {
+                TokioInstant::now() + Duration::from_secs(self.config.checkpoint_timeout_secs)
+            }),
         });
         self.config.log.event(
             "checkpoint_started",
@@ -571,6 +593,25 @@ impl Core {
                 reason: reason.clone(),
             });
         }
+    }
+
+    /// The checkpoint timeout expired before every agent answered.
+    fn overdue(&mut self) {
+        let Some(p) = self.pending.as_ref().filter(|p| !p.committing) else {
+            return;
+        };
+        let late: Vec<&str> = p
+            .awaiting
+            .iter()
+            .filter_map(|c| p.registrations.get(c))
+            .map(|r| r.agent_id.as_str())
+            .collect();
+        let reason = format!(
+            "agent(s) {} did not answer within {} s",
+            late.join(", "),
+            self.config.checkpoint_timeout_secs
+        );
+        self.fail_pending(reason);
     }
 
     fn reset_tick(&mut self) {

@@ -39,6 +39,7 @@ pub fn start_with(tweak: impl FnOnce(&mut Config)) -> Harness {
         secret: secret.clone(),
         store: Some(store_dir.path().join("store")),
         interval_secs: 0,
+        checkpoint_timeout_secs: 0,
         exit_on_last: false,
         log: EventLog::new(Box::new(std::fs::File::create(&log).unwrap())),
     };
@@ -87,6 +88,8 @@ pub enum Behavior {
     Fail,
     /// Drop the connection without answering.
     Disconnect,
+    /// Store and report, then drop the connection at once (agent dies after reporting).
+    StoreThenDisconnect,
     /// Wait for a go from the test, then store (to hold a checkpoint open).
     Gated(Receiver<()>),
 }
@@ -99,7 +102,9 @@ pub struct TestAgent {
 
 /// The bytes a test agent stores as its memory for `token`.
 pub fn memory_byte(id: &str, token: u64, offset: u64) -> u8 {
-    let seed = id.bytes().fold(token as u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+    let seed = id
+        .bytes()
+        .fold(token as u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
     (offset / 7).wrapping_mul(13).wrapping_add(u64::from(seed)) as u8
 }
 
@@ -166,7 +171,8 @@ pub fn spawn_agent(h: &Harness, job: &str, id: &str, behavior: Behavior) -> Test
             CoordinatorMessage::Checkpoint { generation_token } => match &behavior {
                 Behavior::Store => {
                     let (root, stats) = store_image(&store_path, &agent_id, generation_token);
-                    conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
                 }
                 Behavior::Fail => conn
                     .checkpoint_failed(generation_token, "simulated capture failure")
@@ -175,12 +181,20 @@ pub fn spawn_agent(h: &Harness, job: &str, id: &str, behavior: Behavior) -> Test
                     conn.close();
                     return;
                 }
+                Behavior::StoreThenDisconnect => {
+                    let (root, stats) = store_image(&store_path, &agent_id, generation_token);
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
+                    conn.close();
+                    return;
+                }
                 Behavior::Gated(go) => {
                     if go.recv().is_err() {
                         return;
                     }
                     let (root, stats) = store_image(&store_path, &agent_id, generation_token);
-                    conn.checkpoint_stored(generation_token, root, stats).unwrap();
+                    conn.checkpoint_stored(generation_token, root, stats)
+                        .unwrap();
                 }
             },
             CoordinatorMessage::Kill | CoordinatorMessage::Quit => return,
