@@ -1,1 +1,48 @@
-//! Capturing a running process tree from outside with ptrace into a `ProcessImage`.
+//! Capturing a running process from outside with ptrace into a `ProcessImage`, and the job
+//! sandbox both launch and restore run programs in.
+//!
+//! # API for the agent
+//!
+//! * [`Sandbox::launch`]`(argv)` runs a program in a new PID namespace (and a user namespace
+//!   when not root) under a tiny init that forwards signals and reports the exit status.
+//!   [`Sandbox::pidfd`] becomes readable when the job ends; [`Sandbox::wait`] /
+//!   [`Sandbox::try_wait`] return the program's [`ExitStatus`]; [`Sandbox::signal`] forwards a
+//!   signal; [`Sandbox::kill`] kills the whole job.
+//! * [`Sandbox::checkpoint`]`(&mut dyn MemorySink)` freezes the program, captures it into a
+//!   [`ProcessTreeImage`] (serde metadata) while memory regions and deleted-file contents go
+//!   to the sink, then lets it run again. A program that exits meanwhile gives
+//!   [`Error::Exited`] and its exit status stays available through `wait`.
+//! * `cairn_restore::restore(&image, &dyn MemorySource)` gives back a running [`Sandbox`].
+//!
+//! All ptrace work happens on the calling thread: call `checkpoint` (and restore) from one
+//! thread at a time per sandbox; the sink may be called from several threads.
+
+pub mod checkpoint;
+pub mod error;
+pub mod freeze;
+pub mod image;
+pub mod inject;
+pub mod procfs;
+pub mod ptrace;
+pub mod sandbox;
+
+pub use error::{Error, Result};
+pub use image::{
+    FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, ProcessImage, ProcessTreeImage,
+    ThreadImage, UserRegs, Vma, IMAGE_FORMAT,
+};
+pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
+
+impl Sandbox {
+    /// Freeze the program, capture it (memory into `sink`), and let it run again.
+    pub fn checkpoint(&self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage> {
+        let frozen = freeze::Frozen::freeze(self.program_pid())?;
+        let image = checkpoint::capture_frozen(&frozen, sink);
+        drop(frozen);
+        Ok(ProcessTreeImage {
+            format: IMAGE_FORMAT,
+            user_ns: self.user_ns(),
+            processes: vec![image?],
+        })
+    }
+}

@@ -1,1 +1,444 @@
 //! Rebuilding processes from a `ProcessImage` by ptrace-driven syscall injection.
+//!
+//! [`restore`] starts a new sandbox whose init creates a stub with the image's pid; the stub
+//! installs descriptors, cwd and umask and waits. The caller (the tracer) then seizes it and,
+//! by injecting syscalls through a scratch page, replaces its memory with the image's,
+//! restores kernel state, recreates the threads with their tids, and lets the program run.
+//! All ptrace work happens on the calling thread.
+
+pub mod compat;
+pub mod memory;
+pub mod stub;
+
+use cairn_capture::checkpoint::{resume_regs, BLOCK_ALL};
+use cairn_capture::error::{io_ctx, last_os};
+use cairn_capture::inject::{self, Injector};
+use cairn_capture::procfs;
+use cairn_capture::ptrace::{self, Stop};
+use cairn_capture::sandbox::CLONE_ARGS_SIZE;
+use cairn_capture::{
+    ChildSpec, Error, MemorySource, ProcessImage, ProcessTreeImage, Result, Sandbox, ThreadImage,
+    IMAGE_FORMAT,
+};
+use std::io::Read;
+
+const PAGE: u64 = 4096;
+const SCRATCH_LEN: u64 = 4 * PAGE;
+/// Top of the x86_64 user address space with 4-level paging.
+const TASK_SIZE: u64 = 0x7fff_ffff_f000;
+const ARCH_MAP_VDSO_64: u64 = 0x2003;
+const PR_SET_MM: u64 = 35;
+const PR_SET_MM_MAP: u64 = 14;
+const PR_SET_NAME: u64 = 15;
+const RSEQ_FLAG_UNREGISTER: u64 = 1;
+/// Offsets inside the scratch page.
+const ARG: u64 = 1024;
+const STR: u64 = 8192;
+
+/// Options of [`restore_with`].
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Descriptors that terminal/pipe stdin, stdout and stderr of the program are re-attached
+    /// to (default: the restoring process's own 0, 1, 2).
+    pub stdio: Option<[i32; 3]>,
+}
+
+/// Rebuild the job of `image` in a new sandbox, memory coming from `source`, and let it run.
+pub fn restore(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Sandbox> {
+    restore_with(image, source, &RestoreOptions::default())
+}
+
+/// [`restore`] with options.
+pub fn restore_with(
+    image: &ProcessTreeImage,
+    source: &dyn MemorySource,
+    opts: &RestoreOptions,
+) -> Result<Sandbox> {
+    if image.format != IMAGE_FORMAT {
+        return Err(Error::Incompatible(format!(
+            "image format {} (this cairn reads {IMAGE_FORMAT})",
+            image.format
+        )));
+    }
+    let [p] = image.processes.as_slice() else {
+        return Err(Error::Unsupported(format!(
+            "restoring {} processes (only single-process jobs for now)",
+            image.processes.len()
+        )));
+    };
+    compat::check(p)?;
+    let fds = stub::prepare_fds(p, source, opts.stdio)?;
+    let mut pipe = [0i32; 2];
+    // SAFETY: pipe2 writes two descriptors.
+    if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(last_os("pipe2"));
+    }
+    // SAFETY: both ends are fresh descriptors we own.
+    let (ready_r, ready_w) = unsafe {
+        use std::os::fd::FromRawFd;
+        (
+            std::fs::File::from_raw_fd(pipe[0]),
+            std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
+        )
+    };
+    let plan = stub::StubPlan::new(p, &fds, pipe[1])?;
+    let run = || plan.run();
+    let mut keep: Vec<i32> = fds.map.iter().map(|m| m.0).collect();
+    keep.push(pipe[1]);
+    let mut sb = Sandbox::launch_with(ChildSpec::Custom {
+        set_tid: p.pid,
+        keep_fds: keep,
+        run: &run,
+    })?;
+    drop(ready_w);
+    drop(fds);
+    let mut ready_r = ready_r;
+    let mut code = [0u8; 4];
+    let r = ready_r
+        .read_exact(&mut code)
+        .map_err(io_ctx("the restore stub died before it was ready"))
+        .and_then(|_| match i32::from_ne_bytes(code) {
+            0 => Ok(()),
+            c => Err(stub::stub_error(c)),
+        })
+        .and_then(|_| rebuild(sb.program_pid(), p, source));
+    if let Err(e) = r {
+        let _ = sb.kill();
+        let _ = sb.wait();
+        return Err(e);
+    }
+    Ok(sb)
+}
+
+/// Threads we trace during a restore; detached on drop.
+struct Traced(Vec<i32>);
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        for &t in &self.0 {
+            let _ = ptrace::detach(t);
+        }
+    }
+}
+
+fn pick_scratch(p: &ProcessImage, stub: i32) -> Result<u64> {
+    let mut busy: Vec<(u64, u64)> = p.vmas.iter().map(|v| (v.start, v.end)).collect();
+    if let Some(v) = &p.vdso {
+        busy.push((v.block_start, v.block_start + v.block_len));
+    }
+    busy.extend(procfs::read_maps(stub)?.iter().map(|m| (m.start, m.end)));
+    busy.sort_unstable();
+    let mut c: u64 = 0x1000_0000;
+    for (s, e) in busy {
+        if e <= c {
+            continue;
+        }
+        if s >= c + SCRATCH_LEN {
+            break;
+        }
+        c = e.div_ceil(PAGE) * PAGE;
+    }
+    if c + SCRATCH_LEN > TASK_SIZE {
+        return Err(Error::Incompatible(
+            "no free address for the scratch page".into(),
+        ));
+    }
+    Ok(c)
+}
+
+fn write_bytes(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
+    procfs::write_mem(pid, None, addr, data).map_err(io_ctx("writing into the restored process"))
+}
+
+fn words(v: &[u64]) -> Vec<u8> {
+    v.iter().flat_map(|w| w.to_le_bytes()).collect()
+}
+
+fn cstr(s: &str) -> Vec<u8> {
+    let mut b = s.as_bytes().to_vec();
+    b.push(0);
+    b
+}
+
+fn open_in(inj: &Injector, pid: i32, scratch: u64, path: &str, flags: i32) -> Result<u64> {
+    let b = cstr(path);
+    if b.len() as u64 > SCRATCH_LEN - STR {
+        return Err(Error::Unsupported(format!("path too long: {path}")));
+    }
+    write_bytes(pid, scratch + STR, &b)?;
+    inj.call(
+        "openat",
+        libc::SYS_openat,
+        &[libc::AT_FDCWD as u64, scratch + STR, flags as u64],
+    )
+}
+
+/// Per-thread kernel state, injected through the thread itself.
+fn thread_state(
+    inj: &Injector,
+    pid: i32,
+    scratch: u64,
+    t: &ThreadImage,
+    drop_caps: bool,
+) -> Result<()> {
+    inj.call(
+        "set_tid_address",
+        libc::SYS_set_tid_address,
+        &[t.clear_child_tid],
+    )?;
+    if t.robust_list.0 != 0 {
+        inj.call(
+            "set_robust_list",
+            libc::SYS_set_robust_list,
+            &[t.robust_list.0, t.robust_list.1],
+        )?;
+    }
+    if t.sigaltstack.1 & libc::SS_DISABLE == 0 {
+        let ss = words(&[
+            t.sigaltstack.0,
+            t.sigaltstack.1 as u32 as u64,
+            t.sigaltstack.2,
+        ]);
+        write_bytes(pid, scratch + ARG, &ss)?;
+        inj.call("sigaltstack", libc::SYS_sigaltstack, &[scratch + ARG, 0])?;
+    }
+    if let Some((ptr, len, sig)) = t.rseq {
+        inj.call(
+            "rseq",
+            libc::SYS_rseq,
+            &[ptr, u64::from(len), 0, u64::from(sig)],
+        )?;
+    }
+    let mut name = t.comm.as_bytes().to_vec();
+    name.truncate(15);
+    name.push(0);
+    write_bytes(pid, scratch + STR, &name)?;
+    inj.call(
+        "prctl(PR_SET_NAME)",
+        libc::SYS_prctl,
+        &[PR_SET_NAME, scratch + STR],
+    )?;
+    for si in &t.pending {
+        write_bytes(pid, scratch + ARG, si)?;
+        let signo = u64::from(u32::from_le_bytes([si[0], si[1], si[2], si[3]]));
+        inj.call(
+            "rt_tgsigqueueinfo",
+            libc::SYS_rt_tgsigqueueinfo,
+            &[0, t.tid as u64, signo, scratch + ARG],
+        )
+        .or_else(|_| {
+            // tgid 0 is not accepted by every kernel: use the real one.
+            inj.call(
+                "rt_tgsigqueueinfo",
+                libc::SYS_rt_tgsigqueueinfo,
+                &[
+                    pid_in_ns(inj.tid()) as u64,
+                    t.tid as u64,
+                    signo,
+                    scratch + ARG,
+                ],
+            )
+        })?;
+    }
+    if drop_caps {
+        // header {version 3, pid 0}, data[2] all zero.
+        let mut b = 0x2008_0522u32.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0u8; 4 + 24]);
+        write_bytes(pid, scratch + ARG, &b)?;
+        inj.call(
+            "capset",
+            libc::SYS_capset,
+            &[scratch + ARG, scratch + ARG + 8],
+        )?;
+    }
+    Ok(())
+}
+
+fn pid_in_ns(outer_tid: i32) -> i32 {
+    procfs::inner_pid(&format!("/proc/{outer_tid}/status")).unwrap_or(0)
+}
+
+fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()> {
+    ptrace::seize(
+        stub,
+        ptrace::O_TRACESYSGOOD | ptrace::O_TRACECLONE | ptrace::O_EXITKILL,
+    )?;
+    let mut traced = Traced(vec![stub]);
+    ptrace::interrupt(stub)?;
+    match ptrace::wait_stop(stub)? {
+        Stop::Event(_) => {}
+        other => return Err(Error::Parse(format!("restore stub stopped with {other:?}"))),
+    }
+    ptrace::set_sigmask(stub, BLOCK_ALL)?;
+    let scratch = pick_scratch(p, stub)?;
+    let mut inj = Injector::new(stub, inject::find_vdso_syscall(stub)?)?;
+    inj.call(
+        "mmap(scratch)",
+        libc::SYS_mmap,
+        &[
+            scratch,
+            SCRATCH_LEN,
+            (libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    write_bytes(stub, scratch, &[0x0f, 0x05])?;
+    inj.set_syscall_addr(scratch);
+    if let Some((ptr, len, sig)) = ptrace::get_rseq(stub)? {
+        inj.call(
+            "rseq(unregister)",
+            libc::SYS_rseq,
+            &[ptr, u64::from(len), RSEQ_FLAG_UNREGISTER, u64::from(sig)],
+        )?;
+    }
+    inj.call("munmap", libc::SYS_munmap, &[0, scratch])?;
+    inj.call(
+        "munmap",
+        libc::SYS_munmap,
+        &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
+    )?;
+
+    memory::map_all(&inj, stub, scratch, p, source)?;
+
+    if let Some(v) = &p.vdso {
+        inj.call(
+            "arch_prctl(ARCH_MAP_VDSO_64)",
+            libc::SYS_arch_prctl,
+            &[ARCH_MAP_VDSO_64, v.block_start],
+        )?;
+    }
+
+    // mm fields, auxv and exe.
+    let exe_fd = open_in(
+        &inj,
+        stub,
+        scratch,
+        &p.exe,
+        libc::O_RDONLY | libc::O_CLOEXEC,
+    )?;
+    let mm = &p.mm;
+    let mut auxv = p.auxv.clone();
+    auxv.truncate(64);
+    let auxv_addr = scratch + ARG + 256;
+    let mut map = words(&[
+        mm.start_code,
+        mm.end_code,
+        mm.start_data,
+        mm.end_data,
+        mm.start_brk,
+        mm.brk,
+        mm.start_stack,
+        mm.arg_start,
+        mm.arg_end,
+        mm.env_start,
+        mm.env_end,
+        auxv_addr,
+    ]);
+    map.extend_from_slice(&((auxv.len() * 8) as u32).to_le_bytes());
+    map.extend_from_slice(&(exe_fd as u32).to_le_bytes());
+    write_bytes(stub, scratch + ARG, &map)?;
+    write_bytes(stub, auxv_addr, &words(&auxv))?;
+    let r = inj.call(
+        "prctl(PR_SET_MM_MAP)",
+        libc::SYS_prctl,
+        &[PR_SET_MM, PR_SET_MM_MAP, scratch + ARG, map.len() as u64, 0],
+    );
+    inj.call("close", libc::SYS_close, &[exe_fd])?;
+    r?;
+
+    for &(res, cur, max) in &p.rlimits {
+        let lim = libc::rlimit64 {
+            rlim_cur: cur,
+            rlim_max: max,
+        };
+        // SAFETY: prlimit64 reads `lim`; the old value is not requested.
+        if unsafe { libc::prlimit64(stub, res as _, &lim, std::ptr::null_mut()) } < 0 {
+            return Err(last_os(format!(
+                "restoring resource limit {res} ({cur}/{max}) of the program"
+            )));
+        }
+    }
+
+    for a in &p.sigactions {
+        write_bytes(
+            stub,
+            scratch + ARG,
+            &words(&[a.handler, a.flags, a.restorer, a.mask]),
+        )?;
+        inj.call(
+            "rt_sigaction",
+            libc::SYS_rt_sigaction,
+            &[a.signo as u64, scratch + ARG, 0, 8],
+        )?;
+    }
+    for (which, v) in &p.itimers {
+        write_bytes(stub, scratch + ARG, &words(&v.map(|x| x as u64)))?;
+        inj.call(
+            "setitimer",
+            libc::SYS_setitimer,
+            &[u64::from(*which), scratch + ARG, 0],
+        )?;
+    }
+
+    // Threads other than the leader, with their tids.
+    let mut outer = vec![stub];
+    for t in &p.threads[1..] {
+        let before = procfs::list_tasks(stub)?;
+        let tid = [t.tid];
+        write_bytes(stub, scratch + ARG + 512, &(tid[0] as u64).to_le_bytes())?;
+        let flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD
+            | libc::CLONE_SYSVSEM) as u64;
+        let args = words(&[flags, 0, 0, 0, 0, 0, 0, 0, scratch + ARG + 512, 1, 0]);
+        write_bytes(stub, scratch + ARG, &args)?;
+        inj.call(
+            "clone3(thread)",
+            libc::SYS_clone3,
+            &[scratch + ARG, CLONE_ARGS_SIZE as u64],
+        )?;
+        let new = procfs::list_tasks(stub)?
+            .into_iter()
+            .find(|x| !before.contains(x))
+            .ok_or_else(|| Error::Parse("cloned thread not found".into()))?;
+        traced.0.push(new);
+        match ptrace::wait_stop(new)? {
+            Stop::Event(_) => {}
+            other => return Err(Error::Parse(format!("new thread stopped with {other:?}"))),
+        }
+        ptrace::set_sigmask(new, BLOCK_ALL)?;
+        let tinj = Injector::new(new, scratch)?;
+        thread_state(&tinj, stub, scratch, t, p_user_ns_drop(p))?;
+        outer.push(new);
+    }
+    thread_state(&inj, stub, scratch, &p.threads[0], p_user_ns_drop(p))?;
+    for si in &p.shared_pending {
+        write_bytes(stub, scratch + ARG, si)?;
+        let signo = u64::from(u32::from_le_bytes([si[0], si[1], si[2], si[3]]));
+        inj.call(
+            "rt_sigqueueinfo",
+            libc::SYS_rt_sigqueueinfo,
+            &[p.pid as u64, signo, scratch + ARG],
+        )?;
+    }
+    inj.call("munmap(scratch)", libc::SYS_munmap, &[scratch, SCRATCH_LEN])?;
+
+    for (t, &o) in p.threads.iter().zip(&outer) {
+        ptrace::set_xstate(o, &t.xstate)?;
+        ptrace::set_regs(o, &resume_regs(&t.regs, false))?;
+        ptrace::set_sigmask(o, t.sigmask)?;
+    }
+    drop(traced);
+    Ok(())
+}
+
+/// Capabilities are dropped when the restore runs in a user namespace: the stub had all of them
+/// there, the original program (an ordinary user's) had none.
+fn p_user_ns_drop(_p: &ProcessImage) -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() != 0 }
+}

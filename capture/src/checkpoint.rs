@@ -1,0 +1,527 @@
+//! Capturing one frozen process into a [`ProcessImage`], its memory into a [`MemorySink`].
+
+use crate::error::{io_ctx, Error, Result};
+use crate::freeze::Frozen;
+use crate::image::*;
+use crate::inject::{self, Injector};
+use crate::procfs::{self, MapEntry};
+use crate::ptrace;
+use std::fs::{self, File};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+
+const PAGE: u64 = 4096;
+const SCRATCH_LEN: u64 = 2 * PAGE;
+const PR_GET_TID_ADDRESS: u64 = 40;
+/// Signals blocked while cairn injects syscalls (all but SIGKILL/SIGSTOP, which cannot be).
+pub const BLOCK_ALL: u64 = !0;
+/// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK as seen in rax of a thread stopped in a syscall.
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Registers to resume a thread with after it was stopped inside a syscall, done by hand because
+/// injected syscalls (or a restore) bypass the kernel's own restart logic: the syscall
+/// instruction is re-executed. `restart_block` says whether -ERESTART_RESTARTBLOCK may use the
+/// kernel's restart_syscall (true only for the same live task).
+pub fn resume_regs(saved: &UserRegs, restart_block: bool) -> UserRegs {
+    let mut r = *saved;
+    if (saved.orig_rax as i64) >= 0 {
+        match saved.rax as i64 {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                r.rax = saved.orig_rax;
+                r.rip -= 2;
+            }
+            ERESTART_RESTARTBLOCK => {
+                r.rax = if restart_block {
+                    libc::SYS_restart_syscall as u64
+                } else {
+                    saved.orig_rax
+                };
+                r.rip -= 2;
+            }
+            _ => {}
+        }
+    }
+    r.orig_rax = u64::MAX;
+    r
+}
+
+/// True for the pseudo-mappings that come from the running kernel and are never saved.
+fn is_vdso_block(name: &str) -> bool {
+    matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]")
+}
+
+/// BLAKE3 (hex) of the vdso text mapped at `start..end` in process `pid`.
+pub fn vdso_hash(pid: i32, start: u64, end: u64) -> Result<String> {
+    let mut buf = vec![0u8; (end - start) as usize];
+    procfs::read_mem(pid, None, start, &mut buf).map_err(io_ctx("reading the vdso"))?;
+    Ok(blake3::hash(&buf).to_hex().to_string())
+}
+
+/// vdso placement and hash of process `pid` (use `std::process::id()` for the caller).
+pub fn vdso_info(pid: i32, maps: &[MapEntry]) -> Result<Option<VdsoInfo>> {
+    let block: Vec<&MapEntry> = maps.iter().filter(|m| is_vdso_block(&m.name)).collect();
+    let Some(text) = block.iter().find(|m| m.name == "[vdso]") else {
+        return Ok(None);
+    };
+    let start = block.iter().map(|m| m.start).min().unwrap_or(text.start);
+    let end = block.iter().map(|m| m.end).max().unwrap_or(text.end);
+    Ok(Some(VdsoInfo {
+        block_start: start,
+        block_len: end - start,
+        vdso_start: text.start,
+        vdso_len: text.end - text.start,
+        hash: vdso_hash(pid, text.start, text.end)?,
+    }))
+}
+
+fn classify(m: &MapEntry) -> Result<Option<Backing>> {
+    let n = m.name.as_str();
+    if is_vdso_block(n) || n == "[vsyscall]" {
+        return Ok(None);
+    }
+    if n.is_empty()
+        || n == "[heap]"
+        || n == "[stack]"
+        || n.starts_with("[anon:")
+        || n.starts_with("[anon_shmem:")
+        || (m.shared && n == "/dev/zero (deleted)")
+    {
+        return Ok(Some(Backing::Anonymous));
+    }
+    if n.starts_with('/') && !n.ends_with(" (deleted)") {
+        return Ok(Some(Backing::File {
+            path: n.to_string(),
+            offset: m.offset,
+        }));
+    }
+    Err(Error::Unsupported(format!(
+        "mapping {:x}-{:x} of {n:?}",
+        m.start, m.end
+    )))
+}
+
+/// Byte ranges of a mapping whose contents must be stored.
+fn stored_runs(pagemap: &File, m: &MapEntry, backing: &Backing) -> Result<Vec<(u64, u64)>> {
+    let len = m.end - m.start;
+    match (backing, m.shared) {
+        (Backing::File { .. }, true) => return Ok(Vec::new()),
+        (Backing::Anonymous, true) => return Ok(vec![(0, len)]),
+        _ => {}
+    }
+    let file = matches!(backing, Backing::File { .. });
+    let pages = len / PAGE;
+    let mut runs: Vec<(u64, u64)> = Vec::new();
+    let batch = 65536u64;
+    let mut buf = vec![0u8; (batch * 8) as usize];
+    let mut p = 0;
+    while p < pages {
+        let n = batch.min(pages - p);
+        let b = &mut buf[..(n * 8) as usize];
+        pagemap
+            .read_exact_at(b, (m.start / PAGE + p) * 8)
+            .map_err(io_ctx("reading pagemap"))?;
+        for i in 0..n {
+            let o = (i * 8) as usize;
+            let e = u64::from_le_bytes([
+                b[o],
+                b[o + 1],
+                b[o + 2],
+                b[o + 3],
+                b[o + 4],
+                b[o + 5],
+                b[o + 6],
+                b[o + 7],
+            ]);
+            let present = e & (1 << 63) != 0;
+            let swapped = e & (1 << 62) != 0;
+            let file_page = e & (1 << 61) != 0;
+            let keep = swapped || (present && !(file && file_page));
+            if keep {
+                let off = (p + i) * PAGE;
+                match runs.last_mut() {
+                    Some(r) if r.0 + r.1 == off => r.1 += PAGE,
+                    _ => runs.push((off, PAGE)),
+                }
+            }
+        }
+        p += n;
+    }
+    Ok(runs)
+}
+
+fn read_link(p: &str) -> Result<String> {
+    fs::read_link(p)
+        .map(|l| l.to_string_lossy().into_owned())
+        .map_err(io_ctx(format!("readlink {p}")))
+}
+
+fn capture_fds(pid: i32, ns_pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<FdImage>> {
+    let dir = format!("/proc/{pid}/fd");
+    let mut fds: Vec<i32> = fs::read_dir(&dir)
+        .map_err(io_ctx(format!("listing {dir}")))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort_unstable();
+    let mut out = Vec::new();
+    for fd in fds {
+        let link = read_link(&format!("{dir}/{fd}"))?;
+        let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+        let info =
+            fs::read_to_string(&info_path).map_err(io_ctx(format!("reading {info_path}")))?;
+        let field = |k: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.trim().to_string())
+                .unwrap_or_default()
+        };
+        let pos: u64 = field("pos:").parse().unwrap_or(0);
+        let raw_flags = i32::from_str_radix(&field("flags:"), 8).unwrap_or(0);
+        let cloexec = raw_flags & libc::O_CLOEXEC != 0;
+        let flags = raw_flags
+            & !(libc::O_CLOEXEC | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
+        let meta = fs::metadata(format!("{dir}/{fd}"));
+        let ft = meta.as_ref().map(|m| m.file_type()).ok();
+        let is_stdio_kind = link.starts_with("pipe:")
+            || link.starts_with("socket:")
+            || link.starts_with("/dev/pts/")
+            || link.starts_with("/dev/tty")
+            || link == "/dev/console";
+        let kind = if fd <= 2 && is_stdio_kind {
+            FdKind::Stdio
+        } else if let Some(path) = link.strip_suffix(" (deleted)") {
+            let m = meta.map_err(io_ctx(format!("stat of fd {fd} of {pid}")))?;
+            if !m.is_file() {
+                return Err(Error::Unsupported(format!(
+                    "process {pid} fd {fd}: deleted non-regular file {link}"
+                )));
+            }
+            let mut f = File::open(format!("{dir}/{fd}"))
+                .map_err(io_ctx(format!("opening deleted file fd {fd} of {pid}")))?;
+            sink.put_file(ns_pid, fd, &mut f)
+                .map_err(io_ctx(format!("saving deleted file fd {fd}")))?;
+            FdKind::Deleted {
+                path: path.to_string(),
+                flags,
+                offset: pos,
+                size: m.len(),
+            }
+        } else if link.starts_with('/')
+            && ft.is_some_and(|t| {
+                t.is_file()
+                    || t.is_dir()
+                    || (t.is_char_device()
+                        && matches!(
+                            link.as_str(),
+                            "/dev/null"
+                                | "/dev/zero"
+                                | "/dev/urandom"
+                                | "/dev/random"
+                                | "/dev/full"
+                        ))
+            })
+        {
+            FdKind::Path {
+                path: link,
+                flags,
+                offset: pos,
+            }
+        } else {
+            return Err(Error::Unsupported(format!(
+                "process {pid} fd {fd}: {link} cannot be checkpointed yet"
+            )));
+        };
+        out.push(FdImage { fd, cloexec, kind });
+    }
+    Ok(out)
+}
+
+/// State read by injecting syscalls into the frozen threads.
+struct Injected {
+    brk: u64,
+    sigactions: Vec<SigAction>,
+    itimers: Vec<(u32, [i64; 4])>,
+    per_thread: Vec<(u64, (u64, i32, u64))>,
+}
+
+fn u64_at(b: &[u8], o: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[o..o + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
+    let sys = inject::find_vdso_syscall(pid)?;
+    let lead = Injector::new(tids[0], sys)?;
+    let scratch = lead.call(
+        "mmap",
+        libc::SYS_mmap,
+        &[
+            0,
+            SCRATCH_LEN,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+            u64::MAX,
+            0,
+        ],
+    )?;
+    let r = (|| -> Result<Injected> {
+        let brk = lead.call("brk", libc::SYS_brk, &[0])?;
+        // sigactions at scratch + 32*sig, itimers at scratch + 2304 + 32*which.
+        for sig in 1..=64u64 {
+            if sig == libc::SIGKILL as u64 || sig == libc::SIGSTOP as u64 {
+                continue;
+            }
+            lead.call(
+                "rt_sigaction",
+                libc::SYS_rt_sigaction,
+                &[sig, 0, scratch + 32 * sig, 8],
+            )?;
+        }
+        for which in 0..3u64 {
+            lead.call(
+                "getitimer",
+                libc::SYS_getitimer,
+                &[which, scratch + 2304 + 32 * which],
+            )?;
+        }
+        let mut page = vec![0u8; 2400];
+        procfs::read_mem(pid, None, scratch, &mut page).map_err(io_ctx("reading scratch"))?;
+        let mut sigactions = Vec::new();
+        for sig in 1..=64usize {
+            let o = 32 * sig;
+            let handler = u64_at(&page, o);
+            if handler != 0 && sig != 9 && sig != 19 {
+                sigactions.push(SigAction {
+                    signo: sig as i32,
+                    handler,
+                    flags: u64_at(&page, o + 8),
+                    restorer: u64_at(&page, o + 16),
+                    mask: u64_at(&page, o + 24),
+                });
+            }
+        }
+        let mut itimers = Vec::new();
+        for which in 0..3usize {
+            let o = 2304 + 32 * which;
+            let v = [0, 8, 16, 24].map(|k| u64_at(&page, o + k) as i64);
+            if v.iter().any(|&x| x != 0) {
+                itimers.push((which as u32, v));
+            }
+        }
+        let mut per_thread = Vec::new();
+        for &tid in tids {
+            let inj = Injector::new(tid, sys)?;
+            inj.call(
+                "prctl(PR_GET_TID_ADDRESS)",
+                libc::SYS_prctl,
+                &[PR_GET_TID_ADDRESS, scratch + 4096],
+            )?;
+            inj.call(
+                "sigaltstack",
+                libc::SYS_sigaltstack,
+                &[0, scratch + 4096 + 64],
+            )?;
+            let mut b = [0u8; 96];
+            procfs::read_mem(pid, None, scratch + 4096, &mut b)
+                .map_err(io_ctx("reading scratch"))?;
+            let ss_flags = u64_at(&b, 72) as u32 as i32;
+            per_thread.push((u64_at(&b, 0), (u64_at(&b, 64), ss_flags, u64_at(&b, 80))));
+        }
+        Ok(Injected {
+            brk,
+            sigactions,
+            itimers,
+            per_thread,
+        })
+    })();
+    let unmapped = lead.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH_LEN]);
+    let out = r?;
+    unmapped?;
+    Ok(out)
+}
+
+fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
+    let regs = ptrace::get_regs(tid)?;
+    let xstate = ptrace::get_xstate(tid)?;
+    let sigmask = ptrace::get_sigmask(tid)?;
+    let pending = ptrace::peek_siginfo(tid, false)?;
+    let rseq = ptrace::get_rseq(tid)?;
+    let mut head: u64 = 0;
+    let mut len: u64 = 0;
+    // SAFETY: get_robust_list writes a pointer and a size_t into the two locals.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid,
+            &mut head as *mut u64,
+            &mut len as *mut u64,
+        )
+    };
+    if r < 0 {
+        return Err(crate::error::last_os(format!("get_robust_list({tid})")));
+    }
+    let comm_path = format!("/proc/{pid}/task/{tid}/comm");
+    let comm = fs::read_to_string(&comm_path)
+        .map_err(io_ctx(format!("reading {comm_path}")))?
+        .trim_end_matches('\n')
+        .to_string();
+    Ok(ThreadImage {
+        tid: procfs::inner_pid(&format!("/proc/{pid}/task/{tid}/status"))?,
+        comm,
+        regs,
+        xstate,
+        sigmask,
+        pending,
+        rseq,
+        robust_list: (head, len),
+        clear_child_tid: 0,
+        sigaltstack: (0, 0, 0),
+    })
+}
+
+/// Capture the frozen process: threads, kernel state, mappings, then memory into `sink`.
+/// Registers and signal masks are put back before returning, even on error.
+pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessImage> {
+    let pid = fz.pid;
+    let mut threads = fz
+        .tids
+        .iter()
+        .map(|&t| capture_thread(pid, t))
+        .collect::<Result<Vec<_>>>()?;
+    for &t in &fz.tids {
+        ptrace::set_sigmask(t, BLOCK_ALL)?;
+    }
+    let injected = inject_queries(pid, &fz.tids);
+    // Put every thread back as it was, syscalls set to restart.
+    let mut restore_err = None;
+    for (th, &t) in threads.iter().zip(&fz.tids) {
+        let r = ptrace::set_regs(t, &resume_regs(&th.regs, true))
+            .and_then(|_| ptrace::set_sigmask(t, th.sigmask));
+        if let Err(e) = r {
+            restore_err.get_or_insert(e);
+        }
+    }
+    let injected = injected?;
+    if let Some(e) = restore_err {
+        return Err(e);
+    }
+    for (th, (ctid, ss)) in threads.iter_mut().zip(&injected.per_thread) {
+        th.clear_child_tid = *ctid;
+        th.sigaltstack = *ss;
+    }
+
+    let maps = procfs::read_maps(pid)?;
+    let vdso = vdso_info(pid, &maps)?;
+    let pagemap_path = format!("/proc/{pid}/pagemap");
+    let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
+    let mut vmas = Vec::new();
+    for m in &maps {
+        let Some(backing) = classify(m)? else {
+            continue;
+        };
+        let stored = stored_runs(&pagemap, m, &backing)?;
+        vmas.push(Vma {
+            start: m.start,
+            end: m.end,
+            prot: m.prot,
+            shared: m.shared,
+            growsdown: m.growsdown,
+            backing,
+            stored,
+        });
+    }
+
+    let stat = procfs::read_stat(pid)?;
+    let f = |n| procfs::stat_field(&stat, n);
+    let mm = MmFields {
+        start_code: f(26)?,
+        end_code: f(27)?,
+        start_stack: f(28)?,
+        start_data: f(45)?,
+        end_data: f(46)?,
+        start_brk: f(47)?,
+        brk: injected.brk,
+        arg_start: f(48)?,
+        arg_end: f(49)?,
+        env_start: f(50)?,
+        env_end: f(51)?,
+    };
+    let auxv_path = format!("/proc/{pid}/auxv");
+    let auxv_bytes = fs::read(&auxv_path).map_err(io_ctx(format!("reading {auxv_path}")))?;
+    let auxv = auxv_bytes.chunks_exact(8).map(|c| u64_at(c, 0)).collect();
+    let mut rlimits = Vec::new();
+    for res in 0..16u32 {
+        let mut old = libc::rlimit64 {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: prlimit64 with a null new limit only writes `old`.
+        let r = unsafe { libc::prlimit64(pid, res as _, std::ptr::null(), &mut old) };
+        if r < 0 {
+            return Err(crate::error::last_os(format!("prlimit({pid}, {res})")));
+        }
+        rlimits.push((res, old.rlim_cur, old.rlim_max));
+    }
+    let status_path = format!("/proc/{pid}/status");
+    let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
+        .map_err(|_| Error::Parse("Umask".into()))?;
+    let ns_pid = procfs::inner_pid(&status_path)?;
+    let fds = capture_fds(pid, ns_pid, sink)?;
+    let shared_pending = ptrace::peek_siginfo(pid, true)?;
+
+    let image = ProcessImage {
+        pid: ns_pid,
+        exe: read_link(&format!("/proc/{pid}/exe"))?,
+        cwd: read_link(&format!("/proc/{pid}/cwd"))?,
+        umask,
+        mm,
+        auxv,
+        vmas,
+        vdso,
+        threads,
+        sigactions: injected.sigactions,
+        rlimits,
+        itimers: injected.itimers,
+        fds,
+        shared_pending,
+    };
+    capture_memory(pid, &image, sink)?;
+    Ok(image)
+}
+
+fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> Result<()> {
+    let mem_path = format!("/proc/{pid}/mem");
+    let mem = File::open(&mem_path).map_err(io_ctx(format!("opening {mem_path}")))?;
+    for (index, vma) in image.vmas.iter().enumerate() {
+        if vma.stored.is_empty() {
+            continue;
+        }
+        let src = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
+            buf.fill(0);
+            let end = off + buf.len() as u64;
+            let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
+            for &(s, l) in &vma.stored[first..] {
+                if s >= end {
+                    break;
+                }
+                let a = s.max(off);
+                let b = (s + l).min(end);
+                procfs::read_mem(
+                    pid,
+                    Some(&mem),
+                    vma.start + a,
+                    &mut buf[(a - off) as usize..(b - off) as usize],
+                )?;
+            }
+            Ok(())
+        };
+        sink.put_region(image.pid, index, vma.len(), &src)
+            .map_err(io_ctx(format!(
+                "saving memory {:x}-{:x} of pid {pid}",
+                vma.start, vma.end
+            )))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Syscall injection: running a system call inside a stopped, traced thread.
+//!
+//! The thread's registers are pointed at a `syscall` instruction in its own address space
+//! (first one found in the vdso, later a scratch page), then the thread is run with
+//! PTRACE_SYSCALL to the syscall's entry and exit stops. No code is loaded into the target.
+
+use crate::error::{Error, Result};
+use crate::image::UserRegs;
+use crate::procfs;
+use crate::ptrace::{self, Stop};
+
+/// Injects system calls into one stopped thread.
+#[derive(Debug)]
+pub struct Injector {
+    tid: i32,
+    syscall_addr: u64,
+    base: UserRegs,
+}
+
+impl Injector {
+    /// An injector for stopped thread `tid` that executes the `syscall` instruction at
+    /// `syscall_addr`; the thread's current registers are the template for every call.
+    pub fn new(tid: i32, syscall_addr: u64) -> Result<Self> {
+        let base = ptrace::get_regs(tid)?;
+        Ok(Self {
+            tid,
+            syscall_addr,
+            base,
+        })
+    }
+
+    /// The outer tid this injector drives.
+    pub fn tid(&self) -> i32 {
+        self.tid
+    }
+
+    /// Use another `syscall` instruction from now on (e.g. in a scratch page).
+    pub fn set_syscall_addr(&mut self, addr: u64) {
+        self.syscall_addr = addr;
+    }
+
+    /// Run syscall `nr` with `args`; returns the raw return value (negative errno on failure).
+    pub fn raw(&self, nr: i64, args: &[u64]) -> Result<i64> {
+        let mut r = self.base;
+        r.rax = nr as u64;
+        r.orig_rax = u64::MAX;
+        r.rip = self.syscall_addr;
+        let a = |i: usize| args.get(i).copied().unwrap_or(0);
+        r.rdi = a(0);
+        r.rsi = a(1);
+        r.rdx = a(2);
+        r.r10 = a(3);
+        r.r8 = a(4);
+        r.r9 = a(5);
+        ptrace::set_regs(self.tid, &r)?;
+        let mut syscall_stops = 0;
+        while syscall_stops < 2 {
+            ptrace::cont_syscall(self.tid)?;
+            match ptrace::wait_stop(self.tid)? {
+                Stop::Syscall => syscall_stops += 1,
+                Stop::Event(_) => {}
+                Stop::Signal(sig) => {
+                    return Err(Error::Unsupported(format!(
+                        "thread {} received signal {sig} during syscall injection",
+                        self.tid
+                    )))
+                }
+            }
+        }
+        Ok(ptrace::get_regs(self.tid)?.rax as i64)
+    }
+
+    /// Run syscall `nr`; a negative return becomes [`Error::Injected`].
+    pub fn call(&self, name: &'static str, nr: i64, args: &[u64]) -> Result<u64> {
+        let r = self.raw(nr, args)?;
+        if (-4095..0).contains(&r) {
+            return Err(Error::Injected {
+                name,
+                tid: self.tid,
+                source: std::io::Error::from_raw_os_error(-r as i32),
+            });
+        }
+        Ok(r as u64)
+    }
+}
+
+/// Address of a `syscall` instruction (0f 05) in the vdso of process `pid`.
+pub fn find_vdso_syscall(pid: i32) -> Result<u64> {
+    let maps = procfs::read_maps(pid)?;
+    let vdso = maps
+        .iter()
+        .find(|m| m.name == "[vdso]")
+        .ok_or_else(|| Error::Unsupported(format!("process {pid} has no vdso")))?;
+    let mut buf = vec![0u8; (vdso.end - vdso.start) as usize];
+    procfs::read_mem(pid, None, vdso.start, &mut buf).map_err(|source| Error::Sys {
+        what: format!("reading the vdso of {pid}"),
+        source,
+    })?;
+    buf.windows(2)
+        .position(|w| w == [0x0f, 0x05])
+        .map(|i| vdso.start + i as u64)
+        .ok_or_else(|| Error::Unsupported("no syscall instruction in the vdso".into()))
+}

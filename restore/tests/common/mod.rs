@@ -1,0 +1,82 @@
+//! Helpers for the round-trip tests: compiling C programs, running them natively and under a
+//! sandbox with checkpoint → kill → restore cycles.
+
+#![allow(dead_code)]
+
+use cairn_capture::{ExitStatus, MemoryImageStore, ProcessTreeImage, Sandbox};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let p =
+            std::env::temp_dir().join(format!("cairn-test-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Compile tests/progs/<name>.c into `dir`.
+pub fn compile(dir: &TempDir, name: &str, extra: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/progs/{name}.c"));
+    let out = dir.path(name);
+    let st = Command::new("cc")
+        .args(["-O2", "-g", "-pthread", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(extra)
+        .status()
+        .expect("running cc");
+    assert!(st.success(), "cc failed for {name}");
+    out
+}
+
+pub fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
+    v.iter().map(|s| s.as_ref().to_os_string()).collect()
+}
+
+/// Checkpoint, kill, restore; returns the restored sandbox.
+pub fn cycle(sb: Sandbox) -> (Sandbox, ProcessTreeImage) {
+    let mut sb = sb;
+    let mut store = MemoryImageStore::new();
+    let image = sb.checkpoint(&mut store).expect("checkpoint");
+    // The image must survive serialisation, like the agent's image.json.
+    let json = serde_json::to_string(&image).expect("serialize");
+    let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");
+    sb.kill().expect("kill");
+    let st = sb.wait().expect("wait");
+    assert_eq!(st, ExitStatus::Signal(9));
+    let restored = cairn_restore::restore(&image, &store).expect("restore");
+    (restored, image)
+}
+
+/// Run `argv` in a sandbox, do `cycles` checkpoint/kill/restore cycles `delay` apart, then
+/// wait; returns the final exit status.
+pub fn run_with_cycles(argv: Vec<OsString>, cycles: usize, delay: Duration) -> ExitStatus {
+    let mut sb = Sandbox::launch(&argv).expect("launch");
+    for _ in 0..cycles {
+        std::thread::sleep(delay);
+        let (r, image) = cycle(sb);
+        assert_eq!(image.processes[0].pid, r.program_ns_pid());
+        sb = r;
+    }
+    sb.wait().expect("wait")
+}

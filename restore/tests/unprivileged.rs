@@ -1,0 +1,79 @@
+//! The checkpoint → kill → restore cycle as an ordinary user (sandbox in a user namespace).
+//! Run as root, the test re-executes itself as the user `cairn-test` (scripts/setup.sh creates
+//! it); run as an ordinary user, it does the cycle directly.
+
+mod common;
+
+use cairn_capture::ExitStatus;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const PROG_ENV: &str = "CAIRN_UNPRIV_PROG";
+const OUT_ENV: &str = "CAIRN_UNPRIV_OUT";
+
+fn expected() -> Vec<String> {
+    (0..150)
+        .map(|i| i.to_string())
+        .chain(["done".to_string()])
+        .collect()
+}
+
+fn check_output(out: &Path) {
+    let b = std::fs::read_to_string(out).unwrap();
+    let got: Vec<String> = b
+        .lines()
+        .map(|l| l.split(' ').next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(got, expected());
+}
+
+fn cycle_here(prog: &Path, out: &Path) {
+    // SAFETY: geteuid cannot fail.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "must run unprivileged");
+    let st = run_with_cycles(os(&[&prog, &out, &"150"]), 2, Duration::from_millis(100));
+    assert_eq!(st, ExitStatus::Code(0));
+    check_output(out);
+}
+
+#[test]
+fn unprivileged_checkpoint_restore_cycle() {
+    if let (Some(prog), Some(out)) = (std::env::var_os(PROG_ENV), std::env::var_os(OUT_ENV)) {
+        cycle_here(Path::new(&prog), Path::new(&out));
+        return;
+    }
+    let dir = TempDir::new("unpriv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let prog = compile(&dir, "counter", &[]);
+    let out = dir.path("out.txt");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        cycle_here(&prog, &out);
+        return;
+    }
+    let exe = dir.path("unprivileged-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let have_user = Command::new("id")
+        .arg("cairn-test")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(have_user, "user cairn-test missing: run scripts/setup.sh");
+    let st = Command::new("runuser")
+        .args(["-u", "cairn-test", "--"])
+        .arg(&exe)
+        .args([
+            "--exact",
+            "unprivileged_checkpoint_restore_cycle",
+            "--test-threads=1",
+        ])
+        .env(PROG_ENV, &prog)
+        .env(OUT_ENV, &out)
+        .current_dir(&dir.0)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unprivileged run failed: {st}");
+    check_output(&out);
+}
