@@ -1,5 +1,9 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
+pub mod agent_common;
 pub mod common;
+pub mod launch;
+pub mod restart;
+pub mod run;
 pub mod save_load;
 pub mod store_cmds;
