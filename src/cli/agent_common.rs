@@ -144,6 +144,10 @@ pub fn run_agent(
         verbose: true,
     };
     let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
+    eprintln!(
+        "cairn: job {job} running (agent pid {})",
+        std::process::id()
+    );
     agent.run().map_err(agent_err)
 }
 

@@ -34,6 +34,8 @@ fn bin_dir() -> &'static Path {
 
 /// Compiles tests/programs/NAME.c with `cc` (once per test process) and returns the binary.
 pub fn compile_c(name: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out = bin_dir().join(name);
     if out.exists() {
         return out;
@@ -82,7 +84,7 @@ pub struct Program {
     pub files: Vec<String>,
     /// A shell prefix run before exec (e.g. `ulimit -s unlimited`), or empty.
     pub shell_prefix: String,
-    /// Run as this user (via `runuser -u USER --`), or as the test's own user.
+    /// Run as this user (via `setpriv`), or as the test's own user.
     pub user: Option<String>,
 }
 
@@ -136,7 +138,17 @@ impl Program {
     fn wrap(&self, argv: Vec<OsString>) -> Command {
         let mut full: Vec<OsString> = Vec::new();
         if let Some(u) = &self.user {
-            full.extend(["runuser", "-u", u.as_str(), "--"].map(OsString::from));
+            // setpriv execs the command itself (runuser would fork and keep the signals).
+            full.extend(
+                [
+                    "setpriv".to_string(),
+                    format!("--reuid={u}"),
+                    format!("--regid={u}"),
+                    "--init-groups".to_string(),
+                    "--".to_string(),
+                ]
+                .map(OsString::from),
+            );
         }
         if !self.shell_prefix.is_empty() {
             full.extend(["sh", "-c"].map(OsString::from));
@@ -255,6 +267,8 @@ pub fn count_lines(log: &Path, needle: &str) -> usize {
 
 /// The marker the agent prints on stderr after committing a generation.
 pub const COMMITTED: &str = "checkpoint committed";
+/// The marker the agent prints on stderr once it handles signals and runs the program.
+pub const RUNNING: &str = "running (agent pid";
 /// The marker the agent prints on stderr when a checkpoint starts.
 pub const STARTED: &str = "checkpoint started";
 
@@ -292,7 +306,9 @@ impl Job {
             argv.extend(prog.argv.iter().cloned());
         }
         if prog.user.is_some() {
+            // A restarted program reopens its stdout and stderr files as the user.
             open_up(&dir.join("stdout"));
+            open_up(&log);
         }
         let child = prog
             .wrap(argv)
