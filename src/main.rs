@@ -32,6 +32,9 @@ enum Command {
     Save(cli::save_load::SaveArgs),
     /// Write a saved generation's files back, byte-identical with modes and mtimes.
     Load(cli::save_load::LoadArgs),
+    /// Benchmarks (`cairn bench store`).
+    #[command(subcommand)]
+    Bench(cli::bench_store::BenchCmd),
 }
 
 fn main() {
@@ -45,5 +48,6 @@ fn main() {
         Command::Verify(a) => cli::store_cmds::verify(a),
         Command::Save(a) => cli::save_load::save(a),
         Command::Load(a) => cli::save_load::load(a),
+        Command::Bench(c) => cli::bench_store::bench(c),
     })
 }

@@ -1,6 +1,7 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
 pub mod agent_common;
+pub mod bench_store;
 pub mod common;
 pub mod launch;
 pub mod restart;

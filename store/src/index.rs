@@ -148,6 +148,21 @@ impl Index {
         }
     }
 
+    /// Locations of many chunks, looked up inside one read transaction (one lock round trip
+    /// instead of one per chunk).
+    pub fn lookup_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkLoc>>, StoreError> {
+        if ids.len() <= 1 {
+            return ids.iter().map(|id| self.lookup(id)).collect();
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        let out = ids
+            .iter()
+            .map(|id| self.lookup(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Record a sealed pack and its chunks (one transaction; existing chunks keep their
     /// first location).
     pub fn add_pack(

@@ -28,6 +28,7 @@ mod node;
 mod pack;
 mod reader;
 mod store;
+pub mod synth;
 mod verify;
 mod writer;
 

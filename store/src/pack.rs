@@ -6,7 +6,7 @@
 //! Footer: trailer_offset u64, count u64, BLAKE3(trailer entries)\[32\], `"CAIRNPKT"`.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -93,7 +93,7 @@ pub(crate) struct PackWriter {
     name: String,
     tmp_path: PathBuf,
     dir: PathBuf,
-    out: BufWriter<File>,
+    out: File,
     pos: u64,
     entries: Vec<PackEntry>,
 }
@@ -107,7 +107,8 @@ impl PackWriter {
             .create_new(true)
             .open(&tmp_path)
             .ctx(|| format!("creating pack {}", tmp_path.display()))?;
-        let mut out = BufWriter::with_capacity(1 << 20, f);
+        // Payloads are tens of KiB: written directly, no extra copy through a buffer.
+        let mut out = f;
         out.write_all(PACK_MAGIC)
             .ctx(|| format!("writing pack {}", tmp_path.display()))?;
         Ok(PackWriter {
@@ -167,9 +168,8 @@ impl PackWriter {
         trailer.extend_from_slice(FOOTER_MAGIC);
         let ctx = || format!("writing pack {}", self.tmp_path.display());
         self.out.write_all(&trailer).ctx(ctx)?;
-        self.out.flush().ctx(ctx)?;
         let size = self.pos + trailer.len() as u64;
-        let f = self.out.get_ref();
+        let f = &self.out;
         f.sync_all().ctx(ctx)?;
         fault_point("pack-fsync");
         let final_path = self.dir.join(format!("{}{PACK_SUFFIX}", self.name));
@@ -245,25 +245,101 @@ pub fn read_trailer(path: &Path) -> Result<Vec<PackEntry>, StoreError> {
 }
 
 /// Decode a payload read from a pack and check its hash.
-pub fn decode_payload(e: &PackEntry, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+pub fn decode_payload(e: &PackEntry, payload: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     let data = match e.codec {
-        Codec::Raw => payload.to_vec(),
-        Codec::Zstd => zstd::bulk::decompress(payload, e.raw_len as usize).map_err(|err| {
+        Codec::Raw => payload,
+        Codec::Zstd => zstd::bulk::decompress(&payload, e.raw_len as usize).map_err(|err| {
             StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
         })?,
     };
-    if data.len() != e.raw_len as usize || ChunkId::of(&data) != e.id {
+    check_hash(e, &data)?;
+    Ok(data)
+}
+
+/// Check that `data` is the chunk `e` describes.
+pub fn check_hash(e: &PackEntry, data: &[u8]) -> Result<(), StoreError> {
+    if data.len() != e.raw_len as usize || ChunkId::of(data) != e.id {
         return Err(StoreError::Corrupt(format!(
             "chunk {}: content does not match its hash",
             e.id
         )));
     }
-    Ok(data)
+    Ok(())
+}
+
+/// Read the chunk `e` of pack file `f` straight into `out` (exactly `raw_len` bytes) and
+/// verify it.
+pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreError> {
+    let eof = |err: std::io::Error| {
+        if err.kind() == std::io::ErrorKind::UnexpectedEof {
+            StoreError::Corrupt(format!("pack is truncated (chunk {})", e.id))
+        } else {
+            StoreError::Io {
+                context: format!("reading chunk {}", e.id),
+                source: err,
+            }
+        }
+    };
+    if out.len() != e.raw_len as usize {
+        return Err(StoreError::Corrupt(format!(
+            "chunk {} has {} bytes, expected {}",
+            e.id,
+            e.raw_len,
+            out.len()
+        )));
+    }
+    match e.codec {
+        Codec::Raw => {
+            if e.stored_len != e.raw_len {
+                return Err(StoreError::Corrupt(format!(
+                    "chunk {}: bad raw length",
+                    e.id
+                )));
+            }
+            f.read_exact_at(out, e.offset).map_err(eof)?;
+        }
+        Codec::Zstd => {
+            let mut payload = vec![0u8; e.stored_len as usize];
+            f.read_exact_at(&mut payload, e.offset).map_err(eof)?;
+            let n = DECOMPRESSOR
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    if slot.is_none() {
+                        *slot = zstd::bulk::Decompressor::new().ok();
+                    }
+                    match slot.as_mut() {
+                        Some(d) => d.decompress_to_buffer(&payload, out),
+                        None => zstd::bulk::decompress_to_buffer(&payload, out),
+                    }
+                })
+                .map_err(|err| {
+                    StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+                })?;
+            if n != out.len() {
+                return Err(StoreError::Corrupt(format!("chunk {}: short chunk", e.id)));
+            }
+        }
+    }
+    check_hash(e, out)
+}
+
+thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 /// Compress `raw` with zstd at `level`; `None` when compression saves less than 1/32.
+/// Reuses one zstd context per thread.
 pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
-    let c = zstd::bulk::compress(raw, level).ok()?;
+    let c = COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
+        }
+        slot.as_mut().and_then(|(_, c)| c.compress(raw).ok())
+    })?;
     if c.len() + raw.len() / 32 < raw.len() {
         Some(c)
     } else {

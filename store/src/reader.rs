@@ -132,19 +132,6 @@ impl GenerationReader {
         Ok(())
     }
 
-    fn leaf_data(&self, e: &NodeEntry) -> Result<Vec<u8>, StoreError> {
-        let d = self.store.read_chunk(&e.id)?;
-        if d.len() as u64 != e.len {
-            return Err(StoreError::Corrupt(format!(
-                "chunk {} has {} bytes, its node says {}",
-                e.id,
-                d.len(),
-                e.len
-            )));
-        }
-        Ok(d)
-    }
-
     /// The whole stream.
     pub fn read_all(&self, s: &StreamRef) -> Result<Vec<u8>, StoreError> {
         let len = usize::try_from(s.len)
@@ -187,15 +174,33 @@ impl GenerationReader {
                 s.root
             )));
         }
-        pieces.into_par_iter().try_for_each(|(piece, skip, e)| {
-            if e.id.is_zero() {
+        let ids: Vec<ChunkId> = pieces
+            .iter()
+            .filter(|p| !p.2.id.is_zero())
+            .map(|p| p.2.id)
+            .collect();
+        let mut locs = self.store.locate_many(&ids)?.into_iter();
+        let work: Vec<_> = pieces
+            .into_iter()
+            .map(|(piece, skip, e)| {
+                let loc = if e.id.is_zero() { None } else { locs.next() };
+                (piece, skip, e, loc)
+            })
+            .collect();
+        work.into_par_iter().try_for_each(|(piece, skip, e, loc)| {
+            let Some(loc) = loc else {
                 piece.fill(0);
+                return Ok(());
+            };
+            if skip == 0 && piece.len() as u64 == e.len {
+                self.store.read_loc_into(&loc, piece)
             } else {
-                let d = self.leaf_data(&e)?;
+                let mut d = vec![0u8; leaf_len(&e)?];
+                self.store.read_loc_into(&loc, &mut d)?;
                 let skip = skip as usize;
                 piece.copy_from_slice(&d[skip..skip + piece.len()]);
+                Ok(())
             }
-            Ok(())
         })
     }
 
@@ -203,19 +208,41 @@ impl GenerationReader {
     /// `f` gets the chunk's offset in the stream.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
-        leaves.into_par_iter().try_for_each(|(off, e)| {
-            if e.id.is_zero() {
-                f(off, None)
-            } else {
-                let d = self.leaf_data(&e)?;
-                f(off, Some(&d))
-            }
-            .map_err(|source| StoreError::Io {
+        let ids: Vec<ChunkId> = leaves
+            .iter()
+            .filter(|l| !l.1.id.is_zero())
+            .map(|l| l.1.id)
+            .collect();
+        let mut locs = self.store.locate_many(&ids)?.into_iter();
+        let work: Vec<_> = leaves
+            .into_iter()
+            .map(|(off, e)| {
+                let loc = if e.id.is_zero() { None } else { locs.next() };
+                (off, e, loc)
+            })
+            .collect();
+        work.into_par_iter().try_for_each(|(off, e, loc)| {
+            let r = match loc {
+                None => f(off, None),
+                Some(loc) => {
+                    let mut d = vec![0u8; leaf_len(&e)?];
+                    self.store.read_loc_into(&loc, &mut d)?;
+                    f(off, Some(&d))
+                }
+            };
+            r.map_err(|source| StoreError::Io {
                 context: format!("consuming chunk at offset {off}"),
                 source,
             })
         })
     }
+}
+
+fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
+    usize::try_from(e.len)
+        .ok()
+        .filter(|&l| l <= 64 << 20)
+        .ok_or_else(|| StoreError::Corrupt(format!("chunk {} claims {} bytes", e.id, e.len)))
 }
 
 /// Read and decode a tree node.

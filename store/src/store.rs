@@ -186,6 +186,28 @@ impl Store {
         Err(StoreError::MissingChunk(*id))
     }
 
+    /// Locations of many chunks (one index transaction), consulting unindexed packs on a miss.
+    pub(crate) fn locate_many(&self, ids: &[ChunkId]) -> Result<Vec<ChunkLoc>, StoreError> {
+        let mut found = self.index().lookup_many(ids)?;
+        if found.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
+            found = self.index().lookup_many(ids)?;
+        }
+        ids.iter()
+            .zip(found)
+            .map(|(id, l)| l.ok_or(StoreError::MissingChunk(*id)))
+            .collect()
+    }
+
+    /// Read a located chunk straight into `out` (its exact length) and verify it.
+    pub(crate) fn read_loc_into(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
+        let (pack, e) = loc;
+        let f = self.pack_file(pack)?;
+        crate::pack::read_into(&f, e, out).map_err(|err| match err {
+            StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
+            other => other,
+        })
+    }
+
     pub(crate) fn pack_file(&self, pack: &str) -> Result<Arc<File>, StoreError> {
         let mut files = self
             .inner
@@ -225,7 +247,7 @@ impl Store {
                 }
             }
         })?;
-        decode_payload(&e, &buf).map_err(|err| match err {
+        decode_payload(&e, buf).map_err(|err| match err {
             StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
             other => other,
         })

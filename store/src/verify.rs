@@ -83,7 +83,7 @@ impl Store {
                                 .read_exact_at(&mut buf, e.offset)
                                 .map_err(|err| err.to_string())
                                 .and_then(|_| {
-                                    decode_payload(e, &buf).map_err(|err| err.to_string())
+                                    decode_payload(e, buf).map_err(|err| err.to_string())
                                 });
                             r.err().map(|m| format!("{}\t{m}", e.id.to_hex()))
                         })

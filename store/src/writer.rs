@@ -12,10 +12,13 @@ use crate::pack::{compress, Codec, PackWriter};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
-const BATCH: usize = 64;
+const BATCH: usize = 128;
 
 /// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
 pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
+
+/// A batch read and hashed, waiting to be stored: its plan and its hashed chunks.
+type Pending = (Vec<Option<NodeEntry>>, Vec<(ChunkId, Vec<u8>)>);
 
 /// How interior nodes group their children.
 #[derive(Clone, Copy)]
@@ -39,6 +42,9 @@ pub struct Writer {
     /// Packs known to exist on disk (dedup only against chunks whose pack is present).
     packs_present: HashMap<String, bool>,
     stats: WriteStats,
+    /// Spare chunk buffers, reused across batches (avoids page-fault churn of fresh
+    /// allocations).
+    pool: Vec<Vec<u8>>,
 }
 
 impl Writer {
@@ -51,6 +57,7 @@ impl Writer {
             seen: HashSet::new(),
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
+            pool: Vec::new(),
         }
     }
 
@@ -64,40 +71,42 @@ impl Writer {
         &self.stats
     }
 
-    /// True when the chunk is already durable in the store (or written by this writer).
-    fn already_stored(&mut self, id: &ChunkId) -> Result<bool, StoreError> {
-        if self.seen.contains(id) {
-            return Ok(true);
+    /// True when the pack is on disk (cached: dedup only against chunks whose pack exists).
+    fn pack_present(&mut self, pack: &str) -> bool {
+        if let Some(p) = self.packs_present.get(pack) {
+            return *p;
         }
-        let loc = self.store.index().lookup(id)?;
-        let Some((pack, _)) = loc else {
-            return Ok(false);
-        };
-        let present = match self.packs_present.get(&pack) {
-            Some(p) => *p,
-            None => {
-                let p = self
-                    .store
-                    .pack_dir()
-                    .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
-                    .exists();
-                self.packs_present.insert(pack, p);
-                p
-            }
-        };
-        if present {
-            self.seen.insert(*id);
-        }
-        Ok(present)
+        let p = self
+            .store
+            .pack_dir()
+            .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
+            .exists();
+        self.packs_present.insert(pack.to_string(), p);
+        p
     }
 
-    /// Store non-zero chunks not already present: dedup, compress in parallel, append.
+    /// Store non-zero chunks not already present: dedup (one index transaction per batch),
+    /// compress in parallel, append.
     fn store_chunks(&mut self, items: Vec<(ChunkId, Vec<u8>)>) -> Result<(), StoreError> {
+        let unknown: Vec<ChunkId> = items
+            .iter()
+            .map(|(id, _)| *id)
+            .filter(|id| !self.seen.contains(id))
+            .collect();
+        let locs = self.store.index().lookup_many(&unknown)?;
+        for (id, loc) in unknown.iter().zip(locs) {
+            if let Some((pack, _)) = loc {
+                if self.pack_present(&pack) {
+                    self.seen.insert(*id);
+                }
+            }
+        }
         let mut fresh = Vec::new();
         for (id, data) in items {
-            if !self.already_stored(&id)? {
-                self.seen.insert(id);
+            if self.seen.insert(id) {
                 fresh.push((id, data));
+            } else {
+                self.recycle(data);
             }
         }
         let level = self.store.config().zstd_level;
@@ -114,8 +123,15 @@ impl Writer {
                 None => (raw.as_slice(), Codec::Raw),
             };
             self.append(id, payload, raw.len(), codec)?;
+            self.recycle(raw);
         }
         Ok(())
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.pool.len() < 2 * BATCH {
+            self.pool.push(buf);
+        }
     }
 
     fn append(
@@ -208,16 +224,47 @@ impl Writer {
         hashed: Vec<(ChunkId, Vec<u8>)>,
         leaves: &mut Vec<NodeEntry>,
     ) -> Result<(), StoreError> {
+        let plan = vec![None; hashed.len()];
+        self.ingest_planned(plan, hashed, leaves)
+    }
+
+    /// Like `ingest`, where `plan[i]` is `Some(entry)` for chunks reused unchanged from a
+    /// previous stream and `None` for the next chunk of `hashed`.
+    fn ingest_planned(
+        &mut self,
+        plan: Vec<Option<NodeEntry>>,
+        hashed: Vec<(ChunkId, Vec<u8>)>,
+        leaves: &mut Vec<NodeEntry>,
+    ) -> Result<(), StoreError> {
         let mut nonzero = Vec::with_capacity(hashed.len());
-        for (id, data) in hashed {
-            let len = data.len() as u64;
+        let mut hashed = hashed.into_iter();
+        for slot in plan {
             self.stats.chunks += 1;
-            self.stats.logical_bytes += len;
-            leaves.push(NodeEntry { id, len });
-            if id.is_zero() {
-                self.stats.zero_bytes += len;
-            } else {
-                nonzero.push((id, data));
+            match slot {
+                Some(e) => {
+                    self.stats.logical_bytes += e.len;
+                    self.stats.unchanged_bytes += e.len;
+                    if e.id.is_zero() {
+                        self.stats.zero_bytes += e.len;
+                    }
+                    leaves.push(e);
+                }
+                None => {
+                    let Some((id, data)) = hashed.next() else {
+                        return Err(StoreError::InvalidArgument(
+                            "internal: plan mismatch".into(),
+                        ));
+                    };
+                    let len = data.len() as u64;
+                    self.stats.logical_bytes += len;
+                    leaves.push(NodeEntry { id, len });
+                    if id.is_zero() {
+                        self.stats.zero_bytes += len;
+                        self.recycle(data);
+                    } else {
+                        nonzero.push((id, data));
+                    }
+                }
             }
         }
         self.store_chunks(nonzero)
@@ -227,30 +274,162 @@ impl Writer {
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
     pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
+        self.put_memory_planned(len, None, source)
+    }
+
+    /// A memory region that changed only in `changed` (sorted or not: `(offset, len)` byte
+    /// ranges) since `prev`, a memory stream of this store (e.g. the same region in the
+    /// previous generation). Chunks that do not overlap a changed range and have the same
+    /// extent in `prev` are taken from `prev` without calling `source` — the caller
+    /// guarantees they are identical (dirty-page tracking). Everything else is read as in
+    /// [`Writer::put_memory`]. `prev` must be durable (committed or written by a finished
+    /// writer).
+    pub fn put_memory_incremental(
+        &mut self,
+        len: u64,
+        prev: &StreamRef,
+        changed: &[(u64, u64)],
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
+        if prev.kind != StreamKind::Memory {
+            return Err(StoreError::InvalidArgument(
+                "put_memory_incremental: prev is not a memory stream".into(),
+            ));
+        }
+        let cs = u64::from(self.store.config().memory_chunk_size);
+        let n = len.div_ceil(cs) as usize;
+        let mut reuse: Vec<Option<NodeEntry>> = vec![None; n];
+        let mut off = 0u64;
+        for e in self.stream_leaves(prev)? {
+            // A zero subtree covers many chunks: split it into chunk-sized zero runs.
+            let parts: Vec<NodeEntry> = if e.id.is_zero() && e.len > cs && off.is_multiple_of(cs) {
+                let mut v = Vec::new();
+                let mut rest = e.len;
+                while rest > 0 {
+                    let l = rest.min(cs);
+                    v.push(NodeEntry {
+                        id: ChunkId::ZERO,
+                        len: l,
+                    });
+                    rest -= l;
+                }
+                v
+            } else {
+                vec![e]
+            };
+            for p in parts {
+                let k = (off / cs) as usize;
+                let want = cs.min(len.saturating_sub(off));
+                if off.is_multiple_of(cs) && k < n && p.len == want {
+                    reuse[k] = Some(p);
+                }
+                off += p.len;
+            }
+        }
+        for &(o, l) in changed {
+            if l == 0 || o >= len {
+                continue;
+            }
+            let first = (o / cs) as usize;
+            let last = ((o.saturating_add(l).min(len) - 1) / cs) as usize;
+            for r in &mut reuse[first..=last.min(n - 1)] {
+                *r = None;
+            }
+        }
+        self.put_memory_planned(len, Some(reuse), source)
+    }
+
+    /// Data-chunk entries of a stream, in order (zero runs included), nodes read and verified.
+    fn stream_leaves(&self, s: &StreamRef) -> Result<Vec<NodeEntry>, StoreError> {
+        fn walk(
+            store: &Store,
+            id: &ChunkId,
+            level: Option<u8>,
+            len: u64,
+            out: &mut Vec<NodeEntry>,
+        ) -> Result<(), StoreError> {
+            let node = StreamNode::decode(id, &store.read_chunk(id)?)?;
+            if level.is_some_and(|l| l != node.level) || node.total_len() != len {
+                return Err(StoreError::Corrupt(format!(
+                    "stream node {id} does not match its parent"
+                )));
+            }
+            for e in &node.entries {
+                if node.level == 1 || e.id.is_zero() {
+                    // Zero subtrees come out as one zero run; the caller splits them.
+                    out.push(*e);
+                } else {
+                    walk(store, &e.id, Some(node.level - 1), e.len, out)?;
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.store, &s.root, None, s.len, &mut out)?;
+        Ok(out)
+    }
+
+    fn put_memory_planned(
+        &mut self,
+        len: u64,
+        reuse: Option<Vec<Option<NodeEntry>>>,
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
         let cs = u64::from(self.store.config().memory_chunk_size);
         let n = len.div_ceil(cs);
         let mut leaves = Vec::with_capacity(n as usize);
+        // Batches are pipelined: while batch k is deduplicated, compressed and written,
+        // batch k+1 is read and hashed.
+        let mut pending: Option<Pending> = None;
         let mut i = 0u64;
-        while i < n {
-            let end = (i + BATCH as u64).min(n);
-            let hashed: Vec<(ChunkId, Vec<u8>)> = (i..end)
-                .into_par_iter()
-                .map(|k| {
-                    let off = k * cs;
-                    let l = cs.min(len - off) as usize;
-                    let mut buf = vec![0u8; l];
-                    source(off, &mut buf)
-                        .ctx(|| format!("reading memory source at offset {off}"))?;
-                    let id = if is_all_zero(&buf) {
-                        ChunkId::ZERO
-                    } else {
-                        ChunkId::of(&buf)
-                    };
-                    Ok((id, buf))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            self.ingest(hashed, &mut leaves)?;
-            i = end;
+        loop {
+            let next = if i < n {
+                let end = (i + BATCH as u64).min(n);
+                let plan: Vec<Option<NodeEntry>> = (i..end)
+                    .map(|k| reuse.as_ref().and_then(|r| r[k as usize]))
+                    .collect();
+                let bufs: Vec<(u64, Vec<u8>)> = (i..end)
+                    .zip(plan.iter())
+                    .filter(|(_, p)| p.is_none())
+                    .map(|(k, _)| (k, self.pool.pop().unwrap_or_default()))
+                    .collect();
+                i = end;
+                Some((plan, bufs))
+            } else {
+                None
+            };
+            let read = |bufs: Vec<(u64, Vec<u8>)>| -> Result<Vec<(ChunkId, Vec<u8>)>, StoreError> {
+                bufs.into_par_iter()
+                    .map(|(k, mut buf)| {
+                        let off = k * cs;
+                        let l = cs.min(len - off) as usize;
+                        buf.resize(l, 0);
+                        source(off, &mut buf)
+                            .ctx(|| format!("reading memory source at offset {off}"))?;
+                        let id = if is_all_zero(&buf) {
+                            ChunkId::ZERO
+                        } else {
+                            ChunkId::of(&buf)
+                        };
+                        Ok((id, buf))
+                    })
+                    .collect()
+            };
+            match (pending.take(), next) {
+                (None, None) => break,
+                (None, Some((plan, bufs))) => pending = Some((plan, read(bufs)?)),
+                (Some((plan, hashed)), None) => {
+                    self.ingest_planned(plan, hashed, &mut leaves)?;
+                }
+                (Some((plan, hashed)), Some((nplan, bufs))) => {
+                    let (done, fresh) = rayon::join(
+                        || self.ingest_planned(plan, hashed, &mut leaves),
+                        || read(bufs),
+                    );
+                    done?;
+                    pending = Some((nplan, fresh?));
+                }
+            }
         }
         let root = self.build_nodes(
             leaves,

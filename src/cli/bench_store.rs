@@ -1,0 +1,205 @@
+//! `cairn bench store`: the store benchmark table of docs/performance.md.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use cairn_store::synth::{fill, mutate_pages, SynthKind};
+use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef};
+use clap::{Args, Subcommand};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::cli::common::{human_bytes, print_json};
+use crate::exit::usage;
+
+/// Benchmarks.
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Ingest, second-generation and reassembly throughput of the store.
+    Store(BenchStoreArgs),
+}
+
+/// `cairn bench store`.
+#[derive(Args, Debug)]
+pub struct BenchStoreArgs {
+    /// Size of the memory image, MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub size_mib: usize,
+    /// Memory chunk size, KiB.
+    #[arg(long, default_value_t = 64)]
+    pub chunk_kib: u32,
+    /// zstd level.
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+    pub zstd_level: i32,
+    /// Data sets: incompressible, zeros, python-heap-like (comma separated).
+    #[arg(
+        long,
+        default_value = "incompressible,zeros,python-heap-like",
+        value_delimiter = ','
+    )]
+    pub data: Vec<String>,
+    /// Percent of 4 KiB pages changed for the second generation.
+    #[arg(long, default_value_t = 1.0)]
+    pub change_percent: f64,
+    /// Changed pages come in runs of this many consecutive pages (1 = scattered pages).
+    #[arg(long, default_value_t = 16)]
+    pub change_run: usize,
+    /// Directory for the temporary stores (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of the table.
+#[derive(Serialize, Debug)]
+struct Row {
+    data: String,
+    size_bytes: u64,
+    chunk_kib: u32,
+    gen1_seconds: f64,
+    gen1_gb_per_s: f64,
+    gen1_stored_bytes: u64,
+    changed_bytes: u64,
+    changed_bytes_compressed: u64,
+    gen2_seconds: f64,
+    gen2_gb_per_s: f64,
+    gen2_new_bytes: u64,
+    gen2_new_over_changed_compressed: f64,
+    reassembly_seconds: f64,
+    reassembly_gb_per_s: f64,
+}
+
+fn kind_of(s: &str) -> anyhow::Result<SynthKind> {
+    match s {
+        "incompressible" | "random" => Ok(SynthKind::Random),
+        "zeros" => Ok(SynthKind::Zeros),
+        "python-heap-like" | "python" => Ok(SynthKind::PythonHeap),
+        other => Err(usage(format!("unknown data set {other:?}"))),
+    }
+}
+
+fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u64, f64)> {
+    let t = Instant::now();
+    let mut w = store.writer()?;
+    let m = w.put_memory(buf.len() as u64, &|off, out: &mut [u8]| {
+        let o = off as usize;
+        out.copy_from_slice(&buf[o..o + out.len()]);
+        Ok(())
+    })?;
+    let root = w.put_tree(vec![("mem".into(), m.clone())])?;
+    let stats = w.finish()?;
+    let info = GenerationInfo {
+        kind: "bench".into(),
+        stats: stats.clone(),
+        ..Default::default()
+    };
+    store.commit(job, &root, info)?;
+    Ok((m, stats.new_stored_bytes, t.elapsed().as_secs_f64()))
+}
+
+/// Run `cairn bench store`.
+pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
+    let BenchCmd::Store(a) = cmd;
+    let size = a
+        .size_mib
+        .checked_mul(1 << 20)
+        .ok_or_else(|| usage("--size-mib too large"))?;
+    let base = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut rows = Vec::new();
+    for d in &a.data {
+        let kind = kind_of(d)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("cairn-bench-")
+            .tempdir_in(&base)
+            .with_context(|| format!("creating a temporary store in {}", base.display()))?;
+        let opts = InitOptions {
+            memory_chunk_size: a.chunk_kib * 1024,
+            zstd_level: a.zstd_level,
+            ..InitOptions::default()
+        };
+        let store = Store::init(&tmp.path().join("store"), opts)?;
+        let mut buf = vec![0u8; size];
+        fill(&mut buf, kind, 1);
+        let (_, gen1_new, gen1_s) = ingest(&store, &buf, "bench")?;
+        let ranges = mutate_pages(&mut buf, kind, a.change_percent / 100.0, a.change_run, 2);
+        let changed: u64 = ranges.iter().map(|r| r.1 as u64).sum();
+        let changed_comp: u64 = ranges
+            .par_iter()
+            .map(|&(o, l)| {
+                zstd::bulk::compress(&buf[o..o + l], a.zstd_level)
+                    .map(|c| c.len().min(l) as u64)
+                    .unwrap_or(l as u64)
+            })
+            .sum();
+        let (m2, gen2_new, gen2_s) = ingest(&store, &buf, "bench")?;
+        let (g, _) = store.latest_consistent_at("bench", cairn_store::CheckLevel::Structure)?;
+        let reader = store.reader(g.id)?;
+        // Pre-fault the destination: the table measures the store, not first-touch page faults.
+        let mut out = vec![1u8; size];
+        let t = Instant::now();
+        out.par_chunks_mut(64 << 20)
+            .enumerate()
+            .try_for_each(|(i, piece)| reader.read_at(&m2, (i as u64) << 26, piece))?;
+        let re_s = t.elapsed().as_secs_f64();
+        anyhow::ensure!(out == buf, "reassembled image differs from the input");
+        drop(out);
+        let gbps = |s: f64| size as f64 / s / 1e9;
+        rows.push(Row {
+            data: kind.name().into(),
+            size_bytes: size as u64,
+            chunk_kib: a.chunk_kib,
+            gen1_seconds: gen1_s,
+            gen1_gb_per_s: gbps(gen1_s),
+            gen1_stored_bytes: gen1_new,
+            changed_bytes: changed,
+            changed_bytes_compressed: changed_comp,
+            gen2_seconds: gen2_s,
+            gen2_gb_per_s: gbps(gen2_s),
+            gen2_new_bytes: gen2_new,
+            gen2_new_over_changed_compressed: if changed_comp == 0 {
+                0.0
+            } else {
+                gen2_new as f64 / changed_comp as f64
+            },
+            reassembly_seconds: re_s,
+            reassembly_gb_per_s: gbps(re_s),
+        });
+    }
+    if a.json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    println!(
+        "{:<17} {:>9} {:>6} | {:>9} {:>10} | {:>10} {:>10} {:>9} {:>6} | {:>9}",
+        "data",
+        "size",
+        "chunk",
+        "gen1 GB/s",
+        "stored",
+        "changed",
+        "new gen2",
+        "gen2 GB/s",
+        "xchg",
+        "read GB/s"
+    );
+    for r in &rows {
+        println!(
+            "{:<17} {:>9} {:>4}Ki | {:>9.2} {:>10} | {:>10} {:>10} {:>9.2} {:>6.2} | {:>9.2}",
+            r.data,
+            human_bytes(r.size_bytes),
+            r.chunk_kib,
+            r.gen1_gb_per_s,
+            human_bytes(r.gen1_stored_bytes),
+            human_bytes(r.changed_bytes),
+            human_bytes(r.gen2_new_bytes),
+            r.gen2_gb_per_s,
+            r.gen2_new_over_changed_compressed,
+            r.reassembly_gb_per_s
+        );
+    }
+    println!("xchg = new bytes written by generation 2 / changed bytes compressed with zstd");
+    Ok(0)
+}
