@@ -499,9 +499,15 @@ fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> 
             continue;
         }
         let src = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
-            buf.fill(0);
             let end = off + buf.len() as u64;
             let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
+            let covered = vma
+                .stored
+                .get(first)
+                .is_some_and(|&(s, l)| s <= off && s + l >= end);
+            if !covered {
+                buf.fill(0);
+            }
             for &(s, l) in &vma.stored[first..] {
                 if s >= end {
                     break;

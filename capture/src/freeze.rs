@@ -76,14 +76,15 @@ impl Frozen {
             for t in new {
                 match stop_one(t) {
                     Ok(()) => f.tids.push(t),
-                    // A thread that exits while we freeze is simply gone, unless it is the
-                    // leader (then the whole process is going away).
-                    Err(crate::Error::Exited { .. }) | Err(crate::Error::Sys { .. })
-                        if t != pid =>
-                    {
-                        // Reap its ptrace exit report if any; ignore errors.
+                    Err(e) => {
+                        // Reap or detach whatever state the thread is in.
+                        ptrace::release(t);
+                        // A thread that exits while we freeze is simply gone, unless it is the
+                        // leader (then the whole process is going away).
+                        if t == pid {
+                            return Err(gone(pid, e));
+                        }
                     }
-                    Err(e) => return Err(gone(pid, e)),
                 }
             }
         }
@@ -95,7 +96,7 @@ impl Frozen {
 impl Drop for Frozen {
     fn drop(&mut self) {
         for &t in &self.tids {
-            let _ = ptrace::detach(t);
+            ptrace::release(t);
         }
     }
 }

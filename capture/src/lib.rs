@@ -36,13 +36,33 @@ pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 impl Sandbox {
     /// Freeze the program, capture it (memory into `sink`), and let it run again.
     pub fn checkpoint(&self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage> {
-        let frozen = freeze::Frozen::freeze(self.program_pid())?;
+        let pid = self.program_pid();
+        let frozen = freeze::Frozen::freeze(pid)?;
         let image = checkpoint::capture_frozen(&frozen, sink);
         drop(frozen);
+        // Whatever failed, a program that is gone means "exited during the checkpoint".
+        let image = image.map_err(|e| {
+            if program_gone(pid) {
+                Error::Exited { pid }
+            } else {
+                e
+            }
+        });
         Ok(ProcessTreeImage {
             format: IMAGE_FORMAT,
             user_ns: self.user_ns(),
             processes: vec![image?],
         })
+    }
+}
+
+/// True when `pid` no longer runs (no /proc entry, zombie or dead).
+fn program_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X"),
     }
 }

@@ -66,6 +66,25 @@ pub fn detach(tid: i32) -> Result<()> {
     req("DETACH", DETACH, tid, 0, 0).map(drop)
 }
 
+/// Let go of `tid`: detach it, or, if it died while traced, reap its exit report so that its
+/// real parent (the sandbox init) can see the exit. Best effort, never fails.
+pub fn release(tid: i32) {
+    if detach(tid).is_ok() {
+        return;
+    }
+    // Not stopped or gone: a thread that was killed is still exiting or a zombie waiting for
+    // us, its tracer. Wait for it briefly; ECHILD means it is not (or no longer) ours.
+    for _ in 0..400 {
+        let mut status = 0;
+        // SAFETY: waitpid on one specific tid; writes one int.
+        let r = unsafe { libc::waitpid(tid, &mut status, libc::WNOHANG | libc::__WALL) };
+        if r != 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Resume to the next syscall entry or exit stop.
 pub fn cont_syscall(tid: i32) -> Result<()> {
     req("SYSCALL", SYSCALL, tid, 0, 0).map(drop)

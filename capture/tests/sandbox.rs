@@ -88,3 +88,59 @@ fn checkpoint_leaves_program_running_and_captures_state() {
     assert!(json.contains("\"vmas\""));
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(5));
 }
+
+/// A sink that kills the program while its memory is being saved.
+struct KillingSink(i32);
+
+impl cairn_capture::MemorySink for KillingSink {
+    fn put_region(
+        &mut self,
+        _pid: i32,
+        _index: usize,
+        _len: u64,
+        _source: cairn_capture::image::RegionSource<'_>,
+    ) -> std::io::Result<()> {
+        // SAFETY: kill(2) on the program's pid.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+        std::thread::sleep(Duration::from_millis(20));
+        Err(std::io::Error::other("store failed"))
+    }
+    fn put_file(&mut self, _: i32, _: i32, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn program_killed_during_checkpoint_reports_exited_and_status() {
+    let mut sb = Sandbox::launch(&sh("sleep 5")).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let err = sb
+        .checkpoint(&mut KillingSink(sb.program_pid()))
+        .unwrap_err();
+    assert!(matches!(err, Error::Exited { .. }), "{err:?}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn failing_sink_leaves_program_running() {
+    struct Failing;
+    impl cairn_capture::MemorySink for Failing {
+        fn put_region(
+            &mut self,
+            _: i32,
+            _: usize,
+            _: u64,
+            _: cairn_capture::image::RegionSource<'_>,
+        ) -> std::io::Result<()> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn put_file(&mut self, _: i32, _: i32, _: &mut dyn std::io::Read) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut sb = Sandbox::launch(&sh("sleep 0.3; exit 6")).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let err = sb.checkpoint(&mut Failing).unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(6));
+}

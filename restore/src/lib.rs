@@ -116,7 +116,7 @@ struct Traced(Vec<i32>);
 impl Drop for Traced {
     fn drop(&mut self) {
         for &t in &self.0 {
-            let _ = ptrace::detach(t);
+            ptrace::release(t);
         }
     }
 }
@@ -177,6 +177,7 @@ fn open_in(inj: &Injector, pid: i32, scratch: u64, path: &str, flags: i32) -> Re
 fn thread_state(
     inj: &Injector,
     pid: i32,
+    tgid: i32,
     scratch: u64,
     t: &ThreadImage,
     drop_caps: bool,
@@ -224,21 +225,8 @@ fn thread_state(
         inj.call(
             "rt_tgsigqueueinfo",
             libc::SYS_rt_tgsigqueueinfo,
-            &[0, t.tid as u64, signo, scratch + ARG],
-        )
-        .or_else(|_| {
-            // tgid 0 is not accepted by every kernel: use the real one.
-            inj.call(
-                "rt_tgsigqueueinfo",
-                libc::SYS_rt_tgsigqueueinfo,
-                &[
-                    pid_in_ns(inj.tid()) as u64,
-                    t.tid as u64,
-                    signo,
-                    scratch + ARG,
-                ],
-            )
-        })?;
+            &[tgid as u64, t.tid as u64, signo, scratch + ARG],
+        )?;
     }
     if drop_caps {
         // header {version 3, pid 0}, data[2] all zero.
@@ -252,10 +240,6 @@ fn thread_state(
         )?;
     }
     Ok(())
-}
-
-fn pid_in_ns(outer_tid: i32) -> i32 {
-    procfs::inner_pid(&format!("/proc/{outer_tid}/status")).unwrap_or(0)
 }
 
 fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()> {
@@ -374,6 +358,14 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         )?;
     }
     for (which, v) in &p.itimers {
+        let mut v = *v;
+        if v[2] == 0 && v[3] == 0 {
+            // An interval timer whose signal is pending shows a zero value: the kernel re-arms
+            // ITIMER_REAL only when that signal is dequeued. Arm it one interval ahead instead
+            // (a zero value would disarm it for good).
+            v[2] = v[0];
+            v[3] = v[1];
+        }
         write_bytes(stub, scratch + ARG, &words(&v.map(|x| x as u64)))?;
         inj.call(
             "setitimer",
@@ -412,10 +404,10 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         }
         ptrace::set_sigmask(new, BLOCK_ALL)?;
         let tinj = Injector::new(new, scratch)?;
-        thread_state(&tinj, stub, scratch, t, p_user_ns_drop(p))?;
+        thread_state(&tinj, stub, p.pid, scratch, t, p_user_ns_drop(p))?;
         outer.push(new);
     }
-    thread_state(&inj, stub, scratch, &p.threads[0], p_user_ns_drop(p))?;
+    thread_state(&inj, stub, p.pid, scratch, &p.threads[0], p_user_ns_drop(p))?;
     for si in &p.shared_pending {
         write_bytes(stub, scratch + ARG, si)?;
         let signo = u64::from(u32::from_le_bytes([si[0], si[1], si[2], si[3]]));

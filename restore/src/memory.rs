@@ -61,6 +61,7 @@ pub fn map_all(
         if vma.growsdown {
             flags |= libc::MAP_GROWSDOWN;
         }
+
         match &vma.backing {
             Backing::Anonymous => {
                 inj.call(

@@ -185,3 +185,117 @@ fn blocked_pipe_read_resumes() {
         "1 alpha\n2 beta\neof\n"
     );
 }
+
+#[test]
+fn signal_timer_altstack_name_umask_cwd() {
+    differential("sigstate", &[], 2, 150);
+}
+
+/// Run an interpreter script natively and under cairn with restore cycles; compare outputs.
+fn script_differential(tag: &str, interp: &str, script_for: impl Fn(&str) -> String) {
+    let dir = TempDir::new(tag);
+    let native = dir.path("native.txt");
+    let st = Command::new(interp)
+        .args(["-e", &script_for(&native.to_string_lossy())])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dir.path("out.txt");
+    let script = script_for(&out.to_string_lossy());
+    let st = run_with_cycles(
+        os(&[&interp, &"-e", &script]),
+        3,
+        Duration::from_millis(150),
+    );
+    assert_eq!(st, ExitStatus::Code(0));
+    assert_eq!(
+        std::fs::read_to_string(&native).unwrap(),
+        std::fs::read_to_string(&out).unwrap()
+    );
+}
+
+#[test]
+fn python3_script() {
+    let dir = TempDir::new("python");
+    let script = |path: &str| {
+        format!(
+            "import time, hashlib\nf = open('{path}', 'w')\nh = hashlib.sha256()\n\
+             for i in range(300):\n    h.update(str(i).encode())\n    \
+             f.write('%d %s\\n' % (i, h.hexdigest()[:16]))\n    f.flush()\n    \
+             time.sleep(0.002)\nf.write('done\\n')\n"
+        )
+    };
+    let native = dir.path("native.txt");
+    let py = "/usr/bin/python3";
+    let st = Command::new(py)
+        .args(["-c", &script(&native.to_string_lossy())])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dir.path("out.txt");
+    let s = script(&out.to_string_lossy());
+    let st = run_with_cycles(os(&[&py, &"-c", &s]), 3, Duration::from_millis(150));
+    assert_eq!(st, ExitStatus::Code(0));
+    assert_eq!(
+        std::fs::read_to_string(&native).unwrap(),
+        std::fs::read_to_string(&out).unwrap()
+    );
+}
+
+#[test]
+fn perl_script() {
+    script_differential("perl", "/usr/bin/perl", |path| {
+        format!(
+            "open(F, '>', '{path}') or die; select F; $| = 1; my $s = 0; \
+             for my $i (0..299) {{ $s = ($s * 31 + $i) % 1000003; print \"$i $s\\n\"; \
+             select(undef, undef, undef, 0.002); }} print \"done\\n\";"
+        )
+    });
+}
+
+#[test]
+fn all_mapping_kinds_and_a_large_heap() {
+    differential("memkinds", &["256"], 2, 400);
+}
+
+#[test]
+fn proc_view_of_restored_program_matches() {
+    let dir = TempDir::new("procview");
+    let prog = compile(&dir, "threads", &[]);
+    let out = dir.path("out.txt");
+    let mut sb = Sandbox::launch(&os(&[&prog, &out, &"3000"])).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let view = |pid: i32| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        let mut tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|e| {
+                let tid = e.unwrap().file_name().into_string().unwrap();
+                let st = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).unwrap();
+                st.lines()
+                    .find(|l| l.starts_with("NSpid:"))
+                    .and_then(|l| l.split_whitespace().last())
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        tids.sort();
+        (exe, cmdline, comm, tids)
+    };
+    let before = view(sb.program_pid());
+    assert_eq!(before.3.len(), 5, "main + 4 threads");
+    for _ in 0..2 {
+        let (r, _) = cycle(sb);
+        sb = r;
+        assert_eq!(view(sb.program_pid()), before);
+    }
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}
+
+#[test]
+fn threads_born_and_dying_during_checkpoints() {
+    differential("churn", &[], 4, 80);
+}

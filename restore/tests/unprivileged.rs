@@ -33,6 +33,7 @@ fn check_output(out: &Path) {
 fn cycle_here(prog: &Path, out: &Path) {
     // SAFETY: geteuid cannot fail.
     assert_ne!(unsafe { libc::geteuid() }, 0, "must run unprivileged");
+    // stdio is /dev/null: the test's own stdout may be a file this user cannot reopen.
     let st = run_with_cycles(os(&[&prog, &out, &"150"]), 2, Duration::from_millis(100));
     assert_eq!(st, ExitStatus::Code(0));
     check_output(out);

@@ -70,8 +70,27 @@ pub fn cycle(sb: Sandbox) -> (Sandbox, ProcessTreeImage) {
 
 /// Run `argv` in a sandbox, do `cycles` checkpoint/kill/restore cycles `delay` apart, then
 /// wait; returns the final exit status.
+/// The program's stdio is /dev/null, so that nothing depends on how the test runner's own
+/// stdout is set up (a log file would be reopened by path at restore).
 pub fn run_with_cycles(argv: Vec<OsString>, cycles: usize, delay: Duration) -> ExitStatus {
-    let mut sb = Sandbox::launch(&argv).expect("launch");
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .expect("/dev/null");
+    let n = std::os::fd::AsRawFd::as_raw_fd(&null);
+    run_with_cycles_stdio(argv, Some([n, n, n]), cycles, delay)
+}
+
+/// [`run_with_cycles`] with explicit stdin/stdout/stderr for the program.
+pub fn run_with_cycles_stdio(
+    argv: Vec<OsString>,
+    stdio: Option<[i32; 3]>,
+    cycles: usize,
+    delay: Duration,
+) -> ExitStatus {
+    let mut sb =
+        Sandbox::launch_with(cairn_capture::ChildSpec::Exec { argv, stdio }).expect("launch");
     for _ in 0..cycles {
         std::thread::sleep(delay);
         let (r, image) = cycle(sb);

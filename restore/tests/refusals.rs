@@ -1,0 +1,63 @@
+//! Images and programs cairn must refuse with a clear error, leaving everything else intact.
+
+mod common;
+
+use cairn_capture::{Error, ExitStatus, MemoryImageStore, Sandbox};
+use common::*;
+use std::time::Duration;
+
+fn captured_sleeper() -> (Sandbox, cairn_capture::ProcessTreeImage, MemoryImageStore) {
+    let sb = Sandbox::launch(&os(&[&"/bin/sleep", &"5"])).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut store = MemoryImageStore::new();
+    let image = sb.checkpoint(&mut store).unwrap();
+    (sb, image, store)
+}
+
+#[test]
+fn missing_cpu_xstate_feature_is_refused() {
+    let (mut sb, mut image, store) = captured_sleeper();
+    // Claim a state component (bit 62) no CPU enables.
+    image.processes[0].threads[0].xstate[519] |= 0x40;
+    let err = cairn_restore::restore(&image, &store).unwrap_err();
+    assert!(matches!(err, Error::Incompatible(_)), "{err:?}");
+    assert!(err.to_string().contains("CPU"), "{err}");
+    sb.kill().unwrap();
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Signal(9));
+}
+
+#[test]
+fn different_vdso_is_refused() {
+    let (mut sb, mut image, store) = captured_sleeper();
+    if let Some(v) = image.processes[0].vdso.as_mut() {
+        v.hash = "0".repeat(64);
+    }
+    let err = cairn_restore::restore(&image, &store).unwrap_err();
+    assert!(err.to_string().contains("vdso"), "{err}");
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}
+
+#[test]
+fn process_trees_are_refused_for_now() {
+    let (mut sb, mut image, store) = captured_sleeper();
+    let p = image.processes[0].clone();
+    image.processes.push(p);
+    let err = cairn_restore::restore(&image, &store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}
+
+#[test]
+fn unsupported_fd_fails_checkpoint_and_program_continues() {
+    let dir = TempDir::new("eventfd");
+    let prog = compile(&dir, "eventfd", &[]);
+    let mut sb = Sandbox::launch(&os(&[&prog])).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut store = MemoryImageStore::new();
+    let err = sb.checkpoint(&mut store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("fd 3"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(4));
+}
