@@ -59,36 +59,6 @@ fn launch_error(argv: &[OsString], e: cairn_capture::Error) -> AgentError {
     AgentError::Capture(format!("starting {}: {e}", argv[0].to_string_lossy()))
 }
 
-/// After a failed capture: threads of the program that died while this thread traced them
-/// stay zombies until their tracer waits for them, and only then does the sandbox init learn
-/// that the program has exited. Wait for each of them (briefly, they may still be dying); a
-/// thread that is alive and no longer traced answers ECHILD and is left alone.
-fn release_dead_tracees(pid: i32) {
-    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !tids.contains(&pid) {
-        tids.push(pid);
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    while !tids.is_empty() && std::time::Instant::now() < deadline {
-        tids.retain(|&t| {
-            let mut status = 0;
-            // SAFETY: waitpid on a specific tid with WNOHANG; it only reaps a thread this
-            // thread traces (the sandbox init, our real child, has another pid).
-            let r = unsafe { libc::waitpid(t, &mut status, libc::WNOHANG | libc::__WALL) };
-            r == 0
-        });
-        if !tids.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-    }
-}
-
 impl JobProcess for SandboxJob {
     type Image = ProcessTreeImage;
 
@@ -97,11 +67,7 @@ impl JobProcess for SandboxJob {
     }
 
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
-        let result = self.sandbox.checkpoint(sink);
-        if result.is_err() {
-            release_dead_tracees(self.sandbox.program_pid());
-        }
-        match result {
+        match self.sandbox.checkpoint(sink) {
             Ok(image) => Ok(image),
             Err(cairn_capture::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
