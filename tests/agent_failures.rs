@@ -150,6 +150,17 @@ fn bad_job_names_and_options_are_usage_errors() {
     assert_eq!(code, 2);
     let (code, err) = cairn_output(&["run", "--store", s(&store), "--", "true"], &[]);
     assert_eq!(code, 2, "run without --job or SLURM_JOB_ID: {err}");
+    for prog in ["/nonexistent/prog", "no-such-program-anywhere"] {
+        let (code, err) = cairn_output(
+            &["launch", "--store", s(&store), "--job", "a", "--", prog],
+            &[],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(prog) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
 }
 
 #[test]

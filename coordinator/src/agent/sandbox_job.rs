@@ -20,9 +20,10 @@ impl SandboxJob {
     /// Starts `argv` in a new sandbox. The program starts with `program_mask` as its signal
     /// mask (normally the mask the agent had before blocking its own signals).
     pub fn launch(argv: &[OsString], program_mask: &SigSet) -> Result<Self, AgentError> {
-        if argv.is_empty() {
+        let Some(prog) = argv.first() else {
             return Err(AgentError::Usage("no program given".into()));
-        }
+        };
+        check_program(prog)?;
         // The sandbox's children inherit the calling thread's mask; the agent's blocked
         // signals must not stay blocked in the program.
         let mut agent_mask = SigSet::empty();
@@ -56,7 +57,31 @@ impl SandboxJob {
 }
 
 fn launch_error(argv: &[OsString], e: cairn_capture::Error) -> AgentError {
-    AgentError::Capture(format!("starting {}: {e}", argv[0].to_string_lossy()))
+    AgentError::Launch(format!("starting {}: {e}", argv[0].to_string_lossy()))
+}
+
+/// Checks, as a shell would, that `prog` names an executable file (directly when it contains
+/// a `/`, else on `$PATH`), so that a typo is a usage error rather than a failed launch.
+pub fn check_program(prog: &std::ffi::OsStr) -> Result<(), AgentError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if prog.as_bytes().contains(&b'/') {
+        executable(std::path::Path::new(prog))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(prog))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(AgentError::Usage(format!(
+            "cannot execute {}: no such executable file",
+            prog.to_string_lossy()
+        )))
+    }
 }
 
 impl JobProcess for SandboxJob {
