@@ -7,6 +7,8 @@ use cairn_store::StoreError;
 
 /// Exit code for bad usage or bad input.
 pub const EXIT_USAGE: i32 = 2;
+/// Exit code of `cairn run` after a final checkpoint: "checkpointed, resume me" (EX_TEMPFAIL).
+pub const EXIT_RESUME: i32 = 75;
 /// Default exit code for internal failures (overridable with `CAIRN_FAIL_RC`).
 pub const EXIT_INTERNAL: i32 = 99;
 

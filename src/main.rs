@@ -15,6 +15,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a program under an agent that checkpoints it into the store.
+    Launch(cli::launch::LaunchArgs),
+    /// Restart a job from its newest consistent generation (or a named one).
+    Restart(cli::restart::RestartArgs),
+    /// Launch the first time, resume from the store afterwards; checkpoint and stop on a signal.
+    Run(cli::run::RunArgs),
     /// Store maintenance: init, stats, reindex, clean.
     #[command(subcommand)]
     Store(cli::store_cmds::StoreCmd),
@@ -39,6 +45,9 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     exit::finish(match cli.command {
+        Command::Launch(a) => cli::launch::launch(a),
+        Command::Restart(a) => cli::restart::restart(a),
+        Command::Run(a) => cli::run::run(a),
         Command::Store(c) => cli::store_cmds::store(c),
         Command::Generations(a) => cli::store_cmds::generations(a),
         Command::Verify(a) => cli::store_cmds::verify(a),

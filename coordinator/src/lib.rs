@@ -11,3 +11,4 @@ pub mod client;
 pub mod commit;
 pub mod daemon;
 pub mod protocol;
+pub mod agent;

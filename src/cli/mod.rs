@@ -1,9 +1,13 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
+pub mod agent_common;
 pub mod bench_store;
 pub mod command;
 pub mod common;
 pub mod coordinator;
 pub mod render;
+pub mod launch;
+pub mod restart;
+pub mod run;
 pub mod save_load;
 pub mod store_cmds;

@@ -1,0 +1,35 @@
+//! What the agent needs from the program it runs: the [`JobProcess`] trait, implemented by
+//! the capture engine's sandbox (see `sandbox_job.rs`) and by test doubles.
+
+use std::os::fd::BorrowedFd;
+
+use cairn_capture::image::MemorySink;
+use nix::sys::signal::Signal;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::AgentError;
+use super::exit::ProgramExit;
+
+/// A running program that the agent can watch, signal, checkpoint and reap.
+pub trait JobProcess {
+    /// The captured form of the program (written as `image.json`).
+    type Image: Serialize + DeserializeOwned;
+
+    /// A pidfd that becomes readable when the program has exited.
+    fn pidfd(&self) -> BorrowedFd<'_>;
+
+    /// Freezes the program, captures it (memory through `sink`), and lets it run again.
+    /// Fails with [`AgentError::ExitedDuringCheckpoint`] when the program is gone.
+    fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<Self::Image, AgentError>;
+
+    /// Delivers `sig` to the program.
+    fn signal(&self, sig: Signal) -> Result<(), AgentError>;
+
+    /// Kills the whole program (every process of it) with SIGKILL.
+    fn kill(&self) -> Result<(), AgentError>;
+
+    /// Waits for the program to end and returns how it ended. Call after the pidfd became
+    /// readable (or after [`JobProcess::kill`]).
+    fn reap(&mut self) -> Result<ProgramExit, AgentError>;
+}

@@ -1,0 +1,283 @@
+//! The agent: the process that owns one job. It launches the program (or restores it from a
+//! generation), then runs an event loop over the program's pidfd, a signalfd and an interval
+//! timer: SIGUSR1 and ticks take a checkpoint, termination signals are forwarded (or, for
+//! `cairn run`, trigger a final checkpoint and a stop), and the program's exit ends the loop.
+//!
+//! Each checkpoint is written as one generation (layout in docs/design/contracts.md) and is
+//! committed only when complete; a checkpoint during which the program exits is abandoned.
+
+pub mod error;
+pub mod events;
+pub mod exit;
+pub mod generation;
+pub mod job;
+pub mod report;
+pub mod sandbox_job;
+pub mod store_io;
+
+use std::time::{Duration, Instant};
+
+use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, Writer};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+
+pub use error::AgentError;
+pub use events::{block_agent_signals, Event, EventSource};
+pub use exit::ProgramExit;
+pub use job::JobProcess;
+pub use report::{AgentReport, CheckpointReport, JobEnd};
+
+/// How long a failed capture waits to see whether the program has exited.
+const EXIT_GRACE: Duration = Duration::from_millis(300);
+
+/// What the agent does with SIGTERM and the checkpoint signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopPolicy {
+    /// `cairn launch`/`restart`: SIGUSR1 checkpoints; SIGTERM, SIGINT, SIGHUP, SIGQUIT and
+    /// SIGUSR2 are forwarded to the program.
+    Forward,
+    /// `cairn run`: this signal and SIGTERM take a final checkpoint and stop the program;
+    /// SIGUSR1 (when it is not this signal) takes an ordinary checkpoint.
+    CheckpointAndStop(Signal),
+}
+
+/// How an agent is set up.
+pub struct AgentOptions {
+    /// The store generations are written to.
+    pub store: Store,
+    /// The job name.
+    pub job: String,
+    /// This agent's id inside the job (its directory `agents/<id>/` in generations).
+    pub agent_id: String,
+    /// Periodic checkpoints.
+    pub interval: Option<Duration>,
+    /// Signal handling.
+    pub stop: StopPolicy,
+    /// Print progress lines (`cairn: ...`) on stderr.
+    pub verbose: bool,
+}
+
+/// An agent running one job's program `P`.
+pub struct Agent<P: JobProcess> {
+    opts: AgentOptions,
+    process: P,
+    events: EventSource,
+    restored_from: Option<u64>,
+    checkpoints: Vec<CheckpointReport>,
+    failed: u32,
+}
+
+impl<P: JobProcess> Agent<P> {
+    /// Takes charge of `process` (just launched, or restored from generation `restored_from`).
+    /// The agent signals must already be blocked ([`block_agent_signals`]).
+    pub fn new(
+        opts: AgentOptions,
+        process: P,
+        restored_from: Option<u64>,
+    ) -> Result<Self, AgentError> {
+        let extra = match opts.stop {
+            StopPolicy::CheckpointAndStop(s) => Some(s),
+            StopPolicy::Forward => None,
+        };
+        let events = EventSource::new(opts.interval, extra)?;
+        Ok(Agent {
+            opts,
+            process,
+            events,
+            restored_from,
+            checkpoints: Vec::new(),
+            failed: 0,
+        })
+    }
+
+    /// The program being run.
+    pub fn process(&self) -> &P {
+        &self.process
+    }
+
+    fn say(&self, msg: std::fmt::Arguments<'_>) {
+        if self.opts.verbose {
+            eprintln!("cairn: {msg}");
+        }
+    }
+
+    /// True when the program has exited (its pidfd is readable), waiting at most `grace`.
+    fn program_gone(&self, grace: Duration) -> bool {
+        let mut fds = [PollFd::new(self.process.pidfd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(grace).unwrap_or(PollTimeout::ZERO);
+        matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+    }
+
+    /// Freezes and captures the program, writing its tree (`image.json`, `mem/`, `files/`;
+    /// the contents of `agents/<id>/` in a generation) through `writer`. Returns the tree and
+    /// how long the program was frozen. Nothing is committed: a coordinator puts the trees of
+    /// all its agents into one generation; [`Agent::checkpoint_now`] commits a single one.
+    pub fn write_agent_tree(
+        &mut self,
+        writer: &mut Writer,
+    ) -> Result<(StreamRef, Duration), AgentError> {
+        let mut sink = store_io::StoreSink::new(writer);
+        let frozen_at = Instant::now();
+        let captured = self.process.checkpoint(&mut sink);
+        let frozen = frozen_at.elapsed();
+        let image = match captured {
+            Ok(image) => image,
+            // A capture that fails because the program died: its sandbox follows it shortly.
+            Err(_) if self.program_gone(EXIT_GRACE) => {
+                return Err(AgentError::ExitedDuringCheckpoint)
+            }
+            Err(e) => return Err(e),
+        };
+        let image_json =
+            serde_json::to_vec(&image).map_err(|e| AgentError::Capture(e.to_string()))?;
+        Ok((sink.finish_tree(&image_json)?, frozen))
+    }
+
+    /// Takes a checkpoint now and commits it as a new generation of the job. Nothing is
+    /// committed when it fails; when the program exited meanwhile the error is
+    /// [`AgentError::ExitedDuringCheckpoint`].
+    pub fn checkpoint_now(&mut self) -> Result<CheckpointReport, AgentError> {
+        let started = Instant::now();
+        let start_ms = now_ms();
+        self.say(format_args!("checkpoint started (job {})", self.opts.job));
+        let mut writer = self.opts.store.writer()?;
+        let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
+        let root = generation::write_root(
+            &mut writer,
+            &self.opts.job,
+            vec![(self.opts.agent_id.clone(), agent_tree)],
+        )?;
+        let stats = writer.finish()?;
+        if self.program_gone(Duration::ZERO) {
+            // The program ended while its image was being written: a restart from this image
+            // would run its end a second time, so the checkpoint is abandoned.
+            return Err(AgentError::ExitedDuringCheckpoint);
+        }
+        let info = GenerationInfo {
+            kind: "checkpoint".into(),
+            start_ms,
+            end_ms: now_ms(),
+            frozen_ms: frozen.as_millis() as u64,
+            stats: stats.clone(),
+            ..Default::default()
+        };
+        let id = self.opts.store.commit(&self.opts.job, &root, info)?;
+        let report = CheckpointReport {
+            generation: id.0,
+            frozen_secs: frozen.as_secs_f64(),
+            total_secs: started.elapsed().as_secs_f64(),
+            logical_bytes: stats.logical_bytes,
+            written_bytes: stats.new_stored_bytes,
+        };
+        self.say(format_args!(
+            "checkpoint committed: generation {} (frozen {:.3}s, total {:.3}s, {} bytes captured, {} bytes written)",
+            report.generation, report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes
+        ));
+        self.checkpoints.push(report.clone());
+        Ok(report)
+    }
+
+    /// Checkpoints, logging (not returning) failures; the program keeps running either way.
+    fn checkpoint_logged(&mut self) -> Result<Option<CheckpointReport>, AgentError> {
+        let result = self.checkpoint_now();
+        self.events.drain_ticks();
+        match result {
+            Ok(r) => Ok(Some(r)),
+            Err(AgentError::ExitedDuringCheckpoint) => {
+                self.failed += 1;
+                self.say(format_args!(
+                    "checkpoint abandoned: the program exited during it"
+                ));
+                Ok(None)
+            }
+            Err(e) => {
+                self.failed += 1;
+                self.say(format_args!("checkpoint failed, nothing committed: {e}"));
+                Ok(None)
+            }
+        }
+    }
+
+    fn report(&self, end: JobEnd) -> AgentReport {
+        AgentReport {
+            job: self.opts.job.clone(),
+            restored_from: self.restored_from,
+            end,
+            checkpoints: self.checkpoints.clone(),
+            failed_checkpoints: self.failed,
+        }
+    }
+
+    /// Runs the event loop until the program ends (or, with
+    /// [`StopPolicy::CheckpointAndStop`], until it was checkpointed and stopped).
+    pub fn run(mut self) -> Result<AgentReport, AgentError> {
+        loop {
+            let event = self.events.next(self.process.pidfd())?;
+            match event {
+                Event::Exited => {
+                    let status = self.process.reap()?;
+                    return Ok(self.report(JobEnd::Exited { status }));
+                }
+                Event::Tick => {
+                    self.checkpoint_logged()?;
+                }
+                Event::Signal {
+                    signal,
+                    from_kernel,
+                } => {
+                    if let Some(end) = self.on_signal(signal, from_kernel)? {
+                        return Ok(self.report(end));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_signal(
+        &mut self,
+        signal: Signal,
+        from_kernel: bool,
+    ) -> Result<Option<JobEnd>, AgentError> {
+        let stop_signal = match self.opts.stop {
+            StopPolicy::CheckpointAndStop(s) if signal == s || signal == Signal::SIGTERM => Some(s),
+            _ => None,
+        };
+        if stop_signal.is_some() {
+            self.say(format_args!("{signal}: final checkpoint, then stop"));
+            match self.checkpoint_now() {
+                Ok(r) => {
+                    self.process.kill()?;
+                    self.process.reap()?;
+                    return Ok(Some(JobEnd::Checkpointed {
+                        generation: r.generation,
+                    }));
+                }
+                Err(AgentError::ExitedDuringCheckpoint) => {
+                    self.failed += 1;
+                    self.say(format_args!(
+                        "checkpoint abandoned: the program exited during it"
+                    ));
+                }
+                Err(e) => {
+                    self.failed += 1;
+                    self.say(format_args!(
+                        "final checkpoint failed, the program keeps running: {e}"
+                    ));
+                }
+            }
+            return Ok(None);
+        }
+        if signal == Signal::SIGUSR1 {
+            self.checkpoint_logged()?;
+            return Ok(None);
+        }
+        // Signals the terminal sent to the whole foreground process group already reached
+        // the program; only those addressed to the agent itself are passed on.
+        if !from_kernel {
+            if let Err(e) = self.process.signal(signal) {
+                self.say(format_args!("forwarding {signal}: {e}"));
+            }
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,121 @@
+//! [`JobProcess`] for the capture engine's [`Sandbox`]: the real program of a job.
+
+use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
+
+use cairn_capture::image::{MemorySink, MemorySource, ProcessTreeImage};
+use cairn_capture::sandbox::{ExitStatus, Sandbox};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+
+use super::error::AgentError;
+use super::exit::ProgramExit;
+use super::job::JobProcess;
+
+/// A job's program running in its sandbox.
+pub struct SandboxJob {
+    sandbox: Sandbox,
+}
+
+impl SandboxJob {
+    /// Starts `argv` in a new sandbox. The program starts with `program_mask` as its signal
+    /// mask (normally the mask the agent had before blocking its own signals).
+    pub fn launch(argv: &[OsString], program_mask: &SigSet) -> Result<Self, AgentError> {
+        let Some(prog) = argv.first() else {
+            return Err(AgentError::Usage("no program given".into()));
+        };
+        check_program(prog)?;
+        // The sandbox's children inherit the calling thread's mask; the agent's blocked
+        // signals must not stay blocked in the program.
+        let mut agent_mask = SigSet::empty();
+        pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(program_mask),
+            Some(&mut agent_mask),
+        )
+        .map_err(|e| AgentError::sys("setting the signal mask", e))?;
+        let launched = Sandbox::launch(argv);
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&agent_mask), None)
+            .map_err(|e| AgentError::sys("restoring the signal mask", e))?;
+        let sandbox = launched.map_err(|e| launch_error(argv, e))?;
+        Ok(SandboxJob { sandbox })
+    }
+
+    /// Rebuilds a program from its image, its memory coming from `source`.
+    pub fn restore(
+        image: &ProcessTreeImage,
+        source: &dyn MemorySource,
+    ) -> Result<Self, AgentError> {
+        let sandbox = cairn_restore::restore(image, source)
+            .map_err(|e| AgentError::Restore(e.to_string()))?;
+        Ok(SandboxJob { sandbox })
+    }
+
+    /// The sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+}
+
+fn launch_error(argv: &[OsString], e: cairn_capture::Error) -> AgentError {
+    AgentError::Launch(format!("starting {}: {e}", argv[0].to_string_lossy()))
+}
+
+/// Checks, as a shell would, that `prog` names an executable file (directly when it contains
+/// a `/`, else on `$PATH`), so that a typo is a usage error rather than a failed launch.
+pub fn check_program(prog: &std::ffi::OsStr) -> Result<(), AgentError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if prog.as_bytes().contains(&b'/') {
+        executable(std::path::Path::new(prog))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(prog))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(AgentError::Usage(format!(
+            "cannot execute {}: no such executable file",
+            prog.to_string_lossy()
+        )))
+    }
+}
+
+impl JobProcess for SandboxJob {
+    type Image = ProcessTreeImage;
+
+    fn pidfd(&self) -> BorrowedFd<'_> {
+        self.sandbox.pidfd()
+    }
+
+    fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
+        match self.sandbox.checkpoint(sink) {
+            Ok(image) => Ok(image),
+            Err(cairn_capture::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
+            Err(e) => Err(AgentError::Capture(e.to_string())),
+        }
+    }
+
+    fn signal(&self, sig: Signal) -> Result<(), AgentError> {
+        self.sandbox
+            .signal(sig as i32)
+            .map_err(|e| AgentError::Capture(format!("sending {sig}: {e}")))
+    }
+
+    fn kill(&self) -> Result<(), AgentError> {
+        self.sandbox
+            .kill()
+            .map_err(|e| AgentError::Capture(format!("killing the program: {e}")))
+    }
+
+    fn reap(&mut self) -> Result<ProgramExit, AgentError> {
+        match self.sandbox.wait() {
+            Ok(ExitStatus::Code(c)) => Ok(ProgramExit::Code(c)),
+            Ok(ExitStatus::Signal(s)) => Ok(ProgramExit::Signal(s)),
+            Err(e) => Err(AgentError::Capture(format!("waiting for the program: {e}"))),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Adapters between the capture/restore engine and the store: a [`MemorySink`] writing
+//! regions into a store [`Writer`], and a [`MemorySource`] reading them back from a
+//! [`GenerationReader`]. Paths follow docs/design/contracts.md:
+//! `mem/<pid>/<vma-index>` and `files/<pid>/<fd>` under the agent's directory.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource};
+use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
+
+fn io_err(e: StoreError) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Streams captured memory into a store writer and remembers where each region went.
+pub struct StoreSink<'w> {
+    writer: &'w mut Writer,
+    mem: BTreeMap<i32, Vec<(String, StreamRef)>>,
+    files: BTreeMap<i32, Vec<(String, StreamRef)>>,
+}
+
+impl<'w> StoreSink<'w> {
+    /// A sink writing through `writer`.
+    pub fn new(writer: &'w mut Writer) -> Self {
+        StoreSink {
+            writer,
+            mem: BTreeMap::new(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Writes the agent's tree: `image.json` plus the `mem/` and `files/` trees of everything
+    /// this sink received. Returns the tree's reference.
+    pub fn finish_tree(self, image_json: &[u8]) -> Result<StreamRef, StoreError> {
+        let StoreSink { writer, mem, files } = self;
+        let mut top = vec![("image.json".to_string(), writer.put_blob(image_json)?)];
+        for (name, per_pid) in [("mem", mem), ("files", files)] {
+            if per_pid.is_empty() {
+                continue;
+            }
+            let mut pids = Vec::with_capacity(per_pid.len());
+            for (pid, entries) in per_pid {
+                pids.push((pid.to_string(), writer.put_tree(entries)?));
+            }
+            top.push((name.to_string(), writer.put_tree(pids)?));
+        }
+        writer.put_tree(top)
+    }
+}
+
+impl MemorySink for StoreSink<'_> {
+    fn put_region(
+        &mut self,
+        pid: i32,
+        index: usize,
+        len: u64,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let r = self.writer.put_memory(len, source).map_err(io_err)?;
+        self.mem
+            .entry(pid)
+            .or_default()
+            .push((index.to_string(), r));
+        Ok(())
+    }
+
+    fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
+        let r = self.writer.put_bytes(data).map_err(io_err)?;
+        self.files.entry(pid).or_default().push((fd.to_string(), r));
+        Ok(())
+    }
+}
+
+/// Reads an agent's memory regions and files back from a generation.
+pub struct StoreSource<'r> {
+    reader: &'r GenerationReader,
+    base: String,
+}
+
+impl<'r> StoreSource<'r> {
+    /// A source over the agent directory `base` (e.g. `agents/0`) of `reader`'s generation.
+    pub fn new(reader: &'r GenerationReader, base: &str) -> Self {
+        StoreSource {
+            reader,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+
+    fn lookup(&self, kind: &str, pid: i32, n: i64) -> io::Result<StreamRef> {
+        self.reader
+            .lookup(&format!("{}/{kind}/{pid}/{n}", self.base))
+            .map_err(io_err)
+    }
+}
+
+impl MemorySource for StoreSource<'_> {
+    fn for_each_chunk(&self, pid: i32, index: usize, f: ChunkFn<'_>) -> io::Result<()> {
+        let s = self.lookup("mem", pid, index as i64)?;
+        self.reader.for_each_chunk(&s, f).map_err(io_err)
+    }
+
+    fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>> {
+        let s = self.lookup("files", pid, i64::from(fd))?;
+        self.reader.read_all(&s).map_err(io_err)
+    }
+}

@@ -1,0 +1,197 @@
+//! What `launch`, `restart` and `run` share: store and job arguments, choosing a generation,
+//! restoring from it, running the agent and reporting.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cairn_coordinator::agent::generation::{agent_base, read_image, read_meta};
+use cairn_coordinator::agent::sandbox_job::SandboxJob;
+use cairn_coordinator::agent::store_io::StoreSource;
+use cairn_coordinator::agent::{
+    Agent, AgentError, AgentOptions, AgentReport, JobEnd, ProgramExit, StopPolicy,
+};
+use cairn_store::{Generation, GenerationId, InitOptions, Store, StoreError};
+
+use crate::exit::{usage, EXIT_RESUME};
+
+/// The id of the single agent of a job started without a coordinator.
+pub const DEFAULT_AGENT_ID: &str = "0";
+
+/// Turns an agent error into an `anyhow` error whose exit code (src/exit.rs) is 2 for the
+/// user's mistakes and 99 for cairn's.
+pub fn agent_err(e: AgentError) -> anyhow::Error {
+    if e.is_usage() {
+        usage(e.to_string())
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// Parses `--interval`: seconds (`30`, `0.5`) or a duration such as `10m` or `1h 30m`.
+pub fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = match s.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        Ok(_) => return Err("the interval must be a positive number of seconds".into()),
+        Err(_) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?,
+    };
+    if d < Duration::from_millis(10) {
+        return Err("the interval must be at least 10ms".into());
+    }
+    Ok(d)
+}
+
+/// Opens the store at `path`, creating it first when the directory does not exist yet or is
+/// empty.
+pub fn open_or_init_store(path: &Path) -> anyhow::Result<Store> {
+    let fresh = match std::fs::read_dir(path) {
+        Ok(mut rd) => rd.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => false,
+    };
+    if fresh {
+        return Store::init(path, InitOptions::default())
+            .with_context(|| format!("creating a store in {}", path.display()));
+    }
+    open_store(path)
+}
+
+/// Opens an existing store; a directory that is not a store is a usage error.
+pub fn open_store(path: &Path) -> anyhow::Result<Store> {
+    Store::open(path).with_context(|| format!("opening store {}", path.display()))
+}
+
+/// Checks a job name against the store's rules before anything is started.
+pub fn check_job_name(job: &str) -> anyhow::Result<()> {
+    let ok = !job.is_empty()
+        && job.len() <= 128
+        && !job.starts_with('.')
+        && job
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "invalid job name {job:?} (use 1-128 characters from A-Z a-z 0-9 . _ -, not starting with .)"
+        )))
+    }
+}
+
+/// The generation to restart `job` from: `wanted`, or the newest consistent one (warning on
+/// stderr about each newer generation that was skipped and why).
+pub fn choose_generation(
+    store: &Store,
+    job: &str,
+    wanted: Option<u64>,
+) -> anyhow::Result<Generation> {
+    if let Some(n) = wanted {
+        let g = store.generation(GenerationId(n))?;
+        if g.job != job {
+            return Err(usage(format!(
+                "generation {n} belongs to job {:?}, not {job:?}",
+                g.job
+            )));
+        }
+        return Ok(g);
+    }
+    let (g, skipped) = store.latest_consistent(job)?;
+    for s in skipped {
+        eprintln!(
+            "cairn: warning: skipped generation {}: {}",
+            s.id.0, s.reason
+        );
+    }
+    Ok(g)
+}
+
+/// Rebuilds the program of generation `g`; returns it and the agent id it ran under.
+pub fn restore_generation(store: &Store, g: &Generation) -> anyhow::Result<(SandboxJob, String)> {
+    let reader = store.reader(g.id)?;
+    let meta = read_meta(&reader).map_err(agent_err)?;
+    let agent_id = match meta.agents.as_slice() {
+        [one] => one.clone(),
+        more => {
+            return Err(usage(format!(
+                "generation {} holds {} agents; restart it through a coordinator",
+                g.id.0,
+                more.len()
+            )))
+        }
+    };
+    let image = read_image(&reader, &agent_id).map_err(agent_err)?;
+    let source = StoreSource::new(&reader, &agent_base(&agent_id));
+    let job = SandboxJob::restore(&image, &source).map_err(agent_err)?;
+    Ok((job, agent_id))
+}
+
+/// Runs the agent's event loop over `process` and returns its report.
+pub fn run_agent(
+    store: Store,
+    job: &str,
+    agent_id: String,
+    interval: Option<Duration>,
+    stop: StopPolicy,
+    process: SandboxJob,
+    restored_from: Option<u64>,
+) -> anyhow::Result<AgentReport> {
+    let opts = AgentOptions {
+        store,
+        job: job.to_string(),
+        agent_id,
+        interval,
+        stop,
+        verbose: true,
+    };
+    let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
+    eprintln!(
+        "cairn: job {job} running (agent pid {})",
+        std::process::id()
+    );
+    agent.run().map_err(agent_err)
+}
+
+/// Prints the final report (one JSON line with `--json`, else one human line, both on
+/// stderr) and returns the exit code it stands for.
+pub fn finish(report: &AgentReport, json: bool) -> i32 {
+    let code = match &report.end {
+        JobEnd::Exited { status } => status.exit_code(),
+        JobEnd::Checkpointed { .. } => EXIT_RESUME,
+    };
+    if json {
+        match serde_json::to_string(report) {
+            Ok(line) => eprintln!("{line}"),
+            Err(e) => eprintln!("cairn: error: encoding the report: {e}"),
+        }
+    } else {
+        let n = report.checkpoints.len();
+        match &report.end {
+            JobEnd::Exited { status } => eprintln!(
+                "cairn: job {}: program ended ({}), {n} checkpoint(s) committed",
+                report.job,
+                describe(*status)
+            ),
+            JobEnd::Checkpointed { generation } => eprintln!(
+                "cairn: job {}: checkpointed as generation {generation} and stopped; run again to resume (exit {EXIT_RESUME})",
+                report.job
+            ),
+        }
+    }
+    code
+}
+
+fn describe(status: ProgramExit) -> String {
+    match status {
+        ProgramExit::Code(c) => format!("exit code {c}"),
+        ProgramExit::Signal(s) => format!("killed by signal {s}"),
+    }
+}
+
+/// Converts a store error that means "this job has nothing stored" into `None`.
+pub fn unknown_job_is_none<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::UnknownJob(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

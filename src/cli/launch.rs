@@ -1,0 +1,48 @@
+//! `cairn launch`: run a program under an agent that checkpoints it.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use cairn_coordinator::agent::sandbox_job::SandboxJob;
+use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use clap::Args;
+
+use super::agent_common::{
+    agent_err, check_job_name, finish, open_or_init_store, parse_interval, run_agent,
+    DEFAULT_AGENT_ID,
+};
+use super::common::StoreOpt;
+
+/// Arguments of `cairn launch`.
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
+    #[command(flatten)]
+    store: StoreOpt,
+    /// The job's name in the store.
+    #[arg(long)]
+    job: String,
+    /// Checkpoint every SECS seconds (also accepts durations like `10m`).
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    interval: Option<Duration>,
+    /// The program and its arguments.
+    #[arg(last = true, required = true, value_name = "PROG")]
+    program: Vec<OsString>,
+}
+
+/// Runs `cairn launch`; returns the exit code.
+pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
+    let program_mask = block_agent_signals(None).map_err(agent_err)?;
+    check_job_name(&args.job)?;
+    let store = open_or_init_store(&args.store.dir()?)?;
+    let process = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+    let report = run_agent(
+        store,
+        &args.job,
+        DEFAULT_AGENT_ID.to_string(),
+        args.interval,
+        StopPolicy::Forward,
+        process,
+        None,
+    )?;
+    Ok(finish(&report, args.store.json))
+}

@@ -1,0 +1,51 @@
+//! `cairn restart`: rebuild a job's program from the store and run it like `launch`.
+
+use std::time::Duration;
+
+use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use clap::Args;
+
+use super::agent_common::{
+    agent_err, check_job_name, choose_generation, finish, open_store, parse_interval,
+    restore_generation, run_agent,
+};
+use super::common::StoreOpt;
+
+/// Arguments of `cairn restart`.
+#[derive(Args, Debug)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    store: StoreOpt,
+    /// The job to restart.
+    #[arg(long)]
+    job: String,
+    /// Restart from this generation instead of the newest consistent one.
+    #[arg(long, value_name = "N")]
+    generation: Option<u64>,
+    /// Checkpoint every SECS seconds (also accepts durations like `10m`).
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    interval: Option<Duration>,
+}
+
+/// Runs `cairn restart`; returns the exit code.
+pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
+    block_agent_signals(None).map_err(agent_err)?;
+    check_job_name(&args.job)?;
+    let store = open_store(&args.store.dir()?)?;
+    let g = choose_generation(&store, &args.job, args.generation)?;
+    eprintln!(
+        "cairn: restarting job {} from generation {}",
+        args.job, g.id.0
+    );
+    let (process, agent_id) = restore_generation(&store, &g)?;
+    let report = run_agent(
+        store,
+        &args.job,
+        agent_id,
+        args.interval,
+        StopPolicy::Forward,
+        process,
+        Some(g.id.0),
+    )?;
+    Ok(finish(&report, args.store.json))
+}

@@ -1,0 +1,123 @@
+//! `cairn run`: one line for batch jobs. Launches the program the first time and resumes it
+//! from the newest consistent generation afterwards; on the checkpoint signal (default
+//! SIGUSR1) or SIGTERM takes a final checkpoint, stops the program and exits 75.
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use cairn_coordinator::agent::sandbox_job::SandboxJob;
+use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use clap::Args;
+use nix::sys::signal::Signal;
+
+use super::agent_common::{
+    agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_generation,
+    run_agent, unknown_job_is_none, DEFAULT_AGENT_ID,
+};
+use super::common::StoreOpt;
+use crate::exit::usage;
+
+/// Arguments of `cairn run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    store: StoreOpt,
+    /// The job's name in the store (default: $SLURM_JOB_ID).
+    #[arg(long)]
+    job: Option<String>,
+    /// Checkpoint every SECS seconds (also accepts durations like `10m`).
+    #[arg(long, value_name = "SECS", value_parser = parse_interval)]
+    interval: Option<Duration>,
+    /// The signal that means "checkpoint and stop" (SIGTERM always does too).
+    #[arg(long, value_name = "SIG", default_value = "USR1", value_parser = parse_signal)]
+    checkpoint_signal: Signal,
+    /// The program and its arguments (used when the job has no generation yet).
+    #[arg(last = true, required = true, value_name = "PROG")]
+    program: Vec<OsString>,
+}
+
+/// Signals that may serve as `--checkpoint-signal`.
+const ALLOWED: [Signal; 8] = [
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGALRM,
+    Signal::SIGXCPU,
+];
+
+/// Parses `USR1`, `SIGUSR1` or `10`.
+pub fn parse_signal(s: &str) -> Result<Signal, String> {
+    let t = s.trim();
+    let sig = if let Ok(n) = t.parse::<i32>() {
+        Signal::try_from(n).map_err(|_| format!("unknown signal number {n}"))?
+    } else {
+        let upper = t.to_ascii_uppercase();
+        let name = if upper.starts_with("SIG") {
+            upper
+        } else {
+            format!("SIG{upper}")
+        };
+        name.parse::<Signal>()
+            .map_err(|_| format!("unknown signal {t:?}"))?
+    };
+    if !ALLOWED.contains(&sig) {
+        return Err(format!(
+            "{sig} cannot be the checkpoint signal (use USR1, USR2, TERM, INT, HUP, QUIT, ALRM or XCPU)"
+        ));
+    }
+    Ok(sig)
+}
+
+/// Runs `cairn run`; returns the exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let program_mask = block_agent_signals(Some(args.checkpoint_signal)).map_err(agent_err)?;
+    let slurm_job = std::env::var("SLURM_JOB_ID").ok().filter(|s| !s.is_empty());
+    let job = match (&args.job, &slurm_job) {
+        (Some(j), _) => j.clone(),
+        (None, Some(id)) => id.clone(),
+        (None, None) => {
+            return Err(usage(
+                "no job name: give --job NAME or run inside a Slurm job (SLURM_JOB_ID)",
+            ))
+        }
+    };
+    check_job_name(&job)?;
+    if let Some(id) = &slurm_job {
+        let restarts = std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into());
+        eprintln!("cairn: Slurm job {id}, restart count {restarts}, cairn job {job}");
+    }
+    let store = open_or_init_store(&args.store.dir()?)?;
+    let stop = StopPolicy::CheckpointAndStop(args.checkpoint_signal);
+    let latest = unknown_job_is_none(store.latest_consistent(&job))?;
+    let (process, agent_id, restored_from) = match latest {
+        Some((g, skipped)) => {
+            for s in skipped {
+                eprintln!(
+                    "cairn: warning: skipped generation {}: {}",
+                    s.id.0, s.reason
+                );
+            }
+            eprintln!("cairn: resuming job {job} from generation {}", g.id.0);
+            let (p, id) = restore_generation(&store, &g)?;
+            (p, id, Some(g.id.0))
+        }
+        None => {
+            eprintln!("cairn: starting job {job}");
+            let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+            (p, DEFAULT_AGENT_ID.to_string(), None)
+        }
+    };
+    let report = run_agent(
+        store,
+        &job,
+        agent_id,
+        args.interval,
+        stop,
+        process,
+        restored_from,
+    )?;
+    Ok(finish(&report, args.store.json))
+}

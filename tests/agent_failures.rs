@@ -1,0 +1,482 @@
+//! End-to-end tests of bad input and failures around `cairn launch`/`restart`/`run`: unknown
+//! jobs, directories that are not stores, damaged generations, programs exiting during a
+//! checkpoint, the agent killed during a checkpoint, exit codes.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{cairn, count_lines, run_native, Job, Program, Scratch, COMMITTED, STARTED};
+
+/// Runs cairn with `args` to completion; returns (exit code, stderr).
+fn cairn_output(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
+    let out = Command::new(cairn())
+        .args(args)
+        .envs(envs.iter().copied())
+        .env_remove("SLURM_JOB_ID")
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cairn");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn exit_codes_are_passed_through() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let (code, _) = cairn_output(
+        &[
+            "launch",
+            "--store",
+            s(&store),
+            "--job",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "exit 7",
+        ],
+        &[],
+    );
+    assert_eq!(code, 7);
+    let (code, _) = cairn_output(
+        &[
+            "launch",
+            "--store",
+            s(&store),
+            "--job",
+            "a",
+            "--",
+            "sh",
+            "-c",
+            "kill -9 $$",
+        ],
+        &[],
+    );
+    assert_eq!(code, 137);
+    let (code, _) = cairn_output(
+        &["launch", "--store", s(&store), "--job", "a", "--", "true"],
+        &[],
+    );
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn restart_of_an_unknown_job_is_a_clear_usage_error() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let (code, _) = cairn_output(
+        &["launch", "--store", s(&store), "--job", "a", "--", "true"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    let (code, err) = cairn_output(
+        &["restart", "--store", s(&store), "--job", "nosuchjob"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("nosuchjob"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+}
+
+#[test]
+fn a_directory_that_is_not_a_store_is_refused() {
+    let sc = Scratch::new();
+    let dir = sc.sub("notastore");
+    fs::write(dir.join("something"), b"data").unwrap();
+    let (code, err) = cairn_output(&["restart", "--store", s(&dir), "--job", "a"], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    let (code, err) = cairn_output(
+        &["launch", "--store", s(&dir), "--job", "a", "--", "true"],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    let missing = sc.dir.path().join("missing");
+    let (code, err) = cairn_output(&["restart", "--store", s(&missing), "--job", "a"], &[]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn bad_job_names_and_options_are_usage_errors() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    for job in ["", "../x", ".hidden", "a b"] {
+        let (code, err) = cairn_output(
+            &["launch", "--store", s(&store), "--job", job, "--", "true"],
+            &[],
+        );
+        assert_eq!(code, 2, "job {job:?}: {err}");
+    }
+    let (code, _) = cairn_output(
+        &[
+            "launch",
+            "--store",
+            s(&store),
+            "--job",
+            "a",
+            "--interval",
+            "-1",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    let (code, _) = cairn_output(
+        &[
+            "run",
+            "--store",
+            s(&store),
+            "--job",
+            "a",
+            "--checkpoint-signal",
+            "KILL",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2);
+    let (code, err) = cairn_output(&["run", "--store", s(&store), "--", "true"], &[]);
+    assert_eq!(code, 2, "run without --job or SLURM_JOB_ID: {err}");
+    for prog in ["/nonexistent/prog", "no-such-program-anywhere"] {
+        let (code, err) = cairn_output(
+            &["launch", "--store", s(&store), "--job", "a", "--", prog],
+            &[],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(prog) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn store_comes_from_cairn_store_env() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let (code, err) = cairn_output(
+        &["launch", "--job", "a", "--", "true"],
+        &[("CAIRN_STORE", s(&store))],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        store.join("config.json").exists()
+            || fs::read_dir(&store)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false)
+    );
+}
+
+/// Every file below `dir`.
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_below(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn damaged_newest_generation_falls_back_with_a_warning() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let native = run_native(&prog, &sc.sub("native"));
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "damaged", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
+    let packs_after_first = files_below(&store.join("packs"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "second checkpoint: {}", job.log_text());
+    job.kill_all();
+    // Damage every pack written by the second checkpoint only.
+    let new_packs: Vec<PathBuf> = files_below(&store.join("packs"))
+        .into_iter()
+        .filter(|p| !packs_after_first.contains(p))
+        .collect();
+    assert!(!new_packs.is_empty(), "the second checkpoint wrote no pack");
+    for p in &new_packs {
+        let mut data = fs::read(p).unwrap();
+        let len = data.len();
+        for b in &mut data[len / 8..len * 7 / 8] {
+            *b ^= 0x5a;
+        }
+        fs::write(p, data).unwrap();
+    }
+    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
+    let log_path = job.log.clone();
+    let code = job.wait(Duration::from_secs(120));
+    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("warning: skipped generation 2"),
+        "no fallback warning: {log}"
+    );
+    assert!(log.contains("from generation 1"), "{log}");
+    assert_eq!(
+        fs::read(dir.join("stdout")).unwrap(),
+        native.stdout,
+        "{log}"
+    );
+    assert_eq!(
+        fs::read(dir.join("own.txt")).unwrap(),
+        native.files["own.txt"]
+    );
+}
+
+/// Host PIDs of the direct children of `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            if let Ok(text) = fs::read_to_string(t.path().join("children")) {
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|w| w.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The host PID of the job's program: the child of the sandbox init, the agent's child.
+fn program_pid(agent: i32) -> Option<i32> {
+    children(agent).into_iter().flat_map(children).next()
+}
+
+#[test]
+fn program_exiting_during_a_checkpoint_abandons_it() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("bigmem", &["512", "1000"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "exiting", &[], &dir, true);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !fs::read_to_string(dir.join("stdout"))
+        .unwrap_or_default()
+        .contains("round 0")
+    {
+        assert!(
+            std::time::Instant::now() < end && job.running(),
+            "bigmem did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let victim = program_pid(job.pid()).expect("finding the program's pid");
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(STARTED, 1, Duration::from_secs(30)),
+        "{}",
+        job.log_text()
+    );
+    // SAFETY: kill(2) on the program we started.
+    unsafe { libc::kill(victim, libc::SIGKILL) };
+    let log = job.log.clone();
+    let code = job.wait(Duration::from_secs(60));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 128 + libc::SIGKILL, "{text}");
+    assert_eq!(
+        count_lines(&log, COMMITTED),
+        0,
+        "a generation was committed: {text}"
+    );
+    assert!(text.contains("abandoned"), "{text}");
+    let (code, err) = cairn_output(&["restart", "--store", s(&store), "--job", "exiting"], &[]);
+    assert_eq!(code, 2, "the job must have no generation: {err}");
+}
+
+#[test]
+fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("bigmem", &["384", "40"]);
+    let native = run_native(&prog, &sc.sub("native"));
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "agentkill", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
+    std::thread::sleep(Duration::from_millis(200));
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(STARTED, 2, Duration::from_secs(30)),
+        "{}",
+        job.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(20));
+    let committed = count_lines(&job.log, COMMITTED);
+    job.kill_all();
+    let restarted = Job::start(&prog, "restart", &store, "agentkill", &[], &dir, false);
+    let log = restarted.log.clone();
+    let code = restarted.wait(Duration::from_secs(180));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("from generation {committed}")),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    assert_eq!(
+        fs::read(dir.join("stdout")).unwrap(),
+        native.stdout,
+        "{text}"
+    );
+}
+
+#[test]
+fn run_checkpoints_and_stops_on_signals_then_resumes_to_identical_output() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let native = run_native(&prog, &sc.sub("native"));
+    let dir = sc.sub("cairn");
+    let mut codes = Vec::new();
+    for sig in [libc::SIGUSR1, libc::SIGTERM] {
+        let job = Job::start(&prog, "run", &store, "batch", &[], &dir, true);
+        std::thread::sleep(Duration::from_millis(600));
+        job.signal(sig);
+        let log = job.log.clone();
+        codes.push(job.wait(Duration::from_secs(60)));
+        assert_eq!(
+            count_lines(&log, COMMITTED),
+            1,
+            "{}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+    assert_eq!(codes, [75, 75]);
+    let job = Job::start(&prog, "run", &store, "batch", &[], &dir, true);
+    let log = job.log.clone();
+    let code = job.wait(Duration::from_secs(60));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("resuming job batch from generation 2"),
+        "{text}"
+    );
+    assert_eq!(fs::read(dir.join("stdout")).unwrap(), native.stdout);
+    assert_eq!(
+        fs::read(dir.join("own.txt")).unwrap(),
+        native.files["own.txt"]
+    );
+}
+
+#[test]
+fn run_names_the_job_after_slurm_job_id() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let out = Command::new(cairn())
+        .args(["run", "--store", s(&store), "--", "true"])
+        .env("SLURM_JOB_ID", "4242")
+        .env("SLURM_RESTART_COUNT", "3")
+        .output()
+        .expect("running cairn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("Slurm job 4242, restart count 3"), "{err}");
+    assert!(err.contains("job 4242"), "{err}");
+}
+
+#[test]
+fn an_unusable_image_is_an_internal_failure_with_cairn_fail_rc() {
+    use cairn_store::{GenerationInfo, Store};
+    let sc = Scratch::new();
+    let store_dir = sc.store();
+    let (code, _) = cairn_output(
+        &[
+            "launch",
+            "--store",
+            s(&store_dir),
+            "--job",
+            "a",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    // A generation laid out like a checkpoint whose image.json cannot be decoded.
+    let store = Store::open(&store_dir).unwrap();
+    let mut w = store.writer().unwrap();
+    let meta = br#"{"format":1,"kind":"checkpoint","job":"broken","host":"h","cairn_version":"0","agents":["0"]}"#;
+    let meta_ref = w.put_blob(meta).unwrap();
+    let image_ref = w.put_blob(b"{\"not\":\"an image\"}").unwrap();
+    let agent = w.put_tree(vec![("image.json".into(), image_ref)]).unwrap();
+    let agents = w.put_tree(vec![("0".into(), agent)]).unwrap();
+    let root = w
+        .put_tree(vec![
+            ("meta.json".into(), meta_ref),
+            ("agents".into(), agents),
+        ])
+        .unwrap();
+    let stats = w.finish().unwrap();
+    let info = GenerationInfo {
+        kind: "checkpoint".into(),
+        stats,
+        ..Default::default()
+    };
+    store.commit("broken", &root, info).unwrap();
+    let (code, err) = cairn_output(
+        &["restart", "--store", s(&store_dir), "--job", "broken"],
+        &[],
+    );
+    assert_eq!(code, 99, "{err}");
+    assert!(err.contains("image.json"), "{err}");
+    let (code, _) = cairn_output(
+        &["restart", "--store", s(&store_dir), "--job", "broken"],
+        &[("CAIRN_FAIL_RC", "42")],
+    );
+    assert_eq!(code, 42);
+}
+
+#[test]
+fn json_report_on_stderr() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let out = Command::new(cairn())
+        .args([
+            "launch",
+            "--json",
+            "--store",
+            s(&store),
+            "--job",
+            "j",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ])
+        .output()
+        .expect("running cairn");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"hi\n", "stdout belongs to the program");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(v["job"], "j");
+    assert_eq!(v["end"], "exited");
+    assert_eq!(v["status"]["code"], 3);
+    assert_eq!(v["checkpoints"].as_array().map(Vec::len), Some(0));
+}
