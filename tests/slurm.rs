@@ -1,0 +1,236 @@
+//! End-to-end tests with a real Slurm (issue 8): the sbatch scripts of docs/slurm/ run a
+//! program that needs several wall-time periods; each period ends with SIGUSR1 from Slurm, a
+//! checkpoint and a requeue, and the job's output must equal a native run byte for byte. A
+//! second test kills the job with SIGKILL without warning (a "node failure") and checks that
+//! the requeued job resumes from the last periodic checkpoint.
+//!
+//! These tests need the one-node cluster of scripts/slurm/setup.sh. scripts/test.sh starts it
+//! and sets CAIRN_SLURM_TESTS=1; then a missing or broken cluster is a failure. Without that
+//! variable (a developer's plain `cargo test`) the tests say so and return.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// The user the batch jobs run as (created by scripts/setup.sh).
+const USER: &str = "cairn-test";
+
+fn enabled() -> bool {
+    if std::env::var_os("CAIRN_SLURM_TESTS").is_some() {
+        return true;
+    }
+    eprintln!("slurm tests not run: start scripts/slurm/setup.sh and set CAIRN_SLURM_TESTS=1");
+    false
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command, panicking with its stderr when it fails; returns stdout.
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A world-readable scratch directory holding the binaries, the store and the job's output,
+/// owned by the batch user.
+struct Workspace {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let tmp = tempfile::Builder::new()
+            .prefix("cairn-slurm-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        let dir = tmp.path().to_path_buf();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::create_dir(dir.join("bin")).expect("mkdir bin");
+        fs::copy(common::cairn(), dir.join("bin/cairn")).expect("copying cairn");
+        fs::copy(common::compile_c("slurm_steps"), dir.join("bin/slurm_steps"))
+            .expect("copying the program");
+        run(Command::new("chown").args(["-R", USER]).arg(&dir));
+        Workspace { _tmp: tmp, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Submits docs/slurm/SCRIPT as the batch user; returns the job id.
+    fn submit(&self, script: &str, steps: u32, extra_env: &str) -> String {
+        let script = repo().join("docs/slurm").join(script);
+        let path = format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", self.path("bin").display());
+        let export = format!(
+            "ALL,PATH={path},CAIRN_STORE={}{extra_env}",
+            self.path("store").display()
+        );
+        let out = run(Command::new("runuser")
+            .args(["-u", USER, "--", "sbatch", "--parsable"])
+            .arg(format!("--chdir={}", self.dir.display()))
+            .arg(format!("--output={}", self.path("out.txt").display()))
+            .arg(format!("--error={}", self.path("err.txt").display()))
+            .arg(format!("--export={export}"))
+            .arg(&script)
+            .arg(self.path("bin/slurm_steps"))
+            .arg(steps.to_string()));
+        out.trim().split(';').next().unwrap_or_default().to_string()
+    }
+
+    fn err_log(&self) -> String {
+        fs::read_to_string(self.path("err.txt")).unwrap_or_default()
+    }
+}
+
+/// `scontrol show job ID` as key=value pairs.
+fn job_field(id: &str, key: &str) -> Option<String> {
+    let out = Command::new("scontrol")
+        .args(["show", "job", "-o", id])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
+}
+
+/// Waits until the job is in one of `states`, releasing the begin-time hold Slurm puts on a
+/// requeued job (the test has no minutes to spare; production jobs just wait).
+fn wait_for_state(ws: &Workspace, id: &str, states: &[&str], limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let state = job_field(id, "JobState").unwrap_or_default();
+        if states.contains(&state.as_str()) {
+            return state;
+        }
+        if state == "PENDING" && job_field(id, "Reason").as_deref() == Some("BeginTime") {
+            let _ = Command::new("scontrol")
+                .args(["update", &format!("JobId={id}"), "StartTime=now"])
+                .status();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "job {id} still {state} after {limit:?}; cairn said:\n{}",
+            ws.err_log()
+        );
+        sleep(Duration::from_millis(500));
+    }
+}
+
+fn native_output(steps: u32) -> Vec<u8> {
+    let out = Command::new(common::compile_c("slurm_steps"))
+        .arg(steps.to_string())
+        .env("SLURM_STEPS_NOSLEEP", "1")
+        .output()
+        .expect("native run");
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn assert_same_output(ws: &Workspace, native: &[u8]) {
+    let got = fs::read(ws.path("out.txt")).expect("job output");
+    assert!(
+        got == native,
+        "output under cairn differs from the native run\n--- cairn ({} bytes):\n{}\n--- native ({} bytes)\n--- cairn's log:\n{}",
+        got.len(),
+        String::from_utf8_lossy(&got),
+        native.len(),
+        ws.err_log()
+    );
+}
+
+fn count_generations(ws: &Workspace, job: &str) -> usize {
+    let out = Command::new(ws.path("bin/cairn"))
+        .args(["generations", "--json", "--job", job, "--store"])
+        .arg(ws.path("store"))
+        .output()
+        .expect("cairn generations");
+    if !out.status.success() {
+        return 0;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .or_else(|| v.get("generations").and_then(|g| g.as_array()))
+        .map_or(0, Vec::len)
+}
+
+#[test]
+fn wall_time_signal_checkpoints_requeues_and_finishes_like_native() {
+    if !enabled() {
+        return;
+    }
+    let steps = 75;
+    let native = native_output(steps);
+    let ws = Workspace::new();
+    let id = ws.submit("run.sbatch", steps, "");
+    let end = wait_for_state(&ws, &id, &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"], Duration::from_secs(420));
+    assert_eq!(end, "COMPLETED", "job {id} ended {end}; cairn said:\n{}", ws.err_log());
+    let restarts: u32 = job_field(&id, "Restarts").and_then(|r| r.parse().ok()).unwrap_or(0);
+    assert!(
+        restarts >= 2,
+        "the job finished after {restarts} requeues; it must need at least two:\n{}",
+        ws.err_log()
+    );
+    assert!(ws.err_log().contains("resuming job"), "{}", ws.err_log());
+    assert_same_output(&ws, &native);
+}
+
+#[test]
+fn node_failure_resumes_from_the_last_periodic_checkpoint() {
+    if !enabled() {
+        return;
+    }
+    let steps = 40;
+    let native = native_output(steps);
+    let ws = Workspace::new();
+    let id = ws.submit("periodic.sbatch", steps, ",CAIRN_INTERVAL=3");
+    wait_for_state(&ws, &id, &["RUNNING"], Duration::from_secs(120));
+    let start = Instant::now();
+    while count_generations(&ws, &id) < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no periodic checkpoints after 60 s:\n{}",
+            ws.err_log()
+        );
+        sleep(Duration::from_millis(300));
+    }
+    // The node "fails": every process of the job gets SIGKILL, no warning, no final checkpoint.
+    run(Command::new("scancel").args(["--full", "--signal=KILL", &id]));
+    let state = wait_for_state(
+        &ws,
+        &id,
+        &["FAILED", "CANCELLED", "COMPLETED", "NODE_FAIL"],
+        Duration::from_secs(60),
+    );
+    assert_ne!(state, "COMPLETED", "the job was not killed");
+    run(Command::new("scontrol").args(["requeue", &id]));
+    let end = wait_for_state(&ws, &id, &["COMPLETED", "FAILED", "CANCELLED"], Duration::from_secs(300));
+    assert_eq!(end, "COMPLETED", "job {id} ended {end}; cairn said:\n{}", ws.err_log());
+    assert!(ws.err_log().contains("resuming job"), "{}", ws.err_log());
+    assert_same_output(&ws, &native);
+}
+
+#[test]
+fn the_documented_scripts_are_the_tested_ones() {
+    let doc = fs::read_to_string(repo().join("docs/slurm.md")).expect("docs/slurm.md");
+    for script in ["run.sbatch", "periodic.sbatch"] {
+        let text = fs::read_to_string(repo().join("docs/slurm").join(script)).expect("script");
+        assert!(
+            doc.contains(text.trim()),
+            "docs/slurm.md does not show docs/slurm/{script} verbatim"
+        );
+    }
+}
