@@ -150,6 +150,17 @@ fn bad_job_names_and_options_are_usage_errors() {
     assert_eq!(code, 2);
     let (code, err) = cairn_output(&["run", "--store", s(&store), "--", "true"], &[]);
     assert_eq!(code, 2, "run without --job or SLURM_JOB_ID: {err}");
+    for prog in ["/nonexistent/prog", "no-such-program-anywhere"] {
+        let (code, err) = cairn_output(
+            &["launch", "--store", s(&store), "--job", "a", "--", prog],
+            &[],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains(prog) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -386,4 +397,86 @@ fn run_names_the_job_after_slurm_job_id() {
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("Slurm job 4242, restart count 3"), "{err}");
     assert!(err.contains("job 4242"), "{err}");
+}
+
+#[test]
+fn an_unusable_image_is_an_internal_failure_with_cairn_fail_rc() {
+    use cairn_store::{GenerationInfo, Store};
+    let sc = Scratch::new();
+    let store_dir = sc.store();
+    let (code, _) = cairn_output(
+        &[
+            "launch",
+            "--store",
+            s(&store_dir),
+            "--job",
+            "a",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    // A generation laid out like a checkpoint whose image.json cannot be decoded.
+    let store = Store::open(&store_dir).unwrap();
+    let mut w = store.writer().unwrap();
+    let meta = br#"{"format":1,"kind":"checkpoint","job":"broken","host":"h","cairn_version":"0","agents":["0"]}"#;
+    let meta_ref = w.put_blob(meta).unwrap();
+    let image_ref = w.put_blob(b"{\"not\":\"an image\"}").unwrap();
+    let agent = w.put_tree(vec![("image.json".into(), image_ref)]).unwrap();
+    let agents = w.put_tree(vec![("0".into(), agent)]).unwrap();
+    let root = w
+        .put_tree(vec![
+            ("meta.json".into(), meta_ref),
+            ("agents".into(), agents),
+        ])
+        .unwrap();
+    let stats = w.finish().unwrap();
+    let info = GenerationInfo {
+        kind: "checkpoint".into(),
+        stats,
+        ..Default::default()
+    };
+    store.commit("broken", &root, info).unwrap();
+    let (code, err) = cairn_output(
+        &["restart", "--store", s(&store_dir), "--job", "broken"],
+        &[],
+    );
+    assert_eq!(code, 99, "{err}");
+    assert!(err.contains("image.json"), "{err}");
+    let (code, _) = cairn_output(
+        &["restart", "--store", s(&store_dir), "--job", "broken"],
+        &[("CAIRN_FAIL_RC", "42")],
+    );
+    assert_eq!(code, 42);
+}
+
+#[test]
+fn json_report_on_stderr() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let out = Command::new(cairn())
+        .args([
+            "launch",
+            "--json",
+            "--store",
+            s(&store),
+            "--job",
+            "j",
+            "--",
+            "sh",
+            "-c",
+            "echo hi; exit 3",
+        ])
+        .output()
+        .expect("running cairn");
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(out.stdout, b"hi\n", "stdout belongs to the program");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().last().unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {err}"));
+    assert_eq!(v["job"], "j");
+    assert_eq!(v["end"], "exited");
+    assert_eq!(v["status"]["code"], 3);
+    assert_eq!(v["checkpoints"].as_array().map(Vec::len), Some(0));
 }

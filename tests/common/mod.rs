@@ -498,6 +498,17 @@ pub fn run_cycles(
     let mut rng = Rng::new(job);
     let launch_args: Vec<&str> = cycles.launch_args.iter().map(String::as_str).collect();
     let mut job_run = Job::start(prog, "launch", &store, job, &launch_args, &dir, true);
+    // Checkpoint the program itself, not an interpreter's start-up: wait for its first output.
+    let started = Instant::now();
+    while fs::metadata(dir.join("stdout"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        == 0
+        && job_run.running()
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut logs = String::new();
     for cycle in 0..cycles.count {
         std::thread::sleep(

@@ -19,6 +19,9 @@ pub enum AgentError {
     /// The store refused or failed.
     #[error("store: {0}")]
     Store(#[from] cairn_store::StoreError),
+    /// Starting the program failed.
+    #[error("{0}")]
+    Launch(String),
     /// Capturing the program failed.
     #[error("checkpoint: {0}")]
     Capture(String),

@@ -17,7 +17,7 @@ pub mod store_io;
 
 use std::time::{Duration, Instant};
 
-use cairn_store::{now_ms, GenerationInfo, Store};
+use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, Writer};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
@@ -108,15 +108,15 @@ impl<P: JobProcess> Agent<P> {
         matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
     }
 
-    /// Takes a checkpoint now and commits it as a new generation of the job. Nothing is
-    /// committed when it fails; when the program exited meanwhile the error is
-    /// [`AgentError::ExitedDuringCheckpoint`].
-    pub fn checkpoint_now(&mut self) -> Result<CheckpointReport, AgentError> {
-        let started = Instant::now();
-        let start_ms = now_ms();
-        self.say(format_args!("checkpoint started (job {})", self.opts.job));
-        let mut writer = self.opts.store.writer()?;
-        let mut sink = store_io::StoreSink::new(&mut writer);
+    /// Freezes and captures the program, writing its tree (`image.json`, `mem/`, `files/`;
+    /// the contents of `agents/<id>/` in a generation) through `writer`. Returns the tree and
+    /// how long the program was frozen. Nothing is committed: a coordinator puts the trees of
+    /// all its agents into one generation; [`Agent::checkpoint_now`] commits a single one.
+    pub fn write_agent_tree(
+        &mut self,
+        writer: &mut Writer,
+    ) -> Result<(StreamRef, Duration), AgentError> {
+        let mut sink = store_io::StoreSink::new(writer);
         let frozen_at = Instant::now();
         let captured = self.process.checkpoint(&mut sink);
         let frozen = frozen_at.elapsed();
@@ -130,7 +130,18 @@ impl<P: JobProcess> Agent<P> {
         };
         let image_json =
             serde_json::to_vec(&image).map_err(|e| AgentError::Capture(e.to_string()))?;
-        let agent_tree = sink.finish_tree(&image_json)?;
+        Ok((sink.finish_tree(&image_json)?, frozen))
+    }
+
+    /// Takes a checkpoint now and commits it as a new generation of the job. Nothing is
+    /// committed when it fails; when the program exited meanwhile the error is
+    /// [`AgentError::ExitedDuringCheckpoint`].
+    pub fn checkpoint_now(&mut self) -> Result<CheckpointReport, AgentError> {
+        let started = Instant::now();
+        let start_ms = now_ms();
+        self.say(format_args!("checkpoint started (job {})", self.opts.job));
+        let mut writer = self.opts.store.writer()?;
+        let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
         let root = generation::write_root(
             &mut writer,
             &self.opts.job,

@@ -20,9 +20,10 @@ impl SandboxJob {
     /// Starts `argv` in a new sandbox. The program starts with `program_mask` as its signal
     /// mask (normally the mask the agent had before blocking its own signals).
     pub fn launch(argv: &[OsString], program_mask: &SigSet) -> Result<Self, AgentError> {
-        if argv.is_empty() {
+        let Some(prog) = argv.first() else {
             return Err(AgentError::Usage("no program given".into()));
-        }
+        };
+        check_program(prog)?;
         // The sandbox's children inherit the calling thread's mask; the agent's blocked
         // signals must not stay blocked in the program.
         let mut agent_mask = SigSet::empty();
@@ -56,36 +57,30 @@ impl SandboxJob {
 }
 
 fn launch_error(argv: &[OsString], e: cairn_capture::Error) -> AgentError {
-    AgentError::Capture(format!("starting {}: {e}", argv[0].to_string_lossy()))
+    AgentError::Launch(format!("starting {}: {e}", argv[0].to_string_lossy()))
 }
 
-/// After a failed capture: threads of the program that died while this thread traced them
-/// stay zombies until their tracer waits for them, and only then does the sandbox init learn
-/// that the program has exited. Wait for each of them (briefly, they may still be dying); a
-/// thread that is alive and no longer traced answers ECHILD and is left alone.
-fn release_dead_tracees(pid: i32) {
-    let mut tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
-                .collect()
-        })
-        .unwrap_or_default();
-    if !tids.contains(&pid) {
-        tids.push(pid);
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
-    while !tids.is_empty() && std::time::Instant::now() < deadline {
-        tids.retain(|&t| {
-            let mut status = 0;
-            // SAFETY: waitpid on a specific tid with WNOHANG; it only reaps a thread this
-            // thread traces (the sandbox init, our real child, has another pid).
-            let r = unsafe { libc::waitpid(t, &mut status, libc::WNOHANG | libc::__WALL) };
-            r == 0
-        });
-        if !tids.is_empty() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+/// Checks, as a shell would, that `prog` names an executable file (directly when it contains
+/// a `/`, else on `$PATH`), so that a typo is a usage error rather than a failed launch.
+pub fn check_program(prog: &std::ffi::OsStr) -> Result<(), AgentError> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if prog.as_bytes().contains(&b'/') {
+        executable(std::path::Path::new(prog))
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(prog))))
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(AgentError::Usage(format!(
+            "cannot execute {}: no such executable file",
+            prog.to_string_lossy()
+        )))
     }
 }
 
@@ -97,11 +92,7 @@ impl JobProcess for SandboxJob {
     }
 
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
-        let result = self.sandbox.checkpoint(sink);
-        if result.is_err() {
-            release_dead_tracees(self.sandbox.program_pid());
-        }
-        match result {
+        match self.sandbox.checkpoint(sink) {
             Ok(image) => Ok(image),
             Err(cairn_capture::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
