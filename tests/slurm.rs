@@ -34,7 +34,9 @@ fn repo() -> PathBuf {
 
 /// Runs a command, panicking with its stderr when it fails; returns stdout.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}): {}",
@@ -61,8 +63,11 @@ impl Workspace {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
         fs::create_dir(dir.join("bin")).expect("mkdir bin");
         fs::copy(common::cairn(), dir.join("bin/cairn")).expect("copying cairn");
-        fs::copy(common::compile_c("slurm_steps"), dir.join("bin/slurm_steps"))
-            .expect("copying the program");
+        fs::copy(
+            common::compile_c("slurm_steps"),
+            dir.join("bin/slurm_steps"),
+        )
+        .expect("copying the program");
         run(Command::new("chown").args(["-R", USER]).arg(&dir));
         Workspace { _tmp: tmp, dir }
     }
@@ -74,7 +79,10 @@ impl Workspace {
     /// Submits docs/slurm/SCRIPT as the batch user; returns the job id.
     fn submit(&self, script: &str, steps: u32, extra_env: &str) -> String {
         let script = repo().join("docs/slurm").join(script);
-        let path = format!("{}:/usr/bin:/bin:/usr/sbin:/sbin", self.path("bin").display());
+        let path = format!(
+            "{}:/usr/bin:/bin:/usr/sbin:/sbin",
+            self.path("bin").display()
+        );
         let export = format!(
             "ALL,PATH={path},CAIRN_STORE={}{extra_env}",
             self.path("store").display()
@@ -176,9 +184,21 @@ fn wall_time_signal_checkpoints_requeues_and_finishes_like_native() {
     let native = native_output(steps);
     let ws = Workspace::new();
     let id = ws.submit("run.sbatch", steps, "");
-    let end = wait_for_state(&ws, &id, &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"], Duration::from_secs(420));
-    assert_eq!(end, "COMPLETED", "job {id} ended {end}; cairn said:\n{}", ws.err_log());
-    let restarts: u32 = job_field(&id, "Restarts").and_then(|r| r.parse().ok()).unwrap_or(0);
+    let end = wait_for_state(
+        &ws,
+        &id,
+        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
+        Duration::from_secs(420),
+    );
+    assert_eq!(
+        end,
+        "COMPLETED",
+        "job {id} ended {end}; cairn said:\n{}",
+        ws.err_log()
+    );
+    let restarts: u32 = job_field(&id, "Restarts")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
     assert!(
         restarts >= 2,
         "the job finished after {restarts} requeues; it must need at least two:\n{}",
@@ -217,8 +237,18 @@ fn node_failure_resumes_from_the_last_periodic_checkpoint() {
     );
     assert_ne!(state, "COMPLETED", "the job was not killed");
     run(Command::new("scontrol").args(["requeue", &id]));
-    let end = wait_for_state(&ws, &id, &["COMPLETED", "FAILED", "CANCELLED"], Duration::from_secs(300));
-    assert_eq!(end, "COMPLETED", "job {id} ended {end}; cairn said:\n{}", ws.err_log());
+    let end = wait_for_state(
+        &ws,
+        &id,
+        &["COMPLETED", "FAILED", "CANCELLED"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        end,
+        "COMPLETED",
+        "job {id} ended {end}; cairn said:\n{}",
+        ws.err_log()
+    );
     assert!(ws.err_log().contains("resuming job"), "{}", ws.err_log());
     assert_same_output(&ws, &native);
 }

@@ -15,7 +15,8 @@ use super::agent_common::{
     run_agent, unknown_job_is_none, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
-use crate::exit::usage;
+use crate::exit::{usage, EXIT_RESUME};
+use anyhow::Context as _;
 
 /// Arguments of `cairn run`.
 #[derive(Args, Debug)]
@@ -31,6 +32,10 @@ pub struct RunArgs {
     /// The signal that means "checkpoint and stop" (SIGTERM always does too).
     #[arg(long, value_name = "SIG", default_value = "USR1", value_parser = parse_signal)]
     checkpoint_signal: Signal,
+    /// Inside a Slurm job: after the final checkpoint, put this job back into the queue with
+    /// `scontrol requeue $SLURM_JOB_ID` so it resumes in its next allocation.
+    #[arg(long)]
+    requeue: bool,
     /// The program and its arguments (used when the job has no generation yet).
     #[arg(last = true, required = true, value_name = "PROG")]
     program: Vec<OsString>,
@@ -85,6 +90,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         }
     };
     check_job_name(&job)?;
+    if args.requeue && slurm_job.is_none() {
+        return Err(usage(
+            "--requeue needs a Slurm job (SLURM_JOB_ID is not set)",
+        ));
+    }
     if let Some(id) = &slurm_job {
         let restarts = std::env::var("SLURM_RESTART_COUNT").unwrap_or_else(|_| "0".into());
         eprintln!("cairn: Slurm job {id}, restart count {restarts}, cairn job {job}");
@@ -119,5 +129,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         process,
         restored_from,
     )?;
-    Ok(finish(&report, args.store.json))
+    let code = finish(&report, args.store.json);
+    match (&slurm_job, args.requeue && code == EXIT_RESUME) {
+        (Some(id), true) => requeue(id),
+        _ => Ok(code),
+    }
+}
+
+/// `scontrol requeue ID`: the job goes back to the queue and resumes in its next allocation.
+fn requeue(id: &str) -> anyhow::Result<i32> {
+    let status = std::process::Command::new("scontrol")
+        .args(["requeue", id])
+        .status()
+        .context("running scontrol requeue")?;
+    if !status.success() {
+        anyhow::bail!("scontrol requeue {id} failed ({status}); the checkpoint is kept, resubmit the job to resume");
+    }
+    eprintln!("cairn: Slurm job {id} requeued");
+    Ok(EXIT_RESUME)
 }
