@@ -6,9 +6,9 @@
 //! * [`client`] — blocking clients: `cairn command` and the agent side;
 //! * [`commit`] — building the generation root tree and committing it.
 
+pub mod agent;
 pub mod auth;
 pub mod client;
 pub mod commit;
 pub mod daemon;
 pub mod protocol;
-pub mod agent;
