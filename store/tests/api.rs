@@ -254,3 +254,13 @@ fn incremental_memory_equals_full_write_and_reads_only_changed_chunks() {
         .put_memory_incremental(10, &b, &[], &|_, _: &mut [u8]| Ok(()))
         .is_err());
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<cairn_store::GenerationReader>();
+    send::<cairn_store::Writer>();
+    send_sync::<StreamRef>();
+}
