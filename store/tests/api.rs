@@ -186,6 +186,14 @@ fn reindex_rebuilds_the_same_answer() {
     let stats = w.finish().unwrap();
     let id = store.commit("j", &root, info(stats)).unwrap();
     let before = store.totals().unwrap();
+    // Pack trailers list exactly the indexed chunks.
+    let packs = store.pack_files_on_disk().unwrap();
+    let listed: usize = packs
+        .iter()
+        .map(|p| store.pack_entries(p).unwrap().len())
+        .sum();
+    assert_eq!(listed as u64, before.chunks);
+    assert!(store.pack_entries("../x").is_err());
     drop(store);
     std::fs::remove_file(dir.path().join("cairn.db")).unwrap();
     assert!(matches!(Store::open(dir.path()), Err(StoreError::Index(_))));
