@@ -207,3 +207,44 @@ proptest! {
         prop_assert_eq!(inc, full);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Differential: `put_memory_sparse` with ranges covering every non-zero byte gives exactly
+    /// the stream `put_memory` gives, and never reads outside the present ranges' chunks.
+    #[test]
+    fn sparse_memory_matches_full(
+        size in 0..300_000usize,
+        islands in prop::collection::vec((0.0..1.0f64, 1..20_000usize, any::<u8>()), 0..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions { memory_chunk_size: 4096, ..InitOptions::default() };
+        let store = Store::init(dir.path(), opts).unwrap();
+        let mut data = vec![0u8; size];
+        let mut present = Vec::new();
+        for (at, len, s) in islands {
+            if size == 0 {
+                break;
+            }
+            let p = ((size as f64) * at) as usize;
+            let end = (p + len).min(size);
+            data[p..end].copy_from_slice(&pattern(end - p, s));
+            present.push((p as u64, (end - p) as u64));
+        }
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let mut w = store.writer().unwrap();
+        let src = |off: u64, out: &mut [u8]| {
+            read.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let o = off as usize;
+            out.copy_from_slice(&data[o..o + out.len()]);
+            Ok(())
+        };
+        let sparse = w.put_memory_sparse(size as u64, &present, &src).unwrap();
+        let limit: u64 = present.iter().map(|r| r.1 + 2 * 4096).sum();
+        prop_assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= limit);
+        let full = w.put_memory(size as u64, &src).unwrap();
+        w.finish().unwrap();
+        prop_assert_eq!(sparse, full);
+    }
+}
