@@ -2,5 +2,6 @@
 
 pub mod bench_store;
 pub mod common;
+pub mod gc_cmds;
 pub mod save_load;
 pub mod store_cmds;

@@ -234,11 +234,9 @@ impl Store {
             let g = match read_manifest(&p) {
                 Ok(g) => g,
                 Err(e) if is_not_found(&e) => continue,
-                Err(e) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "cannot collect garbage: generation {id}: {e} (remove or repair the manifest)"
-                    )))
-                }
+                Err(e) => return Err(StoreError::Corrupt(format!(
+                    "cannot collect garbage: generation {id}: {e} (remove or repair the manifest)"
+                ))),
             };
             live.generations += 1;
             self.mark_ref(&g.root, &mut live.chunks).map_err(|e| {
@@ -317,6 +315,20 @@ impl Store {
             set.entries.insert(name, entries);
         }
         Ok(set)
+    }
+
+    /// Number and total bytes of the sealed packs on disk.
+    pub fn pack_usage(&self) -> Result<(u64, u64), StoreError> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for name in self.pack_files_on_disk()? {
+            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
+            if let Ok(m) = std::fs::metadata(&p) {
+                n += 1;
+                bytes += m.len();
+            }
+        }
+        Ok((n, bytes))
     }
 
     /// The pack the index names for each chunk (`None` when not indexed).
