@@ -124,7 +124,7 @@ pub fn apply(
     fallback: Option<GenerationId>,
 ) -> Vec<Decision> {
     let mut by_id: Vec<&Candidate> = cands.iter().collect();
-    by_id.sort_by(|a, b| b.id.cmp(&a.id));
+    by_id.sort_by_key(|c| std::cmp::Reverse(c.id));
     let mut reasons: Vec<BTreeSet<Reason>> = vec![BTreeSet::new(); by_id.len()];
 
     if let Some(n) = policy.keep_last {
