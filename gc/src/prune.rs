@@ -114,7 +114,8 @@ pub fn explain(
 pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport, GcError> {
     let t = Instant::now();
     let decisions = plan(store, opts.job.as_deref(), &opts.policy)?;
-    let drop: Vec<GenerationId> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    let mut drop: Vec<GenerationId> = decisions.iter().filter(|d| !d.keep).map(|d| d.id).collect();
+    drop.sort();
     let removed = if opts.dry_run {
         Vec::new()
     } else {

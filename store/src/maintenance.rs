@@ -234,9 +234,11 @@ impl Store {
             let g = match read_manifest(&p) {
                 Ok(g) => g,
                 Err(e) if is_not_found(&e) => continue,
-                Err(e) => return Err(StoreError::Corrupt(format!(
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!(
                     "cannot collect garbage: generation {id}: {e} (remove or repair the manifest)"
-                ))),
+                )))
+                }
             };
             live.generations += 1;
             self.mark_ref(&g.root, &mut live.chunks).map_err(|e| {
@@ -590,6 +592,22 @@ impl Store {
                 }
                 self.remove_marker(&c)?;
                 n += 1;
+            }
+        }
+        // Temporary markers of killed runs (a live gc links its own within milliseconds).
+        if let Ok(rd) = std::fs::read_dir(self.condemned_dir()) {
+            for e in rd.flatten() {
+                let stale = e
+                    .metadata()
+                    .map(|m| now_ms().saturating_sub(mtime_ms(&m)) > 600_000)
+                    .unwrap_or(false);
+                let tmp = e
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(TMP_PREFIX));
+                if tmp && stale && std::fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
             }
         }
         let present: HashSet<u64> = list_ids(self.path())?.into_iter().map(|g| g.0).collect();
