@@ -101,29 +101,38 @@ impl Store {
     pub fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
         let reach = self.reach(root);
         let mut problems = reach.problems;
+        let leaves: Vec<ChunkId> = reach.leaves.into_iter().collect();
         let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
-        for id in &reach.leaves {
-            match self.locate(id) {
-                Ok((pack, e)) => {
-                    let size = *sizes.entry(pack.clone()).or_insert_with(|| {
-                        let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
-                        std::fs::metadata(p).ok().map(|m| m.len())
-                    });
-                    match size {
-                        None => problems.push(format!("pack {pack} is missing (chunk {id})")),
-                        Some(s) if e.offset + u64::from(e.stored_len) > s => {
-                            problems.push(format!("pack {pack} is truncated (chunk {id})"))
-                        }
-                        Some(_) => {}
-                    }
+        for (id, loc) in leaves.iter().zip(self.lookup_leaves(&leaves)?) {
+            let Some((pack, e)) = loc else {
+                problems.push(format!("chunk {id} is missing from the store"));
+                continue;
+            };
+            let size = *sizes.entry(pack.clone()).or_insert_with(|| {
+                let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+                std::fs::metadata(p).ok().map(|m| m.len())
+            });
+            match size {
+                None => problems.push(format!("pack {pack} is missing (chunk {id})")),
+                Some(s) if e.offset + u64::from(e.stored_len) > s => {
+                    problems.push(format!("pack {pack} is truncated (chunk {id})"))
                 }
-                Err(StoreError::MissingChunk(_)) => {
-                    problems.push(format!("chunk {id} is missing from the store"))
-                }
-                Err(e) => return Err(e),
+                Some(_) => {}
             }
         }
         Ok(problems)
+    }
+
+    /// Index lookups for many chunks; indexes packs not yet indexed when some are missing.
+    fn lookup_leaves(
+        &self,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<crate::index::ChunkLoc>>, StoreError> {
+        let mut locs = self.index().lookup_many(ids)?;
+        if locs.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
+            locs = self.index().lookup_many(ids)?;
+        }
+        Ok(locs)
     }
 
     /// Check one generation; `Err` carries the first problem found (and how many there were).
@@ -134,9 +143,19 @@ impl Store {
                 let reach = self.reach(&g.root);
                 let mut problems = reach.problems;
                 let leaves: Vec<ChunkId> = reach.leaves.into_iter().collect();
+                let locs = self.lookup_leaves(&leaves).map_err(|e| e.to_string())?;
                 let bad: Vec<String> = leaves
                     .par_iter()
-                    .filter_map(|id| self.read_chunk(id).err().map(|e| e.to_string()))
+                    .zip(locs.into_par_iter())
+                    .filter_map(|(id, loc)| match loc {
+                        None => Some(format!("chunk {id} is missing from the store")),
+                        Some(loc) => {
+                            let mut buf = vec![0u8; loc.1.raw_len as usize];
+                            self.read_loc_into(&loc, &mut buf)
+                                .err()
+                                .map(|e| e.to_string())
+                        }
+                    })
                     .collect();
                 problems.extend(bad);
                 problems

@@ -33,6 +33,10 @@ pub struct WriteStats {
     pub logical_bytes: u64,
     /// Of which were all-zero chunks (never stored).
     pub zero_bytes: u64,
+    /// Non-zero bytes taken unchanged from a previous stream without reading them
+    /// (`put_memory_incremental`).
+    #[serde(default)]
+    pub unchanged_bytes: u64,
     /// Data and node chunks produced (including duplicates and zero chunks).
     pub chunks: u64,
     /// Chunks newly stored by this writer.
@@ -51,6 +55,7 @@ impl WriteStats {
     pub fn add(&mut self, o: &WriteStats) {
         self.logical_bytes += o.logical_bytes;
         self.zero_bytes += o.zero_bytes;
+        self.unchanged_bytes += o.unchanged_bytes;
         self.chunks += o.chunks;
         self.new_chunks += o.new_chunks;
         self.new_raw_bytes += o.new_raw_bytes;

@@ -301,9 +301,20 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
         Codec::Zstd => {
             let mut payload = vec![0u8; e.stored_len as usize];
             f.read_exact_at(&mut payload, e.offset).map_err(eof)?;
-            let n = zstd::bulk::decompress_to_buffer(&payload, out).map_err(|err| {
-                StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
-            })?;
+            let n = DECOMPRESSOR
+                .with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    if slot.is_none() {
+                        *slot = zstd::bulk::Decompressor::new().ok();
+                    }
+                    match slot.as_mut() {
+                        Some(d) => d.decompress_to_buffer(&payload, out),
+                        None => zstd::bulk::decompress_to_buffer(&payload, out),
+                    }
+                })
+                .map_err(|err| {
+                    StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+                })?;
             if n != out.len() {
                 return Err(StoreError::Corrupt(format!("chunk {}: short chunk", e.id)));
             }
@@ -313,6 +324,8 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
 }
 
 thread_local! {
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
     static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
 }

@@ -17,6 +17,9 @@ const BATCH: usize = 128;
 /// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
 pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
 
+/// A batch read and hashed, waiting to be stored: its plan and its hashed chunks.
+type Pending = (Vec<Option<NodeEntry>>, Vec<(ChunkId, Vec<u8>)>);
+
 /// How interior nodes group their children.
 #[derive(Clone, Copy)]
 enum Layout {
@@ -224,17 +227,48 @@ impl Writer {
         hashed: Vec<(ChunkId, Vec<u8>)>,
         leaves: &mut Vec<NodeEntry>,
     ) -> Result<(), StoreError> {
+        let plan = vec![None; hashed.len()];
+        self.ingest_planned(plan, hashed, leaves)
+    }
+
+    /// Like `ingest`, where `plan[i]` is `Some(entry)` for chunks reused unchanged from a
+    /// previous stream and `None` for the next chunk of `hashed`.
+    fn ingest_planned(
+        &mut self,
+        plan: Vec<Option<NodeEntry>>,
+        hashed: Vec<(ChunkId, Vec<u8>)>,
+        leaves: &mut Vec<NodeEntry>,
+    ) -> Result<(), StoreError> {
         let mut nonzero = Vec::with_capacity(hashed.len());
-        for (id, data) in hashed {
-            let len = data.len() as u64;
+        let mut hashed = hashed.into_iter();
+        for slot in plan {
             self.stats.chunks += 1;
-            self.stats.logical_bytes += len;
-            leaves.push(NodeEntry { id, len });
-            if id.is_zero() {
-                self.stats.zero_bytes += len;
-                self.recycle(data);
-            } else {
-                nonzero.push((id, data));
+            match slot {
+                Some(e) => {
+                    self.stats.logical_bytes += e.len;
+                    if e.id.is_zero() {
+                        self.stats.zero_bytes += e.len;
+                    } else {
+                        self.stats.unchanged_bytes += e.len;
+                    }
+                    leaves.push(e);
+                }
+                None => {
+                    let Some((id, data)) = hashed.next() else {
+                        return Err(StoreError::InvalidArgument(
+                            "internal: plan mismatch".into(),
+                        ));
+                    };
+                    let len = data.len() as u64;
+                    self.stats.logical_bytes += len;
+                    leaves.push(NodeEntry { id, len });
+                    if id.is_zero() {
+                        self.stats.zero_bytes += len;
+                        self.recycle(data);
+                    } else {
+                        nonzero.push((id, data));
+                    }
+                }
             }
         }
         self.store_chunks(nonzero)
@@ -244,33 +278,195 @@ impl Writer {
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
     pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
+        self.put_memory_planned(len, None, source)
+    }
+
+    /// A memory region that changed only in `changed` (sorted or not: `(offset, len)` byte
+    /// ranges) since `prev`, a memory stream of this store (e.g. the same region in the
+    /// previous generation). Chunks that do not overlap a changed range and have the same
+    /// extent in `prev` are taken from `prev` without calling `source` — the caller
+    /// guarantees they are identical (dirty-page tracking). Everything else is read as in
+    /// [`Writer::put_memory`]. `prev` must be durable (committed or written by a finished
+    /// writer).
+    pub fn put_memory_incremental(
+        &mut self,
+        len: u64,
+        prev: &StreamRef,
+        changed: &[(u64, u64)],
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
+        if prev.kind != StreamKind::Memory {
+            return Err(StoreError::InvalidArgument(
+                "put_memory_incremental: prev is not a memory stream".into(),
+            ));
+        }
+        let cs = u64::from(self.store.config().memory_chunk_size);
+        let n = len.div_ceil(cs) as usize;
+        let mut reuse: Vec<Option<NodeEntry>> = vec![None; n];
+        let mut off = 0u64;
+        for e in self.stream_leaves(prev)? {
+            // A zero subtree covers many chunks: split it into chunk-sized zero runs.
+            let parts: Vec<NodeEntry> = if e.id.is_zero() && e.len > cs && off.is_multiple_of(cs) {
+                let mut v = Vec::new();
+                let mut rest = e.len;
+                while rest > 0 {
+                    let l = rest.min(cs);
+                    v.push(NodeEntry {
+                        id: ChunkId::ZERO,
+                        len: l,
+                    });
+                    rest -= l;
+                }
+                v
+            } else {
+                vec![e]
+            };
+            for p in parts {
+                let k = (off / cs) as usize;
+                let want = cs.min(len.saturating_sub(off));
+                if off.is_multiple_of(cs) && k < n && p.len == want {
+                    reuse[k] = Some(p);
+                }
+                off += p.len;
+            }
+        }
+        for &(o, l) in changed {
+            if l == 0 || o >= len {
+                continue;
+            }
+            let first = (o / cs) as usize;
+            let last = ((o.saturating_add(l).min(len) - 1) / cs) as usize;
+            for r in &mut reuse[first..=last.min(n - 1)] {
+                *r = None;
+            }
+        }
+        self.put_memory_planned(len, Some(reuse), source)
+    }
+
+    /// A memory region of which only the `present` byte ranges (`(offset, len)`, any order)
+    /// may hold non-zero bytes — e.g. the pages /proc/PID/pagemap reports as present. Chunks
+    /// that overlap no present range are recorded as zero without calling `source`. The result
+    /// is identical to [`Writer::put_memory`] of the same bytes.
+    pub fn put_memory_sparse(
+        &mut self,
+        len: u64,
+        present: &[(u64, u64)],
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
+        let cs = u64::from(self.store.config().memory_chunk_size);
+        let n = len.div_ceil(cs) as usize;
+        let mut plan: Vec<Option<NodeEntry>> = (0..n as u64)
+            .map(|k| {
+                Some(NodeEntry {
+                    id: ChunkId::ZERO,
+                    len: cs.min(len - k * cs),
+                })
+            })
+            .collect();
+        for &(o, l) in present {
+            if l == 0 || o >= len {
+                continue;
+            }
+            let first = (o / cs) as usize;
+            let last = ((o.saturating_add(l).min(len) - 1) / cs) as usize;
+            for p in &mut plan[first..=last.min(n - 1)] {
+                *p = None;
+            }
+        }
+        self.put_memory_planned(len, Some(plan), source)
+    }
+
+    /// Data-chunk entries of a stream, in order (zero runs included), nodes read and verified.
+    fn stream_leaves(&self, s: &StreamRef) -> Result<Vec<NodeEntry>, StoreError> {
+        fn walk(
+            store: &Store,
+            id: &ChunkId,
+            level: Option<u8>,
+            len: u64,
+            out: &mut Vec<NodeEntry>,
+        ) -> Result<(), StoreError> {
+            let node = StreamNode::decode(id, &store.read_chunk(id)?)?;
+            if level.is_some_and(|l| l != node.level) || node.total_len() != len {
+                return Err(StoreError::Corrupt(format!(
+                    "stream node {id} does not match its parent"
+                )));
+            }
+            for e in &node.entries {
+                if node.level == 1 || e.id.is_zero() {
+                    // Zero subtrees come out as one zero run; the caller splits them.
+                    out.push(*e);
+                } else {
+                    walk(store, &e.id, Some(node.level - 1), e.len, out)?;
+                }
+            }
+            Ok(())
+        }
+        let mut out = Vec::new();
+        walk(&self.store, &s.root, None, s.len, &mut out)?;
+        Ok(out)
+    }
+
+    fn put_memory_planned(
+        &mut self,
+        len: u64,
+        reuse: Option<Vec<Option<NodeEntry>>>,
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
         let cs = u64::from(self.store.config().memory_chunk_size);
         let n = len.div_ceil(cs);
         let mut leaves = Vec::with_capacity(n as usize);
+        // Batches are pipelined: while batch k is deduplicated, compressed and written,
+        // batch k+1 is read and hashed.
+        let mut pending: Option<Pending> = None;
         let mut i = 0u64;
-        while i < n {
-            let end = (i + BATCH as u64).min(n);
-            let bufs: Vec<(u64, Vec<u8>)> = (i..end)
-                .map(|k| (k, self.pool.pop().unwrap_or_default()))
-                .collect();
-            let hashed: Vec<(ChunkId, Vec<u8>)> = bufs
-                .into_par_iter()
-                .map(|(k, mut buf)| {
-                    let off = k * cs;
-                    let l = cs.min(len - off) as usize;
-                    buf.resize(l, 0);
-                    source(off, &mut buf)
-                        .ctx(|| format!("reading memory source at offset {off}"))?;
-                    let id = if is_all_zero(&buf) {
-                        ChunkId::ZERO
-                    } else {
-                        ChunkId::of(&buf)
-                    };
-                    Ok((id, buf))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            self.ingest(hashed, &mut leaves)?;
-            i = end;
+        loop {
+            let next = if i < n {
+                let end = (i + BATCH as u64).min(n);
+                let plan: Vec<Option<NodeEntry>> = (i..end)
+                    .map(|k| reuse.as_ref().and_then(|r| r[k as usize]))
+                    .collect();
+                let bufs: Vec<(u64, Vec<u8>)> = (i..end)
+                    .zip(plan.iter())
+                    .filter(|(_, p)| p.is_none())
+                    .map(|(k, _)| (k, self.pool.pop().unwrap_or_default()))
+                    .collect();
+                i = end;
+                Some((plan, bufs))
+            } else {
+                None
+            };
+            let read = |bufs: Vec<(u64, Vec<u8>)>| -> Result<Vec<(ChunkId, Vec<u8>)>, StoreError> {
+                bufs.into_par_iter()
+                    .map(|(k, mut buf)| {
+                        let off = k * cs;
+                        let l = cs.min(len - off) as usize;
+                        buf.resize(l, 0);
+                        source(off, &mut buf)
+                            .ctx(|| format!("reading memory source at offset {off}"))?;
+                        let id = if is_all_zero(&buf) {
+                            ChunkId::ZERO
+                        } else {
+                            ChunkId::of(&buf)
+                        };
+                        Ok((id, buf))
+                    })
+                    .collect()
+            };
+            match (pending.take(), next) {
+                (None, None) => break,
+                (None, Some((plan, bufs))) => pending = Some((plan, read(bufs)?)),
+                (Some((plan, hashed)), None) => {
+                    self.ingest_planned(plan, hashed, &mut leaves)?;
+                }
+                (Some((plan, hashed)), Some((nplan, bufs))) => {
+                    let (done, fresh) = rayon::join(
+                        || self.ingest_planned(plan, hashed, &mut leaves),
+                        || read(bufs),
+                    );
+                    done?;
+                    pending = Some((nplan, fresh?));
+                }
+            }
         }
         let root = self.build_nodes(
             leaves,

@@ -186,6 +186,14 @@ fn reindex_rebuilds_the_same_answer() {
     let stats = w.finish().unwrap();
     let id = store.commit("j", &root, info(stats)).unwrap();
     let before = store.totals().unwrap();
+    // Pack trailers list exactly the indexed chunks.
+    let packs = store.pack_files_on_disk().unwrap();
+    let listed: usize = packs
+        .iter()
+        .map(|p| store.pack_entries(p).unwrap().len())
+        .sum();
+    assert_eq!(listed as u64, before.chunks);
+    assert!(store.pack_entries("../x").is_err());
     drop(store);
     std::fs::remove_file(dir.path().join("cairn.db")).unwrap();
     assert!(matches!(Store::open(dir.path()), Err(StoreError::Index(_))));
@@ -196,4 +204,72 @@ fn reindex_rebuilds_the_same_answer() {
     assert_eq!(store.latest_consistent("j").unwrap().0.id, id);
     let r = store.reader(id).unwrap();
     assert_eq!(r.read_all(&r.lookup("b").unwrap()).unwrap(), data);
+}
+
+#[test]
+fn incremental_memory_equals_full_write_and_reads_only_changed_chunks() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut mem = pseudo_random(40 * 65536 + 1000, 21);
+    mem[5 * 65536..30 * 65536].fill(0);
+    let mut w = store.writer().unwrap();
+    let prev = put_mem(&mut w, &mem);
+    w.finish().unwrap();
+    // Change two pages, one inside the zero run, and grow the region by a partial chunk.
+    let changes = [(3 * 65536 + 4096, 4096u64), (20 * 65536, 4096u64)];
+    for &(o, l) in &changes {
+        let o = o as usize;
+        mem[o..o + l as usize].copy_from_slice(&pseudo_random(l as usize, o as u64));
+    }
+    mem.extend_from_slice(&pseudo_random(70_000, 22));
+    let read = AtomicU64::new(0);
+    let mut w = store.writer().unwrap();
+    let inc = w
+        .put_memory_incremental(mem.len() as u64, &prev, &changes, &|off, buf: &mut [u8]| {
+            read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+    let full = put_mem(&mut w, &mem);
+    let stats = w.finish().unwrap();
+    assert_eq!(
+        inc, full,
+        "incremental and full writes give the same stream"
+    );
+    // Read: the 2 changed chunks, chunk 40 (partial before, full now) and the new partial
+    // chunk 41.
+    assert_eq!(
+        read.load(Ordering::Relaxed),
+        3 * 65536 + (40 * 65536 + 71_000 - 41 * 65536)
+    );
+    // 38 chunks reused, 24 of them zero (counted as zero bytes, not unchanged bytes).
+    assert_eq!(stats.unchanged_bytes, 14 * 65536);
+    let root = {
+        let mut w = store.writer().unwrap();
+        let r = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
+        w.finish().unwrap();
+        r
+    };
+    let id = store.commit("inc", &root, info(stats)).unwrap();
+    let r = store.reader(id).unwrap();
+    assert_eq!(r.read_all(&inc).unwrap(), mem);
+    // A stream of another kind is refused.
+    let mut w = store.writer().unwrap();
+    let b = w.put_blob(b"x").unwrap();
+    assert!(w
+        .put_memory_incremental(10, &b, &[], &|_, _: &mut [u8]| Ok(()))
+        .is_err());
+}
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Store>();
+    send_sync::<cairn_store::GenerationReader>();
+    send::<cairn_store::Writer>();
+    send_sync::<StreamRef>();
 }
