@@ -194,17 +194,15 @@ fn delete_phase(
         .filter(|p| p.condemned.is_some() && p.damaged.is_none())
         .count() as u64
         - due.len() as u64;
-    for (name, size) in due {
-        if opts.dry_run {
-            r.reclaimable_bytes += size;
-            r.deleted.push(name);
-            continue;
-        }
-        let (_, copied) = store.delete_condemned_pack(set, &name, live)?;
+    let names: Vec<String> = due.iter().map(|(n, _)| n.clone()).collect();
+    if opts.dry_run {
+        r.reclaimable_bytes += due.iter().map(|(_, s)| s).sum::<u64>();
+    } else if !names.is_empty() {
+        let (_, copied) = store.delete_condemned_packs(set, &names, live)?;
         r.copied_chunks += copied.chunks;
         r.copied_bytes += copied.bytes;
-        r.deleted.push(name);
     }
+    r.deleted.extend(names);
     Ok(())
 }
 
@@ -261,11 +259,7 @@ fn condemn_phase(
         r.repacked = to_repack.into_iter().map(|(n, _)| n).collect();
         return Ok(());
     }
-    for name in to_condemn {
-        if store.condemn_pack(&name)? {
-            r.condemned.push(name);
-        }
-    }
+    r.condemned = store.condemn_packs(&to_condemn)?;
     if !to_repack.is_empty() {
         let pairs: Vec<(String, ChunkId)> = to_repack
             .iter()
@@ -274,11 +268,8 @@ fn condemn_phase(
         let copied = store.copy_chunks(set, &pairs)?;
         r.copied_chunks += copied.chunks;
         r.copied_bytes += copied.bytes;
-        for (name, _) in to_repack {
-            if store.condemn_pack(&name)? {
-                r.repacked.push(name);
-            }
-        }
+        let names: Vec<String> = to_repack.into_iter().map(|(n, _)| n).collect();
+        r.repacked = store.condemn_packs(&names)?;
     }
     Ok(())
 }

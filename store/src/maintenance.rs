@@ -15,7 +15,7 @@ use rusqlite::{params, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, StoreError};
-use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name, write_new_durable};
+use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name};
 use crate::generation::{list_ids, manifest_path, read_manifest, GenerationId, GEN_DIR};
 use crate::id::ChunkId;
 use crate::node::{StreamKind, StreamNode, StreamRef};
@@ -183,9 +183,30 @@ impl Store {
         Ok(out)
     }
 
-    /// Condemn a pack: write its marker atomically (an existing marker is kept, with its
-    /// older time). Returns false when it was already condemned.
+    /// Condemn a pack: write its marker atomically and durably (an existing marker is kept,
+    /// with its older time). Returns false when it was already condemned.
     pub fn condemn_pack(&self, pack: &str) -> Result<bool, StoreError> {
+        let done = self.condemn_packs(&[pack.to_string()])?;
+        Ok(!done.is_empty())
+    }
+
+    /// Condemn several packs; the markers become durable together (one directory sync).
+    /// Returns the packs this call condemned (not those already condemned).
+    pub fn condemn_packs(&self, packs: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for pack in packs {
+            if self.write_marker(pack)? {
+                out.push(pack.clone());
+            }
+        }
+        if !out.is_empty() {
+            fsync_dir(&self.condemned_dir())?;
+            fault_point("gc-condemned");
+        }
+        Ok(out)
+    }
+
+    fn write_marker(&self, pack: &str) -> Result<bool, StoreError> {
         if self.is_condemned(pack) {
             return Ok(false);
         }
@@ -203,7 +224,17 @@ impl Store {
         let text = serde_json::to_vec(&c)
             .map_err(|e| StoreError::InvalidArgument(format!("cannot encode marker: {e}")))?;
         let tmp = d.join(format!("{TMP_PREFIX}{}{MARK_SUFFIX}", c.by));
-        write_new_durable(&tmp, &text)?;
+        // No fsync per marker: a marker lost in a crash only means the pack is not condemned;
+        // the directory is synced once for the whole batch.
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .ctx(|| format!("creating {}", tmp.display()))?;
+            std::io::Write::write_all(&mut f, &text)
+                .ctx(|| format!("writing {}", tmp.display()))?;
+        }
         let fin = self.marker_path(pack);
         // link(2) never replaces an existing marker (a concurrent gc may have condemned it).
         let linked = std::fs::hard_link(&tmp, &fin);
@@ -213,8 +244,6 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
             Err(e) => return Err(e).ctx(|| format!("creating {}", fin.display())),
         }
-        fsync_dir(&d)?;
-        fault_point("gc-condemned");
         Ok(true)
     }
 
@@ -458,40 +487,49 @@ impl Store {
         Ok(report)
     }
 
-    /// Delete a condemned pack. `live` must come from a mark that started after the pack's
-    /// condemnation plus the grace period (the caller checks the times). Chunks of the pack
+    /// Delete condemned packs. `live` must come from a mark that started after each pack's
+    /// condemnation plus the grace period (the caller checks the times). Chunks of the packs
     /// that are live and have no copy in a pack that is neither condemned nor damaged are
     /// copied first; then, in one index transaction, every index entry that points into the
-    /// pack is moved to another copy or removed, and the pack leaves the index; then the file
-    /// is removed, and the marker last. Returns the bytes freed and the copy report.
-    pub fn delete_condemned_pack(
+    /// packs is moved to another copy or removed, and the packs leave the index; then the
+    /// files are removed, and the markers last. Returns the bytes freed and the copy report.
+    pub fn delete_condemned_packs(
         &self,
         set: &mut PackSet,
-        pack: &str,
+        packs: &[String],
         live: &LiveSet,
     ) -> Result<(u64, CopyReport), StoreError> {
-        let summary = set
-            .get(pack)
-            .ok_or_else(|| StoreError::InvalidArgument(format!("unknown pack {pack}")))?
-            .clone();
-        if summary.condemned.is_none() {
-            return Err(StoreError::InvalidArgument(format!(
-                "pack {pack} is not condemned"
-            )));
+        let mut rescue: Vec<(String, ChunkId)> = Vec::new();
+        let mut freed = 0;
+        for pack in packs {
+            let summary = set
+                .get(pack)
+                .ok_or_else(|| StoreError::InvalidArgument(format!("unknown pack {pack}")))?;
+            if summary.condemned.is_none() {
+                return Err(StoreError::InvalidArgument(format!(
+                    "pack {pack} is not condemned"
+                )));
+            }
+            if let Some(d) = &summary.damaged {
+                return Err(StoreError::Corrupt(format!(
+                    "refusing to delete damaged pack {pack}: {d}"
+                )));
+            }
+            freed += summary.size;
+            let mut seen = HashSet::new();
+            for (id, _) in &summary.chunks {
+                if live.chunks.contains(id) && !set.alive_copy.contains_key(id) && seen.insert(*id)
+                {
+                    rescue.push((pack.clone(), *id));
+                }
+            }
         }
-        if let Some(d) = &summary.damaged {
-            return Err(StoreError::Corrupt(format!(
-                "refusing to delete damaged pack {pack}: {d}"
-            )));
-        }
-        let rescue: Vec<(String, ChunkId)> = summary
-            .chunks
-            .iter()
-            .filter(|(id, _)| live.chunks.contains(id) && !set.alive_copy.contains_key(id))
-            .map(|(id, _)| (pack.to_string(), *id))
-            .collect();
+        // A chunk live in two condemned packs is copied once.
+        let mut once = HashSet::new();
+        rescue.retain(|(_, id)| once.insert(*id));
         let copied = self.copy_chunks(set, &rescue)?;
         fault_point("gc-delete-rescued");
+        let doomed: HashSet<&str> = packs.iter().map(String::as_str).collect();
         {
             let mut idx = self.index();
             let tx = idx
@@ -506,7 +544,10 @@ impl Store {
                 rows.collect::<Result<_, _>>()?
             };
             for n in names {
-                if n == pack || set.entries.contains_key(&n) || self.is_condemned(&n) {
+                if doomed.contains(n.as_str())
+                    || set.entries.contains_key(&n)
+                    || self.is_condemned(&n)
+                {
                     continue;
                 }
                 let p = self.pack_dir().join(format!("{n}{PACK_SUFFIX}"));
@@ -515,55 +556,68 @@ impl Store {
                     set.entries.insert(n, entries);
                 }
             }
-            let ids: Vec<Vec<u8>> = {
-                let mut st = tx.prepare("SELECT id FROM chunks WHERE pack=?1")?;
-                let rows = st.query_map(params![pack], |r| r.get::<_, Vec<u8>>(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
             {
+                let mut sel = tx.prepare_cached("SELECT id FROM chunks WHERE pack=?1")?;
                 let mut upd = tx.prepare_cached(
                     "UPDATE chunks SET pack=?1, offset=?2, stored_len=?3, raw_len=?4, codec=?5
                      WHERE id=?6",
                 )?;
                 let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id=?1")?;
-                for raw in ids {
-                    let Some(id) = ChunkId::from_slice(&raw) else {
-                        del.execute(params![raw])?;
-                        continue;
-                    };
-                    match set.alive_copy.get(&id) {
-                        Some((p, e)) => {
-                            upd.execute(params![
-                                p,
-                                e.offset as i64,
-                                i64::from(e.stored_len),
-                                i64::from(e.raw_len),
-                                e.codec as u8 as i64,
-                                raw
-                            ])?;
-                        }
-                        None => {
-                            del.execute(params![raw])?;
+                let mut delp = tx.prepare_cached("DELETE FROM packs WHERE name=?1")?;
+                for pack in packs {
+                    let ids: Vec<Vec<u8>> = sel
+                        .query_map(params![pack], |r| r.get::<_, Vec<u8>>(0))?
+                        .collect::<Result<_, _>>()?;
+                    for raw in ids {
+                        let alt = ChunkId::from_slice(&raw).and_then(|id| set.alive_copy.get(&id));
+                        match alt {
+                            Some((p, e)) => {
+                                upd.execute(params![
+                                    p,
+                                    e.offset as i64,
+                                    i64::from(e.stored_len),
+                                    i64::from(e.raw_len),
+                                    e.codec as u8 as i64,
+                                    raw
+                                ])?;
+                            }
+                            None => {
+                                del.execute(params![raw])?;
+                            }
                         }
                     }
+                    delp.execute(params![pack])?;
                 }
             }
-            tx.execute("DELETE FROM packs WHERE name=?1", params![pack])?;
             tx.commit()?;
         }
         fault_point("gc-delete-unindexed");
-        let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
-        match std::fs::remove_file(&p) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
+        for pack in packs {
+            let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
+            }
         }
         fsync_dir(&self.pack_dir())?;
         fault_point("gc-delete-unlinked");
-        self.remove_marker(pack)?;
-        set.packs.retain(|s| s.name != pack);
-        set.entries.remove(pack);
-        Ok((summary.size, copied))
+        for pack in packs {
+            let m = self.marker_path(pack);
+            match std::fs::remove_file(&m) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("removing {}", m.display())),
+            }
+        }
+        if !packs.is_empty() {
+            fsync_dir(&self.condemned_dir())?;
+        }
+        set.packs.retain(|s| !doomed.contains(s.name.as_str()));
+        for pack in packs {
+            set.entries.remove(pack);
+        }
+        Ok((freed, copied))
     }
 
     fn remove_marker(&self, pack: &str) -> Result<(), StoreError> {
