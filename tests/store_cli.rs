@@ -704,3 +704,35 @@ fn one_gib_file_changed_one_percent_in_the_middle_writes_few_new_bytes() {
     ok(&st, &["load", "--job", "big", "--to", to.to_str().unwrap()]);
     assert!(std::fs::read(to.join("big.bin")).unwrap() == shifted);
 }
+
+#[test]
+fn damaged_manifest_is_skipped_and_reported() {
+    let t = tempfile::tempdir().unwrap();
+    let (st, _, _) = two_generations(t.path());
+    let m = st.join("generations").join(format!("{:020}.gen", 2));
+    let mut b = std::fs::read(&m).unwrap();
+    b[10] ^= 1;
+    std::fs::write(&m, b).unwrap();
+    let gens = json(&ok(&st, &["generations", "--json"]));
+    assert_eq!(gens.as_array().unwrap().len(), 1);
+    let o = cairn(&st, &["verify", "--json"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = json(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(v["generations"][1]["ok"], false);
+    assert!(v["generations"][1]["problems"][0]
+        .as_str()
+        .unwrap()
+        .contains("checksum"));
+    let to = t.path().join("out");
+    let o = cairn(
+        &st,
+        &["load", "--job", "j", "--to", to.to_str().unwrap()],
+        &[],
+    );
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("skipped generation 2"));
+    assert_eq!(
+        std::fs::read(to.join("state.bin")).unwrap(),
+        rand_bytes(500_000, 11)
+    );
+}

@@ -33,7 +33,7 @@ pub struct WriteStats {
     pub logical_bytes: u64,
     /// Of which were all-zero chunks (never stored).
     pub zero_bytes: u64,
-    /// Of which were taken unchanged from a previous stream without reading them
+    /// Non-zero bytes taken unchanged from a previous stream without reading them
     /// (`put_memory_incremental`).
     #[serde(default)]
     pub unchanged_bytes: u64,

@@ -40,6 +40,7 @@ pub use generation::{Generation, GenerationId, GenerationInfo, Skipped, WriteSta
 pub use id::{is_all_zero, ChunkId};
 pub use index::IndexTotals;
 pub use node::{StreamKind, StreamRef};
+pub use pack::{Codec, PackEntry};
 pub use reader::{ChunkSink, GenerationReader};
 pub use store::{ReindexReport, ScannedGeneration, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};

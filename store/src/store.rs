@@ -156,6 +156,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The chunks a sealed pack holds, read from its trailer (for gc and tools).
+    pub fn pack_entries(&self, pack: &str) -> Result<Vec<crate::pack::PackEntry>, StoreError> {
+        if pack.contains('/') || pack.starts_with('.') {
+            return Err(StoreError::InvalidArgument(format!(
+                "bad pack name {pack:?}"
+            )));
+        }
+        read_trailer(&self.pack_dir().join(format!("{pack}{PACK_SUFFIX}")))
+    }
+
     /// Index packs that are on disk but not in the index (written by a writer that died
     /// between sealing and indexing, or by a concurrent writer). Damaged packs are skipped.
     pub(crate) fn sync_new_packs(&self) -> Result<usize, StoreError> {

@@ -243,9 +243,10 @@ impl Writer {
             match slot {
                 Some(e) => {
                     self.stats.logical_bytes += e.len;
-                    self.stats.unchanged_bytes += e.len;
                     if e.id.is_zero() {
                         self.stats.zero_bytes += e.len;
+                    } else {
+                        self.stats.unchanged_bytes += e.len;
                     }
                     leaves.push(e);
                 }
@@ -337,6 +338,39 @@ impl Writer {
             }
         }
         self.put_memory_planned(len, Some(reuse), source)
+    }
+
+    /// A memory region of which only the `present` byte ranges (`(offset, len)`, any order)
+    /// may hold non-zero bytes — e.g. the pages /proc/PID/pagemap reports as present. Chunks
+    /// that overlap no present range are recorded as zero without calling `source`. The result
+    /// is identical to [`Writer::put_memory`] of the same bytes.
+    pub fn put_memory_sparse(
+        &mut self,
+        len: u64,
+        present: &[(u64, u64)],
+        source: &MemorySource,
+    ) -> Result<StreamRef, StoreError> {
+        let cs = u64::from(self.store.config().memory_chunk_size);
+        let n = len.div_ceil(cs) as usize;
+        let mut plan: Vec<Option<NodeEntry>> = (0..n as u64)
+            .map(|k| {
+                Some(NodeEntry {
+                    id: ChunkId::ZERO,
+                    len: cs.min(len - k * cs),
+                })
+            })
+            .collect();
+        for &(o, l) in present {
+            if l == 0 || o >= len {
+                continue;
+            }
+            let first = (o / cs) as usize;
+            let last = ((o.saturating_add(l).min(len) - 1) / cs) as usize;
+            for p in &mut plan[first..=last.min(n - 1)] {
+                *p = None;
+            }
+        }
+        self.put_memory_planned(len, Some(plan), source)
     }
 
     /// Data-chunk entries of a stream, in order (zero runs included), nodes read and verified.

@@ -146,3 +146,105 @@ proptest! {
         prop_assert!(store.verify(true).unwrap().ok);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Differential: `put_memory_incremental` with the true changed ranges gives exactly the
+    /// stream `put_memory` gives, whatever the changes and length change.
+    #[test]
+    fn incremental_memory_matches_full(
+        size in 0..200_000usize,
+        seed in any::<u8>(),
+        zero_start in any::<bool>(),
+        changes in prop::collection::vec((0.0..1.0f64, 1..9_000usize, any::<u8>(), any::<bool>()), 0..6),
+        new_size in prop::option::of(0..220_000usize),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions { memory_chunk_size: 4096, ..InitOptions::default() };
+        let store = Store::init(dir.path(), opts).unwrap();
+        let old = if zero_start { vec![0u8; size] } else { pattern(size, seed) };
+        let put = |w: &mut cairn_store::Writer, d: &[u8]| {
+            w.put_memory(d.len() as u64, &|off, out: &mut [u8]| {
+                let o = off as usize;
+                out.copy_from_slice(&d[o..o + out.len()]);
+                Ok(())
+            }).unwrap()
+        };
+        let mut w = store.writer().unwrap();
+        let prev = put(&mut w, &old);
+        w.finish().unwrap();
+        let mut new = old.clone();
+        let mut ranges = Vec::new();
+        if let Some(n) = new_size {
+            if n > new.len() {
+                ranges.push((new.len() as u64, (n - new.len()) as u64));
+            }
+            new.resize(n, 0);
+        }
+        for (at, len, s, zero) in changes {
+            if new.is_empty() {
+                break;
+            }
+            let p = ((new.len() as f64) * at) as usize;
+            let end = (p + len).min(new.len());
+            if zero {
+                new[p..end].fill(0);
+            } else {
+                new[p..end].copy_from_slice(&pattern(end - p, s));
+            }
+            ranges.push((p as u64, (end - p) as u64));
+        }
+        let mut w = store.writer().unwrap();
+        let data = new.clone();
+        let inc = w.put_memory_incremental(data.len() as u64, &prev, &ranges, &|off, out: &mut [u8]| {
+            let o = off as usize;
+            out.copy_from_slice(&data[o..o + out.len()]);
+            Ok(())
+        }).unwrap();
+        let full = put(&mut w, &new);
+        w.finish().unwrap();
+        prop_assert_eq!(inc, full);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Differential: `put_memory_sparse` with ranges covering every non-zero byte gives exactly
+    /// the stream `put_memory` gives, and never reads outside the present ranges' chunks.
+    #[test]
+    fn sparse_memory_matches_full(
+        size in 0..300_000usize,
+        islands in prop::collection::vec((0.0..1.0f64, 1..20_000usize, any::<u8>()), 0..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = InitOptions { memory_chunk_size: 4096, ..InitOptions::default() };
+        let store = Store::init(dir.path(), opts).unwrap();
+        let mut data = vec![0u8; size];
+        let mut present = Vec::new();
+        for (at, len, s) in islands {
+            if size == 0 {
+                break;
+            }
+            let p = ((size as f64) * at) as usize;
+            let end = (p + len).min(size);
+            data[p..end].copy_from_slice(&pattern(end - p, s));
+            present.push((p as u64, (end - p) as u64));
+        }
+        let read = std::sync::atomic::AtomicU64::new(0);
+        let mut w = store.writer().unwrap();
+        let src = |off: u64, out: &mut [u8]| {
+            read.fetch_add(out.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            let o = off as usize;
+            out.copy_from_slice(&data[o..o + out.len()]);
+            Ok(())
+        };
+        let sparse = w.put_memory_sparse(size as u64, &present, &src).unwrap();
+        let limit: u64 = present.iter().map(|r| r.1 + 2 * 4096).sum();
+        prop_assert!(read.load(std::sync::atomic::Ordering::Relaxed) <= limit);
+        let full = w.put_memory(size as u64, &src).unwrap();
+        w.finish().unwrap();
+        prop_assert_eq!(sparse, full);
+    }
+}
