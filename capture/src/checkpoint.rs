@@ -385,6 +385,19 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
 /// Registers and signal masks are put back before returning, even on error.
 pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessImage> {
     let pid = fz.pid;
+    let mut children = Vec::new();
+    for &t in &fz.tids {
+        let path = format!("/proc/{pid}/task/{t}/children");
+        let text = fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
+        children.extend(text.split_whitespace().map(str::to_string));
+    }
+    if !children.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "process {pid} has child processes ({}): process trees cannot be checkpointed yet",
+            children.join(" ")
+        )));
+    }
+    let clocks = crate::sandbox::program_clocks(pid)?;
     let mut threads = fz
         .tids
         .iter()
@@ -486,6 +499,7 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
         itimers: injected.itimers,
         fds,
         shared_pending,
+        clocks: Some(clocks),
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

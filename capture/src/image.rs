@@ -51,6 +51,9 @@ pub struct ProcessImage {
     pub fds: Vec<FdImage>,
     /// Process-wide pending signals (raw 128-byte siginfo each).
     pub shared_pending: Vec<Vec<u8>>,
+    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as the program saw them at the checkpoint.
+    #[serde(default)]
+    pub clocks: Option<(i64, i64)>,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.
@@ -126,9 +129,9 @@ pub struct VdsoInfo {
     pub block_start: u64,
     /// Length of the whole block.
     pub block_len: u64,
-    /// Start of the [vdso] text.
+    /// Start of the `[vdso]` text.
     pub vdso_start: u64,
-    /// Length of the [vdso] text.
+    /// Length of the `[vdso]` text.
     pub vdso_len: u64,
     /// BLAKE3 of the vdso text, hex.
     pub hash: String,

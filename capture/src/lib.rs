@@ -12,10 +12,20 @@
 //!   [`ProcessTreeImage`] (serde metadata) while memory regions and deleted-file contents go
 //!   to the sink, then lets it run again. A program that exits meanwhile gives
 //!   [`Error::Exited`] and its exit status stays available through `wait`.
-//! * `cairn_restore::restore(&image, &dyn MemorySource)` gives back a running [`Sandbox`].
+//! * [`Sandbox::launch_with`]`(ChildSpec::Exec { argv, stdio: Some([in, out, err]) })` gives
+//!   the program other descriptors as stdin/stdout/stderr.
+//! * `cairn_restore::restore(&image, &dyn MemorySource)` gives back a running [`Sandbox`]
+//!   (same pid and tids; monotonic clocks continue from the checkpoint);
+//!   `cairn_restore::restore_with(.., &RestoreOptions { stdio })` re-attaches terminal/pipe
+//!   stdio to given descriptors instead of the caller's own 0, 1, 2.
+//! * [`MemoryImageStore`] is an in-memory sink and source.
+//!
+//! The method, and what is and is not supported, is described in docs/capture-restore.md.
 //!
 //! All ptrace work happens on the calling thread: call `checkpoint` (and restore) from one
 //! thread at a time per sandbox; the sink may be called from several threads.
+
+#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod error;

@@ -19,7 +19,7 @@ pub struct MapEntry {
     pub offset: u64,
     /// Inode number (0 for anonymous).
     pub inode: u64,
-    /// Path or pseudo-name ("[heap]", "[vdso]", ...), empty for anonymous.
+    /// Path or pseudo-name (`[heap]`, `[vdso]`, ...), empty for anonymous.
     pub name: String,
     /// VM_GROWSDOWN.
     pub growsdown: bool,

@@ -57,7 +57,7 @@ pub const FORWARDED_SIGNALS: [i32; 12] = [
 
 /// What the sandbox's init starts.
 pub enum ChildSpec<'a> {
-    /// Execute a program (argv[0] resolved through PATH before the fork).
+    /// Execute a program (`argv[0]` resolved through PATH before the fork).
     Exec {
         /// The command line.
         argv: Vec<OsString>,
@@ -75,7 +75,64 @@ pub enum ChildSpec<'a> {
         keep_fds: Vec<i32>,
         /// The child's code.
         run: &'a (dyn Fn() -> i32 + Sync),
+        /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) the child must see now: init then creates
+        /// a time namespace with the matching offsets, so these clocks continue from where the
+        /// captured program left them.
+        clocks: Option<(i64, i64)>,
     },
+}
+
+const CLONE_NEWTIME: i32 = 0x80;
+
+/// Current CLOCK_MONOTONIC and CLOCK_BOOTTIME of this process, in ns.
+pub fn host_clocks() -> (i64, i64) {
+    let get = |id| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec.
+        unsafe { libc::clock_gettime(id, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    (get(libc::CLOCK_MONOTONIC), get(libc::CLOCK_BOOTTIME))
+}
+
+/// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as process `pid` sees them (its time namespace
+/// offsets applied to this process's clocks).
+pub fn program_clocks(pid: i32) -> Result<(i64, i64)> {
+    let (mut mono, mut boot) = host_clocks();
+    let path = format!("/proc/{pid}/timens_offsets");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Sys {
+        what: format!("reading {path}"),
+        source,
+    })?;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [name, secs, nsecs] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(secs), Ok(nsecs)) = (secs.parse::<i64>(), nsecs.parse::<i64>()) else {
+            return Err(Error::Parse(format!("{path}: {line}")));
+        };
+        let off = secs * 1_000_000_000 + nsecs;
+        match *name {
+            "monotonic" | "1" => mono += off,
+            "boottime" | "7" => boot += off,
+            _ => {}
+        }
+    }
+    Ok((mono, boot))
+}
+
+/// The text written to /proc/self/timens_offsets to make the clocks read `clocks` now.
+fn timens_offsets(clocks: (i64, i64)) -> Result<CString> {
+    let (mono, boot) = host_clocks();
+    let split = |off: i64| (off.div_euclid(1_000_000_000), off.rem_euclid(1_000_000_000));
+    let (ms, mn) = split(clocks.0 - mono);
+    let (bs, bn) = split(clocks.1 - boot);
+    CString::new(format!("monotonic {ms} {mn}\nboottime {bs} {bn}\n"))
+        .map_err(|_| Error::Parse("timens offsets".into()))
 }
 
 /// A running (or finished) sandboxed job.
@@ -115,6 +172,7 @@ struct InitCtx<'a> {
     report_w: i32,
     exec_w: i32,
     go_r: i32,
+    timens: Option<CString>,
     keep: Vec<i32>,
     set_tid: i32,
     exec: Option<(CString, Vec<*const libc::c_char>, Vec<*const libc::c_char>)>,
@@ -198,6 +256,27 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::_exit(99);
         }
         libc::close(ctx.sync_r);
+        if let Some(text) = &ctx.timens {
+            // Children of init live in a new time namespace whose clocks continue from the
+            // checkpoint (offsets must be written before any process enters it).
+            let path = b"/proc/self/timens_offsets\0";
+            // A kernel without time namespaces (EINVAL) restores with jumping clocks.
+            let unshared = libc::unshare(CLONE_NEWTIME) == 0;
+            let ok = (!unshared && *libc::__errno_location() == libc::EINVAL)
+                || unshared && {
+                    let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    let len = text.as_bytes().len();
+                    let w = fd >= 0 && libc::write(fd, text.as_ptr().cast(), len) == len as isize;
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    w
+                };
+            if !ok {
+                report(ctx.report_w, 4, *libc::__errno_location());
+                libc::_exit(99);
+            }
+        }
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigprocmask(libc::SIG_BLOCK, &ctx.sigset, &mut old);
         let tid = [ctx.set_tid];
@@ -256,8 +335,9 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::_exit(99);
         }
         let pid = pid as i32;
-        libc::close(ctx.exec_w);
-        libc::close(ctx.go_r);
+        // Init itself needs only the report pipe: holding the child's descriptors would keep
+        // pipes open (no EOF for the agent if the child dies).
+        close_except(&[ctx.report_w]);
         report(ctx.report_w, 1, pid);
         loop {
             let sig = libc::sigwaitinfo(&ctx.sigset, std::ptr::null_mut());
@@ -354,6 +434,7 @@ impl Sandbox {
         let mut exec = None;
         let mut custom = None;
         let mut stdio = None;
+        let mut timens = None;
         let mut _hold = Vec::new();
         match child {
             ChildSpec::Exec { argv, stdio: io } => {
@@ -384,7 +465,11 @@ impl Sandbox {
                 set_tid: t,
                 keep_fds,
                 run,
+                clocks,
             } => {
+                if let Some(c) = clocks {
+                    timens = Some(timens_offsets(c)?);
+                }
                 set_tid = t;
                 keep.extend(keep_fds);
                 custom = Some(run);
@@ -406,6 +491,7 @@ impl Sandbox {
             report_w,
             exec_w,
             go_r,
+            timens,
             keep,
             set_tid,
             exec,
@@ -487,6 +573,12 @@ impl Sandbox {
             3 => {
                 return Err(Error::Sys {
                     what: "the sandbox init could not create the program".into(),
+                    source: std::io::Error::from_raw_os_error(val),
+                })
+            }
+            4 => {
+                return Err(Error::Sys {
+                    what: "the sandbox init could not set up the time namespace".into(),
                     source: std::io::Error::from_raw_os_error(val),
                 })
             }

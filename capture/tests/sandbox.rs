@@ -5,6 +5,15 @@ use cairn_capture::{Error, ExitStatus, MemoryImageStore, Sandbox};
 use std::ffi::OsString;
 use std::time::Duration;
 
+/// A single process that sleeps `secs` and exits with `code` (no child processes).
+fn perl_sleep_exit(secs: f64, code: i32) -> Vec<OsString> {
+    let script = format!("select(undef, undef, undef, {secs}); exit {code};");
+    ["/usr/bin/perl", "-e", &script]
+        .iter()
+        .map(OsString::from)
+        .collect()
+}
+
 fn sh(script: &str) -> Vec<OsString> {
     ["/bin/sh", "-c", script]
         .iter()
@@ -73,7 +82,7 @@ fn checkpoint_of_exited_program_fails_cleanly() {
 
 #[test]
 fn checkpoint_leaves_program_running_and_captures_state() {
-    let mut sb = Sandbox::launch(&sh("sleep 0.3; exit 5")).unwrap();
+    let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 5)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
     let img = sb.checkpoint(&mut store).unwrap();
@@ -112,7 +121,7 @@ impl cairn_capture::MemorySink for KillingSink {
 
 #[test]
 fn program_killed_during_checkpoint_reports_exited_and_status() {
-    let mut sb = Sandbox::launch(&sh("sleep 5")).unwrap();
+    let mut sb = Sandbox::launch(&perl_sleep_exit(5.0, 0)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let err = sb
         .checkpoint(&mut KillingSink(sb.program_pid()))
@@ -138,9 +147,20 @@ fn failing_sink_leaves_program_running() {
             Ok(())
         }
     }
-    let mut sb = Sandbox::launch(&sh("sleep 0.3; exit 6")).unwrap();
+    let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 6)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let err = sb.checkpoint(&mut Failing).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(6));
+}
+
+#[test]
+fn program_with_children_is_refused_and_keeps_running() {
+    let mut sb = Sandbox::launch(&sh("sleep 0.4; exit 9")).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut store = MemoryImageStore::new();
+    let err = sb.checkpoint(&mut store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("child processes"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(9));
 }

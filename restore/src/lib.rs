@@ -6,6 +6,8 @@
 //! restores kernel state, recreates the threads with their tids, and lets the program run.
 //! All ptrace work happens on the calling thread.
 
+#![warn(missing_docs)]
+
 pub mod compat;
 pub mod memory;
 pub mod stub;
@@ -89,6 +91,7 @@ pub fn restore_with(
         set_tid: p.pid,
         keep_fds: keep,
         run: &run,
+        clocks: p.clocks,
     })?;
     drop(ready_w);
     drop(fds);

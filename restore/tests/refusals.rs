@@ -61,3 +61,13 @@ fn unsupported_fd_fails_checkpoint_and_program_continues() {
     assert!(err.to_string().contains("fd 3"), "{err}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(4));
 }
+
+#[test]
+fn missing_working_directory_is_a_clear_error() {
+    let (mut sb, mut image, store) = captured_sleeper();
+    image.processes[0].cwd = "/nonexistent/cairn-cwd".into();
+    let err = cairn_restore::restore(&image, &store).unwrap_err();
+    assert!(err.to_string().contains("working directory"), "{err}");
+    sb.kill().unwrap();
+    sb.wait().unwrap();
+}

@@ -299,3 +299,23 @@ fn proc_view_of_restored_program_matches() {
 fn threads_born_and_dying_during_checkpoints() {
     differential("churn", &[], 4, 80);
 }
+
+#[test]
+fn monotonic_clocks_continue_across_restore() {
+    let dir = TempDir::new("clocks");
+    let prog = compile(&dir, "clocks", &[]);
+    let out = dir.path("out.txt");
+    let mut sb = Sandbox::launch(&os(&[&prog, &out])).unwrap();
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut store = MemoryImageStore::new();
+        let image = sb.checkpoint(&mut store).unwrap();
+        sb.kill().unwrap();
+        sb.wait().unwrap();
+        // Downtime longer than the jump the program detects.
+        std::thread::sleep(Duration::from_millis(1500));
+        sb = cairn_restore::restore(&image, &store).unwrap();
+    }
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(0));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "jumps 0\n");
+}

@@ -68,9 +68,8 @@ pub fn cycle(sb: Sandbox) -> (Sandbox, ProcessTreeImage) {
     (restored, image)
 }
 
-/// Run `argv` in a sandbox, do `cycles` checkpoint/kill/restore cycles `delay` apart, then
-/// wait; returns the final exit status.
-/// The program's stdio is /dev/null, so that nothing depends on how the test runner's own
+/// Run `argv` in a sandbox, do `cycles` checkpoint/kill/restore cycles at most `delay` apart,
+/// then wait; returns the final exit status. The program's stdio is /dev/null, so that nothing depends on how the test runner's own
 /// stdout is set up (a log file would be reopened by path at restore).
 pub fn run_with_cycles(argv: Vec<OsString>, cycles: usize, delay: Duration) -> ExitStatus {
     let null = std::fs::OpenOptions::new()
@@ -91,8 +90,20 @@ pub fn run_with_cycles_stdio(
 ) -> ExitStatus {
     let mut sb =
         Sandbox::launch_with(cairn_capture::ChildSpec::Exec { argv, stdio }).expect("launch");
+    // Checkpoint at random moments: each wait is 50..100 % of `delay`, so the program (whose
+    // minimum run time must exceed `cycles * delay`) is always still running.
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
     for _ in 0..cycles {
-        std::thread::sleep(delay);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let wait = delay.mul_f64(0.5 + (x % 1000) as f64 / 2000.0);
+        eprintln!("checkpoint after {wait:?}");
+        std::thread::sleep(wait);
         let (r, image) = cycle(sb);
         assert_eq!(image.processes[0].pid, r.program_ns_pid());
         sb = r;

@@ -3,7 +3,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <unistd.h>
-static void *noop(void *a) { usleep(200); return a; }
+static void *noop(void *a) { usleep(500); return a; }
 int main(int argc, char **argv) {
     FILE *f = fopen(argv[1], "w");
     if (!f) return 2;
