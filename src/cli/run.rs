@@ -121,3 +121,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     )?;
     Ok(finish(&report, args.store.json))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_signals_by_name_or_number() {
+        assert_eq!(parse_signal("USR1"), Ok(Signal::SIGUSR1));
+        assert_eq!(parse_signal("sigusr2"), Ok(Signal::SIGUSR2));
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("10"), Ok(Signal::SIGUSR1));
+        for bad in ["KILL", "9", "STOP", "CHLD", "FOO", "999", ""] {
+            assert!(parse_signal(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
