@@ -1,4 +1,4 @@
-//! The `cairn` command line: one subcommand per verb, each implemented in `cli/`.
+//! The `cairn` command line: one subcommand per verb (src/cli/), nothing else.
 
 mod cli;
 mod exit;
@@ -35,6 +35,11 @@ enum Command {
     /// Benchmarks (`cairn bench store`).
     #[command(subcommand)]
     Bench(cli::bench_store::BenchCmd),
+    /// Run the coordinator of a computation (DMTCP's dmtcp_coordinator).
+    Coordinator(cli::coordinator::Args),
+    /// Send a command to a running coordinator (DMTCP's dmtcp_command).
+    #[command(name = "command")]
+    Ctl(cli::command::Args),
 }
 
 fn main() {
@@ -49,5 +54,7 @@ fn main() {
         Command::Save(a) => cli::save_load::save(a),
         Command::Load(a) => cli::save_load::load(a),
         Command::Bench(c) => cli::bench_store::bench(c),
+        Command::Coordinator(a) => cli::coordinator::run(&a),
+        Command::Ctl(a) => cli::command::run(&a),
     })
 }

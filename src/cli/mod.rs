@@ -2,8 +2,11 @@
 
 pub mod agent_common;
 pub mod bench_store;
+pub mod command;
 pub mod common;
+pub mod coordinator;
 pub mod launch;
+pub mod render;
 pub mod restart;
 pub mod run;
 pub mod save_load;
