@@ -62,6 +62,8 @@ pub enum Event {
     },
     /// The interval timer fired.
     Tick,
+    /// The extra descriptor given to [`EventSource::next_with`] is readable.
+    External,
 }
 
 /// The multiplexer over signalfd, timerfd and the watched process's pidfd.
@@ -102,15 +104,30 @@ impl EventSource {
     /// Waits for the next event. Exits take precedence over signals, signals over ticks, so
     /// that a checkpoint is never started for a program that is already gone.
     pub fn next(&mut self, pidfd: BorrowedFd<'_>) -> Result<Event, AgentError> {
+        self.next_with(pidfd, None)
+    }
+
+    /// [`EventSource::next`] that also watches `extra` (e.g. a coordinator connection),
+    /// reported as [`Event::External`] after exits and signals, before ticks.
+    pub fn next_with(
+        &mut self,
+        pidfd: BorrowedFd<'_>,
+        extra: Option<BorrowedFd<'_>>,
+    ) -> Result<Event, AgentError> {
         loop {
-            let (exited, signalled, ticked) = {
+            let (exited, signalled, external, ticked) = {
                 let mut fds = vec![
                     PollFd::new(pidfd, PollFlags::POLLIN),
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 ];
-                if let Some(t) = &self.timer {
+                let extra_at = extra.map(|fd| {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let timer_at = self.timer.as_ref().map(|t| {
                     fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
-                }
+                    fds.len() - 1
+                });
                 match poll(&mut fds, PollTimeout::NONE) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
@@ -123,7 +140,8 @@ impl EventSource {
                 (
                     ready(&fds[0]),
                     ready(&fds[1]),
-                    fds.get(2).is_some_and(ready),
+                    extra_at.is_some_and(|i| ready(&fds[i])),
+                    timer_at.is_some_and(|i| ready(&fds[i])),
                 )
             };
             if exited {
@@ -133,6 +151,9 @@ impl EventSource {
                 if let Some(ev) = self.read_signal()? {
                     return Ok(ev);
                 }
+            }
+            if external {
+                return Ok(Event::External);
             }
             if ticked {
                 if let Some(t) = &self.timer {
@@ -226,6 +247,31 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(ev.next(pidfd.as_fd()).unwrap(), Event::Exited);
+    }
+
+    #[test]
+    fn reports_an_extra_descriptor_after_signals() {
+        block_agent_signals(None).unwrap();
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let pidfd = pidfd_of(child.id());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut ev = EventSource::new(None, None).unwrap();
+        nix::unistd::write(&w, b"x").unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR1).unwrap();
+        assert!(matches!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::Signal { .. }
+        ));
+        assert_eq!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::External
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::Exited
+        );
     }
 
     #[test]
