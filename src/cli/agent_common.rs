@@ -134,6 +134,7 @@ pub fn run_agent(
     stop: StopPolicy,
     process: SandboxJob,
     restored_from: Option<u64>,
+    retention: Option<cairn_gc::Policy>,
 ) -> anyhow::Result<AgentReport> {
     let opts = AgentOptions {
         store,
@@ -142,6 +143,7 @@ pub fn run_agent(
         interval,
         stop,
         verbose: true,
+        retention,
     };
     let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
     eprintln!(

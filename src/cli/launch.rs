@@ -43,6 +43,7 @@ pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
         StopPolicy::Forward,
         process,
         None,
+        None,
     )?;
     Ok(finish(&report, args.store.json))
 }

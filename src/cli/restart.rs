@@ -46,6 +46,7 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
         StopPolicy::Forward,
         process,
         Some(g.id.0),
+        None,
     )?;
     Ok(finish(&report, args.store.json))
 }
