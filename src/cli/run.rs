@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::agent_common::{
     agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_generation,
-    run_agent, unknown_job_is_none, DEFAULT_AGENT_ID,
+    run_agent, unknown_job_is_none, AgentPolicy, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
 use crate::exit::{usage, EXIT_RESUME};
@@ -129,11 +129,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         store,
         &job,
         agent_id,
-        args.interval,
-        stop,
+        AgentPolicy {
+            interval: args.interval,
+            stop,
+            retention: args.keep_last.map(|n| cairn_gc::Policy::last(n as usize)),
+        },
         process,
         restored_from,
-        args.keep_last.map(|n| cairn_gc::Policy::last(n as usize)),
     )?;
     let code = finish(&report, args.store.json);
     match (&slurm_job, args.requeue && code == EXIT_RESUME) {
