@@ -18,6 +18,9 @@ pub struct ProcessTreeImage {
     pub user_ns: bool,
     /// The processes; the first one is the launched program (the child of the sandbox init).
     pub processes: Vec<ProcessImage>,
+    /// Regular files open for writing at the checkpoint (each once), rewound at restore.
+    #[serde(default)]
+    pub files: Vec<crate::files::WrittenFile>,
 }
 
 /// One captured process.
@@ -264,7 +267,8 @@ pub trait MemorySink {
         len: u64,
         source: RegionSource<'_>,
     ) -> io::Result<()>;
-    /// The contents of a deleted-but-open file (descriptor `fd` of process `pid`).
+    /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
+    /// `fd` of process `pid`; see [`crate::files`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;
 }
 

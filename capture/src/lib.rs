@@ -18,6 +18,9 @@
 //!   (same pid and tids; monotonic clocks continue from the checkpoint);
 //!   `cairn_restore::restore_with(.., &RestoreOptions { stdio })` re-attaches terminal/pipe
 //!   stdio to given descriptors instead of the caller's own 0, 1, 2.
+//! * [`Sandbox::checkpoint_with`]`(sink, &`[`CheckpointOptions`]`)` chooses how files open for
+//!   writing are captured ([`FileCapture`]; `checkpoint` reads env `CAIRN_FILE_CAPTURE_MAX`).
+//!   They are listed in [`ProcessTreeImage::files`] and rewound by restore.
 //! * [`MemoryImageStore`] is an in-memory sink and source.
 //!
 //! The method, and what is and is not supported, is described in docs/capture-restore.md.
@@ -29,6 +32,7 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod files;
 pub mod freeze;
 pub mod image;
 pub mod inject;
@@ -37,6 +41,7 @@ pub mod ptrace;
 pub mod sandbox;
 
 pub use error::{Error, Result};
+pub use files::{CheckpointOptions, FileCapture, WrittenFile};
 pub use image::{
     FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, ProcessImage, ProcessTreeImage,
     ThreadImage, UserRegs, Vma, IMAGE_FORMAT,
@@ -44,24 +49,40 @@ pub use image::{
 pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 
 impl Sandbox {
-    /// Freeze the program, capture it (memory into `sink`), and let it run again.
+    /// Freeze the program, capture it (memory into `sink`), and let it run again. Files open
+    /// for writing are captured as [`CheckpointOptions::from_env`] says.
     pub fn checkpoint(&self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage> {
+        self.checkpoint_with(sink, &CheckpointOptions::from_env()?)
+    }
+
+    /// [`Sandbox::checkpoint`] with explicit options.
+    pub fn checkpoint_with(
+        &self,
+        sink: &mut dyn MemorySink,
+        opts: &CheckpointOptions,
+    ) -> Result<ProcessTreeImage> {
         let pid = self.program_pid();
         let frozen = freeze::Frozen::freeze(pid)?;
-        let image = checkpoint::capture_frozen(&frozen, sink);
+        let image = checkpoint::capture_frozen(&frozen, sink).and_then(|p| {
+            // Still frozen: file sizes and contents are those of the checkpoint moment.
+            let mut seen = Vec::new();
+            let files = files::capture_written(pid, &p, opts.file_capture_max, &mut seen, sink)?;
+            Ok((p, files))
+        });
         drop(frozen);
         // Whatever failed, a program that is gone means "exited during the checkpoint".
-        let image = image.map_err(|e| {
+        let (process, files) = image.map_err(|e| {
             if program_gone(pid) {
                 Error::Exited { pid }
             } else {
                 e
             }
-        });
+        })?;
         Ok(ProcessTreeImage {
             format: IMAGE_FORMAT,
             user_ns: self.user_ns(),
-            processes: vec![image?],
+            processes: vec![process],
+            files,
         })
     }
 }

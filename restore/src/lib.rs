@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod compat;
+pub mod files;
 pub mod memory;
 pub mod stub;
 
@@ -69,6 +70,7 @@ pub fn restore_with(
         )));
     };
     compat::check(p)?;
+    files::rewind(&image.files, source)?;
     let fds = stub::prepare_fds(p, source, opts.stdio)?;
     let mut pipe = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors.
