@@ -21,6 +21,20 @@ pub struct ProcessTreeImage {
     /// Regular files open for writing at the checkpoint (each once), rewound at restore.
     #[serde(default)]
     pub files: Vec<crate::files::WrittenFile>,
+    /// Children that had exited but were not yet reaped by their parent.
+    #[serde(default)]
+    pub zombies: Vec<ZombieImage>,
+}
+
+/// An exited, not yet reaped process of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZombieImage {
+    /// Pid inside the job's namespace.
+    pub pid: i32,
+    /// Parent pid inside the namespace.
+    pub ppid: i32,
+    /// Raw wait status its parent will collect.
+    pub status: i32,
 }
 
 /// One captured process.
@@ -57,6 +71,15 @@ pub struct ProcessImage {
     /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as the program saw them at the checkpoint.
     #[serde(default)]
     pub clocks: Option<(i64, i64)>,
+    /// Parent pid inside the namespace (1, the sandbox init, for the launched program).
+    #[serde(default)]
+    pub ppid: i32,
+    /// Process group id inside the namespace (0: a group outside it, inherited from init).
+    #[serde(default)]
+    pub pgid: i32,
+    /// Session id inside the namespace (0: a session outside it, inherited from init).
+    #[serde(default)]
+    pub sid: i32,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.
@@ -250,6 +273,12 @@ pub enum FdKind {
     },
     /// A terminal or pipe on 0/1/2: the restoring process's own descriptor of the same number.
     Stdio,
+    /// The same open file description as the parent process's descriptor `parent_fd`
+    /// (inherited across fork: shared offset and flags); restore inherits it the same way.
+    Inherited {
+        /// The parent's descriptor number.
+        parent_fd: i32,
+    },
 }
 
 /// Source of a captured region's bytes: fills `buf` with the region's bytes at `offset`.

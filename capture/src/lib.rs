@@ -8,9 +8,9 @@
 //!   [`Sandbox::pidfd`] becomes readable when the job ends; [`Sandbox::wait`] /
 //!   [`Sandbox::try_wait`] return the program's [`ExitStatus`]; [`Sandbox::signal`] forwards a
 //!   signal; [`Sandbox::kill`] kills the whole job.
-//! * [`Sandbox::checkpoint`]`(&mut dyn MemorySink)` freezes the program, captures it into a
-//!   [`ProcessTreeImage`] (serde metadata) while memory regions and deleted-file contents go
-//!   to the sink, then lets it run again. A program that exits meanwhile gives
+//! * [`Sandbox::checkpoint`]`(&mut dyn MemorySink)` freezes the program and all its
+//!   descendants ([`tree`]), captures them into a [`ProcessTreeImage`] (serde metadata) while
+//!   memory regions and file contents go to the sink, then lets it run again. A program that exits meanwhile gives
 //!   [`Error::Exited`] and its exit status stays available through `wait`.
 //! * [`Sandbox::launch_with`]`(ChildSpec::Exec { argv, stdio: Some([in, out, err]) })` gives
 //!   the program other descriptors as stdin/stdout/stderr.
@@ -39,12 +39,13 @@ pub mod inject;
 pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
+pub mod tree;
 
 pub use error::{Error, Result};
 pub use files::{CheckpointOptions, FileCapture, WrittenFile};
 pub use image::{
     FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, ProcessImage, ProcessTreeImage,
-    ThreadImage, UserRegs, Vma, IMAGE_FORMAT,
+    ThreadImage, UserRegs, Vma, ZombieImage, IMAGE_FORMAT,
 };
 pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 
@@ -62,16 +63,24 @@ impl Sandbox {
         opts: &CheckpointOptions,
     ) -> Result<ProcessTreeImage> {
         let pid = self.program_pid();
-        let frozen = freeze::Frozen::freeze(pid)?;
-        let image = checkpoint::capture_frozen(&frozen, sink).and_then(|p| {
+        let image = tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| {
+            let (procs, zombies) = frozen.capture(sink)?;
             // Still frozen: file sizes and contents are those of the checkpoint moment.
             let mut seen = Vec::new();
-            let files = files::capture_written(pid, &p, opts.file_capture_max, &mut seen, sink)?;
-            Ok((p, files))
+            let mut files = Vec::new();
+            for ((fz, _), p) in frozen.procs.iter().zip(&procs) {
+                files.extend(files::capture_written(
+                    fz.pid,
+                    p,
+                    opts.file_capture_max,
+                    &mut seen,
+                    sink,
+                )?);
+            }
+            Ok((procs, zombies, files))
         });
-        drop(frozen);
         // Whatever failed, a program that is gone means "exited during the checkpoint".
-        let (process, files) = image.map_err(|e| {
+        let (processes, zombies, files) = image.map_err(|e| {
             if program_gone(pid) {
                 Error::Exited { pid }
             } else {
@@ -81,8 +90,9 @@ impl Sandbox {
         Ok(ProcessTreeImage {
             format: IMAGE_FORMAT,
             user_ns: self.user_ns(),
-            processes: vec![process],
+            processes,
             files,
+            zombies,
         })
     }
 }

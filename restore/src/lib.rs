@@ -63,15 +63,30 @@ pub fn restore_with(
             image.format
         )));
     }
-    let [p] = image.processes.as_slice() else {
-        return Err(Error::Unsupported(format!(
-            "restoring {} processes (only single-process jobs for now)",
-            image.processes.len()
-        )));
+    let Some(root) = image.processes.first() else {
+        return Err(Error::Incompatible("the image has no process".into()));
     };
-    compat::check(p)?;
+    for p in &image.processes {
+        compat::check(p)?;
+    }
     files::rewind(&image.files, source)?;
-    let fds = stub::prepare_fds(p, source, opts.stdio)?;
+    let mut fds = image
+        .processes
+        .iter()
+        .map(|p| stub::prepare_fds(p, source, opts.stdio))
+        .collect::<Result<Vec<_>>>()?;
+    // Pool descriptors and the ready pipe live above every target descriptor of the tree.
+    let high = image
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter().map(|f| f.fd))
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    for f in &mut fds {
+        f.raise(high)?;
+    }
     let mut pipe = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -85,34 +100,75 @@ pub fn restore_with(
             std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
         )
     };
-    let plan = stub::StubPlan::new(p, &fds, pipe[1])?;
-    let run = || plan.run();
-    let mut keep: Vec<i32> = fds.map.iter().map(|m| m.0).collect();
-    keep.push(pipe[1]);
+    // SAFETY: F_DUPFD_CLOEXEC duplicates our own descriptor.
+    let w = unsafe { libc::fcntl(pipe[1], libc::F_DUPFD_CLOEXEC, high) };
+    if w < 0 {
+        return Err(last_os("moving the ready pipe"));
+    }
+    // SAFETY: `w` is a fresh descriptor owned by us.
+    let ready_w = {
+        drop(ready_w);
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
+    };
+    let plan = stub::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    let run = || plan.run(0);
+    let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
+    keep.push(w);
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
-        set_tid: p.pid,
+        set_tid: root.pid,
         keep_fds: keep,
         run: &run,
-        clocks: p.clocks,
+        clocks: root.clocks,
     })?;
     drop(ready_w);
     drop(fds);
     let mut ready_r = ready_r;
-    let mut code = [0u8; 4];
-    let r = ready_r
-        .read_exact(&mut code)
-        .map_err(io_ctx("the restore stub died before it was ready"))
-        .and_then(|_| match i32::from_ne_bytes(code) {
-            0 => Ok(()),
-            c => Err(stub::stub_error(c)),
-        })
-        .and_then(|_| rebuild(sb.program_pid(), p, source));
-    if let Err(e) = r {
-        let _ = sb.kill();
-        let _ = sb.wait();
-        return Err(e);
+    let r = (|| -> Result<Vec<Traced>> {
+        for _ in &image.processes {
+            let mut code = [0u8; 4];
+            ready_r
+                .read_exact(&mut code)
+                .map_err(io_ctx("a restore stub died before it was ready"))?;
+            match i32::from_ne_bytes(code) {
+                0 => {}
+                c => return Err(stub::stub_error(c)),
+            }
+        }
+        let outer = outer_pids(sb.program_pid())?;
+        let mut traced = Vec::new();
+        for p in &image.processes {
+            let o = outer
+                .iter()
+                .find(|(_, inner)| *inner == p.pid)
+                .map(|(o, _)| *o)
+                .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
+            traced.push(rebuild(o, p, source)?);
+        }
+        Ok(traced)
+    })();
+    match r {
+        // Every process is rebuilt: detach them all, the job runs.
+        Ok(traced) => drop(traced),
+        Err(e) => {
+            let _ = sb.kill();
+            let _ = sb.wait();
+            return Err(e);
+        }
     }
     Ok(sb)
+}
+
+/// (outer pid, pid inside the namespace) of `root` and all its descendants.
+fn outer_pids(root: i32) -> Result<Vec<(i32, i32)>> {
+    let mut out = vec![(root, procfs::inner_pid(&format!("/proc/{root}/status"))?)];
+    let mut i = 0;
+    while i < out.len() {
+        for c in cairn_capture::tree::children_of(out[i].0)? {
+            out.push((c, procfs::inner_pid(&format!("/proc/{c}/status"))?));
+        }
+        i += 1;
+    }
+    Ok(out)
 }
 
 /// Threads we trace during a restore; detached on drop.
@@ -247,7 +303,7 @@ fn thread_state(
     Ok(())
 }
 
-fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()> {
+fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<Traced> {
     ptrace::seize(
         stub,
         ptrace::O_TRACESYSGOOD | ptrace::O_TRACECLONE | ptrace::O_EXITKILL,
@@ -429,8 +485,7 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         ptrace::set_regs(o, &resume_regs(&t.regs, false))?;
         ptrace::set_sigmask(o, t.sigmask)?;
     }
-    drop(traced);
-    Ok(())
+    Ok(traced)
 }
 
 /// Capabilities are dropped when the restore runs in a user namespace: the stub had all of them

@@ -39,14 +39,52 @@ fn different_vdso_is_refused() {
 }
 
 #[test]
-fn process_trees_are_refused_for_now() {
+fn process_with_unknown_parent_is_refused() {
     let (mut sb, mut image, store) = captured_sleeper();
-    let p = image.processes[0].clone();
+    let mut p = image.processes[0].clone();
+    p.pid = 7;
+    p.ppid = 6;
     image.processes.push(p);
     let err = cairn_restore::restore(&image, &store).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(matches!(err, Error::Incompatible(_)), "{err:?}");
+    assert!(err.to_string().contains("parent 6"), "{err}");
     sb.kill().unwrap();
     sb.wait().unwrap();
+}
+
+#[test]
+fn pipe_between_processes_fails_checkpoint_and_job_continues() {
+    let mut sb = Sandbox::launch(&os(&[
+        &"/bin/bash",
+        &"-c",
+        &"sleep 0.6 | sleep 0.6; exit 7",
+    ]))
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let mut store = MemoryImageStore::new();
+    let err = sb.checkpoint(&mut store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("fd ") && msg.contains("pipe:"), "{msg}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(7));
+}
+
+#[test]
+fn shared_anonymous_memory_between_processes_fails_checkpoint() {
+    let script = "import mmap, os, time\n\
+                  m = mmap.mmap(-1, 4096)\n\
+                  pid = os.fork()\n\
+                  time.sleep(0.5)\n\
+                  if pid == 0: os._exit(0)\n\
+                  os.waitpid(pid, 0)\n\
+                  raise SystemExit(5)\n";
+    let mut sb = Sandbox::launch(&os(&[&"/usr/bin/python3", &"-c", &script])).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
+    let mut store = MemoryImageStore::new();
+    let err = sb.checkpoint(&mut store).unwrap_err();
+    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
+    assert!(err.to_string().contains("share anonymous memory"), "{err}");
+    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(5));
 }
 
 #[test]

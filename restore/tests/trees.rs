@@ -1,0 +1,119 @@
+//! Process trees: native output == output after checkpoint → kill -9 → restore cycles of
+//! programs with child processes (shell loops, fork/wait with zombies).
+
+mod common;
+
+use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, Sandbox};
+use common::*;
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// Run `argv` with stdout to `out` (truncated, like `>`) and `cycles` checkpoint/kill/restore
+/// cycles `delay` apart; returns the exit status and the largest number of processes seen.
+fn run_tree(
+    argv: Vec<OsString>,
+    out: &Path,
+    cycles: usize,
+    delay: Duration,
+) -> (ExitStatus, usize) {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let o = File::create(out).unwrap();
+    let (n, w) = (null.as_raw_fd(), o.as_raw_fd());
+    let mut sb = Sandbox::launch_with(ChildSpec::Exec {
+        argv,
+        stdio: Some([n, w, n]),
+    })
+    .expect("launch");
+    drop(o);
+    let mut most = 0;
+    for _ in 0..cycles {
+        std::thread::sleep(delay);
+        let mut store = MemoryImageStore::new();
+        let image = sb.checkpoint(&mut store).expect("checkpoint");
+        let json = serde_json::to_string(&image).expect("serialize");
+        let image: cairn_capture::ProcessTreeImage =
+            serde_json::from_str(&json).expect("deserialize");
+        most = most.max(image.processes.len() + image.zombies.len());
+        eprintln!(
+            "checkpoint: processes {:?}, zombies {:?}",
+            image
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.ppid, &p.exe))
+                .collect::<Vec<_>>(),
+            image.zombies
+        );
+        sb.kill().expect("kill");
+        assert_eq!(sb.wait().expect("wait"), ExitStatus::Signal(9));
+        sb = cairn_restore::restore(&image, &store).expect("restore");
+    }
+    (sb.wait().expect("wait"), most)
+}
+
+#[test]
+fn shell_loop_with_sleep_children() {
+    let dir = TempDir::new("bashloop");
+    let script = "for i in $(seq 1 40); do echo $i; sleep 0.03; done";
+    let native = dir.path("native.txt");
+    let st = Command::new("/bin/bash")
+        .args(["-c", script])
+        .stdout(Stdio::from(File::create(&native).unwrap()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dir.path("out.txt");
+    let (st, most) = run_tree(
+        os(&[&"/bin/bash", &"-c", &script]),
+        &out,
+        3,
+        Duration::from_millis(200),
+    );
+    assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
+    assert_eq!(read(&native), read(&out));
+    assert!(most >= 2, "no checkpoint caught a child process");
+}
+
+#[test]
+fn fork_wait_with_zombie() {
+    let dir = TempDir::new("forker");
+    let prog = compile(&dir, "forker", &[]);
+    let nd = dir.path("native");
+    let cd = dir.path("cairn");
+    std::fs::create_dir_all(&nd).unwrap();
+    std::fs::create_dir_all(&cd).unwrap();
+    let st = Command::new(&prog)
+        .arg(&nd)
+        .arg("150")
+        .stdout(Stdio::from(File::create(nd.join("out")).unwrap()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (st, most) = run_tree(
+        os(&[&prog, &cd, &"150"]),
+        &cd.join("out"),
+        3,
+        Duration::from_millis(100),
+    );
+    assert_eq!(
+        st,
+        ExitStatus::Code(0),
+        "output:\n{}",
+        read(&cd.join("out"))
+    );
+    for f in ["out", "child0.txt", "child1.txt", "child2.txt"] {
+        assert_eq!(read(&nd.join(f)), read(&cd.join(f)), "{f} differs");
+    }
+    assert_eq!(most, 4);
+}
