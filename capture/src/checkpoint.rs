@@ -221,7 +221,16 @@ fn capture_fds(
             || link.starts_with("/dev/pts/")
             || link.starts_with("/dev/tty")
             || link == "/dev/console";
-        let kind = if parent.is_some() && is_stdio_kind {
+        let pipe_id = link
+            .strip_prefix("pipe:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let kind = if let (Some(id), true) = (pipe_id, parent.is_some() || fd > 2) {
+            FdKind::Pipe {
+                id,
+                flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+            }
+        } else if parent.is_some() && is_stdio_kind {
             return Err(Error::Unsupported(format!(
                 "process {ns_pid} fd {fd}: {link} not inherited from its parent (pipes, sockets \
                  and terminals between processes of the job cannot be checkpointed yet)"

@@ -24,6 +24,22 @@ pub struct ProcessTreeImage {
     /// Children that had exited but were not yet reaped by their parent.
     #[serde(default)]
     pub zombies: Vec<ZombieImage>,
+    /// Pipes created inside the job, with their unread bytes.
+    #[serde(default)]
+    pub pipes: Vec<PipeImage>,
+}
+
+/// A pipe between processes of the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeImage {
+    /// Inode number at the checkpoint ([`FdKind::Pipe::id`]).
+    pub id: u64,
+    /// Capacity in bytes (F_GETPIPE_SZ).
+    pub capacity: u64,
+    /// Number of unread bytes.
+    pub unread: u64,
+    /// `(pid, fd)` under which the unread bytes went to [`MemorySink::put_file`] (a read end).
+    pub data: Option<(i32, i32)>,
 }
 
 /// An exited, not yet reaped process of the tree.
@@ -273,6 +289,15 @@ pub enum FdKind {
     },
     /// A terminal or pipe on 0/1/2: the restoring process's own descriptor of the same number.
     Stdio,
+    /// One end of a pipe created inside the job (not inherited from the parent); all
+    /// descriptors with the same `id` share the pipe, which restore recreates and refills
+    /// with its unread bytes ([`PipeImage`]).
+    Pipe {
+        /// Pipe inode number at the checkpoint (identifies the pipe within the image).
+        id: u64,
+        /// open(2) flags of this end: O_RDONLY (read end) or O_WRONLY, O_NONBLOCK.
+        flags: i32,
+    },
     /// The same open file description as the parent process's descriptor `parent_fd`
     /// (inherited across fork: shared offset and flags); restore inherits it the same way.
     Inherited {

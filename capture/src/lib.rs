@@ -36,6 +36,7 @@ pub mod files;
 pub mod freeze;
 pub mod image;
 pub mod inject;
+pub mod pipes;
 pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
@@ -44,8 +45,8 @@ pub mod tree;
 pub use error::{Error, Result};
 pub use files::{CheckpointOptions, FileCapture, WrittenFile};
 pub use image::{
-    FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, ProcessImage, ProcessTreeImage,
-    ThreadImage, UserRegs, Vma, ZombieImage, IMAGE_FORMAT,
+    FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, PipeImage, ProcessImage,
+    ProcessTreeImage, ThreadImage, UserRegs, Vma, ZombieImage, IMAGE_FORMAT,
 };
 pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 
@@ -65,6 +66,8 @@ impl Sandbox {
         let pid = self.program_pid();
         let image = tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| {
             let (procs, zombies) = frozen.capture(sink)?;
+            let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
+            let pipes = pipes::capture_pipes(&outer, &procs, sink)?;
             // Still frozen: file sizes and contents are those of the checkpoint moment.
             let mut seen = Vec::new();
             let mut files = Vec::new();
@@ -77,10 +80,10 @@ impl Sandbox {
                     sink,
                 )?);
             }
-            Ok((procs, zombies, files))
+            Ok((procs, zombies, files, pipes))
         });
         // Whatever failed, a program that is gone means "exited during the checkpoint".
-        let (processes, zombies, files) = image.map_err(|e| {
+        let (processes, zombies, files, pipes) = image.map_err(|e| {
             if program_gone(pid) {
                 Error::Exited { pid }
             } else {
@@ -93,6 +96,7 @@ impl Sandbox {
             processes,
             files,
             zombies,
+            pipes,
         })
     }
 }

@@ -70,11 +70,13 @@ pub fn restore_with(
         compat::check(p)?;
     }
     files::rewind(&image.files, source)?;
+    let pipes = stub::Pipes::create(image, source)?;
     let mut fds = image
         .processes
         .iter()
-        .map(|p| stub::prepare_fds(p, source, opts.stdio))
+        .map(|p| stub::prepare_fds_with_pipes(p, source, opts.stdio, &pipes))
         .collect::<Result<Vec<_>>>()?;
+    drop(pipes);
     // Pool descriptors and the ready pipe live above every target descriptor of the tree.
     let high = image
         .processes

@@ -67,6 +67,78 @@ pub fn prepare_fds(
     source: &dyn MemorySource,
     stdio: Option<[i32; 3]>,
 ) -> Result<PreparedFds> {
+    prepare_fds_with_pipes(p, source, stdio, &Pipes::default())
+}
+
+/// The job's pipes, recreated by the restoring process: id → (read end, write end).
+#[derive(Default)]
+pub struct Pipes(pub std::collections::HashMap<u64, (OwnedFd, OwnedFd)>);
+
+impl Pipes {
+    /// Create every pipe of the image with its capacity, refill it with its unread bytes,
+    /// and give each end the O_NONBLOCK flag its descriptors had.
+    pub fn create(
+        image: &cairn_capture::ProcessTreeImage,
+        source: &dyn MemorySource,
+    ) -> Result<Pipes> {
+        let mut out = Pipes::default();
+        for pi in &image.pipes {
+            let mut p = [0i32; 2];
+            // SAFETY: pipe2 writes two descriptors.
+            if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+                return Err(cairn_capture::error::last_os("pipe2"));
+            }
+            // SAFETY: fresh descriptors owned by us.
+            let (r, w) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+            // SAFETY: fcntl on our own descriptor.
+            if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, pi.capacity as i32) } < 0 {
+                return Err(cairn_capture::error::last_os(format!(
+                    "setting the capacity of a pipe to {} bytes",
+                    pi.capacity
+                )));
+            }
+            if let Some((pid, fd)) = pi.data {
+                let data = source
+                    .read_file(pid, fd)
+                    .map_err(io_ctx(format!("reading unread bytes of pipe {}", pi.id)))?;
+                let mut wf = File::from(w.try_clone().map_err(io_ctx("dup of a pipe"))?);
+                wf.write_all(&data)
+                    .map_err(io_ctx(format!("refilling pipe {}", pi.id)))?;
+            }
+            out.0.insert(pi.id, (r, w));
+        }
+        for p in &image.processes {
+            for f in &p.fds {
+                if let FdKind::Pipe { id, flags } = f.kind {
+                    let (r, w) = out.0.get(&id).ok_or_else(|| {
+                        Error::Incompatible(format!(
+                            "pipe {id} of process {} is not in the image",
+                            p.pid
+                        ))
+                    })?;
+                    let end = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                        r
+                    } else {
+                        w
+                    };
+                    if flags & libc::O_NONBLOCK != 0 {
+                        // SAFETY: fcntl on our own descriptor.
+                        unsafe { libc::fcntl(end.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// [`prepare_fds`] for a process of a tree whose pipes are `pipes`.
+pub fn prepare_fds_with_pipes(
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    stdio: Option<[i32; 3]>,
+    pipes: &Pipes,
+) -> Result<PreparedFds> {
     let mut out = PreparedFds {
         owned: Vec::new(),
         map: Vec::new(),
@@ -77,6 +149,21 @@ pub fn prepare_fds(
             FdKind::Inherited { parent_fd } => {
                 out.inherited.push((*parent_fd, fd.fd, fd.cloexec));
                 continue;
+            }
+            FdKind::Pipe { id, flags } => {
+                let (r, w) = pipes.0.get(id).ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "pipe {id} of process {} is not in the image",
+                        p.pid
+                    ))
+                })?;
+                let end = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                    r
+                } else {
+                    w
+                };
+                end.try_clone()
+                    .map_err(io_ctx(format!("dup of pipe {id}")))?
             }
             FdKind::Path {
                 path,

@@ -53,19 +53,24 @@ fn process_with_unknown_parent_is_refused() {
 }
 
 #[test]
-fn pipe_between_processes_fails_checkpoint_and_job_continues() {
-    let mut sb = Sandbox::launch(&os(&[
-        &"/bin/bash",
-        &"-c",
-        &"sleep 0.6 | sleep 0.6; exit 7",
-    ]))
-    .unwrap();
-    std::thread::sleep(Duration::from_millis(150));
+fn socketpair_between_processes_fails_checkpoint_and_job_continues() {
+    let script = "import os, socket, time\n\
+                  a, b = socket.socketpair()\n\
+                  pid = os.fork()\n\
+                  time.sleep(0.5)\n\
+                  if pid == 0: os._exit(0)\n\
+                  os.waitpid(pid, 0)\n\
+                  raise SystemExit(7)\n";
+    let mut sb = Sandbox::launch(&os(&[&"/usr/bin/python3", &"-c", &script])).unwrap();
+    std::thread::sleep(Duration::from_millis(250));
     let mut store = MemoryImageStore::new();
     let err = sb.checkpoint(&mut store).unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("fd ") && msg.contains("pipe:"), "{msg}");
+    assert!(
+        msg.contains("process ") && msg.contains(" fd ") && msg.contains("socket:"),
+        "{msg}"
+    );
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(7));
 }
 

@@ -17,13 +17,14 @@ fn read(p: &Path) -> String {
 }
 
 /// Run `argv` with stdout to `out` (truncated, like `>`) and `cycles` checkpoint/kill/restore
-/// cycles `delay` apart; returns the exit status and the largest number of processes seen.
+/// cycles `delay` apart; returns the exit status, the largest number of processes seen and
+/// the most unread pipe bytes seen in one checkpoint.
 fn run_tree(
     argv: Vec<OsString>,
     out: &Path,
     cycles: usize,
     delay: Duration,
-) -> (ExitStatus, usize) {
+) -> (ExitStatus, usize, u64) {
     let null = OpenOptions::new()
         .read(true)
         .write(true)
@@ -38,6 +39,7 @@ fn run_tree(
     .expect("launch");
     drop(o);
     let mut most = 0;
+    let mut unread = 0;
     for _ in 0..cycles {
         std::thread::sleep(delay);
         let mut store = MemoryImageStore::new();
@@ -46,6 +48,7 @@ fn run_tree(
         let image: cairn_capture::ProcessTreeImage =
             serde_json::from_str(&json).expect("deserialize");
         most = most.max(image.processes.len() + image.zombies.len());
+        unread = unread.max(image.pipes.iter().map(|p| p.unread).sum::<u64>());
         eprintln!(
             "checkpoint: processes {:?}, zombies {:?}",
             image
@@ -59,7 +62,7 @@ fn run_tree(
         assert_eq!(sb.wait().expect("wait"), ExitStatus::Signal(9));
         sb = cairn_restore::restore(&image, &store).expect("restore");
     }
-    (sb.wait().expect("wait"), most)
+    (sb.wait().expect("wait"), most, unread)
 }
 
 #[test]
@@ -74,7 +77,7 @@ fn shell_loop_with_sleep_children() {
         .unwrap();
     assert!(st.success());
     let out = dir.path("out.txt");
-    let (st, most) = run_tree(
+    let (st, most, _) = run_tree(
         os(&[&"/bin/bash", &"-c", &script]),
         &out,
         3,
@@ -100,7 +103,7 @@ fn fork_wait_with_zombie() {
         .status()
         .unwrap();
     assert!(st.success());
-    let (st, most) = run_tree(
+    let (st, most, _) = run_tree(
         os(&[&prog, &cd, &"150"]),
         &cd.join("out"),
         3,
@@ -116,4 +119,29 @@ fn fork_wait_with_zombie() {
         assert_eq!(read(&nd.join(f)), read(&cd.join(f)), "{f} differs");
     }
     assert_eq!(most, 4);
+}
+
+#[test]
+fn pipeline_with_unread_data_in_pipes() {
+    let dir = TempDir::new("pipeline");
+    let script = "seq 1 20000 | awk '{ s += $1; if (NR % 500 == 0) { print s; fflush(); \
+                  system(\"sleep 0.01\") } }' | sort -n | tail -5";
+    let native = dir.path("native.txt");
+    let st = Command::new("/bin/bash")
+        .args(["-c", script])
+        .stdout(Stdio::from(File::create(&native).unwrap()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = dir.path("out.txt");
+    let (st, most, unread) = run_tree(
+        os(&[&"/bin/bash", &"-c", &script]),
+        &out,
+        3,
+        Duration::from_millis(120),
+    );
+    assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
+    assert_eq!(read(&native), read(&out));
+    assert!(most >= 4, "the pipeline was not running at the checkpoints");
+    assert!(unread > 0, "no checkpoint saw unread bytes in a pipe");
 }
