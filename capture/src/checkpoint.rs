@@ -86,7 +86,7 @@ fn classify(m: &MapEntry) -> Result<Option<Backing>> {
         || n == "[stack]"
         || n.starts_with("[anon:")
         || n.starts_with("[anon_shmem:")
-        || (m.shared && n == "/dev/zero (deleted)")
+        || (m.shared && n.ends_with(" (deleted)"))
     {
         return Ok(Some(Backing::Anonymous));
     }
@@ -494,6 +494,7 @@ pub fn capture_process(
             continue;
         };
         let stored = stored_runs(&pagemap, m, &backing)?;
+        let shm = (m.shared && backing == Backing::Anonymous).then_some((m.inode, m.offset));
         vmas.push(Vma {
             start: m.start,
             end: m.end,
@@ -502,6 +503,7 @@ pub fn capture_process(
             growsdown: m.growsdown,
             backing,
             stored,
+            shm,
         });
     }
 

@@ -147,6 +147,11 @@ pub struct Vma {
     /// Byte ranges (offset from `start`, length), page aligned, whose contents are in the
     /// region stream; other pages are zero (anonymous) or the file's own bytes.
     pub stored: Vec<(u64, u64)>,
+    /// For shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, memfd, deleted /dev/shm files):
+    /// (id of the shared object = its inode, offset into it). Mappings with the same id, in
+    /// one process or several, are restored as views of one shared object again.
+    #[serde(default)]
+    pub shm: Option<(u64, u64)>,
 }
 
 impl Vma {

@@ -5,7 +5,7 @@
 use crate::checkpoint::capture_process;
 use crate::error::{Error, Result};
 use crate::freeze::Frozen;
-use crate::image::{Backing, MemorySink, ProcessImage, ZombieImage};
+use crate::image::{MemorySink, ProcessImage, ZombieImage};
 use crate::procfs;
 use std::collections::HashMap;
 use std::fs;
@@ -114,7 +114,6 @@ impl FrozenTree {
             images.push(img);
         }
         check_groups(&images)?;
-        check_shared_memory(&self.procs, &images)?;
         let mut zombies = Vec::new();
         for &(z, parent) in &self.zombies {
             let stat = procfs::read_stat(z)?;
@@ -144,38 +143,6 @@ fn check_groups(images: &[ProcessImage]) -> Result<()> {
                  this process group layout cannot be restored yet",
                 p.pid, p.sid, p.pgid, p.ppid
             )));
-        }
-    }
-    Ok(())
-}
-
-/// MAP_SHARED anonymous memory mapped by several processes would come back as separate
-/// copies: refused until it is restored shared.
-fn check_shared_memory(procs: &[(Frozen, i32)], images: &[ProcessImage]) -> Result<()> {
-    if images.len() < 2 {
-        return Ok(());
-    }
-    let mut owner: HashMap<u64, i32> = HashMap::new();
-    for ((fz, _), img) in procs.iter().zip(images) {
-        let maps = procfs::read_maps(fz.pid)?;
-        for v in img
-            .vmas
-            .iter()
-            .filter(|v| v.shared && v.backing == Backing::Anonymous)
-        {
-            let Some(m) = maps.iter().find(|m| m.start == v.start) else {
-                continue;
-            };
-            if let Some(&other) = owner.get(&m.inode) {
-                if other != img.pid {
-                    return Err(Error::Unsupported(format!(
-                        "processes {other} and {} share anonymous memory ({:x}-{:x}): shared \
-                         memory between processes cannot be checkpointed yet",
-                        img.pid, v.start, v.end
-                    )));
-                }
-            }
-            owner.insert(m.inode, img.pid);
         }
     }
     Ok(())

@@ -24,6 +24,7 @@ use cairn_capture::{
     IMAGE_FORMAT,
 };
 use std::io::Read;
+use std::os::fd::AsRawFd;
 
 const PAGE: u64 = 4096;
 const SCRATCH_LEN: u64 = 4 * PAGE;
@@ -89,6 +90,9 @@ pub fn restore_with(
     for f in &mut fds {
         f.raise(high)?;
     }
+    let shm = shared_memory(image, high)?;
+    let shm_fds: std::collections::HashMap<u64, i32> =
+        shm.iter().map(|(id, fd)| (*id, fd.as_raw_fd())).collect();
     let mut pipe = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -112,10 +116,13 @@ pub fn restore_with(
         drop(ready_w);
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
     };
-    let plan = stub::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    let mut plan = stub::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    plan.keep = shm_fds.values().copied().collect();
+    plan.keep.sort_unstable();
     let run = || plan.run(0);
     let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
     keep.push(w);
+    keep.extend(shm_fds.values());
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
         set_tid: root.pid,
         keep_fds: keep,
@@ -124,6 +131,7 @@ pub fn restore_with(
     })?;
     drop(ready_w);
     drop(fds);
+    drop(shm);
     let mut ready_r = ready_r;
     let r = (|| -> Result<Vec<Traced>> {
         for _ in &image.processes {
@@ -144,7 +152,7 @@ pub fn restore_with(
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source)?);
+            traced.push(rebuild(o, p, source, &shm_fds)?);
         }
         Ok(traced)
     })();
@@ -305,7 +313,51 @@ fn thread_state(
     Ok(())
 }
 
-fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<Traced> {
+/// One memfd per shared anonymous object of the image, sized to cover every mapping of it,
+/// moved to a descriptor number of at least `high`.
+fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::os::fd::OwnedFd)>> {
+    use std::os::fd::FromRawFd;
+    let mut sizes: Vec<(u64, u64)> = Vec::new();
+    for v in image.processes.iter().flat_map(|p| &p.vmas) {
+        if let Some((id, off)) = v.shm {
+            let end = off + v.len();
+            match sizes.iter_mut().find(|s| s.0 == id) {
+                Some(s) => s.1 = s.1.max(end),
+                None => sizes.push((id, end)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (id, size) in sizes {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags.
+        let fd = unsafe { libc::memfd_create(c"cairn-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_os("memfd_create for shared memory"));
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by us.
+        let f = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate and fcntl on our own descriptor.
+        if unsafe { libc::ftruncate(f.as_raw_fd(), size as i64) } < 0 {
+            return Err(last_os(format!("sizing shared memory to {size} bytes")));
+        }
+        // SAFETY: as above.
+        let d = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+        if d < 0 {
+            return Err(last_os("moving a shared-memory descriptor"));
+        }
+        drop(f);
+        // SAFETY: `d` is a fresh descriptor owned by us.
+        out.push((id, unsafe { std::os::fd::OwnedFd::from_raw_fd(d) }));
+    }
+    Ok(out)
+}
+
+fn rebuild(
+    stub: i32,
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    shm: &std::collections::HashMap<u64, i32>,
+) -> Result<Traced> {
     ptrace::seize(
         stub,
         ptrace::O_TRACESYSGOOD | ptrace::O_TRACECLONE | ptrace::O_EXITKILL,
@@ -347,7 +399,10 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<Tra
         &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
     )?;
 
-    memory::map_all(&inj, stub, scratch, p, source)?;
+    memory::map_all_shared(&inj, stub, scratch, p, source, shm)?;
+    for &fd in shm.values() {
+        inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;
+    }
 
     if let Some(v) = &p.vdso {
         inj.call(

@@ -275,6 +275,8 @@ pub struct TreePlan {
     pub high: i32,
     /// Write end of the ready pipe (one 4-byte report per live process).
     pub ready_w: i32,
+    /// Pool descriptors every stub keeps open for the agent (shared-memory memfds), sorted.
+    pub keep: Vec<i32>,
 }
 
 impl TreePlan {
@@ -327,6 +329,7 @@ impl TreePlan {
             nodes,
             high,
             ready_w,
+            keep: Vec::new(),
         })
     }
 
@@ -448,7 +451,16 @@ impl TreePlan {
             }
             let ok: i32 = 0;
             libc::write(self.ready_w, (&ok as *const i32).cast(), 4);
-            libc::syscall(libc::SYS_close_range, self.high as u32, u32::MAX, 0u32);
+            // Close the pool except `keep`.
+            let mut from = self.high as u32;
+            for &k in &self.keep {
+                let k = k as u32;
+                if k > from {
+                    libc::syscall(libc::SYS_close_range, from, k - 1, 0u32);
+                }
+                from = from.max(k + 1);
+            }
+            libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
             loop {
                 libc::pause();
             }

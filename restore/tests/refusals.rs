@@ -75,24 +75,6 @@ fn socketpair_between_processes_fails_checkpoint_and_job_continues() {
 }
 
 #[test]
-fn shared_anonymous_memory_between_processes_fails_checkpoint() {
-    let script = "import mmap, os, time\n\
-                  m = mmap.mmap(-1, 4096)\n\
-                  pid = os.fork()\n\
-                  time.sleep(0.5)\n\
-                  if pid == 0: os._exit(0)\n\
-                  os.waitpid(pid, 0)\n\
-                  raise SystemExit(5)\n";
-    let mut sb = Sandbox::launch(&os(&[&"/usr/bin/python3", &"-c", &script])).unwrap();
-    std::thread::sleep(Duration::from_millis(250));
-    let mut store = MemoryImageStore::new();
-    let err = sb.checkpoint(&mut store).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
-    assert!(err.to_string().contains("share anonymous memory"), "{err}");
-    assert_eq!(sb.wait().unwrap(), ExitStatus::Code(5));
-}
-
-#[test]
 fn unsupported_fd_fails_checkpoint_and_program_continues() {
     let dir = TempDir::new("eventfd");
     let prog = compile(&dir, "eventfd", &[]);
