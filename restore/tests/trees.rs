@@ -262,3 +262,17 @@ fn make_j2_of_a_small_c_project() {
     };
     assert_eq!(run(&nd), run(&cd));
 }
+
+#[test]
+fn process_groups_and_sessions_survive() {
+    let dir = TempDir::new("pgroup");
+    let prog = compile(&dir, "pgroup", &[]);
+    let native = Command::new(&prog).arg("600").output().unwrap();
+    assert!(native.status.success());
+    let out = dir.path("out.txt");
+    let (st, most, _) = run_tree(os(&[&prog, &"600"]), &out, 3, Duration::from_millis(150));
+    assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
+    assert_eq!(String::from_utf8_lossy(&native.stdout), read(&out));
+    assert!(read(&out).contains("a leads its group: 1"));
+    assert_eq!(most, 3);
+}
