@@ -11,6 +11,8 @@
 pub mod compat;
 pub mod files;
 pub mod memory;
+pub mod pipes;
+pub mod plan;
 pub mod stub;
 
 use cairn_capture::checkpoint::{resume_regs, BLOCK_ALL};
@@ -71,7 +73,7 @@ pub fn restore_with(
         compat::check(p)?;
     }
     files::rewind(&image.files, source)?;
-    let pipes = stub::Pipes::create(image, source)?;
+    let pipes = pipes::Pipes::create(image, source)?;
     let mut fds = image
         .processes
         .iter()
@@ -116,7 +118,7 @@ pub fn restore_with(
         drop(ready_w);
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
     };
-    let mut plan = stub::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    let mut plan = plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
     plan.keep = shm_fds.values().copied().collect();
     plan.keep.sort_unstable();
     let run = || plan.run(0);
