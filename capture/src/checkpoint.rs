@@ -86,7 +86,7 @@ fn classify(m: &MapEntry) -> Result<Option<Backing>> {
         || n == "[stack]"
         || n.starts_with("[anon:")
         || n.starts_with("[anon_shmem:")
-        || (m.shared && n == "/dev/zero (deleted)")
+        || (m.shared && n.ends_with(" (deleted)"))
     {
         return Ok(Some(Backing::Anonymous));
     }
@@ -157,7 +157,22 @@ fn read_link(p: &str) -> Result<String> {
         .map_err(io_ctx(format!("readlink {p}")))
 }
 
-fn capture_fds(pid: i32, ns_pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<FdImage>> {
+/// The parent of a process being captured as part of a tree: its outer pid and descriptors.
+pub type ParentFds<'a> = Option<(i32, &'a [FdImage])>;
+
+/// True when descriptor `fd` of `pid` and `pfd` of `ppid` are the same open file description.
+fn same_file(pid: i32, fd: i32, ppid: i32, pfd: i32) -> bool {
+    const KCMP_FILE: i32 = 0;
+    // SAFETY: kcmp only compares kernel objects; no memory is passed.
+    unsafe { libc::syscall(libc::SYS_kcmp, pid, ppid, KCMP_FILE, fd, pfd) == 0 }
+}
+
+fn capture_fds(
+    pid: i32,
+    ns_pid: i32,
+    sink: &mut dyn MemorySink,
+    parent: ParentFds<'_>,
+) -> Result<Vec<FdImage>> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = fs::read_dir(&dir)
         .map_err(io_ctx(format!("listing {dir}")))?
@@ -166,6 +181,24 @@ fn capture_fds(pid: i32, ns_pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<F
     fds.sort_unstable();
     let mut out = Vec::new();
     for fd in fds {
+        if let Some((ppid, pfds)) = parent {
+            if let Some(p) = pfds.iter().find(|p| same_file(pid, fd, ppid, p.fd)) {
+                let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+                let info = fs::read_to_string(&info_path)
+                    .map_err(io_ctx(format!("reading {info_path}")))?;
+                let cloexec = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("flags:"))
+                    .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
+                    .is_some_and(|f| f & libc::O_CLOEXEC != 0);
+                out.push(FdImage {
+                    fd,
+                    cloexec,
+                    kind: FdKind::Inherited { parent_fd: p.fd },
+                });
+                continue;
+            }
+        }
         let link = read_link(&format!("{dir}/{fd}"))?;
         let info_path = format!("/proc/{pid}/fdinfo/{fd}");
         let info =
@@ -188,7 +221,21 @@ fn capture_fds(pid: i32, ns_pid: i32, sink: &mut dyn MemorySink) -> Result<Vec<F
             || link.starts_with("/dev/pts/")
             || link.starts_with("/dev/tty")
             || link == "/dev/console";
-        let kind = if fd <= 2 && is_stdio_kind {
+        let pipe_id = link
+            .strip_prefix("pipe:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let kind = if let (Some(id), true) = (pipe_id, parent.is_some() || fd > 2) {
+            FdKind::Pipe {
+                id,
+                flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+            }
+        } else if parent.is_some() && is_stdio_kind {
+            return Err(Error::Unsupported(format!(
+                "process {ns_pid} fd {fd}: {link} not inherited from its parent (pipes, sockets \
+                 and terminals between processes of the job cannot be checkpointed yet)"
+            )));
+        } else if fd <= 2 && is_stdio_kind {
             FdKind::Stdio
         } else if let Some(path) = link.strip_suffix(" (deleted)") {
             let m = meta.map_err(io_ctx(format!("stat of fd {fd} of {pid}")))?;
@@ -382,7 +429,8 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
 }
 
 /// Capture the frozen process: threads, kernel state, mappings, then memory into `sink`.
-/// Registers and signal masks are put back before returning, even on error.
+/// Registers and signal masks are put back before returning, even on error. A process with
+/// children is refused (use [`crate::tree`] for trees).
 pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessImage> {
     let pid = fz.pid;
     let mut children = Vec::new();
@@ -397,6 +445,17 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
             children.join(" ")
         )));
     }
+    capture_process(fz, None, sink)
+}
+
+/// Capture one frozen process of a tree; `parent` is its parent's outer pid and captured
+/// descriptors (None for the launched program), so that inherited descriptors are recognised.
+pub fn capture_process(
+    fz: &Frozen,
+    parent: ParentFds<'_>,
+    sink: &mut dyn MemorySink,
+) -> Result<ProcessImage> {
+    let pid = fz.pid;
     let clocks = crate::sandbox::program_clocks(pid)?;
     let mut threads = fz
         .tids
@@ -435,6 +494,7 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
             continue;
         };
         let stored = stored_runs(&pagemap, m, &backing)?;
+        let shm = (m.shared && backing == Backing::Anonymous).then_some((m.inode, m.offset));
         vmas.push(Vma {
             start: m.start,
             end: m.end,
@@ -443,6 +503,7 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
             growsdown: m.growsdown,
             backing,
             stored,
+            shm,
         });
     }
 
@@ -481,7 +542,16 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
     let ns_pid = procfs::inner_pid(&status_path)?;
-    let fds = capture_fds(pid, ns_pid, sink)?;
+    let fds = capture_fds(pid, ns_pid, sink, parent)?;
+    let ns_field = |key: &str| -> Result<i32> {
+        let v = procfs::status_field(&status_path, key)?;
+        v.split_whitespace()
+            .last()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| Error::Parse(format!("{status_path}: {key} {v}")))
+    };
+    // The parent's pid inside the namespace is filled in by the tree capture.
+    let (ppid, pgid, sid) = (1, ns_field("NSpgid")?, ns_field("NSsid")?);
     let shared_pending = ptrace::peek_siginfo(pid, true)?;
 
     let image = ProcessImage {
@@ -500,6 +570,9 @@ pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessI
         fds,
         shared_pending,
         clocks: Some(clocks),
+        ppid,
+        pgid,
+        sid,
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

@@ -18,6 +18,39 @@ pub struct ProcessTreeImage {
     pub user_ns: bool,
     /// The processes; the first one is the launched program (the child of the sandbox init).
     pub processes: Vec<ProcessImage>,
+    /// Regular files open for writing at the checkpoint (each once), rewound at restore.
+    #[serde(default)]
+    pub files: Vec<crate::files::WrittenFile>,
+    /// Children that had exited but were not yet reaped by their parent.
+    #[serde(default)]
+    pub zombies: Vec<ZombieImage>,
+    /// Pipes created inside the job, with their unread bytes.
+    #[serde(default)]
+    pub pipes: Vec<PipeImage>,
+}
+
+/// A pipe between processes of the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeImage {
+    /// Inode number at the checkpoint ([`FdKind::Pipe::id`]).
+    pub id: u64,
+    /// Capacity in bytes (F_GETPIPE_SZ).
+    pub capacity: u64,
+    /// Number of unread bytes.
+    pub unread: u64,
+    /// `(pid, fd)` under which the unread bytes went to [`MemorySink::put_file`] (a read end).
+    pub data: Option<(i32, i32)>,
+}
+
+/// An exited, not yet reaped process of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZombieImage {
+    /// Pid inside the job's namespace.
+    pub pid: i32,
+    /// Parent pid inside the namespace.
+    pub ppid: i32,
+    /// Raw wait status its parent will collect.
+    pub status: i32,
 }
 
 /// One captured process.
@@ -54,6 +87,15 @@ pub struct ProcessImage {
     /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as the program saw them at the checkpoint.
     #[serde(default)]
     pub clocks: Option<(i64, i64)>,
+    /// Parent pid inside the namespace (1, the sandbox init, for the launched program).
+    #[serde(default)]
+    pub ppid: i32,
+    /// Process group id inside the namespace (0: a group outside it, inherited from init).
+    #[serde(default)]
+    pub pgid: i32,
+    /// Session id inside the namespace (0: a session outside it, inherited from init).
+    #[serde(default)]
+    pub sid: i32,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.
@@ -105,6 +147,11 @@ pub struct Vma {
     /// Byte ranges (offset from `start`, length), page aligned, whose contents are in the
     /// region stream; other pages are zero (anonymous) or the file's own bytes.
     pub stored: Vec<(u64, u64)>,
+    /// For shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS, memfd, deleted /dev/shm files):
+    /// (id of the shared object = its inode, offset into it). Mappings with the same id, in
+    /// one process or several, are restored as views of one shared object again.
+    #[serde(default)]
+    pub shm: Option<(u64, u64)>,
 }
 
 impl Vma {
@@ -247,6 +294,21 @@ pub enum FdKind {
     },
     /// A terminal or pipe on 0/1/2: the restoring process's own descriptor of the same number.
     Stdio,
+    /// One end of a pipe created inside the job (not inherited from the parent); all
+    /// descriptors with the same `id` share the pipe, which restore recreates and refills
+    /// with its unread bytes ([`PipeImage`]).
+    Pipe {
+        /// Pipe inode number at the checkpoint (identifies the pipe within the image).
+        id: u64,
+        /// open(2) flags of this end: O_RDONLY (read end) or O_WRONLY, O_NONBLOCK.
+        flags: i32,
+    },
+    /// The same open file description as the parent process's descriptor `parent_fd`
+    /// (inherited across fork: shared offset and flags); restore inherits it the same way.
+    Inherited {
+        /// The parent's descriptor number.
+        parent_fd: i32,
+    },
 }
 
 /// Source of a captured region's bytes: fills `buf` with the region's bytes at `offset`.
@@ -264,7 +326,8 @@ pub trait MemorySink {
         len: u64,
         source: RegionSource<'_>,
     ) -> io::Result<()>;
-    /// The contents of a deleted-but-open file (descriptor `fd` of process `pid`).
+    /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
+    /// `fd` of process `pid`; see [`crate::files`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;
 }
 

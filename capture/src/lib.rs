@@ -8,9 +8,9 @@
 //!   [`Sandbox::pidfd`] becomes readable when the job ends; [`Sandbox::wait`] /
 //!   [`Sandbox::try_wait`] return the program's [`ExitStatus`]; [`Sandbox::signal`] forwards a
 //!   signal; [`Sandbox::kill`] kills the whole job.
-//! * [`Sandbox::checkpoint`]`(&mut dyn MemorySink)` freezes the program, captures it into a
-//!   [`ProcessTreeImage`] (serde metadata) while memory regions and deleted-file contents go
-//!   to the sink, then lets it run again. A program that exits meanwhile gives
+//! * [`Sandbox::checkpoint`]`(&mut dyn MemorySink)` freezes the program and all its
+//!   descendants ([`tree`]), captures them into a [`ProcessTreeImage`] (serde metadata) while
+//!   memory regions and file contents go to the sink, then lets it run again. A program that exits meanwhile gives
 //!   [`Error::Exited`] and its exit status stays available through `wait`.
 //! * [`Sandbox::launch_with`]`(ChildSpec::Exec { argv, stdio: Some([in, out, err]) })` gives
 //!   the program other descriptors as stdin/stdout/stderr.
@@ -18,6 +18,9 @@
 //!   (same pid and tids; monotonic clocks continue from the checkpoint);
 //!   `cairn_restore::restore_with(.., &RestoreOptions { stdio })` re-attaches terminal/pipe
 //!   stdio to given descriptors instead of the caller's own 0, 1, 2.
+//! * [`Sandbox::checkpoint_with`]`(sink, &`[`CheckpointOptions`]`)` chooses how files open for
+//!   writing are captured ([`FileCapture`]; `checkpoint` reads env `CAIRN_FILE_CAPTURE_MAX`).
+//!   They are listed in [`ProcessTreeImage::files`] and rewound by restore.
 //! * [`MemoryImageStore`] is an in-memory sink and source.
 //!
 //! The method, and what is and is not supported, is described in docs/capture-restore.md.
@@ -29,39 +32,71 @@
 
 pub mod checkpoint;
 pub mod error;
+pub mod files;
 pub mod freeze;
 pub mod image;
 pub mod inject;
+pub mod pipes;
 pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
+pub mod tree;
 
 pub use error::{Error, Result};
+pub use files::{CheckpointOptions, FileCapture, WrittenFile};
 pub use image::{
-    FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, ProcessImage, ProcessTreeImage,
-    ThreadImage, UserRegs, Vma, IMAGE_FORMAT,
+    FdImage, FdKind, MemoryImageStore, MemorySink, MemorySource, PipeImage, ProcessImage,
+    ProcessTreeImage, ThreadImage, UserRegs, Vma, ZombieImage, IMAGE_FORMAT,
 };
 pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
 
 impl Sandbox {
-    /// Freeze the program, capture it (memory into `sink`), and let it run again.
+    /// Freeze the program, capture it (memory into `sink`), and let it run again. Files open
+    /// for writing are captured as [`CheckpointOptions::from_env`] says.
     pub fn checkpoint(&self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage> {
+        self.checkpoint_with(sink, &CheckpointOptions::from_env()?)
+    }
+
+    /// [`Sandbox::checkpoint`] with explicit options.
+    pub fn checkpoint_with(
+        &self,
+        sink: &mut dyn MemorySink,
+        opts: &CheckpointOptions,
+    ) -> Result<ProcessTreeImage> {
         let pid = self.program_pid();
-        let frozen = freeze::Frozen::freeze(pid)?;
-        let image = checkpoint::capture_frozen(&frozen, sink);
-        drop(frozen);
+        let image = tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| {
+            let (procs, zombies) = frozen.capture(sink)?;
+            let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
+            let pipes = pipes::capture_pipes(&outer, &procs, sink)?;
+            // Still frozen: file sizes and contents are those of the checkpoint moment.
+            let mut seen = Vec::new();
+            let mut files = Vec::new();
+            for ((fz, _), p) in frozen.procs.iter().zip(&procs) {
+                files.extend(files::capture_written(
+                    fz.pid,
+                    p,
+                    opts.file_capture_max,
+                    &mut seen,
+                    sink,
+                )?);
+            }
+            Ok((procs, zombies, files, pipes))
+        });
         // Whatever failed, a program that is gone means "exited during the checkpoint".
-        let image = image.map_err(|e| {
+        let (processes, zombies, files, pipes) = image.map_err(|e| {
             if program_gone(pid) {
                 Error::Exited { pid }
             } else {
                 e
             }
-        });
+        })?;
         Ok(ProcessTreeImage {
             format: IMAGE_FORMAT,
             user_ns: self.user_ns(),
-            processes: vec![image?],
+            processes,
+            files,
+            zombies,
+            pipes,
         })
     }
 }

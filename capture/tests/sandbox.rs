@@ -155,12 +155,13 @@ fn failing_sink_leaves_program_running() {
 }
 
 #[test]
-fn program_with_children_is_refused_and_keeps_running() {
+fn program_with_children_is_captured_and_keeps_running() {
     let mut sb = Sandbox::launch(&sh("sleep 0.4; exit 9")).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let mut store = MemoryImageStore::new();
-    let err = sb.checkpoint(&mut store).unwrap_err();
-    assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
-    assert!(err.to_string().contains("child processes"), "{err}");
+    let image = sb.checkpoint(&mut store).unwrap();
+    assert_eq!(image.processes.len(), 2, "{:?}", image.processes);
+    assert_eq!(image.processes[1].ppid, image.processes[0].pid);
+    assert!(image.processes[1].exe.ends_with("/sleep"));
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(9));
 }

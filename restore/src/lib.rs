@@ -9,7 +9,10 @@
 #![warn(missing_docs)]
 
 pub mod compat;
+pub mod files;
 pub mod memory;
+pub mod pipes;
+pub mod plan;
 pub mod stub;
 
 use cairn_capture::checkpoint::{resume_regs, BLOCK_ALL};
@@ -23,6 +26,7 @@ use cairn_capture::{
     IMAGE_FORMAT,
 };
 use std::io::Read;
+use std::os::fd::AsRawFd;
 
 const PAGE: u64 = 4096;
 const SCRATCH_LEN: u64 = 4 * PAGE;
@@ -62,14 +66,35 @@ pub fn restore_with(
             image.format
         )));
     }
-    let [p] = image.processes.as_slice() else {
-        return Err(Error::Unsupported(format!(
-            "restoring {} processes (only single-process jobs for now)",
-            image.processes.len()
-        )));
+    let Some(root) = image.processes.first() else {
+        return Err(Error::Incompatible("the image has no process".into()));
     };
-    compat::check(p)?;
-    let fds = stub::prepare_fds(p, source, opts.stdio)?;
+    for p in &image.processes {
+        compat::check(p)?;
+    }
+    files::rewind(&image.files, source)?;
+    let pipes = pipes::Pipes::create(image, source)?;
+    let mut fds = image
+        .processes
+        .iter()
+        .map(|p| stub::prepare_fds_with_pipes(p, source, opts.stdio, &pipes))
+        .collect::<Result<Vec<_>>>()?;
+    drop(pipes);
+    // Pool descriptors and the ready pipe live above every target descriptor of the tree.
+    let high = image
+        .processes
+        .iter()
+        .flat_map(|p| p.fds.iter().map(|f| f.fd))
+        .max()
+        .unwrap_or(2)
+        .max(2)
+        + 1;
+    for f in &mut fds {
+        f.raise(high)?;
+    }
+    let shm = shared_memory(image, high)?;
+    let shm_fds: std::collections::HashMap<u64, i32> =
+        shm.iter().map(|(id, fd)| (*id, fd.as_raw_fd())).collect();
     let mut pipe = [0i32; 2];
     // SAFETY: pipe2 writes two descriptors.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
@@ -83,34 +108,79 @@ pub fn restore_with(
             std::os::fd::OwnedFd::from_raw_fd(pipe[1]),
         )
     };
-    let plan = stub::StubPlan::new(p, &fds, pipe[1])?;
-    let run = || plan.run();
-    let mut keep: Vec<i32> = fds.map.iter().map(|m| m.0).collect();
-    keep.push(pipe[1]);
+    // SAFETY: F_DUPFD_CLOEXEC duplicates our own descriptor.
+    let w = unsafe { libc::fcntl(pipe[1], libc::F_DUPFD_CLOEXEC, high) };
+    if w < 0 {
+        return Err(last_os("moving the ready pipe"));
+    }
+    // SAFETY: `w` is a fresh descriptor owned by us.
+    let ready_w = {
+        drop(ready_w);
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
+    };
+    let mut plan = plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    plan.keep = shm_fds.values().copied().collect();
+    plan.keep.sort_unstable();
+    let run = || plan.run(0);
+    let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
+    keep.push(w);
+    keep.extend(shm_fds.values());
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
-        set_tid: p.pid,
+        set_tid: root.pid,
         keep_fds: keep,
         run: &run,
-        clocks: p.clocks,
+        clocks: root.clocks,
     })?;
     drop(ready_w);
     drop(fds);
+    drop(shm);
     let mut ready_r = ready_r;
-    let mut code = [0u8; 4];
-    let r = ready_r
-        .read_exact(&mut code)
-        .map_err(io_ctx("the restore stub died before it was ready"))
-        .and_then(|_| match i32::from_ne_bytes(code) {
-            0 => Ok(()),
-            c => Err(stub::stub_error(c)),
-        })
-        .and_then(|_| rebuild(sb.program_pid(), p, source));
-    if let Err(e) = r {
-        let _ = sb.kill();
-        let _ = sb.wait();
-        return Err(e);
+    let r = (|| -> Result<Vec<Traced>> {
+        for _ in &image.processes {
+            let mut code = [0u8; 4];
+            ready_r
+                .read_exact(&mut code)
+                .map_err(io_ctx("a restore stub died before it was ready"))?;
+            match i32::from_ne_bytes(code) {
+                0 => {}
+                c => return Err(stub::stub_error(c)),
+            }
+        }
+        let outer = outer_pids(sb.program_pid())?;
+        let mut traced = Vec::new();
+        for p in &image.processes {
+            let o = outer
+                .iter()
+                .find(|(_, inner)| *inner == p.pid)
+                .map(|(o, _)| *o)
+                .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
+            traced.push(rebuild(o, p, source, &shm_fds)?);
+        }
+        Ok(traced)
+    })();
+    match r {
+        // Every process is rebuilt: detach them all, the job runs.
+        Ok(traced) => drop(traced),
+        Err(e) => {
+            let _ = sb.kill();
+            let _ = sb.wait();
+            return Err(e);
+        }
     }
     Ok(sb)
+}
+
+/// (outer pid, pid inside the namespace) of `root` and all its descendants.
+fn outer_pids(root: i32) -> Result<Vec<(i32, i32)>> {
+    let mut out = vec![(root, procfs::inner_pid(&format!("/proc/{root}/status"))?)];
+    let mut i = 0;
+    while i < out.len() {
+        for c in cairn_capture::tree::children_of(out[i].0)? {
+            out.push((c, procfs::inner_pid(&format!("/proc/{c}/status"))?));
+        }
+        i += 1;
+    }
+    Ok(out)
 }
 
 /// Threads we trace during a restore; detached on drop.
@@ -245,7 +315,51 @@ fn thread_state(
     Ok(())
 }
 
-fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()> {
+/// One memfd per shared anonymous object of the image, sized to cover every mapping of it,
+/// moved to a descriptor number of at least `high`.
+fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::os::fd::OwnedFd)>> {
+    use std::os::fd::FromRawFd;
+    let mut sizes: Vec<(u64, u64)> = Vec::new();
+    for v in image.processes.iter().flat_map(|p| &p.vmas) {
+        if let Some((id, off)) = v.shm {
+            let end = off + v.len();
+            match sizes.iter_mut().find(|s| s.0 == id) {
+                Some(s) => s.1 = s.1.max(end),
+                None => sizes.push((id, end)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (id, size) in sizes {
+        // SAFETY: memfd_create takes a NUL-terminated name and flags.
+        let fd = unsafe { libc::memfd_create(c"cairn-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_os("memfd_create for shared memory"));
+        }
+        // SAFETY: `fd` is a fresh descriptor owned by us.
+        let f = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate and fcntl on our own descriptor.
+        if unsafe { libc::ftruncate(f.as_raw_fd(), size as i64) } < 0 {
+            return Err(last_os(format!("sizing shared memory to {size} bytes")));
+        }
+        // SAFETY: as above.
+        let d = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+        if d < 0 {
+            return Err(last_os("moving a shared-memory descriptor"));
+        }
+        drop(f);
+        // SAFETY: `d` is a fresh descriptor owned by us.
+        out.push((id, unsafe { std::os::fd::OwnedFd::from_raw_fd(d) }));
+    }
+    Ok(out)
+}
+
+fn rebuild(
+    stub: i32,
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    shm: &std::collections::HashMap<u64, i32>,
+) -> Result<Traced> {
     ptrace::seize(
         stub,
         ptrace::O_TRACESYSGOOD | ptrace::O_TRACECLONE | ptrace::O_EXITKILL,
@@ -287,7 +401,10 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
     )?;
 
-    memory::map_all(&inj, stub, scratch, p, source)?;
+    memory::map_all_shared(&inj, stub, scratch, p, source, shm)?;
+    for &fd in shm.values() {
+        inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;
+    }
 
     if let Some(v) = &p.vdso {
         inj.call(
@@ -427,8 +544,7 @@ fn rebuild(stub: i32, p: &ProcessImage, source: &dyn MemorySource) -> Result<()>
         ptrace::set_regs(o, &resume_regs(&t.regs, false))?;
         ptrace::set_sigmask(o, t.sigmask)?;
     }
-    drop(traced);
-    Ok(())
+    Ok(traced)
 }
 
 /// Capabilities are dropped when the restore runs in a user namespace: the stub had all of them

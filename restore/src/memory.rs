@@ -42,6 +42,26 @@ pub fn map_all(
     p: &ProcessImage,
     source: &dyn MemorySource,
 ) -> Result<()> {
+    map_all_shared(
+        inj,
+        pid,
+        scratch,
+        p,
+        source,
+        &std::collections::HashMap::new(),
+    )
+}
+
+/// [`map_all`] where `shm` maps the id of each shared anonymous object to a descriptor (a
+/// memfd) open in the stub; mappings with an id are mapped from it.
+pub fn map_all_shared(
+    inj: &Injector,
+    pid: i32,
+    scratch: u64,
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    shm: &std::collections::HashMap<u64, i32>,
+) -> Result<()> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = std::fs::OpenOptions::new()
         .read(true)
@@ -62,8 +82,25 @@ pub fn map_all(
             flags |= libc::MAP_GROWSDOWN;
         }
 
-        match &vma.backing {
-            Backing::Anonymous => {
+        let shm_fd = vma
+            .shm
+            .and_then(|(id, off)| shm.get(&id).map(|&fd| (fd, off)));
+        match (&vma.backing, shm_fd) {
+            (Backing::Anonymous, Some((fd, off))) => {
+                inj.call(
+                    "mmap(shared memory)",
+                    libc::SYS_mmap,
+                    &[
+                        vma.start,
+                        vma.len(),
+                        u64::from(map_prot),
+                        flags as u64,
+                        fd as u64,
+                        off,
+                    ],
+                )?;
+            }
+            (Backing::Anonymous, None) => {
                 inj.call(
                     "mmap(anonymous)",
                     libc::SYS_mmap,
@@ -77,7 +114,7 @@ pub fn map_all(
                     ],
                 )?;
             }
-            Backing::File { path, offset } => {
+            (Backing::File { path, offset }, _) => {
                 let writable_shared = vma.shared && vma.prot & libc::PROT_WRITE as u32 != 0;
                 let oflags = if writable_shared {
                     libc::O_RDWR

@@ -1,13 +1,12 @@
 //! The restore stub: a child of the sandbox init, created with the image's pid, that installs
 //! the image's file descriptors, cwd and umask, reports, and then waits to be taken over.
 
+use crate::pipes::Pipes;
 use cairn_capture::error::io_ctx;
 use cairn_capture::{Error, FdKind, MemorySource, ProcessImage, Result};
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -17,6 +16,28 @@ pub struct PreparedFds {
     pub owned: Vec<OwnedFd>,
     /// (source, target, cloexec).
     pub map: Vec<(i32, i32, bool)>,
+    /// Descriptors inherited from the parent process: (parent's fd, target, cloexec).
+    pub inherited: Vec<(i32, i32, bool)>,
+}
+
+impl PreparedFds {
+    /// Move every source descriptor to a number at least `min` (so that installing the
+    /// targets of any process of the tree never overwrites one).
+    pub fn raise(&mut self, min: i32) -> Result<()> {
+        for (o, m) in self.owned.iter_mut().zip(self.map.iter_mut()) {
+            // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own.
+            let d = unsafe { libc::fcntl(o.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+            if d < 0 {
+                return Err(cairn_capture::error::last_os(format!(
+                    "moving a descriptor above {min} for the restore stub"
+                )));
+            }
+            // SAFETY: `d` is a fresh descriptor owned by us.
+            *o = unsafe { OwnedFd::from_raw_fd(d) };
+            m.0 = d;
+        }
+        Ok(())
+    }
 }
 
 fn open_at(path: &str, flags: i32, offset: u64) -> Result<File> {
@@ -45,12 +66,42 @@ pub fn prepare_fds(
     source: &dyn MemorySource,
     stdio: Option<[i32; 3]>,
 ) -> Result<PreparedFds> {
+    prepare_fds_with_pipes(p, source, stdio, &Pipes::default())
+}
+
+/// [`prepare_fds`] for a process of a tree whose pipes are `pipes`.
+pub fn prepare_fds_with_pipes(
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    stdio: Option<[i32; 3]>,
+    pipes: &Pipes,
+) -> Result<PreparedFds> {
     let mut out = PreparedFds {
         owned: Vec::new(),
         map: Vec::new(),
+        inherited: Vec::new(),
     };
     for fd in &p.fds {
         let owned: OwnedFd = match &fd.kind {
+            FdKind::Inherited { parent_fd } => {
+                out.inherited.push((*parent_fd, fd.fd, fd.cloexec));
+                continue;
+            }
+            FdKind::Pipe { id, flags } => {
+                let (r, w) = pipes.0.get(id).ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "pipe {id} of process {} is not in the image",
+                        p.pid
+                    ))
+                })?;
+                let end = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+                    r
+                } else {
+                    w
+                };
+                end.try_clone()
+                    .map_err(io_ctx(format!("dup of pipe {id}")))?
+            }
             FdKind::Path {
                 path,
                 flags,
@@ -111,86 +162,6 @@ pub fn prepare_fds(
     Ok(out)
 }
 
-/// Everything the stub needs, prepared before the fork (the stub must not allocate).
-pub struct StubPlan {
-    /// (source, target, cloexec).
-    pub fds: Vec<(i32, i32, bool)>,
-    /// Working directory.
-    pub cwd: CString,
-    /// umask.
-    pub umask: u32,
-    /// Write end of the ready pipe.
-    pub ready_w: i32,
-}
-
-impl StubPlan {
-    /// Build a plan; `cwd` must not contain NUL.
-    pub fn new(p: &ProcessImage, fds: &PreparedFds, ready_w: i32) -> Result<Self> {
-        Ok(Self {
-            fds: fds.map.clone(),
-            cwd: CString::new(Path::new(&p.cwd).as_os_str().as_bytes())
-                .map_err(|_| Error::Incompatible("cwd contains NUL".into()))?,
-            umask: p.umask,
-            ready_w,
-        })
-    }
-
-    fn fail(&self, fd: i32, step: i32) -> i32 {
-        // SAFETY: errno location is thread-local and always valid; write sends 4 bytes.
-        unsafe {
-            let code = step * 10000 + *libc::__errno_location();
-            libc::write(fd, (&code as *const i32).cast(), 4);
-        }
-        1
-    }
-
-    /// The stub's code (runs in the forked child; raw syscalls only).
-    pub fn run(&self) -> i32 {
-        let mut base = self.ready_w;
-        for &(s, t, _) in &self.fds {
-            base = base.max(s).max(t);
-        }
-        base += 1;
-        // SAFETY: raw descriptor syscalls on this child's own descriptor table; no allocation.
-        unsafe {
-            let ready = libc::fcntl(self.ready_w, libc::F_DUPFD, base);
-            if ready < 0 {
-                return 1;
-            }
-            let mut moved = [0i32; 1024];
-            if self.fds.len() > moved.len() {
-                return self.fail(ready, 1);
-            }
-            for (i, &(s, _, _)) in self.fds.iter().enumerate() {
-                moved[i] = libc::fcntl(s, libc::F_DUPFD, base);
-                if moved[i] < 0 {
-                    return self.fail(ready, 2);
-                }
-            }
-            libc::syscall(libc::SYS_close_range, 0u32, (base - 1) as u32, 0u32);
-            for (i, &(_, t, cloexec)) in self.fds.iter().enumerate() {
-                let fl = if cloexec { libc::O_CLOEXEC } else { 0 };
-                if libc::dup3(moved[i], t, fl) < 0 {
-                    return self.fail(ready, 3);
-                }
-            }
-            if libc::chdir(self.cwd.as_ptr()) < 0 {
-                return self.fail(ready, 4);
-            }
-            libc::umask(self.umask);
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
-            let ok: i32 = 0;
-            libc::write(ready, (&ok as *const i32).cast(), 4);
-            libc::syscall(libc::SYS_close_range, base as u32, u32::MAX, 0u32);
-            loop {
-                libc::pause();
-            }
-        }
-    }
-}
-
 /// Turn a stub failure code into an error.
 pub fn stub_error(code: i32) -> Error {
     let step = match code / 10000 {
@@ -198,6 +169,9 @@ pub fn stub_error(code: i32) -> Error {
         2 => "moving descriptors",
         3 => "installing descriptors",
         4 => "changing to the saved working directory",
+        5 => "creating the saved session (setsid)",
+        6 => "creating the saved process group (setpgid)",
+        7 => "creating a child process with its saved pid (clone3 set_tid)",
         _ => "setting up",
     };
     Error::Sys {

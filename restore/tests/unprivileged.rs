@@ -78,3 +78,67 @@ fn unprivileged_checkpoint_restore_cycle() {
     assert!(st.success(), "unprivileged run failed: {st}");
     check_output(&out);
 }
+
+const TREE_ENV: &str = "CAIRN_UNPRIV_TREE";
+
+/// A parent with three children sharing memory and a pipe, as an ordinary user.
+fn tree_cycle_here(prog: &Path, out: &Path) {
+    // SAFETY: geteuid cannot fail.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "must run unprivileged");
+    let f = std::fs::File::create(out).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    let (n, w) = (null.as_raw_fd(), f.as_raw_fd());
+    let st = run_with_cycles_stdio(
+        os(&[&prog, &"120"]),
+        Some([n, w, w]),
+        2,
+        Duration::from_millis(100),
+    );
+    assert_eq!(
+        st,
+        ExitStatus::Code(0),
+        "{}",
+        std::fs::read_to_string(out).unwrap()
+    );
+}
+
+#[test]
+fn unprivileged_process_tree_cycle() {
+    if let (Some(prog), Some(out)) = (std::env::var_os(TREE_ENV), std::env::var_os(OUT_ENV)) {
+        tree_cycle_here(Path::new(&prog), Path::new(&out));
+        return;
+    }
+    let dir = TempDir::new("unpriv-tree");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let prog = compile(&dir, "shmcount", &[]);
+    let native = Command::new(&prog).arg("120").output().unwrap();
+    assert!(native.status.success());
+    let out = dir.path("out.txt");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        tree_cycle_here(&prog, &out);
+    } else {
+        let exe = dir.path("unprivileged-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("runuser")
+            .args(["-u", "cairn-test", "--"])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "unprivileged_process_tree_cycle",
+                "--test-threads=1",
+            ])
+            .env(TREE_ENV, &prog)
+            .env(OUT_ENV, &out)
+            .current_dir(&dir.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "unprivileged run failed: {st}");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout),
+        std::fs::read_to_string(&out).unwrap()
+    );
+}

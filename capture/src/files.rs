@@ -1,0 +1,209 @@
+//! Files the job writes: regular files open for writing at the checkpoint are recorded with
+//! their size and (up to a limit) their contents, so that a restore can rewind them to their
+//! checkpoint-time state. Output produced after the checkpoint is then neither duplicated nor
+//! lost when the job is restarted. Rules: docs/capture-restore.md ("Files the job writes").
+
+use crate::error::{io_ctx, Error, Result};
+use crate::image::{FdKind, MemorySink, ProcessImage};
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+
+/// Environment variable that sets [`CheckpointOptions::file_capture_max`].
+pub const FILE_CAPTURE_MAX_ENV: &str = "CAIRN_FILE_CAPTURE_MAX";
+
+/// Default limit on the size of one written file whose contents are captured (256 MiB).
+pub const DEFAULT_FILE_CAPTURE_MAX: u64 = 256 << 20;
+
+/// How written files are captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileCapture {
+    /// Record nothing: at restore written files are reopened at their saved offsets only.
+    Off,
+    /// Record the size of every written file and capture the contents of those no larger
+    /// than this many bytes (0: sizes only, restore truncates).
+    UpTo(u64),
+}
+
+/// Options of [`crate::Sandbox::checkpoint_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointOptions {
+    /// Capture of files open for writing.
+    pub file_capture_max: FileCapture,
+}
+
+impl Default for CheckpointOptions {
+    fn default() -> Self {
+        Self {
+            file_capture_max: FileCapture::UpTo(DEFAULT_FILE_CAPTURE_MAX),
+        }
+    }
+}
+
+impl CheckpointOptions {
+    /// The defaults, with [`FILE_CAPTURE_MAX_ENV`] applied when it is set.
+    pub fn from_env() -> Result<Self> {
+        let mut o = Self::default();
+        if let Some(v) = std::env::var_os(FILE_CAPTURE_MAX_ENV) {
+            let v = v.to_string_lossy();
+            o.file_capture_max = parse_file_capture(&v).ok_or_else(|| {
+                Error::Incompatible(format!(
+                    "{FILE_CAPTURE_MAX_ENV}={v:?}: expected \"off\" or a size in bytes \
+                     (suffix K, M or G allowed)"
+                ))
+            })?;
+        }
+        Ok(o)
+    }
+}
+
+/// Parse "off", "123", "64K", "256M", "1G" (binary units).
+pub fn parse_file_capture(s: &str) -> Option<FileCapture> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Some(FileCapture::Off);
+    }
+    let (num, shift) = match s.char_indices().last()? {
+        (i, 'k' | 'K') => (&s[..i], 10),
+        (i, 'm' | 'M') => (&s[..i], 20),
+        (i, 'g' | 'G') => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = num.parse().ok()?;
+    n.checked_mul(1u64 << shift).map(FileCapture::UpTo)
+}
+
+/// A regular file the job had open for writing at the checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrittenFile {
+    /// Absolute path at the checkpoint.
+    pub path: String,
+    /// Size in bytes at the checkpoint.
+    pub size: u64,
+    /// `(pid, fd)` under which the contents went to [`MemorySink::put_file`] (and come back
+    /// from `MemorySource::read_file`); `None` when only the size was recorded (file larger
+    /// than the limit, or capture of contents turned off): restore then truncates.
+    pub content: Option<(i32, i32)>,
+}
+
+/// A reader that yields exactly `left` bytes of `inner` and fails if it ends earlier.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+    path: String,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} shrank during the checkpoint", self.path),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Record the regular files that the frozen process `outer_pid` (image `p`) has open for
+/// writing; contents go to `sink`. `seen` holds (dev, inode) of files already recorded for
+/// this job (a file open in several descriptors or processes is recorded once).
+pub fn capture_written(
+    outer_pid: i32,
+    p: &ProcessImage,
+    mode: FileCapture,
+    seen: &mut Vec<(u64, u64)>,
+    sink: &mut dyn MemorySink,
+) -> Result<Vec<WrittenFile>> {
+    let FileCapture::UpTo(max) = mode else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for fd in &p.fds {
+        let FdKind::Path { path, flags, .. } = &fd.kind else {
+            continue;
+        };
+        let acc = flags & libc::O_ACCMODE;
+        if acc != libc::O_WRONLY && acc != libc::O_RDWR {
+            continue;
+        }
+        let link = format!("/proc/{outer_pid}/fd/{}", fd.fd);
+        let meta = fs::metadata(&link).map_err(io_ctx(format!("stat of {link}")))?;
+        if !meta.is_file() || seen.contains(&(meta.dev(), meta.ino())) {
+            continue;
+        }
+        seen.push((meta.dev(), meta.ino()));
+        let size = meta.len();
+        let mut content = None;
+        if size <= max {
+            // Reopening through /proc needs read permission on the file; a write-only file
+            // falls back to truncation like a large one.
+            if let Ok(f) = File::open(&link) {
+                let mut r = Exact {
+                    inner: f,
+                    left: size,
+                    path: path.clone(),
+                };
+                sink.put_file(p.pid, fd.fd, &mut r)
+                    .map_err(io_ctx(format!("saving contents of {path}")))?;
+                content = Some((p.pid, fd.fd));
+            }
+        }
+        out.push(WrittenFile {
+            path: path.clone(),
+            size,
+            content,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_off() {
+        assert_eq!(parse_file_capture("off"), Some(FileCapture::Off));
+        assert_eq!(parse_file_capture("OFF"), Some(FileCapture::Off));
+        assert_eq!(parse_file_capture("0"), Some(FileCapture::UpTo(0)));
+        assert_eq!(parse_file_capture("123"), Some(FileCapture::UpTo(123)));
+        assert_eq!(parse_file_capture("64K"), Some(FileCapture::UpTo(64 << 10)));
+        assert_eq!(parse_file_capture("2m"), Some(FileCapture::UpTo(2 << 20)));
+        assert_eq!(parse_file_capture(" 1G "), Some(FileCapture::UpTo(1 << 30)));
+        assert_eq!(parse_file_capture(""), None);
+        assert_eq!(parse_file_capture("K"), None);
+        assert_eq!(parse_file_capture("-1"), None);
+        assert_eq!(parse_file_capture("12X"), None);
+        assert_eq!(parse_file_capture("99999999999999G"), None);
+    }
+
+    #[test]
+    fn exact_reader_fails_on_short_file() {
+        let mut r = Exact {
+            inner: &b"abc"[..],
+            left: 5,
+            path: "/x".into(),
+        };
+        let mut v = Vec::new();
+        let e = r.read_to_end(&mut v).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let mut r = Exact {
+            inner: &b"abcdef"[..],
+            left: 4,
+            path: "/x".into(),
+        };
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        assert_eq!(v, b"abcd");
+    }
+}

@@ -1,0 +1,63 @@
+//! Rewinding the files the job was writing to their checkpoint-time state, before the
+//! descriptors are reopened (see `cairn_capture::files`).
+
+use cairn_capture::error::io_ctx;
+use cairn_capture::{Error, MemorySource, Result, WrittenFile};
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Rewind every file of `files`: rewrite its saved contents and truncate it to its
+/// checkpoint-time size, or, when its contents were not captured, only truncate it (correct
+/// for files that were only appended to since). A file that is now shorter than at the
+/// checkpoint and whose contents were not captured is an error: bytes the job wrote are gone.
+pub fn rewind(files: &[WrittenFile], source: &dyn MemorySource) -> Result<()> {
+    for f in files {
+        let path = &f.path;
+        match f.content {
+            Some((pid, fd)) => {
+                let data = source
+                    .read_file(pid, fd)
+                    .map_err(io_ctx(format!("reading saved contents of {path}")))?;
+                if data.len() as u64 != f.size {
+                    return Err(Error::Incompatible(format!(
+                        "saved contents of {path} are {} bytes, expected {}",
+                        data.len(),
+                        f.size
+                    )));
+                }
+                let mut w = OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .mode(0o644)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(io_ctx(format!("opening {path} to rewind it")))?;
+                w.write_all(&data)
+                    .and_then(|_| w.set_len(f.size))
+                    .map_err(io_ctx(format!("rewinding {path}")))?;
+            }
+            None => {
+                let w = OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(io_ctx(format!("opening {path} to rewind it")))?;
+                let now = w
+                    .metadata()
+                    .map_err(io_ctx(format!("stat of {path}")))?
+                    .len();
+                if now < f.size {
+                    return Err(Error::Incompatible(format!(
+                        "{path} is {now} bytes but was {} at the checkpoint and its contents \
+                         were not captured (larger than CAIRN_FILE_CAPTURE_MAX)",
+                        f.size
+                    )));
+                }
+                w.set_len(f.size)
+                    .map_err(io_ctx(format!("truncating {path}")))?;
+            }
+        }
+    }
+    Ok(())
+}
