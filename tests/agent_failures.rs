@@ -309,6 +309,43 @@ fn program_exiting_during_a_checkpoint_abandons_it() {
 }
 
 #[test]
+fn the_program_dies_with_its_agent() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("sleeper", &["400"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "orphan", &[], &dir, true);
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let victim = loop {
+        if let Some(p) = program_pid(job.pid()) {
+            break p;
+        }
+        assert!(
+            std::time::Instant::now() < end && job.running(),
+            "the program did not start: {}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Only the agent is killed; its program must not live on without it.
+    // SAFETY: kill(2) on the agent we started.
+    unsafe { libc::kill(job.pid(), libc::SIGKILL) };
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{victim}")).exists()
+        && fs::read_to_string(format!("/proc/{victim}/stat"))
+            .map(|st| !st.contains(") Z "))
+            .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < end,
+            "the program (pid {victim}) outlived its agent"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    job.kill_all();
+}
+
+#[test]
 fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
     let sc = Scratch::new();
     let store = sc.store();

@@ -248,6 +248,19 @@ fn report(fd: i32, tag: i32, val: i32) {
 
 /// PID 1 of the sandbox. Never returns.
 fn init_main(ctx: &InitCtx<'_>) -> ! {
+    // The job dies with its agent: when the agent is killed (even by SIGKILL), init gets
+    // SIGKILL, and the kernel then kills every process of the PID namespace. An agent that died
+    // before this line is noticed below: its end of the sync pipe reads as closed.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     close_except(&ctx.keep);
     let mut b = 0u8;
     // SAFETY: raw syscalls on descriptors and buffers owned by this function; no allocation.
