@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod dirty;
 pub mod error;
 pub mod freeze;
 pub mod image;
@@ -35,6 +36,7 @@ pub mod inject;
 pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
+pub mod uffd;
 
 pub use error::{Error, Result};
 pub use image::{
@@ -67,7 +69,7 @@ impl Sandbox {
 }
 
 /// True when `pid` no longer runs (no /proc entry, zombie or dead).
-fn program_gone(pid: i32) -> bool {
+pub(crate) fn program_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(s) => s

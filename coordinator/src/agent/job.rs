@@ -23,6 +23,10 @@ pub trait JobProcess {
     /// Fails with [`AgentError::ExitedDuringCheckpoint`] when the program is gone.
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<Self::Image, AgentError>;
 
+    /// The last checkpoint was not committed: forget any dirty-tracking baseline so that the
+    /// next checkpoint captures everything (incremental checkpoints, docs/incremental.md).
+    fn checkpoint_abandoned(&mut self) {}
+
     /// Delivers `sig` to the program.
     fn signal(&self, sig: Signal) -> Result<(), AgentError>;
 
