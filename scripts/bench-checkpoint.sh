@@ -35,7 +35,7 @@ else
 fi
 echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), store on $(df -P "$WORK" | awk 'NR==2 {print $1}')"
 
-count() { grep -c "$2" "$1" 2>/dev/null || true; }
+count() { local n; n=$(grep -c "$2" "$1" 2>/dev/null); echo "${n:-0}"; }
 wait_for() { # file needle n
     local end=$((SECONDS + 600))
     while [ "$(count "$1" "$2")" -lt "$3" ]; do
