@@ -120,10 +120,17 @@ impl<P: JobProcess> Agent<P> {
     /// the contents of `agents/<id>/` in a generation) through `writer`. Returns the tree and
     /// how long the program was frozen. Nothing is committed: a coordinator puts the trees of
     /// all its agents into one generation; [`Agent::checkpoint_now`] commits a single one.
+    /// Callers report the result with [`Agent::checkpoint_outcome`]; when they do not, the
+    /// next checkpoint is taken in full.
     pub fn write_agent_tree(
         &mut self,
         writer: &mut Writer,
     ) -> Result<(StreamRef, Duration), AgentError> {
+        if self.pending.take().is_some() {
+            // The previous tree's fate was never reported (checkpoint_outcome): it may not
+            // have been committed, so it cannot be the base of this one.
+            self.checkpoint_outcome(false);
+        }
         let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline);
         let frozen_at = Instant::now();
         let captured = self.process.checkpoint(&mut sink);
