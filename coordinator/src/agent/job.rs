@@ -27,6 +27,12 @@ pub trait JobProcess {
     /// next checkpoint captures everything (incremental checkpoints, docs/incremental.md).
     fn checkpoint_abandoned(&mut self) {}
 
+    /// Why dirty-page tracking is not in effect after the last checkpoint, if it is not
+    /// (every checkpoint is then full); `None` when it works or is switched off.
+    fn tracking_problem(&self) -> Option<String> {
+        None
+    }
+
     /// Delivers `sig` to the program.
     fn signal(&self, sig: Signal) -> Result<(), AgentError>;
 

@@ -211,6 +211,11 @@ impl<P: JobProcess> Agent<P> {
             "checkpoint committed: generation {} (frozen {:.3}s, total {:.3}s, {} bytes captured, {} bytes written, {} pages scanned, {} skipped)",
             report.generation, report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes, report.pages_scanned, report.pages_skipped
         ));
+        if let Some(why) = self.process.tracking_problem() {
+            self.say(format_args!(
+                "dirty-page tracking unavailable, checkpoints stay full: {why}"
+            ));
+        }
         self.checkpoints.push(report.clone());
         Ok(report)
     }

@@ -122,6 +122,12 @@ impl JobProcess for SandboxJob {
         }
     }
 
+    fn tracking_problem(&self) -> Option<String> {
+        self.tracker
+            .as_ref()
+            .and_then(|t| t.unavailable().map(str::to_string))
+    }
+
     fn signal(&self, sig: Signal) -> Result<(), AgentError> {
         self.sandbox
             .signal(sig as i32)
