@@ -18,12 +18,19 @@ const MIB: &str = "96";
 const ROUNDS: usize = 6;
 const BLOCK: u64 = 64 * 1024;
 
-/// Runs cairn with `CAIRN_DIRTY_TRACKING=0` unless `tracking`.
-fn with_tracking(prog: Program, tracking: bool) -> Program {
-    if tracking {
+/// The unprivileged user scripts/setup.sh creates.
+const TEST_USER: &str = "cairn-test";
+
+/// Runs cairn with `CAIRN_DIRTY_TRACKING=0` unless `tracking`, as `user` if given.
+fn with_tracking(prog: Program, tracking: bool, user: Option<&str>) -> Program {
+    let prog = if tracking {
         prog
     } else {
         prog.with_shell_prefix("export CAIRN_DIRTY_TRACKING=0")
+    };
+    match user {
+        Some(u) => prog.run_as(u),
+        None => prog,
     }
 }
 
@@ -101,10 +108,16 @@ fn launch_and_checkpoint(
     permille: &str,
     checkpoints: usize,
     tracking: bool,
+    user: Option<&str>,
 ) -> std::path::PathBuf {
     let dir = scratch.sub("cairn");
     let store = scratch.store();
-    let prog = with_tracking(dirtymem(permille, "signal"), tracking);
+    if user.is_some() {
+        common::open_up(scratch.dir.path());
+        common::open_up(&dir);
+        common::open_up(&common::compile_c("dirtymem"));
+    }
+    let prog = with_tracking(dirtymem(permille, "signal"), tracking, user);
     let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
     wait_stdout(&mut run, "ready");
     for k in 0..checkpoints {
@@ -146,9 +159,10 @@ fn restart_each(
     gens: &[u64],
     native: &[u8],
     tracking: bool,
+    user: Option<&str>,
 ) {
     let dir = scratch.sub("cairn");
-    let prog = with_tracking(dirtymem("0", "signal"), tracking);
+    let prog = with_tracking(dirtymem("0", "signal"), tracking, user);
     for &g in gens {
         let mut run = Job::start(
             &prog,
@@ -188,10 +202,10 @@ fn native_stdout(scratch: &Scratch, permille: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn every_generation_restarts(permille: &str, job: &str) {
+fn every_generation_restarts(permille: &str, job: &str, user: Option<&str>) {
     let scratch = Scratch::new();
     let native = native_stdout(&scratch, permille);
-    let store = launch_and_checkpoint(&scratch, job, permille, 4, true);
+    let store = launch_and_checkpoint(&scratch, job, permille, 4, true, user);
     let gens = generations(&store, job);
     assert_eq!(gens.len(), 4);
     // Every checkpoint after the first skipped most pages: tracking was in effect.
@@ -206,23 +220,28 @@ fn every_generation_restarts(permille: &str, job: &str) {
         );
     }
     let ids: Vec<u64> = gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)).collect();
-    restart_each(&scratch, &store, job, &ids, &native, true);
+    restart_each(&scratch, &store, job, &ids, &native, true, user);
 }
 
 #[test]
 fn ten_percent_dirty_every_generation_restarts_to_native_result() {
-    every_generation_restarts("100", "dirty10");
+    every_generation_restarts("100", "dirty10", None);
+}
+
+#[test]
+fn unprivileged_user_gets_incremental_checkpoints_too() {
+    every_generation_restarts("10", "dirty-user", Some("cairn-test"));
 }
 
 #[test]
 fn one_percent_dirty_every_generation_restarts_to_native_result() {
-    every_generation_restarts("10", "dirty1");
+    every_generation_restarts("10", "dirty1", None);
 }
 
 #[test]
 fn second_generation_writes_about_the_changed_bytes() {
     let scratch = Scratch::new();
-    let store = launch_and_checkpoint(&scratch, "cost", "10", 2, true);
+    let store = launch_and_checkpoint(&scratch, "cost", "10", 2, true, None);
     let gens = generations(&store, "cost");
     let second = &gens[1];
     let mib: u64 = MIB.parse().unwrap_or(0);
@@ -250,7 +269,7 @@ fn second_generation_writes_about_the_changed_bytes() {
 fn tracking_disabled_takes_full_checkpoints_with_the_same_results() {
     let scratch = Scratch::new();
     let native = native_stdout(&scratch, "100");
-    let store = launch_and_checkpoint(&scratch, "untracked", "100", 3, false);
+    let store = launch_and_checkpoint(&scratch, "untracked", "100", 3, false, None);
     let gens = generations(&store, "untracked");
     let mib: u64 = MIB.parse().unwrap_or(0);
     for g in &gens {
@@ -261,5 +280,5 @@ fn tracking_disabled_takes_full_checkpoints_with_the_same_results() {
         );
     }
     let ids: Vec<u64> = gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)).collect();
-    restart_each(&scratch, &store, "untracked", &ids, &native, false);
+    restart_each(&scratch, &store, "untracked", &ids, &native, false, None);
 }
