@@ -230,7 +230,7 @@ fn ten_percent_dirty_every_generation_restarts_to_native_result() {
 
 #[test]
 fn unprivileged_user_gets_incremental_checkpoints_too() {
-    every_generation_restarts("10", "dirty-user", Some("cairn-test"));
+    every_generation_restarts("10", "dirty-user", Some(TEST_USER));
 }
 
 #[test]
