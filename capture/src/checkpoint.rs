@@ -610,7 +610,7 @@ fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> 
             }
             Ok(())
         };
-        sink.put_region(image.pid, index, vma.len(), &src)
+        sink.put_vma(image.pid, index, vma, None, &src)
             .map_err(io_ctx(format!(
                 "saving memory {:x}-{:x} of pid {pid}",
                 vma.start, vma.end

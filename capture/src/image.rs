@@ -326,6 +326,22 @@ pub trait MemorySink {
         len: u64,
         source: RegionSource<'_>,
     ) -> io::Result<()>;
+    /// Like [`MemorySink::put_region`] for mapping `vma` (region `index` of process `pid`),
+    /// with what dirty-page tracking knows: `changed` lists the byte ranges (offsets from
+    /// `vma.start`) that may differ from the same mapping (same start, end and protection)
+    /// in this process's previous checkpoint; every other byte is proven unchanged. `None`
+    /// means nothing is known. Sinks that cannot reuse a previous region ignore it.
+    fn put_vma(
+        &mut self,
+        pid: i32,
+        index: usize,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let _ = changed;
+        self.put_region(pid, index, vma.len(), source)
+    }
     /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
     /// `fd` of process `pid`; see [`crate::files`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;

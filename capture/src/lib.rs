@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod dirty;
 pub mod error;
 pub mod files;
 pub mod freeze;
@@ -41,6 +42,7 @@ pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
 pub mod tree;
+pub mod uffd;
 
 pub use error::{Error, Result};
 pub use files::{CheckpointOptions, FileCapture, WrittenFile};
@@ -102,7 +104,7 @@ impl Sandbox {
 }
 
 /// True when `pid` no longer runs (no /proc entry, zombie or dead).
-fn program_gone(pid: i32) -> bool {
+pub(crate) fn program_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(s) => s

@@ -237,13 +237,13 @@ pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>9}  RETENTION",
-        "ID", "JOB", "TIME", "KIND", "LOGICAL", "NEW", "DURATION"
+        "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>9}  {:>8}  {:>9}  {:>9}  RETENTION",
+        "ID", "JOB", "TIME", "KIND", "LOGICAL", "NEW", "DURATION", "FROZEN", "SCANNED", "SKIPPED"
     );
     for g in gens {
         let dur = g.info.end_ms.saturating_sub(g.info.start_ms);
         println!(
-            "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>8.2}s  {}",
+            "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>8.2}s  {:>7.3}s  {:>9}  {:>9}  {}",
             g.id.0,
             g.job,
             format_time_ms(g.time_ms),
@@ -251,6 +251,9 @@ pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
             human_bytes(g.info.stats.logical_bytes),
             human_bytes(g.info.stats.new_stored_bytes),
             dur as f64 / 1000.0,
+            g.info.frozen_ms as f64 / 1000.0,
+            g.info.pages_scanned,
+            g.info.pages_skipped,
             keep.get(&g.id.0).map(String::as_str).unwrap_or("")
         );
     }

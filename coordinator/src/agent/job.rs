@@ -23,6 +23,16 @@ pub trait JobProcess {
     /// Fails with [`AgentError::ExitedDuringCheckpoint`] when the program is gone.
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<Self::Image, AgentError>;
 
+    /// The last checkpoint was not committed: forget any dirty-tracking baseline so that the
+    /// next checkpoint captures everything (incremental checkpoints, docs/incremental.md).
+    fn checkpoint_abandoned(&mut self) {}
+
+    /// Why dirty-page tracking is not in effect after the last checkpoint, if it is not
+    /// (every checkpoint is then full); `None` when it works or is switched off.
+    fn tracking_problem(&self) -> Option<String> {
+        None
+    }
+
     /// Delivers `sig` to the program.
     fn signal(&self, sig: Signal) -> Result<(), AgentError>;
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod exit;
 pub mod generation;
+pub mod incremental;
 pub mod job;
 pub mod report;
 pub mod sandbox_job;
@@ -69,6 +70,10 @@ pub struct Agent<P: JobProcess> {
     restored_from: Option<u64>,
     checkpoints: Vec<CheckpointReport>,
     failed: u32,
+    /// Regions of the last committed checkpoint / of the one being written.
+    baseline: incremental::Baseline,
+    pending: Option<incremental::Baseline>,
+    pages: incremental::PageCounts,
 }
 
 impl<P: JobProcess> Agent<P> {
@@ -91,6 +96,9 @@ impl<P: JobProcess> Agent<P> {
             restored_from,
             checkpoints: Vec::new(),
             failed: 0,
+            baseline: incremental::Baseline::new(),
+            pending: None,
+            pages: incremental::PageCounts::default(),
         })
     }
 
@@ -116,14 +124,23 @@ impl<P: JobProcess> Agent<P> {
     /// the contents of `agents/<id>/` in a generation) through `writer`. Returns the tree and
     /// how long the program was frozen. Nothing is committed: a coordinator puts the trees of
     /// all its agents into one generation; [`Agent::checkpoint_now`] commits a single one.
+    /// Callers report the result with [`Agent::checkpoint_outcome`]; when they do not, the
+    /// next checkpoint is taken in full.
     pub fn write_agent_tree(
         &mut self,
         writer: &mut Writer,
     ) -> Result<(StreamRef, Duration), AgentError> {
-        let mut sink = store_io::StoreSink::new(writer);
+        if self.pending.take().is_some() {
+            // The previous tree's fate was never reported (checkpoint_outcome): it may not
+            // have been committed, so it cannot be the base of this one.
+            self.checkpoint_outcome(false);
+        }
+        let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline);
         let frozen_at = Instant::now();
         let captured = self.process.checkpoint(&mut sink);
         let frozen = frozen_at.elapsed();
+        let (next, pages) = sink.take_incremental();
+        (self.pending, self.pages) = (Some(next), pages);
         let image = match captured {
             Ok(image) => image,
             // A capture that fails because the program died: its sandbox follows it shortly.
@@ -137,10 +154,28 @@ impl<P: JobProcess> Agent<P> {
         Ok((sink.finish_tree(&image_json)?, frozen))
     }
 
+    /// Tells the agent whether the tree last written by [`Agent::write_agent_tree`] was
+    /// committed: only a committed checkpoint may be the base of an incremental one.
+    pub fn checkpoint_outcome(&mut self, committed: bool) {
+        match (committed, self.pending.take()) {
+            (true, Some(next)) => self.baseline = next,
+            _ => {
+                self.baseline.clear();
+                self.process.checkpoint_abandoned();
+            }
+        }
+    }
+
     /// Takes a checkpoint now and commits it as a new generation of the job. Nothing is
     /// committed when it fails; when the program exited meanwhile the error is
     /// [`AgentError::ExitedDuringCheckpoint`].
     pub fn checkpoint_now(&mut self) -> Result<CheckpointReport, AgentError> {
+        let r = self.checkpoint_once();
+        self.checkpoint_outcome(r.is_ok());
+        r
+    }
+
+    fn checkpoint_once(&mut self) -> Result<CheckpointReport, AgentError> {
         let started = Instant::now();
         let start_ms = now_ms();
         self.say(format_args!("checkpoint started (job {})", self.opts.job));
@@ -163,7 +198,8 @@ impl<P: JobProcess> Agent<P> {
             end_ms: now_ms(),
             frozen_ms: frozen.as_millis() as u64,
             stats: stats.clone(),
-            ..Default::default()
+            pages_scanned: self.pages.scanned,
+            pages_skipped: self.pages.skipped,
         };
         let id = self.opts.store.commit(&self.opts.job, &root, info)?;
         let report = CheckpointReport {
@@ -172,11 +208,18 @@ impl<P: JobProcess> Agent<P> {
             total_secs: started.elapsed().as_secs_f64(),
             logical_bytes: stats.logical_bytes,
             written_bytes: stats.new_stored_bytes,
+            pages_scanned: self.pages.scanned,
+            pages_skipped: self.pages.skipped,
         };
         self.say(format_args!(
-            "checkpoint committed: generation {} (frozen {:.3}s, total {:.3}s, {} bytes captured, {} bytes written)",
-            report.generation, report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes
+            "checkpoint committed: generation {} (frozen {:.3}s, total {:.3}s, {} bytes captured, {} bytes written, {} pages scanned, {} skipped)",
+            report.generation, report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes, report.pages_scanned, report.pages_skipped
         ));
+        if let Some(why) = self.process.tracking_problem() {
+            self.say(format_args!(
+                "dirty-page tracking unavailable, checkpoints stay full: {why}"
+            ));
+        }
         self.checkpoints.push(report.clone());
         self.apply_retention();
         Ok(report)

@@ -17,6 +17,10 @@ pub struct CheckpointReport {
     pub logical_bytes: u64,
     /// Bytes newly written to the store (after deduplication and compression).
     pub written_bytes: u64,
+    /// Memory pages read from the program and hashed.
+    pub pages_scanned: u64,
+    /// Memory pages of captured mappings not read (proven unchanged, or not resident).
+    pub pages_skipped: u64,
 }
 
 /// How the agent's job ended.

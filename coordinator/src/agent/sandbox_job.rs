@@ -3,6 +3,7 @@
 use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 
+use cairn_capture::dirty::DirtyTracker;
 use cairn_capture::image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_capture::sandbox::{ExitStatus, Sandbox};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
@@ -14,6 +15,8 @@ use super::job::JobProcess;
 /// A job's program running in its sandbox.
 pub struct SandboxJob {
     sandbox: Sandbox,
+    /// Dirty-page tracking state (None when disabled by CAIRN_DIRTY_TRACKING=0).
+    tracker: Option<DirtyTracker>,
 }
 
 impl SandboxJob {
@@ -37,7 +40,7 @@ impl SandboxJob {
         pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&agent_mask), None)
             .map_err(|e| AgentError::sys("restoring the signal mask", e))?;
         let sandbox = launched.map_err(|e| launch_error(argv, e))?;
-        Ok(SandboxJob { sandbox })
+        Ok(SandboxJob::new(sandbox))
     }
 
     /// Rebuilds a program from its image, its memory coming from `source`.
@@ -47,7 +50,17 @@ impl SandboxJob {
     ) -> Result<Self, AgentError> {
         let sandbox = cairn_restore::restore(image, source)
             .map_err(|e| AgentError::Restore(e.to_string()))?;
-        Ok(SandboxJob { sandbox })
+        Ok(SandboxJob::new(sandbox))
+    }
+
+    fn new(sandbox: Sandbox) -> Self {
+        let tracker = super::incremental::tracking_enabled().then(DirtyTracker::new);
+        SandboxJob { sandbox, tracker }
+    }
+
+    /// The dirty-page tracker, when tracking is enabled.
+    pub fn tracker(&self) -> Option<&DirtyTracker> {
+        self.tracker.as_ref()
     }
 
     /// The sandbox.
@@ -92,11 +105,27 @@ impl JobProcess for SandboxJob {
     }
 
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
-        match self.sandbox.checkpoint(sink) {
+        let captured = match &mut self.tracker {
+            Some(t) => self.sandbox.checkpoint_tracked(t, sink),
+            None => self.sandbox.checkpoint(sink),
+        };
+        match captured {
             Ok(image) => Ok(image),
             Err(cairn_capture::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
         }
+    }
+
+    fn checkpoint_abandoned(&mut self) {
+        if let Some(t) = &mut self.tracker {
+            t.invalidate();
+        }
+    }
+
+    fn tracking_problem(&self) -> Option<String> {
+        self.tracker
+            .as_ref()
+            .and_then(|t| t.unavailable().map(str::to_string))
     }
 
     fn signal(&self, sig: Signal) -> Result<(), AgentError> {

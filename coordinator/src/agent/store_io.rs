@@ -5,9 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource};
+use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
 use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
+
+use super::incremental::{Baseline, PageCounts};
 
 fn io_err(e: StoreError) -> io::Error {
     io::Error::other(e)
@@ -18,6 +21,11 @@ pub struct StoreSink<'w> {
     writer: &'w mut Writer,
     mem: BTreeMap<i32, Vec<(String, StreamRef)>>,
     files: BTreeMap<i32, Vec<(String, StreamRef)>>,
+    /// The previous committed checkpoint's regions (incremental writes), if any.
+    baseline: Option<&'w Baseline>,
+    /// This checkpoint's regions, the baseline of the next one.
+    next: Baseline,
+    counts: PageCounts,
 }
 
 impl<'w> StoreSink<'w> {
@@ -27,13 +35,34 @@ impl<'w> StoreSink<'w> {
             writer,
             mem: BTreeMap::new(),
             files: BTreeMap::new(),
+            baseline: None,
+            next: Baseline::new(),
+            counts: PageCounts::default(),
         }
+    }
+
+    /// A sink writing through `writer` that reuses unchanged chunks of `baseline` (the
+    /// regions of the previous committed checkpoint) where dirty tracking allows.
+    pub fn with_baseline(writer: &'w mut Writer, baseline: &'w Baseline) -> Self {
+        let mut s = Self::new(writer);
+        s.baseline = Some(baseline);
+        s
+    }
+
+    /// The regions written so far (the next checkpoint's baseline) and the page counts.
+    pub fn take_incremental(&mut self) -> (Baseline, PageCounts) {
+        (
+            std::mem::take(&mut self.next),
+            std::mem::take(&mut self.counts),
+        )
     }
 
     /// Writes the agent's tree: `image.json` plus the `mem/` and `files/` trees of everything
     /// this sink received. Returns the tree's reference.
     pub fn finish_tree(self, image_json: &[u8]) -> Result<StreamRef, StoreError> {
-        let StoreSink { writer, mem, files } = self;
+        let StoreSink {
+            writer, mem, files, ..
+        } = self;
         let mut top = vec![("image.json".to_string(), writer.put_blob(image_json)?)];
         for (name, per_pid) in [("mem", mem), ("files", files)] {
             if per_pid.is_empty() {
@@ -58,6 +87,40 @@ impl MemorySink for StoreSink<'_> {
         source: RegionSource<'_>,
     ) -> io::Result<()> {
         let r = self.writer.put_memory(len, source).map_err(io_err)?;
+        self.mem
+            .entry(pid)
+            .or_default()
+            .push((index.to_string(), r));
+        Ok(())
+    }
+
+    fn put_vma(
+        &mut self,
+        pid: i32,
+        index: usize,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let key = (pid, vma.start, vma.end, vma.prot);
+        let read = AtomicU64::new(0);
+        let counted = |off: u64, buf: &mut [u8]| {
+            read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            source(off, buf)
+        };
+        let prev = self.baseline.and_then(|b| b.get(&key));
+        let r = match (changed, prev) {
+            (Some(changed), Some(prev)) => {
+                self.writer
+                    .put_memory_incremental(vma.len(), prev, changed, &counted)
+            }
+            _ => self.writer.put_memory(vma.len(), &counted),
+        }
+        .map_err(io_err)?;
+        let scanned = read.into_inner().div_ceil(4096);
+        self.counts.scanned += scanned;
+        self.counts.skipped += (vma.len() / 4096).saturating_sub(scanned);
+        self.next.insert(key, r.clone());
         self.mem
             .entry(pid)
             .or_default()

@@ -1,0 +1,178 @@
+//! The kernel interfaces of dirty-page tracking: a userfaultfd in write-protect async mode
+//! (`UFFD_FEATURE_WP_ASYNC` + `UFFD_FEATURE_WP_UNPOPULATED`, Linux 6.7+) and the
+//! `PAGEMAP_SCAN` ioctl on `/proc/PID/pagemap`. Only the raw calls live here; the policy is in
+//! [`crate::dirty`].
+//!
+//! A userfaultfd belongs to the address space of the process that created it; its ioctls may
+//! be issued from any process holding the descriptor (the agent gets it with pidfd_getfd).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// `UFFD_API`.
+const UFFD_API: u64 = 0xAA;
+/// `UFFD_FEATURE_WP_UNPOPULATED`: write-protecting never-touched pages too.
+const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+/// `UFFD_FEATURE_WP_ASYNC`: write faults on protected pages are resolved by the kernel.
+const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+/// `_IOWR(0xAA, 0x3F, struct uffdio_api)`.
+const UFFDIO_API: u64 = 0xC018_AA3F;
+/// `_IOWR(0xAA, 0x00, struct uffdio_register)`.
+const UFFDIO_REGISTER: u64 = 0xC020_AA00;
+/// `_IOWR(0xAA, 0x06, struct uffdio_writeprotect)`.
+const UFFDIO_WRITEPROTECT: u64 = 0xC018_AA06;
+/// `UFFDIO_REGISTER_MODE_WP`.
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+/// `UFFDIO_WRITEPROTECT_MODE_WP`.
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+/// `UFFD_USER_MODE_ONLY`: flag of the userfaultfd(2) syscall.
+pub const UFFD_USER_MODE_ONLY: u64 = 1;
+
+/// `_IOWR('f', 16, struct pm_scan_arg)`.
+const PAGEMAP_SCAN: u64 = 0xC060_6610;
+/// `PM_SCAN_WP_MATCHING`: write-protect the pages reported.
+const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// `PM_SCAN_CHECK_WPASYNC`: fail with EPERM on a mapping without async write-protect.
+const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+/// `PAGE_IS_WRITTEN`: the page was written since it was last write-protected.
+const PAGE_IS_WRITTEN: u64 = 1 << 1;
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioRegister {
+    start: u64,
+    len: u64,
+    mode: u64,
+    ioctls: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct UffdioWriteprotect {
+    start: u64,
+    len: u64,
+    mode: u64,
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct PageRegion {
+    start: u64,
+    end: u64,
+    categories: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> io::Result<i32> {
+    // SAFETY: `arg` is a live, exclusively borrowed #[repr(C)] struct of exactly the size
+    // encoded in `req`; the kernel reads and writes only within it.
+    let r = unsafe { libc::ioctl(fd, req as _, arg as *mut T) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// A userfaultfd of another process's address space, set up for async write-protection.
+#[derive(Debug)]
+pub struct Uffd {
+    fd: OwnedFd,
+}
+
+impl Uffd {
+    /// Negotiates the API with async write-protect features on a fresh userfaultfd `fd`.
+    /// Fails (ENOTSUP/EINVAL) on kernels without WP_ASYNC or WP_UNPOPULATED.
+    pub fn new(fd: OwnedFd) -> io::Result<Uffd> {
+        let mut api = UffdioApi {
+            api: UFFD_API,
+            features: UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
+            ioctls: 0,
+        };
+        ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api)?;
+        Ok(Uffd { fd })
+    }
+
+    /// Registers `[start, start+len)` (whole mappings) for write-protect tracking. Registering
+    /// an already registered range again is accepted by the kernel.
+    pub fn register_wp(&self, start: u64, len: u64) -> io::Result<()> {
+        let mut r = UffdioRegister {
+            start,
+            len,
+            mode: UFFDIO_REGISTER_MODE_WP,
+            ioctls: 0,
+        };
+        ioctl(self.fd.as_raw_fd(), UFFDIO_REGISTER, &mut r).map(drop)
+    }
+
+    /// Write-protects every page of `[start, start+len)`, populated or not.
+    pub fn write_protect(&self, start: u64, len: u64) -> io::Result<()> {
+        let mut w = UffdioWriteprotect {
+            start,
+            len,
+            mode: UFFDIO_WRITEPROTECT_MODE_WP,
+        };
+        ioctl(self.fd.as_raw_fd(), UFFDIO_WRITEPROTECT, &mut w).map(drop)
+    }
+}
+
+/// Byte ranges (absolute addresses, page aligned, sorted) of `[start, end)` written since they
+/// were last write-protected, re-protecting them atomically (PAGEMAP_SCAN with
+/// PM_SCAN_WP_MATCHING). Fails with EPERM when the range is not under async write-protect
+/// (not registered, registration lost by mremap or exec): then nothing can be trusted.
+pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
+    const VEC: usize = 4096;
+    let mut regions = vec![PageRegion::default(); VEC];
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    let mut at = start;
+    while at < end {
+        let mut arg = PmScanArg {
+            size: std::mem::size_of::<PmScanArg>() as u64,
+            flags: PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+            start: at,
+            end,
+            vec: regions.as_mut_ptr() as u64,
+            vec_len: VEC as u64,
+            category_mask: PAGE_IS_WRITTEN,
+            return_mask: PAGE_IS_WRITTEN,
+            ..PmScanArg::default()
+        };
+        let n = ioctl(pagemap.as_raw_fd(), PAGEMAP_SCAN, &mut arg)? as usize;
+        for r in &regions[..n.min(VEC)] {
+            match out.last_mut() {
+                Some(last) if last.1 == r.start => last.1 = r.end,
+                _ => out.push((r.start, r.end)),
+            }
+        }
+        if arg.walk_end <= at {
+            return Err(io::Error::other("PAGEMAP_SCAN made no progress"));
+        }
+        at = arg.walk_end;
+    }
+    Ok(out.into_iter().map(|(s, e)| (s, e - s)).collect())
+}

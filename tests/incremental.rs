@@ -1,0 +1,284 @@
+//! Incremental checkpoints (issue 7): dirty-page tracking with userfaultfd write-protect and
+//! PAGEMAP_SCAN. A program rewrites part of a large buffer (and maps, grows, moves and unmaps a
+//! side mapping, and drops pages with MADV_DONTNEED) between checkpoints; every generation
+//! must restart to the native run's results, the userfaultfd must never be one of the
+//! program's descriptors, the second generation must cost about what changed, and turning
+//! tracking off must give full checkpoints with the same results.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{cairn, run_native, Job, Program, Scratch, RUNNING};
+
+const MIB: &str = "96";
+const ROUNDS: usize = 6;
+const BLOCK: u64 = 64 * 1024;
+
+/// The unprivileged user scripts/setup.sh creates.
+const TEST_USER: &str = "cairn-test";
+
+/// Runs cairn with `CAIRN_DIRTY_TRACKING=0` unless `tracking`, as `user` if given.
+fn with_tracking(prog: Program, tracking: bool, user: Option<&str>) -> Program {
+    let prog = if tracking {
+        prog
+    } else {
+        prog.with_shell_prefix("export CAIRN_DIRTY_TRACKING=0")
+    };
+    match user {
+        Some(u) => prog.run_as(u),
+        None => prog,
+    }
+}
+
+/// `dirtymem MIB PERMILLE ROUNDS MODE`.
+fn dirtymem(permille: &str, mode: &str) -> Program {
+    Program::c("dirtymem", &[MIB, permille, &ROUNDS.to_string(), mode])
+}
+
+fn stdout_has(dir: &Path, line: &str) -> bool {
+    fs::read_to_string(dir.join("stdout"))
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(line))
+}
+
+/// Sends one SIGUSR2 (forwarded to the program, which blocks it until it waits for it: exactly
+/// one more round) and waits until `line` appears.
+fn advance_to(job: &mut Job, line: &str) {
+    job.signal(libc::SIGUSR2);
+    wait_stdout(job, line);
+}
+
+fn wait_stdout(job: &mut Job, line: &str) {
+    let end = Instant::now() + Duration::from_secs(60);
+    while !stdout_has(&job.dir, line) {
+        assert!(
+            job.running(),
+            "job ended before {line:?}:\n{}",
+            job.log_text()
+        );
+        assert!(Instant::now() < end, "no {line:?}:\n{}", job.log_text());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Pids of running `dirtymem` processes (not the agents, which hold the userfaultfds).
+fn dirtymem_pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/exe"))
+                .is_ok_and(|p| p.to_string_lossy().ends_with("/dirtymem"))
+        })
+        .collect()
+}
+
+/// The generations of `job` as JSON values.
+fn generations(store: &Path, job: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(cairn())
+        .args(["generations", "--json", "--job", job, "--store"])
+        .arg(store)
+        .output()
+        .expect("running cairn generations");
+    assert!(out.status.success(), "cairn generations failed");
+    serde_json::from_slice(&out.stdout).expect("parsing cairn generations --json")
+}
+
+fn info_u64(g: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut v = &g["info"];
+    for p in path {
+        v = &v[p];
+    }
+    v.as_u64()
+        .unwrap_or_else(|| panic!("no info.{path:?} in {g}"))
+}
+
+/// Launches the program in signal mode and takes `checkpoints` checkpoints, one before each
+/// round; the rounds' outputs are in `dir/stdout`. Returns the store.
+fn launch_and_checkpoint(
+    scratch: &Scratch,
+    job: &str,
+    permille: &str,
+    checkpoints: usize,
+    tracking: bool,
+    user: Option<&str>,
+) -> std::path::PathBuf {
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    if user.is_some() {
+        common::open_up(scratch.dir.path());
+        common::open_up(&dir);
+        common::open_up(&common::compile_c("dirtymem"));
+    }
+    let prog = with_tracking(dirtymem(permille, "signal"), tracking, user);
+    let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
+    wait_stdout(&mut run, "ready");
+    for k in 0..checkpoints {
+        assert!(
+            run.checkpoint(),
+            "checkpoint {k} failed:\n{}",
+            run.log_text()
+        );
+        if tracking {
+            for pid in dirtymem_pids() {
+                for fd in fs::read_dir(format!("/proc/{pid}/fd"))
+                    .into_iter()
+                    .flatten()
+                {
+                    let link = fd
+                        .map(|e| fs::read_link(e.path()))
+                        .ok()
+                        .and_then(|l| l.ok());
+                    let link = link.map(|l| l.to_string_lossy().into_owned());
+                    assert!(
+                        !link.unwrap_or_default().contains("userfaultfd"),
+                        "the program {pid} sees a userfaultfd"
+                    );
+                }
+            }
+        }
+        advance_to(&mut run, &format!("round {k} "));
+    }
+    run.kill_all();
+    store
+}
+
+/// Restarts every generation in turn and lets it finish; each must end with the native
+/// run's stdout (a restarted program rewrites its stdout from its saved offset).
+fn restart_each(
+    scratch: &Scratch,
+    store: &Path,
+    job: &str,
+    gens: &[u64],
+    native: &[u8],
+    tracking: bool,
+    user: Option<&str>,
+) {
+    let dir = scratch.sub("cairn");
+    let prog = with_tracking(dirtymem("0", "signal"), tracking, user);
+    for &g in gens {
+        let mut run = Job::start(
+            &prog,
+            "restart",
+            store,
+            job,
+            &["--generation", &g.to_string()],
+            &dir,
+            false,
+        );
+        assert!(
+            run.wait_for_lines(RUNNING, 1, Duration::from_secs(60)),
+            "restart of generation {g} did not run:\n{}",
+            run.log_text()
+        );
+        // The stdout file already holds "done" from earlier runs: signal until it exits.
+        let end = Instant::now() + Duration::from_secs(60);
+        while run.running() && Instant::now() < end {
+            run.signal(libc::SIGUSR2);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let code = run.wait(Duration::from_secs(1));
+        assert_eq!(code, 0, "restart of generation {g} exited with {code}");
+        let got = fs::read(dir.join("stdout")).unwrap_or_default();
+        assert!(
+            got == native,
+            "restart of generation {g}: stdout differs from the native run:\n{}\nvs native\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(native)
+        );
+    }
+}
+
+fn native_stdout(scratch: &Scratch, permille: &str) -> Vec<u8> {
+    let out = run_native(&dirtymem(permille, "timed"), &scratch.sub("native"));
+    assert_eq!(out.code, 0, "native run failed");
+    out.stdout
+}
+
+fn every_generation_restarts(permille: &str, job: &str, user: Option<&str>) {
+    let scratch = Scratch::new();
+    let native = native_stdout(&scratch, permille);
+    let store = launch_and_checkpoint(&scratch, job, permille, 4, true, user);
+    let gens = generations(&store, job);
+    assert_eq!(gens.len(), 4);
+    // Every checkpoint after the first skipped most pages: tracking was in effect.
+    for g in &gens[1..] {
+        let (scanned, skipped) = (
+            info_u64(g, &["pages_scanned"]),
+            info_u64(g, &["pages_skipped"]),
+        );
+        assert!(
+            skipped > scanned,
+            "generation {g}: scanned {scanned} pages, skipped only {skipped}"
+        );
+    }
+    let ids: Vec<u64> = gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)).collect();
+    restart_each(&scratch, &store, job, &ids, &native, true, user);
+}
+
+#[test]
+fn ten_percent_dirty_every_generation_restarts_to_native_result() {
+    every_generation_restarts("100", "dirty10", None);
+}
+
+#[test]
+fn unprivileged_user_gets_incremental_checkpoints_too() {
+    every_generation_restarts("10", "dirty-user", Some(TEST_USER));
+}
+
+#[test]
+fn one_percent_dirty_every_generation_restarts_to_native_result() {
+    every_generation_restarts("10", "dirty1", None);
+}
+
+#[test]
+fn second_generation_writes_about_the_changed_bytes() {
+    let scratch = Scratch::new();
+    let store = launch_and_checkpoint(&scratch, "cost", "10", 2, true, None);
+    let gens = generations(&store, "cost");
+    let second = &gens[1];
+    let mib: u64 = MIB.parse().unwrap_or(0);
+    // Round 0: 1% of the 64 KiB blocks rewritten with random data, one 4-block side
+    // mapping created and filled (incompressible), one block dropped.
+    let blocks = (mib << 20) / BLOCK * 10 / 1000;
+    let changed = (blocks + 4) * BLOCK;
+    let written = info_u64(second, &["stats", "new_stored_bytes"]);
+    assert!(
+        written <= changed * 3 / 2,
+        "generation 2 wrote {written} bytes for {changed} changed bytes"
+    );
+    assert!(
+        written >= changed / 2,
+        "generation 2 wrote only {written} bytes for {changed} changed bytes"
+    );
+    let skipped = info_u64(second, &["pages_skipped"]);
+    assert!(
+        skipped >= (mib << 20) / 4096 * 9 / 10,
+        "generation 2 skipped only {skipped} pages"
+    );
+}
+
+#[test]
+fn tracking_disabled_takes_full_checkpoints_with_the_same_results() {
+    let scratch = Scratch::new();
+    let native = native_stdout(&scratch, "100");
+    let store = launch_and_checkpoint(&scratch, "untracked", "100", 3, false, None);
+    let gens = generations(&store, "untracked");
+    let mib: u64 = MIB.parse().unwrap_or(0);
+    for g in &gens {
+        let scanned = info_u64(g, &["pages_scanned"]);
+        assert!(
+            scanned >= (mib << 20) / 4096,
+            "generation {g}: only {scanned} pages read with tracking disabled"
+        );
+    }
+    let ids: Vec<u64> = gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)).collect();
+    restart_each(&scratch, &store, "untracked", &ids, &native, false, None);
+}
