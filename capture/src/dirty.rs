@@ -19,15 +19,18 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-use crate::checkpoint::{self, BLOCK_ALL};
+use crate::checkpoint::BLOCK_ALL;
 use crate::error::{Error, Result};
+use crate::files::CheckpointOptions;
 use crate::freeze::Frozen;
 use crate::image::{Backing, MemorySink, ProcessImage, ProcessTreeImage, RegionSource, Vma};
 use crate::inject::{self, Injector};
+use crate::procfs;
 use crate::ptrace;
 use crate::sandbox::Sandbox;
+use crate::tree::FrozenTree;
 use crate::uffd::{self, Uffd, UFFD_USER_MODE_ONLY};
-use crate::IMAGE_FORMAT;
+use crate::Captured;
 
 const PAGE: u64 = 4096;
 
@@ -250,6 +253,8 @@ fn changed_ranges(
 /// A sink wrapper that asks the tracker which pages of each region changed.
 struct TrackingSink<'a> {
     inner: &'a mut dyn MemorySink,
+    /// Only this process's mappings (pid inside the job's namespace) are tracked.
+    root_pid: i32,
     armed: &'a HashMap<Key, Vec<(u64, u64)>>,
     pagemap: Option<File>,
     rescanned: HashSet<Key>,
@@ -276,6 +281,10 @@ impl MemorySink for TrackingSink<'_> {
         _changed: Option<&[(u64, u64)]>,
         source: RegionSource<'_>,
     ) -> io::Result<()> {
+        if pid != self.root_pid {
+            self.stats.full_regions += 1;
+            return self.inner.put_vma(pid, index, vma, None, source);
+        }
         let k = key(vma);
         let prev = self.armed.get(&k).filter(|_| trackable(vma));
         let scanned = match (prev, &self.pagemap) {
@@ -308,55 +317,68 @@ impl MemorySink for TrackingSink<'_> {
 }
 
 impl Sandbox {
-    /// Like [`Sandbox::checkpoint`], with dirty-page tracking: regions of mappings `tracker`
-    /// proves partly clean reach the sink's [`MemorySink::put_vma`] with their changed ranges,
-    /// and tracking is (re-)armed before the program runs again. When tracking cannot be set
-    /// up the checkpoint is still taken, in full ([`DirtyTracker::unavailable`] says why).
+    /// Like [`Sandbox::checkpoint`], with dirty-page tracking of the launched (root) process:
+    /// regions of its mappings that `tracker` proves partly clean reach the sink's
+    /// [`MemorySink::put_vma`] with their changed ranges, and tracking is (re-)armed before the
+    /// program runs again. Other processes of the tree are captured in full. When tracking
+    /// cannot be set up the checkpoint is still taken, in full ([`DirtyTracker::unavailable`]
+    /// says why).
     pub fn checkpoint_tracked(
         &self,
         tracker: &mut DirtyTracker,
         sink: &mut dyn MemorySink,
     ) -> Result<ProcessTreeImage> {
-        let pid = self.program_pid();
-        let frozen = Frozen::freeze(pid)?;
-        tracker.revalidate(pid);
-        let pagemap = File::open(format!("/proc/{pid}/pagemap")).ok();
-        let mut ts = TrackingSink {
-            inner: sink,
-            armed: &tracker.armed,
-            pagemap,
-            rescanned: HashSet::new(),
-            stats: DirtyStats::default(),
-        };
-        let image = checkpoint::capture_frozen(&frozen, &mut ts);
-        let (rescanned, stats) = (ts.rescanned, ts.stats);
-        tracker.last = stats;
-        match &image {
-            Ok(img) => {
-                if let Err(e) = tracker.arm(&frozen, img, rescanned) {
-                    tracker.uffd = None;
-                    tracker.armed.clear();
-                    tracker.unavailable = Some(e.to_string());
-                } else {
-                    tracker.unavailable = None;
-                }
-            }
-            Err(_) => tracker.invalidate(),
-        }
-        drop(frozen);
-        let image = image.map_err(|e| {
-            if crate::program_gone(pid) {
-                Error::Exited { pid }
-            } else {
-                e
-            }
-        });
-        Ok(ProcessTreeImage {
-            format: IMAGE_FORMAT,
-            user_ns: self.user_ns(),
-            processes: vec![image?],
-        })
+        self.checkpoint_inner(sink, &CheckpointOptions::from_env()?, Some(tracker))
     }
+}
+
+/// Captures a frozen tree through `capture` with the root process's regions checked against
+/// `tracker`, then re-arms tracking on the root (or drops every baseline on failure).
+pub(crate) fn capture_tracked(
+    frozen: &FrozenTree,
+    tracker: &mut DirtyTracker,
+    sink: &mut dyn MemorySink,
+    capture: impl FnOnce(&mut dyn MemorySink) -> Result<Captured>,
+) -> Result<Captured> {
+    let Some((root, _)) = frozen.procs.iter().find(|(_, parent)| *parent == 0) else {
+        tracker.invalidate();
+        return capture(sink);
+    };
+    let outer = root.pid;
+    let Ok(root_pid) = procfs::inner_pid(&format!("/proc/{outer}/status")) else {
+        tracker.invalidate();
+        return capture(sink);
+    };
+    tracker.revalidate(outer);
+    let pagemap = File::open(format!("/proc/{outer}/pagemap")).ok();
+    let mut ts = TrackingSink {
+        inner: sink,
+        root_pid,
+        armed: &tracker.armed,
+        pagemap,
+        rescanned: HashSet::new(),
+        stats: DirtyStats::default(),
+    };
+    let captured = capture(&mut ts);
+    let (rescanned, stats) = (ts.rescanned, ts.stats);
+    tracker.last = stats;
+    let root_image = captured
+        .as_ref()
+        .ok()
+        .and_then(|c| c.0.iter().find(|p| p.pid == root_pid));
+    match root_image {
+        Some(img) => {
+            if let Err(e) = tracker.arm(root, img, rescanned) {
+                tracker.uffd = None;
+                tracker.armed.clear();
+                tracker.unavailable = Some(e.to_string());
+            } else {
+                tracker.unavailable = None;
+            }
+        }
+        None => tracker.invalidate(),
+    }
+    captured
 }
 
 #[cfg(test)]

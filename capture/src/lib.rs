@@ -65,25 +65,25 @@ impl Sandbox {
         sink: &mut dyn MemorySink,
         opts: &CheckpointOptions,
     ) -> Result<ProcessTreeImage> {
+        self.checkpoint_inner(sink, opts, None)
+    }
+
+    /// Freeze the whole tree and capture it; with a tracker, the root process's memory is
+    /// captured incrementally ([`dirty`]) and tracking is re-armed before the tree runs again.
+    pub(crate) fn checkpoint_inner(
+        &self,
+        sink: &mut dyn MemorySink,
+        opts: &CheckpointOptions,
+        tracker: Option<&mut dirty::DirtyTracker>,
+    ) -> Result<ProcessTreeImage> {
         let pid = self.program_pid();
-        let image = tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| {
-            let (procs, zombies) = frozen.capture(sink)?;
-            let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
-            let pipes = pipes::capture_pipes(&outer, &procs, sink)?;
-            // Still frozen: file sizes and contents are those of the checkpoint moment.
-            let mut seen = Vec::new();
-            let mut files = Vec::new();
-            for ((fz, _), p) in frozen.procs.iter().zip(&procs) {
-                files.extend(files::capture_written(
-                    fz.pid,
-                    p,
-                    opts.file_capture_max,
-                    &mut seen,
-                    sink,
-                )?);
-            }
-            Ok((procs, zombies, files, pipes))
-        });
+        let image =
+            tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| match tracker {
+                Some(t) => {
+                    dirty::capture_tracked(&frozen, t, sink, |s| capture_tree(&frozen, s, opts))
+                }
+                None => capture_tree(&frozen, sink, opts),
+            });
         // Whatever failed, a program that is gone means "exited during the checkpoint".
         let (processes, zombies, files, pipes) = image.map_err(|e| {
             if program_gone(pid) {
@@ -101,6 +101,38 @@ impl Sandbox {
             pipes,
         })
     }
+}
+
+/// Everything captured of a frozen tree: processes, zombies, written files, pipes.
+pub(crate) type Captured = (
+    Vec<ProcessImage>,
+    Vec<ZombieImage>,
+    Vec<WrittenFile>,
+    Vec<PipeImage>,
+);
+
+/// Capture a frozen tree: every process, then pipes and written files (still frozen, so file
+/// sizes and contents are those of the checkpoint moment).
+fn capture_tree(
+    frozen: &tree::FrozenTree,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+) -> Result<Captured> {
+    let (procs, zombies) = frozen.capture(sink)?;
+    let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
+    let pipes = pipes::capture_pipes(&outer, &procs, sink)?;
+    let mut seen = Vec::new();
+    let mut files = Vec::new();
+    for ((fz, _), p) in frozen.procs.iter().zip(&procs) {
+        files.extend(files::capture_written(
+            fz.pid,
+            p,
+            opts.file_capture_max,
+            &mut seen,
+            sink,
+        )?);
+    }
+    Ok((procs, zombies, files, pipes))
 }
 
 /// True when `pid` no longer runs (no /proc entry, zombie or dead).
