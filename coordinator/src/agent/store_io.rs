@@ -105,3 +105,90 @@ impl MemorySource for StoreSource<'_> {
         self.reader.read_all(&s).map_err(io_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_store::{GenerationInfo, InitOptions, Store};
+    use std::sync::Mutex;
+
+    /// Deterministic, incompressible-ish bytes with an all-zero stretch in the middle.
+    fn region(len: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        let mut v: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let z = len / 3;
+        v[z..2 * z].fill(0);
+        v
+    }
+
+    #[test]
+    fn regions_and_files_round_trip_through_a_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::init(&dir.path().join("s"), InitOptions::default()).unwrap();
+        let a = region(1 << 20, 7);
+        let b = region(300 * 4096, 9);
+        let file = b"contents of a deleted file".to_vec();
+        let mut w = store.writer().unwrap();
+        let mut sink = StoreSink::new(&mut w);
+        for (pid, idx, data) in [(1, 0usize, &a), (1, 5, &b), (7, 2, &a)] {
+            let src = |off: u64, buf: &mut [u8]| {
+                buf.copy_from_slice(&data[off as usize..off as usize + buf.len()]);
+                Ok(())
+            };
+            sink.put_region(pid, idx, data.len() as u64, &src).unwrap();
+        }
+        sink.put_file(1, 4, &mut file.as_slice()).unwrap();
+        let tree = sink.finish_tree(b"{\"image\":true}").unwrap();
+        let agents = w.put_tree(vec![("0".into(), tree)]).unwrap();
+        let root = w.put_tree(vec![("agents".into(), agents)]).unwrap();
+        let stats = w.finish().unwrap();
+        let info = GenerationInfo {
+            kind: "checkpoint".into(),
+            stats,
+            ..Default::default()
+        };
+        let id = store.commit("j", &root, info).unwrap();
+
+        let chunk_size = store.config().memory_chunk_size as usize;
+        let reader = store.reader(id).unwrap();
+        let image = reader
+            .read_all(&reader.lookup("agents/0/image.json").unwrap())
+            .unwrap();
+        assert_eq!(image, b"{\"image\":true}");
+        let source = StoreSource::new(&reader, "agents/0/");
+        for (pid, idx, data) in [(1, 0usize, &a), (1, 5, &b), (7, 2, &a)] {
+            let out = Mutex::new(vec![0xffu8; data.len()]);
+            let f = |off: u64, chunk: Option<&[u8]>| {
+                let mut o = out.lock().unwrap();
+                let off = off as usize;
+                match chunk {
+                    Some(c) => o[off..off + c.len()].copy_from_slice(c),
+                    // An all-zero chunk: its length is the store's chunk size, clipped to the end.
+                    None => {
+                        let end = (off + chunk_size).min(o.len());
+                        o[off..end].fill(0);
+                    }
+                }
+                Ok(())
+            };
+            source.for_each_chunk(pid, idx, &f).unwrap();
+            assert!(
+                out.into_inner().unwrap() == *data,
+                "region {pid}/{idx} differs"
+            );
+        }
+        assert_eq!(source.read_file(1, 4).unwrap(), file);
+        assert!(
+            source.for_each_chunk(1, 1, &|_, _| Ok(())).is_err(),
+            "a region never stored"
+        );
+        assert!(source.read_file(2, 4).is_err());
+    }
+}
