@@ -4,6 +4,8 @@ pub mod agent_common;
 pub mod bench_store;
 pub mod command;
 pub mod common;
+pub mod coord_opts;
+pub mod coordinated;
 pub mod coordinator;
 pub mod launch;
 pub mod render;

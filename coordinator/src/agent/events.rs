@@ -103,36 +103,58 @@ impl EventSource {
     /// that a checkpoint is never started for a program that is already gone.
     pub fn next(&mut self, pidfd: BorrowedFd<'_>) -> Result<Event, AgentError> {
         loop {
-            let (exited, signalled, ticked) = {
+            if let Some(ev) = self.next_or_peer(pidfd, None)? {
+                return Ok(ev);
+            }
+        }
+    }
+
+    /// Like [`EventSource::next`], also watching `peer` (e.g. the coordinator connection):
+    /// returns `Ok(None)` when `peer` is readable or hung up. Exits and signals come first,
+    /// then the peer, then ticks.
+    pub fn next_or_peer(
+        &mut self,
+        pidfd: BorrowedFd<'_>,
+        peer: Option<BorrowedFd<'_>>,
+    ) -> Result<Option<Event>, AgentError> {
+        loop {
+            let (exited, signalled, peer_ready, ticked) = {
                 let mut fds = vec![
                     PollFd::new(pidfd, PollFlags::POLLIN),
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 ];
-                if let Some(t) = &self.timer {
+                let peer_at = peer.map(|p| {
+                    fds.push(PollFd::new(p, PollFlags::POLLIN));
+                    fds.len() - 1
+                });
+                let timer_at = self.timer.as_ref().map(|t| {
                     fds.push(PollFd::new(t.as_fd(), PollFlags::POLLIN));
-                }
+                    fds.len() - 1
+                });
                 match poll(&mut fds, PollTimeout::NONE) {
                     Ok(_) => {}
                     Err(Errno::EINTR) => continue,
                     Err(e) => return Err(AgentError::sys("poll", e)),
                 }
                 let ready = |f: &PollFd| {
-                    f.revents()
-                        .is_some_and(|r| !(r & (PollFlags::POLLIN | PollFlags::POLLHUP)).is_empty())
+                    f.revents().is_some_and(|r| {
+                        !(r & (PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
+                            .is_empty()
+                    })
                 };
-                (
-                    ready(&fds[0]),
-                    ready(&fds[1]),
-                    fds.get(2).is_some_and(ready),
-                )
+                let at = |i: Option<usize>| i.and_then(|i| fds.get(i)).is_some_and(ready);
+                (ready(&fds[0]), ready(&fds[1]), at(peer_at), at(timer_at))
             };
             if exited {
-                return Ok(Event::Exited);
+                return Ok(Some(Event::Exited));
             }
             if signalled {
                 if let Some(ev) = self.read_signal()? {
-                    return Ok(ev);
+                    return Ok(Some(ev));
                 }
+            }
+            if peer_ready {
+                return Ok(None);
             }
             if ticked {
                 if let Some(t) = &self.timer {
@@ -143,7 +165,7 @@ impl EventSource {
                         Err(e) => return Err(AgentError::sys("reading timerfd", e)),
                     }
                 }
-                return Ok(Event::Tick);
+                return Ok(Some(Event::Tick));
             }
         }
     }
