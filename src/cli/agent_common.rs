@@ -199,3 +199,29 @@ pub fn unknown_job_is_none<T>(r: Result<T, StoreError>) -> Result<Option<T>, Sto
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_in_seconds_or_human_durations() {
+        assert_eq!(parse_interval("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_interval("1h 30m"), Ok(Duration::from_secs(5400)));
+        for bad in ["0", "-1", "abc", "0.001", "NaN", ""] {
+            assert!(parse_interval(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn job_names_follow_the_store_rules() {
+        for good in ["sim", "a.b_c-1", "4242"] {
+            assert!(check_job_name(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", ".x", "a/b", "a b", &"x".repeat(129)] {
+            assert!(check_job_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -148,3 +148,19 @@ fn requeue(id: &str) -> anyhow::Result<i32> {
     eprintln!("cairn: Slurm job {id} requeued");
     Ok(EXIT_RESUME)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_signals_by_name_or_number() {
+        assert_eq!(parse_signal("USR1"), Ok(Signal::SIGUSR1));
+        assert_eq!(parse_signal("sigusr2"), Ok(Signal::SIGUSR2));
+        assert_eq!(parse_signal("SIGTERM"), Ok(Signal::SIGTERM));
+        assert_eq!(parse_signal("10"), Ok(Signal::SIGUSR1));
+        for bad in ["KILL", "9", "STOP", "CHLD", "FOO", "999", ""] {
+            assert!(parse_signal(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

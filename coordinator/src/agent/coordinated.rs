@@ -51,10 +51,10 @@ impl<P: JobProcess> Agent<P> {
         loop {
             let event = {
                 let peer = conn.as_ref().map(|c| c.as_fd());
-                self.events.next_or_peer(self.process.pidfd(), peer)?
+                self.events.next_with(self.process.pidfd(), peer)?
             };
             match event {
-                Some(Event::Exited) => {
+                Event::Exited => {
                     let status = self.process.reap()?;
                     if let Some(c) = conn.take() {
                         c.close();
@@ -63,20 +63,20 @@ impl<P: JobProcess> Agent<P> {
                 }
                 // Coordinated agents have no timer of their own (the coordinator's
                 // `--interval` schedules checkpoints); a tick asks it like SIGUSR1 does.
-                Some(Event::Tick) => self.request_checkpoint(&addr, conn.is_some()),
-                Some(Event::Signal {
+                Event::Tick => self.request_checkpoint(&addr, conn.is_some()),
+                Event::Signal {
                     signal: Signal::SIGUSR1,
                     ..
-                }) => self.request_checkpoint(&addr, conn.is_some()),
-                Some(Event::Signal {
+                } => self.request_checkpoint(&addr, conn.is_some()),
+                Event::Signal {
                     signal,
                     from_kernel,
-                }) => {
+                } => {
                     if let Some(end) = self.on_signal(signal, from_kernel)? {
                         return Ok(self.report(end));
                     }
                 }
-                None => {
+                Event::External => {
                     let Some(c) = conn.as_mut() else { continue };
                     let next = match c.recv() {
                         Ok(Some(msg)) => self.on_message(msg, c, &mut stored)?,

@@ -62,6 +62,8 @@ pub enum Event {
     },
     /// The interval timer fired.
     Tick,
+    /// The extra descriptor given to [`EventSource::next_with`] is readable.
+    External,
 }
 
 /// The multiplexer over signalfd, timerfd and the watched process's pidfd.
@@ -102,29 +104,24 @@ impl EventSource {
     /// Waits for the next event. Exits take precedence over signals, signals over ticks, so
     /// that a checkpoint is never started for a program that is already gone.
     pub fn next(&mut self, pidfd: BorrowedFd<'_>) -> Result<Event, AgentError> {
-        loop {
-            if let Some(ev) = self.next_or_peer(pidfd, None)? {
-                return Ok(ev);
-            }
-        }
+        self.next_with(pidfd, None)
     }
 
-    /// Like [`EventSource::next`], also watching `peer` (e.g. the coordinator connection):
-    /// returns `Ok(None)` when `peer` is readable or hung up. Exits and signals come first,
-    /// then the peer, then ticks.
-    pub fn next_or_peer(
+    /// [`EventSource::next`] that also watches `extra` (e.g. a coordinator connection),
+    /// reported as [`Event::External`] after exits and signals, before ticks.
+    pub fn next_with(
         &mut self,
         pidfd: BorrowedFd<'_>,
-        peer: Option<BorrowedFd<'_>>,
-    ) -> Result<Option<Event>, AgentError> {
+        extra: Option<BorrowedFd<'_>>,
+    ) -> Result<Event, AgentError> {
         loop {
-            let (exited, signalled, peer_ready, ticked) = {
+            let (exited, signalled, external, ticked) = {
                 let mut fds = vec![
                     PollFd::new(pidfd, PollFlags::POLLIN),
                     PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 ];
-                let peer_at = peer.map(|p| {
-                    fds.push(PollFd::new(p, PollFlags::POLLIN));
+                let extra_at = extra.map(|fd| {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
                     fds.len() - 1
                 });
                 let timer_at = self.timer.as_ref().map(|t| {
@@ -137,24 +134,26 @@ impl EventSource {
                     Err(e) => return Err(AgentError::sys("poll", e)),
                 }
                 let ready = |f: &PollFd| {
-                    f.revents().is_some_and(|r| {
-                        !(r & (PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR))
-                            .is_empty()
-                    })
+                    f.revents()
+                        .is_some_and(|r| !(r & (PollFlags::POLLIN | PollFlags::POLLHUP)).is_empty())
                 };
-                let at = |i: Option<usize>| i.and_then(|i| fds.get(i)).is_some_and(ready);
-                (ready(&fds[0]), ready(&fds[1]), at(peer_at), at(timer_at))
+                (
+                    ready(&fds[0]),
+                    ready(&fds[1]),
+                    extra_at.is_some_and(|i| ready(&fds[i])),
+                    timer_at.is_some_and(|i| ready(&fds[i])),
+                )
             };
             if exited {
-                return Ok(Some(Event::Exited));
+                return Ok(Event::Exited);
             }
             if signalled {
                 if let Some(ev) = self.read_signal()? {
-                    return Ok(Some(ev));
+                    return Ok(ev);
                 }
             }
-            if peer_ready {
-                return Ok(None);
+            if external {
+                return Ok(Event::External);
             }
             if ticked {
                 if let Some(t) = &self.timer {
@@ -165,7 +164,7 @@ impl EventSource {
                         Err(e) => return Err(AgentError::sys("reading timerfd", e)),
                     }
                 }
-                return Ok(Some(Event::Tick));
+                return Ok(Event::Tick);
             }
         }
     }
@@ -248,6 +247,31 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(ev.next(pidfd.as_fd()).unwrap(), Event::Exited);
+    }
+
+    #[test]
+    fn reports_an_extra_descriptor_after_signals() {
+        block_agent_signals(None).unwrap();
+        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+        let pidfd = pidfd_of(child.id());
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut ev = EventSource::new(None, None).unwrap();
+        nix::unistd::write(&w, b"x").unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR1).unwrap();
+        assert!(matches!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::Signal { .. }
+        ));
+        assert_eq!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::External
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            ev.next_with(pidfd.as_fd(), Some(r.as_fd())).unwrap(),
+            Event::Exited
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod report;
 pub mod sandbox_job;
 pub mod store_io;
 
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, Writer};
@@ -214,12 +215,37 @@ impl<P: JobProcess> Agent<P> {
         }
     }
 
+    /// Kills the program (SIGKILL to the whole job) and waits for it.
+    pub fn kill_program(&mut self) -> Result<ProgramExit, AgentError> {
+        self.process.kill()?;
+        self.process.reap()
+    }
+
     /// Runs the event loop until the program ends (or, with
     /// [`StopPolicy::CheckpointAndStop`], until it was checkpointed and stopped).
-    pub fn run(mut self) -> Result<AgentReport, AgentError> {
+    pub fn run(self) -> Result<AgentReport, AgentError> {
+        self.run_with(None, |_| Ok(None))
+    }
+
+    /// [`Agent::run`] that also watches `extra` (e.g. a coordinator connection): when it is
+    /// readable, `on_extra` is called with the agent (to checkpoint, write a tree, kill ...);
+    /// returning `Some(end)` ends the loop with that outcome.
+    pub fn run_with<F>(
+        mut self,
+        extra: Option<BorrowedFd<'_>>,
+        mut on_extra: F,
+    ) -> Result<AgentReport, AgentError>
+    where
+        F: FnMut(&mut Self) -> Result<Option<JobEnd>, AgentError>,
+    {
         loop {
-            let event = self.events.next(self.process.pidfd())?;
+            let event = self.events.next_with(self.process.pidfd(), extra)?;
             match event {
+                Event::External => {
+                    if let Some(end) = on_extra(&mut self)? {
+                        return Ok(self.report(end));
+                    }
+                }
                 Event::Exited => {
                     let status = self.process.reap()?;
                     return Ok(self.report(JobEnd::Exited { status }));
