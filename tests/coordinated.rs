@@ -293,3 +293,39 @@ fn agent_id_of(job: &Job) -> String {
         .expect("registration line");
     line.split_whitespace().nth(2).unwrap().to_string()
 }
+
+#[test]
+fn launch_refuses_a_store_other_than_the_coordinators_and_starts_nothing() {
+    let w = World::new();
+    let port = w.coordinator("port");
+    let other = w.scratch.sub("other-store");
+    let marker = w.scratch.dir.path().join("started");
+    let out = w
+        .cairn()
+        .args(["launch", "--job", "j", "--coord-port", &port.to_string()])
+        .arg("--store")
+        .arg(&other)
+        .args(["--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("commits into store"));
+    assert!(!marker.exists());
+    let _ = w.command(port, &["--quit"]);
+}
+
+#[test]
+fn interval_is_the_coordinators_in_coordinated_mode() {
+    let w = World::new();
+    let out = w
+        .cairn()
+        .args(["launch", "--job", "j", "--coordinator", "--interval", "5"])
+        .arg("--store")
+        .arg(w.scratch.store())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("cairn coordinator --interval"));
+}

@@ -56,20 +56,42 @@ impl Coordinated<'_> {
         connect_or_spawn(host, *port).with_context(|| format!("coordinator {host}:{port}"))
     }
 
-    /// `--store`, else the store the coordinator commits into.
+    /// `--store`, else the store the coordinator commits into. A `--store` that is not the
+    /// coordinator's is refused when the coordinator runs on this machine (its generations
+    /// would name chunks it cannot find); for a remote one, where the same shared store may be
+    /// mounted elsewhere, it is a warning.
     fn store_dir(&self, addr: &CoordinatorAddress) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.store.store {
-            return Ok(dir.clone());
-        }
         let answer = CommandClient::connect(addr)
             .and_then(|mut c| c.request(&Request::Status))
             .context("asking the coordinator for its store")?;
-        match answer {
-            Response::Status(s) => s.store.map(PathBuf::from).ok_or_else(|| {
-                usage("no store given: pass --store DIR or set CAIRN_STORE (the coordinator has none)")
-            }),
-            other => Err(anyhow::anyhow!(
-                "unexpected answer from the coordinator: {other:?}"
+        let theirs = match answer {
+            Response::Status(s) => s.store.map(PathBuf::from),
+            other => {
+                return Err(anyhow::anyhow!(
+                    "unexpected answer from the coordinator: {other:?}"
+                ))
+            }
+        };
+        match (&self.store.store, theirs) {
+            (Some(mine), Some(theirs)) => {
+                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                if canon(mine) != canon(&theirs) {
+                    let msg = format!(
+                        "the coordinator commits into store {} but --store is {}",
+                        theirs.display(),
+                        mine.display()
+                    );
+                    if is_this_host(&addr.host) {
+                        return Err(usage(msg));
+                    }
+                    eprintln!("cairn: warning: {msg}");
+                }
+                Ok(mine.clone())
+            }
+            (Some(mine), None) => Ok(mine.clone()),
+            (None, Some(theirs)) => Ok(theirs),
+            (None, None) => Err(usage(
+                "no store given: pass --store DIR or set CAIRN_STORE (the coordinator has none)",
             )),
         }
     }
@@ -251,4 +273,13 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(99)
+}
+
+/// True when `host` names this machine.
+fn is_this_host(host: &str) -> bool {
+    host == "localhost"
+        || host == hostname()
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
