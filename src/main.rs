@@ -26,6 +26,10 @@ enum Command {
     Store(cli::store_cmds::StoreCmd),
     /// List the generations in the store.
     Generations(cli::store_cmds::GenerationsArgs),
+    /// Drop generations by retention rules (keep-last/within/hourly/daily), with reasons.
+    Prune(cli::gc_cmds::PruneArgs),
+    /// Reclaim the space of chunks no generation reaches (safe while checkpoints run).
+    Gc(cli::gc_cmds::GcArgs),
     /// Check packs and generations (structure, or every byte with --read-data).
     Verify(cli::store_cmds::VerifyArgs),
     /// Save files and directories as a new generation of a job.
@@ -50,6 +54,8 @@ fn main() {
         Command::Run(a) => cli::run::run(a),
         Command::Store(c) => cli::store_cmds::store(c),
         Command::Generations(a) => cli::store_cmds::generations(a),
+        Command::Prune(a) => cli::gc_cmds::prune(a),
+        Command::Gc(a) => cli::gc_cmds::gc(a),
         Command::Verify(a) => cli::store_cmds::verify(a),
         Command::Save(a) => cli::save_load::save(a),
         Command::Load(a) => cli::save_load::load(a),

@@ -134,11 +134,15 @@ pub fn run_agent(
     store: Store,
     job: &str,
     agent_id: String,
-    interval: Option<Duration>,
-    stop: StopPolicy,
+    policy: AgentPolicy,
     process: SandboxJob,
     restored_from: Option<u64>,
 ) -> anyhow::Result<AgentReport> {
+    let AgentPolicy {
+        interval,
+        stop,
+        retention,
+    } = policy;
     let opts = AgentOptions {
         store,
         job: job.to_string(),
@@ -146,6 +150,7 @@ pub fn run_agent(
         interval,
         stop,
         verbose: true,
+        retention,
     };
     let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
     eprintln!(
@@ -153,6 +158,16 @@ pub fn run_agent(
         std::process::id()
     );
     agent.run().map_err(agent_err)
+}
+
+/// When the agent checkpoints, what signals do, and what it keeps.
+pub struct AgentPolicy {
+    /// Periodic checkpoints.
+    pub interval: Option<Duration>,
+    /// What the checkpoint and termination signals do.
+    pub stop: StopPolicy,
+    /// Retention applied after each committed checkpoint.
+    pub retention: Option<cairn_gc::Policy>,
 }
 
 /// Prints the final report (one JSON line with `--json`, else one human line, both on

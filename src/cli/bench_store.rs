@@ -18,6 +18,8 @@ use crate::exit::usage;
 pub enum BenchCmd {
     /// Ingest, second-generation and reassembly throughput of the store.
     Store(BenchStoreArgs),
+    /// prune --keep-last N and gc on a store of many generations of one job.
+    Gc(crate::cli::bench_gc::BenchGcArgs),
 }
 
 /// `cairn bench store`.
@@ -102,7 +104,10 @@ fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u6
 
 /// Run `cairn bench store`.
 pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
-    let BenchCmd::Store(a) = cmd;
+    let a = match cmd {
+        BenchCmd::Store(a) => a,
+        BenchCmd::Gc(a) => return crate::cli::bench_gc::bench_gc(a),
+    };
     let size = a
         .size_mib
         .checked_mul(1 << 20)

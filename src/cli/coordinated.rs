@@ -144,6 +144,8 @@ fn run(
         interval: None,
         stop: StopPolicy::Forward,
         verbose: true,
+        // Generations are committed by the coordinator; retention is not an agent's business.
+        retention: None,
     };
     let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
     eprintln!(

@@ -8,7 +8,7 @@ use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
 use clap::Args;
 
 use super::agent_common::{
-    agent_err, check_job_name, finish, open_or_init_store, parse_interval, run_agent,
+    agent_err, check_job_name, finish, open_or_init_store, parse_interval, run_agent, AgentPolicy,
     DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
@@ -54,8 +54,11 @@ pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
         store,
         &args.job,
         DEFAULT_AGENT_ID.to_string(),
-        args.interval,
-        StopPolicy::Forward,
+        AgentPolicy {
+            interval: args.interval,
+            stop: StopPolicy::Forward,
+            retention: None,
+        },
         process,
         None,
     )?;

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::agent_common::{
     agent_err, check_job_name, choose_generation, finish, open_store, parse_interval,
-    restore_generation, run_agent,
+    restore_generation, run_agent, AgentPolicy,
 };
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
@@ -57,8 +57,11 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
         store,
         &args.job,
         agent_id,
-        args.interval,
-        StopPolicy::Forward,
+        AgentPolicy {
+            interval: args.interval,
+            stop: StopPolicy::Forward,
+            retention: None,
+        },
         process,
         Some(g.id.0),
     )?;

@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 
 use super::agent_common::{
     agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_generation,
-    run_agent, unknown_job_is_none, DEFAULT_AGENT_ID,
+    run_agent, unknown_job_is_none, AgentPolicy, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
 use crate::exit::{usage, EXIT_RESUME};
@@ -32,6 +32,11 @@ pub struct RunArgs {
     /// The signal that means "checkpoint and stop" (SIGTERM always does too).
     #[arg(long, value_name = "SIG", default_value = "USR1", value_parser = parse_signal)]
     checkpoint_signal: Signal,
+    /// After every committed checkpoint keep only the newest N generations of the job (the
+    /// newest consistent one and its fallback are always kept) and reclaim the space of the
+    /// others (`cairn prune --keep-last N` + `cairn gc`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    keep_last: Option<u64>,
     /// Inside a Slurm job: after the final checkpoint, put this job back into the queue with
     /// `scontrol requeue $SLURM_JOB_ID` so it resumes in its next allocation.
     #[arg(long)]
@@ -124,8 +129,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         store,
         &job,
         agent_id,
-        args.interval,
-        stop,
+        AgentPolicy {
+            interval: args.interval,
+            stop,
+            retention: args.keep_last.map(|n| cairn_gc::Policy::last(n as usize)),
+        },
         process,
         restored_from,
     )?;

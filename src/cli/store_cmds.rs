@@ -59,6 +59,9 @@ pub struct GenerationsArgs {
     /// Only this job.
     #[arg(long)]
     pub job: Option<String>,
+    /// Retention rules: show what `cairn prune` with them would keep (and why) or drop.
+    #[command(flatten)]
+    pub policy: crate::cli::gc_cmds::PolicyArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub opt: StoreOpt,
@@ -215,25 +218,40 @@ fn clean(a: CleanArgs) -> anyhow::Result<i32> {
 pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
     let store = a.opt.open()?;
     let gens = store.generations(a.job.as_deref())?;
+    let keep = if gens.is_empty() {
+        Default::default()
+    } else {
+        crate::cli::gc_cmds::retention_column(&store, a.job.as_deref(), &a.policy)?
+    };
     if a.opt.json {
-        print_json(&gens)?;
+        let mut v = serde_json::to_value(&gens)?;
+        if let Some(arr) = v.as_array_mut() {
+            for (g, x) in gens.iter().zip(arr.iter_mut()) {
+                if let Some(o) = x.as_object_mut() {
+                    let r = keep.get(&g.id.0).cloned().unwrap_or_default();
+                    o.insert("retention".into(), r.into());
+                }
+            }
+        }
+        print_json(&v)?;
         return Ok(0);
     }
     println!(
-        "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>9}",
+        "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>9}  RETENTION",
         "ID", "JOB", "TIME", "KIND", "LOGICAL", "NEW", "DURATION"
     );
     for g in gens {
         let dur = g.info.end_ms.saturating_sub(g.info.start_ms);
         println!(
-            "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>8.2}s",
+            "{:>6}  {:<20}  {:<20}  {:<10}  {:>10}  {:>10}  {:>8.2}s  {}",
             g.id.0,
             g.job,
             format_time_ms(g.time_ms),
             g.info.kind,
             human_bytes(g.info.stats.logical_bytes),
             human_bytes(g.info.stats.new_stored_bytes),
-            dur as f64 / 1000.0
+            dur as f64 / 1000.0,
+            keep.get(&g.id.0).map(String::as_str).unwrap_or("")
         );
     }
     Ok(0)

@@ -55,7 +55,7 @@ pub struct IndexTotals {
 
 /// An open index connection.
 pub struct Index {
-    conn: Connection,
+    pub(crate) conn: Connection,
 }
 
 fn configure(conn: &Connection) -> Result<(), StoreError> {

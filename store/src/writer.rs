@@ -71,7 +71,8 @@ impl Writer {
         &self.stats
     }
 
-    /// True when the pack is on disk (cached: dedup only against chunks whose pack exists).
+    /// True when the pack is on disk and not condemned (cached: dedup only against chunks whose
+    /// pack exists and is not condemned).
     fn pack_present(&mut self, pack: &str) -> bool {
         if let Some(p) = self.packs_present.get(pack) {
             return *p;
@@ -80,7 +81,9 @@ impl Writer {
             .store
             .pack_dir()
             .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
-            .exists();
+            .exists()
+            // A condemned pack may be deleted by gc: store our own copy (docs/gc.md).
+            && !self.store.is_condemned(pack);
         self.packs_present.insert(pack.to_string(), p);
         p
     }

@@ -58,6 +58,9 @@ pub struct AgentOptions {
     pub stop: StopPolicy,
     /// Print progress lines (`cairn: ...`) on stderr.
     pub verbose: bool,
+    /// Retention applied after every committed checkpoint (`cairn run --keep-last N`): the
+    /// job's generations are pruned by this policy and the store is swept.
+    pub retention: Option<cairn_gc::Policy>,
 }
 
 /// An agent running one job's program `P`.
@@ -181,7 +184,25 @@ impl<P: JobProcess> Agent<P> {
             report.generation, report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes
         ));
         self.checkpoints.push(report.clone());
+        self.apply_retention();
         Ok(report)
+    }
+
+    /// Prunes and sweeps after a commit when a retention policy is set. A failure here never
+    /// harms the job or the generation just committed: it is reported and the job goes on.
+    fn apply_retention(&self) {
+        let Some(policy) = &self.opts.retention else {
+            return;
+        };
+        match cairn_gc::prune_after_checkpoint(&self.opts.store, &self.opts.job, policy) {
+            Ok(done) => self.say(format_args!(
+                "retention: {} generation(s) dropped; store {} -> {} bytes",
+                done.prune.removed.len(),
+                done.sweep.bytes_before,
+                done.sweep.bytes_after
+            )),
+            Err(e) => self.say(format_args!("retention failed (job continues): {e}")),
+        }
     }
 
     /// Checkpoints, logging (not returning) failures; the program keeps running either way.

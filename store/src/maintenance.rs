@@ -1,0 +1,717 @@
+//! Primitives for prune and garbage collection (used by `cairn-gc`, see docs/gc.md):
+//! forgetting generations, marking live chunks from manifests, scanning packs, condemning
+//! packs, copying chunks out of packs, and deleting condemned packs.
+//!
+//! Nothing here takes a lock that stops writers. Safety rests on the two-phase protocol of
+//! docs/gc.md: a pack is first *condemned* (a marker file `condemned/<pack>.json` with the
+//! time), writers never deduplicate against a chunk of a condemned pack (they store their own
+//! copy: the rescue), and a condemned pack is deleted only after a grace period, after a fresh
+//! mark, and after every chunk of it that is still reachable has a copy in another pack.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use rusqlite::{params, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{IoContext, StoreError};
+use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name};
+use crate::generation::{list_ids, manifest_path, read_manifest, GenerationId, GEN_DIR};
+use crate::id::ChunkId;
+use crate::node::{StreamKind, StreamNode, StreamRef};
+use crate::pack::{decode_payload, read_trailer, PackEntry, PackWriter, PACK_SUFFIX, TMP_PREFIX};
+use crate::reader::read_tree;
+use crate::store::Store;
+
+/// Directory of condemned-pack markers inside the store.
+pub const CONDEMNED_DIR: &str = "condemned";
+/// Suffix of condemned-pack markers.
+const MARK_SUFFIX: &str = ".json";
+
+/// Contents of a condemned-pack marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condemnation {
+    /// The pack.
+    pub pack: String,
+    /// When it was condemned, ms since the epoch (clock of the gc that condemned it).
+    pub condemned_ms: u64,
+    /// Which process condemned it (host-pid-random).
+    pub by: String,
+}
+
+/// Every chunk reachable from the generation manifests present when the mark started.
+#[derive(Debug, Default)]
+pub struct LiveSet {
+    /// Reachable chunks: tree nodes, stream nodes and non-zero data chunks.
+    pub chunks: HashSet<ChunkId>,
+    /// Generation manifests walked.
+    pub generations: u64,
+    /// When the mark started (before the manifests were listed), ms since the epoch.
+    pub started_ms: u64,
+}
+
+/// One sealed pack as found on disk.
+#[derive(Clone, Debug)]
+pub struct PackSummary {
+    /// Pack name (file name without `.pack`).
+    pub name: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Modification time of the file, ms since the epoch (about when it was sealed).
+    pub mtime_ms: u64,
+    /// Set when the pack is condemned.
+    pub condemned: Option<Condemnation>,
+    /// Set when the trailer cannot be read: such a pack is never touched by gc.
+    pub damaged: Option<String>,
+    /// Chunks in the pack: id and stored (compressed) length.
+    pub chunks: Vec<(ChunkId, u32)>,
+}
+
+/// Every sealed pack on disk, with the trailers read; the input of a sweep.
+#[derive(Debug, Default)]
+pub struct PackSet {
+    packs: Vec<PackSummary>,
+    entries: HashMap<String, Vec<PackEntry>>,
+    /// For each chunk, a copy in a pack that is neither condemned nor damaged.
+    alive_copy: HashMap<ChunkId, (String, PackEntry)>,
+}
+
+impl PackSet {
+    /// The packs, sorted by name.
+    pub fn packs(&self) -> &[PackSummary] {
+        &self.packs
+    }
+
+    /// The pack named `name`.
+    pub fn get(&self, name: &str) -> Option<&PackSummary> {
+        self.packs.iter().find(|p| p.name == name)
+    }
+
+    /// The pack (neither condemned nor damaged) that holds a copy of `id`, if any.
+    pub fn alive_copy(&self, id: &ChunkId) -> Option<&str> {
+        self.alive_copy.get(id).map(|(p, _)| p.as_str())
+    }
+
+    fn add_alive(&mut self, name: &str, entries: &[PackEntry]) {
+        for e in entries {
+            self.alive_copy
+                .entry(e.id)
+                .or_insert_with(|| (name.to_string(), e.clone()));
+        }
+    }
+}
+
+/// What copying chunks into a new pack did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CopyReport {
+    /// Chunks copied.
+    pub chunks: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// New packs written.
+    pub new_packs: Vec<String>,
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn mtime_ms(m: &std::fs::Metadata) -> u64 {
+    m.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    fn condemned_dir(&self) -> PathBuf {
+        self.path().join(CONDEMNED_DIR)
+    }
+
+    fn marker_path(&self, pack: &str) -> PathBuf {
+        self.condemned_dir().join(format!("{pack}{MARK_SUFFIX}"))
+    }
+
+    /// True when `pack` is condemned: writers must not deduplicate against its chunks.
+    pub fn is_condemned(&self, pack: &str) -> bool {
+        self.marker_path(pack).exists()
+    }
+
+    /// The condemnation of `pack`, if any. An unreadable marker still condemns the pack, with
+    /// the time of the marker file.
+    pub fn condemnation(&self, pack: &str) -> Result<Option<Condemnation>, StoreError> {
+        let p = self.marker_path(pack);
+        let text = match std::fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", p.display())),
+        };
+        match serde_json::from_slice::<Condemnation>(&text) {
+            Ok(c) if c.pack == pack => Ok(Some(c)),
+            _ => {
+                let m = std::fs::metadata(&p).ctx(|| format!("stat {}", p.display()))?;
+                Ok(Some(Condemnation {
+                    pack: pack.to_string(),
+                    condemned_ms: mtime_ms(&m),
+                    by: "unknown (unreadable marker)".into(),
+                }))
+            }
+        }
+    }
+
+    /// Names of every condemned pack (markers present), sorted.
+    pub fn condemned_names(&self) -> Result<Vec<String>, StoreError> {
+        let d = self.condemned_dir();
+        let rd = match std::fs::read_dir(&d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).ctx(|| format!("listing {}", d.display())),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.ctx(|| format!("listing {}", d.display()))?;
+            if let Some(n) = e.file_name().to_str() {
+                if !n.starts_with(TMP_PREFIX) {
+                    if let Some(stem) = n.strip_suffix(MARK_SUFFIX) {
+                        out.push(stem.to_string());
+                    }
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Condemn a pack: write its marker atomically and durably (an existing marker is kept,
+    /// with its older time). Returns false when it was already condemned.
+    pub fn condemn_pack(&self, pack: &str) -> Result<bool, StoreError> {
+        let done = self.condemn_packs(&[pack.to_string()])?;
+        Ok(!done.is_empty())
+    }
+
+    /// Condemn several packs; the markers become durable together (one directory sync).
+    /// Returns the packs this call condemned (not those already condemned).
+    pub fn condemn_packs(&self, packs: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for pack in packs {
+            if self.write_marker(pack)? {
+                out.push(pack.clone());
+            }
+        }
+        if !out.is_empty() {
+            fsync_dir(&self.condemned_dir())?;
+            fault_point("gc-condemned");
+        }
+        Ok(out)
+    }
+
+    fn write_marker(&self, pack: &str) -> Result<bool, StoreError> {
+        if self.is_condemned(pack) {
+            return Ok(false);
+        }
+        let d = self.condemned_dir();
+        match std::fs::create_dir(&d) {
+            Ok(()) => fsync_dir(self.path())?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", d.display())),
+        }
+        let c = Condemnation {
+            pack: pack.to_string(),
+            condemned_ms: now_ms(),
+            by: unique_writer_name(),
+        };
+        let text = serde_json::to_vec(&c)
+            .map_err(|e| StoreError::InvalidArgument(format!("cannot encode marker: {e}")))?;
+        let tmp = d.join(format!("{TMP_PREFIX}{}{MARK_SUFFIX}", c.by));
+        // No fsync per marker: a marker lost in a crash only means the pack is not condemned;
+        // the directory is synced once for the whole batch.
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)
+                .ctx(|| format!("creating {}", tmp.display()))?;
+            std::io::Write::write_all(&mut f, &text)
+                .ctx(|| format!("writing {}", tmp.display()))?;
+        }
+        let fin = self.marker_path(pack);
+        // link(2) never replaces an existing marker (a concurrent gc may have condemned it).
+        let linked = std::fs::hard_link(&tmp, &fin);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(e).ctx(|| format!("creating {}", fin.display())),
+        }
+        Ok(true)
+    }
+
+    /// Mark: every chunk reachable from the generation manifests present now (tree nodes,
+    /// stream nodes and data chunks). Subtrees already reached are not walked again, so the
+    /// cost grows with the live chunks, not with the number of generations. A manifest that
+    /// vanishes meanwhile (pruned) is skipped; an unreadable manifest or node is an error,
+    /// because what it references cannot be known.
+    pub fn mark_live(&self) -> Result<LiveSet, StoreError> {
+        let started_ms = now_ms();
+        let mut live = LiveSet {
+            started_ms,
+            ..LiveSet::default()
+        };
+        for id in list_ids(self.path())? {
+            let p = manifest_path(self.path(), id);
+            let g = match read_manifest(&p) {
+                Ok(g) => g,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => {
+                    return Err(StoreError::Corrupt(format!(
+                    "cannot collect garbage: generation {id}: {e} (remove or repair the manifest)"
+                )))
+                }
+            };
+            live.generations += 1;
+            self.mark_ref(&g.root, &mut live.chunks).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "cannot collect garbage: generation {id} of job {}: {e}",
+                    g.job
+                ))
+            })?;
+        }
+        Ok(live)
+    }
+
+    fn mark_ref(&self, s: &StreamRef, live: &mut HashSet<ChunkId>) -> Result<(), StoreError> {
+        match s.kind {
+            StreamKind::Tree => {
+                if live.contains(&s.root) {
+                    return Ok(());
+                }
+                let entries = read_tree(self, s)?;
+                for (_, child) in &entries {
+                    self.mark_ref(child, live)?;
+                }
+                live.insert(s.root);
+                Ok(())
+            }
+            StreamKind::Memory | StreamKind::Bytes => self.mark_node(&s.root, live),
+        }
+    }
+
+    fn mark_node(&self, id: &ChunkId, live: &mut HashSet<ChunkId>) -> Result<(), StoreError> {
+        if id.is_zero() || live.contains(id) {
+            return Ok(());
+        }
+        let node = StreamNode::decode(id, &self.read_chunk(id)?)?;
+        for e in &node.entries {
+            if node.level == 1 {
+                if !e.id.is_zero() {
+                    live.insert(e.id);
+                }
+            } else {
+                self.mark_node(&e.id, live)?;
+            }
+        }
+        // Inserted last: a node in the set means its whole subtree is in the set.
+        live.insert(*id);
+        Ok(())
+    }
+
+    /// Every sealed pack on disk with its trailer, size, age and condemnation.
+    pub fn scan_packs(&self) -> Result<PackSet, StoreError> {
+        let mut set = PackSet::default();
+        for name in self.pack_files_on_disk()? {
+            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
+            let meta = match std::fs::metadata(&p) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).ctx(|| format!("stat {}", p.display())),
+            };
+            let condemned = self.condemnation(&name)?;
+            let (entries, damaged) = match read_trailer(&p) {
+                Ok(en) => (en, None),
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => (Vec::new(), Some(e.to_string())),
+            };
+            if condemned.is_none() && damaged.is_none() {
+                set.add_alive(&name, &entries);
+            }
+            set.packs.push(PackSummary {
+                name: name.clone(),
+                size: meta.len(),
+                mtime_ms: mtime_ms(&meta),
+                condemned,
+                damaged,
+                chunks: entries.iter().map(|e| (e.id, e.stored_len)).collect(),
+            });
+            set.entries.insert(name, entries);
+        }
+        Ok(set)
+    }
+
+    /// Number and total bytes of the sealed packs on disk.
+    pub fn pack_usage(&self) -> Result<(u64, u64), StoreError> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for name in self.pack_files_on_disk()? {
+            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
+            if let Ok(m) = std::fs::metadata(&p) {
+                n += 1;
+                bytes += m.len();
+            }
+        }
+        Ok((n, bytes))
+    }
+
+    /// The pack the index names for each chunk (`None` when not indexed).
+    pub fn indexed_packs(&self, ids: &[ChunkId]) -> Result<Vec<Option<String>>, StoreError> {
+        Ok(self
+            .index()
+            .lookup_many(ids)?
+            .into_iter()
+            .map(|l| l.map(|(p, _)| p))
+            .collect())
+    }
+
+    /// Copy chunks out of packs of `set` into new packs of this process, verifying each one
+    /// (the stored payload is copied, not recompressed). Index entries that pointed to the
+    /// source pack now point to the copy. `chunks` lists (source pack, chunk) pairs.
+    pub fn copy_chunks(
+        &self,
+        set: &mut PackSet,
+        chunks: &[(String, ChunkId)],
+    ) -> Result<CopyReport, StoreError> {
+        let mut report = CopyReport::default();
+        if chunks.is_empty() {
+            return Ok(report);
+        }
+        let base = format!("{}-gc", unique_writer_name());
+        let mut seq = 0u32;
+        let mut out: Option<PackWriter> = None;
+        let mut moved: Vec<(String, ChunkId)> = Vec::new();
+        let target = self.config().pack_target_size;
+        let mut by_pack: HashMap<&str, HashMap<ChunkId, &PackEntry>> = HashMap::new();
+        for (src, _) in chunks {
+            if !by_pack.contains_key(src.as_str()) {
+                let m = set
+                    .entries
+                    .get(src)
+                    .ok_or_else(|| StoreError::InvalidArgument(format!("unknown pack {src}")))?
+                    .iter()
+                    .map(|e| (e.id, e))
+                    .collect();
+                by_pack.insert(src.as_str(), m);
+            }
+        }
+        let mut sealed: Vec<(String, u64, Vec<PackEntry>)> = Vec::new();
+        for (src, id) in chunks {
+            let e = by_pack
+                .get(src.as_str())
+                .and_then(|m| m.get(id))
+                .ok_or_else(|| StoreError::InvalidArgument(format!("chunk {id} not in {src}")))?;
+            let f = self.pack_file(src)?;
+            let mut payload = vec![0u8; e.stored_len as usize];
+            std::os::unix::fs::FileExt::read_exact_at(&*f, &mut payload, e.offset)
+                .ctx(|| format!("reading chunk {id} of pack {src}"))?;
+            decode_payload(e, payload.clone()).map_err(|err| match err {
+                StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {src}: {m}")),
+                other => other,
+            })?;
+            if out.is_none() {
+                seq += 1;
+                out = Some(PackWriter::create(
+                    &self.pack_dir(),
+                    format!("{base}{seq:05}"),
+                )?);
+            }
+            if let Some(w) = out.as_mut() {
+                w.append(*id, &payload, e.raw_len as usize, e.codec)?;
+                report.chunks += 1;
+                report.bytes += payload.len() as u64;
+                moved.push((src.clone(), *id));
+                if w.size() >= target {
+                    if let Some(w) = out.take() {
+                        sealed.push(w.seal()?);
+                    }
+                }
+            }
+        }
+        if let Some(w) = out.take() {
+            sealed.push(w.seal()?);
+        }
+        fault_point("gc-copy-sealed");
+        let mut new_loc: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
+        for (name, size, entries) in &sealed {
+            self.index().add_pack(name, *size, entries)?;
+            for e in entries {
+                new_loc.insert(e.id, (name.clone(), e.clone()));
+            }
+            report.new_packs.push(name.clone());
+        }
+        {
+            let mut idx = self.index();
+            let tx = idx.conn.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "UPDATE chunks SET pack=?1, offset=?2, stored_len=?3, raw_len=?4, codec=?5
+                     WHERE id=?6 AND pack=?7",
+                )?;
+                for (src, id) in &moved {
+                    if let Some((p, e)) = new_loc.get(id) {
+                        st.execute(params![
+                            p,
+                            e.offset as i64,
+                            i64::from(e.stored_len),
+                            i64::from(e.raw_len),
+                            e.codec as u8 as i64,
+                            &id.0[..],
+                            src
+                        ])?;
+                    }
+                }
+            }
+            tx.commit()?;
+        }
+        fault_point("gc-copy-indexed");
+        for (name, size, entries) in sealed {
+            set.add_alive(&name, &entries);
+            set.packs.push(PackSummary {
+                name: name.clone(),
+                size,
+                mtime_ms: now_ms(),
+                condemned: None,
+                damaged: None,
+                chunks: entries.iter().map(|e| (e.id, e.stored_len)).collect(),
+            });
+            set.entries.insert(name, entries);
+        }
+        Ok(report)
+    }
+
+    /// Delete condemned packs. `live` must come from a mark that started after each pack's
+    /// condemnation plus the grace period (the caller checks the times). Chunks of the packs
+    /// that are live and have no copy in a pack that is neither condemned nor damaged are
+    /// copied first; then, in one index transaction, every index entry that points into the
+    /// packs is moved to another copy or removed, and the packs leave the index; then the
+    /// files are removed, and the markers last. Returns the bytes freed and the copy report.
+    pub fn delete_condemned_packs(
+        &self,
+        set: &mut PackSet,
+        packs: &[String],
+        live: &LiveSet,
+    ) -> Result<(u64, CopyReport), StoreError> {
+        let mut rescue: Vec<(String, ChunkId)> = Vec::new();
+        let mut freed = 0;
+        for pack in packs {
+            let summary = set
+                .get(pack)
+                .ok_or_else(|| StoreError::InvalidArgument(format!("unknown pack {pack}")))?;
+            if summary.condemned.is_none() {
+                return Err(StoreError::InvalidArgument(format!(
+                    "pack {pack} is not condemned"
+                )));
+            }
+            if let Some(d) = &summary.damaged {
+                return Err(StoreError::Corrupt(format!(
+                    "refusing to delete damaged pack {pack}: {d}"
+                )));
+            }
+            freed += summary.size;
+            let mut seen = HashSet::new();
+            for (id, _) in &summary.chunks {
+                if live.chunks.contains(id) && !set.alive_copy.contains_key(id) && seen.insert(*id)
+                {
+                    rescue.push((pack.clone(), *id));
+                }
+            }
+        }
+        // A chunk live in two condemned packs is copied once.
+        let mut once = HashSet::new();
+        rescue.retain(|(_, id)| once.insert(*id));
+        let copied = self.copy_chunks(set, &rescue)?;
+        fault_point("gc-delete-rescued");
+        let doomed: HashSet<&str> = packs.iter().map(String::as_str).collect();
+        {
+            let mut idx = self.index();
+            let tx = idx
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Packs indexed since the scan (sealed by writers meanwhile) may hold the only
+            // other copy of a chunk; writers index their packs inside a transaction, so
+            // none can be added while this one runs.
+            let names: Vec<String> = {
+                let mut st = tx.prepare("SELECT name FROM packs")?;
+                let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for n in names {
+                if doomed.contains(n.as_str())
+                    || set.entries.contains_key(&n)
+                    || self.is_condemned(&n)
+                {
+                    continue;
+                }
+                let p = self.pack_dir().join(format!("{n}{PACK_SUFFIX}"));
+                if let Ok(entries) = read_trailer(&p) {
+                    set.add_alive(&n, &entries);
+                    set.entries.insert(n, entries);
+                }
+            }
+            {
+                let mut sel = tx.prepare_cached("SELECT id FROM chunks WHERE pack=?1")?;
+                let mut upd = tx.prepare_cached(
+                    "UPDATE chunks SET pack=?1, offset=?2, stored_len=?3, raw_len=?4, codec=?5
+                     WHERE id=?6",
+                )?;
+                let mut del = tx.prepare_cached("DELETE FROM chunks WHERE id=?1")?;
+                let mut delp = tx.prepare_cached("DELETE FROM packs WHERE name=?1")?;
+                for pack in packs {
+                    let ids: Vec<Vec<u8>> = sel
+                        .query_map(params![pack], |r| r.get::<_, Vec<u8>>(0))?
+                        .collect::<Result<_, _>>()?;
+                    for raw in ids {
+                        let alt = ChunkId::from_slice(&raw).and_then(|id| set.alive_copy.get(&id));
+                        match alt {
+                            Some((p, e)) => {
+                                upd.execute(params![
+                                    p,
+                                    e.offset as i64,
+                                    i64::from(e.stored_len),
+                                    i64::from(e.raw_len),
+                                    e.codec as u8 as i64,
+                                    raw
+                                ])?;
+                            }
+                            None => {
+                                del.execute(params![raw])?;
+                            }
+                        }
+                    }
+                    delp.execute(params![pack])?;
+                }
+            }
+            tx.commit()?;
+        }
+        fault_point("gc-delete-unindexed");
+        for pack in packs {
+            let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
+            }
+        }
+        fsync_dir(&self.pack_dir())?;
+        fault_point("gc-delete-unlinked");
+        for pack in packs {
+            let m = self.marker_path(pack);
+            match std::fs::remove_file(&m) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("removing {}", m.display())),
+            }
+        }
+        if !packs.is_empty() {
+            fsync_dir(&self.condemned_dir())?;
+        }
+        set.packs.retain(|s| !doomed.contains(s.name.as_str()));
+        for pack in packs {
+            set.entries.remove(pack);
+        }
+        Ok((freed, copied))
+    }
+
+    fn remove_marker(&self, pack: &str) -> Result<(), StoreError> {
+        let m = self.marker_path(pack);
+        match std::fs::remove_file(&m) {
+            Ok(()) => fsync_dir(&self.condemned_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx(|| format!("removing {}", m.display())),
+        }
+    }
+
+    /// Finish what a killed gc or prune left behind: markers of packs that are gone, index
+    /// entries of packs that are gone and condemned, index entries of generations whose
+    /// manifest is gone. Returns how many items were tidied.
+    pub fn tidy_after_gc(&self) -> Result<u64, StoreError> {
+        let mut n = 0;
+        let on_disk: HashSet<String> = self.pack_files_on_disk()?.into_iter().collect();
+        for c in self.condemned_names()? {
+            if !on_disk.contains(&c) {
+                {
+                    let mut idx = self.index();
+                    let tx = idx.conn.transaction()?;
+                    tx.execute("DELETE FROM chunks WHERE pack=?1", params![c])?;
+                    tx.execute("DELETE FROM packs WHERE name=?1", params![c])?;
+                    tx.commit()?;
+                }
+                self.remove_marker(&c)?;
+                n += 1;
+            }
+        }
+        // Temporary markers of killed runs (a live gc links its own within milliseconds).
+        if let Ok(rd) = std::fs::read_dir(self.condemned_dir()) {
+            for e in rd.flatten() {
+                let stale = e
+                    .metadata()
+                    .map(|m| now_ms().saturating_sub(mtime_ms(&m)) > 600_000)
+                    .unwrap_or(false);
+                let tmp = e
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(TMP_PREFIX));
+                if tmp && stale && std::fs::remove_file(e.path()).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        let present: HashSet<u64> = list_ids(self.path())?.into_iter().map(|g| g.0).collect();
+        let indexed: Vec<i64> = {
+            let idx = self.index();
+            let mut st = idx.conn.prepare("SELECT id FROM generations")?;
+            let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let gone: Vec<i64> = indexed
+            .into_iter()
+            .filter(|g| !present.contains(&(*g as u64)))
+            .collect();
+        if !gone.is_empty() {
+            let mut idx = self.index();
+            let tx = idx.conn.transaction()?;
+            for g in &gone {
+                tx.execute("DELETE FROM generations WHERE id=?1", params![g])?;
+            }
+            tx.commit()?;
+            n += gone.len() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Forget generations: remove their manifests (each removal is atomic; the manifests go
+    /// first, the index entries after). Returns the ids actually removed.
+    pub fn forget_generations(
+        &self,
+        ids: &[GenerationId],
+    ) -> Result<Vec<GenerationId>, StoreError> {
+        let mut removed = Vec::new();
+        for id in ids {
+            let p = manifest_path(self.path(), *id);
+            match std::fs::remove_file(&p) {
+                Ok(()) => removed.push(*id),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
+            }
+            fault_point("prune-unlinked");
+        }
+        fsync_dir(&self.path().join(GEN_DIR))?;
+        if !ids.is_empty() {
+            let mut idx = self.index();
+            let tx = idx.conn.transaction()?;
+            for id in ids {
+                tx.execute("DELETE FROM generations WHERE id=?1", params![id.0 as i64])?;
+            }
+            tx.commit()?;
+        }
+        Ok(removed)
+    }
+}
