@@ -119,6 +119,10 @@ pub fn restore_generation(store: &Store, g: &Generation) -> anyhow::Result<(Sand
             )))
         }
     };
+    let _progress = cairn_coordinator::agent::progress::Progress::start(format!(
+        "restoring job {} from generation {}",
+        g.job, g.id.0
+    ));
     let image = read_image(&reader, &agent_id).map_err(agent_err)?;
     let source = StoreSource::new(&reader, &agent_base(&agent_id));
     let job = SandboxJob::restore(&image, &source).map_err(agent_err)?;

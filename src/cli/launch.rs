@@ -12,6 +12,8 @@ use super::agent_common::{
     DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
+use super::coord_opts::CoordOpts;
+use super::coordinated::{self, Coordinated};
 
 /// Arguments of `cairn launch`.
 #[derive(Args, Debug)]
@@ -24,6 +26,8 @@ pub struct LaunchArgs {
     /// Checkpoint every SECS seconds (also accepts durations like `10m`).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     interval: Option<Duration>,
+    #[command(flatten)]
+    coord: CoordOpts,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROG")]
     program: Vec<OsString>,
@@ -32,6 +36,17 @@ pub struct LaunchArgs {
 /// Runs `cairn launch`; returns the exit code.
 pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
     let program_mask = block_agent_signals(None).map_err(agent_err)?;
+    if let Some(endpoint) = args.coord.endpoint() {
+        let c = Coordinated {
+            store: &args.store,
+            job: &args.job,
+            interval: args.interval,
+            coord: &args.coord,
+            endpoint,
+        };
+        return coordinated::launch(&c, &args.program, &program_mask);
+    }
+    args.coord.refuse_agent_id()?;
     check_job_name(&args.job)?;
     let store = open_or_init_store(&args.store.dir()?)?;
     let process = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;

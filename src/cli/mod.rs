@@ -5,6 +5,8 @@ pub mod bench_gc;
 pub mod bench_store;
 pub mod command;
 pub mod common;
+pub mod coord_opts;
+pub mod coordinated;
 pub mod coordinator;
 pub mod gc_cmds;
 pub mod launch;

@@ -10,6 +10,8 @@ use super::agent_common::{
     restore_generation, run_agent, AgentPolicy,
 };
 use super::common::StoreOpt;
+use super::coord_opts::CoordOpts;
+use super::coordinated::{self, Coordinated};
 
 /// Arguments of `cairn restart`.
 #[derive(Args, Debug)]
@@ -25,11 +27,24 @@ pub struct RestartArgs {
     /// Checkpoint every SECS seconds (also accepts durations like `10m`).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     interval: Option<Duration>,
+    #[command(flatten)]
+    coord: CoordOpts,
 }
 
 /// Runs `cairn restart`; returns the exit code.
 pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     block_agent_signals(None).map_err(agent_err)?;
+    if let Some(endpoint) = args.coord.endpoint() {
+        let c = Coordinated {
+            store: &args.store,
+            job: &args.job,
+            interval: args.interval,
+            coord: &args.coord,
+            endpoint,
+        };
+        return coordinated::restart(&c, args.generation);
+    }
+    args.coord.refuse_agent_id()?;
     check_job_name(&args.job)?;
     let store = open_store(&args.store.dir()?)?;
     let g = choose_generation(&store, &args.job, args.generation)?;

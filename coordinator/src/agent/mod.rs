@@ -6,12 +6,14 @@
 //! Each checkpoint is written as one generation (layout in docs/design/contracts.md) and is
 //! committed only when complete; a checkpoint during which the program exits is abandoned.
 
+pub mod coordinated;
 pub mod error;
 pub mod events;
 pub mod exit;
 pub mod generation;
 pub mod incremental;
 pub mod job;
+pub mod progress;
 pub mod report;
 pub mod sandbox_job;
 pub mod store_io;
@@ -179,6 +181,10 @@ impl<P: JobProcess> Agent<P> {
         let started = Instant::now();
         let start_ms = now_ms();
         self.say(format_args!("checkpoint started (job {})", self.opts.job));
+        let _progress = self
+            .opts
+            .verbose
+            .then(|| progress::Progress::start(format!("checkpointing job {}", self.opts.job)));
         let mut writer = self.opts.store.writer()?;
         let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
         let root = generation::write_root(
