@@ -189,6 +189,7 @@ impl<P: JobProcess> Agent<P> {
                 conn.checkpoint_stored(token, root, stats)
             }
             Err(e) => {
+                self.checkpoint_outcome(false);
                 self.say(format_args!("checkpoint {token} failed here: {e}"));
                 conn.checkpoint_failed(token, &e.to_string())
             }
@@ -203,6 +204,10 @@ impl<P: JobProcess> Agent<P> {
         stored: &mut HashMap<u64, Stored>,
     ) {
         let mine = stored.remove(&token);
+        if mine.is_some() {
+            // Only a committed tree may be the base of the next incremental checkpoint.
+            self.checkpoint_outcome(generation.is_some());
+        }
         match (generation, mine) {
             (Some(generation), Some(s)) => {
                 let report = CheckpointReport {
@@ -211,6 +216,8 @@ impl<P: JobProcess> Agent<P> {
                     total_secs: s.started.elapsed().as_secs_f64(),
                     logical_bytes: s.write.logical_bytes,
                     written_bytes: s.write.new_stored_bytes,
+                    pages_scanned: self.pages.scanned,
+                    pages_skipped: self.pages.skipped,
                 };
                 self.say(format_args!(
                     "checkpoint committed: generation {generation} (frozen {:.3}s, {} bytes captured, {} bytes written by this agent)",
