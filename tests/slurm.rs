@@ -78,6 +78,24 @@ impl Workspace {
 
     /// Submits docs/slurm/SCRIPT as the batch user; returns the job id.
     fn submit(&self, script: &str, steps: u32, extra_env: &str) -> String {
+        let prog = self.path("bin/slurm_steps");
+        let steps = steps.to_string();
+        self.submit_args(
+            script,
+            "out.txt",
+            &[prog.as_os_str(), steps.as_ref()],
+            extra_env,
+        )
+    }
+
+    /// Submits docs/slurm/SCRIPT with ARGS, its output in OUT; returns the job id.
+    fn submit_args(
+        &self,
+        script: &str,
+        out: &str,
+        args: &[&std::ffi::OsStr],
+        extra_env: &str,
+    ) -> String {
         let script = repo().join("docs/slurm").join(script);
         let path = format!(
             "{}:/usr/bin:/bin:/usr/sbin:/sbin",
@@ -90,12 +108,11 @@ impl Workspace {
         let out = run(Command::new("runuser")
             .args(["-u", USER, "--", "sbatch", "--parsable"])
             .arg(format!("--chdir={}", self.dir.display()))
-            .arg(format!("--output={}", self.path("out.txt").display()))
+            .arg(format!("--output={}", self.path(out).display()))
             .arg(format!("--error={}", self.path("err.txt").display()))
             .arg(format!("--export={export}"))
             .arg(&script)
-            .arg(self.path("bin/slurm_steps"))
-            .arg(steps.to_string()));
+            .args(args));
         out.trim().split(';').next().unwrap_or_default().to_string()
     }
 
@@ -253,10 +270,97 @@ fn node_failure_resumes_from_the_last_periodic_checkpoint() {
     assert_same_output(&ws, &native);
 }
 
+/// Generation ids of `job`, oldest first.
+fn generation_ids(ws: &Workspace, job: &str) -> Vec<u64> {
+    let out = Command::new(ws.path("bin/cairn"))
+        .args(["generations", "--json", "--job", job, "--store"])
+        .arg(ws.path("store"))
+        .output()
+        .expect("cairn generations");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let list = v
+        .as_array()
+        .or_else(|| v.get("generations").and_then(|g| g.as_array()))
+        .cloned()
+        .unwrap_or_default();
+    let mut ids: Vec<u64> = list
+        .iter()
+        .filter_map(|g| g.get("id").and_then(|i| i.as_u64()))
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
+    if !enabled() {
+        return;
+    }
+    let steps = 45;
+    let native = native_output(steps);
+    let ws = Workspace::new();
+    let id = ws.submit("scratch.sbatch", steps, ",CAIRN_INTERVAL=2");
+    let end = wait_for_state(
+        &ws,
+        &id,
+        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
+        Duration::from_secs(300),
+    );
+    assert_eq!(
+        end,
+        "COMPLETED",
+        "job {id} ended {end}; cairn said:\n{}",
+        ws.err_log()
+    );
+    assert_same_output(&ws, &native);
+    let committed = ws.err_log().matches("checkpoint committed").count();
+    let kept = generation_ids(&ws, &id);
+    assert!(
+        committed > 3 && (1..=3).contains(&kept.len()),
+        "{committed} checkpoints, {} generations kept ({kept:?}): --keep-last 3 did not bound \
+         the store:\n{}",
+        kept.len(),
+        ws.err_log()
+    );
+    // Resume from the oldest generation still kept: the program redoes its work from there,
+    // its output file is first rewound to that checkpoint, and it ends as a native run does.
+    let older = kept[0].to_string();
+    let id2 = ws.submit_args(
+        "older.sbatch",
+        "older.txt",
+        &[id.as_ref(), older.as_ref()],
+        "",
+    );
+    let end = wait_for_state(
+        &ws,
+        &id2,
+        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        end,
+        "COMPLETED",
+        "job {id2} ended {end}; cairn said:\n{}",
+        ws.err_log()
+    );
+    assert!(
+        ws.err_log()
+            .contains(&format!("restarting job {id} from generation {older}")),
+        "{}",
+        ws.err_log()
+    );
+    assert_same_output(&ws, &native);
+}
+
 #[test]
 fn the_documented_scripts_are_the_tested_ones() {
     let doc = fs::read_to_string(repo().join("docs/slurm.md")).expect("docs/slurm.md");
-    for script in ["run.sbatch", "periodic.sbatch"] {
+    for script in [
+        "run.sbatch",
+        "periodic.sbatch",
+        "scratch.sbatch",
+        "older.sbatch",
+    ] {
         let text = fs::read_to_string(repo().join("docs/slurm").join(script)).expect("script");
         assert!(
             doc.contains(text.trim()),
