@@ -13,7 +13,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 echo "== building cairn (release)"
 cargo build --release -q
-CAIRN="$PWD/target/release/cairn"
+CAIRN="${CARGO_TARGET_DIR:-$PWD/target}/release/cairn"
 cc -O2 -o "$WORK/primes" examples/primes.c
 
 echo "== native run of examples/primes.c (reference output)"
