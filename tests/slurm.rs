@@ -155,6 +155,22 @@ fn wait_for_state(ws: &Workspace, id: &str, states: &[&str], limit: Duration) ->
     }
 }
 
+/// Waits until the job has ended and asserts that it completed.
+fn wait_completed(ws: &Workspace, id: &str, limit: Duration) {
+    let end = wait_for_state(
+        ws,
+        id,
+        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
+        limit,
+    );
+    assert_eq!(
+        end,
+        "COMPLETED",
+        "job {id} ended {end}; cairn said:\n{}",
+        ws.err_log()
+    );
+}
+
 fn native_output(steps: u32) -> Vec<u8> {
     let out = Command::new(common::compile_c("slurm_steps"))
         .arg(steps.to_string())
@@ -201,18 +217,7 @@ fn wall_time_signal_checkpoints_requeues_and_finishes_like_native() {
     let native = native_output(steps);
     let ws = Workspace::new();
     let id = ws.submit("run.sbatch", steps, "");
-    let end = wait_for_state(
-        &ws,
-        &id,
-        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
-        Duration::from_secs(420),
-    );
-    assert_eq!(
-        end,
-        "COMPLETED",
-        "job {id} ended {end}; cairn said:\n{}",
-        ws.err_log()
-    );
+    wait_completed(&ws, &id, Duration::from_secs(420));
     let restarts: u32 = job_field(&id, "Restarts")
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
@@ -254,18 +259,7 @@ fn node_failure_resumes_from_the_last_periodic_checkpoint() {
     );
     assert_ne!(state, "COMPLETED", "the job was not killed");
     run(Command::new("scontrol").args(["requeue", &id]));
-    let end = wait_for_state(
-        &ws,
-        &id,
-        &["COMPLETED", "FAILED", "CANCELLED"],
-        Duration::from_secs(300),
-    );
-    assert_eq!(
-        end,
-        "COMPLETED",
-        "job {id} ended {end}; cairn said:\n{}",
-        ws.err_log()
-    );
+    wait_completed(&ws, &id, Duration::from_secs(300));
     assert!(ws.err_log().contains("resuming job"), "{}", ws.err_log());
     assert_same_output(&ws, &native);
 }
@@ -300,18 +294,7 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
     let native = native_output(steps);
     let ws = Workspace::new();
     let id = ws.submit("scratch.sbatch", steps, ",CAIRN_INTERVAL=2");
-    let end = wait_for_state(
-        &ws,
-        &id,
-        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
-        Duration::from_secs(300),
-    );
-    assert_eq!(
-        end,
-        "COMPLETED",
-        "job {id} ended {end}; cairn said:\n{}",
-        ws.err_log()
-    );
+    wait_completed(&ws, &id, Duration::from_secs(300));
     assert_same_output(&ws, &native);
     let committed = ws.err_log().matches("checkpoint committed").count();
     let kept = generation_ids(&ws, &id);
@@ -331,18 +314,7 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
         &[id.as_ref(), older.as_ref()],
         "",
     );
-    let end = wait_for_state(
-        &ws,
-        &id2,
-        &["COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"],
-        Duration::from_secs(120),
-    );
-    assert_eq!(
-        end,
-        "COMPLETED",
-        "job {id2} ended {end}; cairn said:\n{}",
-        ws.err_log()
-    );
+    wait_completed(&ws, &id2, Duration::from_secs(120));
     assert!(
         ws.err_log()
             .contains(&format!("restarting job {id} from generation {older}")),

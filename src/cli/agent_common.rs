@@ -63,19 +63,10 @@ pub fn open_store(path: &Path) -> anyhow::Result<Store> {
 
 /// Checks a job name against the store's rules before anything is started.
 pub fn check_job_name(job: &str) -> anyhow::Result<()> {
-    let ok = !job.is_empty()
-        && job.len() <= 128
-        && !job.starts_with('.')
-        && job
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'_' || c == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "invalid job name {job:?} (use 1-128 characters from A-Z a-z 0-9 . _ -, not starting with .)"
-        )))
-    }
+    cairn_store::check_job_name(job).map_err(|e| match e {
+        StoreError::InvalidArgument(msg) => usage(msg),
+        other => usage(other.to_string()),
+    })
 }
 
 /// The generation to restart `job` from: `wanted`, or the newest consistent one (warning on

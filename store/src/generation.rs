@@ -185,7 +185,7 @@ pub fn check_job_name(job: &str) -> Result<(), StoreError> {
         Ok(())
     } else {
         Err(StoreError::InvalidArgument(format!(
-            "invalid job name {job:?} (use 1-128 characters from A-Z a-z 0-9 . _ -)"
+            "invalid job name {job:?} (use 1-128 characters from A-Z a-z 0-9 . _ -, not starting with .)"
         )))
     }
 }

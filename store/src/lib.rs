@@ -37,7 +37,9 @@ pub use check::{CheckLevel, Reach};
 pub use config::{InitOptions, StoreConfig, FORMAT_VERSION};
 pub use error::StoreError;
 pub use fsutil::now_ms;
-pub use generation::{Generation, GenerationId, GenerationInfo, Skipped, WriteStats};
+pub use generation::{
+    check_job_name, Generation, GenerationId, GenerationInfo, Skipped, WriteStats,
+};
 pub use id::{is_all_zero, ChunkId};
 pub use index::IndexTotals;
 pub use maintenance::{Condemnation, CopyReport, LiveSet, PackSet, PackSummary, CONDEMNED_DIR};
