@@ -12,16 +12,18 @@ use std::os::unix::fs::OpenOptionsExt;
 /// for files that were only appended to since). A file that is now shorter than at the
 /// checkpoint and whose contents were not captured is an error: bytes the job wrote are gone.
 ///
-/// A file that is also the restoring process's own stdout or stderr (a batch job's log file
-/// shared by cairn and the program) is left as it is: rewinding it would erase cairn's own
-/// messages written since the checkpoint (such as why and from where it resumes).
+/// A file that is also the restoring process's own stderr (a batch job's log file shared by
+/// cairn's messages and the program) is left as it is: rewinding it would erase cairn's own
+/// messages written since the checkpoint (such as why and from where it resumes). cairn never
+/// writes to its stdout, so a program's output file that is also cairn's stdout (as with
+/// `exec cairn run` in a batch script) is rewound like any other.
 pub fn rewind(files: &[WrittenFile], source: &dyn MemorySource) -> Result<()> {
-    let own = own_output_files();
+    let own = own_stderr_file();
     for f in files {
         let path = &f.path;
         if let Ok(meta) = std::fs::metadata(path) {
             use std::os::unix::fs::MetadataExt;
-            if own.contains(&(meta.dev(), meta.ino())) {
+            if own == Some((meta.dev(), meta.ino())) {
                 continue;
             }
         }
@@ -73,16 +75,11 @@ pub fn rewind(files: &[WrittenFile], source: &dyn MemorySource) -> Result<()> {
     Ok(())
 }
 
-/// (device, inode) of the regular files this process's stdout and stderr point to.
-fn own_output_files() -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    for fd in [1, 2] {
-        // SAFETY: fstat writes into a zeroed stat buffer we own.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: as above; fd 1 and 2 are only inspected.
-        if unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
-            out.push((st.st_dev, st.st_ino));
-        }
-    }
-    out
+/// (device, inode) of the regular file this process's stderr points to, if it is one.
+fn own_stderr_file() -> Option<(u64, u64)> {
+    // SAFETY: fstat writes into a zeroed stat buffer we own; fd 2 is only inspected.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let ok = unsafe { libc::fstat(2, &mut st) } == 0;
+    (ok && st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_dev, st.st_ino))
 }
