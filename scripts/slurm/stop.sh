@@ -8,9 +8,17 @@ done
 pkill -x slurmd 2>/dev/null
 pkill -x slurmctld 2>/dev/null
 pkill -x munged 2>/dev/null
+running() {
+  for n in slurmd slurmctld munged; do
+    pgrep -x "$n" >/dev/null && return 0
+  done
+  return 1
+}
 for _ in $(seq 1 50); do
-  pgrep -x 'slurmd|slurmctld|munged' >/dev/null || exit 0
+  running || exit 0
   sleep 0.1
 done
-pkill -9 -x 'slurmd|slurmctld|munged' 2>/dev/null
+for n in slurmd slurmctld munged; do
+  pkill -9 -x "$n" 2>/dev/null
+done
 exit 0
