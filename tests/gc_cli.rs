@@ -4,32 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+mod common;
 
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
-fn cairn(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(CAIRN);
-    c.args(args)
-        .env("CAIRN_STORE", store)
-        .env_remove("CAIRN_FAULT")
-        .env_remove("CAIRN_GC_GRACE");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("running cairn")
-}
-
-fn ok(store: &Path, args: &[&str]) -> String {
-    let o = cairn(store, args, &[]);
-    assert!(
-        o.status.success(),
-        "cairn {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{store_cmd as cairn, store_ok as ok};
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).expect("valid JSON")

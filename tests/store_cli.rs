@@ -5,28 +5,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
 const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
 
-fn cairn(store: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(CAIRN);
-    c.args(args)
-        .env("CAIRN_STORE", store)
-        .env_remove("CAIRN_FAULT");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("running cairn")
-}
-
-fn ok(store: &Path, args: &[&str]) -> String {
-    let o = cairn(store, args, &[]);
-    assert!(
-        o.status.success(),
-        "cairn {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{store_cmd as cairn, store_ok as ok};
 
 /// Assert exit code `rc` and a single-line error on stderr; returns the error line.
 fn fails(o: &Output, rc: i32) -> String {

@@ -20,6 +20,31 @@ pub fn cairn() -> &'static str {
     env!("CARGO_BIN_EXE_cairn")
 }
 
+/// Runs `cairn ARGS` against the store `store` (via `CAIRN_STORE`), without the fault-injection
+/// and gc-grace variables of the caller's environment, plus `env`.
+pub fn store_cmd(store: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(cairn());
+    c.args(args)
+        .env("CAIRN_STORE", store)
+        .env_remove("CAIRN_FAULT")
+        .env_remove("CAIRN_GC_GRACE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("running cairn")
+}
+
+/// [`store_cmd`] that must succeed; returns its stdout.
+pub fn store_ok(store: &Path, args: &[&str]) -> String {
+    let o = store_cmd(store, args, &[]);
+    assert!(
+        o.status.success(),
+        "cairn {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Directory holding the test programs' sources.
 pub fn programs_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
