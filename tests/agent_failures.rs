@@ -30,44 +30,24 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// `cairn launch --store STORE --job JOB [EXTRA...] -- PROG...`; returns (exit code, stderr).
+fn launch(store: &Path, job: &str, extra: &[&str], prog: &[&str]) -> (i32, String) {
+    let mut args = vec!["launch", "--store", s(store), "--job", job];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend_from_slice(prog);
+    cairn_output(&args, &[])
+}
+
 #[test]
 fn exit_codes_are_passed_through() {
     let sc = Scratch::new();
     let store = sc.store();
-    let (code, _) = cairn_output(
-        &[
-            "launch",
-            "--store",
-            s(&store),
-            "--job",
-            "a",
-            "--",
-            "sh",
-            "-c",
-            "exit 7",
-        ],
-        &[],
-    );
+    let (code, _) = launch(&store, "a", &[], &["sh", "-c", "exit 7"]);
     assert_eq!(code, 7);
-    let (code, _) = cairn_output(
-        &[
-            "launch",
-            "--store",
-            s(&store),
-            "--job",
-            "a",
-            "--",
-            "sh",
-            "-c",
-            "kill -9 $$",
-        ],
-        &[],
-    );
+    let (code, _) = launch(&store, "a", &[], &["sh", "-c", "kill -9 $$"]);
     assert_eq!(code, 137);
-    let (code, _) = cairn_output(
-        &["launch", "--store", s(&store), "--job", "a", "--", "true"],
-        &[],
-    );
+    let (code, _) = launch(&store, "a", &[], &["true"]);
     assert_eq!(code, 0);
 }
 
@@ -75,10 +55,7 @@ fn exit_codes_are_passed_through() {
 fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     let sc = Scratch::new();
     let store = sc.store();
-    let (code, _) = cairn_output(
-        &["launch", "--store", s(&store), "--job", "a", "--", "true"],
-        &[],
-    );
+    let (code, _) = launch(&store, "a", &[], &["true"]);
     assert_eq!(code, 0);
     let (code, err) = cairn_output(
         &["restart", "--store", s(&store), "--job", "nosuchjob"],
@@ -97,10 +74,7 @@ fn a_directory_that_is_not_a_store_is_refused() {
     let (code, err) = cairn_output(&["restart", "--store", s(&dir), "--job", "a"], &[]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-    let (code, err) = cairn_output(
-        &["launch", "--store", s(&dir), "--job", "a", "--", "true"],
-        &[],
-    );
+    let (code, err) = launch(&dir, "a", &[], &["true"]);
     assert_eq!(code, 2, "{err}");
     let missing = sc.dir.path().join("missing");
     let (code, err) = cairn_output(&["restart", "--store", s(&missing), "--job", "a"], &[]);
@@ -112,26 +86,10 @@ fn bad_job_names_and_options_are_usage_errors() {
     let sc = Scratch::new();
     let store = sc.store();
     for job in ["", "../x", ".hidden", "a b"] {
-        let (code, err) = cairn_output(
-            &["launch", "--store", s(&store), "--job", job, "--", "true"],
-            &[],
-        );
+        let (code, err) = launch(&store, job, &[], &["true"]);
         assert_eq!(code, 2, "job {job:?}: {err}");
     }
-    let (code, _) = cairn_output(
-        &[
-            "launch",
-            "--store",
-            s(&store),
-            "--job",
-            "a",
-            "--interval",
-            "-1",
-            "--",
-            "true",
-        ],
-        &[],
-    );
+    let (code, _) = launch(&store, "a", &["--interval", "-1"], &["true"]);
     assert_eq!(code, 2);
     let (code, _) = cairn_output(
         &[
@@ -151,10 +109,7 @@ fn bad_job_names_and_options_are_usage_errors() {
     let (code, err) = cairn_output(&["run", "--store", s(&store), "--", "true"], &[]);
     assert_eq!(code, 2, "run without --job or SLURM_JOB_ID: {err}");
     for prog in ["/nonexistent/prog", "no-such-program-anywhere"] {
-        let (code, err) = cairn_output(
-            &["launch", "--store", s(&store), "--job", "a", "--", prog],
-            &[],
-        );
+        let (code, err) = launch(&store, "a", &[], &[prog]);
         assert_eq!(code, 2, "{err}");
         assert!(
             err.contains(prog) && err.trim().lines().count() == 1,
@@ -441,18 +396,7 @@ fn an_unusable_image_is_an_internal_failure_with_cairn_fail_rc() {
     use cairn_store::{GenerationInfo, Store};
     let sc = Scratch::new();
     let store_dir = sc.store();
-    let (code, _) = cairn_output(
-        &[
-            "launch",
-            "--store",
-            s(&store_dir),
-            "--job",
-            "a",
-            "--",
-            "true",
-        ],
-        &[],
-    );
+    let (code, _) = launch(&store_dir, "a", &[], &["true"]);
     assert_eq!(code, 0);
     // A generation laid out like a checkpoint whose image.json cannot be decoded.
     let store = Store::open(&store_dir).unwrap();

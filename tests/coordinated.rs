@@ -99,6 +99,23 @@ impl World {
         j
     }
 
+    /// `cairn restart --store S --job JOB --coord-port PORT` in `dir`, which must exit 0.
+    fn restart_to_completion(&self, prog: &Program, job: &str, port: u16, dir: &Path) {
+        let port = port.to_string();
+        let restarted = Job::start(
+            prog,
+            "restart",
+            &self.scratch.store(),
+            job,
+            &["--coord-port", &port],
+            dir,
+            false,
+        );
+        let log = restarted.log.clone();
+        let code = restarted.wait(WAIT);
+        assert_eq!(code, 0, "{}", std::fs::read_to_string(log).unwrap());
+    }
+
     /// The agent ids listed in generation `g`'s meta.json.
     fn agents_of(&self, g: u64) -> Vec<String> {
         let store = Store::open(&self.scratch.store()).unwrap();
@@ -171,22 +188,7 @@ fn seed_workflow_launch_bcheckpoint_quit_restart() {
     assert!(!text(&std::fs::read(run.join("stdout")).unwrap()).contains("done"));
 
     let port2 = w.coordinator("port2");
-    let restarted = Job::start(
-        &prog,
-        "restart",
-        &w.scratch.store(),
-        "seed",
-        &["--coord-port", &port2.to_string()],
-        &run,
-        false,
-    );
-    let log = restarted.log.clone();
-    assert_eq!(
-        restarted.wait(WAIT),
-        0,
-        "{}",
-        std::fs::read_to_string(log).unwrap()
-    );
+    w.restart_to_completion(&prog, "seed", port2, &run);
     assert_same_as_native(&prog, &native, &run);
     let _ = w.command(port2, &["--quit"]);
 }
@@ -218,22 +220,7 @@ fn two_programs_checkpointed_as_one_generation_and_restarted_together() {
 
     // One restart command restarts every agent of the generation.
     let port2 = w.coordinator("port2");
-    let restarted = Job::start(
-        &a,
-        "restart",
-        &w.scratch.store(),
-        "pair",
-        &["--coord-port", &port2.to_string()],
-        &w.scratch.sub("restart"),
-        false,
-    );
-    let log = restarted.log.clone();
-    assert_eq!(
-        restarted.wait(WAIT),
-        0,
-        "{}",
-        std::fs::read_to_string(log).unwrap()
-    );
+    w.restart_to_completion(&a, "pair", port2, &w.scratch.sub("restart"));
     assert_same_as_native(&a, &native_a, &run_a);
     assert_same_as_native(&b, &native_b, &run_b);
     let _ = w.command(port2, &["--quit"]);

@@ -70,6 +70,25 @@ impl Env {
         self.port()
     }
 
+    /// `cairn coordinator --port 0 --port-file F --log L` plus `extra` in the foreground,
+    /// stdin piped, stdout as given; returns the child and its port once the port file exists.
+    fn foreground(&self, extra: &[&str], stdout: Stdio) -> (Child, u16) {
+        let child = self
+            .cairn()
+            .args(["coordinator", "--port", "0", "--port-file"])
+            .arg(self.path("port"))
+            .arg("--log")
+            .arg(self.path("log"))
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("the port file", || self.path("port").exists());
+        (child, self.port())
+    }
+
     fn port(&self) -> u16 {
         std::fs::read_to_string(self.path("port"))
             .unwrap()
@@ -350,21 +369,10 @@ fn wait_for_line(lines: &mut impl Iterator<Item = String>, pat: &str, seen: &mut
 #[test]
 fn foreground_reads_single_letter_commands_on_stdin() {
     let env = Env::new();
-    let mut child: Child = env
-        .cairn()
-        .args(["coordinator", "--port", "0", "--port-file"])
-        .arg(env.path("port"))
-        .arg("--store")
-        .arg(env.path("store"))
-        .arg("--log")
-        .arg(env.path("log"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the port file", || env.path("port").exists());
-    let port = env.port();
+    let (mut child, port) = env.foreground(
+        &["--store", env.path("store").to_str().unwrap()],
+        Stdio::piped(),
+    );
     let a1 = agent(&env.address(port), env.path("store"), "a1", false);
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap())
@@ -472,19 +480,7 @@ fn nix_is_root() -> bool {
 #[test]
 fn sigterm_stops_the_coordinator_but_not_the_computation() {
     let env = Env::new();
-    let mut child = env
-        .cairn()
-        .args(["coordinator", "--port", "0", "--port-file"])
-        .arg(env.path("port"))
-        .arg("--log")
-        .arg(env.path("log"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for("the port file", || env.path("port").exists());
-    let port = env.port();
+    let (mut child, port) = env.foreground(&[], Stdio::null());
     let a1 = agent(&env.address(port), env.path("store"), "a1", false);
     // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
     assert_eq!(
