@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cairn_store::{ChunkId, LiveSet, PackSet, Store};
+use cairn_store::{ChunkId, LiveSet, PackEntry, PackSet, Store};
 use serde::Serialize;
 
 use crate::error::GcError;
@@ -100,16 +100,15 @@ fn pack_bytes(store: &Store) -> Result<(u64, u64), GcError> {
     Ok(store.pack_usage()?)
 }
 
-/// For every live chunk, the pack whose copy is the one kept: the pack the index names when
-/// it is neither condemned nor damaged, otherwise any such pack holding a copy.
-fn owners(store: &Store, set: &PackSet, live: &LiveSet) -> Result<HashMap<ChunkId, u32>, GcError> {
-    let slot: HashMap<&str, u32> = set
-        .packs()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.condemned.is_none() && p.damaged.is_none())
-        .map(|(i, p)| (p.name.as_str(), i as u32))
-        .collect();
+/// For every live chunk, the pack (slot in `set`) whose copy is the one kept: the pack the
+/// index names when it is neither condemned nor damaged, otherwise any such pack holding a
+/// copy. Memory: one entry per live chunk.
+fn owners(
+    store: &Store,
+    set: &PackSet,
+    live: &LiveSet,
+) -> Result<HashMap<ChunkId, usize>, GcError> {
+    let alive = |name: &str| set.slot(name).filter(|&i| set.packs()[i].is_alive());
     let ids: Vec<ChunkId> = live.chunks.iter().copied().collect();
     let mut out = HashMap::with_capacity(ids.len());
     for part in ids.chunks(4096) {
@@ -117,8 +116,8 @@ fn owners(store: &Store, set: &PackSet, live: &LiveSet) -> Result<HashMap<ChunkI
         for (id, p) in part.iter().zip(idx) {
             let owner = p
                 .as_deref()
-                .and_then(|p| slot.get(p).copied())
-                .or_else(|| set.alive_copy(id).and_then(|p| slot.get(p).copied()));
+                .and_then(alive)
+                .or_else(|| set.alive_copy(id).and_then(alive));
             if let Some(o) = owner {
                 out.insert(*id, o);
             }
@@ -151,7 +150,7 @@ pub fn sweep(store: &Store, opts: &SweepOptions) -> Result<SweepReport, GcError>
     let passes = if grace_ms == 0 && !opts.dry_run { 2 } else { 1 };
     for pass in 0..passes {
         let live = store.mark_live()?;
-        let mut set = store.scan_packs()?;
+        let mut set = store.scan_packs(&live, live.started_ms.saturating_sub(grace_ms))?;
         r.generations = live.generations;
         r.live_chunks = live.chunks.len() as u64;
         delete_phase(store, opts, grace_ms, &live, &mut set, &mut r)?;
@@ -217,7 +216,7 @@ fn condemn_phase(
 ) -> Result<(), GcError> {
     let own = owners(store, set, live)?;
     let mut to_condemn: Vec<String> = Vec::new();
-    let mut to_repack: Vec<(String, Vec<ChunkId>)> = Vec::new();
+    let mut to_repack: Vec<(String, Vec<PackEntry>)> = Vec::new();
     for (i, p) in set.packs().iter().enumerate() {
         if let Some(d) = &p.damaged {
             r.damaged.push(format!("{}: {d}", p.name));
@@ -230,19 +229,14 @@ fn condemn_phase(
             r.young += 1;
             continue;
         }
-        let total: u64 = p.chunks.iter().map(|(_, l)| u64::from(*l)).sum();
-        let mine: Vec<ChunkId> = p
-            .chunks
+        let total = p.stored_bytes;
+        let mine: Vec<PackEntry> = p
+            .live
             .iter()
-            .filter(|(id, _)| own.get(id) == Some(&(i as u32)))
-            .map(|(id, _)| *id)
+            .filter(|e| own.get(&e.id) == Some(&i))
+            .cloned()
             .collect();
-        let live_bytes: u64 = p
-            .chunks
-            .iter()
-            .filter(|(id, _)| own.get(id) == Some(&(i as u32)))
-            .map(|(_, l)| u64::from(*l))
-            .sum();
+        let live_bytes: u64 = mine.iter().map(|e| u64::from(e.stored_len)).sum();
         if mine.is_empty() {
             r.reclaimable_bytes += p.size;
             to_condemn.push(p.name.clone());
@@ -261,9 +255,9 @@ fn condemn_phase(
     }
     r.condemned = store.condemn_packs(&to_condemn)?;
     if !to_repack.is_empty() {
-        let pairs: Vec<(String, ChunkId)> = to_repack
+        let pairs: Vec<(String, PackEntry)> = to_repack
             .iter()
-            .flat_map(|(n, ids)| ids.iter().map(move |id| (n.clone(), *id)))
+            .flat_map(|(n, es)| es.iter().map(move |e| (n.clone(), e.clone())))
             .collect();
         let copied = store.copy_chunks(set, &pairs)?;
         r.copied_chunks += copied.chunks;
