@@ -17,6 +17,10 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(2 * 3600);
 /// Environment variable that sets the grace period in seconds (tests use a small value).
 pub const GRACE_ENV: &str = "CAIRN_GC_GRACE";
 
+/// Slack added to the grace period when deciding which packs' chunks all keep an alive copy
+/// during a sweep (memory only; which packs are condemned does not depend on it).
+const YOUNG_SLACK_MS: u64 = 60_000;
+
 /// How to sweep.
 #[derive(Clone, Debug)]
 pub struct SweepOptions {
@@ -150,7 +154,16 @@ pub fn sweep(store: &Store, opts: &SweepOptions) -> Result<SweepReport, GcError>
     let passes = if grace_ms == 0 && !opts.dry_run { 2 } else { 1 };
     for pass in 0..passes {
         let live = store.mark_live()?;
-        let mut set = store.scan_packs(&live, live.started_ms.saturating_sub(grace_ms))?;
+        // Chunks of packs sealed within the grace period (plus a slack for coarse file times
+        // and clock differences with the file server) keep an alive copy in memory: they are
+        // the only copies a generation committed after the mark may need (docs/gc.md).
+        // With no grace period nobody may be writing: no slack either.
+        let slack = if grace_ms == 0 { 0 } else { YOUNG_SLACK_MS };
+        let young_after = live
+            .started_ms
+            .saturating_sub(grace_ms)
+            .saturating_sub(slack);
+        let mut set = store.scan_packs(&live, young_after)?;
         r.generations = live.generations;
         r.live_chunks = live.chunks.len() as u64;
         delete_phase(store, opts, grace_ms, &live, &mut set, &mut r)?;
