@@ -69,6 +69,31 @@ fn keep_last_bounds_the_generations_of_a_running_job() {
         "no retention step was reported: {log}"
     );
     assert_eq!(generation_count(&store, "bounded"), 2, "{log}");
+    // Disk use is bounded too: the automatic gc after the last checkpoint left no pack
+    // without a live chunk and nothing condemned (a dry run finds nothing to reclaim).
+    let gc = Command::new(common::cairn())
+        .args([
+            "gc",
+            "--dry-run",
+            "--grace",
+            "0",
+            "--max-unused",
+            "100",
+            "--json",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .expect("cairn gc");
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&gc.stdout).expect("json");
+    assert_eq!(r["condemned"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["deleted"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["reclaimable_bytes"].as_u64(), Some(0), "{r}");
     assert_eq!(out.stdout, native.stdout);
     assert_eq!(std::fs::read(&file).ok(), std::fs::read(&native_file).ok());
 }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use cairn_store::{ChunkId, LiveSet, PackSet, Store};
+use cairn_store::{ChunkId, LiveSet, PackEntry, PackSet, Store};
 use serde::Serialize;
 
 use crate::error::GcError;
@@ -16,6 +16,10 @@ use crate::error::GcError;
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(2 * 3600);
 /// Environment variable that sets the grace period in seconds (tests use a small value).
 pub const GRACE_ENV: &str = "CAIRN_GC_GRACE";
+
+/// Slack added to the grace period when deciding which packs' chunks all keep an alive copy
+/// during a sweep (memory only; which packs are condemned does not depend on it).
+const YOUNG_SLACK_MS: u64 = 60_000;
 
 /// How to sweep.
 #[derive(Clone, Debug)]
@@ -100,16 +104,15 @@ fn pack_bytes(store: &Store) -> Result<(u64, u64), GcError> {
     Ok(store.pack_usage()?)
 }
 
-/// For every live chunk, the pack whose copy is the one kept: the pack the index names when
-/// it is neither condemned nor damaged, otherwise any such pack holding a copy.
-fn owners(store: &Store, set: &PackSet, live: &LiveSet) -> Result<HashMap<ChunkId, u32>, GcError> {
-    let slot: HashMap<&str, u32> = set
-        .packs()
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.condemned.is_none() && p.damaged.is_none())
-        .map(|(i, p)| (p.name.as_str(), i as u32))
-        .collect();
+/// For every live chunk, the pack (slot in `set`) whose copy is the one kept: the pack the
+/// index names when it is neither condemned nor damaged, otherwise any such pack holding a
+/// copy. Memory: one entry per live chunk.
+fn owners(
+    store: &Store,
+    set: &PackSet,
+    live: &LiveSet,
+) -> Result<HashMap<ChunkId, usize>, GcError> {
+    let alive = |name: &str| set.slot(name).filter(|&i| set.packs()[i].is_alive());
     let ids: Vec<ChunkId> = live.chunks.iter().copied().collect();
     let mut out = HashMap::with_capacity(ids.len());
     for part in ids.chunks(4096) {
@@ -117,8 +120,8 @@ fn owners(store: &Store, set: &PackSet, live: &LiveSet) -> Result<HashMap<ChunkI
         for (id, p) in part.iter().zip(idx) {
             let owner = p
                 .as_deref()
-                .and_then(|p| slot.get(p).copied())
-                .or_else(|| set.alive_copy(id).and_then(|p| slot.get(p).copied()));
+                .and_then(alive)
+                .or_else(|| set.alive_copy(id).and_then(alive));
             if let Some(o) = owner {
                 out.insert(*id, o);
             }
@@ -151,7 +154,16 @@ pub fn sweep(store: &Store, opts: &SweepOptions) -> Result<SweepReport, GcError>
     let passes = if grace_ms == 0 && !opts.dry_run { 2 } else { 1 };
     for pass in 0..passes {
         let live = store.mark_live()?;
-        let mut set = store.scan_packs()?;
+        // Chunks of packs sealed within the grace period (plus a slack for coarse file times
+        // and clock differences with the file server) keep an alive copy in memory: they are
+        // the only copies a generation committed after the mark may need (docs/gc.md).
+        // With no grace period nobody may be writing: no slack either.
+        let slack = if grace_ms == 0 { 0 } else { YOUNG_SLACK_MS };
+        let young_after = live
+            .started_ms
+            .saturating_sub(grace_ms)
+            .saturating_sub(slack);
+        let mut set = store.scan_packs(&live, young_after)?;
         r.generations = live.generations;
         r.live_chunks = live.chunks.len() as u64;
         delete_phase(store, opts, grace_ms, &live, &mut set, &mut r)?;
@@ -217,7 +229,7 @@ fn condemn_phase(
 ) -> Result<(), GcError> {
     let own = owners(store, set, live)?;
     let mut to_condemn: Vec<String> = Vec::new();
-    let mut to_repack: Vec<(String, Vec<ChunkId>)> = Vec::new();
+    let mut to_repack: Vec<(String, Vec<PackEntry>)> = Vec::new();
     for (i, p) in set.packs().iter().enumerate() {
         if let Some(d) = &p.damaged {
             r.damaged.push(format!("{}: {d}", p.name));
@@ -230,19 +242,14 @@ fn condemn_phase(
             r.young += 1;
             continue;
         }
-        let total: u64 = p.chunks.iter().map(|(_, l)| u64::from(*l)).sum();
-        let mine: Vec<ChunkId> = p
-            .chunks
+        let total = p.stored_bytes;
+        let mine: Vec<PackEntry> = p
+            .live
             .iter()
-            .filter(|(id, _)| own.get(id) == Some(&(i as u32)))
-            .map(|(id, _)| *id)
+            .filter(|e| own.get(&e.id) == Some(&i))
+            .cloned()
             .collect();
-        let live_bytes: u64 = p
-            .chunks
-            .iter()
-            .filter(|(id, _)| own.get(id) == Some(&(i as u32)))
-            .map(|(_, l)| u64::from(*l))
-            .sum();
+        let live_bytes: u64 = mine.iter().map(|e| u64::from(e.stored_len)).sum();
         if mine.is_empty() {
             r.reclaimable_bytes += p.size;
             to_condemn.push(p.name.clone());
@@ -261,9 +268,9 @@ fn condemn_phase(
     }
     r.condemned = store.condemn_packs(&to_condemn)?;
     if !to_repack.is_empty() {
-        let pairs: Vec<(String, ChunkId)> = to_repack
+        let pairs: Vec<(String, PackEntry)> = to_repack
             .iter()
-            .flat_map(|(n, ids)| ids.iter().map(move |id| (n.clone(), *id)))
+            .flat_map(|(n, es)| es.iter().map(move |e| (n.clone(), e.clone())))
             .collect();
         let copied = store.copy_chunks(set, &pairs)?;
         r.copied_chunks += copied.chunks;

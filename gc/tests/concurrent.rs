@@ -3,7 +3,8 @@
 //! in a loop. Writers deduplicate against chunks of older generations, which gc keeps
 //! condemning. At the end every remaining generation passes a full data check and
 //! reassembles to its expected bytes, the newest generations of every job are there, and gc
-//! did delete packs.
+//! did delete packs. A reader restores the newest generations meanwhile; only a generation
+//! pruned under it may fail to read.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -103,6 +104,45 @@ fn writers_prune_and_gc_run_concurrently_without_losing_a_kept_generation() {
             n
         }));
     }
+    // A reader (its own handle, like `cairn restart`) reassembles the newest generation of
+    // each job in turn while everything else runs. A read may fail only if its generation
+    // was pruned meanwhile; a failure while the manifest is still there is a lost chunk.
+    let reader = {
+        let (stop, expected, newest, dir) =
+            (stop.clone(), expected.clone(), newest.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let store = open_store(&dir);
+            let (mut ok, mut pruned) = (0u64, 0u64);
+            let mut turn = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let id = newest.lock().unwrap().get(&(turn % 3)).copied();
+                let Some(id) = id else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let (w, n) = expected.lock().unwrap()[&id];
+                let got = store.reader(id).and_then(|r| {
+                    let mem = r.lookup("mem")?;
+                    r.read_all(&mem)
+                });
+                match got {
+                    Ok(bytes) => {
+                        assert!(bytes == content(w, n), "generation {id} read wrong bytes");
+                        ok += 1;
+                    }
+                    Err(e) => {
+                        assert!(
+                            store.generation(id).is_err(),
+                            "kept generation {id} failed to read: {e}"
+                        );
+                        pruned += 1;
+                    }
+                }
+            }
+            (ok, pruned)
+        })
+    };
     // Grace: far longer than one of these checkpoints (milliseconds), short enough that
     // condemned packs are deleted during the run.
     let opts = SweepOptions {
@@ -147,7 +187,9 @@ fn writers_prune_and_gc_run_concurrently_without_losing_a_kept_generation() {
     stop.store(true, Ordering::Relaxed);
     let gens: Vec<u64> = writers.into_iter().map(|h| h.join().unwrap()).collect();
     let (deleted, copied, rounds) = gc.join().unwrap();
-    eprintln!("generations per writer {gens:?}; gc rounds {rounds}, packs deleted {deleted}, chunks copied {copied}");
+    let (reads, reads_pruned) = reader.join().unwrap();
+    eprintln!("generations per writer {gens:?}; gc rounds {rounds}, packs deleted {deleted}, chunks copied {copied}; reads {reads} (+{reads_pruned} of pruned generations)");
+    assert!(reads > 10, "the reader made progress: {reads}");
     assert!(
         gens.iter().all(|&n| n > 10),
         "writers made progress: {gens:?}"

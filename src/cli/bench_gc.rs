@@ -34,8 +34,15 @@ pub struct BenchGcArgs {
     #[arg(long, default_value_t = 10)]
     pub keep_last: usize,
     /// Where to build the store (default: the system temp directory); removed afterwards.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     pub dir: Option<PathBuf>,
+    /// Build the store in this directory (must not exist or be empty) and keep it, so that
+    /// `cairn prune` and `cairn gc` can be measured on it from outside (/usr/bin/time -v).
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+    /// Only build the store (with --store); do not prune or collect.
+    #[arg(long, requires = "store")]
+    pub build_only: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -89,12 +96,21 @@ pub fn bench_gc(a: BenchGcArgs) -> anyhow::Result<i32> {
     if a.generations == 0 {
         return Err(usage("--generations must be at least 1"));
     }
-    let base = a.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let tmp = tempfile::Builder::new()
-        .prefix("cairn-bench-gc-")
-        .tempdir_in(&base)
-        .with_context(|| format!("creating a directory in {}", base.display()))?;
-    let dir = tmp.path().join("store");
+    // Kept until the end of the run: removing it removes the temporary store.
+    let mut _tmp = None;
+    let dir = match &a.store {
+        Some(d) => d.clone(),
+        None => {
+            let base = a.dir.clone().unwrap_or_else(std::env::temp_dir);
+            let tmp = tempfile::Builder::new()
+                .prefix("cairn-bench-gc-")
+                .tempdir_in(&base)
+                .with_context(|| format!("creating a directory in {}", base.display()))?;
+            let d = tmp.path().join("store");
+            _tmp = Some(tmp);
+            d
+        }
+    };
     let store = Store::init(&dir, InitOptions::default())?;
 
     let t = Instant::now();
@@ -149,6 +165,19 @@ pub fn bench_gc(a: BenchGcArgs) -> anyhow::Result<i32> {
     drop(image);
     let build_s = t.elapsed().as_secs_f64();
     let (packs_before, bytes_before) = store.pack_usage()?;
+    if a.build_only {
+        println!(
+            "{} generations of {} MiB ({}% changed each): built in {:.1}s, {} in {} packs, in {}",
+            a.generations,
+            a.size_mib,
+            a.change_percent,
+            build_s,
+            human_bytes(bytes_before),
+            packs_before,
+            dir.display()
+        );
+        return Ok(0);
+    }
 
     reset_peak_rss();
     let t = Instant::now();

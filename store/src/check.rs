@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use crate::error::StoreError;
 use crate::generation::{Generation, Skipped};
 use crate::id::ChunkId;
+use crate::index::ChunkLoc;
 use crate::node::{StreamKind, StreamNode, StreamRef};
 use crate::pack::PACK_SUFFIX;
 use crate::reader::read_tree;
@@ -102,32 +103,82 @@ impl Store {
         let reach = self.reach(root);
         let mut problems = reach.problems;
         let leaves: Vec<ChunkId> = reach.leaves.into_iter().collect();
-        let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
-        for (id, loc) in leaves.iter().zip(self.lookup_leaves(&leaves)?) {
-            let Some((pack, e)) = loc else {
-                problems.push(format!("chunk {id} is missing from the store"));
-                continue;
-            };
-            let size = *sizes.entry(pack.clone()).or_insert_with(|| {
-                let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
-                std::fs::metadata(p).ok().map(|m| m.len())
-            });
-            match size {
-                None => problems.push(format!("pack {pack} is missing (chunk {id})")),
-                Some(s) if e.offset + u64::from(e.stored_len) > s => {
-                    problems.push(format!("pack {pack} is truncated (chunk {id})"))
-                }
-                Some(_) => {}
-            }
-        }
+        let locs = self.lookup_leaves(&leaves)?;
+        problems.extend(self.check_locations(&leaves, locs)?);
         Ok(problems)
     }
 
-    /// Index lookups for many chunks; indexes packs not yet indexed when some are missing.
-    fn lookup_leaves(
+    /// Problems with the locations `locs` of the chunks `ids` (looked up earlier): not
+    /// indexed, pack missing, or beyond its end. A chunk that fails is looked up again and
+    /// checked at its new location: gc may have moved it and deleted the old pack since the
+    /// lookup (docs/gc.md, "Readers"), which is not damage.
+    pub(crate) fn check_locations(
         &self,
         ids: &[ChunkId],
-    ) -> Result<Vec<Option<crate::index::ChunkLoc>>, StoreError> {
+        locs: Vec<Option<ChunkLoc>>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut sizes: HashMap<String, Option<u64>> = HashMap::new();
+        let mut failing: Vec<(ChunkId, Option<ChunkLoc>, String)> = Vec::new();
+        for (id, loc) in ids.iter().zip(locs) {
+            if let Some(p) = self.location_problem(id, loc.as_ref(), &mut sizes) {
+                failing.push((*id, loc, p));
+            }
+        }
+        for _ in 0..3 {
+            if failing.is_empty() {
+                break;
+            }
+            // Fresh sizes: packs may have appeared or gone since.
+            sizes.clear();
+            let again: Vec<ChunkId> = failing.iter().map(|f| f.0).collect();
+            let fresh = self.lookup_leaves(&again)?;
+            let mut moved = false;
+            let mut still = Vec::new();
+            for ((id, old, problem), loc) in failing.into_iter().zip(fresh) {
+                if loc == old {
+                    still.push((id, old, problem));
+                    continue;
+                }
+                moved = true;
+                if let Some(p) = self.location_problem(&id, loc.as_ref(), &mut sizes) {
+                    still.push((id, loc, p));
+                }
+            }
+            failing = still;
+            if !moved {
+                break;
+            }
+        }
+        Ok(failing.into_iter().map(|f| f.2).collect())
+    }
+
+    fn location_problem(
+        &self,
+        id: &ChunkId,
+        loc: Option<&ChunkLoc>,
+        sizes: &mut HashMap<String, Option<u64>>,
+    ) -> Option<String> {
+        let Some((pack, e)) = loc else {
+            return Some(format!("chunk {id} is missing from the store"));
+        };
+        let size = *sizes.entry(pack.clone()).or_insert_with(|| {
+            let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+            std::fs::metadata(p).ok().map(|m| m.len())
+        });
+        match size {
+            None => Some(format!("pack {pack} is missing (chunk {id})")),
+            Some(s) if e.offset + u64::from(e.stored_len) > s => {
+                Some(format!("pack {pack} is truncated (chunk {id})"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// Index lookups for many chunks; indexes packs not yet indexed when some are missing.
+    pub(crate) fn lookup_leaves(
+        &self,
+        ids: &[ChunkId],
+    ) -> Result<Vec<Option<ChunkLoc>>, StoreError> {
         let mut locs = self.index().lookup_many(ids)?;
         if locs.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
             locs = self.index().lookup_many(ids)?;

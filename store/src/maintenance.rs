@@ -50,7 +50,9 @@ pub struct LiveSet {
     pub started_ms: u64,
 }
 
-/// One sealed pack as found on disk.
+/// One sealed pack as found on disk. Only its *live* chunks are kept in memory (the
+/// trailer is read, summed and dropped), so a sweep's memory grows with the live set, not
+/// with everything ever stored.
 #[derive(Clone, Debug)]
 pub struct PackSummary {
     /// Pack name (file name without `.pack`).
@@ -63,40 +65,109 @@ pub struct PackSummary {
     pub condemned: Option<Condemnation>,
     /// Set when the trailer cannot be read: such a pack is never touched by gc.
     pub damaged: Option<String>,
-    /// Chunks in the pack: id and stored (compressed) length.
-    pub chunks: Vec<(ChunkId, u32)>,
+    /// Chunks listed in the trailer.
+    pub chunk_count: u64,
+    /// Sum of their stored (compressed) lengths.
+    pub stored_bytes: u64,
+    /// The chunks of the pack that are in the live set the pack set was scanned with.
+    pub live: Vec<PackEntry>,
 }
 
-/// Every sealed pack on disk, with the trailers read; the input of a sweep.
+impl PackSummary {
+    /// Neither condemned nor damaged: its chunks may be relied upon.
+    pub fn is_alive(&self) -> bool {
+        self.condemned.is_none() && self.damaged.is_none()
+    }
+}
+
+/// Every sealed pack on disk, summarised against a live set; the input of a sweep.
+///
+/// Held in memory: one summary per pack, its live chunks, and one *alive copy* (a location
+/// in a pack that is neither condemned nor damaged) for each live chunk and for each chunk
+/// of a *young* pack (sealed less than the grace period before the mark). Young packs are the
+/// only place where a chunk that is not live but needed by a generation committed after the
+/// mark can be (docs/gc.md, "Why it is safe"), so these are all the alternatives a sweep
+/// ever needs; everything else stored is dead and only summed.
 #[derive(Debug, Default)]
 pub struct PackSet {
     packs: Vec<PackSummary>,
-    entries: HashMap<String, Vec<PackEntry>>,
-    /// For each chunk, a copy in a pack that is neither condemned nor damaged.
-    alive_copy: HashMap<ChunkId, (String, PackEntry)>,
+    by_name: HashMap<String, usize>,
+    alive_copy: HashMap<ChunkId, (usize, PackEntry)>,
 }
 
 impl PackSet {
-    /// The packs, sorted by name.
+    /// The packs, sorted by name (packs added by copies at the end).
     pub fn packs(&self) -> &[PackSummary] {
         &self.packs
     }
 
     /// The pack named `name`.
     pub fn get(&self, name: &str) -> Option<&PackSummary> {
-        self.packs.iter().find(|p| p.name == name)
+        self.by_name.get(name).map(|&i| &self.packs[i])
     }
 
-    /// The pack (neither condemned nor damaged) that holds a copy of `id`, if any.
+    /// Position of the pack named `name` in [`PackSet::packs`].
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The pack (neither condemned nor damaged) that holds a copy of `id`, if any; known
+    /// for live chunks and chunks of young packs only.
     pub fn alive_copy(&self, id: &ChunkId) -> Option<&str> {
-        self.alive_copy.get(id).map(|(p, _)| p.as_str())
+        self.alive_copy
+            .get(id)
+            .map(|(i, _)| self.packs[*i].name.as_str())
     }
 
-    fn add_alive(&mut self, name: &str, entries: &[PackEntry]) {
-        for e in entries {
-            self.alive_copy
-                .entry(e.id)
-                .or_insert_with(|| (name.to_string(), e.clone()));
+    /// Chunk locations this set holds in memory (live chunks of every pack plus alive
+    /// copies); bounded by the live set plus the chunks of young packs.
+    pub fn held_entries(&self) -> usize {
+        self.packs.iter().map(|p| p.live.len()).sum::<usize>() + self.alive_copy.len()
+    }
+
+    fn push(&mut self, summary: PackSummary) -> usize {
+        let i = self.packs.len();
+        self.by_name.insert(summary.name.clone(), i);
+        self.packs.push(summary);
+        i
+    }
+
+    fn add_alive(&mut self, slot: usize, e: &PackEntry) {
+        self.alive_copy
+            .entry(e.id)
+            .or_insert_with(|| (slot, e.clone()));
+    }
+
+    /// Add a pack's trailer: sum it, keep its live chunks, and remember alive copies of its
+    /// live chunks (and of all its chunks when `young`).
+    fn add_pack(
+        &mut self,
+        mut summary: PackSummary,
+        entries: &[PackEntry],
+        live: &HashSet<ChunkId>,
+        young: bool,
+    ) {
+        summary.chunk_count = entries.len() as u64;
+        summary.stored_bytes = entries.iter().map(|e| u64::from(e.stored_len)).sum();
+        summary.live = entries
+            .iter()
+            .filter(|e| live.contains(&e.id))
+            .cloned()
+            .collect();
+        let alive = summary.is_alive();
+        let slot = self.push(summary);
+        if alive {
+            if young {
+                for e in entries {
+                    self.add_alive(slot, e);
+                }
+            } else {
+                let n = self.packs[slot].live.len();
+                for k in 0..n {
+                    let e = self.packs[slot].live[k].clone();
+                    self.add_alive(slot, &e);
+                }
+            }
         }
     }
 }
@@ -316,8 +387,10 @@ impl Store {
         Ok(())
     }
 
-    /// Every sealed pack on disk with its trailer, size, age and condemnation.
-    pub fn scan_packs(&self) -> Result<PackSet, StoreError> {
+    /// Every sealed pack on disk with its size, age and condemnation, summarised against
+    /// `live` one trailer at a time (see [`PackSet`] for what is kept in memory). Packs
+    /// sealed after `young_after_ms` are *young*: every chunk of theirs gets an alive copy.
+    pub fn scan_packs(&self, live: &LiveSet, young_after_ms: u64) -> Result<PackSet, StoreError> {
         let mut set = PackSet::default();
         for name in self.pack_files_on_disk()? {
             let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
@@ -332,18 +405,18 @@ impl Store {
                 Err(e) if is_not_found(&e) => continue,
                 Err(e) => (Vec::new(), Some(e.to_string())),
             };
-            if condemned.is_none() && damaged.is_none() {
-                set.add_alive(&name, &entries);
-            }
-            set.packs.push(PackSummary {
-                name: name.clone(),
+            let mtime_ms = mtime_ms(&meta);
+            let summary = PackSummary {
+                name,
                 size: meta.len(),
-                mtime_ms: mtime_ms(&meta),
+                mtime_ms,
                 condemned,
                 damaged,
-                chunks: entries.iter().map(|e| (e.id, e.stored_len)).collect(),
-            });
-            set.entries.insert(name, entries);
+                chunk_count: 0,
+                stored_bytes: 0,
+                live: Vec::new(),
+            };
+            set.add_pack(summary, &entries, &live.chunks, mtime_ms > young_after_ms);
         }
         Ok(set)
     }
@@ -372,13 +445,14 @@ impl Store {
             .collect())
     }
 
-    /// Copy chunks out of packs of `set` into new packs of this process, verifying each one
-    /// (the stored payload is copied, not recompressed). Index entries that pointed to the
-    /// source pack now point to the copy. `chunks` lists (source pack, chunk) pairs.
+    /// Copy chunks into new packs of this process, verifying each one (the stored payload is
+    /// copied, not recompressed); `chunks` lists (source pack, location in it) pairs. Index
+    /// entries that pointed to the source pack now point to the copy. The new packs join
+    /// `set` as alive packs whose chunks are all live.
     pub fn copy_chunks(
         &self,
         set: &mut PackSet,
-        chunks: &[(String, ChunkId)],
+        chunks: &[(String, PackEntry)],
     ) -> Result<CopyReport, StoreError> {
         let mut report = CopyReport::default();
         if chunks.is_empty() {
@@ -387,27 +461,10 @@ impl Store {
         let base = format!("{}-gc", unique_writer_name());
         let mut seq = 0u32;
         let mut out: Option<PackWriter> = None;
-        let mut moved: Vec<(String, ChunkId)> = Vec::new();
         let target = self.config().pack_target_size;
-        let mut by_pack: HashMap<&str, HashMap<ChunkId, &PackEntry>> = HashMap::new();
-        for (src, _) in chunks {
-            if !by_pack.contains_key(src.as_str()) {
-                let m = set
-                    .entries
-                    .get(src)
-                    .ok_or_else(|| StoreError::InvalidArgument(format!("unknown pack {src}")))?
-                    .iter()
-                    .map(|e| (e.id, e))
-                    .collect();
-                by_pack.insert(src.as_str(), m);
-            }
-        }
         let mut sealed: Vec<(String, u64, Vec<PackEntry>)> = Vec::new();
-        for (src, id) in chunks {
-            let e = by_pack
-                .get(src.as_str())
-                .and_then(|m| m.get(id))
-                .ok_or_else(|| StoreError::InvalidArgument(format!("chunk {id} not in {src}")))?;
+        for (src, e) in chunks {
+            let id = e.id;
             let f = self.pack_file(src)?;
             let mut payload = vec![0u8; e.stored_len as usize];
             std::os::unix::fs::FileExt::read_exact_at(&*f, &mut payload, e.offset)
@@ -424,10 +481,9 @@ impl Store {
                 )?);
             }
             if let Some(w) = out.as_mut() {
-                w.append(*id, &payload, e.raw_len as usize, e.codec)?;
+                w.append(id, &payload, e.raw_len as usize, e.codec)?;
                 report.chunks += 1;
                 report.bytes += payload.len() as u64;
-                moved.push((src.clone(), *id));
                 if w.size() >= target {
                     if let Some(w) = out.take() {
                         sealed.push(w.seal()?);
@@ -455,15 +511,15 @@ impl Store {
                     "UPDATE chunks SET pack=?1, offset=?2, stored_len=?3, raw_len=?4, codec=?5
                      WHERE id=?6 AND pack=?7",
                 )?;
-                for (src, id) in &moved {
-                    if let Some((p, e)) = new_loc.get(id) {
+                for (src, e) in chunks {
+                    if let Some((p, n)) = new_loc.get(&e.id) {
                         st.execute(params![
                             p,
-                            e.offset as i64,
-                            i64::from(e.stored_len),
-                            i64::from(e.raw_len),
-                            e.codec as u8 as i64,
-                            &id.0[..],
+                            n.offset as i64,
+                            i64::from(n.stored_len),
+                            i64::from(n.raw_len),
+                            n.codec as u8 as i64,
+                            &e.id.0[..],
                             src
                         ])?;
                     }
@@ -473,34 +529,40 @@ impl Store {
         }
         fault_point("gc-copy-indexed");
         for (name, size, entries) in sealed {
-            set.add_alive(&name, &entries);
-            set.packs.push(PackSummary {
-                name: name.clone(),
+            let summary = PackSummary {
+                name,
                 size,
                 mtime_ms: now_ms(),
                 condemned: None,
                 damaged: None,
-                chunks: entries.iter().map(|e| (e.id, e.stored_len)).collect(),
-            });
-            set.entries.insert(name, entries);
+                chunk_count: 0,
+                stored_bytes: 0,
+                live: Vec::new(),
+            };
+            let ids: HashSet<ChunkId> = entries.iter().map(|e| e.id).collect();
+            set.add_pack(summary, &entries, &ids, false);
         }
         Ok(report)
     }
 
     /// Delete condemned packs. `live` must come from a mark that started after each pack's
-    /// condemnation plus the grace period (the caller checks the times). Chunks of the packs
-    /// that are live and have no copy in a pack that is neither condemned nor damaged are
-    /// copied first; then, in one index transaction, every index entry that points into the
-    /// packs is moved to another copy or removed, and the packs leave the index; then the
-    /// files are removed, and the markers last. Returns the bytes freed and the copy report.
+    /// condemnation plus the grace period (the caller checks the times), and `set` must have
+    /// been scanned against it. Chunks of the packs that are live and have no copy in a pack
+    /// that is neither condemned nor damaged are copied first; then, in one index
+    /// transaction, every index entry that points into the packs is moved to another copy
+    /// or removed (a chunk with no alive copy known to `set` is dead), and the packs leave
+    /// the index; then the files are removed, and the markers last. Returns the bytes freed
+    /// and the copy report.
     pub fn delete_condemned_packs(
         &self,
         set: &mut PackSet,
         packs: &[String],
         live: &LiveSet,
     ) -> Result<(u64, CopyReport), StoreError> {
-        let mut rescue: Vec<(String, ChunkId)> = Vec::new();
+        let mut rescue: Vec<(String, PackEntry)> = Vec::new();
         let mut freed = 0;
+        // A chunk live in two condemned packs is copied once.
+        let mut once = HashSet::new();
         for pack in packs {
             let summary = set
                 .get(pack)
@@ -516,18 +578,14 @@ impl Store {
                 )));
             }
             freed += summary.size;
-            let mut seen = HashSet::new();
-            for (id, _) in &summary.chunks {
-                if live.chunks.contains(id) && !set.alive_copy.contains_key(id) && seen.insert(*id)
-                {
-                    rescue.push((pack.clone(), *id));
+            for e in &summary.live {
+                if !set.alive_copy.contains_key(&e.id) && once.insert(e.id) {
+                    rescue.push((pack.clone(), e.clone()));
                 }
             }
         }
-        // A chunk live in two condemned packs is copied once.
-        let mut once = HashSet::new();
-        rescue.retain(|(_, id)| once.insert(*id));
         let copied = self.copy_chunks(set, &rescue)?;
+        drop(rescue);
         fault_point("gc-delete-rescued");
         let doomed: HashSet<&str> = packs.iter().map(String::as_str).collect();
         {
@@ -535,25 +593,34 @@ impl Store {
             let tx = idx
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Packs indexed since the scan (sealed by writers meanwhile) may hold the only
-            // other copy of a chunk; writers index their packs inside a transaction, so
-            // none can be added while this one runs.
+            // Packs indexed since the scan (sealed by writers meanwhile, so young) may hold
+            // the only other copy of a chunk; writers index their packs inside a
+            // transaction, so none can be added while this one runs.
             let names: Vec<String> = {
                 let mut st = tx.prepare("SELECT name FROM packs")?;
                 let rows = st.query_map([], |r| r.get::<_, String>(0))?;
                 rows.collect::<Result<_, _>>()?
             };
             for n in names {
-                if doomed.contains(n.as_str())
-                    || set.entries.contains_key(&n)
-                    || self.is_condemned(&n)
-                {
+                if doomed.contains(n.as_str()) || set.by_name.contains_key(&n) {
                     continue;
                 }
                 let p = self.pack_dir().join(format!("{n}{PACK_SUFFIX}"));
+                let Ok(meta) = std::fs::metadata(&p) else {
+                    continue;
+                };
                 if let Ok(entries) = read_trailer(&p) {
-                    set.add_alive(&n, &entries);
-                    set.entries.insert(n, entries);
+                    let summary = PackSummary {
+                        name: n.clone(),
+                        size: meta.len(),
+                        mtime_ms: mtime_ms(&meta),
+                        condemned: self.condemnation(&n)?,
+                        damaged: None,
+                        chunk_count: 0,
+                        stored_bytes: 0,
+                        live: Vec::new(),
+                    };
+                    set.add_pack(summary, &entries, &live.chunks, true);
                 }
             }
             {
@@ -571,9 +638,9 @@ impl Store {
                     for raw in ids {
                         let alt = ChunkId::from_slice(&raw).and_then(|id| set.alive_copy.get(&id));
                         match alt {
-                            Some((p, e)) => {
+                            Some((i, e)) => {
                                 upd.execute(params![
-                                    p,
+                                    set.packs[*i].name,
                                     e.offset as i64,
                                     i64::from(e.stored_len),
                                     i64::from(e.raw_len),
@@ -613,9 +680,11 @@ impl Store {
         if !packs.is_empty() {
             fsync_dir(&self.condemned_dir())?;
         }
-        set.packs.retain(|s| !doomed.contains(s.name.as_str()));
+        // Deleted packs stay in `set` (slots must not move) but lose their live chunks.
         for pack in packs {
-            set.entries.remove(pack);
+            if let Some(&i) = set.by_name.get(pack.as_str()) {
+                set.packs[i].live = Vec::new();
+            }
         }
         Ok((freed, copied))
     }
@@ -713,5 +782,52 @@ impl Store {
             tx.commit()?;
         }
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InitOptions;
+    use crate::generation::GenerationInfo;
+
+    #[test]
+    fn a_scan_holds_the_live_chunks_not_everything_stored() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = Store::init(
+            &tmp.path().join("s"),
+            InitOptions {
+                memory_chunk_size: 4096,
+                ..InitOptions::default()
+            },
+        )
+        .expect("init");
+        let mut ids = Vec::new();
+        for g in 0..10u32 {
+            let data: Vec<u8> = (0..400_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ g as u8)
+                .collect();
+            let mut w = store.writer().expect("writer");
+            let b = w.put_blob(&data).expect("blob");
+            let root = w.put_tree(vec![("x".into(), b)]).expect("tree");
+            let stats = w.finish().expect("finish");
+            let info = GenerationInfo {
+                kind: "files".into(),
+                stats,
+                ..Default::default()
+            };
+            ids.push(store.commit("j", &root, info).expect("commit"));
+        }
+        store.forget_generations(&ids[..9]).expect("forget");
+        let live = store.mark_live().expect("mark");
+        let set = store.scan_packs(&live, now_ms()).expect("scan");
+        let stored: u64 = set.packs().iter().map(|p| p.chunk_count).sum();
+        let n = live.chunks.len();
+        assert!(stored as usize > 8 * n, "{stored} stored, {n} live");
+        // One live list entry and one alive copy per live chunk, nothing for dead ones.
+        assert_eq!(set.held_entries(), 2 * n);
+        // Packs sealed after the threshold are young: all their chunks are held.
+        let young = store.scan_packs(&live, 0).expect("scan");
+        assert_eq!(young.held_entries(), n + stored as usize);
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -16,7 +15,7 @@ use crate::generation::{
 use crate::id::ChunkId;
 use crate::index::{ChunkLoc, Index, IndexTotals, INDEX_FILE};
 use crate::node::{StreamKind, StreamRef};
-use crate::pack::{decode_payload, read_trailer, PACK_SUFFIX, TMP_PREFIX};
+use crate::pack::{read_trailer, PACK_SUFFIX, TMP_PREFIX};
 use crate::reader::GenerationReader;
 use crate::writer::Writer;
 
@@ -208,14 +207,51 @@ impl Store {
             .collect()
     }
 
-    /// Read a located chunk straight into `out` (its exact length) and verify it.
+    /// Read a located chunk straight into `out` (its exact length) and verify it. When the
+    /// read fails, the chunk is looked up again and read from its new location, if it has
+    /// one: gc may have moved it into another pack and deleted the old one since `loc` was
+    /// looked up (docs/gc.md, "Readers"). Only then is the first error reported.
     pub(crate) fn read_loc_into(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
+        let first = match self.read_loc_once(loc, out) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let mut cur = loc.clone();
+        // Each retry follows one move; more than a few moves during one read means the
+        // location keeps changing for another reason.
+        for _ in 0..3 {
+            match self.relocate(&cur) {
+                Some(next) => {
+                    cur = next;
+                    if self.read_loc_once(&cur, out).is_ok() {
+                        return Ok(());
+                    }
+                }
+                None => break,
+            }
+        }
+        Err(first)
+    }
+
+    pub(crate) fn read_loc_once(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
         let (pack, e) = loc;
         let f = self.pack_file(pack)?;
-        crate::pack::read_into(&f, e, out).map_err(|err| match err {
-            StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
-            other => other,
+        crate::pack::read_into(&f, e, out).map_err(|err| {
+            // A handle on a pack that was replaced or went stale (NFS) must not be reused.
+            self.forget_pack_file(pack);
+            match err {
+                StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
+                other => other,
+            }
         })
+    }
+
+    fn forget_pack_file(&self, pack: &str) {
+        self.inner
+            .pack_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(pack);
     }
 
     pub(crate) fn pack_file(&self, pack: &str) -> Result<Arc<File>, StoreError> {
@@ -244,23 +280,10 @@ impl Store {
 
     /// Read one chunk and verify its hash. The zero id must not be passed.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
-        let (pack, e) = self.locate(id)?;
-        let f = self.pack_file(&pack)?;
-        let mut buf = vec![0u8; e.stored_len as usize];
-        f.read_exact_at(&mut buf, e.offset).map_err(|err| {
-            if err.kind() == std::io::ErrorKind::UnexpectedEof {
-                StoreError::Corrupt(format!("pack {pack} is truncated (chunk {id})"))
-            } else {
-                StoreError::Io {
-                    context: format!("reading pack {pack}"),
-                    source: err,
-                }
-            }
-        })?;
-        decode_payload(&e, buf).map_err(|err| match err {
-            StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
-            other => other,
-        })
+        let loc = self.locate(id)?;
+        let mut buf = vec![0u8; loc.1.raw_len as usize];
+        self.read_loc_into(&loc, &mut buf)?;
+        Ok(buf)
     }
 
     /// The single commit point of a generation: writes the generation manifest atomically.
