@@ -349,6 +349,28 @@ mod race_with_gc {
     }
 
     #[test]
+    fn verify_racing_gc_does_not_call_a_collected_pack_damaged() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let x = data(3, 700_000);
+        let (store, _g) = setup(tmp.path(), &x);
+        // verify lists the packs, then gc repacks and deletes the listed one.
+        let listing = store.pack_files_on_disk().expect("listing");
+        let old = repack_and_delete(&store);
+        assert!(listing.contains(&old));
+        for read_data in [false, true] {
+            let report = store
+                .verify_listed(listing.clone(), read_data)
+                .expect("verify");
+            assert!(report.ok, "read_data {read_data}: {report:?}");
+        }
+        // A pack that disappears while still indexed is damage.
+        let live = store.pack_files_on_disk().expect("listing");
+        std::fs::remove_file(store.pack_path(&live[0])).expect("rm");
+        let report = store.verify_listed(live, false).expect("verify");
+        assert!(!report.ok && report.damaged_packs.len() == 1, "{report:?}");
+    }
+
+    #[test]
     fn lookups_made_before_gc_moved_the_chunks_still_read_and_check() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let x = data(1, 700_000);

@@ -254,6 +254,11 @@ impl Store {
             .remove(pack);
     }
 
+    /// Path of pack `pack`'s file.
+    pub(crate) fn pack_path(&self, pack: &str) -> PathBuf {
+        self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"))
+    }
+
     pub(crate) fn pack_file(&self, pack: &str) -> Result<Arc<File>, StoreError> {
         let mut files = self
             .inner

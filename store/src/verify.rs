@@ -62,6 +62,17 @@ impl Store {
     pub fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
         self.sync_new_packs()?;
         let on_disk = self.pack_files_on_disk()?;
+        self.verify_listed(on_disk, read_data)
+    }
+
+    /// [`Store::verify`] over a pack listing taken earlier. gc may delete packs after the
+    /// listing (it removes their index rows first, then the file): a pack whose file is gone
+    /// and that the index no longer lists was collected, not damaged (docs/gc.md, "Readers").
+    pub(crate) fn verify_listed(
+        &self,
+        on_disk: Vec<String>,
+        read_data: bool,
+    ) -> Result<VerifyReport, StoreError> {
         let disk_set: HashSet<&String> = on_disk.iter().collect();
         // pack -> problem
         let mut bad_packs: BTreeMap<String, String> = BTreeMap::new();
@@ -74,7 +85,13 @@ impl Store {
                     bad_packs.insert(name.clone(), e.to_string());
                 }
                 Ok(entries) if read_data => {
-                    let f = self.pack_file(name)?;
+                    let f = match self.pack_file(name) {
+                        Ok(f) => f,
+                        Err(e) => {
+                            bad_packs.insert(name.clone(), e.to_string());
+                            continue;
+                        }
+                    };
                     let bad: Vec<String> = entries
                         .par_iter()
                         .filter_map(|e| {
@@ -105,11 +122,15 @@ impl Store {
                 Ok(_) => {}
             }
         }
-        for name in self.index().pack_names()? {
-            if !disk_set.contains(&name) {
-                bad_packs.insert(name, "missing".into());
+        let indexed: HashSet<String> = self.index().pack_names()?.into_iter().collect();
+        for name in &indexed {
+            // Not listed but present now: sealed by a writer after the listing.
+            if !disk_set.contains(name) && !self.pack_path(name).exists() {
+                bad_packs.insert(name.clone(), "missing".into());
             }
         }
+        // Collected by gc meanwhile: unindexed (first) and unlinked (then).
+        bad_packs.retain(|name, _| self.pack_path(name).exists() || indexed.contains(name));
         let trailer_bad: HashSet<String> = bad_packs
             .iter()
             .filter(|(_, m)| !m.contains("chunks corrupt"))
