@@ -48,7 +48,8 @@ fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
         SocketName::Path { path, .. } => (path.as_bytes(), 0),
         SocketName::Abstract(b) => (b.as_slice(), 1),
     };
-    if lead + bytes.len() >= a.sun_path.len() {
+    // A path needs its terminating NUL; an abstract name fills sun_path without one.
+    if lead + bytes.len() + (1 - lead) > a.sun_path.len() {
         return Err(Error::Incompatible(format!(
             "UNIX socket name {} is too long to bind",
             show(name)

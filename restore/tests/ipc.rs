@@ -174,20 +174,29 @@ fn two_processes_over_a_fifo() {
 
 #[test]
 fn unix_path_server_with_two_clients() {
+    unix_server(None);
+}
+
+#[test]
+fn unix_abstract_name_server_with_two_clients() {
+    unix_server(Some(format!("cairn-test-{}", std::process::id())));
+}
+
+fn unix_server(abstract_name: Option<String>) {
     let dir = TempDir::new("unixsrv");
     let prog = compile(&dir, "unixserver", &[]);
     let (nd, cd) = (dir.path("native"), dir.path("cairn"));
     std::fs::create_dir_all(&nd).unwrap();
     std::fs::create_dir_all(&cd).unwrap();
     let nat = dir.path("native.txt");
-    native(&prog, &[nd.to_str().unwrap(), "500"], &nat);
+    let extra: Vec<&str> = abstract_name.iter().map(|s| s.as_str()).collect();
+    let mut args = vec![nd.to_str().unwrap(), "500"];
+    args.extend(&extra);
+    native(&prog, &args, &nat);
     let out = dir.path("out.txt");
-    let (st, images) = run_cycles(
-        os(&[&prog, &cd, &"500"]),
-        &out,
-        3,
-        Duration::from_millis(200),
-    );
+    let mut argv = os(&[&prog, &cd, &"500"]);
+    argv.extend(extra.iter().map(OsString::from));
+    let (st, images) = run_cycles(argv, &out, 3, Duration::from_millis(200));
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&nat), read(&out));
     assert!(read(&out).contains("late client said bye"));

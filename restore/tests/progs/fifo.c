@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
+    printf("start\n");
+    fflush(stdout);
     if (argc < 3) return 2;
     int n = atoi(argv[2]);
     char path[4096];

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 int main(int argc, char **argv) {
+    printf("start\n");
+    fflush(stdout);
     int steps = argc > 1 ? atoi(argv[1]) : 100;
     key_t key = 0x5ca10000 + (getpid() & 0xffff);
     int a = shmget(IPC_PRIVATE, 3 * 4096 + 100, IPC_CREAT | 0600);

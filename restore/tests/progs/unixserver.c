@@ -3,7 +3,7 @@
  * every 10 lines, so data waits in both directions. When both are done the server forks a
  * third client that connects to the same path (the listener must still listen) and says bye.
  * Clients write their results to DIR/clientK.txt; the server prints everything: usage
- * unixserver DIR N. */
+ * unixserver DIR N [ABSTRACT-NAME] (bound to DIR/sock, or to the abstract name). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -63,11 +63,16 @@ static void client(const char *dir, int k, int n) {
 }
 
 int main(int argc, char **argv) {
+    printf("start\n");
+    fflush(stdout);
     if (argc < 3) return 2;
     const char *dir = argv[1];
     int n = atoi(argv[2]);
     addr.sun_family = AF_UNIX;
-    snprintf(addr.sun_path, sizeof addr.sun_path, "%s/sock", dir);
+    if (argc > 3) /* an abstract name: "\0" ARGV[3] */
+        snprintf(addr.sun_path + 1, sizeof addr.sun_path - 1, "%s", argv[3]);
+    else
+        snprintf(addr.sun_path, sizeof addr.sun_path, "%s/sock", dir);
     unlink(addr.sun_path);
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
     if (l < 0 || bind(l, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(l, 8) < 0) return 3;
