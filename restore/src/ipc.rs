@@ -244,7 +244,9 @@ fn refill(from: &OwnedFd, s: &SocketImage, data: &[u8]) -> Result<()> {
             }
         }
     }
-    set_int(from, libc::SO_SNDBUF, old / 2);
+    if need > old && !set_int(from, libc::SO_SNDBUFFORCE, old / 2) {
+        set_int(from, libc::SO_SNDBUF, old / 2);
+    }
     Ok(())
 }
 
@@ -383,12 +385,8 @@ impl Ipc {
                 },
             }
         }
-        // Buffer sizes, unread data, shutdown state, peek offset, O_NONBLOCK.
-        for s in &img.sockets {
-            let fd = &self.sockets[&s.id];
-            set_buf(fd, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, s.sndbuf)?;
-            set_buf(fd, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, s.rcvbuf)?;
-        }
+        // Unread data, buffer sizes (after: refilling enlarges the sender's for a while),
+        // shutdown state, peek offset, O_NONBLOCK.
         for s in &img.sockets {
             let Some((pid, fd)) = s.data else { continue };
             let data = source.read_file(pid, fd).map_err(io_ctx(format!(
@@ -410,6 +408,11 @@ impl Ipc {
                 }
             };
             refill(from, s, &data)?;
+        }
+        for s in &img.sockets {
+            let fd = &self.sockets[&s.id];
+            set_buf(fd, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, s.sndbuf)?;
+            set_buf(fd, libc::SO_RCVBUF, libc::SO_RCVBUFFORCE, s.rcvbuf)?;
         }
         for s in &img.sockets {
             if s.shutdown & 2 != 0 {

@@ -161,12 +161,24 @@ fn create_one(
             .open(format!("/proc/{stub}/mem"))
             .map_err(io_ctx("opening the stub's memory"));
         let r = mem.and_then(|mem| {
-            // The new segment is zero-filled: write only pages with data.
-            for (i, c) in data.chunks(PAGE as usize).enumerate() {
-                if c.iter().any(|&b| b != 0) {
-                    procfs::write_mem(stub, Some(&mem), addr + i as u64 * PAGE, c)
-                        .map_err(io_ctx(format!("filling System V segment {}", s.id)))?;
+            // The new segment is zero-filled: write only runs of pages with data.
+            let page = PAGE as usize;
+            let mut i = 0;
+            while i < data.len() {
+                let nonzero =
+                    |k: usize| data[k..(k + page).min(data.len())].iter().any(|&b| b != 0);
+                if !nonzero(i) {
+                    i += page;
+                    continue;
                 }
+                let mut j = i + page;
+                while j < data.len() && nonzero(j) {
+                    j += page;
+                }
+                let j = j.min(data.len());
+                procfs::write_mem(stub, Some(&mem), addr + i as u64, &data[i..j])
+                    .map_err(io_ctx(format!("filling System V segment {}", s.id)))?;
+                i = j;
             }
             Ok(())
         });
