@@ -80,7 +80,7 @@ fn native(prog: &dyn AsRef<std::ffi::OsStr>, args: &[&str], out: &Path) {
 }
 
 #[test]
-fn socketpairs_stream_and_seqpacket_with_data_in_flight() {
+fn socketpairs_stream_seqpacket_and_dgram_with_data_in_flight() {
     let dir = TempDir::new("sockpair");
     let prog = compile(&dir, "sockpair", &[]);
     let nat = dir.path("native.txt");
@@ -90,7 +90,7 @@ fn socketpairs_stream_and_seqpacket_with_data_in_flight() {
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&nat), read(&out));
     assert!(
-        images.iter().all(|i| i.ipc.sockets.len() == 4),
+        images.iter().all(|i| i.ipc.sockets.len() == 6),
         "the socketpairs were not in every checkpoint"
     );
     assert!(
@@ -99,6 +99,13 @@ fn socketpairs_stream_and_seqpacket_with_data_in_flight() {
             .flat_map(|i| &i.ipc.sockets)
             .any(|s| s.sock_type == libc::SOCK_SEQPACKET && s.messages.len() > 1),
         "no checkpoint saw several seqpacket messages queued"
+    );
+    assert!(
+        images
+            .iter()
+            .flat_map(|i| &i.ipc.sockets)
+            .any(|s| s.sock_type == libc::SOCK_DGRAM && s.messages.len() > 1),
+        "no checkpoint saw several datagrams queued"
     );
     assert!(socket_bytes(&images) > 0, "no unread socket data");
 }

@@ -1,4 +1,4 @@
-/* A parent and a child talk over a SOCK_STREAM and a SOCK_SEQPACKET socketpair, with data in
+/* A parent and a child talk over SOCK_STREAM, SOCK_SEQPACKET and SOCK_DGRAM socketpairs, with data in
  * flight in both directions most of the time: the child writes text records (stream, its end
  * O_NONBLOCK) and variable-length messages (seqpacket) faster than the parent reads them; the
  * parent answers every 17 bytes with an ack that the child drains only every 10 records. Both
@@ -24,14 +24,16 @@ int main(int argc, char **argv) {
     printf("start\n");
     fflush(stdout);
     int n = argc > 1 ? atoi(argv[1]) : 300;
-    int ss[2], qs[2];
+    int ss[2], qs[2], ds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, ss) < 0) return 2;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, qs) < 0) return 3;
+    if (socketpair(AF_UNIX, SOCK_DGRAM, 0, ds) < 0) return 3;
     pid_t pid = fork();
     if (pid < 0) return 4;
     if (pid == 0) {
         close(ss[0]);
         close(qs[0]);
+        close(ds[0]);
         fcntl(ss[1], F_SETFL, O_NONBLOCK);
         unsigned long ackbytes = 0, acksum = 0;
         char ab[64];
@@ -43,6 +45,7 @@ int main(int argc, char **argv) {
             int ml = i % 97 + 1;
             for (int j = 0; j < ml; j++) m[j] = (char)(i + j);
             if (send(qs[1], m, ml, 0) != ml) _exit(31);
+            if (send(ds[1], m, ml / 2 + 1, 0) != ml / 2 + 1) _exit(32);
             usleep(1500);
             if (i % 10 == 9) {
                 ssize_t r;
@@ -65,12 +68,14 @@ int main(int argc, char **argv) {
     }
     close(ss[1]);
     close(qs[1]);
+    close(ds[1]);
+    unsigned long dmsgs = 0, dsum = 0;
     unsigned long bytes = 0, sum = 0, msgs = 0, mlen = 0, msum = 0;
     char b[17], mb[256];
     int have = 0, eof = 0;
     /* Never block: an ack per 17 stream bytes and at most one message per round, so the
      * results do not depend on timing while queues fill up. */
-    while (!eof || have > 0 || msgs < (unsigned long)n) {
+    while (!eof || have > 0 || msgs < (unsigned long)n || dmsgs < (unsigned long)n) {
         if (!eof) {
             ssize_t r = recv(ss[0], b + have, sizeof b - have, MSG_DONTWAIT);
             if (r == 0) eof = 1;
@@ -91,12 +96,19 @@ int main(int argc, char **argv) {
         } else if (m == 0 || (m < 0 && errno != EAGAIN)) {
             return 6;
         }
+        ssize_t d = recv(ds[0], mb, sizeof mb, MSG_DONTWAIT);
+        if (d > 0) {
+            dmsgs++;
+            for (int j = 0; j < d; j++) dsum = dsum * 5 + (unsigned char)mb[j] + d;
+        } else if (d == 0 || (d < 0 && errno != EAGAIN)) {
+            return 8;
+        }
         usleep(2500);
     }
     shutdown(ss[0], SHUT_WR);
     int st;
     if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return 7;
-    printf("parent: stream bytes %lu sum %lu; messages %lu bytes %lu sum %lu\n", bytes, sum,
-           msgs, mlen, msum);
+    printf("parent: stream bytes %lu sum %lu; messages %lu bytes %lu sum %lu; datagrams %lu "
+           "sum %lu\n", bytes, sum, msgs, mlen, msum, dmsgs, dsum);
     return 0;
 }
