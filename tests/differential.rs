@@ -95,3 +95,22 @@ fn as_unprivileged_user() {
     common::open_up(&common::compile_c("counter"));
     differential(&prog, "unprivileged", &Cycles::default());
 }
+
+#[test]
+fn socketpairs_between_parent_and_child() {
+    let prog = Program::c("sockpair", &["1200"]);
+    differential(&prog, "sockpair", &Cycles::default());
+}
+
+#[test]
+fn unix_path_server_with_two_clients() {
+    // "." binds the socket under a relative name in the job's working directory.
+    let prog = Program::c("unixserver", &[".", "1000"]);
+    differential(&prog, "unixserver", &Cycles::default());
+}
+
+#[test]
+fn system_v_shared_memory_between_processes() {
+    let prog = Program::c("sysvshm", &["800"]);
+    differential(&prog, "sysvshm", &Cycles::default());
+}

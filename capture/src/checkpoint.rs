@@ -225,9 +225,26 @@ fn capture_fds(
             .strip_prefix("pipe:[")
             .and_then(|r| r.strip_suffix(']'))
             .and_then(|n| n.parse::<u64>().ok());
-        let kind = if let (Some(id), true) = (pipe_id, parent.is_some() || fd > 2) {
+        let socket_id = link
+            .strip_prefix("socket:[")
+            .and_then(|r| r.strip_suffix(']'))
+            .and_then(|n| n.parse::<u64>().ok());
+        let inside = parent.is_some() || fd > 2;
+        let kind = if let (Some(id), true) = (pipe_id, inside) {
             FdKind::Pipe {
                 id,
+                flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+            }
+        } else if let (Some(id), true) = (socket_id, inside) {
+            // Checked (UNIX, peer inside the job, ...) by crate::ipc.
+            FdKind::Socket { id }
+        } else if let (true, Ok(m)) = (
+            link.starts_with('/') && ft.is_some_and(|t| t.is_fifo()),
+            meta.as_ref(),
+        ) {
+            use std::os::unix::fs::MetadataExt;
+            FdKind::Fifo {
+                id: m.ino(),
                 flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
             }
         } else if parent.is_some() && is_stdio_kind {
@@ -493,8 +510,15 @@ pub fn capture_process(
         let Some(backing) = classify(m)? else {
             continue;
         };
-        let stored = stored_runs(&pagemap, m, &backing)?;
-        let shm = (m.shared && backing == Backing::Anonymous).then_some((m.inode, m.offset));
+        // System V shared memory is saved once per segment (crate::sysv), not per view.
+        let sysv = crate::sysv::is_sysv(m);
+        let stored = if sysv {
+            Vec::new()
+        } else {
+            stored_runs(&pagemap, m, &backing)?
+        };
+        let shm =
+            (m.shared && backing == Backing::Anonymous && !sysv).then_some((m.inode, m.offset));
         vmas.push(Vma {
             start: m.start,
             end: m.end,

@@ -27,6 +27,9 @@ pub struct ProcessTreeImage {
     /// Pipes created inside the job, with their unread bytes.
     #[serde(default)]
     pub pipes: Vec<PipeImage>,
+    /// UNIX sockets, FIFOs and System V shared memory of the job ([`crate::ipc`]).
+    #[serde(default)]
+    pub ipc: crate::ipc::IpcImage,
 }
 
 /// A pipe between processes of the job.
@@ -301,6 +304,19 @@ pub enum FdKind {
         /// Pipe inode number at the checkpoint (identifies the pipe within the image).
         id: u64,
         /// open(2) flags of this end: O_RDONLY (read end) or O_WRONLY, O_NONBLOCK.
+        flags: i32,
+    },
+    /// A UNIX socket of the job ([`crate::ipc::SocketImage`] with this id); every descriptor
+    /// with the same id is the same socket (one open file description).
+    Socket {
+        /// Socket inode number at the checkpoint.
+        id: u64,
+    },
+    /// A FIFO (named pipe) opened by path ([`crate::ipc::FifoImage`] with this id).
+    Fifo {
+        /// Inode number of the FIFO at the checkpoint.
+        id: u64,
+        /// open(2) flags of this descriptor (access mode, O_NONBLOCK).
         flags: i32,
     },
     /// The same open file description as the parent process's descriptor `parent_fd`

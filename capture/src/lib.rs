@@ -37,12 +37,15 @@ pub mod files;
 pub mod freeze;
 pub mod image;
 pub mod inject;
+pub mod ipc;
 pub mod pipes;
 pub mod procfs;
 pub mod ptrace;
 pub mod sandbox;
+pub mod sysv;
 pub mod tree;
 pub mod uffd;
+pub mod unix_diag;
 
 pub use error::{Error, Result};
 pub use files::{CheckpointOptions, FileCapture, WrittenFile};
@@ -85,7 +88,7 @@ impl Sandbox {
                 None => capture_tree(&frozen, sink, opts),
             });
         // Whatever failed, a program that is gone means "exited during the checkpoint".
-        let (processes, zombies, files, pipes) = image.map_err(|e| {
+        let (processes, zombies, files, pipes, ipc) = image.map_err(|e| {
             if program_gone(pid) {
                 Error::Exited { pid }
             } else {
@@ -99,16 +102,18 @@ impl Sandbox {
             files,
             zombies,
             pipes,
+            ipc,
         })
     }
 }
 
-/// Everything captured of a frozen tree: processes, zombies, written files, pipes.
+/// Everything captured of a frozen tree: processes, zombies, written files, pipes, IPC.
 pub(crate) type Captured = (
     Vec<ProcessImage>,
     Vec<ZombieImage>,
     Vec<WrittenFile>,
     Vec<PipeImage>,
+    ipc::IpcImage,
 );
 
 /// Capture a frozen tree: every process, then pipes and written files (still frozen, so file
@@ -121,6 +126,9 @@ fn capture_tree(
     let (procs, zombies) = frozen.capture(sink)?;
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let pipes = pipes::capture_pipes(&outer, &procs, sink)?;
+    let mut ipc = ipc::capture_ipc(&outer, &procs, sink)?;
+    let inner: Vec<i32> = procs.iter().map(|p| p.pid).collect();
+    ipc.sysv_shm = sysv::capture(&frozen.procs[0].0, &outer, &inner, sink)?;
     let mut seen = Vec::new();
     let mut files = Vec::new();
     for ((fz, _), p) in frozen.procs.iter().zip(&procs) {
@@ -132,7 +140,7 @@ fn capture_tree(
             sink,
         )?);
     }
-    Ok((procs, zombies, files, pipes))
+    Ok((procs, zombies, files, pipes, ipc))
 }
 
 /// True when `pid` no longer runs (no /proc entry, zombie or dead).

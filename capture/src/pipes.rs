@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-fn owned(fd: i32, what: &str) -> Result<OwnedFd> {
+pub(crate) fn owned(fd: i32, what: &str) -> Result<OwnedFd> {
     if fd < 0 {
         return Err(last_os(what.to_string()));
     }
@@ -17,7 +17,7 @@ fn owned(fd: i32, what: &str) -> Result<OwnedFd> {
 }
 
 /// A duplicate of descriptor `fd` of process `pid` (outer pid) in this process.
-fn steal(pid: i32, fd: i32) -> Result<OwnedFd> {
+pub(crate) fn steal(pid: i32, fd: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open/pidfd_getfd take integers and return new descriptors.
     let pidfd = owned(
         unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32,
@@ -29,8 +29,13 @@ fn steal(pid: i32, fd: i32) -> Result<OwnedFd> {
 }
 
 /// The unread bytes and capacity of the pipe whose read end is `fd` of `pid`.
-fn peek(pid: i32, fd: i32) -> Result<(u64, Vec<u8>)> {
-    let rd = steal(pid, fd)?;
+pub(crate) fn peek(pid: i32, fd: i32) -> Result<(u64, Vec<u8>)> {
+    peek_fd(&steal(pid, fd)?, pid, fd)
+}
+
+/// The unread bytes and capacity of the pipe or FIFO read through `rd` (descriptor `fd` of
+/// `pid`, for messages).
+pub(crate) fn peek_fd(rd: &OwnedFd, pid: i32, fd: i32) -> Result<(u64, Vec<u8>)> {
     // SAFETY: fcntl/ioctl on our own descriptors with integer or out-pointer arguments.
     let cap = unsafe { libc::fcntl(rd.as_raw_fd(), libc::F_GETPIPE_SZ) };
     if cap < 0 {

@@ -513,7 +513,9 @@ impl Sandbox {
             sigset,
         };
         let mut pidfd: i32 = -1;
-        let mut flags = (libc::CLONE_NEWPID | libc::CLONE_PIDFD) as u64;
+        // Own IPC namespace: System V segments of the job are the job's alone, and restore can
+        // recreate them with their ids (crate::sysv).
+        let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_PIDFD) as u64;
         if user_ns {
             flags |= libc::CLONE_NEWUSER as u64;
         }

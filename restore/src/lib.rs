@@ -10,10 +10,12 @@
 
 pub mod compat;
 pub mod files;
+pub mod ipc;
 pub mod memory;
 pub mod pipes;
 pub mod plan;
 pub mod stub;
+pub mod sysv;
 
 use cairn_capture::checkpoint::{resume_regs, BLOCK_ALL};
 use cairn_capture::error::{io_ctx, last_os};
@@ -147,6 +149,8 @@ pub fn restore_with(
             }
         }
         let outer = outer_pids(sb.program_pid())?;
+        let segs = &image.ipc.sysv_shm;
+        sysv::create(sb.program_pid(), segs, source)?;
         let mut traced = Vec::new();
         for p in &image.processes {
             let o = outer
@@ -154,8 +158,9 @@ pub fn restore_with(
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source, &shm_fds)?);
+            traced.push(rebuild(o, p, source, &shm_fds, segs)?);
         }
+        sysv::finish(sb.program_pid(), segs)?;
         Ok(traced)
     })();
     match r {
@@ -359,6 +364,7 @@ fn rebuild(
     p: &ProcessImage,
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
+    sysv_shm: &[cairn_capture::sysv::SysvShm],
 ) -> Result<Traced> {
     ptrace::seize(
         stub,
@@ -402,6 +408,7 @@ fn rebuild(
     )?;
 
     memory::map_all_shared(&inj, stub, scratch, p, source, shm)?;
+    sysv::attach(&inj, p, sysv_shm)?;
     for &fd in shm.values() {
         inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;
     }

@@ -7,15 +7,23 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-/// The job's pipes, recreated by the restoring process: id → (read end, write end).
+/// The job's pipes, recreated by the restoring process: id → (read end, write end); and its
+/// UNIX sockets and FIFOs.
 #[derive(Default)]
-pub struct Pipes(pub std::collections::HashMap<u64, (OwnedFd, OwnedFd)>);
+pub struct Pipes(
+    pub std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
+    pub crate::ipc::Ipc,
+);
 
 impl Pipes {
     /// Create every pipe of the image with its capacity, refill it with its unread bytes,
-    /// and give each end the O_NONBLOCK flag its descriptors had.
+    /// and give each end the O_NONBLOCK flag its descriptors had; then the sockets and FIFOs
+    /// ([`crate::ipc::Ipc::create`]).
     pub fn create(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Pipes> {
-        let mut out = Pipes::default();
+        let mut out = Pipes(
+            Default::default(),
+            crate::ipc::Ipc::create(&image.ipc, source)?,
+        );
         for pi in &image.pipes {
             let mut p = [0i32; 2];
             // SAFETY: pipe2 writes two descriptors.

@@ -102,6 +102,8 @@ pub fn prepare_fds_with_pipes(
                 end.try_clone()
                     .map_err(io_ctx(format!("dup of pipe {id}")))?
             }
+            FdKind::Socket { id } => pipes.1.socket(*id, p.pid)?,
+            FdKind::Fifo { id, flags } => pipes.1.fifo(*id, *flags, p.pid)?,
             FdKind::Path {
                 path,
                 flags,

@@ -52,15 +52,18 @@ fn process_with_unknown_parent_is_refused() {
     sb.wait().unwrap();
 }
 
-#[test]
-fn socketpair_between_processes_fails_checkpoint_and_job_continues() {
-    let script = "import os, socket, time\n\
-                  a, b = socket.socketpair()\n\
-                  pid = os.fork()\n\
-                  time.sleep(0.5)\n\
-                  if pid == 0: os._exit(0)\n\
-                  os.waitpid(pid, 0)\n\
-                  raise SystemExit(7)\n";
+/// A python3 job whose connected socket leads outside the job: the checkpoint fails with a
+/// message naming the process, the fd and `want`, and the job finishes unharmed (exit 7).
+fn outside_socket_refused(connect: &str, want: &str) {
+    let script = format!(
+        "import os, socket, time\n\
+         {connect}\n\
+         pid = os.fork()\n\
+         time.sleep(0.5)\n\
+         if pid == 0: os._exit(0)\n\
+         os.waitpid(pid, 0)\n\
+         raise SystemExit(7)\n"
+    );
     let mut sb = Sandbox::launch(&os(&[&"/usr/bin/python3", &"-c", &script])).unwrap();
     std::thread::sleep(Duration::from_millis(250));
     let mut store = MemoryImageStore::new();
@@ -68,10 +71,34 @@ fn socketpair_between_processes_fails_checkpoint_and_job_continues() {
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("process ") && msg.contains(" fd ") && msg.contains("socket:"),
+        msg.contains("process ") && msg.contains(" fd ") && msg.contains(want),
         "{msg}"
     );
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(7));
+}
+
+#[test]
+fn unix_socket_connected_outside_the_job_fails_checkpoint() {
+    let dir = TempDir::new("outside-unix");
+    let path = dir.path("daemon.sock");
+    let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    outside_socket_refused(
+        &format!(
+            "s = socket.socket(socket.AF_UNIX); s.connect({:?})",
+            path.to_str().unwrap()
+        ),
+        "outside the job",
+    );
+}
+
+#[test]
+fn tcp_connection_to_outside_fails_checkpoint() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    outside_socket_refused(
+        &format!("s = socket.create_connection(('127.0.0.1', {port}))"),
+        "TCP socket",
+    );
 }
 
 #[test]

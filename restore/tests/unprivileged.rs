@@ -142,3 +142,66 @@ fn unprivileged_process_tree_cycle() {
         std::fs::read_to_string(&out).unwrap()
     );
 }
+
+const SYSV_ENV: &str = "CAIRN_UNPRIV_SYSV";
+
+/// System V shared memory between a parent and children as an ordinary user: segment ids come
+/// back through the job's own IPC namespace (shm_next_id is writable there).
+#[test]
+fn unprivileged_system_v_shared_memory_cycle() {
+    if let (Some(prog), Some(out)) = (std::env::var_os(SYSV_ENV), std::env::var_os(OUT_ENV)) {
+        tree_cycle_here_args(Path::new(&prog), &["300"], Path::new(&out));
+        return;
+    }
+    let dir = TempDir::new("unpriv-sysv");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let prog = compile(&dir, "sysvshm", &[]);
+    let native = Command::new(&prog).arg("300").output().unwrap();
+    assert!(native.status.success());
+    let out = dir.path("out.txt");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        tree_cycle_here_args(&prog, &["300"], &out);
+    } else {
+        let exe = dir.path("unprivileged-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("runuser")
+            .args(["-u", "cairn-test", "--"])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "unprivileged_system_v_shared_memory_cycle",
+                "--test-threads=1",
+            ])
+            .env(SYSV_ENV, &prog)
+            .env(OUT_ENV, &out)
+            .current_dir(&dir.0)
+            .status()
+            .unwrap();
+        assert!(st.success(), "unprivileged run failed: {st}");
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout),
+        std::fs::read_to_string(&out).unwrap()
+    );
+}
+
+/// [`tree_cycle_here`] with other arguments.
+fn tree_cycle_here_args(prog: &Path, args: &[&str], out: &Path) {
+    // SAFETY: geteuid cannot fail.
+    assert_ne!(unsafe { libc::geteuid() }, 0, "must run unprivileged");
+    let f = std::fs::File::create(out).unwrap();
+    let null = std::fs::File::open("/dev/null").unwrap();
+    use std::os::fd::AsRawFd;
+    let (n, w) = (null.as_raw_fd(), f.as_raw_fd());
+    let mut argv = os(&[&prog]);
+    argv.extend(args.iter().map(std::ffi::OsString::from));
+    let st = run_with_cycles_stdio(argv, Some([n, w, w]), 2, Duration::from_millis(250));
+    assert_eq!(
+        st,
+        ExitStatus::Code(0),
+        "{}",
+        std::fs::read_to_string(out).unwrap()
+    );
+}
