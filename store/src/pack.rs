@@ -299,22 +299,31 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
             f.read_exact_at(out, e.offset).map_err(eof)?;
         }
         Codec::Zstd => {
-            let mut payload = vec![0u8; e.stored_len as usize];
-            f.read_exact_at(&mut payload, e.offset).map_err(eof)?;
-            let n = DECOMPRESSOR
-                .with(|cell| {
-                    let mut slot = cell.borrow_mut();
-                    if slot.is_none() {
-                        *slot = zstd::bulk::Decompressor::new().ok();
-                    }
-                    match slot.as_mut() {
-                        Some(d) => d.decompress_to_buffer(&payload, out),
-                        None => zstd::bulk::decompress_to_buffer(&payload, out),
-                    }
-                })
-                .map_err(|err| {
-                    StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
-                })?;
+            // The compressed payload goes through a per-thread buffer that only grows, so
+            // it is neither allocated nor zero-filled per chunk.
+            let n = PAYLOAD.with(|pb| {
+                let mut pb = pb.borrow_mut();
+                let sl = e.stored_len as usize;
+                if pb.len() < sl {
+                    pb.resize(sl, 0);
+                }
+                let payload = &mut pb[..sl];
+                f.read_exact_at(payload, e.offset).map_err(eof)?;
+                DECOMPRESSOR
+                    .with(|cell| {
+                        let mut slot = cell.borrow_mut();
+                        if slot.is_none() {
+                            *slot = zstd::bulk::Decompressor::new().ok();
+                        }
+                        match slot.as_mut() {
+                            Some(d) => d.decompress_to_buffer(&*payload, out),
+                            None => zstd::bulk::decompress_to_buffer(&*payload, out),
+                        }
+                    })
+                    .map_err(|err| {
+                        StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+                    })
+            })?;
             if n != out.len() {
                 return Err(StoreError::Corrupt(format!("chunk {}: short chunk", e.id)));
             }
@@ -324,25 +333,120 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
 }
 
 thread_local! {
+    static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
     static COMPRESSOR: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// Compress `raw` with zstd at `level`; `None` when compression saves less than 1/32.
+/// Chunks shorter than this are always given to zstd (the probe needs enough samples).
+const PROBE_MIN_LEN: usize = 8192;
+/// The incompressibility probe looks at this many windows spread evenly over the chunk...
+const PROBE_WINDOWS: usize = 128;
+/// ...of this many bytes each (4 KiB sampled per chunk, whatever the chunk size).
+const PROBE_WINDOW: usize = 32;
+/// A sample whose byte entropy is at least this (bits per byte; uniformly random bytes give
+/// 7.95 on 4 KiB) is taken for incompressible. zstd level 1 cannot save the 1/32 a chunk
+/// must save to be stored compressed from byte statistics alone above about 7.75 bits.
+const PROBE_ENTROPY_BITS: f64 = 7.9;
+
+/// Cheap incompressibility probe (like btrfs's compression heuristic): samples
+/// `PROBE_WINDOWS` windows of `PROBE_WINDOW` bytes spread over `raw` and returns true when
+/// their byte entropy is near 8 bits and no two windows are equal (equal windows hint at
+/// repeated content that zstd would find). Costs about 1/16 of a zstd attempt on random data.
+pub fn looks_incompressible(raw: &[u8]) -> bool {
+    if raw.len() < PROBE_MIN_LEN {
+        return false;
+    }
+    let stride = raw.len() / PROBE_WINDOWS;
+    let mut hist = [0u32; 256];
+    let mut heads = [0u64; PROBE_WINDOWS];
+    for (k, head) in heads.iter_mut().enumerate() {
+        let w = &raw[k * stride..k * stride + PROBE_WINDOW];
+        for &b in w {
+            hist[b as usize] += 1;
+        }
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&w[..8]);
+        *head = u64::from_le_bytes(h);
+    }
+    let n = (PROBE_WINDOWS * PROBE_WINDOW) as f64;
+    let entropy: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    if entropy < PROBE_ENTROPY_BITS {
+        return false;
+    }
+    heads.sort_unstable();
+    heads.windows(2).all(|w| w[0] != w[1])
+}
+
+/// Compress `raw` with zstd at `level` into `out` (its previous contents are discarded, its
+/// allocation reused). Returns false, leaving `out` unspecified, when the chunk should be
+/// stored raw: the probe says it is incompressible, or zstd saves less than 1/32.
 /// Reuses one zstd context per thread.
-pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
-    let c = COMPRESSOR.with(|cell| {
+pub fn compress_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
+    if looks_incompressible(raw) {
+        return false;
+    }
+    out.clear();
+    out.reserve(zstd::compress_bound(raw.len()));
+    let n = COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             *slot = zstd::bulk::Compressor::new(level).ok().map(|c| (level, c));
         }
-        slot.as_mut().and_then(|(_, c)| c.compress(raw).ok())
-    })?;
-    if c.len() + raw.len() / 32 < raw.len() {
-        Some(c)
-    } else {
-        None
+        // Writes into the spare capacity; never zero-fills it.
+        slot.as_mut()
+            .and_then(|(_, c)| c.compress_to_buffer(raw, out).ok())
+    });
+    matches!(n, Some(n) if n + raw.len() / 32 < raw.len())
+}
+
+/// Compress `raw` with zstd at `level`; `None` when it should be stored raw (see
+/// [`compress_into`]).
+#[cfg(test)]
+pub fn compress(raw: &[u8], level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_into(raw, level, &mut out).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_skips_random_only() {
+        let mut r = 0x1234_5678_9abc_def1u64;
+        let random: Vec<u8> = (0..65536)
+            .map(|_| {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                (r >> 24) as u8
+            })
+            .collect();
+        assert!(looks_incompressible(&random));
+        assert!(compress(&random, 1).is_none());
+        // Random bytes repeated: high byte entropy, but zstd finds the repeats.
+        let repeated = random[..4096].to_vec().repeat(16);
+        assert!(!looks_incompressible(&repeated));
+        assert!(compress(&repeated, 1).is_some());
+        // Half zeros: compressible.
+        let mut half = random.clone();
+        half[..32768].fill(0);
+        assert!(!looks_incompressible(&half));
+        assert!(compress(&half, 1).is_some());
+        assert!(!looks_incompressible(&[0u8; 65536]));
+        let text = b"the quick brown fox jumps over the lazy dog ".repeat(1500);
+        assert!(!looks_incompressible(&text));
+        // Short chunks always go to zstd.
+        assert!(!looks_incompressible(&random[..4096]));
     }
 }
