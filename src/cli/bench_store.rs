@@ -29,8 +29,11 @@ pub struct BenchStoreArgs {
     #[arg(long, default_value_t = 4096)]
     pub size_mib: usize,
     /// Memory chunk size, KiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = InitOptions::default().memory_chunk_size / 1024)]
     pub chunk_kib: u32,
+    /// Children per interior node of a memory stream.
+    #[arg(long, default_value_t = InitOptions::default().memory_fanout)]
+    pub memory_fanout: u32,
     /// zstd level.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub zstd_level: i32,
@@ -61,6 +64,7 @@ struct Row {
     data: String,
     size_bytes: u64,
     chunk_kib: u32,
+    memory_fanout: u32,
     gen1_seconds: f64,
     gen1_gb_per_s: f64,
     /// CPU seconds (user + system, all threads) the phase used: a load-independent measure.
@@ -152,6 +156,7 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
         let opts = InitOptions {
             memory_chunk_size: a.chunk_kib * 1024,
             zstd_level: a.zstd_level,
+            memory_fanout: a.memory_fanout,
             ..InitOptions::default()
         };
         let store = Store::init(&tmp.path().join("store"), opts)?;
@@ -191,6 +196,7 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
             data: kind.name().into(),
             size_bytes: size as u64,
             chunk_kib: a.chunk_kib,
+            memory_fanout: a.memory_fanout,
             gen1_seconds: gen1_s,
             gen1_gb_per_s: gbps(gen1_s),
             gen1_cpu_seconds: gen1_cpu,

@@ -342,26 +342,30 @@ thread_local! {
 
 /// Chunks shorter than this are always given to zstd (the probe needs enough samples).
 const PROBE_MIN_LEN: usize = 8192;
-/// The incompressibility probe looks at this many windows spread evenly over the chunk...
-const PROBE_WINDOWS: usize = 128;
-/// ...of this many bytes each (4 KiB sampled per chunk, whatever the chunk size).
+/// The incompressibility probe samples windows of this many bytes...
 const PROBE_WINDOW: usize = 32;
-/// A sample whose byte entropy is at least this (bits per byte; uniformly random bytes give
-/// 7.95 on 4 KiB) is taken for incompressible. zstd level 1 cannot save the 1/32 a chunk
-/// must save to be stored compressed from byte statistics alone above about 7.75 bits.
-const PROBE_ENTROPY_BITS: f64 = 7.9;
+/// ...spread evenly over the chunk, 1/16 of it, at least 32 and at most 128 windows (1 to 4
+/// KiB sampled).
+const PROBE_MAX_WINDOWS: usize = 128;
+/// A sample is taken for incompressible when its byte entropy is within this many bits per
+/// byte of what uniformly random bytes give on a sample of its size (7.82 bits on 1 KiB, 7.955
+/// on 4 KiB: the plug-in estimate is biased low by 255 / (2 n ln 2)). At that entropy zstd's
+/// entropy coding alone cannot save the 1/32 a chunk must save to be stored compressed.
+const PROBE_ENTROPY_MARGIN: f64 = 0.08;
 
-/// Cheap incompressibility probe (like btrfs's compression heuristic): samples
-/// `PROBE_WINDOWS` windows of `PROBE_WINDOW` bytes spread over `raw` and returns true when
-/// their byte entropy is near 8 bits and no two windows are equal (equal windows hint at
-/// repeated content that zstd would find). Costs about 1/16 of a zstd attempt on random data.
+/// Cheap incompressibility probe (like btrfs's compression heuristic): samples windows of
+/// `PROBE_WINDOW` bytes spread over `raw` (1/16 of it) and returns true when their byte
+/// entropy is that of random bytes and no two windows start alike (equal windows hint at
+/// repeated content that zstd would find). Costs about 1/15 of a zstd attempt on random data.
 pub fn looks_incompressible(raw: &[u8]) -> bool {
     if raw.len() < PROBE_MIN_LEN {
         return false;
     }
-    let stride = raw.len() / PROBE_WINDOWS;
+    let windows = (raw.len() / 16 / PROBE_WINDOW).clamp(32, PROBE_MAX_WINDOWS);
+    let stride = raw.len() / windows;
     let mut hist = [0u32; 256];
-    let mut heads = [0u64; PROBE_WINDOWS];
+    let mut heads = [0u64; PROBE_MAX_WINDOWS];
+    let heads = &mut heads[..windows];
     for (k, head) in heads.iter_mut().enumerate() {
         let w = &raw[k * stride..k * stride + PROBE_WINDOW];
         for &b in w {
@@ -371,7 +375,7 @@ pub fn looks_incompressible(raw: &[u8]) -> bool {
         h.copy_from_slice(&w[..8]);
         *head = u64::from_le_bytes(h);
     }
-    let n = (PROBE_WINDOWS * PROBE_WINDOW) as f64;
+    let n = (windows * PROBE_WINDOW) as f64;
     let entropy: f64 = hist
         .iter()
         .filter(|&&c| c > 0)
@@ -380,7 +384,8 @@ pub fn looks_incompressible(raw: &[u8]) -> bool {
             -p * p.log2()
         })
         .sum();
-    if entropy < PROBE_ENTROPY_BITS {
+    let random = 8.0 - 255.0 / (2.0 * n * std::f64::consts::LN_2);
+    if entropy < random - PROBE_ENTROPY_MARGIN {
         return false;
     }
     heads.sort_unstable();
@@ -433,6 +438,8 @@ mod tests {
             })
             .collect();
         assert!(looks_incompressible(&random));
+        assert!(looks_incompressible(&random[..16384]));
+        assert!(looks_incompressible(&random[..8192]));
         assert!(compress(&random, 1).is_none());
         // Random bytes repeated: high byte entropy, but zstd finds the repeats.
         let repeated = random[..4096].to_vec().repeat(16);
