@@ -29,8 +29,11 @@ pub struct BenchStoreArgs {
     #[arg(long, default_value_t = 4096)]
     pub size_mib: usize,
     /// Memory chunk size, KiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = InitOptions::default().memory_chunk_size / 1024)]
     pub chunk_kib: u32,
+    /// Children per interior node of a memory stream.
+    #[arg(long, default_value_t = InitOptions::default().memory_fanout)]
+    pub memory_fanout: u32,
     /// zstd level.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub zstd_level: i32,
@@ -61,17 +64,41 @@ struct Row {
     data: String,
     size_bytes: u64,
     chunk_kib: u32,
+    memory_fanout: u32,
     gen1_seconds: f64,
     gen1_gb_per_s: f64,
+    /// CPU seconds (user + system, all threads) the phase used: a load-independent measure.
+    gen1_cpu_seconds: f64,
     gen1_stored_bytes: u64,
     changed_bytes: u64,
     changed_bytes_compressed: u64,
     gen2_seconds: f64,
     gen2_gb_per_s: f64,
+    gen2_cpu_seconds: f64,
     gen2_new_bytes: u64,
     gen2_new_over_changed_compressed: f64,
     reassembly_seconds: f64,
     reassembly_gb_per_s: f64,
+    reassembly_cpu_seconds: f64,
+    /// Size of cairn.db after both generations.
+    index_bytes: u64,
+    /// Chunks in the index after both generations.
+    index_chunks: u64,
+}
+
+/// CPU time (user + system) this process has used so far, seconds.
+fn cpu_seconds() -> f64 {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `struct rusage` into the pointer we pass, which is valid
+    // and large enough; RUSAGE_SELF is always a valid `who`.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage succeeded, so it initialised the struct (it was zeroed anyway).
+    let ru = unsafe { ru.assume_init() };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn kind_of(s: &str) -> anyhow::Result<SynthKind> {
@@ -83,7 +110,8 @@ fn kind_of(s: &str) -> anyhow::Result<SynthKind> {
     }
 }
 
-fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u64, f64)> {
+fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u64, f64, f64)> {
+    let c = cpu_seconds();
     let t = Instant::now();
     let mut w = store.writer()?;
     let m = w.put_memory(buf.len() as u64, &|off, out: &mut [u8]| {
@@ -99,7 +127,12 @@ fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u6
         ..Default::default()
     };
     store.commit(job, &root, info)?;
-    Ok((m, stats.new_stored_bytes, t.elapsed().as_secs_f64()))
+    Ok((
+        m,
+        stats.new_stored_bytes,
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c,
+    ))
 }
 
 /// Run `cairn bench store`.
@@ -123,12 +156,13 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
         let opts = InitOptions {
             memory_chunk_size: a.chunk_kib * 1024,
             zstd_level: a.zstd_level,
+            memory_fanout: a.memory_fanout,
             ..InitOptions::default()
         };
         let store = Store::init(&tmp.path().join("store"), opts)?;
         let mut buf = vec![0u8; size];
         fill(&mut buf, kind, 1);
-        let (_, gen1_new, gen1_s) = ingest(&store, &buf, "bench")?;
+        let (_, gen1_new, gen1_s, gen1_cpu) = ingest(&store, &buf, "bench")?;
         let ranges = mutate_pages(&mut buf, kind, a.change_percent / 100.0, a.change_run, 2);
         let changed: u64 = ranges.iter().map(|r| r.1 as u64).sum();
         let changed_comp: u64 = ranges
@@ -139,16 +173,22 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
                     .unwrap_or(l as u64)
             })
             .sum();
-        let (m2, gen2_new, gen2_s) = ingest(&store, &buf, "bench")?;
+        let (m2, gen2_new, gen2_s, gen2_cpu) = ingest(&store, &buf, "bench")?;
         let (g, _) = store.latest_consistent_at("bench", cairn_store::CheckLevel::Structure)?;
         let reader = store.reader(g.id)?;
         // Pre-fault the destination: the table measures the store, not first-touch page faults.
         let mut out = vec![1u8; size];
+        let c = cpu_seconds();
         let t = Instant::now();
         out.par_chunks_mut(64 << 20)
             .enumerate()
             .try_for_each(|(i, piece)| reader.read_at(&m2, (i as u64) << 26, piece))?;
         let re_s = t.elapsed().as_secs_f64();
+        let re_cpu = cpu_seconds() - c;
+        let index_bytes = std::fs::metadata(store.path().join("cairn.db"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let index_chunks = store.totals()?.chunks;
         anyhow::ensure!(out == buf, "reassembled image differs from the input");
         drop(out);
         let gbps = |s: f64| size as f64 / s / 1e9;
@@ -156,13 +196,16 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
             data: kind.name().into(),
             size_bytes: size as u64,
             chunk_kib: a.chunk_kib,
+            memory_fanout: a.memory_fanout,
             gen1_seconds: gen1_s,
             gen1_gb_per_s: gbps(gen1_s),
+            gen1_cpu_seconds: gen1_cpu,
             gen1_stored_bytes: gen1_new,
             changed_bytes: changed,
             changed_bytes_compressed: changed_comp,
             gen2_seconds: gen2_s,
             gen2_gb_per_s: gbps(gen2_s),
+            gen2_cpu_seconds: gen2_cpu,
             gen2_new_bytes: gen2_new,
             gen2_new_over_changed_compressed: if changed_comp == 0 {
                 0.0
@@ -171,6 +214,9 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
             },
             reassembly_seconds: re_s,
             reassembly_gb_per_s: gbps(re_s),
+            reassembly_cpu_seconds: re_cpu,
+            index_bytes,
+            index_chunks,
         });
     }
     if a.json {
@@ -178,33 +224,47 @@ pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
         return Ok(0);
     }
     println!(
-        "{:<17} {:>9} {:>6} | {:>9} {:>10} | {:>10} {:>10} {:>9} {:>6} | {:>9}",
+        "{:<17} {:>9} {:>6} | {:>9} {:>7} {:>10} | {:>10} {:>10} {:>9} {:>7} {:>6} | {:>9} {:>7}",
         "data",
         "size",
         "chunk",
         "gen1 GB/s",
+        "GB/cpus",
         "stored",
         "changed",
         "new gen2",
         "gen2 GB/s",
+        "GB/cpus",
         "xchg",
-        "read GB/s"
+        "read GB/s",
+        "GB/cpus"
     );
+    let per_cpu = |bytes: u64, cpu: f64| {
+        if cpu > 0.0 {
+            bytes as f64 / cpu / 1e9
+        } else {
+            0.0
+        }
+    };
     for r in &rows {
         println!(
-            "{:<17} {:>9} {:>4}Ki | {:>9.2} {:>10} | {:>10} {:>10} {:>9.2} {:>6.2} | {:>9.2}",
+            "{:<17} {:>9} {:>4}Ki | {:>9.2} {:>7.2} {:>10} | {:>10} {:>10} {:>9.2} {:>7.2} {:>6.2} | {:>9.2} {:>7.2}",
             r.data,
             human_bytes(r.size_bytes),
             r.chunk_kib,
             r.gen1_gb_per_s,
+            per_cpu(r.size_bytes, r.gen1_cpu_seconds),
             human_bytes(r.gen1_stored_bytes),
             human_bytes(r.changed_bytes),
             human_bytes(r.gen2_new_bytes),
             r.gen2_gb_per_s,
+            per_cpu(r.size_bytes, r.gen2_cpu_seconds),
             r.gen2_new_over_changed_compressed,
-            r.reassembly_gb_per_s
+            r.reassembly_gb_per_s,
+            per_cpu(r.size_bytes, r.reassembly_cpu_seconds)
         );
     }
     println!("xchg = new bytes written by generation 2 / changed bytes compressed with zstd");
+    println!("GB/cpus = GB per CPU-second (user+system, all threads): independent of load");
     Ok(0)
 }

@@ -29,7 +29,7 @@ pub struct InitArgs {
     /// Directory to create (or an empty one); defaults to --store / CAIRN_STORE.
     pub dir: Option<PathBuf>,
     /// Fixed chunk size of memory streams in KiB (multiple of 4).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = InitOptions::default().memory_chunk_size / 1024)]
     pub memory_chunk_kib: u32,
     /// zstd level for new chunks.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]

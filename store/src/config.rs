@@ -49,15 +49,20 @@ pub struct InitOptions {
     pub pack_target_size: u64,
     /// See [`StoreConfig::cdc_avg_size`] (min = avg/4, max = avg*4).
     pub cdc_avg_size: u32,
+    /// See [`StoreConfig::memory_fanout`].
+    pub memory_fanout: u32,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
         InitOptions {
-            memory_chunk_size: 64 * 1024,
+            // 32 KiB chunks, 32 children per node: docs/store-decisions.md ("Memory chunk
+            // size"). Stores made with the earlier defaults (64 KiB, 256) keep theirs.
+            memory_chunk_size: 32 * 1024,
             zstd_level: 1,
             pack_target_size: 32 * 1024 * 1024,
             cdc_avg_size: 64 * 1024,
+            memory_fanout: 32,
         }
     }
 }
@@ -88,12 +93,18 @@ impl StoreConfig {
                 "pack target size must be at least 1 MiB".into(),
             ));
         }
+        if !(2..=65536).contains(&opts.memory_fanout) {
+            return Err(StoreError::InvalidArgument(format!(
+                "memory fan-out {} must be between 2 and 65536",
+                opts.memory_fanout
+            )));
+        }
         let id: u128 = rand::random();
         Ok(StoreConfig {
             format: FORMAT_VERSION,
             store_id: format!("{id:032x}"),
             memory_chunk_size: cs,
-            memory_fanout: 256,
+            memory_fanout: opts.memory_fanout,
             cdc_min_size: avg / 4,
             cdc_avg_size: avg,
             cdc_max_size: avg * 4,

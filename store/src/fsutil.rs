@@ -48,7 +48,9 @@ pub(crate) fn unique_writer_name() -> String {
 /// `stage`, the process exits at once with status 86, without running destructors, exactly
 /// like a writer killed at that instant.
 pub(crate) fn fault_point(stage: &str) {
-    if let Ok(v) = std::env::var("CAIRN_FAULT") {
+    // Read once: this is called for every chunk appended to a pack.
+    static FAULT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if let Some(v) = FAULT.get_or_init(|| std::env::var("CAIRN_FAULT").ok()) {
         if v == stage {
             eprintln!("cairn: injected fault at stage {stage}");
             std::process::exit(86);

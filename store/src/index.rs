@@ -67,7 +67,10 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
             "cannot set journal mode (got {mode})"
         )));
     }
-    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA mmap_size=0;")?;
+    // A 64 MiB page cache (SQLite's default is 2 MiB) keeps the chunk index of a large
+    // checkpoint in memory: dedup lookups of random ids otherwise re-read index pages with a
+    // pread each (found by profiling 16 KiB-chunk ingests).
+    conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA mmap_size=0; PRAGMA cache_size=-65536;")?;
     Ok(())
 }
 
@@ -148,17 +151,53 @@ impl Index {
         }
     }
 
-    /// Locations of many chunks, looked up inside one read transaction (one lock round trip
-    /// instead of one per chunk).
+    /// Locations of many chunks, looked up inside one read transaction with one
+    /// `SELECT ... WHERE id IN (...)` per 256 ids (per-statement overhead dominated the
+    /// per-chunk cost of ingest with small chunks).
     pub fn lookup_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkLoc>>, StoreError> {
         if ids.len() <= 1 {
             return ids.iter().map(|id| self.lookup(id)).collect();
         }
+        let mut out: Vec<Option<ChunkLoc>> = vec![None; ids.len()];
+        let mut at: std::collections::HashMap<ChunkId, Vec<usize>> =
+            std::collections::HashMap::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            at.entry(*id).or_default().push(i);
+        }
         let tx = self.conn.unchecked_transaction()?;
-        let out = ids
-            .iter()
-            .map(|id| self.lookup(id))
-            .collect::<Result<Vec<_>, _>>()?;
+        for part in ids.chunks(256) {
+            let sql = format!(
+                "SELECT id, pack, offset, stored_len, raw_len, codec FROM chunks WHERE id IN ({})",
+                vec!["?"; part.len()].join(",")
+            );
+            let mut st = self.conn.prepare_cached(&sql)?;
+            let mut rows = st.query(rusqlite::params_from_iter(part.iter().map(|id| &id.0[..])))?;
+            while let Some(r) = rows.next()? {
+                let idb: Vec<u8> = r.get(0)?;
+                let Some(id) = ChunkId::from_slice(&idb) else {
+                    continue;
+                };
+                let Some(slots) = at.get(&id) else { continue };
+                if out[slots[0]].is_some() {
+                    continue;
+                }
+                let codec = Codec::from_u8(r.get::<_, i64>(5)? as u8)
+                    .ok_or_else(|| StoreError::Index(format!("bad codec for chunk {id}")))?;
+                let loc = (
+                    r.get::<_, String>(1)?,
+                    PackEntry {
+                        id,
+                        offset: r.get::<_, i64>(2)? as u64,
+                        stored_len: r.get::<_, i64>(3)? as u32,
+                        raw_len: r.get::<_, i64>(4)? as u32,
+                        codec,
+                    },
+                );
+                for &i in slots {
+                    out[i] = Some(loc.clone());
+                }
+            }
+        }
         tx.commit()?;
         Ok(out)
     }

@@ -44,7 +44,7 @@ pub use id::{is_all_zero, ChunkId};
 pub use index::IndexTotals;
 pub use maintenance::{Condemnation, CopyReport, LiveSet, PackSet, PackSummary, CONDEMNED_DIR};
 pub use node::{StreamKind, StreamRef};
-pub use pack::{Codec, PackEntry};
+pub use pack::{looks_incompressible, Codec, PackEntry};
 pub use reader::{ChunkSink, GenerationReader};
 pub use store::{ReindexReport, ScannedGeneration, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};

@@ -206,7 +206,9 @@ impl GenerationReader {
     }
 
     /// Every chunk of a stream, in parallel, verified; `None` for all-zero chunks.
-    /// `f` gets the chunk's offset in the stream.
+    /// `f` gets the chunk's offset in the stream. A `None` covers everything up to the next
+    /// offset reported (or the end of the stream): one all-zero chunk, or a whole all-zero
+    /// subtree of many chunks, which is reported once.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
         let ids: Vec<ChunkId> = leaves

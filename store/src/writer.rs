@@ -8,7 +8,7 @@ use crate::error::{IoContext, StoreError};
 use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId};
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress, Codec, PackWriter};
+use crate::pack::{compress_into, Codec, PackEntry, PackWriter};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
@@ -45,7 +45,15 @@ pub struct Writer {
     /// Spare chunk buffers, reused across batches (avoids page-fault churn of fresh
     /// allocations).
     pool: Vec<Vec<u8>>,
+    /// Spare compression output buffers, reused likewise.
+    zpool: Vec<Vec<u8>>,
+    /// The previous pack, being sealed (trailer, fsync, rename) by a background thread
+    /// while this writer fills the next one. At most one at a time.
+    sealing: Option<std::thread::JoinHandle<SealResult>>,
 }
+
+/// What a background seal returns: the pack's name, size and entries.
+type SealResult = Result<(String, u64, Vec<PackEntry>), StoreError>;
 
 impl Writer {
     pub(crate) fn new(store: Store, name: String) -> Writer {
@@ -58,6 +66,8 @@ impl Writer {
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
             pool: Vec::new(),
+            zpool: Vec::new(),
+            sealing: None,
         }
     }
 
@@ -113,22 +123,36 @@ impl Writer {
             }
         }
         let level = self.store.config().zstd_level;
-        let encoded: Vec<(ChunkId, Vec<u8>, Option<Vec<u8>>)> = fresh
+        let outs: Vec<Vec<u8>> = (0..fresh.len())
+            .map(|_| self.zpool.pop().unwrap_or_default())
+            .collect();
+        let encoded: Vec<(ChunkId, Vec<u8>, Vec<u8>, Codec)> = fresh
             .into_par_iter()
-            .map(|(id, data)| {
-                let c = compress(&data, level);
-                (id, data, c)
+            .zip(outs)
+            .map(|((id, data), mut out)| {
+                let codec = if compress_into(&data, level, &mut out) {
+                    Codec::Zstd
+                } else {
+                    Codec::Raw
+                };
+                (id, data, out, codec)
             })
             .collect();
-        for (id, raw, comp) in encoded {
-            let (payload, codec) = match &comp {
-                Some(c) => (c.as_slice(), Codec::Zstd),
-                None => (raw.as_slice(), Codec::Raw),
-            };
-            self.append(id, payload, raw.len(), codec)?;
+        let mut result = Ok(());
+        for (id, raw, out, codec) in encoded {
+            if result.is_ok() {
+                let payload = match codec {
+                    Codec::Zstd => out.as_slice(),
+                    Codec::Raw => raw.as_slice(),
+                };
+                result = self.append(id, payload, raw.len(), codec);
+            }
             self.recycle(raw);
+            if self.zpool.len() < 2 * BATCH {
+                self.zpool.push(out);
+            }
         }
-        Ok(())
+        result
     }
 
     fn recycle(&mut self, buf: Vec<u8>) {
@@ -161,13 +185,32 @@ impl Writer {
         Ok(())
     }
 
+    /// Seal the current pack in the background: the trailer write, fsync and rename of pack k
+    /// overlap with filling pack k+1. Waits for the previous background seal first, so at
+    /// most one pack is in flight; its chunks are indexed once it is renamed into place.
     fn seal_pack(&mut self) -> Result<(), StoreError> {
+        self.wait_sealed()?;
         if let Some(p) = self.pack.take() {
             if p.len() == 0 {
                 p.discard();
                 return Ok(());
             }
-            let (name, size, entries) = p.seal()?;
+            let h = std::thread::Builder::new()
+                .name("cairn-seal".into())
+                .spawn(move || p.seal())
+                .ctx(|| "starting the pack sealing thread".to_string())?;
+            self.sealing = Some(h);
+        }
+        Ok(())
+    }
+
+    /// Wait for the background seal, if any, and index the sealed pack.
+    fn wait_sealed(&mut self) -> Result<(), StoreError> {
+        if let Some(h) = self.sealing.take() {
+            let (name, size, entries) = h.join().map_err(|_| StoreError::Io {
+                context: "sealing a pack".into(),
+                source: std::io::Error::other("the pack sealing thread panicked"),
+            })??;
             self.stats.packs += 1;
             self.store.index().add_pack(&name, size, &entries)?;
             self.packs_present.insert(name, true);
@@ -557,6 +600,7 @@ impl Writer {
     /// Flush, fsync and rename this writer's packs; after this the refs are durable.
     pub fn finish(mut self) -> Result<WriteStats, StoreError> {
         self.seal_pack()?;
+        self.wait_sealed()?;
         Ok(std::mem::take(&mut self.stats))
     }
 }
@@ -567,6 +611,11 @@ impl Drop for Writer {
         // possibly shared by dedup with other writers).
         if let Some(p) = self.pack.take() {
             p.discard();
+        }
+        // A pack being sealed is finished (sealed packs are harmless) but not indexed;
+        // readers index such packs when they miss a chunk.
+        if let Some(h) = self.sealing.take() {
+            let _ = h.join();
         }
     }
 }

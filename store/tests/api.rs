@@ -38,7 +38,8 @@ fn put_mem(w: &mut cairn_store::Writer, data: &[u8]) -> StreamRef {
 #[test]
 fn memory_bytes_tree_roundtrip() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    // The offsets below assume 64 KiB chunks.
+    let store = Store::init(dir.path(), old_default_options()).unwrap();
     let mut mem = pseudo_random(3 * 65536 + 4096, 1);
     mem[65536..2 * 65536].fill(0);
     let file = pseudo_random(300_000, 2);
@@ -210,7 +211,8 @@ fn reindex_rebuilds_the_same_answer() {
 fn incremental_memory_equals_full_write_and_reads_only_changed_chunks() {
     use std::sync::atomic::{AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    // The offsets below assume 64 KiB chunks.
+    let store = Store::init(dir.path(), old_default_options()).unwrap();
     let mut mem = pseudo_random(40 * 65536 + 1000, 21);
     mem[5 * 65536..30 * 65536].fill(0);
     let mut w = store.writer().unwrap();
@@ -272,4 +274,57 @@ fn handles_are_send_and_sync() {
     send_sync::<cairn_store::GenerationReader>();
     send::<cairn_store::Writer>();
     send_sync::<StreamRef>();
+}
+
+/// The defaults of stores created before the chunk-size decision of session 2 (64 KiB chunks,
+/// 256 children per memory node). Such stores must stay readable and writable: the chunking
+/// settings are read from each store's config.json, never from the current defaults.
+fn old_default_options() -> InitOptions {
+    InitOptions {
+        memory_chunk_size: 65536,
+        memory_fanout: 256,
+        ..InitOptions::default()
+    }
+}
+
+#[test]
+fn store_created_with_old_defaults_still_reads_and_dedups() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mem = pseudo_random(4 << 20, 31);
+    mem[(1 << 20)..(2 << 20)].fill(0);
+    let g1 = {
+        let store = Store::init(dir.path(), old_default_options()).unwrap();
+        let mut w = store.writer().unwrap();
+        let m = put_mem(&mut w, &mem);
+        let root = w.put_tree(vec![("m".into(), m)]).unwrap();
+        let stats = w.finish().unwrap();
+        store.commit("old", &root, info(stats)).unwrap()
+    };
+    // Reopened (as by a newer cairn): the store's own settings apply.
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.config().memory_chunk_size, 65536);
+    assert_eq!(store.config().memory_fanout, 256);
+    let r = store.reader(g1).unwrap();
+    assert_eq!(r.read_all(&r.lookup("m").unwrap()).unwrap(), mem);
+    // A one-page change costs one 64 KiB chunk plus the nodes above it: the new generation
+    // is cut exactly like the old one and deduplicates against it.
+    mem[3 * 65536 + 100..3 * 65536 + 200].copy_from_slice(&pseudo_random(100, 32));
+    let mut w = store.writer().unwrap();
+    let m = put_mem(&mut w, &mem);
+    let root = w.put_tree(vec![("m".into(), m)]).unwrap();
+    let stats = w.finish().unwrap();
+    // (16 KiB chunks would give 16 KiB plus a 10 KiB node.)
+    assert!(
+        (65536..65536 + 4096).contains(&stats.new_raw_bytes),
+        "{stats:?}"
+    );
+    let g2 = store.commit("old", &root, info(stats)).unwrap();
+    let (latest, skipped) = store.latest_consistent("old").unwrap();
+    assert_eq!(latest.id, g2);
+    assert!(skipped.is_empty());
+    let r = store.reader(g2).unwrap();
+    assert_eq!(r.read_all(&r.lookup("m").unwrap()).unwrap(), mem);
+    for g in store.generations(None).unwrap() {
+        store.check_generation(&g, CheckLevel::Data).unwrap();
+    }
 }

@@ -123,22 +123,30 @@ proptest! {
                     prop_assert!(got[..] == data[off..off + len]);
                 }
             }
-            // Memory streams chunk by chunk: fixed 4 KiB chunks, `None` for all-zero ones.
+            // Memory streams chunk by chunk: fixed 4 KiB chunks, `None` for zeros up to the
+            // next reported offset (one zero chunk or a whole zero subtree).
             let s = r.lookup("mem").unwrap();
             let rebuilt = Mutex::new(vec![0xEEu8; data.len()]);
+            let zeros = Mutex::new(Vec::new());
+            let offsets = Mutex::new(vec![data.len()]);
             r.for_each_chunk(&s, &|off, chunk| {
                 let mut out = rebuilt.lock().unwrap();
                 let o = off as usize;
+                offsets.lock().unwrap().push(o);
                 match chunk {
                     Some(c) => out[o..o + c.len()].copy_from_slice(c),
-                    None => {
-                        let end = (o + 4096).min(out.len());
-                        out[o..end].fill(0);
-                    }
+                    None => zeros.lock().unwrap().push(o),
                 }
                 Ok(())
             }).unwrap();
-            prop_assert!(&rebuilt.into_inner().unwrap() == data);
+            let mut out = rebuilt.into_inner().unwrap();
+            let mut offsets = offsets.into_inner().unwrap();
+            offsets.sort_unstable();
+            for z in zeros.into_inner().unwrap() {
+                let next = offsets[offsets.partition_point(|&o| o <= z)];
+                out[z..next].fill(0);
+            }
+            prop_assert!(&out == data);
         }
         let (latest, skipped) = store.latest_consistent("p").unwrap();
         prop_assert_eq!(latest.id, snapshots.last().unwrap().0);
