@@ -103,7 +103,11 @@ fn classify(m: &MapEntry) -> Result<Option<Backing>> {
 }
 
 /// Byte ranges of a mapping whose contents must be stored.
-fn stored_runs(pagemap: &File, m: &MapEntry, backing: &Backing) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn stored_runs(
+    pagemap: &File,
+    m: &MapEntry,
+    backing: &Backing,
+) -> Result<Vec<(u64, u64)>> {
     let len = m.end - m.start;
     match (backing, m.shared) {
         (Backing::File { .. }, true) => return Ok(Vec::new()),
@@ -111,6 +115,17 @@ fn stored_runs(pagemap: &File, m: &MapEntry, backing: &Backing) -> Result<Vec<(u
         _ => {}
     }
     let file = matches!(backing, Backing::File { .. });
+    match crate::uffd::scan_resident(pagemap, m.start, m.end, file) {
+        Ok(runs) => return Ok(runs),
+        // Kernels without PAGEMAP_SCAN (before 6.7): read the pagemap entries.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}
+        Err(e) => {
+            return Err(Error::Sys {
+                what: format!("PAGEMAP_SCAN of {:x}-{:x}", m.start, m.end),
+                source: e,
+            })
+        }
+    }
     let pages = len / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let batch = 65536u64;
@@ -578,6 +593,34 @@ pub fn capture_process(
     Ok(image)
 }
 
+/// Fills `buf` with bytes `off..off + buf.len()` of the mapping at `base` whose stored runs
+/// are `stored` (offsets from `base`): stored pages read from process `pid` with one
+/// multi-range process_vm_readv straight into `buf`, everything else zeros.
+pub(crate) fn read_stored(
+    pid: i32,
+    mem: &File,
+    base: u64,
+    stored: &[(u64, u64)],
+    off: u64,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    let end = off + buf.len() as u64;
+    let first = stored.partition_point(|r| r.0 + r.1 <= off);
+    let mut parts: Vec<(u64, usize, usize)> = Vec::new();
+    for &(s, l) in &stored[first..] {
+        if s >= end {
+            break;
+        }
+        let a = s.max(off);
+        let b = (s + l).min(end);
+        parts.push((base + a, (a - off) as usize, (b - a) as usize));
+    }
+    if !(parts.len() == 1 && parts[0].2 == buf.len()) {
+        buf.fill(0);
+    }
+    procfs::read_mem_scatter(pid, Some(mem), &parts, buf)
+}
+
 fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> Result<()> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = File::open(&mem_path).map_err(io_ctx(format!("opening {mem_path}")))?;
@@ -586,29 +629,7 @@ fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> 
             continue;
         }
         let src = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
-            let end = off + buf.len() as u64;
-            let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
-            let covered = vma
-                .stored
-                .get(first)
-                .is_some_and(|&(s, l)| s <= off && s + l >= end);
-            if !covered {
-                buf.fill(0);
-            }
-            for &(s, l) in &vma.stored[first..] {
-                if s >= end {
-                    break;
-                }
-                let a = s.max(off);
-                let b = (s + l).min(end);
-                procfs::read_mem(
-                    pid,
-                    Some(&mem),
-                    vma.start + a,
-                    &mut buf[(a - off) as usize..(b - off) as usize],
-                )?;
-            }
-            Ok(())
+            read_stored(pid, &mem, vma.start, &vma.stored, off, buf)
         };
         sink.put_vma(image.pid, index, vma, None, &src)
             .map_err(io_ctx(format!(
