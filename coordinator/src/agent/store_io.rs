@@ -205,7 +205,10 @@ impl MemorySink for StoreSink<'_> {
         };
         let key = (pid, vma.start, vma.end, vma.prot);
         let prev = self.baseline.and_then(|b| b.get(&key));
-        let r = Self::write_vma(writer, &mut self.counts, vma, changed, prev, source)?;
+        // Pages read here count as scanned; pages skipped are counted by the final pass.
+        let mut counts = PageCounts::default();
+        let r = Self::write_vma(writer, &mut counts, vma, changed, prev, source)?;
+        self.counts.scanned += counts.scanned;
         p.streams.insert(key, r);
         Ok(())
     }
@@ -213,8 +216,13 @@ impl MemorySink for StoreSink<'_> {
     fn precopy_done(&mut self) -> io::Result<()> {
         if let Some(p) = self.precopy.as_mut() {
             if let Some(w) = p.writer.take() {
-                let stats = w.finish().map_err(io_err)?;
-                p.stats.add(&stats);
+                // Only what the pre-copy added to the store counts: its logical bytes are
+                // counted again by the final pass, which produces the image's streams.
+                let w = w.finish().map_err(io_err)?;
+                p.stats.new_chunks += w.new_chunks;
+                p.stats.new_raw_bytes += w.new_raw_bytes;
+                p.stats.new_stored_bytes += w.new_stored_bytes;
+                p.stats.packs += w.packs;
             }
             p.done = true;
         }
