@@ -503,12 +503,21 @@ pub fn capture_process(
     let vdso = vdso_info(pid, &maps)?;
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
+    let status_path = format!("/proc/{pid}/status");
+    let ns_pid = procfs::inner_pid(&status_path)?;
     let mut vmas = Vec::new();
     for m in &maps {
         let Some(backing) = classify(m)? else {
             continue;
         };
-        let stored = stored_runs(&pagemap, m, &backing)?;
+        let private_anon = backing == Backing::Anonymous && !m.shared;
+        let known = private_anon
+            .then(|| sink.known_stored(ns_pid, m.start, m.end, m.prot))
+            .flatten();
+        let stored = match known {
+            Some(runs) => runs,
+            None => stored_runs(&pagemap, m, &backing)?,
+        };
         let shm = (m.shared && backing == Backing::Anonymous).then_some((m.inode, m.offset));
         vmas.push(Vma {
             start: m.start,
@@ -553,10 +562,8 @@ pub fn capture_process(
         }
         rlimits.push((res, old.rlim_cur, old.rlim_max));
     }
-    let status_path = format!("/proc/{pid}/status");
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
-    let ns_pid = procfs::inner_pid(&status_path)?;
     let fds = capture_fds(pid, ns_pid, sink, parent)?;
     let ns_field = |key: &str| -> Result<i32> {
         let v = procfs::status_field(&status_path, key)?;

@@ -322,6 +322,9 @@ struct Known {
     /// The bases are this checkpoint's pre-copies.
     precopy: bool,
     pagemap: Option<File>,
+    /// Pre-copied mappings scanned at the final freeze: pages written since the pre-copy
+    /// began (offsets) and the stored runs now.
+    scanned: HashMap<Key, (uffd::Runs, uffd::Runs)>,
 }
 
 /// A sink wrapper that asks the tracker which pages of each region changed.
@@ -361,16 +364,19 @@ impl MemorySink for TrackingSink<'_> {
         };
         let prev = known.base.get(&k).filter(|_| trackable(vma));
         let scanned = match (prev, &known.pagemap) {
+            // Pre-copied: scanned already at this freeze (see `final_scans`).
+            (Some(before), _) if known.precopy => {
+                known.scanned.get(&k).map(|(w, _)| (w.clone(), before))
+            }
             (Some(before), Some(pm)) => uffd::scan_written(pm, vma.start, vma.end)
                 .ok()
-                .map(|w| (w, before)),
+                .map(|w| (w.iter().map(|&(s, l)| (s - vma.start, l)).collect(), before)),
             _ => None,
         };
         let precopy = known.precopy;
-        let changed = scanned.map(|(written, before)| {
+        let changed = scanned.map(|(written, before): (Vec<(u64, u64)>, _)| {
             self.stats.written_pages += written.iter().map(|r| r.1 / PAGE).sum::<u64>();
-            let rel: Vec<(u64, u64)> = written.iter().map(|&(s, l)| (s - vma.start, l)).collect();
-            changed_ranges(&rel, before, &vma.stored)
+            changed_ranges(&written, before, &vma.stored)
         });
         match (changed, precopy) {
             (Some(c), true) => {
@@ -391,9 +397,84 @@ impl MemorySink for TrackingSink<'_> {
         }
     }
 
+    fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
+        let k = self.known.get(&pid)?;
+        k.scanned
+            .get(&(start, end, prot))
+            .map(|(_, stored)| stored.clone())
+    }
+
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
         self.inner.put_file(pid, fd, data)
     }
+}
+
+/// At the final freeze, for every pre-copied mapping that still exists with the same start,
+/// end and protection: one PAGEMAP_SCAN takes the pages written since the pre-copy began
+/// (re-protecting them) and which of them are resident. Pages not written since then kept
+/// their residency (a dropped page is reported written, a page faulted in is either written
+/// or a write-protected zero page, which reads as zero whether stored or not), so the stored
+/// runs now are the pre-copy's, minus the written pages, plus the written resident ones.
+fn final_scans(known: &mut Known) {
+    let Some(pm) = &known.pagemap else { return };
+    let keys: HashSet<Key> = mapping_keys(known.outer).into_iter().collect();
+    for (k, before) in &known.base {
+        if !keys.contains(k) {
+            continue;
+        }
+        let Ok((written, resident)) = uffd::scan_written_resident(pm, k.0, k.1) else {
+            continue;
+        };
+        let rel = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            v.into_iter().map(|(s, l)| (s - k.0, l)).collect()
+        };
+        let (written, resident) = (rel(written), rel(resident));
+        let stored = runs_union(&runs_minus(before, &written), &resident);
+        known.scanned.insert(*k, (written, stored));
+    }
+}
+
+/// Sorted runs `a` without the bytes of sorted runs `b`.
+fn runs_minus(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut j = 0;
+    for &(s, l) in a {
+        let (mut s, e) = (s, s + l);
+        while j < b.len() && b[j].0 + b[j].1 <= s {
+            j += 1;
+        }
+        let mut k = j;
+        while s < e {
+            match b.get(k) {
+                Some(&(bs, bl)) if bs < e => {
+                    if bs > s {
+                        out.push((s, bs - s));
+                    }
+                    s = s.max(bs + bl);
+                    k += 1;
+                }
+                _ => {
+                    out.push((s, e - s));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Union of two sorted run lists, sorted and merged.
+fn runs_union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+    for (s, l) in all {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 >= s => last.1 = last.1.max(s + l - last.0),
+            _ => out.push((s, l)),
+        }
+    }
+    out
 }
 
 impl Sandbox {
@@ -518,6 +599,7 @@ fn precopy_copy(
                 base,
                 precopy: true,
                 pagemap: None,
+                scanned: HashMap::new(),
             },
         );
     }
@@ -577,6 +659,7 @@ fn capture_tracked_inner(
                 base: pt.armed.clone(),
                 precopy: false,
                 pagemap: None,
+                scanned: HashMap::new(),
             },
         );
     }
@@ -588,6 +671,9 @@ fn capture_tracked_inner(
         }
     }
     known.retain(|_, k| k.pagemap.is_some());
+    for k in known.values_mut().filter(|k| k.precopy) {
+        final_scans(k);
+    }
     let mut ts = TrackingSink {
         inner: sink,
         known,
@@ -633,7 +719,17 @@ fn capture_tracked_inner(
 
 #[cfg(test)]
 mod tests {
-    use super::{changed_ranges, mapping_keys};
+    use super::{changed_ranges, mapping_keys, runs_minus, runs_union};
+
+    #[test]
+    fn run_lists_subtract_and_unite() {
+        let a = [(0, 10), (20, 10), (40, 5)];
+        let b = [(5, 20), (42, 1), (50, 5)];
+        assert_eq!(runs_minus(&a, &b), vec![(0, 5), (25, 5), (40, 2), (43, 2)]);
+        assert_eq!(runs_minus(&a, &[]), a.to_vec());
+        assert_eq!(runs_minus(&[], &b), vec![]);
+        assert_eq!(runs_union(&a, &b), vec![(0, 30), (40, 5), (50, 5)]);
+    }
 
     #[test]
     fn mapping_keys_match_the_parsed_maps() {

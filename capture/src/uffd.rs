@@ -141,6 +141,9 @@ impl Uffd {
     }
 }
 
+/// Sorted byte ranges `(start, len)`.
+pub type Runs = Vec<(u64, u64)>;
+
 /// `PAGE_IS_FILE`: the page is a file page (not anonymous; pagemap bit 61).
 const PAGE_IS_FILE: u64 = 1 << 2;
 /// `PAGE_IS_PRESENT`: the page is present in memory.
@@ -207,6 +210,29 @@ pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Vec<(u64
         PAGE_IS_WRITTEN,
     )?;
     Ok(merge(found.into_iter().map(|(s, e, _)| (s, e))))
+}
+
+/// Like [`scan_written`], also telling which of the written pages are resident (present or
+/// swapped) now: `(written, written_and_resident)`, absolute, sorted, merged. A page dropped
+/// since it was write-protected (MADV_DONTNEED) is reported written but not resident.
+pub fn scan_written_resident(pagemap: &File, start: u64, end: u64) -> io::Result<(Runs, Runs)> {
+    let found = pagemap_scan(
+        pagemap,
+        start,
+        end,
+        PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        PAGE_IS_WRITTEN,
+        0,
+        PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
+    )?;
+    let written = merge(found.iter().map(|&(s, e, _)| (s, e)));
+    let resident = merge(
+        found
+            .iter()
+            .filter(|&&(_, _, c)| c & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED) != 0)
+            .map(|&(s, e, _)| (s, e)),
+    );
+    Ok((written, resident))
 }
 
 /// Byte ranges (offsets from `start`, sorted, merged) of `[start, end)` whose contents a

@@ -177,7 +177,8 @@ impl<P: JobProcess> Agent<P> {
                 let stats = AgentStats {
                     write: write.clone(),
                     frozen_ms: frozen.as_millis() as u64,
-                    ..AgentStats::default()
+                    pages_scanned: self.pages.scanned,
+                    pages_skipped: self.pages.skipped,
                 };
                 stored.insert(
                     token,
