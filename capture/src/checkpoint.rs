@@ -499,12 +499,26 @@ pub fn capture_process(
         th.sigaltstack = *ss;
     }
 
-    let maps = procfs::read_maps(pid)?;
+    let status_path = format!("/proc/{pid}/status");
+    let ns_pid = procfs::inner_pid(&status_path)?;
+    // /proc/PID/maps, with VM_GROWSDOWN from the sink when it knows every mapping, else
+    // /proc/PID/smaps (which walks the page tables).
+    let mut maps = procfs::read_maps_light(pid)?;
+    let known: Option<Vec<bool>> = maps
+        .iter()
+        .map(|m| sink.known_growsdown(ns_pid, m))
+        .collect();
+    match known {
+        Some(flags) => {
+            for (m, g) in maps.iter_mut().zip(flags) {
+                m.growsdown = g;
+            }
+        }
+        None => maps = procfs::read_maps(pid)?,
+    }
     let vdso = vdso_info(pid, &maps)?;
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
-    let status_path = format!("/proc/{pid}/status");
-    let ns_pid = procfs::inner_pid(&status_path)?;
     let mut vmas = Vec::new();
     for m in &maps {
         let Some(backing) = classify(m)? else {

@@ -325,6 +325,23 @@ struct Known {
     /// Pre-copied mappings scanned at the final freeze: pages written since the pre-copy
     /// began (offsets) and the stored runs now.
     scanned: HashMap<Key, (uffd::Runs, uffd::Runs)>,
+    /// VM_GROWSDOWN of every mapping, from /proc/PID/smaps read during the pre-copy.
+    growsdown: HashMap<Ident, bool>,
+}
+
+/// Everything /proc/PID/maps tells about a mapping.
+type Ident = (u64, u64, u32, bool, u64, u64, String);
+
+fn ident(m: &MapEntry) -> Ident {
+    (
+        m.start,
+        m.end,
+        m.prot,
+        m.shared,
+        m.offset,
+        m.inode,
+        m.name.clone(),
+    )
 }
 
 /// A sink wrapper that asks the tracker which pages of each region changed.
@@ -395,6 +412,10 @@ impl MemorySink for TrackingSink<'_> {
                 self.inner.put_vma(pid, index, vma, None, source)
             }
         }
+    }
+
+    fn known_growsdown(&self, pid: i32, m: &MapEntry) -> Option<bool> {
+        self.known.get(&pid)?.growsdown.get(&ident(m)).copied()
     }
 
     fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
@@ -562,6 +583,11 @@ fn precopy_copy(
             }
             return Err(crate::error::last_os(format!("opening /proc/{outer}")));
         };
+        // The mappings' flags, read now (page-table walk while the program runs) so that the
+        // final freeze only needs /proc/PID/maps.
+        let growsdown = procfs::read_maps(outer)
+            .map(|maps| maps.iter().map(|m| (ident(m), m.growsdown)).collect())
+            .unwrap_or_default();
         let mut base = HashMap::new();
         for (k, since_last) in items {
             let (start, end, prot) = *k;
@@ -600,6 +626,7 @@ fn precopy_copy(
                 precopy: true,
                 pagemap: None,
                 scanned: HashMap::new(),
+                growsdown,
             },
         );
     }
@@ -660,6 +687,7 @@ fn capture_tracked_inner(
                 precopy: false,
                 pagemap: None,
                 scanned: HashMap::new(),
+                growsdown: HashMap::new(),
             },
         );
     }

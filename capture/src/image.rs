@@ -392,6 +392,15 @@ pub trait MemorySink {
         let _ = (pid, start, end, prot);
         None
     }
+    /// Asked by capture (program frozen) for every line of `/proc/PID/maps` of process `pid`
+    /// (inside the job's namespace): whether the mapping grows down, when the sink knows it
+    /// from a `/proc/PID/smaps` read of the same mapping earlier in this checkpoint (dirty
+    /// tracking reads it during the pre-copy). Only if every mapping is known does capture
+    /// skip reading smaps (a page-table walk) while the program is frozen. Default: `None`.
+    fn known_growsdown(&self, pid: i32, m: &crate::procfs::MapEntry) -> Option<bool> {
+        let _ = (pid, m);
+        None
+    }
     /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
     /// `fd` of process `pid`; see [`crate::files`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;
