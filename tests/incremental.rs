@@ -423,3 +423,34 @@ fn child_process_memory_is_tracked_and_restored_exactly() {
         );
     }
 }
+
+/// A checkpoint inside a long relative sleep: with pre-copy the first checkpoint freezes the
+/// program twice (to create its userfaultfd, then for the capture), so the second freeze
+/// finds the thread in `restart_syscall`; the image must still name the original syscall,
+/// or the restarted program's sleep fails with EINTR.
+#[test]
+fn checkpoint_inside_a_long_sleep_restarts_the_sleep() {
+    let scratch = Scratch::new();
+    let prog = Program::c("long_sleep", &["1500"]);
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    for (round, job) in ["clock", "nano"].into_iter().enumerate() {
+        fs::remove_file(dir.join("stdout")).ok();
+        let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
+        wait_stdout(&mut run, "start");
+        if round == 1 {
+            wait_stdout(&mut run, "clock_nanosleep");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(run.checkpoint(), "checkpoint failed:\n{}", run.log_text());
+        run.kill_all();
+        let again = Job::start(&prog, "restart", &store, job, &[], &dir, false);
+        let code = again.wait(Duration::from_secs(60));
+        assert_eq!(code, 0, "restart exited with {code}");
+        let out = fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+        assert_eq!(
+            out, "start\nclock_nanosleep rc=0\nnanosleep rc=0\n",
+            "job {job}: the restarted sleep did not complete"
+        );
+    }
+}

@@ -404,8 +404,37 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
     Ok(out)
 }
 
+/// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
+/// -ERESTART_RESTARTBLOCK: resumed live, it continues in `restart_syscall`, and a later
+/// freeze sees only that. A restored process has no kernel restart block, so the image must
+/// name the original syscall (its arguments are still in the registers).
+static RESTART_BLOCK_NR: std::sync::Mutex<Option<std::collections::HashMap<i32, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// `regs` of thread `tid` as seen at a freeze, with `orig_rax` = the original syscall instead
+/// of `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted
+/// with -ERESTART_RESTARTBLOCK for the next freeze.
+pub(crate) fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
+    let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
+        return regs;
+    };
+    let map = map.get_or_insert_with(Default::default);
+    if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
+        if regs.orig_rax == libc::SYS_restart_syscall as u64 {
+            if let Some(&nr) = map.get(&tid) {
+                regs.orig_rax = nr;
+            }
+        } else {
+            map.insert(tid, regs.orig_rax);
+        }
+    } else {
+        map.remove(&tid);
+    }
+    regs
+}
+
 fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
-    let regs = ptrace::get_regs(tid)?;
+    let regs = note_restart(tid, ptrace::get_regs(tid)?);
     let xstate = ptrace::get_xstate(tid)?;
     let sigmask = ptrace::get_sigmask(tid)?;
     let pending = ptrace::peek_siginfo(tid, false)?;

@@ -209,7 +209,10 @@ fn create_uffd(fz: &Frozen) -> Result<Uffd> {
         closed?;
         Ok(taken)
     })();
-    let put_back = ptrace::set_regs(tid, &regs).and_then(|_| ptrace::set_sigmask(tid, mask));
+    // Injection bypassed the kernel's syscall-restart logic: resume as capture does.
+    let regs = crate::checkpoint::note_restart(tid, regs);
+    let put_back = ptrace::set_regs(tid, &crate::checkpoint::resume_regs(&regs, true))
+        .and_then(|_| ptrace::set_sigmask(tid, mask));
     let fd = made?;
     put_back?;
     Uffd::new(fd).map_err(|e| Error::Sys {
@@ -515,41 +518,93 @@ impl Sandbox {
     }
 }
 
-/// One tracked mapping to pre-copy: its key and, when tracking knew it since the previous
-/// checkpoint, the pages written since then and its stored runs at that checkpoint.
-type PrecopyItem = (Key, Option<(Vec<(u64, u64)>, Vec<(u64, u64)>)>);
+/// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint
+/// (offsets from its start).
+struct Since {
+    /// Pages written since the previous checkpoint.
+    written: uffd::Runs,
+    /// Stored runs at the previous checkpoint.
+    before: uffd::Runs,
+    /// Stored runs at freeze 1: `before` without the written pages, plus the written pages
+    /// that are resident (unwritten pages kept their residency, see [`final_scans`]).
+    now: uffd::Runs,
+}
 
-/// Step 1 of a pre-copy checkpoint (tree frozen): per process, make sure a userfaultfd tracks
-/// it, take each tracked mapping's pages written since the last checkpoint (re-protecting
-/// them) or arm it. Returns (outer pid, ns pid, items) per process. Every process's baseline
-/// is consumed: from here on its armed mappings count from this instant.
+/// One tracked mapping to pre-copy: its key and what tracking knew since the previous
+/// checkpoint, if it did.
+type PrecopyItem = (Key, Option<Since>);
+
+/// The live processes of the tree of `root` (outer pids, parents first), read from /proc
+/// while they run: a process missed or gone is simply not pre-copied.
+fn live_tree(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        for c in crate::tree::children_of(out[i]).unwrap_or_default() {
+            if !out.contains(&c) && !crate::program_gone(c) {
+                out.push(c);
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Step 1 of a pre-copy checkpoint, while the tree runs: per process, make sure a
+/// userfaultfd tracks it (creating one needs the process frozen for a moment: only on its
+/// first checkpoint), take each tracked mapping's pages written since the last checkpoint
+/// (re-protecting them atomically, page table by page table) or arm it. Returns
+/// (outer pid, ns pid, items) per process and adds the freezes' duration to `frozen`. Every
+/// process's baseline is consumed: from here on its armed mappings count from this instant
+/// (a write after a page's re-protection faults and is recorded; a write before it is seen
+/// by the pre-copy, which reads after the scan).
 fn precopy_arm(
-    frozen: &FrozenTree,
+    root: i32,
     tracker: &mut DirtyTracker,
+    frozen: &mut Duration,
 ) -> Result<Vec<(i32, i32, Vec<PrecopyItem>)>> {
     let mut out = Vec::new();
-    for (fz, _) in &frozen.procs {
-        let ns = procfs::inner_pid(&format!("/proc/{}/status", fz.pid))?;
-        let pt = tracker.procs.entry(ns).or_default();
-        pt.revalidate(fz.pid);
-        let armed = std::mem::take(&mut pt.armed);
-        let u = match pt.ensure_uffd(fz) {
-            Ok(u) => u,
-            Err(e) => {
-                tracker.unavailable = Some(e.to_string());
-                continue;
-            }
+    for pid in live_tree(root) {
+        let Ok(ns) = procfs::inner_pid(&format!("/proc/{pid}/status")) else {
+            continue;
         };
-        let maps = procfs::read_maps_light(fz.pid)?;
-        let pagemap = File::open(format!("/proc/{}/pagemap", fz.pid))
-            .map_err(crate::error::io_ctx("opening pagemap"))?;
+        let pt = tracker.procs.entry(ns).or_default();
+        pt.revalidate(pid);
+        let armed = std::mem::take(&mut pt.armed);
+        if pt.uffd.is_none() {
+            let t = Instant::now();
+            let made = Frozen::freeze(pid).and_then(|fz| create_uffd(&fz));
+            *frozen += t.elapsed();
+            match made {
+                Ok(u) => pt.uffd = Some(u),
+                Err(Error::Exited { .. }) => continue,
+                Err(e) => {
+                    tracker.unavailable = Some(e.to_string());
+                    continue;
+                }
+            }
+        }
+        let Some(u) = &pt.uffd else { continue };
+        let (Ok(maps), Ok(pagemap)) = (
+            procfs::read_maps_light(pid),
+            File::open(format!("/proc/{pid}/pagemap")),
+        ) else {
+            continue;
+        };
         let mut items = Vec::new();
         for m in maps.iter().filter(|m| trackable_entry(m)) {
             let k = (m.start, m.end, m.prot);
             let since_last = armed.get(&k).and_then(|before| {
-                uffd::scan_written(&pagemap, m.start, m.end).ok().map(|w| {
-                    let rel = w.iter().map(|&(s, l)| (s - m.start, l)).collect();
-                    (rel, before.clone())
+                let (w, r) = uffd::scan_written_resident(&pagemap, m.start, m.end).ok()?;
+                let rel = |v: uffd::Runs| -> uffd::Runs {
+                    v.into_iter().map(|(s, l)| (s - m.start, l)).collect()
+                };
+                let (written, resident) = (rel(w), rel(r));
+                let now = runs_union(&runs_minus(before, &written), &resident);
+                Some(Since {
+                    written,
+                    before: before.clone(),
+                    now,
                 })
             });
             let ok = since_last.is_some()
@@ -559,7 +614,7 @@ fn precopy_arm(
                 items.push((k, since_last));
             }
         }
-        out.push((fz.pid, ns, items));
+        out.push((pid, ns, items));
     }
     Ok(out)
 }
@@ -591,13 +646,17 @@ fn precopy_copy(
         let mut base = HashMap::new();
         for (k, since_last) in items {
             let (start, end, prot) = *k;
-            // Unmapped meanwhile: nothing to copy (the final pass sees what is there then).
-            let Ok(resident) = uffd::scan_resident(&pagemap, start, end, false) else {
-                continue;
+            let resident = match since_last {
+                Some(s) => s.now.clone(),
+                // Unmapped meanwhile: nothing to copy (the final pass sees what is there).
+                None => match uffd::scan_resident(&pagemap, start, end, false) {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                },
             };
             let changed = since_last
                 .as_ref()
-                .map(|(w, before)| changed_ranges(w, before, &resident));
+                .map(|s| changed_ranges(&s.written, &s.before, &resident));
             let vma = Vma {
                 start,
                 end,
@@ -662,12 +721,8 @@ fn capture_tracked_inner(
     let mut stats = DirtyStats::default();
     let mut known: HashMap<i32, Known> = HashMap::new();
     if tracker.precopy && sink.supports_precopy() {
-        let t = Instant::now();
-        let frozen = FrozenTree::freeze(root, init)?;
-        let plan = precopy_arm(&frozen, tracker);
-        drop(frozen);
-        stats.frozen += t.elapsed();
-        known = precopy_copy(&plan?, sink, &mut stats)?;
+        let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
+        known = precopy_copy(&plan, sink, &mut stats)?;
     }
     let t = Instant::now();
     let frozen = FrozenTree::freeze(root, init)?;
