@@ -633,10 +633,8 @@ fn precopy_copy(
             File::open(format!("/proc/{outer}/pagemap")),
             File::open(format!("/proc/{outer}/mem")),
         ) else {
-            if crate::program_gone(outer) {
-                continue;
-            }
-            return Err(crate::error::last_os(format!("opening /proc/{outer}")));
+            // Gone, or not readable: not pre-copied (captured in full at the freeze).
+            continue;
         };
         // The mappings' flags, read now (page-table walk while the program runs) so that the
         // final freeze only needs /proc/PID/maps.
@@ -722,7 +720,9 @@ fn capture_tracked_inner(
     let mut known: HashMap<i32, Known> = HashMap::new();
     if tracker.precopy && sink.supports_precopy() {
         let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
-        known = precopy_copy(&plan, sink, &mut stats)?;
+        // Without usable pre-copies (the sink failed to finish them) the final freeze
+        // captures the armed processes in full: their baselines were consumed by step 1.
+        known = precopy_copy(&plan, sink, &mut stats).unwrap_or_default();
     }
     let t = Instant::now();
     let frozen = FrozenTree::freeze(root, init)?;
