@@ -282,3 +282,175 @@ fn tracking_disabled_takes_full_checkpoints_with_the_same_results() {
     let ids: Vec<u64> = gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)).collect();
     restart_each(&scratch, &store, "untracked", &ids, &native, false, None);
 }
+
+/// Restarts generation `g` of `job` in `dir`, sends SIGUSR2 until the program exits, and
+/// returns its exit code and the stdout file.
+fn restart_and_stop(store: &Path, job: &str, g: u64, prog: &Program, dir: &Path) -> (i32, String) {
+    let mut run = Job::start(
+        prog,
+        "restart",
+        store,
+        job,
+        &["--generation", &g.to_string()],
+        dir,
+        false,
+    );
+    assert!(
+        run.wait_for_lines(RUNNING, 1, Duration::from_secs(60)),
+        "restart of generation {g} did not run:\n{}",
+        run.log_text()
+    );
+    let end = Instant::now() + Duration::from_secs(120);
+    while run.running() && Instant::now() < end {
+        run.signal(libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let code = run.wait(Duration::from_secs(1));
+    (
+        code,
+        fs::read_to_string(dir.join("stdout")).unwrap_or_default(),
+    )
+}
+
+/// A program writes random words of a 64 MiB buffer without pause and replaces mappings
+/// (mmap, mremap, munmap) without pause while it is checkpointed: pre-copy copies memory
+/// that is being written and mappings that are being replaced. After a restart of each
+/// generation the program replays its recorded writes and checks every word and every
+/// recorded mapping: memory must be exactly as it was at the instant of the freeze.
+#[test]
+fn memory_written_and_remapped_during_precopy_is_restored_as_at_the_freeze() {
+    const MIB_STRESS: u64 = 64;
+    let scratch = Scratch::new();
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    let prog = Program::c("precopy_stress", &[&MIB_STRESS.to_string()]);
+    let mut run = Job::start(&prog, "launch", &store, "stress", &[], &dir, true);
+    wait_stdout(&mut run, "ready");
+    for k in 0..3 {
+        assert!(
+            run.checkpoint(),
+            "checkpoint {k} failed:\n{}",
+            run.log_text()
+        );
+    }
+    run.kill_all();
+    let gens = generations(&store, "stress");
+    assert_eq!(gens.len(), 3);
+    // Pre-copy ran: the buffer was read while the program ran, and only what it wrote
+    // meanwhile was read again while frozen, so more pages were read or skipped in the final
+    // pass than the image holds (without pre-copy, scanned + skipped = the image's pages).
+    let buffer_pages = (MIB_STRESS << 20) / 4096;
+    let first = &gens[0];
+    let (scanned, skipped) = (
+        info_u64(first, &["pages_scanned"]),
+        info_u64(first, &["pages_skipped"]),
+    );
+    assert!(
+        scanned + skipped > buffer_pages * 3 / 2,
+        "generation 1: scanned {scanned} + skipped {skipped} pages: no pre-copy of the \
+         {buffer_pages}-page buffer"
+    );
+    for g in gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)) {
+        let (code, out) = restart_and_stop(&store, "stress", g, &prog, &dir);
+        assert!(
+            code == 0
+                && out
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.starts_with("verified ")),
+            "restart of generation {g} exited with {code}; stdout:\n{out}"
+        );
+    }
+}
+
+/// The memory of a child process changes between checkpoints: with dirty tracking in every
+/// process of the tree the child's later checkpoints are incremental too, and a restart
+/// from each of them continues exactly like the native run (every round prints the checksum
+/// of the child's whole buffer).
+#[test]
+fn child_process_memory_is_tracked_and_restored_exactly() {
+    const MIB_CHILD: &str = "48";
+    let scratch = Scratch::new();
+    let prog = Program::c("tree_dirty", &[MIB_CHILD, "60"]);
+    let native = run_native(&prog, &scratch.sub("native"));
+    assert_eq!(native.code, 0, "native run failed");
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    let mut run = Job::start(&prog, "launch", &store, "tree", &[], &dir, true);
+    wait_stdout(&mut run, "ready");
+    for k in 0..3 {
+        wait_stdout(&mut run, &format!("round {} ", 3 + 5 * k));
+        assert!(
+            run.checkpoint(),
+            "checkpoint {k} failed:\n{}",
+            run.log_text()
+        );
+    }
+    run.kill_all();
+    let gens = generations(&store, "tree");
+    assert_eq!(gens.len(), 3);
+    // The child's buffer is nearly all of the job's memory: later generations skipped most
+    // of it only if the child was tracked.
+    for g in &gens[1..] {
+        let (scanned, skipped) = (
+            info_u64(g, &["pages_scanned"]),
+            info_u64(g, &["pages_skipped"]),
+        );
+        assert!(
+            skipped > 4 * scanned,
+            "generation {g}: scanned {scanned} pages, skipped only {skipped}: the child \
+             process was not tracked"
+        );
+    }
+    for g in gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)) {
+        let again = Job::start(
+            &prog,
+            "restart",
+            &store,
+            "tree",
+            &["--generation", &g.to_string()],
+            &dir,
+            false,
+        );
+        let code = again.wait(Duration::from_secs(120));
+        assert_eq!(code, 0, "restart of generation {g} exited with {code}");
+        let got = fs::read(dir.join("stdout")).unwrap_or_default();
+        assert!(
+            got == native.stdout,
+            "restart of generation {g}: stdout differs from the native run:\n{}\nvs native\n{}",
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&native.stdout)
+        );
+    }
+}
+
+/// A checkpoint inside a long relative sleep: with pre-copy the first checkpoint freezes the
+/// program twice (to create its userfaultfd, then for the capture), so the second freeze
+/// finds the thread in `restart_syscall`; the image must still name the original syscall,
+/// or the restarted program's sleep fails with EINTR.
+#[test]
+fn checkpoint_inside_a_long_sleep_restarts_the_sleep() {
+    let scratch = Scratch::new();
+    let prog = Program::c("long_sleep", &["1500"]);
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    for (round, job) in ["clock", "nano"].into_iter().enumerate() {
+        fs::remove_file(dir.join("stdout")).ok();
+        let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
+        wait_stdout(&mut run, "start");
+        if round == 1 {
+            wait_stdout(&mut run, "clock_nanosleep");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(run.checkpoint(), "checkpoint failed:\n{}", run.log_text());
+        run.kill_all();
+        let again = Job::start(&prog, "restart", &store, job, &[], &dir, false);
+        let code = again.wait(Duration::from_secs(60));
+        assert_eq!(code, 0, "restart exited with {code}");
+        let out = fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+        assert_eq!(
+            out, "start\nclock_nanosleep rc=0\nnanosleep rc=0\n",
+            "job {job}: the restarted sleep did not complete"
+        );
+    }
+}

@@ -103,7 +103,11 @@ fn classify(m: &MapEntry) -> Result<Option<Backing>> {
 }
 
 /// Byte ranges of a mapping whose contents must be stored.
-fn stored_runs(pagemap: &File, m: &MapEntry, backing: &Backing) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn stored_runs(
+    pagemap: &File,
+    m: &MapEntry,
+    backing: &Backing,
+) -> Result<Vec<(u64, u64)>> {
     let len = m.end - m.start;
     match (backing, m.shared) {
         (Backing::File { .. }, true) => return Ok(Vec::new()),
@@ -111,6 +115,17 @@ fn stored_runs(pagemap: &File, m: &MapEntry, backing: &Backing) -> Result<Vec<(u
         _ => {}
     }
     let file = matches!(backing, Backing::File { .. });
+    match crate::uffd::scan_resident(pagemap, m.start, m.end, file) {
+        Ok(runs) => return Ok(runs),
+        // Kernels without PAGEMAP_SCAN (before 6.7): read the pagemap entries.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}
+        Err(e) => {
+            return Err(Error::Sys {
+                what: format!("PAGEMAP_SCAN of {:x}-{:x}", m.start, m.end),
+                source: e,
+            })
+        }
+    }
     let pages = len / PAGE;
     let mut runs: Vec<(u64, u64)> = Vec::new();
     let batch = 65536u64;
@@ -406,8 +421,37 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
     Ok(out)
 }
 
+/// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
+/// -ERESTART_RESTARTBLOCK: resumed live, it continues in `restart_syscall`, and a later
+/// freeze sees only that. A restored process has no kernel restart block, so the image must
+/// name the original syscall (its arguments are still in the registers).
+static RESTART_BLOCK_NR: std::sync::Mutex<Option<std::collections::HashMap<i32, u64>>> =
+    std::sync::Mutex::new(None);
+
+/// `regs` of thread `tid` as seen at a freeze, with `orig_rax` = the original syscall instead
+/// of `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted
+/// with -ERESTART_RESTARTBLOCK for the next freeze.
+pub(crate) fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
+    let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
+        return regs;
+    };
+    let map = map.get_or_insert_with(Default::default);
+    if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
+        if regs.orig_rax == libc::SYS_restart_syscall as u64 {
+            if let Some(&nr) = map.get(&tid) {
+                regs.orig_rax = nr;
+            }
+        } else {
+            map.insert(tid, regs.orig_rax);
+        }
+    } else {
+        map.remove(&tid);
+    }
+    regs
+}
+
 fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
-    let regs = ptrace::get_regs(tid)?;
+    let regs = note_restart(tid, ptrace::get_regs(tid)?);
     let xstate = ptrace::get_xstate(tid)?;
     let sigmask = ptrace::get_sigmask(tid)?;
     let pending = ptrace::peek_siginfo(tid, false)?;
@@ -501,7 +545,23 @@ pub fn capture_process(
         th.sigaltstack = *ss;
     }
 
-    let maps = procfs::read_maps(pid)?;
+    let status_path = format!("/proc/{pid}/status");
+    let ns_pid = procfs::inner_pid(&status_path)?;
+    // /proc/PID/maps, with VM_GROWSDOWN from the sink when it knows every mapping, else
+    // /proc/PID/smaps (which walks the page tables).
+    let mut maps = procfs::read_maps_light(pid)?;
+    let known: Option<Vec<bool>> = maps
+        .iter()
+        .map(|m| sink.known_growsdown(ns_pid, m))
+        .collect();
+    match known {
+        Some(flags) => {
+            for (m, g) in maps.iter_mut().zip(flags) {
+                m.growsdown = g;
+            }
+        }
+        None => maps = procfs::read_maps(pid)?,
+    }
     let vdso = vdso_info(pid, &maps)?;
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
@@ -512,10 +572,14 @@ pub fn capture_process(
         };
         // System V shared memory is saved once per segment (crate::sysv), not per view.
         let sysv = crate::sysv::is_sysv(m);
-        let stored = if sysv {
-            Vec::new()
-        } else {
-            stored_runs(&pagemap, m, &backing)?
+        let private_anon = backing == Backing::Anonymous && !m.shared;
+        let known = private_anon
+            .then(|| sink.known_stored(ns_pid, m.start, m.end, m.prot))
+            .flatten();
+        let stored = match known {
+            Some(runs) => runs,
+            None if sysv => Vec::new(),
+            None => stored_runs(&pagemap, m, &backing)?,
         };
         let shm =
             (m.shared && backing == Backing::Anonymous && !sysv).then_some((m.inode, m.offset));
@@ -562,10 +626,8 @@ pub fn capture_process(
         }
         rlimits.push((res, old.rlim_cur, old.rlim_max));
     }
-    let status_path = format!("/proc/{pid}/status");
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
-    let ns_pid = procfs::inner_pid(&status_path)?;
     let fds = capture_fds(pid, ns_pid, sink, parent)?;
     let ns_field = |key: &str| -> Result<i32> {
         let v = procfs::status_field(&status_path, key)?;
@@ -602,6 +664,34 @@ pub fn capture_process(
     Ok(image)
 }
 
+/// Fills `buf` with bytes `off..off + buf.len()` of the mapping at `base` whose stored runs
+/// are `stored` (offsets from `base`): stored pages read from process `pid` with one
+/// multi-range process_vm_readv straight into `buf`, everything else zeros.
+pub(crate) fn read_stored(
+    pid: i32,
+    mem: &File,
+    base: u64,
+    stored: &[(u64, u64)],
+    off: u64,
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    let end = off + buf.len() as u64;
+    let first = stored.partition_point(|r| r.0 + r.1 <= off);
+    let mut parts: Vec<(u64, usize, usize)> = Vec::new();
+    for &(s, l) in &stored[first..] {
+        if s >= end {
+            break;
+        }
+        let a = s.max(off);
+        let b = (s + l).min(end);
+        parts.push((base + a, (a - off) as usize, (b - a) as usize));
+    }
+    if !(parts.len() == 1 && parts[0].2 == buf.len()) {
+        buf.fill(0);
+    }
+    procfs::read_mem_scatter(pid, Some(mem), &parts, buf)
+}
+
 fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> Result<()> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = File::open(&mem_path).map_err(io_ctx(format!("opening {mem_path}")))?;
@@ -610,29 +700,7 @@ fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> 
             continue;
         }
         let src = |off: u64, buf: &mut [u8]| -> std::io::Result<()> {
-            let end = off + buf.len() as u64;
-            let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
-            let covered = vma
-                .stored
-                .get(first)
-                .is_some_and(|&(s, l)| s <= off && s + l >= end);
-            if !covered {
-                buf.fill(0);
-            }
-            for &(s, l) in &vma.stored[first..] {
-                if s >= end {
-                    break;
-                }
-                let a = s.max(off);
-                let b = (s + l).min(end);
-                procfs::read_mem(
-                    pid,
-                    Some(&mem),
-                    vma.start + a,
-                    &mut buf[(a - off) as usize..(b - off) as usize],
-                )?;
-            }
-            Ok(())
+            read_stored(pid, &mem, vma.start, &vma.stored, off, buf)
         };
         sink.put_vma(image.pid, index, vma, None, &src)
             .map_err(io_ctx(format!(

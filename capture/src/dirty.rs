@@ -1,31 +1,40 @@
-//! Dirty-page tracking between checkpoints (docs/incremental.md).
+//! Dirty-page tracking between checkpoints, and pre-copy (docs/incremental.md).
 //!
-//! At a checkpoint, while the program is frozen, a userfaultfd is created inside it by syscall
-//! injection, taken into the caller with pidfd_getfd and closed in the program (which never
-//! sees it). Every private writable anonymous mapping is registered for write-protection in
-//! async mode and write-protected: the kernel then resolves write faults itself and only
-//! records which pages were written. At the next checkpoint PAGEMAP_SCAN reports those pages
-//! and write-protects them again in the same step; only they (plus pages that appeared or
-//! disappeared from the resident set) are handed to the sink as changed.
+//! Every process of the tree gets its own userfaultfd, created inside it by syscall injection
+//! while it is frozen, taken into the caller with pidfd_getfd and closed in the process (which
+//! never sees it). Every private writable anonymous mapping is registered for write-protection
+//! in async mode and write-protected: the kernel then resolves write faults itself and only
+//! records which pages were written. PAGEMAP_SCAN reports those pages and write-protects them
+//! again in the same step.
+//!
+//! A checkpoint with a sink that supports pre-copy goes in three steps:
+//! 1. frozen (short): per process, revalidate/create the userfaultfd; per tracked mapping, take
+//!    the pages written since the last checkpoint (re-protecting them) or arm a new mapping;
+//! 2. running: copy those mappings to the sink ([`MemorySink::put_precopy`]);
+//! 3. frozen: capture as usual, where each pre-copied mapping only re-reads the pages written
+//!    (or that entered/left the resident set) since step 1; re-arm; run.
+//!
+//! Without pre-copy, step 3 alone runs, with changes relative to the previous checkpoint.
 //!
 //! A mapping is trusted only when it is the same mapping (start, end, protection) that was
-//! armed at the previous checkpoint, that checkpoint was kept ([`DirtyTracker::invalidate`]
-//! otherwise), the userfaultfd still belongs to the program's address space, and the scan
-//! itself confirms async write-protection is active on it (PM_SCAN_CHECK_WPASYNC). Everything
-//! else is captured in full.
+//! armed before, the last checkpoint was kept ([`DirtyTracker::invalidate`] otherwise), the
+//! userfaultfd still belongs to the process's address space, and the scan itself confirms
+//! async write-protection is active on it (PM_SCAN_CHECK_WPASYNC). Everything else is
+//! captured in full.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
-use crate::checkpoint::BLOCK_ALL;
+use crate::checkpoint::{read_stored, BLOCK_ALL};
 use crate::error::{Error, Result};
 use crate::files::CheckpointOptions;
 use crate::freeze::Frozen;
-use crate::image::{Backing, MemorySink, ProcessImage, ProcessTreeImage, RegionSource, Vma};
+use crate::image::{Backing, MemorySink, ProcessTreeImage, RegionSource, Vma};
 use crate::inject::{self, Injector};
-use crate::procfs;
+use crate::procfs::{self, MapEntry};
 use crate::ptrace;
 use crate::sandbox::Sandbox;
 use crate::tree::FrozenTree;
@@ -37,9 +46,18 @@ const PAGE: u64 = 4096;
 /// Environment variable that turns tracking off when set to `0`.
 pub const ENV_SWITCH: &str = "CAIRN_DIRTY_TRACKING";
 
+/// Environment variable that turns pre-copy off when set to `0` (tracking stays on; memory is
+/// then read while the program is frozen).
+pub const ENV_PRECOPY: &str = "CAIRN_PRECOPY";
+
 /// True unless the environment sets `CAIRN_DIRTY_TRACKING=0`.
 pub fn enabled_by_env() -> bool {
     std::env::var(ENV_SWITCH).map_or(true, |v| v.trim() != "0")
+}
+
+/// True unless the environment sets `CAIRN_PRECOPY=0`.
+pub fn precopy_by_env() -> bool {
+    std::env::var(ENV_PRECOPY).map_or(true, |v| v.trim() != "0")
 }
 
 /// Identity of a mapping: start, end, PROT_* bits.
@@ -54,6 +72,14 @@ pub fn trackable(v: &Vma) -> bool {
     v.backing == Backing::Anonymous && !v.shared && v.prot & libc::PROT_WRITE as u32 != 0
 }
 
+/// [`trackable`] for a line of /proc/PID/maps (same classification as capture's).
+fn trackable_entry(m: &MapEntry) -> bool {
+    let n = m.name.as_str();
+    !m.shared
+        && m.prot & libc::PROT_WRITE as u32 != 0
+        && (n.is_empty() || n == "[heap]" || n == "[stack]" || n.starts_with("[anon:"))
+}
+
 /// What tracking did during one checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DirtyStats {
@@ -61,33 +87,64 @@ pub struct DirtyStats {
     pub tracked_regions: u64,
     /// Regions captured in full (new, changed shape, untrackable, or tracking lost).
     pub full_regions: u64,
-    /// Pages reported written by tracking.
+    /// Pages reported written by tracking (in the final, frozen pass).
     pub written_pages: u64,
+    /// Regions copied while the program ran (pre-copy).
+    pub precopied_regions: u64,
+    /// Time the program was frozen (both freezes when pre-copy ran).
+    pub frozen: Duration,
 }
 
-/// Per-program tracking state, kept by the caller for the program's whole life.
+/// Tracking state of one process (its address space).
 #[derive(Debug, Default)]
-pub struct DirtyTracker {
+struct ProcTrack {
     uffd: Option<Uffd>,
     /// auxv of the address space the userfaultfd belongs to (changes on exec).
     auxv: Vec<u8>,
     /// Mappings armed at the last checkpoint, with their stored (resident) runs then.
     armed: HashMap<Key, Vec<(u64, u64)>>,
+}
+
+/// Per-job tracking state, kept by the caller for the job's whole life: one userfaultfd and
+/// set of armed mappings per process (by pid inside the job's namespace).
+#[derive(Debug)]
+pub struct DirtyTracker {
+    procs: HashMap<i32, ProcTrack>,
     /// Why tracking could not be set up the last time, if it could not.
     unavailable: Option<String>,
     last: DirtyStats,
+    precopy: bool,
+}
+
+impl Default for DirtyTracker {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl DirtyTracker {
-    /// A tracker with nothing armed: the first checkpoint is full.
+    /// A tracker with nothing armed: the first checkpoint is full. Pre-copy is on unless
+    /// `CAIRN_PRECOPY=0`.
     pub fn new() -> Self {
-        Self::default()
+        DirtyTracker {
+            procs: HashMap::new(),
+            unavailable: None,
+            last: DirtyStats::default(),
+            precopy: precopy_by_env(),
+        }
+    }
+
+    /// Turns pre-copy on or off for the next checkpoints.
+    pub fn set_precopy(&mut self, on: bool) {
+        self.precopy = on;
     }
 
     /// Forget every baseline (the last checkpoint was not kept): the next checkpoint captures
     /// everything and re-arms.
     pub fn invalidate(&mut self) {
-        self.armed.clear();
+        for p in self.procs.values_mut() {
+            p.armed.clear();
+        }
     }
 
     /// Why tracking is not active, if the last arming failed.
@@ -99,8 +156,10 @@ impl DirtyTracker {
     pub fn last_stats(&self) -> &DirtyStats {
         &self.last
     }
+}
 
-    /// Checks, with the program frozen, that the userfaultfd still tracks its address space;
+impl ProcTrack {
+    /// Checks, with the process frozen, that the userfaultfd still tracks its address space;
     /// drops it and every baseline otherwise.
     fn revalidate(&mut self, pid: i32) {
         let auxv = std::fs::read(format!("/proc/{pid}/auxv")).unwrap_or_default();
@@ -108,8 +167,10 @@ impl DirtyTracker {
         let probe = maps.iter().copied().find(|k| self.armed.contains_key(k));
         let alive = match (&self.uffd, probe) {
             // Registering an armed mapping again is a no-op on the same address space and
-            // fails once the address space the userfaultfd belongs to is gone (exec).
+            // fails once the address space the userfaultfd belongs to is gone (exec, exit).
             (Some(u), Some((s, e, _))) => u.register_wp(s, e - s).is_ok(),
+            // Nothing to probe with: keep it only if the mappings it armed are all gone
+            // (unmapped or reshaped); with nothing armed, start over with a new one.
             (Some(_), None) => !self.armed.is_empty() || maps.is_empty(),
             (None, _) => false,
         };
@@ -120,55 +181,45 @@ impl DirtyTracker {
         self.auxv = auxv;
     }
 
-    /// Creates the userfaultfd inside the frozen program and takes it out.
-    fn create_uffd(&mut self, fz: &Frozen) -> Result<()> {
-        let tid = fz.tids[0];
-        let regs = ptrace::get_regs(tid)?;
-        let mask = ptrace::get_sigmask(tid)?;
-        ptrace::set_sigmask(tid, BLOCK_ALL)?;
-        let made = (|| -> Result<OwnedFd> {
-            let inj = Injector::new(tid, inject::find_vdso_syscall(fz.pid)?)?;
-            let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | UFFD_USER_MODE_ONLY;
-            let fd = inj.call("userfaultfd", libc::SYS_userfaultfd, &[flags])?;
-            let taken = take_fd(fz.pid, fd as i32);
-            let closed = inj.call("close", libc::SYS_close, &[fd]);
-            let taken = taken?;
-            closed?;
-            Ok(taken)
-        })();
-        let put_back = ptrace::set_regs(tid, &regs).and_then(|_| ptrace::set_sigmask(tid, mask));
-        let fd = made?;
-        put_back?;
-        self.uffd = Some(Uffd::new(fd).map_err(|e| Error::Sys {
-            what: "userfaultfd API with WP_ASYNC".into(),
-            source: e,
-        })?);
-        Ok(())
-    }
-
-    /// Arms every trackable mapping of `image` not already re-protected by this checkpoint's
-    /// scan (`rescanned`). Called with the program frozen, after its memory was read.
-    fn arm(&mut self, fz: &Frozen, image: &ProcessImage, rescanned: HashSet<Key>) -> Result<()> {
-        self.armed.clear();
+    /// Creates the userfaultfd inside the frozen process (if it has none) and takes it out.
+    fn ensure_uffd(&mut self, fz: &Frozen) -> Result<&Uffd> {
         if self.uffd.is_none() {
-            self.create_uffd(fz)?;
+            self.uffd = Some(create_uffd(fz)?);
         }
-        let Some(u) = &self.uffd else {
-            return Ok(());
-        };
-        for v in image.vmas.iter().filter(|v| trackable(v)) {
-            let k = key(v);
-            let ok = rescanned.contains(&k)
-                || (u.register_wp(v.start, v.len()).is_ok()
-                    && u.write_protect(v.start, v.len()).is_ok());
-            if ok {
-                self.armed.insert(k, v.stored.clone());
-            }
-        }
-        Ok(())
+        self.uffd
+            .as_ref()
+            .ok_or_else(|| Error::Parse("userfaultfd vanished".into()))
     }
 }
 
+/// Creates a userfaultfd inside frozen process `fz` by syscall injection, takes it into this
+/// process with pidfd_getfd and closes it in the target again.
+fn create_uffd(fz: &Frozen) -> Result<Uffd> {
+    let tid = fz.tids[0];
+    let regs = ptrace::get_regs(tid)?;
+    let mask = ptrace::get_sigmask(tid)?;
+    ptrace::set_sigmask(tid, BLOCK_ALL)?;
+    let made = (|| -> Result<OwnedFd> {
+        let inj = Injector::new(tid, inject::find_vdso_syscall(fz.pid)?)?;
+        let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | UFFD_USER_MODE_ONLY;
+        let fd = inj.call("userfaultfd", libc::SYS_userfaultfd, &[flags])?;
+        let taken = take_fd(fz.pid, fd as i32);
+        let closed = inj.call("close", libc::SYS_close, &[fd]);
+        let taken = taken?;
+        closed?;
+        Ok(taken)
+    })();
+    // Injection bypassed the kernel's syscall-restart logic: resume as capture does.
+    let regs = crate::checkpoint::note_restart(tid, regs);
+    let put_back = ptrace::set_regs(tid, &crate::checkpoint::resume_regs(&regs, true))
+        .and_then(|_| ptrace::set_sigmask(tid, mask));
+    let fd = made?;
+    put_back?;
+    Uffd::new(fd).map_err(|e| Error::Sys {
+        what: "userfaultfd API with WP_ASYNC".into(),
+        source: e,
+    })
+}
 /// (start, end, prot) of every mapping of `pid`, from /proc/PID/maps (which, unlike smaps,
 /// does not walk the page tables); empty if it cannot be read.
 fn mapping_keys(pid: i32) -> Vec<Key> {
@@ -222,22 +273,35 @@ fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }
 
-/// Union of sorted, non-overlapping byte ranges plus the symmetric difference of two stored
-/// run lists: every page that was written, or that entered or left the resident set.
+/// Union of the written ranges and the symmetric difference of two stored run lists: every
+/// page that was written, or that entered or left the resident set. All inputs are sorted,
+/// non-overlapping `(offset, len)` runs; the result is sorted and merged.
 fn changed_ranges(
     written: &[(u64, u64)],
     before: &[(u64, u64)],
     now: &[(u64, u64)],
 ) -> Vec<(u64, u64)> {
-    fn pages(runs: &[(u64, u64)]) -> impl Iterator<Item = u64> + '_ {
-        runs.iter()
-            .flat_map(|&(s, l)| s / PAGE..(s + l).div_ceil(PAGE))
-    }
     let mut marks: Vec<(u64, u64)> = written.to_vec();
     if before != now {
-        let a: HashSet<u64> = pages(before).collect();
-        let b: HashSet<u64> = pages(now).collect();
-        marks.extend(a.symmetric_difference(&b).map(|&p| (p * PAGE, PAGE)));
+        // Sweep over the boundaries of both lists: a stretch covered by exactly one of them
+        // changed residency.
+        let mut edges: Vec<(u64, i32, u8)> = Vec::with_capacity(2 * (before.len() + now.len()));
+        for (list, tag) in [(before, 0u8), (now, 1u8)] {
+            for &(s, l) in list {
+                edges.push((s, 1, tag));
+                edges.push((s + l, -1, tag));
+            }
+        }
+        edges.sort_unstable();
+        let mut inside = [0i32; 2];
+        let mut at = 0u64;
+        for (pos, delta, tag) in edges {
+            if pos > at && (inside[0] > 0) != (inside[1] > 0) {
+                marks.push((at, pos - at));
+            }
+            inside[tag as usize] += delta;
+            at = pos;
+        }
     }
     marks.sort_unstable();
     let mut out: Vec<(u64, u64)> = Vec::with_capacity(marks.len());
@@ -250,14 +314,46 @@ fn changed_ranges(
     out
 }
 
+/// What the final pass knows about one process's mappings.
+#[derive(Default)]
+struct Known {
+    /// Outer pid.
+    outer: i32,
+    /// Mapping → stored runs of its base copy (previous checkpoint, or this checkpoint's
+    /// pre-copy when `precopy`).
+    base: HashMap<Key, Vec<(u64, u64)>>,
+    /// The bases are this checkpoint's pre-copies.
+    precopy: bool,
+    pagemap: Option<File>,
+    /// Pre-copied mappings scanned at the final freeze: pages written since the pre-copy
+    /// began (offsets) and the stored runs now.
+    scanned: HashMap<Key, (uffd::Runs, uffd::Runs)>,
+    /// VM_GROWSDOWN of every mapping, from /proc/PID/smaps read during the pre-copy.
+    growsdown: HashMap<Ident, bool>,
+}
+
+/// Everything /proc/PID/maps tells about a mapping.
+type Ident = (u64, u64, u32, bool, u64, u64, String);
+
+fn ident(m: &MapEntry) -> Ident {
+    (
+        m.start,
+        m.end,
+        m.prot,
+        m.shared,
+        m.offset,
+        m.inode,
+        m.name.clone(),
+    )
+}
+
 /// A sink wrapper that asks the tracker which pages of each region changed.
 struct TrackingSink<'a> {
     inner: &'a mut dyn MemorySink,
-    /// Only this process's mappings (pid inside the job's namespace) are tracked.
-    root_pid: i32,
-    armed: &'a HashMap<Key, Vec<(u64, u64)>>,
-    pagemap: Option<File>,
-    rescanned: HashSet<Key>,
+    /// By pid inside the job's namespace.
+    known: HashMap<i32, Known>,
+    /// (ns pid, mapping) whose scan re-protected it for the next checkpoint.
+    rescanned: HashSet<(i32, Key)>,
     stats: DirtyStats,
 }
 
@@ -281,34 +377,55 @@ impl MemorySink for TrackingSink<'_> {
         _changed: Option<&[(u64, u64)]>,
         source: RegionSource<'_>,
     ) -> io::Result<()> {
-        if pid != self.root_pid {
+        let k = key(vma);
+        let Some(known) = self.known.get(&pid) else {
             self.stats.full_regions += 1;
             return self.inner.put_vma(pid, index, vma, None, source);
-        }
-        let k = key(vma);
-        let prev = self.armed.get(&k).filter(|_| trackable(vma));
-        let scanned = match (prev, &self.pagemap) {
-            (Some(before), Some(pm)) => match uffd::scan_written(pm, vma.start, vma.end) {
-                Ok(w) => Some((w, before)),
-                Err(_) => None,
-            },
+        };
+        let prev = known.base.get(&k).filter(|_| trackable(vma));
+        let scanned = match (prev, &known.pagemap) {
+            // Pre-copied: scanned already at this freeze (see `final_scans`).
+            (Some(before), _) if known.precopy => {
+                known.scanned.get(&k).map(|(w, _)| (w.clone(), before))
+            }
+            (Some(before), Some(pm)) => uffd::scan_written(pm, vma.start, vma.end)
+                .ok()
+                .map(|w| (w.iter().map(|&(s, l)| (s - vma.start, l)).collect(), before)),
             _ => None,
         };
-        match scanned {
-            Some((written, before)) => {
-                self.rescanned.insert(k);
+        let precopy = known.precopy;
+        let changed = scanned.map(|(written, before): (Vec<(u64, u64)>, _)| {
+            self.stats.written_pages += written.iter().map(|r| r.1 / PAGE).sum::<u64>();
+            changed_ranges(&written, before, &vma.stored)
+        });
+        match (changed, precopy) {
+            (Some(c), true) => {
+                self.rescanned.insert((pid, k));
                 self.stats.tracked_regions += 1;
-                self.stats.written_pages += written.iter().map(|r| r.1 / PAGE).sum::<u64>();
-                let rel: Vec<(u64, u64)> =
-                    written.iter().map(|&(s, l)| (s - vma.start, l)).collect();
-                let changed = changed_ranges(&rel, before, &vma.stored);
-                self.inner.put_vma(pid, index, vma, Some(&changed), source)
+                self.inner
+                    .put_vma_precopied(pid, index, vma, Some(&c), source)
             }
-            None => {
+            (Some(c), false) => {
+                self.rescanned.insert((pid, k));
+                self.stats.tracked_regions += 1;
+                self.inner.put_vma(pid, index, vma, Some(&c), source)
+            }
+            (None, _) => {
                 self.stats.full_regions += 1;
                 self.inner.put_vma(pid, index, vma, None, source)
             }
         }
+    }
+
+    fn known_growsdown(&self, pid: i32, m: &MapEntry) -> Option<bool> {
+        self.known.get(&pid)?.growsdown.get(&ident(m)).copied()
+    }
+
+    fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
+        let k = self.known.get(&pid)?;
+        k.scanned
+            .get(&(start, end, prot))
+            .map(|(_, stored)| stored.clone())
     }
 
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
@@ -316,13 +433,82 @@ impl MemorySink for TrackingSink<'_> {
     }
 }
 
+/// At the final freeze, for every pre-copied mapping that still exists with the same start,
+/// end and protection: one PAGEMAP_SCAN takes the pages written since the pre-copy began
+/// (re-protecting them) and which of them are resident. Pages not written since then kept
+/// their residency (a dropped page is reported written, a page faulted in is either written
+/// or a write-protected zero page, which reads as zero whether stored or not), so the stored
+/// runs now are the pre-copy's, minus the written pages, plus the written resident ones.
+fn final_scans(known: &mut Known) {
+    let Some(pm) = &known.pagemap else { return };
+    let keys: HashSet<Key> = mapping_keys(known.outer).into_iter().collect();
+    for (k, before) in &known.base {
+        if !keys.contains(k) {
+            continue;
+        }
+        let Ok((written, resident)) = uffd::scan_written_resident(pm, k.0, k.1) else {
+            continue;
+        };
+        let rel = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
+            v.into_iter().map(|(s, l)| (s - k.0, l)).collect()
+        };
+        let (written, resident) = (rel(written), rel(resident));
+        let stored = runs_union(&runs_minus(before, &written), &resident);
+        known.scanned.insert(*k, (written, stored));
+    }
+}
+
+/// Sorted runs `a` without the bytes of sorted runs `b`.
+fn runs_minus(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::with_capacity(a.len());
+    let mut j = 0;
+    for &(s, l) in a {
+        let (mut s, e) = (s, s + l);
+        while j < b.len() && b[j].0 + b[j].1 <= s {
+            j += 1;
+        }
+        let mut k = j;
+        while s < e {
+            match b.get(k) {
+                Some(&(bs, bl)) if bs < e => {
+                    if bs > s {
+                        out.push((s, bs - s));
+                    }
+                    s = s.max(bs + bl);
+                    k += 1;
+                }
+                _ => {
+                    out.push((s, e - s));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Union of two sorted run lists, sorted and merged.
+fn runs_union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
+    for (s, l) in all {
+        match out.last_mut() {
+            Some(last) if last.0 + last.1 >= s => last.1 = last.1.max(s + l - last.0),
+            _ => out.push((s, l)),
+        }
+    }
+    out
+}
+
 impl Sandbox {
-    /// Like [`Sandbox::checkpoint`], with dirty-page tracking of the launched (root) process:
-    /// regions of its mappings that `tracker` proves partly clean reach the sink's
-    /// [`MemorySink::put_vma`] with their changed ranges, and tracking is (re-)armed before the
-    /// program runs again. Other processes of the tree are captured in full. When tracking
-    /// cannot be set up the checkpoint is still taken, in full ([`DirtyTracker::unavailable`]
-    /// says why).
+    /// Like [`Sandbox::checkpoint`], with dirty-page tracking of every process of the tree:
+    /// regions that `tracker` proves partly clean reach the sink's [`MemorySink::put_vma`]
+    /// with their changed ranges, and tracking is (re-)armed before the tree runs again. When
+    /// the sink supports pre-copy ([`MemorySink::put_precopy`]) tracked mappings are copied
+    /// while the program runs and only what it wrote meanwhile is read while it is frozen.
+    /// When tracking cannot be set up the checkpoint is still taken, in full
+    /// ([`DirtyTracker::unavailable`] says why).
     pub fn checkpoint_tracked(
         &self,
         tracker: &mut DirtyTracker,
@@ -332,58 +518,301 @@ impl Sandbox {
     }
 }
 
-/// Captures a frozen tree through `capture` with the root process's regions checked against
-/// `tracker`, then re-arms tracking on the root (or drops every baseline on failure).
-pub(crate) fn capture_tracked(
-    frozen: &FrozenTree,
-    tracker: &mut DirtyTracker,
-    sink: &mut dyn MemorySink,
-    capture: impl FnOnce(&mut dyn MemorySink) -> Result<Captured>,
-) -> Result<Captured> {
-    let Some((root, _)) = frozen.procs.iter().find(|(_, parent)| *parent == 0) else {
-        tracker.invalidate();
-        return capture(sink);
-    };
-    let outer = root.pid;
-    let Ok(root_pid) = procfs::inner_pid(&format!("/proc/{outer}/status")) else {
-        tracker.invalidate();
-        return capture(sink);
-    };
-    tracker.revalidate(outer);
-    let pagemap = File::open(format!("/proc/{outer}/pagemap")).ok();
-    let mut ts = TrackingSink {
-        inner: sink,
-        root_pid,
-        armed: &tracker.armed,
-        pagemap,
-        rescanned: HashSet::new(),
-        stats: DirtyStats::default(),
-    };
-    let captured = capture(&mut ts);
-    let (rescanned, stats) = (ts.rescanned, ts.stats);
-    tracker.last = stats;
-    let root_image = captured
-        .as_ref()
-        .ok()
-        .and_then(|c| c.0.iter().find(|p| p.pid == root_pid));
-    match root_image {
-        Some(img) => {
-            if let Err(e) = tracker.arm(root, img, rescanned) {
-                tracker.uffd = None;
-                tracker.armed.clear();
-                tracker.unavailable = Some(e.to_string());
-            } else {
-                tracker.unavailable = None;
+/// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint
+/// (offsets from its start).
+struct Since {
+    /// Pages written since the previous checkpoint.
+    written: uffd::Runs,
+    /// Stored runs at the previous checkpoint.
+    before: uffd::Runs,
+    /// Stored runs at freeze 1: `before` without the written pages, plus the written pages
+    /// that are resident (unwritten pages kept their residency, see [`final_scans`]).
+    now: uffd::Runs,
+}
+
+/// One tracked mapping to pre-copy: its key and what tracking knew since the previous
+/// checkpoint, if it did.
+type PrecopyItem = (Key, Option<Since>);
+
+/// The live processes of the tree of `root` (outer pids, parents first), read from /proc
+/// while they run: a process missed or gone is simply not pre-copied.
+fn live_tree(root: i32) -> Vec<i32> {
+    let mut out = vec![root];
+    let mut i = 0;
+    while i < out.len() {
+        for c in crate::tree::children_of(out[i]).unwrap_or_default() {
+            if !out.contains(&c) && !crate::program_gone(c) {
+                out.push(c);
             }
         }
-        None => tracker.invalidate(),
+        i += 1;
     }
-    captured
+    out
+}
+
+/// Step 1 of a pre-copy checkpoint, while the tree runs: per process, make sure a
+/// userfaultfd tracks it (creating one needs the process frozen for a moment: only on its
+/// first checkpoint), take each tracked mapping's pages written since the last checkpoint
+/// (re-protecting them atomically, page table by page table) or arm it. Returns
+/// (outer pid, ns pid, items) per process and adds the freezes' duration to `frozen`. Every
+/// process's baseline is consumed: from here on its armed mappings count from this instant
+/// (a write after a page's re-protection faults and is recorded; a write before it is seen
+/// by the pre-copy, which reads after the scan).
+fn precopy_arm(
+    root: i32,
+    tracker: &mut DirtyTracker,
+    frozen: &mut Duration,
+) -> Result<Vec<(i32, i32, Vec<PrecopyItem>)>> {
+    let mut out = Vec::new();
+    for pid in live_tree(root) {
+        let Ok(ns) = procfs::inner_pid(&format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let pt = tracker.procs.entry(ns).or_default();
+        pt.revalidate(pid);
+        let armed = std::mem::take(&mut pt.armed);
+        if pt.uffd.is_none() {
+            let t = Instant::now();
+            let made = Frozen::freeze(pid).and_then(|fz| create_uffd(&fz));
+            *frozen += t.elapsed();
+            match made {
+                Ok(u) => pt.uffd = Some(u),
+                Err(Error::Exited { .. }) => continue,
+                Err(e) => {
+                    tracker.unavailable = Some(e.to_string());
+                    continue;
+                }
+            }
+        }
+        let Some(u) = &pt.uffd else { continue };
+        let (Ok(maps), Ok(pagemap)) = (
+            procfs::read_maps_light(pid),
+            File::open(format!("/proc/{pid}/pagemap")),
+        ) else {
+            continue;
+        };
+        let mut items = Vec::new();
+        for m in maps.iter().filter(|m| trackable_entry(m)) {
+            let k = (m.start, m.end, m.prot);
+            let since_last = armed.get(&k).and_then(|before| {
+                let (w, r) = uffd::scan_written_resident(&pagemap, m.start, m.end).ok()?;
+                let rel = |v: uffd::Runs| -> uffd::Runs {
+                    v.into_iter().map(|(s, l)| (s - m.start, l)).collect()
+                };
+                let (written, resident) = (rel(w), rel(r));
+                let now = runs_union(&runs_minus(before, &written), &resident);
+                Some(Since {
+                    written,
+                    before: before.clone(),
+                    now,
+                })
+            });
+            let ok = since_last.is_some()
+                || (u.register_wp(m.start, m.end - m.start).is_ok()
+                    && u.write_protect(m.start, m.end - m.start).is_ok());
+            if ok {
+                items.push((k, since_last));
+            }
+        }
+        out.push((pid, ns, items));
+    }
+    Ok(out)
+}
+
+/// Step 2 (tree running): copy every armed mapping to the sink. Returns, per ns pid, the
+/// mappings copied with their resident runs when the copy began.
+fn precopy_copy(
+    plan: &[(i32, i32, Vec<PrecopyItem>)],
+    sink: &mut dyn MemorySink,
+    stats: &mut DirtyStats,
+) -> Result<HashMap<i32, Known>> {
+    let mut known = HashMap::new();
+    for (outer, ns, items) in plan {
+        let (outer, ns) = (*outer, *ns);
+        let (Ok(pagemap), Ok(mem)) = (
+            File::open(format!("/proc/{outer}/pagemap")),
+            File::open(format!("/proc/{outer}/mem")),
+        ) else {
+            // Gone, or not readable: not pre-copied (captured in full at the freeze).
+            continue;
+        };
+        // The mappings' flags, read now (page-table walk while the program runs) so that the
+        // final freeze only needs /proc/PID/maps.
+        let growsdown = procfs::read_maps(outer)
+            .map(|maps| maps.iter().map(|m| (ident(m), m.growsdown)).collect())
+            .unwrap_or_default();
+        let mut base = HashMap::new();
+        for (k, since_last) in items {
+            let (start, end, prot) = *k;
+            let resident = match since_last {
+                Some(s) => s.now.clone(),
+                // Unmapped meanwhile: nothing to copy (the final pass sees what is there).
+                None => match uffd::scan_resident(&pagemap, start, end, false) {
+                    Ok(r) => r,
+                    Err(_) => continue,
+                },
+            };
+            let changed = since_last
+                .as_ref()
+                .map(|s| changed_ranges(&s.written, &s.before, &resident));
+            let vma = Vma {
+                start,
+                end,
+                prot,
+                shared: false,
+                growsdown: false,
+                backing: Backing::Anonymous,
+                stored: resident,
+                shm: None,
+            };
+            let src = |off: u64, buf: &mut [u8]| -> io::Result<()> {
+                read_stored(outer, &mem, start, &vma.stored, off, buf)
+            };
+            // An error means the mapping changed under the copy (unmapped, shrunk): the
+            // final pass captures it in full.
+            if sink.put_precopy(ns, &vma, changed.as_deref(), &src).is_ok() {
+                stats.precopied_regions += 1;
+                base.insert(*k, vma.stored);
+            }
+        }
+        known.insert(
+            ns,
+            Known {
+                outer,
+                base,
+                precopy: true,
+                pagemap: None,
+                scanned: HashMap::new(),
+                growsdown,
+            },
+        );
+    }
+    sink.precopy_done()
+        .map_err(crate::error::io_ctx("finishing the pre-copy"))?;
+    Ok(known)
+}
+
+/// Captures the tree of `root` with dirty tracking: pre-copy while it runs (when the sink and
+/// the tracker allow), then the frozen capture through `capture`, then re-arming. On any
+/// failure every baseline is dropped (the next checkpoint is full).
+pub(crate) fn capture_tracked(
+    root: i32,
+    init: i32,
+    tracker: &mut DirtyTracker,
+    sink: &mut dyn MemorySink,
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<Captured>,
+) -> Result<Captured> {
+    let r = capture_tracked_inner(root, init, tracker, sink, capture);
+    if r.is_err() {
+        tracker.invalidate();
+    }
+    r
+}
+
+fn capture_tracked_inner(
+    root: i32,
+    init: i32,
+    tracker: &mut DirtyTracker,
+    sink: &mut dyn MemorySink,
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<Captured>,
+) -> Result<Captured> {
+    let mut stats = DirtyStats::default();
+    let mut known: HashMap<i32, Known> = HashMap::new();
+    if tracker.precopy && sink.supports_precopy() {
+        let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
+        // Without usable pre-copies (the sink failed to finish them) the final freeze
+        // captures the armed processes in full: their baselines were consumed by step 1.
+        known = precopy_copy(&plan, sink, &mut stats).unwrap_or_default();
+    }
+    let t = Instant::now();
+    let frozen = FrozenTree::freeze(root, init)?;
+    // Processes not pre-copied: changes relative to the previous checkpoint.
+    for (fz, _) in &frozen.procs {
+        let ns = procfs::inner_pid(&format!("/proc/{}/status", fz.pid))?;
+        if known.contains_key(&ns) {
+            continue;
+        }
+        let pt = tracker.procs.entry(ns).or_default();
+        pt.revalidate(fz.pid);
+        known.insert(
+            ns,
+            Known {
+                outer: fz.pid,
+                base: pt.armed.clone(),
+                precopy: false,
+                pagemap: None,
+                scanned: HashMap::new(),
+                growsdown: HashMap::new(),
+            },
+        );
+    }
+    // A pid whose process was replaced (exit + new process with the same pid) during the
+    // pre-copy: its pre-copies belong to another address space.
+    for (fz, _) in &frozen.procs {
+        if let Some(k) = known.values_mut().find(|k| k.outer == fz.pid) {
+            k.pagemap = File::open(format!("/proc/{}/pagemap", fz.pid)).ok();
+        }
+    }
+    known.retain(|_, k| k.pagemap.is_some());
+    for k in known.values_mut().filter(|k| k.precopy) {
+        final_scans(k);
+    }
+    let mut ts = TrackingSink {
+        inner: sink,
+        known,
+        rescanned: HashSet::new(),
+        stats,
+    };
+    let captured = capture(&frozen, &mut ts);
+    let (rescanned, mut stats) = (ts.rescanned, ts.stats);
+    let captured = captured?;
+    // Re-arm every process before it runs again.
+    let mut problem = None;
+    tracker
+        .procs
+        .retain(|ns, _| captured.0.iter().any(|p| p.pid == *ns));
+    for ((fz, _), img) in frozen.procs.iter().zip(&captured.0) {
+        let pt = tracker.procs.entry(img.pid).or_default();
+        pt.armed.clear();
+        let u = match pt.ensure_uffd(fz) {
+            Ok(u) => u,
+            Err(e) => {
+                problem.get_or_insert(e.to_string());
+                continue;
+            }
+        };
+        let mut armed = HashMap::new();
+        for v in img.vmas.iter().filter(|v| trackable(v)) {
+            let k = key(v);
+            let ok = rescanned.contains(&(img.pid, k))
+                || (u.register_wp(v.start, v.len()).is_ok()
+                    && u.write_protect(v.start, v.len()).is_ok());
+            if ok {
+                armed.insert(k, v.stored.clone());
+            }
+        }
+        pt.armed = armed;
+    }
+    drop(frozen);
+    stats.frozen += t.elapsed();
+    tracker.unavailable = problem;
+    tracker.last = stats;
+    Ok(captured)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{changed_ranges, mapping_keys};
+    use super::{changed_ranges, mapping_keys, runs_minus, runs_union};
+
+    #[test]
+    fn run_lists_subtract_and_unite() {
+        let a = [(0, 10), (20, 10), (40, 5)];
+        let b = [(5, 20), (42, 1), (50, 5)];
+        assert_eq!(runs_minus(&a, &b), vec![(0, 5), (25, 5), (40, 2), (43, 2)]);
+        assert_eq!(runs_minus(&a, &[]), a.to_vec());
+        assert_eq!(runs_minus(&[], &b), vec![]);
+        assert_eq!(runs_union(&a, &b), vec![(0, 30), (40, 5), (50, 5)]);
+    }
 
     #[test]
     fn mapping_keys_match_the_parsed_maps() {

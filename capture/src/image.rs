@@ -358,6 +358,65 @@ pub trait MemorySink {
         let _ = changed;
         self.put_region(pid, index, vma.len(), source)
     }
+    /// Pre-copy (docs/incremental.md, "Short freezes"): called while the program *runs*, for
+    /// a private anonymous mapping that dirty tracking watches, before the final frozen pass
+    /// of the same checkpoint. `vma.stored` are the pages resident when the copy began;
+    /// `changed` is as in [`MemorySink::put_vma`] (relative to the previous checkpoint).
+    /// Only called when [`MemorySink::supports_precopy`] is true. The sink keeps the copy
+    /// until [`MemorySink::put_vma_precopied`] asks for it; it never becomes part of the
+    /// image by itself. An error only means this mapping is not pre-copied.
+    fn put_precopy(
+        &mut self,
+        pid: i32,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let _ = (pid, vma, changed, source);
+        Err(io::Error::other("this sink does not support pre-copy"))
+    }
+    /// True when the sink implements [`MemorySink::put_precopy`] (default false: capture then
+    /// reads all memory while the program is frozen).
+    fn supports_precopy(&self) -> bool {
+        false
+    }
+    /// Every [`MemorySink::put_precopy`] of this checkpoint has been made; the program is
+    /// frozen next. A sink makes its pre-copies usable as bases here.
+    fn precopy_done(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Like [`MemorySink::put_vma`] (called while frozen), where `changed` is relative to this
+    /// checkpoint's pre-copy of the same mapping (same pid, start, end and protection): every
+    /// byte outside `changed` equals the pre-copy's. `None` means nothing is known.
+    fn put_vma_precopied(
+        &mut self,
+        pid: i32,
+        index: usize,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let _ = changed;
+        self.put_vma(pid, index, vma, None, source)
+    }
+    /// Asked by capture (program frozen) before it looks up which pages of the private
+    /// anonymous mapping `start..end` with protection `prot` of process `pid` (inside the
+    /// job's namespace) are resident: a sink that already knows (dirty tracking scanned the
+    /// mapping at this freeze) answers with the stored runs (offsets from `start`), saving a
+    /// page-table walk. `None` (the default): capture finds out itself.
+    fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
+        let _ = (pid, start, end, prot);
+        None
+    }
+    /// Asked by capture (program frozen) for every line of `/proc/PID/maps` of process `pid`
+    /// (inside the job's namespace): whether the mapping grows down, when the sink knows it
+    /// from a `/proc/PID/smaps` read of the same mapping earlier in this checkpoint (dirty
+    /// tracking reads it during the pre-copy). Only if every mapping is known does capture
+    /// skip reading smaps (a page-table walk) while the program is frozen. Default: `None`.
+    fn known_growsdown(&self, pid: i32, m: &crate::procfs::MapEntry) -> Option<bool> {
+        let _ = (pid, m);
+        None
+    }
     /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
     /// `fd` of process `pid`; see [`crate::files`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;

@@ -86,7 +86,7 @@ impl Injector {
 
 /// Address of a `syscall` instruction (0f 05) in the vdso of process `pid`.
 pub fn find_vdso_syscall(pid: i32) -> Result<u64> {
-    let maps = procfs::read_maps(pid)?;
+    let maps = procfs::read_maps_light(pid)?;
     let vdso = maps
         .iter()
         .find(|m| m.name == "[vdso]")

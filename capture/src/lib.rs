@@ -71,8 +71,9 @@ impl Sandbox {
         self.checkpoint_inner(sink, opts, None)
     }
 
-    /// Freeze the whole tree and capture it; with a tracker, the root process's memory is
-    /// captured incrementally ([`dirty`]) and tracking is re-armed before the tree runs again.
+    /// Freeze the whole tree and capture it; with a tracker, every process's memory is
+    /// captured incrementally, pre-copied while the tree runs when the sink supports it
+    /// ([`dirty`]), and tracking is re-armed before the tree runs again.
     pub(crate) fn checkpoint_inner(
         &self,
         sink: &mut dyn MemorySink,
@@ -80,13 +81,13 @@ impl Sandbox {
         tracker: Option<&mut dirty::DirtyTracker>,
     ) -> Result<ProcessTreeImage> {
         let pid = self.program_pid();
-        let image =
-            tree::FrozenTree::freeze(pid, self.init_pid()).and_then(|frozen| match tracker {
-                Some(t) => {
-                    dirty::capture_tracked(&frozen, t, sink, |s| capture_tree(&frozen, s, opts))
-                }
-                None => capture_tree(&frozen, sink, opts),
-            });
+        let image = match tracker {
+            Some(t) => dirty::capture_tracked(pid, self.init_pid(), t, sink, |frozen, s| {
+                capture_tree(frozen, s, opts)
+            }),
+            None => tree::FrozenTree::freeze(pid, self.init_pid())
+                .and_then(|frozen| capture_tree(&frozen, sink, opts)),
+        };
         // Whatever failed, a program that is gone means "exited during the checkpoint".
         let (processes, zombies, files, pipes, ipc) = image.map_err(|e| {
             if program_gone(pid) {

@@ -25,9 +25,20 @@ pub struct MapEntry {
     pub growsdown: bool,
 }
 
-/// Parse /proc/PID/smaps.
+/// Parse /proc/PID/smaps (with VmFlags; walks the page tables of every mapping, so it costs
+/// time proportional to the resident memory: read it once per checkpoint).
 pub fn read_maps(pid: i32) -> Result<Vec<MapEntry>> {
-    let path = format!("/proc/{pid}/smaps");
+    parse_maps(&format!("/proc/{pid}/smaps"))
+}
+
+/// Parse /proc/PID/maps: like [`read_maps`] without VmFlags (`growsdown` is false) and without
+/// walking page tables.
+pub fn read_maps_light(pid: i32) -> Result<Vec<MapEntry>> {
+    parse_maps(&format!("/proc/{pid}/maps"))
+}
+
+fn parse_maps(path: &str) -> Result<Vec<MapEntry>> {
+    let path = path.to_string();
     let text = fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
     let mut out: Vec<MapEntry> = Vec::new();
     for line in text.lines() {
@@ -159,6 +170,73 @@ pub fn read_mem(
         Some(f) => f.read_exact_at(rest, at),
         None => fs::File::open(format!("/proc/{pid}/mem"))?.read_exact_at(rest, at),
     }
+}
+
+/// Read remote byte ranges into parts of `buf`: each `(addr, at, len)` copies `len` bytes at
+/// `addr` of process `pid` to `buf[at..at + len]` (parts must not overlap), with one
+/// process_vm_readv per up to 1024 ranges and no intermediate buffer, falling back to
+/// [`read_mem`] range by range for what it could not read (pages the process cannot read
+/// itself).
+pub fn read_mem_scatter(
+    pid: i32,
+    mem: Option<&fs::File>,
+    parts: &[(u64, usize, usize)],
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    for &(_, at, len) in parts {
+        if at + len > buf.len() {
+            return Err(std::io::Error::other(
+                "read_mem_scatter: part outside the buffer",
+            ));
+        }
+    }
+    let base = buf.as_mut_ptr();
+    for group in parts.chunks(IOV_MAX) {
+        let total: usize = group.iter().map(|p| p.2).sum();
+        let locals: Vec<libc::iovec> = group
+            .iter()
+            .map(|&(_, at, len)| libc::iovec {
+                // SAFETY: at + len <= buf.len() was checked above, so the pointer stays
+                // inside `buf`.
+                iov_base: unsafe { base.add(at) }.cast(),
+                iov_len: len,
+            })
+            .collect();
+        let remotes: Vec<libc::iovec> = group
+            .iter()
+            .map(|&(addr, _, len)| libc::iovec {
+                iov_base: addr as *mut libc::c_void,
+                iov_len: len,
+            })
+            .collect();
+        // SAFETY: the local iovecs describe disjoint parts of `buf`, which is exclusively
+        // borrowed and valid for writes; the remote iovecs are only interpreted in the
+        // target's address space.
+        let n = unsafe {
+            libc::process_vm_readv(
+                pid,
+                locals.as_ptr(),
+                locals.len() as libc::c_ulong,
+                remotes.as_ptr(),
+                remotes.len() as libc::c_ulong,
+                0,
+            )
+        };
+        let done = if n > 0 { n as usize } else { 0 };
+        if done < total {
+            // process_vm_readv stops at the first failing page: finish from there.
+            let mut o = 0usize;
+            for &(addr, at, len) in group {
+                if o + len > done {
+                    let skip = done.saturating_sub(o);
+                    read_mem(pid, mem, addr + skip as u64, &mut buf[at + skip..at + len])?;
+                }
+                o += len;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Write `data` at `addr` of process `pid` (process_vm_writev, falling back to /proc/PID/mem).

@@ -43,6 +43,10 @@ pub struct Committed {
     pub stats: WriteStats,
     /// Longest time any agent's programs were frozen, in milliseconds.
     pub frozen_ms: u64,
+    /// Memory pages read from the programs, summed over every agent.
+    pub pages_scanned: u64,
+    /// Memory pages skipped (proven unchanged or not resident), summed over every agent.
+    pub pages_skipped: u64,
 }
 
 #[derive(Serialize)]
@@ -128,6 +132,8 @@ pub fn commit_generation(store: &Store, req: &CommitRequest) -> Result<Committed
         generation,
         stats,
         frozen_ms,
+        pages_scanned,
+        pages_skipped,
     })
 }
 

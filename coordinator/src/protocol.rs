@@ -196,6 +196,12 @@ pub struct CommitReport {
     pub logical_bytes: u64,
     /// New bytes written to the store by all agents and the coordinator.
     pub bytes_written: u64,
+    /// Memory pages read from the programs, summed over all agents.
+    #[serde(default)]
+    pub pages_scanned: u64,
+    /// Memory pages not read while frozen (proven unchanged or not resident), summed.
+    #[serde(default)]
+    pub pages_skipped: u64,
 }
 
 /// An agent's identity, sent once after the handshake.

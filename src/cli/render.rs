@@ -83,7 +83,7 @@ fn list(agents: &[AgentInfo]) -> String {
 
 fn committed(r: &CommitReport) -> String {
     format!(
-        "generation {} committed: job {:?}, {} agent(s), {} ms ({} ms frozen), {} bytes captured, {} bytes written",
-        r.generation, r.job, r.agents, r.duration_ms, r.frozen_ms, r.logical_bytes, r.bytes_written
+        "generation {} committed: job {:?}, {} agent(s), {} ms ({} ms frozen), {} bytes captured, {} bytes written, {} pages scanned, {} skipped",
+        r.generation, r.job, r.agents, r.duration_ms, r.frozen_ms, r.logical_bytes, r.bytes_written, r.pages_scanned, r.pages_skipped
     )
 }

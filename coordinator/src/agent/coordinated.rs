@@ -147,7 +147,8 @@ impl<P: JobProcess> Agent<P> {
     fn store_agent_tree(&mut self) -> Result<(StreamRef, Duration, WriteStats), AgentError> {
         let mut writer = self.opts.store.writer()?;
         let (root, frozen) = self.write_agent_tree(&mut writer)?;
-        let write = writer.finish()?;
+        let mut write = writer.finish()?;
+        write.add(&self.precopy_write);
         if self.program_gone(Duration::ZERO) {
             // Restarting from this image would run the program's end a second time.
             return Err(AgentError::ExitedDuringCheckpoint);
@@ -176,7 +177,8 @@ impl<P: JobProcess> Agent<P> {
                 let stats = AgentStats {
                     write: write.clone(),
                     frozen_ms: frozen.as_millis() as u64,
-                    ..AgentStats::default()
+                    pages_scanned: self.pages.scanned,
+                    pages_skipped: self.pages.skipped,
                 };
                 stored.insert(
                     token,
@@ -220,8 +222,8 @@ impl<P: JobProcess> Agent<P> {
                     pages_skipped: self.pages.skipped,
                 };
                 self.say(format_args!(
-                    "checkpoint committed: generation {generation} (frozen {:.3}s, {} bytes captured, {} bytes written by this agent)",
-                    report.frozen_secs, report.logical_bytes, report.written_bytes
+                    "checkpoint committed: generation {generation} (frozen {:.3}s, total {:.3}s, {} bytes captured, {} bytes written by this agent, {} pages scanned, {} skipped)",
+                    report.frozen_secs, report.total_secs, report.logical_bytes, report.written_bytes, report.pages_scanned, report.pages_skipped
                 ));
                 self.checkpoints.push(report);
             }

@@ -15,10 +15,12 @@ pub type Baseline = HashMap<RegionKey, StreamRef>;
 /// Pages read and pages skipped while writing a checkpoint's memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PageCounts {
-    /// Pages read from the program and hashed.
+    /// Pages read from the program and hashed (while it ran, by the pre-copy, and while it
+    /// was frozen).
     pub scanned: u64,
-    /// Pages of captured mappings not read: proven unchanged (their chunks reused from the
-    /// previous checkpoint) or not resident.
+    /// Pages of captured mappings not read while the program was frozen: proven unchanged
+    /// since the previous checkpoint or since this checkpoint's pre-copy (their chunks
+    /// reused), or not resident.
     pub skipped: u64,
 }
 

@@ -27,6 +27,13 @@ pub trait JobProcess {
     /// next checkpoint captures everything (incremental checkpoints, docs/incremental.md).
     fn checkpoint_abandoned(&mut self) {}
 
+    /// How long the program was frozen during the last checkpoint, when the program knows
+    /// better than the duration of [`JobProcess::checkpoint`] (pre-copy runs part of the
+    /// checkpoint while the program runs).
+    fn last_frozen(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Why dirty-page tracking is not in effect after the last checkpoint, if it is not
     /// (every checkpoint is then full); `None` when it works or is switched off.
     fn tracking_problem(&self) -> Option<String> {

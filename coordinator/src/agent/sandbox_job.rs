@@ -122,6 +122,10 @@ impl JobProcess for SandboxJob {
         }
     }
 
+    fn last_frozen(&self) -> Option<std::time::Duration> {
+        self.tracker.as_ref().map(|t| t.last_stats().frozen)
+    }
+
     fn tracking_problem(&self) -> Option<String> {
         self.tracker
             .as_ref()

@@ -3,14 +3,14 @@
 //! [`GenerationReader`]. Paths follow docs/design/contracts.md:
 //! `mem/<pid>/<vma-index>` and `files/<pid>/<fd>` under the agent's directory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
-use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
+use cairn_store::{GenerationReader, Store, StoreError, StreamRef, WriteStats, Writer};
 
-use super::incremental::{Baseline, PageCounts};
+use super::incremental::{Baseline, PageCounts, RegionKey};
 
 fn io_err(e: StoreError) -> io::Error {
     io::Error::other(e)
@@ -26,6 +26,20 @@ pub struct StoreSink<'w> {
     /// This checkpoint's regions, the baseline of the next one.
     next: Baseline,
     counts: PageCounts,
+    /// Pre-copy (docs/incremental.md): enabled when set.
+    precopy: Option<Precopy>,
+}
+
+/// Pre-copies of one checkpoint: written by their own writer, finished (made durable) before
+/// the final pass, so that the final pass can take their unchanged chunks with
+/// `put_memory_incremental`.
+struct Precopy {
+    store: Store,
+    writer: Option<Writer>,
+    streams: HashMap<RegionKey, StreamRef>,
+    /// Set once the pre-copy writer is finished: only then are `streams` usable as bases.
+    done: bool,
+    stats: WriteStats,
 }
 
 impl<'w> StoreSink<'w> {
@@ -38,7 +52,66 @@ impl<'w> StoreSink<'w> {
             baseline: None,
             next: Baseline::new(),
             counts: PageCounts::default(),
+            precopy: None,
         }
+    }
+
+    /// Lets capture copy tracked memory while the program runs (pre-copy), through a second
+    /// writer of `store`; its statistics come from [`StoreSink::take_precopy_stats`].
+    pub fn with_precopy(mut self, store: Store) -> Self {
+        self.precopy = Some(Precopy {
+            store,
+            writer: None,
+            streams: HashMap::new(),
+            done: false,
+            stats: WriteStats::default(),
+        });
+        self
+    }
+
+    /// What the pre-copy writer wrote (to be added to the main writer's statistics).
+    pub fn take_precopy_stats(&mut self) -> WriteStats {
+        self.precopy
+            .as_mut()
+            .map(|p| std::mem::take(&mut p.stats))
+            .unwrap_or_default()
+    }
+
+    /// Writes region `vma` of `pid` through `writer`, reusing unchanged chunks of `prev`
+    /// when `changed` is known, and counts the pages read.
+    fn write_vma(
+        writer: &mut Writer,
+        counts: &mut PageCounts,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        prev: Option<&StreamRef>,
+        source: RegionSource<'_>,
+    ) -> io::Result<StreamRef> {
+        let read = AtomicU64::new(0);
+        let counted = |off: u64, buf: &mut [u8]| {
+            read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            source(off, buf)
+        };
+        let r = match (changed, prev) {
+            (Some(changed), Some(prev)) => {
+                writer.put_memory_incremental(vma.len(), prev, changed, &counted)
+            }
+            _ => writer.put_memory(vma.len(), &counted),
+        }
+        .map_err(io_err)?;
+        let scanned = read.into_inner().div_ceil(4096);
+        counts.scanned += scanned;
+        counts.skipped += (vma.len() / 4096).saturating_sub(scanned);
+        Ok(r)
+    }
+
+    fn record_vma(&mut self, pid: i32, index: usize, vma: &Vma, r: StreamRef) {
+        self.next
+            .insert((pid, vma.start, vma.end, vma.prot), r.clone());
+        self.mem
+            .entry(pid)
+            .or_default()
+            .push((index.to_string(), r));
     }
 
     /// A sink writing through `writer` that reuses unchanged chunks of `baseline` (the
@@ -103,28 +176,76 @@ impl MemorySink for StoreSink<'_> {
         source: RegionSource<'_>,
     ) -> io::Result<()> {
         let key = (pid, vma.start, vma.end, vma.prot);
-        let read = AtomicU64::new(0);
-        let counted = |off: u64, buf: &mut [u8]| {
-            read.fetch_add(buf.len() as u64, Ordering::Relaxed);
-            source(off, buf)
-        };
         let prev = self.baseline.and_then(|b| b.get(&key));
-        let r = match (changed, prev) {
-            (Some(changed), Some(prev)) => {
-                self.writer
-                    .put_memory_incremental(vma.len(), prev, changed, &counted)
-            }
-            _ => self.writer.put_memory(vma.len(), &counted),
+        let r = Self::write_vma(self.writer, &mut self.counts, vma, changed, prev, source)?;
+        self.record_vma(pid, index, vma, r);
+        Ok(())
+    }
+
+    fn supports_precopy(&self) -> bool {
+        self.precopy.is_some()
+    }
+
+    fn put_precopy(
+        &mut self,
+        pid: i32,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let Some(p) = self.precopy.as_mut() else {
+            return Err(io::Error::other("pre-copy is not enabled"));
+        };
+        if p.done {
+            return Err(io::Error::other("pre-copy already finished"));
         }
-        .map_err(io_err)?;
-        let scanned = read.into_inner().div_ceil(4096);
-        self.counts.scanned += scanned;
-        self.counts.skipped += (vma.len() / 4096).saturating_sub(scanned);
-        self.next.insert(key, r.clone());
-        self.mem
-            .entry(pid)
-            .or_default()
-            .push((index.to_string(), r));
+        let writer = match &mut p.writer {
+            Some(w) => w,
+            None => p.writer.insert(p.store.writer().map_err(io_err)?),
+        };
+        let key = (pid, vma.start, vma.end, vma.prot);
+        let prev = self.baseline.and_then(|b| b.get(&key));
+        // Pages read here count as scanned; pages skipped are counted by the final pass.
+        let mut counts = PageCounts::default();
+        let r = Self::write_vma(writer, &mut counts, vma, changed, prev, source)?;
+        self.counts.scanned += counts.scanned;
+        p.streams.insert(key, r);
+        Ok(())
+    }
+
+    fn precopy_done(&mut self) -> io::Result<()> {
+        if let Some(p) = self.precopy.as_mut() {
+            if let Some(w) = p.writer.take() {
+                // Only what the pre-copy added to the store counts: its logical bytes are
+                // counted again by the final pass, which produces the image's streams.
+                let w = w.finish().map_err(io_err)?;
+                p.stats.new_chunks += w.new_chunks;
+                p.stats.new_raw_bytes += w.new_raw_bytes;
+                p.stats.new_stored_bytes += w.new_stored_bytes;
+                p.stats.packs += w.packs;
+            }
+            p.done = true;
+        }
+        Ok(())
+    }
+
+    fn put_vma_precopied(
+        &mut self,
+        pid: i32,
+        index: usize,
+        vma: &Vma,
+        changed: Option<&[(u64, u64)]>,
+        source: RegionSource<'_>,
+    ) -> io::Result<()> {
+        let key = (pid, vma.start, vma.end, vma.prot);
+        let prev = self
+            .precopy
+            .as_ref()
+            .filter(|p| p.done)
+            .and_then(|p| p.streams.get(&key));
+        let changed = changed.filter(|_| prev.is_some());
+        let r = Self::write_vma(self.writer, &mut self.counts, vma, changed, prev, source)?;
+        self.record_vma(pid, index, vma, r);
         Ok(())
     }
 

@@ -548,6 +548,8 @@ impl Core {
             frozen_ms: committed.frozen_ms,
             logical_bytes: committed.stats.logical_bytes,
             bytes_written: committed.stats.new_stored_bytes,
+            pages_scanned: committed.pages_scanned,
+            pages_skipped: committed.pages_skipped,
         };
         self.config.log.event(
             "checkpoint_committed",
