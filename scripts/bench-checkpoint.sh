@@ -74,6 +74,13 @@ wait_for() { # file needle n
 now() { date +%s.%N; }
 secs() { awk "BEGIN {printf \"%.3f\", $2 - $1}"; }
 ratio() { awk "BEGIN {if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\"}"; }
+group_gone() { # pgid: wait until every process of the group has exited (its memory is freed)
+    local end=$((SECONDS + TIMEOUT))
+    while ps -o pid= -g "$1" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || { echo "timeout waiting for process group $1 to end" >&2; return 1; }
+        sleep 0.02
+    done
+}
 gone() { # pid: wait until no process has it (CRIU restores the same pid)
     local end=$((SECONDS + TIMEOUT))
     while [ -e "/proc/$1" ]; do
@@ -155,6 +162,8 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     done
     kill -KILL -- -"$agent" 2>/dev/null || true
     wait "$agent" 2>/dev/null || true
+    # Restart only once the killed job's memory is freed (CRIU's restore below waits likewise).
+    group_gone "$agent"
     start=$(now)
     setsid "$CAIRN" restart --store "$d/store" --job bench >>"$d/stdout" 2>"$d/restart.log" &
     agent=$!
@@ -170,6 +179,7 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     cairn_sum=$(sed -n "s/^round $NEXT checksum //p" "$d/stdout")
     kill -KILL -- -"$agent" 2>/dev/null || true
     wait "$agent" 2>/dev/null || true
+    group_gone "$agent"
     rm -rf "$d/store"
     if [ "$criu_ok" = yes ]; then
         mkdir -p "$d"
