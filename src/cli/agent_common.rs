@@ -121,8 +121,16 @@ pub fn restore_generation(
     g: &Generation,
 ) -> Result<(SandboxJob, String), RestoreFailure> {
     let other = |e: anyhow::Error| RestoreFailure::Other(e);
+    // The structure check does not read data chunks: a damaged chunk of meta.json or
+    // image.json shows up here.
+    let read_failed = |e: AgentError| match e {
+        AgentError::Store(
+            e @ (StoreError::Corrupt(_) | StoreError::MissingChunk(_) | StoreError::NotFound(_)),
+        ) => RestoreFailure::Damaged(e.to_string()),
+        e => other(agent_err(e)),
+    };
     let reader = store.reader(g.id).map_err(|e| other(e.into()))?;
-    let meta = read_meta(&reader).map_err(|e| other(agent_err(e)))?;
+    let meta = read_meta(&reader).map_err(read_failed)?;
     let agent_id = match meta.agents.as_slice() {
         [one] => one.clone(),
         more => {
@@ -137,7 +145,7 @@ pub fn restore_generation(
         "restoring job {} from generation {}",
         g.job, g.id.0
     ));
-    let image = read_image(&reader, &agent_id).map_err(|e| other(agent_err(e)))?;
+    let image = read_image(&reader, &agent_id).map_err(read_failed)?;
     let source = StoreSource::new(&reader, &agent_base(&agent_id));
     match SandboxJob::restore(&image, &source) {
         Ok(job) => Ok((job, agent_id)),
