@@ -33,7 +33,7 @@ const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
 const UFFD_USER_MODE_ONLY: u64 = 1;
 const PAGE: usize = 4096;
 /// Size of the page-aligned staging buffer of each thread.
-const STAGING: usize = 1 << 20;
+const STAGING: usize = 256 << 10;
 
 #[repr(C)]
 struct UffdioApi {
