@@ -32,7 +32,8 @@ NEXT=${NEXT:-5}
 CAIRN=${CAIRN:-target/release/cairn}
 CRIU=${CRIU:-criu}
 TIMEOUT=${TIMEOUT:-600}
-WORK=${WORK:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
+made_work=no
+if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d /var/tmp/cairn-bench.XXXXXX); made_work=yes; fi
 [ -x "$CAIRN" ] || cargo build --release --quiet
 PROG="$WORK/dirtymem"
 cc -O2 -Wall -o "$PROG" tests/programs/dirtymem.c
@@ -59,6 +60,7 @@ cleanup() {
     local g
     for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
     for g in "${natives[@]}"; do kill -KILL "$g" 2>/dev/null || true; done
+    [ "$made_work" = no ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
