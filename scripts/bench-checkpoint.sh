@@ -1,14 +1,26 @@
 #!/usr/bin/env bash
-# Incremental checkpoint benchmark (issue 7; results in docs/performance.md).
+# Incremental checkpoint benchmark (issues 3 and 7; results in docs/performance.md).
 #
 # For every size x data kind x dirty fraction: launches tests/programs/dirtymem under
 # `cairn launch`, takes a first checkpoint, then NEXT more, the program rewriting the given
 # fraction of its buffer (in random 64 KiB blocks) before each; then restarts the last
 # generation. Prints frozen time, total time and bytes written per checkpoint (from the
-# agent's log) and the restart time (until the restarted agent runs the program).
+# agent's log) and the restart time (until the restarted agent runs the program); the
+# restarted program then computes one more round and its checksum is kept.
+#
+# With CRIU >= 4.1 on PATH (and run as root), the same program runs natively and CRIU
+# checkpoints it at the same points: `criu dump --shell-job` (full every time: this kernel
+# has no soft-dirty bits), then `criu restore --shell-job -d` until the program runs again,
+# for the first checkpoint and each following one. Printed: CRIU's dump time (the program is
+# frozen for all of it), image bytes and restore time, and the ratios cairn/CRIU of checkpoint
+# time, frozen time, bytes written and restart time (cairn's restart of the last generation
+# against CRIU's restore of the last dump). For random data (the only kind whose contents do
+# not depend on the buffer's address) the checksum of the round after the last checkpoint
+# must be the same under cairn and CRIU.
 #
 # Environment: SIZES_MIB (default "1024 4096"), KINDS ("random zeros pyheap"),
 # PERMILLE ("1 10 100" = 0.1%, 1%, 10%), NEXT (5), CAIRN (target/release/cairn),
+# CRIU (criu; "none" skips the comparison), TIMEOUT (600 s for every wait and CRIU call),
 # WORK (a scratch directory on the disk to measure; default a fresh one under /var/tmp).
 # Not a test: timings depend on the machine and on what else runs.
 set -euo pipefail
@@ -18,30 +30,102 @@ KINDS=${KINDS:-"random zeros pyheap"}
 PERMILLE=${PERMILLE:-"1 10 100"}
 NEXT=${NEXT:-5}
 CAIRN=${CAIRN:-target/release/cairn}
-WORK=${WORK:-$(mktemp -d /var/tmp/cairn-bench.XXXXXX)}
+CRIU=${CRIU:-criu}
+TIMEOUT=${TIMEOUT:-600}
+made_work=no
+if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d /var/tmp/cairn-bench.XXXXXX); made_work=yes; fi
 [ -x "$CAIRN" ] || cargo build --release --quiet
 PROG="$WORK/dirtymem"
 cc -O2 -Wall -o "$PROG" tests/programs/dirtymem.c
 
 criu_ok=no
-if command -v criu >/dev/null 2>&1; then
-    v=$(criu --version 2>/dev/null | sed -n 's/^Version: *//p')
-    if [ -n "$v" ] && printf '4.1\n%s\n' "$v" | sort -V -C; then criu_ok=yes; fi
-fi
-if [ "$criu_ok" = yes ]; then
-    echo "# criu $v found on PATH, but this script does not drive CRIU yet: no CRIU columns"
+if [ "$CRIU" != none ] && command -v "$CRIU" >/dev/null 2>&1; then
+    v=$("$CRIU" --version 2>/dev/null | sed -n 's/^Version: *//p')
+    if [ -n "$v" ] && printf '4.1\n%s\n' "$v" | sort -V -C; then
+        if [ "$(id -u)" -eq 0 ]; then criu_ok=yes
+        else echo "# criu $v found, but CRIU needs root: CRIU comparison skipped"; fi
+    else
+        echo "# criu ${v:-of unknown version} is older than 4.1: CRIU comparison skipped"
+    fi
 else
     echo "# criu >= 4.1 not found on PATH: CRIU comparison skipped"
 fi
-echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), store on $(df -P "$WORK" | awk 'NR==2 {print $1}')"
+[ "$criu_ok" = yes ] && echo "# criu $v: $(command -v "$CRIU")"
+echo "# machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), kernel $(uname -r), store on $(df -P "$WORK" | awk 'NR==2 {print $1}'), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# Processes to kill on exit: process groups of cairn agents and natively run programs.
+groups=()
+natives=()
+cleanup() {
+    local g
+    for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+    for g in "${natives[@]}"; do kill -KILL "$g" 2>/dev/null || true; done
+    [ "$made_work" = no ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 count() { local n; n=$(grep -c "$2" "$1" 2>/dev/null); echo "${n:-0}"; }
 wait_for() { # file needle n
-    local end=$((SECONDS + 600))
+    local end=$((SECONDS + TIMEOUT))
     while [ "$(count "$1" "$2")" -lt "$3" ]; do
         [ $SECONDS -lt $end ] || { echo "timeout waiting for $2 in $1" >&2; return 1; }
         sleep 0.02
     done
+}
+now() { date +%s.%N; }
+secs() { awk "BEGIN {printf \"%.3f\", $2 - $1}"; }
+ratio() { awk "BEGIN {if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\"}"; }
+group_gone() { # pgid: wait until every process of the group has exited (its memory is freed)
+    local end=$((SECONDS + TIMEOUT))
+    while ps -o pid= -g "$1" >/dev/null 2>&1; do
+        [ $SECONDS -lt $end ] || { echo "timeout waiting for process group $1 to end" >&2; return 1; }
+        sleep 0.02
+    done
+}
+gone() { # pid: wait until no process has it (CRIU restores the same pid)
+    local end=$((SECONDS + TIMEOUT))
+    while [ -e "/proc/$1" ]; do
+        [ $SECONDS -lt $end ] || { echo "timeout waiting for pid $1 to go" >&2; return 1; }
+        sleep 0.02
+    done
+}
+
+# criu_run MIB KIND PERMILLE DIR: the program natively, dumped and restored by CRIU after the
+# first round and each following one. Fills criu_dump[k], criu_bytes[k], criu_restore[k] and
+# criu_sum (the checksum of the round after the last dump).
+criu_run() {
+    local mib=$1 kind=$2 pm=$3 d=$4 k pid t0 img out="$4/criu.out"
+    criu_dump=(); criu_bytes=(); criu_restore=(); criu_sum=-
+    setsid "$PROG" "$mib" "$pm" $((NEXT + 1)) signal "$kind" >"$out" 2>&1 </dev/null &
+    pid=$!
+    natives+=("$pid")
+    wait_for "$out" '^ready' 1
+    for k in $(seq 0 "$NEXT"); do
+        if [ "$k" -gt 0 ]; then
+            kill -USR2 "$pid"
+            wait_for "$out" "^round $((k - 1)) " 1
+        fi
+        img="$d/criu-$k"
+        mkdir -p "$img"
+        t0=$(now)
+        timeout "$TIMEOUT" "$CRIU" dump -t "$pid" -D "$img" --shell-job -o dump.log ||
+            { echo "criu dump failed, see $img/dump.log" >&2; return 1; }
+        criu_dump[k]=$(secs "$t0" "$(now)")
+        criu_bytes[k]=$(du -sb --exclude='*.log' "$img" | cut -f1)
+        { wait "$pid" || true; } 2>/dev/null
+        gone "$pid"
+        t0=$(now)
+        timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore.log ||
+            { echo "criu restore failed, see $img/restore.log" >&2; return 1; }
+        criu_restore[k]=$(secs "$t0" "$(now)")
+        rm -rf "$img"
+    done
+    kill -USR2 "$pid"
+    wait_for "$out" "^round $NEXT " 1
+    criu_sum=$(sed -n "s/^round $NEXT checksum //p" "$out")
+    kill -KILL "$pid" 2>/dev/null || true
+    gone "$pid"
 }
 
 printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s\n' \
@@ -53,6 +137,8 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     setsid "$CAIRN" launch --store "$d/store" --job bench -- \
         "$PROG" "$mib" "$pm" $((NEXT + 1)) signal "$kind" >"$d/stdout" 2>"$log" &
     agent=$!
+    groups+=("$agent")
+    frozen_k=(); total_k=(); written_k=()
     wait_for "$d/stdout" '^ready' 1
     blocks=$(( mib * 16 * pm / 1000 )); [ "$blocks" -gt 0 ] || blocks=1
     for k in $(seq 0 "$NEXT"); do
@@ -66,6 +152,7 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
         frozen=$(sed -n 's/.*frozen \([0-9.]*\)s.*/\1/p' <<<"$line")
         total=$(sed -n 's/.*total \([0-9.]*\)s.*/\1/p' <<<"$line")
         written=$(sed -n 's/.* \([0-9]*\) bytes written.*/\1/p' <<<"$line")
+        frozen_k[k]=$frozen; total_k[k]=$total; written_k[k]=$written
         # Round k-1 rewrote `blocks` blocks, and created (4 blocks), grew-and-moved (60 new
         # blocks) or unmapped the side mapping, by k-1 mod 3.
         side=(4 60 0)
@@ -77,14 +164,48 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     done
     kill -KILL -- -"$agent" 2>/dev/null || true
     wait "$agent" 2>/dev/null || true
-    start=$(date +%s.%N)
+    # Restart only once the killed job's memory is freed (CRIU's restore below waits likewise).
+    group_gone "$agent"
+    start=$(now)
     setsid "$CAIRN" restart --store "$d/store" --job bench >>"$d/stdout" 2>"$d/restart.log" &
     agent=$!
+    groups+=("$agent")
     wait_for "$d/restart.log" 'running (agent pid' 1
-    end=$(date +%s.%N)
-    printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9.3f\n' "$mib" "$kind" \
-        "$(awk "BEGIN {print $pm / 10}")%" restart - - - - "$(awk "BEGIN {print $end - $start}")"
+    restart=$(secs "$start" "$(now)")
+    dirty="$(awk "BEGIN {print $pm / 10}")%"
+    printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s\n' "$mib" "$kind" \
+        "$dirty" restart - - - - "$restart"
+    # One more round in the restarted program: its checksum is compared with CRIU's.
+    kill -USR2 "$agent"
+    wait_for "$d/stdout" "^round $NEXT " 1
+    cairn_sum=$(sed -n "s/^round $NEXT checksum //p" "$d/stdout")
     kill -KILL -- -"$agent" 2>/dev/null || true
     wait "$agent" 2>/dev/null || true
+    group_gone "$agent"
+    rm -rf "$d/store"
+    if [ "$criu_ok" = yes ]; then
+        mkdir -p "$d"
+        criu_run "$mib" "$kind" "$pm" "$d"
+        printf '%-6s %-7s %-6s %-4s %11s %12s %14s | %6s %6s %6s %6s  (cairn/CRIU)\n' \
+            MiB kind dirty ckpt criu_dump_s criu_bytes criu_restore_s ckpt frozen bytes restart
+        for k in $(seq 0 "$NEXT"); do
+            r=-
+            [ "$k" -eq "$NEXT" ] && r=$(ratio "$restart" "${criu_restore[k]}")
+            printf '%-6s %-7s %-6s %-4s %11s %12s %14s | %6s %6s %6s %6s\n' \
+                "$mib" "$kind" "$dirty" "$k" "${criu_dump[k]}" "${criu_bytes[k]}" \
+                "${criu_restore[k]}" "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
+                "$(ratio "${frozen_k[k]}" "${criu_dump[k]}")" \
+                "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r"
+        done
+        # Only random data is independent of the buffer's address (ASLR); the other kinds
+        # differ between two native runs already.
+        if [ "$kind" = random ] && [ "$criu_sum" != "$cairn_sum" ]; then
+            echo "MISMATCH: round $NEXT checksum $cairn_sum after cairn restart, $criu_sum after CRIU restore" >&2
+            exit 1
+        fi
+        echo "# round $NEXT checksum after restart: cairn $cairn_sum, CRIU $criu_sum; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    else
+        echo "# round $NEXT checksum after cairn restart: $cairn_sum; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+    fi
     rm -rf "$d"
 done; done; done

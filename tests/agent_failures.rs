@@ -201,6 +201,70 @@ fn damaged_newest_generation_falls_back_with_a_warning() {
     );
 }
 
+#[test]
+fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
+    // Only one data chunk of the newest generation is damaged: its structure (manifest,
+    // nodes, chunk locations) is sound, so the damage is found by the restore itself, which
+    // verifies every chunk as it reads it; the half-restored job is dropped for generation 1.
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let native = run_native(&prog, &sc.sub("native"));
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "damaged", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
+    let packs_after_first = files_below(&store.join("packs"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "second checkpoint: {}", job.log_text());
+    job.kill_all();
+    let st = cairn_store::Store::open(&store).unwrap();
+    // The largest chunk written by the second checkpoint: a 64 KiB memory chunk (nodes,
+    // trees and the image are smaller).
+    let (pack, e) = files_below(&store.join("packs"))
+        .into_iter()
+        .filter(|p| !packs_after_first.contains(p))
+        .flat_map(|p| {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            st.pack_entries(&name)
+                .unwrap()
+                .into_iter()
+                .map(move |e| (p.clone(), e))
+        })
+        .max_by_key(|(_, e)| e.raw_len)
+        .expect("the second checkpoint wrote no chunk");
+    assert_eq!(e.raw_len, 64 * 1024, "largest new chunk: {e:?}");
+    drop(st);
+    let mut data = fs::read(&pack).unwrap();
+    let at = (e.offset + u64::from(e.stored_len) / 2) as usize;
+    data[at] ^= 0x5a;
+    fs::write(&pack, data).unwrap();
+    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
+    let log_path = job.log.clone();
+    let code = job.wait(Duration::from_secs(120));
+    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(code, 0, "{log}");
+    let attempt = log
+        .find("restarting job damaged from generation 2")
+        .unwrap_or_else(|| panic!("generation 2 not attempted: {log}"));
+    let warning = log
+        .find("warning: skipped generation 2: corrupt store")
+        .unwrap_or_else(|| panic!("no fallback warning: {log}"));
+    let fallback = log
+        .find("restarting job damaged from generation 1")
+        .unwrap_or_else(|| panic!("no fallback: {log}"));
+    assert!(attempt < warning && warning < fallback, "{log}");
+    assert_eq!(
+        fs::read(dir.join("stdout")).unwrap(),
+        native.stdout,
+        "{log}"
+    );
+    assert_eq!(
+        fs::read(dir.join("own.txt")).unwrap(),
+        native.files["own.txt"]
+    );
+}
+
 /// Host PIDs of the direct children of `pid`.
 fn children(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();

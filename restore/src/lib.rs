@@ -10,6 +10,7 @@
 
 pub mod compat;
 pub mod files;
+pub mod fill;
 pub mod ipc;
 pub mod memory;
 pub mod pipes;

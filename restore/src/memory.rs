@@ -6,16 +6,25 @@ use cairn_capture::inject::Injector;
 use cairn_capture::procfs;
 use cairn_capture::{Error, MemorySource, ProcessImage, Result, Vma};
 
+use crate::fill::Filler;
+
+/// Private anonymous mappings are filled with `UFFDIO_COPY` (see [`crate::fill`]).
+fn fillable(v: &Vma) -> bool {
+    v.backing == Backing::Anonymous && !v.shared && v.shm.is_none() && !v.stored.is_empty()
+}
+
 const STR: u64 = 8192;
 
+/// Where the pages of one mapping go.
+enum Target<'a> {
+    /// `process_vm_writev` (or `/proc/PID/mem`) into the process.
+    Write(i32, &'a std::fs::File),
+    /// `UFFDIO_COPY` into a mapping registered with the filler.
+    Fill(&'a Filler),
+}
+
 /// Write the stored pages of `vma` that fall in the chunk `data` at offset `off`.
-fn write_chunk(
-    pid: i32,
-    mem: &std::fs::File,
-    vma: &Vma,
-    off: u64,
-    data: &[u8],
-) -> std::io::Result<()> {
+fn write_chunk(to: &Target<'_>, vma: &Vma, off: u64, data: &[u8]) -> std::io::Result<()> {
     let end = (off + data.len() as u64).min(vma.len());
     let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
     for &(s, l) in &vma.stored[first..] {
@@ -24,12 +33,11 @@ fn write_chunk(
         }
         let a = s.max(off);
         let b = (s + l).min(end);
-        procfs::write_mem(
-            pid,
-            Some(mem),
-            vma.start + a,
-            &data[(a - off) as usize..(b - off) as usize],
-        )?;
+        let bytes = &data[(a - off) as usize..(b - off) as usize];
+        match to {
+            Target::Write(pid, mem) => procfs::write_mem(*pid, Some(mem), vma.start + a, bytes)?,
+            Target::Fill(f) => f.copy(vma.start + a, bytes)?,
+        }
     }
     Ok(())
 }
@@ -69,6 +77,11 @@ pub fn map_all_shared(
         .open(&mem_path)
         .map_err(io_ctx(format!("opening {mem_path}")))?;
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    let filler = if p.vmas.iter().any(fillable) {
+        Filler::create(inj, pid)?
+    } else {
+        None
+    };
     for (index, vma) in p.vmas.iter().enumerate() {
         let has_data = !vma.stored.is_empty();
         let map_prot = if has_data { vma.prot | rw } else { vma.prot };
@@ -158,26 +171,51 @@ pub fn map_all_shared(
             }
         }
         if has_data {
-            if vma.backing != Backing::Anonymous {
-                // Stored pages of a file mapping differ from the file; chunks the source reports
-                // as all-zero must read as zeros, so clear them first.
-                for &(s, l) in &vma.stored {
-                    procfs::write_mem(pid, Some(&mem), vma.start + s, &vec![0u8; l as usize])
-                        .map_err(io_ctx("clearing file-mapped pages"))?;
-                }
-            }
+            // Chunks the source reports as all-zero are not written: fresh anonymous memory
+            // already reads as zeros. The stored pages of a file mapping differ from the file,
+            // so there the pages of all-zero chunks are cleared afterwards — only those, never
+            // a page that a chunk then overwrites.
+            let file_backed = vma.backing != Backing::Anonymous;
+            let registered = filler
+                .as_ref()
+                .filter(|f| fillable(vma) && f.register(vma.start, vma.len()).is_ok());
+            let to = match registered {
+                Some(f) => Target::Fill(f),
+                None => Target::Write(pid, &mem),
+            };
+            let written = std::sync::Mutex::new(Vec::<(u64, u64)>::new());
             let f = |off: u64, data: Option<&[u8]>| -> std::io::Result<()> {
                 match data {
-                    Some(d) => write_chunk(pid, &mem, vma, off, d),
+                    Some(d) => {
+                        write_chunk(&to, vma, off, d)?;
+                        if file_backed {
+                            written
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((off, off + d.len() as u64));
+                        }
+                        Ok(())
+                    }
                     None => Ok(()),
                 }
             };
-            source
-                .for_each_chunk(p.pid, index, &f)
-                .map_err(io_ctx(format!(
-                    "restoring memory {:x}-{:x}",
-                    vma.start, vma.end
-                )))?;
+            let filled = source.for_each_chunk(p.pid, index, &f);
+            if let Some(f) = registered {
+                f.unregister(vma.start, vma.len())
+                    .map_err(io_ctx("ending the userfaultfd registration"))?;
+            }
+            filled.map_err(io_ctx(format!(
+                "restoring memory {:x}-{:x}",
+                vma.start, vma.end
+            )))?;
+            if file_backed {
+                let mut written = written.into_inner().unwrap_or_else(|p| p.into_inner());
+                written.sort_unstable();
+                for (s, e) in uncovered(&vma.stored, &written) {
+                    procfs::write_mem(pid, Some(&mem), vma.start + s, &vec![0u8; (e - s) as usize])
+                        .map_err(io_ctx("clearing file-mapped pages"))?;
+                }
+            }
             if map_prot != vma.prot {
                 inj.call(
                     "mprotect",
@@ -188,4 +226,57 @@ pub fn map_all_shared(
         }
     }
     Ok(())
+}
+
+/// The parts of the stored ranges `stored` ((offset, length), sorted) that no range of
+/// `written` ((start, end), sorted by start) covers, as (start, end).
+fn uncovered(stored: &[(u64, u64)], written: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut w = 0;
+    for &(s, l) in stored {
+        let (mut pos, end) = (s, s + l);
+        while w < written.len() && written[w].1 <= pos {
+            w += 1;
+        }
+        let mut k = w;
+        while pos < end {
+            match written.get(k) {
+                Some(&(ws, we)) if ws < end => {
+                    if ws > pos {
+                        out.push((pos, ws));
+                    }
+                    pos = pos.max(we);
+                    k += 1;
+                }
+                _ => {
+                    out.push((pos, end));
+                    pos = end;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uncovered;
+
+    #[test]
+    fn uncovered_parts_of_stored_ranges() {
+        // Nothing written: every stored range.
+        assert_eq!(uncovered(&[(0, 8), (16, 4)], &[]), vec![(0, 8), (16, 20)]);
+        // Chunks of 4 at 0 and 8 written; 4..8 and the range at 16 are left.
+        assert_eq!(
+            uncovered(&[(0, 12), (16, 4)], &[(0, 4), (8, 12)]),
+            vec![(4, 8), (16, 20)]
+        );
+        // A chunk covering several stored ranges and a gap.
+        assert_eq!(uncovered(&[(2, 2), (6, 2)], &[(0, 10)]), vec![]);
+        // A chunk straddling the end of one range and the start of the next.
+        assert_eq!(
+            uncovered(&[(0, 6), (6, 6)], &[(4, 8)]),
+            vec![(0, 4), (8, 12)]
+        );
+    }
 }

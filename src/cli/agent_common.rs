@@ -11,7 +11,7 @@ use cairn_coordinator::agent::store_io::StoreSource;
 use cairn_coordinator::agent::{
     Agent, AgentError, AgentOptions, AgentReport, JobEnd, ProgramExit, StopPolicy,
 };
-use cairn_store::{Generation, GenerationId, InitOptions, Store, StoreError};
+use cairn_store::{CheckLevel, Generation, GenerationId, InitOptions, Store, StoreError};
 
 use crate::exit::{usage, EXIT_RESUME};
 
@@ -96,28 +96,122 @@ pub fn choose_generation(
     Ok(g)
 }
 
-/// Rebuilds the program of generation `g`; returns it and the agent id it ran under.
-pub fn restore_generation(store: &Store, g: &Generation) -> anyhow::Result<(SandboxJob, String)> {
-    let reader = store.reader(g.id)?;
-    let meta = read_meta(&reader).map_err(agent_err)?;
+/// Why [`restore_generation`] failed.
+pub enum RestoreFailure {
+    /// The generation's data turned out to be damaged while it was read (a chunk whose hash
+    /// does not match, a missing chunk); an older generation may still be sound.
+    Damaged(String),
+    /// Anything else (the program, the machine, the user's arguments).
+    Other(anyhow::Error),
+}
+
+impl From<RestoreFailure> for anyhow::Error {
+    fn from(f: RestoreFailure) -> Self {
+        match f {
+            RestoreFailure::Damaged(why) => anyhow::anyhow!("the generation is damaged: {why}"),
+            RestoreFailure::Other(e) => e,
+        }
+    }
+}
+
+/// Rebuilds the program of generation `g`; returns it and the agent id it ran under. Every
+/// data chunk is verified as it is restored (nothing is read twice).
+pub fn restore_generation(
+    store: &Store,
+    g: &Generation,
+) -> Result<(SandboxJob, String), RestoreFailure> {
+    let other = |e: anyhow::Error| RestoreFailure::Other(e);
+    // The structure check does not read data chunks: a damaged chunk of meta.json or
+    // image.json shows up here.
+    let read_failed = |e: AgentError| match e {
+        AgentError::Store(
+            e @ (StoreError::Corrupt(_) | StoreError::MissingChunk(_) | StoreError::NotFound(_)),
+        ) => RestoreFailure::Damaged(e.to_string()),
+        e => other(agent_err(e)),
+    };
+    let reader = store.reader(g.id).map_err(|e| other(e.into()))?;
+    let meta = read_meta(&reader).map_err(read_failed)?;
     let agent_id = match meta.agents.as_slice() {
         [one] => one.clone(),
         more => {
-            return Err(usage(format!(
+            return Err(other(usage(format!(
                 "generation {} holds {} agents; restart it through a coordinator",
                 g.id.0,
                 more.len()
-            )))
+            ))))
         }
     };
     let _progress = cairn_coordinator::agent::progress::Progress::start(format!(
         "restoring job {} from generation {}",
         g.job, g.id.0
     ));
-    let image = read_image(&reader, &agent_id).map_err(agent_err)?;
+    let image = read_image(&reader, &agent_id).map_err(read_failed)?;
     let source = StoreSource::new(&reader, &agent_base(&agent_id));
-    let job = SandboxJob::restore(&image, &source).map_err(agent_err)?;
-    Ok((job, agent_id))
+    match SandboxJob::restore(&image, &source) {
+        Ok(job) => Ok((job, agent_id)),
+        Err(e) => Err(match source.damage() {
+            Some(why) => RestoreFailure::Damaged(why),
+            None => other(agent_err(e)),
+        }),
+    }
+}
+
+/// Restores `job` from its newest sound generation: generations whose structure (manifest,
+/// tree and stream nodes, chunk locations) is damaged are passed over before anything is
+/// started; data chunks are verified while they are restored, and a generation found damaged
+/// then is abandoned (its half-built job killed) for the previous one. Each generation passed
+/// over is reported on stderr with the reason; `announce` is called before each attempt.
+/// Errors: [`StoreError::UnknownJob`] when the job has no generation (see
+/// `cairn run`), [`StoreError::NoConsistentGeneration`] when none is sound.
+pub fn restore_newest(
+    store: &Store,
+    job: &str,
+    announce: &dyn Fn(&Generation),
+) -> anyhow::Result<(Generation, SandboxJob, String)> {
+    let mut skipped: Vec<(u64, String)> = Vec::new();
+    let mut seen_job = false;
+    fn skip(id: u64, reason: String, skipped: &mut Vec<(u64, String)>) {
+        eprintln!("cairn: warning: skipped generation {id}: {reason}");
+        skipped.push((id, reason));
+    }
+    for (id, r) in store.scan_generations()?.into_iter().rev() {
+        let g = match r {
+            Err(e) => {
+                skip(
+                    id.0,
+                    format!("manifest unreadable (job unknown): {e}"),
+                    &mut skipped,
+                );
+                continue;
+            }
+            Ok(g) if g.job != job => continue,
+            Ok(g) => g,
+        };
+        seen_job = true;
+        if let Err(reason) = store.check_generation(&g, CheckLevel::Structure) {
+            skip(id.0, reason, &mut skipped);
+            continue;
+        }
+        announce(&g);
+        match restore_generation(store, &g) {
+            Ok((process, agent_id)) => return Ok((g, process, agent_id)),
+            Err(RestoreFailure::Damaged(reason)) => skip(id.0, reason, &mut skipped),
+            Err(RestoreFailure::Other(e)) => return Err(e),
+        }
+    }
+    if !seen_job {
+        return Err(StoreError::UnknownJob(job.to_string()).into());
+    }
+    let reason = skipped
+        .iter()
+        .map(|(id, why)| format!("generation {id}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(StoreError::NoConsistentGeneration {
+        job: job.to_string(),
+        reason,
+    }
+    .into())
 }
 
 /// Runs the agent's event loop over `process` and returns its report.
@@ -194,15 +288,6 @@ fn describe(status: ProgramExit) -> String {
     match status {
         ProgramExit::Code(c) => format!("exit code {c}"),
         ProgramExit::Signal(s) => format!("killed by signal {s}"),
-    }
-}
-
-/// Converts a store error that means "this job has nothing stored" into `None`.
-pub fn unknown_job_is_none<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(StoreError::UnknownJob(_)) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 

@@ -7,11 +7,12 @@ use clap::Args;
 
 use super::agent_common::{
     agent_err, check_job_name, choose_generation, finish, open_store, parse_interval,
-    restore_generation, run_agent, AgentPolicy,
+    restore_generation, restore_newest, run_agent, AgentPolicy,
 };
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
+use cairn_store::Generation;
 
 /// Arguments of `cairn restart`.
 #[derive(Args, Debug)]
@@ -47,12 +48,21 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     args.coord.refuse_agent_id()?;
     check_job_name(&args.job)?;
     let store = open_store(&args.store.dir()?)?;
-    let g = choose_generation(&store, &args.job, args.generation)?;
-    eprintln!(
-        "cairn: restarting job {} from generation {}",
-        args.job, g.id.0
-    );
-    let (process, agent_id) = restore_generation(&store, &g)?;
+    let announce = |g: &Generation| {
+        eprintln!(
+            "cairn: restarting job {} from generation {}",
+            args.job, g.id.0
+        )
+    };
+    let (g, process, agent_id) = match args.generation {
+        Some(n) => {
+            let g = choose_generation(&store, &args.job, Some(n))?;
+            announce(&g);
+            let (process, agent_id) = restore_generation(&store, &g)?;
+            (g, process, agent_id)
+        }
+        None => restore_newest(&store, &args.job, &announce)?,
+    };
     let report = run_agent(
         store,
         &args.job,

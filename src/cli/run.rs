@@ -11,12 +11,13 @@ use clap::Args;
 use nix::sys::signal::Signal;
 
 use super::agent_common::{
-    agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_generation,
-    run_agent, unknown_job_is_none, AgentPolicy, DEFAULT_AGENT_ID,
+    agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_newest,
+    run_agent, AgentPolicy, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
 use crate::exit::{usage, EXIT_RESUME};
 use anyhow::Context as _;
+use cairn_store::{Generation, StoreError};
 
 /// Arguments of `cairn run`.
 #[derive(Args, Debug)]
@@ -106,19 +107,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     let store = open_or_init_store(&args.store.dir()?)?;
     let stop = StopPolicy::CheckpointAndStop(args.checkpoint_signal);
-    let latest = unknown_job_is_none(store.latest_consistent(&job))?;
-    let (process, agent_id, restored_from) = match latest {
-        Some((g, skipped)) => {
-            for s in skipped {
-                eprintln!(
-                    "cairn: warning: skipped generation {}: {}",
-                    s.id.0, s.reason
-                );
-            }
-            eprintln!("cairn: resuming job {job} from generation {}", g.id.0);
-            let (p, id) = restore_generation(&store, &g)?;
-            (p, id, Some(g.id.0))
-        }
+    let announce =
+        |g: &Generation| eprintln!("cairn: resuming job {job} from generation {}", g.id.0);
+    let resumed = match restore_newest(&store, &job, &announce) {
+        Ok(r) => Some(r),
+        Err(e) if matches!(e.downcast_ref(), Some(StoreError::UnknownJob(_))) => None,
+        Err(e) => return Err(e),
+    };
+    let (process, agent_id, restored_from) = match resumed {
+        Some((g, p, id)) => (p, id, Some(g.id.0)),
         None => {
             eprintln!("cairn: starting job {job}");
             let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;

@@ -256,10 +256,13 @@ impl MemorySink for StoreSink<'_> {
     }
 }
 
-/// Reads an agent's memory regions and files back from a generation.
+/// Reads an agent's memory regions and files back from a generation. Every chunk is
+/// verified as it is read; the first sign of damaged data (a chunk whose hash does not match,
+/// a chunk or entry missing from the store) is remembered, see [`StoreSource::damage`].
 pub struct StoreSource<'r> {
     reader: &'r GenerationReader,
     base: String,
+    damage: std::sync::Mutex<Option<String>>,
 }
 
 impl<'r> StoreSource<'r> {
@@ -268,25 +271,50 @@ impl<'r> StoreSource<'r> {
         StoreSource {
             reader,
             base: base.trim_end_matches('/').to_string(),
+            damage: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Why the generation's data is damaged, when a read through this source found it so
+    /// (the first such problem). A restore that failed while this is `Some` failed because of
+    /// the store, not because of the program or the machine.
+    pub fn damage(&self) -> Option<String> {
+        self.damage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Converts a store error, remembering it when it means damaged data.
+    fn note(&self, e: StoreError) -> io::Error {
+        if matches!(
+            e,
+            StoreError::Corrupt(_) | StoreError::MissingChunk(_) | StoreError::NotFound(_)
+        ) {
+            self.damage
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| e.to_string());
+        }
+        io_err(e)
     }
 
     fn lookup(&self, kind: &str, pid: i32, n: i64) -> io::Result<StreamRef> {
         self.reader
             .lookup(&format!("{}/{kind}/{pid}/{n}", self.base))
-            .map_err(io_err)
+            .map_err(|e| self.note(e))
     }
 }
 
 impl MemorySource for StoreSource<'_> {
     fn for_each_chunk(&self, pid: i32, index: usize, f: ChunkFn<'_>) -> io::Result<()> {
         let s = self.lookup("mem", pid, index as i64)?;
-        self.reader.for_each_chunk(&s, f).map_err(io_err)
+        self.reader.for_each_chunk(&s, f).map_err(|e| self.note(e))
     }
 
     fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>> {
         let s = self.lookup("files", pid, i64::from(fd))?;
-        self.reader.read_all(&s).map_err(io_err)
+        self.reader.read_all(&s).map_err(|e| self.note(e))
     }
 }
 
