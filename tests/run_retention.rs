@@ -97,3 +97,48 @@ fn keep_last_bounds_the_generations_of_a_running_job() {
     assert_eq!(out.stdout, native.stdout);
     assert_eq!(std::fs::read(&file).ok(), std::fs::read(&native_file).ok());
 }
+
+#[test]
+fn launch_applies_every_retention_rule_and_refuses_them_with_a_coordinator() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let prog = common::compile_c("counter");
+    let file = dir.path().join("cairn.txt");
+    // The rules combine as a union: the newest of this hour is also among the 3 newest.
+    let out = Command::new(common::cairn())
+        .args(["launch", "--job", "solo", "--interval", "0.2"])
+        .args(["--keep-last", "3", "--keep-hourly", "1", "--store"])
+        .arg(&store)
+        .arg("--")
+        .arg(&prog)
+        .args(["400"])
+        .arg(&file)
+        .arg("5000")
+        .env("CAIRN_GC_GRACE", "0")
+        .output()
+        .expect("cairn launch");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "cairn launch failed: {log}");
+    let committed = log.matches("checkpoint committed").count();
+    assert!(committed >= 5, "only {committed} checkpoints: {log}");
+    assert_eq!(generation_count(&store, "solo"), 3, "{log}");
+
+    let refused = Command::new(common::cairn())
+        .args([
+            "launch",
+            "--job",
+            "c",
+            "--coord-port",
+            "1",
+            "--keep-within",
+            "1h",
+        ])
+        .arg("--store")
+        .arg(&store)
+        .args(["--", "true"])
+        .output()
+        .expect("cairn launch");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(err.contains("cairn prune"), "{err}");
+}

@@ -28,6 +28,12 @@ pub struct PolicyArgs {
 }
 
 impl PolicyArgs {
+    /// The policy these options describe, or None when no rule is given (as for the agent
+    /// verbs, where retention is optional).
+    pub fn optional(&self) -> Option<Policy> {
+        Some(self.policy()).filter(|p| !p.is_empty())
+    }
+
     /// The policy these options describe.
     pub fn policy(&self) -> Policy {
         Policy {

@@ -14,6 +14,7 @@ use super::agent_common::{
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
+use super::gc_cmds::PolicyArgs;
 
 /// Arguments of `cairn launch`.
 #[derive(Args, Debug)]
@@ -26,6 +27,10 @@ pub struct LaunchArgs {
     /// Checkpoint every SECS seconds (also accepts durations like `10m`).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     interval: Option<Duration>,
+    /// Retention after every committed checkpoint (solo agents only): prune the job's
+    /// generations by these rules and reclaim the space, as `cairn prune` + `cairn gc`.
+    #[command(flatten)]
+    retention: PolicyArgs,
     #[command(flatten)]
     coord: CoordOpts,
     /// The program and its arguments.
@@ -37,6 +42,11 @@ pub struct LaunchArgs {
 pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
     let program_mask = block_agent_signals(None).map_err(agent_err)?;
     if let Some(endpoint) = args.coord.endpoint() {
+        if args.retention.optional().is_some() {
+            return Err(crate::exit::usage(
+                "retention options apply without a coordinator; with one, run `cairn prune` and `cairn gc`",
+            ));
+        }
         let c = Coordinated {
             store: &args.store,
             job: &args.job,
@@ -57,7 +67,7 @@ pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
         AgentPolicy {
             interval: args.interval,
             stop: StopPolicy::Forward,
-            retention: None,
+            retention: args.retention.optional(),
         },
         process,
         None,

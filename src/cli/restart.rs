@@ -12,6 +12,7 @@ use super::agent_common::{
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
+use super::gc_cmds::PolicyArgs;
 use cairn_store::Generation;
 
 /// Arguments of `cairn restart`.
@@ -28,6 +29,10 @@ pub struct RestartArgs {
     /// Checkpoint every SECS seconds (also accepts durations like `10m`).
     #[arg(long, value_name = "SECS", value_parser = parse_interval)]
     interval: Option<Duration>,
+    /// Retention after every committed checkpoint (solo agents only): prune the job's
+    /// generations by these rules and reclaim the space, as `cairn prune` + `cairn gc`.
+    #[command(flatten)]
+    retention: PolicyArgs,
     #[command(flatten)]
     coord: CoordOpts,
 }
@@ -36,6 +41,11 @@ pub struct RestartArgs {
 pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     block_agent_signals(None).map_err(agent_err)?;
     if let Some(endpoint) = args.coord.endpoint() {
+        if args.retention.optional().is_some() {
+            return Err(crate::exit::usage(
+                "retention options apply without a coordinator; with one, run `cairn prune` and `cairn gc`",
+            ));
+        }
         let c = Coordinated {
             store: &args.store,
             job: &args.job,
@@ -70,7 +80,7 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
         AgentPolicy {
             interval: args.interval,
             stop: StopPolicy::Forward,
-            retention: None,
+            retention: args.retention.optional(),
         },
         process,
         Some(g.id.0),

@@ -15,6 +15,7 @@ use super::agent_common::{
     run_agent, AgentPolicy, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
+use super::gc_cmds::PolicyArgs;
 use crate::exit::{usage, EXIT_RESUME};
 use anyhow::Context as _;
 use cairn_store::{Generation, StoreError};
@@ -33,11 +34,11 @@ pub struct RunArgs {
     /// The signal that means "checkpoint and stop" (SIGTERM always does too).
     #[arg(long, value_name = "SIG", default_value = "USR1", value_parser = parse_signal)]
     checkpoint_signal: Signal,
-    /// After every committed checkpoint keep only the newest N generations of the job (the
-    /// newest consistent one and its fallback are always kept) and reclaim the space of the
-    /// others (`cairn prune --keep-last N` + `cairn gc`).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    keep_last: Option<u64>,
+    /// Retention after every committed checkpoint: the job's generations are pruned by these
+    /// rules (the newest consistent one and its fallback are always kept) and the space of
+    /// the others is reclaimed, as `cairn prune` + `cairn gc` would.
+    #[command(flatten)]
+    retention: PolicyArgs,
     /// Inside a Slurm job: after the final checkpoint, put this job back into the queue with
     /// `scontrol requeue $SLURM_JOB_ID` so it resumes in its next allocation.
     #[arg(long)]
@@ -129,7 +130,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         AgentPolicy {
             interval: args.interval,
             stop,
-            retention: args.keep_last.map(|n| cairn_gc::Policy::last(n as usize)),
+            retention: args.retention.optional(),
         },
         process,
         restored_from,
