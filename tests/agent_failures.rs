@@ -152,8 +152,18 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[test]
-fn damaged_newest_generation_falls_back_with_a_warning() {
+/// Job `damaged`: the counter program, checkpointed twice, then killed.
+struct TwoGenerations {
+    sc: Scratch,
+    store: PathBuf,
+    prog: Program,
+    native: common::Outcome,
+    dir: PathBuf,
+    /// Pack files present after the first checkpoint.
+    packs_after_first: Vec<PathBuf>,
+}
+
+fn two_generations_of_counter() -> TwoGenerations {
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
@@ -166,6 +176,26 @@ fn damaged_newest_generation_falls_back_with_a_warning() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(job.checkpoint(), "second checkpoint: {}", job.log_text());
     job.kill_all();
+    TwoGenerations {
+        sc,
+        store,
+        prog,
+        native,
+        dir,
+        packs_after_first,
+    }
+}
+
+#[test]
+fn damaged_newest_generation_falls_back_with_a_warning() {
+    let TwoGenerations {
+        sc: _scratch,
+        store,
+        prog,
+        native,
+        dir,
+        packs_after_first,
+    } = two_generations_of_counter();
     // Damage every pack written by the second checkpoint only.
     let new_packs: Vec<PathBuf> = files_below(&store.join("packs"))
         .into_iter()
@@ -206,22 +236,25 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
     // Only one data chunk of the newest generation is damaged: its structure (manifest,
     // nodes, chunk locations) is sound, so the damage is found by the restore itself, which
     // verifies every chunk as it reads it; the half-restored job is dropped for generation 1.
-    let sc = Scratch::new();
-    let store = sc.store();
-    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
-    let native = run_native(&prog, &sc.sub("native"));
-    let dir = sc.sub("cairn");
-    let mut job = Job::start(&prog, "launch", &store, "damaged", &[], &dir, true);
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
-    let packs_after_first = files_below(&store.join("packs"));
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(job.checkpoint(), "second checkpoint: {}", job.log_text());
-    job.kill_all();
+    let TwoGenerations {
+        sc: _scratch,
+        store,
+        prog,
+        native,
+        dir,
+        packs_after_first,
+    } = two_generations_of_counter();
     let st = cairn_store::Store::open(&store).unwrap();
-    // A memory chunk written by the second checkpoint (full chunk size; nodes, trees and
-    // the image are smaller or differently sized).
+    // A memory chunk that generation 2 needs and generation 1 does not (full chunk size;
+    // nodes, trees and the image are smaller or differently sized). Not just any chunk of a
+    // new pack: the pre-copy also stores pages that were rewritten before the freeze, and
+    // the generation does not reach those.
     let cs = st.config().memory_chunk_size;
+    let mut gens = st.generations(Some("damaged")).unwrap();
+    gens.sort_by_key(|g| g.id.0);
+    assert_eq!(gens.len(), 2);
+    let first = st.reach(&gens[0].root).leaves;
+    let second = st.reach(&gens[1].root).leaves;
     let (pack, e) = files_below(&store.join("packs"))
         .into_iter()
         .filter(|p| !packs_after_first.contains(p))
@@ -232,7 +265,7 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
                 .into_iter()
                 .map(move |e| (p.clone(), e))
         })
-        .filter(|(_, e)| e.raw_len == cs)
+        .filter(|(_, e)| e.raw_len == cs && second.contains(&e.id) && !first.contains(&e.id))
         .max_by_key(|(_, e)| e.stored_len)
         .expect("the second checkpoint wrote no memory chunk");
     drop(st);

@@ -101,3 +101,40 @@ pub fn find_vdso_syscall(pid: i32) -> Result<u64> {
         .map(|i| vdso.start + i as u64)
         .ok_or_else(|| Error::Unsupported("no syscall instruction in the vdso".into()))
 }
+
+/// Run `f` with an injector into the stopped, traced thread `tid`, its registers and signal
+/// mask put back afterwards; `f` gets `size` bytes of scratch memory mapped in the thread's
+/// process (unmapped again afterwards).
+pub fn with_scratch<T>(
+    tid: i32,
+    size: u64,
+    f: impl FnOnce(&Injector, u64) -> Result<T>,
+) -> Result<T> {
+    let regs = ptrace::get_regs(tid)?;
+    let mask = ptrace::get_sigmask(tid)?;
+    ptrace::set_sigmask(tid, crate::checkpoint::BLOCK_ALL)?;
+    let r = (|| {
+        let inj = Injector::new(tid, find_vdso_syscall(tid)?)?;
+        let scratch = inj.call(
+            "mmap",
+            libc::SYS_mmap,
+            &[
+                0,
+                size,
+                (libc::PROT_READ | libc::PROT_WRITE) as u64,
+                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
+                u64::MAX,
+                0,
+            ],
+        )?;
+        let r = f(&inj, scratch);
+        let u = inj.call("munmap", libc::SYS_munmap, &[scratch, size]);
+        let out = r?;
+        u?;
+        Ok(out)
+    })();
+    let back = ptrace::set_regs(tid, &regs).and_then(|_| ptrace::set_sigmask(tid, mask));
+    let out = r?;
+    back?;
+    Ok(out)
+}

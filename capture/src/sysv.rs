@@ -156,32 +156,9 @@ pub fn capture(
     sink: &mut dyn MemorySink,
 ) -> Result<Vec<SysvShm>> {
     let tid = root.pid;
-    let saved = ptrace::get_regs(tid)?;
-    let mask = ptrace::get_sigmask(tid)?;
-    ptrace::set_sigmask(tid, crate::checkpoint::BLOCK_ALL)?;
-    let r = (|| {
-        let inj = Injector::new(tid, inject::find_vdso_syscall(tid)?)?;
-        let scratch = inj.call(
-            "mmap",
-            libc::SYS_mmap,
-            &[
-                0,
-                SCRATCH,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
-        let r = segments(&inj, tid, scratch, sink);
-        let u = inj.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH]);
-        let segs = r?;
-        u?;
-        Ok(segs)
-    })();
-    let back = ptrace::set_regs(tid, &saved).and_then(|_| ptrace::set_sigmask(tid, mask));
-    let mut segs = r?;
-    back?;
+    let mut segs = inject::with_scratch(tid, SCRATCH, |inj, scratch| {
+        segments(inj, tid, scratch, sink)
+    })?;
     if segs.is_empty() {
         return Ok(segs);
     }

@@ -24,38 +24,6 @@ const SHM_REMAP: u64 = 0o40000;
 const SHM_EXEC: u64 = 0o100000;
 const SCRATCH: u64 = 2 * PAGE;
 
-/// Run `f` with an injector into the stopped, traced thread `tid`, its registers and signal
-/// mask put back afterwards; `f` gets a scratch page mapped in the thread's process.
-fn with_scratch<T>(tid: i32, f: impl FnOnce(&Injector, u64) -> Result<T>) -> Result<T> {
-    let regs = ptrace::get_regs(tid)?;
-    let mask = ptrace::get_sigmask(tid)?;
-    ptrace::set_sigmask(tid, BLOCK_ALL)?;
-    let r = (|| {
-        let inj = Injector::new(tid, inject::find_vdso_syscall(tid)?)?;
-        let scratch = inj.call(
-            "mmap",
-            libc::SYS_mmap,
-            &[
-                0,
-                SCRATCH,
-                (libc::PROT_READ | libc::PROT_WRITE) as u64,
-                (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS) as u64,
-                u64::MAX,
-                0,
-            ],
-        )?;
-        let r = f(&inj, scratch);
-        let u = inj.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH]);
-        let out = r?;
-        u?;
-        Ok(out)
-    })();
-    let back = ptrace::set_regs(tid, &regs).and_then(|_| ptrace::set_sigmask(tid, mask));
-    let out = r?;
-    back?;
-    Ok(out)
-}
-
 fn write(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     procfs::write_mem(pid, None, addr, data).map_err(io_ctx("writing into a restore stub"))
 }
@@ -73,7 +41,7 @@ pub fn create(stub: i32, segs: &[SysvShm], source: &dyn MemorySource) -> Result<
             Stop::Event(_) => {}
             other => return Err(Error::Parse(format!("restore stub stopped with {other:?}"))),
         }
-        with_scratch(stub, |inj, scratch| {
+        inject::with_scratch(stub, SCRATCH, |inj, scratch| {
             let mut sorted: Vec<&SysvShm> = segs.iter().collect();
             sorted.sort_by_key(|s| s.id);
             for s in sorted {
