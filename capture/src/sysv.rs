@@ -10,7 +10,6 @@ use crate::freeze::Frozen;
 use crate::image::MemorySink;
 use crate::inject::{self, Injector};
 use crate::procfs::{self, MapEntry};
-use crate::ptrace;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{self, Read};
