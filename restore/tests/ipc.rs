@@ -4,62 +4,13 @@
 
 mod common;
 
-use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, ProcessTreeImage, Sandbox};
+use cairn_capture::{ExitStatus, ProcessTreeImage};
 use common::*;
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
-
-/// Run `argv` with stdout/stderr to `out` and `cycles` checkpoint/kill/restore cycles `delay`
-/// apart; returns the exit status and every image taken.
-fn run_cycles(
-    argv: Vec<OsString>,
-    out: &Path,
-    cycles: usize,
-    delay: Duration,
-) -> (ExitStatus, Vec<ProcessTreeImage>) {
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let o = File::create(out).unwrap();
-    let (n, w) = (null.as_raw_fd(), o.as_raw_fd());
-    let mut sb = Sandbox::launch_with(ChildSpec::Exec {
-        argv,
-        stdio: Some([n, w, w]),
-    })
-    .expect("launch");
-    drop(o);
-    let mut images = Vec::new();
-    for _ in 0..cycles {
-        std::thread::sleep(delay);
-        let mut store = MemoryImageStore::new();
-        let image = sb
-            .checkpoint(&mut store)
-            .unwrap_or_else(|e| panic!("checkpoint: {e}; output so far:\n{}", read(out)));
-        let json = serde_json::to_string(&image).expect("serialize");
-        let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");
-        eprintln!(
-            "checkpoint: {} processes, ipc {:?}",
-            image.processes.len(),
-            image.ipc
-        );
-        sb.kill().expect("kill");
-        assert_eq!(sb.wait().expect("wait"), ExitStatus::Signal(9));
-        sb = cairn_restore::restore(&image, &store)
-            .unwrap_or_else(|e| panic!("restore: {e}; output so far:\n{}", read(out)));
-        images.push(image);
-    }
-    (sb.wait().expect("wait"), images)
-}
 
 /// Bytes unread in the job's sockets over all `images`.
 fn socket_bytes(images: &[ProcessTreeImage]) -> u64 {
@@ -86,7 +37,8 @@ fn socketpairs_stream_seqpacket_and_dgram_with_data_in_flight() {
     let nat = dir.path("native.txt");
     native(&prog, &["500"], &nat);
     let out = dir.path("out.txt");
-    let (st, images) = run_cycles(os(&[&prog, &"500"]), &out, 3, Duration::from_millis(150));
+    let (st, images) =
+        run_cycles_to_file(os(&[&prog, &"500"]), &out, 3, Duration::from_millis(150));
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&nat), read(&out));
     assert!(
@@ -138,7 +90,7 @@ fn python_multiprocessing_duplex_pipe() {
     let nat = dir.path("native.txt");
     native(&"/usr/bin/python3", &["-c", script], &nat);
     let out = dir.path("out.txt");
-    let (st, images) = run_cycles(
+    let (st, images) = run_cycles_to_file(
         os(&[&"/usr/bin/python3", &"-c", &script]),
         &out,
         3,
@@ -162,7 +114,7 @@ fn two_processes_over_a_fifo() {
     let nat = dir.path("native.txt");
     native(&prog, &[nd.to_str().unwrap(), "600"], &nat);
     let out = dir.path("out.txt");
-    let (st, images) = run_cycles(
+    let (st, images) = run_cycles_to_file(
         os(&[&prog, &cd, &"600"]),
         &out,
         3,
@@ -203,7 +155,7 @@ fn unix_server(abstract_name: Option<String>) {
     let out = dir.path("out.txt");
     let mut argv = os(&[&prog, &cd, &"500"]);
     argv.extend(extra.iter().map(OsString::from));
-    let (st, images) = run_cycles(argv, &out, 3, Duration::from_millis(200));
+    let (st, images) = run_cycles_to_file(argv, &out, 3, Duration::from_millis(200));
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&nat), read(&out));
     assert!(read(&out).contains("late client said bye"));
@@ -225,7 +177,8 @@ fn system_v_shared_memory_between_parent_and_children() {
     let nat = dir.path("native.txt");
     native(&prog, &["300"], &nat);
     let out = dir.path("out.txt");
-    let (st, images) = run_cycles(os(&[&prog, &"300"]), &out, 3, Duration::from_millis(250));
+    let (st, images) =
+        run_cycles_to_file(os(&[&prog, &"300"]), &out, 3, Duration::from_millis(250));
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&nat), read(&out));
     assert!(read(&out).contains("counter 900"));

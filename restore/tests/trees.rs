@@ -3,18 +3,13 @@
 
 mod common;
 
-use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, Sandbox};
+use cairn_capture::ExitStatus;
 use common::*;
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
+use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-}
 
 /// Run `argv` with stdout to `out` (truncated, like `>`) and `cycles` checkpoint/kill/restore
 /// cycles `delay` apart; returns the exit status, the largest number of processes seen and
@@ -25,46 +20,18 @@ fn run_tree(
     cycles: usize,
     delay: Duration,
 ) -> (ExitStatus, usize, u64) {
-    let null = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .unwrap();
-    let o = File::create(out).unwrap();
-    let (n, w) = (null.as_raw_fd(), o.as_raw_fd());
-    let mut sb = Sandbox::launch_with(ChildSpec::Exec {
-        argv,
-        stdio: Some([n, w, w]),
-    })
-    .expect("launch");
-    drop(o);
-    let mut most = 0;
-    let mut unread = 0;
-    for _ in 0..cycles {
-        std::thread::sleep(delay);
-        let mut store = MemoryImageStore::new();
-        let image = sb
-            .checkpoint(&mut store)
-            .unwrap_or_else(|e| panic!("checkpoint: {e}; output so far:\n{}", read(out)));
-        let json = serde_json::to_string(&image).expect("serialize");
-        let image: cairn_capture::ProcessTreeImage =
-            serde_json::from_str(&json).expect("deserialize");
-        most = most.max(image.processes.len() + image.zombies.len());
-        unread = unread.max(image.pipes.iter().map(|p| p.unread).sum::<u64>());
-        eprintln!(
-            "checkpoint: processes {:?}, zombies {:?}",
-            image
-                .processes
-                .iter()
-                .map(|p| (p.pid, p.ppid, &p.exe))
-                .collect::<Vec<_>>(),
-            image.zombies
-        );
-        sb.kill().expect("kill");
-        assert_eq!(sb.wait().expect("wait"), ExitStatus::Signal(9));
-        sb = cairn_restore::restore(&image, &store).expect("restore");
-    }
-    (sb.wait().expect("wait"), most, unread)
+    let (st, images) = run_cycles_to_file(argv, out, cycles, delay);
+    let most = images
+        .iter()
+        .map(|i| i.processes.len() + i.zombies.len())
+        .max()
+        .unwrap_or(0);
+    let unread = images
+        .iter()
+        .map(|i| i.pipes.iter().map(|p| p.unread).sum::<u64>())
+        .max()
+        .unwrap_or(0);
+    (st, most, unread)
 }
 
 #[test]

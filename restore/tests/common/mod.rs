@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
-use cairn_capture::{ExitStatus, MemoryImageStore, ProcessTreeImage, Sandbox};
+use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, ProcessTreeImage, Sandbox};
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -109,4 +111,58 @@ pub fn run_with_cycles_stdio(
         sb = r;
     }
     sb.wait().expect("wait")
+}
+
+pub fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// Run `argv` with stdout/stderr to `out` (truncated, like `>`) and `cycles` checkpoint/kill/
+/// restore cycles `delay` apart, each image through a JSON round trip; returns the exit status
+/// and every image taken.
+pub fn run_cycles_to_file(
+    argv: Vec<OsString>,
+    out: &Path,
+    cycles: usize,
+    delay: Duration,
+) -> (ExitStatus, Vec<ProcessTreeImage>) {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let o = File::create(out).unwrap();
+    let (n, w) = (null.as_raw_fd(), o.as_raw_fd());
+    let mut sb = Sandbox::launch_with(ChildSpec::Exec {
+        argv,
+        stdio: Some([n, w, w]),
+    })
+    .expect("launch");
+    drop(o);
+    let mut images = Vec::new();
+    for _ in 0..cycles {
+        std::thread::sleep(delay);
+        let mut store = MemoryImageStore::new();
+        let image = sb
+            .checkpoint(&mut store)
+            .unwrap_or_else(|e| panic!("checkpoint: {e}; output so far:\n{}", read(out)));
+        let json = serde_json::to_string(&image).expect("serialize");
+        let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");
+        eprintln!(
+            "checkpoint: processes {:?}, zombies {:?}, ipc {:?}",
+            image
+                .processes
+                .iter()
+                .map(|p| (p.pid, p.ppid, &p.exe))
+                .collect::<Vec<_>>(),
+            image.zombies,
+            image.ipc
+        );
+        sb.kill().expect("kill");
+        assert_eq!(sb.wait().expect("wait"), ExitStatus::Signal(9));
+        sb = cairn_restore::restore(&image, &store)
+            .unwrap_or_else(|e| panic!("restore: {e}; output so far:\n{}", read(out)));
+        images.push(image);
+    }
+    (sb.wait().expect("wait"), images)
 }
