@@ -243,6 +243,32 @@ fn not_a_store_newer_format_and_missing_store_option() {
     fails(&cairn(&st, &["generations"], &[("CAIRN_FAIL_RC", "42")]), 2);
 }
 
+#[test]
+fn init_options_are_written_to_the_config_and_bad_ones_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let st = new_store(
+        t.path(),
+        &[
+            "--memory-chunk-kib",
+            "16",
+            "--memory-fanout",
+            "64",
+            "--zstd-level",
+            "3",
+        ],
+    );
+    let cfg = json(&std::fs::read_to_string(st.join("config.json")).unwrap());
+    assert_eq!(cfg["memory_chunk_size"], 16 * 1024, "{cfg}");
+    assert_eq!(cfg["memory_fanout"], 64, "{cfg}");
+    assert_eq!(cfg["zstd_level"], 3, "{cfg}");
+    for bad in [["--memory-fanout", "1"], ["--memory-chunk-kib", "6"]] {
+        let other = t.path().join(format!("bad{}", bad[1]));
+        let mut args = vec!["store", "init", other.to_str().unwrap()];
+        args.extend_from_slice(&bad);
+        fails(&cairn(&other, &args, &[]), 2);
+    }
+}
+
 /// Two generations whose second one lives in its own pack; returns (store, data file, pack
 /// of generation 2).
 fn two_generations(t: &Path) -> (PathBuf, PathBuf, PathBuf) {

@@ -31,6 +31,10 @@ pub struct InitArgs {
     /// Fixed chunk size of memory streams in KiB (multiple of 4).
     #[arg(long, default_value_t = InitOptions::default().memory_chunk_size / 1024)]
     pub memory_chunk_kib: u32,
+    /// Children per interior node of a memory stream's Merkle tree (2-65536); smaller means
+    /// less node data rewritten per changed run (docs/store-decisions.md).
+    #[arg(long, default_value_t = InitOptions::default().memory_fanout)]
+    pub memory_fanout: u32,
     /// zstd level for new chunks.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub zstd_level: i32,
@@ -99,6 +103,7 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
             .checked_mul(1024)
             .ok_or_else(|| usage("--memory-chunk-kib is too large"))?,
         zstd_level: a.zstd_level,
+        memory_fanout: a.memory_fanout,
         pack_target_size: a
             .pack_mib
             .checked_mul(1 << 20)
