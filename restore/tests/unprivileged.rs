@@ -39,6 +39,28 @@ fn cycle_here(prog: &Path, out: &Path) {
     check_output(out);
 }
 
+/// Run the test `name` of this test binary again as the user `cairn-test` (root only),
+/// with `envs` telling the inner run what to do, in `dir`; panics if it fails.
+fn rerun_as_cairn_test(dir: &TempDir, name: &str, envs: &[(&str, &Path)]) {
+    let exe = dir.path("unprivileged-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let have_user = Command::new("id")
+        .arg("cairn-test")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(have_user, "user cairn-test missing: run scripts/setup.sh");
+    let st = Command::new("runuser")
+        .args(["-u", "cairn-test", "--"])
+        .arg(&exe)
+        .args(["--exact", name, "--test-threads=1"])
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
+        .current_dir(&dir.0)
+        .status()
+        .unwrap();
+    assert!(st.success(), "unprivileged run of {name} failed: {st}");
+}
+
 #[test]
 fn unprivileged_checkpoint_restore_cycle() {
     if let (Some(prog), Some(out)) = (std::env::var_os(PROG_ENV), std::env::var_os(OUT_ENV)) {
@@ -54,28 +76,11 @@ fn unprivileged_checkpoint_restore_cycle() {
         cycle_here(&prog, &out);
         return;
     }
-    let exe = dir.path("unprivileged-test");
-    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let have_user = Command::new("id")
-        .arg("cairn-test")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(have_user, "user cairn-test missing: run scripts/setup.sh");
-    let st = Command::new("runuser")
-        .args(["-u", "cairn-test", "--"])
-        .arg(&exe)
-        .args([
-            "--exact",
-            "unprivileged_checkpoint_restore_cycle",
-            "--test-threads=1",
-        ])
-        .env(PROG_ENV, &prog)
-        .env(OUT_ENV, &out)
-        .current_dir(&dir.0)
-        .status()
-        .unwrap();
-    assert!(st.success(), "unprivileged run failed: {st}");
+    rerun_as_cairn_test(
+        &dir,
+        "unprivileged_checkpoint_restore_cycle",
+        &[(PROG_ENV, &prog), (OUT_ENV, &out)],
+    );
     check_output(&out);
 }
 
@@ -119,23 +124,11 @@ fn unprivileged_process_tree_cycle() {
     if unsafe { libc::geteuid() } != 0 {
         tree_cycle_here(&prog, &out);
     } else {
-        let exe = dir.path("unprivileged-test");
-        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let st = Command::new("runuser")
-            .args(["-u", "cairn-test", "--"])
-            .arg(&exe)
-            .args([
-                "--exact",
-                "unprivileged_process_tree_cycle",
-                "--test-threads=1",
-            ])
-            .env(TREE_ENV, &prog)
-            .env(OUT_ENV, &out)
-            .current_dir(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "unprivileged run failed: {st}");
+        rerun_as_cairn_test(
+            &dir,
+            "unprivileged_process_tree_cycle",
+            &[(TREE_ENV, &prog), (OUT_ENV, &out)],
+        );
     }
     assert_eq!(
         String::from_utf8_lossy(&native.stdout),
@@ -163,23 +156,11 @@ fn unprivileged_system_v_shared_memory_cycle() {
     if unsafe { libc::geteuid() } != 0 {
         tree_cycle_here_args(&prog, &["300"], &out);
     } else {
-        let exe = dir.path("unprivileged-test");
-        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let st = Command::new("runuser")
-            .args(["-u", "cairn-test", "--"])
-            .arg(&exe)
-            .args([
-                "--exact",
-                "unprivileged_system_v_shared_memory_cycle",
-                "--test-threads=1",
-            ])
-            .env(SYSV_ENV, &prog)
-            .env(OUT_ENV, &out)
-            .current_dir(&dir.0)
-            .status()
-            .unwrap();
-        assert!(st.success(), "unprivileged run failed: {st}");
+        rerun_as_cairn_test(
+            &dir,
+            "unprivileged_system_v_shared_memory_cycle",
+            &[(SYSV_ENV, &prog), (OUT_ENV, &out)],
+        );
     }
     assert_eq!(
         String::from_utf8_lossy(&native.stdout),
