@@ -34,10 +34,9 @@ fn run_tree(
     (st, most, unread)
 }
 
-#[test]
-fn shell_loop_with_sleep_children() {
-    let dir = TempDir::new("bashloop");
-    let script = "for i in $(seq 1 40); do echo $i; sleep 0.03; done";
+/// `bash -c script` natively and under 3 checkpoint/kill/restore cycles `delay` apart: both
+/// must succeed with the same output; returns (most processes, most unread pipe bytes) seen.
+fn bash_native_vs_cycles(dir: &TempDir, script: &str, delay: Duration) -> (usize, u64) {
     let native = dir.path("native.txt");
     let st = Command::new("/bin/bash")
         .args(["-c", script])
@@ -46,14 +45,17 @@ fn shell_loop_with_sleep_children() {
         .unwrap();
     assert!(st.success());
     let out = dir.path("out.txt");
-    let (st, most, _) = run_tree(
-        os(&[&"/bin/bash", &"-c", &script]),
-        &out,
-        3,
-        Duration::from_millis(200),
-    );
+    let (st, most, unread) = run_tree(os(&[&"/bin/bash", &"-c", &script]), &out, 3, delay);
     assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
     assert_eq!(read(&native), read(&out));
+    (most, unread)
+}
+
+#[test]
+fn shell_loop_with_sleep_children() {
+    let dir = TempDir::new("bashloop");
+    let script = "for i in $(seq 1 40); do echo $i; sleep 0.03; done";
+    let (most, _) = bash_native_vs_cycles(&dir, script, Duration::from_millis(200));
     assert!(most >= 2, "no checkpoint caught a child process");
 }
 
@@ -95,22 +97,7 @@ fn pipeline_with_unread_data_in_pipes() {
     let dir = TempDir::new("pipeline");
     let script = "seq 1 20000 | awk '{ s += $1; if (NR % 500 == 0) { print s; fflush(); \
                   system(\"sleep 0.01\") } }' | sort -n | tail -5";
-    let native = dir.path("native.txt");
-    let st = Command::new("/bin/bash")
-        .args(["-c", script])
-        .stdout(Stdio::from(File::create(&native).unwrap()))
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = dir.path("out.txt");
-    let (st, most, unread) = run_tree(
-        os(&[&"/bin/bash", &"-c", &script]),
-        &out,
-        3,
-        Duration::from_millis(120),
-    );
-    assert_eq!(st, ExitStatus::Code(0), "output:\n{}", read(&out));
-    assert_eq!(read(&native), read(&out));
+    let (most, unread) = bash_native_vs_cycles(&dir, script, Duration::from_millis(120));
     assert!(most >= 4, "the pipeline was not running at the checkpoints");
     assert!(unread > 0, "no checkpoint saw unread bytes in a pipe");
 }
