@@ -636,11 +636,16 @@ fn precopy_copy(
             // Gone, or not readable: not pre-copied (captured in full at the freeze).
             continue;
         };
-        // The mappings' flags, read now (page-table walk while the program runs) so that the
-        // final freeze only needs /proc/PID/maps.
-        let growsdown = procfs::read_maps(outer)
-            .map(|maps| maps.iter().map(|m| (ident(m), m.growsdown)).collect())
-            .unwrap_or_default();
+        // The mappings' flags, read now (smaps walks the page tables: tens of ms for GiBs)
+        // so that the final freeze only needs /proc/PID/maps; on another thread, overlapping
+        // the copy below.
+        let flags = std::thread::Builder::new()
+            .name("cairn-smaps".into())
+            .spawn(move || {
+                procfs::read_maps(outer)
+                    .map(|maps| maps.iter().map(|m| (ident(m), m.growsdown)).collect())
+                    .unwrap_or_default()
+            });
         let mut base = HashMap::new();
         for (k, since_last) in items {
             let (start, end, prot) = *k;
@@ -675,6 +680,11 @@ fn precopy_copy(
                 base.insert(*k, vma.stored);
             }
         }
+        // No flags (thread not started, or it failed): the final freeze reads smaps itself.
+        let growsdown = match flags {
+            Ok(h) => h.join().unwrap_or_default(),
+            Err(_) => HashMap::new(),
+        };
         known.insert(
             ns,
             Known {

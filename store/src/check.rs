@@ -1,12 +1,13 @@
 //! Walking what a generation reaches, and checking that it is all present and sound.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::error::StoreError;
 use crate::generation::{Generation, Skipped};
-use crate::id::ChunkId;
+use crate::id::{ChunkId, IdSet};
 use crate::index::ChunkLoc;
 use crate::node::{StreamKind, StreamNode, StreamRef};
 use crate::pack::PACK_SUFFIX;
@@ -17,11 +18,14 @@ use crate::store::Store;
 #[derive(Default, Debug)]
 pub struct Reach {
     /// Interior chunks (tree and stream nodes), each read and verified during the walk.
-    pub nodes: HashSet<ChunkId>,
+    pub nodes: IdSet,
     /// Non-zero data chunks.
-    pub leaves: HashSet<ChunkId>,
+    pub leaves: IdSet,
     /// What could not be read, one line each.
     pub problems: Vec<String>,
+    /// Stream nodes taken from the store handle's cache instead of being read (only
+    /// [`Store::check_structure`] does that): their presence is checked like data chunks'.
+    pub unread_nodes: Vec<ChunkId>,
 }
 
 impl Reach {
@@ -45,11 +49,19 @@ impl Store {
     /// not returned as errors, so one damaged subtree does not hide the others.
     pub fn reach(&self, root: &StreamRef) -> Reach {
         let mut r = Reach::default();
-        self.walk(root, &mut r);
+        self.walk(root, &mut r, false);
         r
     }
 
-    fn walk(&self, s: &StreamRef, r: &mut Reach) {
+    /// Like [`Store::reach`], but stream nodes this handle has cached are not read again
+    /// (listed in [`Reach::unread_nodes`] instead).
+    fn reach_cached(&self, root: &StreamRef) -> Reach {
+        let mut r = Reach::default();
+        self.walk(root, &mut r, true);
+        r
+    }
+
+    fn walk(&self, s: &StreamRef, r: &mut Reach, cached: bool) {
         match s.kind {
             StreamKind::Tree => {
                 if !r.nodes.insert(s.root) {
@@ -58,28 +70,39 @@ impl Store {
                 match read_tree(self, s) {
                     Ok(entries) => {
                         for (_, child) in entries {
-                            self.walk(&child, r);
+                            self.walk(&child, r, cached);
                         }
                     }
                     Err(e) => r.problems.push(format!("tree {}: {e}", s.root)),
                 }
             }
             StreamKind::Memory | StreamKind::Bytes => {
-                self.walk_node(&s.root, None, s.len, r);
+                self.walk_node(&s.root, None, s.len, r, cached);
             }
         }
     }
 
-    fn walk_node(&self, id: &ChunkId, level: Option<u8>, len: u64, r: &mut Reach) {
+    fn walk_node(&self, id: &ChunkId, level: Option<u8>, len: u64, r: &mut Reach, cached: bool) {
         if id.is_zero() || !r.nodes.insert(*id) {
             return;
         }
-        let node = match self.read_chunk(id).and_then(|b| StreamNode::decode(id, &b)) {
-            Ok(n) => n,
-            Err(e) => {
-                r.problems.push(e.to_string());
-                return;
+        let hit = if cached { self.known().node(id) } else { None };
+        let node = match hit {
+            Some(n) => {
+                r.unread_nodes.push(*id);
+                n
             }
+            None => match self.read_chunk(id).and_then(|b| StreamNode::decode(id, &b)) {
+                Ok(n) => {
+                    let n = Arc::new(n);
+                    self.known().add_node(*id, n.clone());
+                    n
+                }
+                Err(e) => {
+                    r.problems.push(e.to_string());
+                    return;
+                }
+            },
         };
         if level.is_some_and(|l| l != node.level) || node.total_len() != len {
             r.problems
@@ -92,19 +115,47 @@ impl Store {
                     r.leaves.insert(e.id);
                 }
             } else {
-                self.walk_node(&e.id, Some(node.level - 1), e.len, r);
+                self.walk_node(&e.id, Some(node.level - 1), e.len, r, cached);
             }
         }
     }
 
     /// Problems with what `root` reaches, at the structure level: unreadable nodes, data
     /// chunks that are not indexed, whose pack is missing, or that lie beyond its end.
+    ///
+    /// Nodes and locations this handle has cached (crate::known) are used as hints: a chunk
+    /// whose cached location lies inside a pack file that is present and long enough is
+    /// present (packs are never modified and their names never reused); every other chunk is
+    /// looked up in the index as before.
     pub fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
-        let reach = self.reach(root);
+        let reach = self.reach_cached(root);
         let mut problems = reach.problems;
-        let leaves: Vec<ChunkId> = reach.leaves.into_iter().collect();
-        let locs = self.lookup_leaves(&leaves)?;
-        problems.extend(self.check_locations(&leaves, locs)?);
+        let ids: Vec<ChunkId> = reach.leaves.into_iter().chain(reach.unread_nodes).collect();
+        let mut sizes: HashMap<Arc<str>, Option<u64>> = HashMap::new();
+        let mut rest = Vec::new();
+        {
+            let known = self.known();
+            for id in ids {
+                let ok = known.loc(&id).is_some_and(|(pack, e)| {
+                    let size = *sizes.entry(pack.clone()).or_insert_with(|| {
+                        std::fs::metadata(self.pack_path(pack))
+                            .ok()
+                            .map(|m| m.len())
+                    });
+                    size.is_some_and(|s| e.offset + u64::from(e.stored_len) <= s)
+                });
+                if !ok {
+                    rest.push(id);
+                }
+            }
+        }
+        for (pack, size) in &sizes {
+            if size.is_none() {
+                self.known().forget_pack(pack);
+            }
+        }
+        let locs = self.lookup_leaves(&rest)?;
+        problems.extend(self.check_locations(&rest, locs)?);
         Ok(problems)
     }
 
@@ -182,6 +233,10 @@ impl Store {
         let mut locs = self.index().lookup_many(ids)?;
         if locs.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
             locs = self.index().lookup_many(ids)?;
+        }
+        let mut known = self.known();
+        for (pack, e) in locs.iter().flatten() {
+            known.add(pack, e);
         }
         Ok(locs)
     }

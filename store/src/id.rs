@@ -1,13 +1,54 @@
 //! Chunk identifiers: BLAKE3 of the uncompressed bytes.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The id of a chunk: BLAKE3-256 of its uncompressed bytes. The all-zero id is reserved for
 /// "a run of zero bytes", which is never stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ChunkId(pub [u8; 32]);
+
+impl Hash for ChunkId {
+    /// An id is a BLAKE3 hash already: its first 8 bytes are hashed (equal ids hash equally).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(w));
+    }
+}
+
+/// A [`Hasher`] for keys that are [`ChunkId`]s: it keeps the 8 bytes the id hashes to, with no
+/// further mixing (they are uniformly distributed already). Other keys get a simple mix.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+}
+
+/// Builds [`IdHasher`]s.
+pub type IdBuildHasher = BuildHasherDefault<IdHasher>;
+
+/// A set of chunk ids with the cheap id hasher.
+pub type IdSet = HashSet<ChunkId, IdBuildHasher>;
+
+/// A map keyed by chunk ids with the cheap id hasher.
+pub type IdMap<V> = HashMap<ChunkId, V, IdBuildHasher>;
 
 impl ChunkId {
     /// The reserved id that stands for zero bytes.
@@ -115,5 +156,29 @@ mod tests {
             assert!(!is_all_zero(&v), "pos {pos}");
             v[pos] = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod hasher_tests {
+    use super::*;
+
+    #[test]
+    fn id_sets_hash_by_the_ids_leading_bytes_and_still_tell_ids_apart() {
+        let a = ChunkId::of(b"a");
+        let mut b = a;
+        b.0[31] ^= 1; // same first 8 bytes, different id
+        let mut s = IdSet::default();
+        assert!(s.insert(a));
+        assert!(s.insert(b));
+        assert!(!s.insert(a));
+        assert_eq!(s.len(), 2);
+        let h = |id: &ChunkId| {
+            let mut h = IdHasher::default();
+            id.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), h(&ChunkId::of(b"b")));
     }
 }

@@ -24,6 +24,7 @@ mod fsutil;
 mod generation;
 mod id;
 mod index;
+mod known;
 mod maintenance;
 mod node;
 mod pack;
@@ -40,7 +41,7 @@ pub use fsutil::now_ms;
 pub use generation::{
     check_job_name, Generation, GenerationId, GenerationInfo, Skipped, WriteStats,
 };
-pub use id::{is_all_zero, ChunkId};
+pub use id::{is_all_zero, ChunkId, IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use index::IndexTotals;
 pub use maintenance::{Condemnation, CopyReport, LiveSet, PackSet, PackSummary, CONDEMNED_DIR};
 pub use node::{StreamKind, StreamRef};

@@ -14,7 +14,8 @@ use crate::generation::{
 };
 use crate::id::ChunkId;
 use crate::index::{ChunkLoc, Index, IndexTotals, INDEX_FILE};
-use crate::node::{StreamKind, StreamRef};
+use crate::known::Known;
+use crate::node::{StreamKind, StreamNode, StreamRef};
 use crate::pack::{read_trailer, PACK_SUFFIX, TMP_PREFIX};
 use crate::reader::GenerationReader;
 use crate::writer::Writer;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     pub config: StoreConfig,
     index: Mutex<Index>,
     pack_files: Mutex<HashMap<String, Arc<File>>>,
+    /// Chunk locations and stream nodes this handle has seen (hints; crate::known).
+    known: Mutex<Known>,
 }
 
 /// A handle on a store directory; `Send + Sync`, cheap to clone.
@@ -107,6 +110,7 @@ impl Store {
                 config,
                 index: Mutex::new(index),
                 pack_files: Mutex::new(HashMap::new()),
+                known: Mutex::new(Known::default()),
             }),
         }
     }
@@ -125,6 +129,23 @@ impl Store {
         // A panic while holding the lock cannot leave the connection inconsistent (SQLite
         // transactions roll back), so a poisoned lock is still usable.
         self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The handle's cache of chunk locations and nodes (crate::known).
+    pub(crate) fn known(&self) -> MutexGuard<'_, Known> {
+        self.inner.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A stream node, decoded: from this handle's cache when it has it (the id is the hash of
+    /// the node's bytes, so a cached node is the node), else read, verified and remembered.
+    /// Says nothing about whether the node's chunk is still present in the store.
+    pub(crate) fn read_node(&self, id: &ChunkId) -> Result<Arc<StreamNode>, StoreError> {
+        if let Some(n) = self.known().node(id) {
+            return Ok(n);
+        }
+        let n = Arc::new(StreamNode::decode(id, &self.read_chunk(id)?)?);
+        self.known().add_node(*id, n.clone());
+        Ok(n)
     }
 
     pub(crate) fn pack_dir(&self) -> PathBuf {
@@ -184,15 +205,13 @@ impl Store {
 
     /// Where a chunk is, consulting packs not yet indexed on a miss.
     pub(crate) fn locate(&self, id: &ChunkId) -> Result<ChunkLoc, StoreError> {
-        if let Some(l) = self.index().lookup(id)? {
-            return Ok(l);
+        let mut found = self.index().lookup(id)?;
+        if found.is_none() && self.sync_new_packs()? > 0 {
+            found = self.index().lookup(id)?;
         }
-        if self.sync_new_packs()? > 0 {
-            if let Some(l) = self.index().lookup(id)? {
-                return Ok(l);
-            }
-        }
-        Err(StoreError::MissingChunk(*id))
+        let l = found.ok_or(StoreError::MissingChunk(*id))?;
+        self.known().add(&l.0, &l.1);
+        Ok(l)
     }
 
     /// Locations of many chunks (one index transaction), consulting unindexed packs on a miss.

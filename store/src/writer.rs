@@ -1,12 +1,13 @@
 //! [`Writer`]: chunking, hashing and compressing streams into this writer's own packs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use crate::error::{IoContext, StoreError};
 use crate::generation::WriteStats;
-use crate::id::{is_all_zero, ChunkId};
+use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
 use crate::pack::{compress_into, Codec, PackEntry, PackWriter};
 use crate::store::Store;
@@ -38,7 +39,10 @@ pub struct Writer {
     pack: Option<PackWriter>,
     pack_seq: u32,
     /// Chunks this writer stored, or found already stored.
-    seen: HashSet<ChunkId>,
+    seen: IdSet,
+    /// Leaves of the memory streams written in this session, by root: a later
+    /// `put_memory_incremental` on one of them needs neither its nodes nor its durability.
+    recent: IdMap<Arc<Vec<NodeEntry>>>,
     /// Packs known to exist on disk (dedup only against chunks whose pack is present).
     packs_present: HashMap<String, bool>,
     stats: WriteStats,
@@ -62,7 +66,8 @@ impl Writer {
             name,
             pack: None,
             pack_seq: 0,
-            seen: HashSet::new(),
+            seen: IdSet::default(),
+            recent: IdMap::default(),
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
             pool: Vec::new(),
@@ -79,6 +84,16 @@ impl Writer {
     /// Statistics so far.
     pub fn stats(&self) -> &WriteStats {
         &self.stats
+    }
+
+    /// Takes the logical counts (logical, zero and unchanged bytes, chunks) back to what
+    /// they were at `mark` (an earlier [`Writer::stats`]), keeping what was newly stored:
+    /// for writes that only prepare later ones (pre-copy), whose bytes must not count twice.
+    pub fn uncount_logical_since(&mut self, mark: &WriteStats) {
+        self.stats.logical_bytes = mark.logical_bytes;
+        self.stats.zero_bytes = mark.zero_bytes;
+        self.stats.unchanged_bytes = mark.unchanged_bytes;
+        self.stats.chunks = mark.chunks;
     }
 
     /// True when the pack is on disk and not condemned (cached: dedup only against chunks whose
@@ -101,15 +116,48 @@ impl Writer {
     /// Store non-zero chunks not already present: dedup (one index transaction per batch),
     /// compress in parallel, append.
     fn store_chunks(&mut self, items: Vec<(ChunkId, Vec<u8>)>) -> Result<(), StoreError> {
+        self.store_chunks_asking(items, true)
+    }
+
+    /// [`Writer::store_chunks`]; with `ask_index` false, chunks neither this session nor the
+    /// store handle knows are taken to be new without an index lookup (storing a duplicate
+    /// is harmless: it only costs space until gc).
+    fn store_chunks_asking(
+        &mut self,
+        items: Vec<(ChunkId, Vec<u8>)>,
+        ask_index: bool,
+    ) -> Result<(), StoreError> {
         let unknown: Vec<ChunkId> = items
             .iter()
             .map(|(id, _)| *id)
             .filter(|id| !self.seen.contains(id))
             .collect();
-        let locs = self.store.index().lookup_many(&unknown)?;
-        for (id, loc) in unknown.iter().zip(locs) {
-            if let Some((pack, _)) = loc {
+        // Chunks this store handle has seen located (crate::known) are checked through their
+        // pack like index hits; only the rest costs an index lookup.
+        let hinted: Vec<(ChunkId, Option<std::sync::Arc<str>>)> = {
+            let known = self.store.known();
+            unknown
+                .iter()
+                .map(|id| (*id, known.loc(id).map(|l| l.0.clone())))
+                .collect()
+        };
+        let mut ask = Vec::new();
+        for (id, pack) in hinted {
+            match pack {
+                Some(p) if self.pack_present(&p) => {
+                    self.seen.insert(id);
+                }
+                _ => ask.push(id),
+            }
+        }
+        if !ask_index {
+            ask.clear();
+        }
+        let locs = self.store.index().lookup_many(&ask)?;
+        for (id, loc) in ask.iter().zip(locs) {
+            if let Some((pack, e)) = loc {
                 if self.pack_present(&pack) {
+                    self.store.known().add(&pack, &e);
                     self.seen.insert(*id);
                 }
             }
@@ -213,16 +261,20 @@ impl Writer {
             })??;
             self.stats.packs += 1;
             self.store.index().add_pack(&name, size, &entries)?;
+            self.store.known().add_pack(&name, &entries);
             self.packs_present.insert(name, true);
         }
         Ok(())
     }
 
     /// Build the Merkle tree over `leaves` and return the root node id.
+    /// With `ask_index` false, nodes unknown to this session and handle are not looked up
+    /// in the index (see [`Writer::store_chunks_asking`]).
     fn build_nodes(
         &mut self,
         leaves: Vec<NodeEntry>,
         layout: Layout,
+        ask_index: bool,
     ) -> Result<ChunkId, StoreError> {
         let mut entries = leaves;
         let mut level: u8 = 1;
@@ -235,8 +287,9 @@ impl Writer {
                 };
                 let bytes = node.encode();
                 let id = ChunkId::of(&bytes);
+                self.store.known().add_node(id, std::sync::Arc::new(node));
                 self.stats.chunks += 1;
-                self.store_chunks(vec![(id, bytes)])?;
+                self.store_chunks_asking(vec![(id, bytes)], ask_index)?;
                 return Ok(id);
             }
             let mut next = Vec::with_capacity(groups.len());
@@ -250,13 +303,15 @@ impl Writer {
                     });
                     continue;
                 }
-                let bytes = StreamNode { level, entries: g }.encode();
+                let node = StreamNode { level, entries: g };
+                let bytes = node.encode();
                 let id = ChunkId::of(&bytes);
+                self.store.known().add_node(id, std::sync::Arc::new(node));
                 self.stats.chunks += 1;
                 to_store.push((id, bytes));
                 next.push(NodeEntry { id, len: total });
             }
-            self.store_chunks(to_store)?;
+            self.store_chunks_asking(to_store, ask_index)?;
             entries = next;
             level = level.checked_add(1).ok_or_else(|| {
                 StoreError::InvalidArgument("stream too large for the node tree".into())
@@ -321,7 +376,7 @@ impl Writer {
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
     pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
-        self.put_memory_planned(len, None, source)
+        self.put_memory_planned(len, None, true, source)
     }
 
     /// A memory region that changed only in `changed` (sorted or not: `(offset, len)` byte
@@ -383,7 +438,10 @@ impl Writer {
                 *r = None;
             }
         }
-        self.put_memory_planned(len, Some(reuse), source)
+        // The nodes of an incremental stream that differ from `prev`'s are new: `prev`'s
+        // nodes are known to this handle (read or written through it), so unknown ones are
+        // not looked up in the index (thousands of misses per GiB otherwise).
+        self.put_memory_planned(len, Some(reuse), false, source)
     }
 
     /// A memory region of which only the `present` byte ranges (`(offset, len)`, any order)
@@ -416,11 +474,16 @@ impl Writer {
                 *p = None;
             }
         }
-        self.put_memory_planned(len, Some(plan), source)
+        self.put_memory_planned(len, Some(plan), true, source)
     }
 
-    /// Data-chunk entries of a stream, in order (zero runs included), nodes read and verified.
+    /// Data-chunk entries of a stream, in order (zero runs included): those this session
+    /// wrote are remembered, other streams' nodes are read and verified (or taken from the
+    /// store handle's node cache).
     fn stream_leaves(&self, s: &StreamRef) -> Result<Vec<NodeEntry>, StoreError> {
+        if let Some(l) = self.recent.get(&s.root) {
+            return Ok(l.as_ref().clone());
+        }
         fn walk(
             store: &Store,
             id: &ChunkId,
@@ -428,7 +491,7 @@ impl Writer {
             len: u64,
             out: &mut Vec<NodeEntry>,
         ) -> Result<(), StoreError> {
-            let node = StreamNode::decode(id, &store.read_chunk(id)?)?;
+            let node = store.read_node(id)?;
             if level.is_some_and(|l| l != node.level) || node.total_len() != len {
                 return Err(StoreError::Corrupt(format!(
                     "stream node {id} does not match its parent"
@@ -453,6 +516,7 @@ impl Writer {
         &mut self,
         len: u64,
         reuse: Option<Vec<Option<NodeEntry>>>,
+        ask_index_for_nodes: bool,
         source: &MemorySource,
     ) -> Result<StreamRef, StoreError> {
         let cs = u64::from(self.store.config().memory_chunk_size);
@@ -511,10 +575,13 @@ impl Writer {
                 }
             }
         }
+        let kept = Arc::new(leaves.clone());
         let root = self.build_nodes(
             leaves,
             Layout::Fixed(self.store.config().memory_fanout as usize),
+            ask_index_for_nodes,
         )?;
+        self.recent.insert(root, kept);
         Ok(StreamRef {
             kind: StreamKind::Memory,
             len,
@@ -557,7 +624,7 @@ impl Writer {
             avg: cfg.bytes_fanout_avg,
             max: cfg.bytes_fanout_avg as usize * 4,
         };
-        let root = self.build_nodes(leaves, layout)?;
+        let root = self.build_nodes(leaves, layout, true)?;
         Ok(StreamRef {
             kind: StreamKind::Bytes,
             len: total,

@@ -147,8 +147,7 @@ impl<P: JobProcess> Agent<P> {
     fn store_agent_tree(&mut self) -> Result<(StreamRef, Duration, WriteStats), AgentError> {
         let mut writer = self.opts.store.writer()?;
         let (root, frozen) = self.write_agent_tree(&mut writer)?;
-        let mut write = writer.finish()?;
-        write.add(&self.precopy_write);
+        let write = writer.finish()?;
         if self.program_gone(Duration::ZERO) {
             // Restarting from this image would run the program's end a second time.
             return Err(AgentError::ExitedDuringCheckpoint);

@@ -21,7 +21,7 @@ pub mod store_io;
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, WriteStats, Writer};
+use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, Writer};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
@@ -76,9 +76,6 @@ pub struct Agent<P: JobProcess> {
     baseline: incremental::Baseline,
     pending: Option<incremental::Baseline>,
     pages: incremental::PageCounts,
-    /// What the pre-copy writer of the last `write_agent_tree` wrote (part of that
-    /// checkpoint's cost, added to its writer's statistics).
-    precopy_write: WriteStats,
 }
 
 impl<P: JobProcess> Agent<P> {
@@ -104,7 +101,6 @@ impl<P: JobProcess> Agent<P> {
             baseline: incremental::Baseline::new(),
             pending: None,
             pages: incremental::PageCounts::default(),
-            precopy_write: WriteStats::default(),
         })
     }
 
@@ -141,8 +137,7 @@ impl<P: JobProcess> Agent<P> {
             // have been committed, so it cannot be the base of this one.
             self.checkpoint_outcome(false);
         }
-        let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline)
-            .with_precopy(self.opts.store.clone());
+        let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline).with_precopy();
         let frozen_at = Instant::now();
         let captured = self.process.checkpoint(&mut sink);
         // Capture with pre-copy knows how long the program was really frozen.
@@ -150,7 +145,6 @@ impl<P: JobProcess> Agent<P> {
             .process
             .last_frozen()
             .unwrap_or_else(|| frozen_at.elapsed());
-        self.precopy_write = sink.take_precopy_stats();
         let (next, pages) = sink.take_incremental();
         (self.pending, self.pages) = (Some(next), pages);
         let image = match captured {
@@ -202,8 +196,7 @@ impl<P: JobProcess> Agent<P> {
             &self.opts.job,
             vec![(self.opts.agent_id.clone(), agent_tree)],
         )?;
-        let mut stats = writer.finish()?;
-        stats.add(&self.precopy_write);
+        let stats = writer.finish()?;
         if self.program_gone(Duration::ZERO) {
             // The program ended while its image was being written: a restart from this image
             // would run its end a second time, so the checkpoint is abandoned.

@@ -8,7 +8,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
-use cairn_store::{GenerationReader, Store, StoreError, StreamRef, WriteStats, Writer};
+use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
 
 use super::incremental::{Baseline, PageCounts, RegionKey};
 
@@ -30,16 +30,15 @@ pub struct StoreSink<'w> {
     precopy: Option<Precopy>,
 }
 
-/// Pre-copies of one checkpoint: written by their own writer, finished (made durable) before
-/// the final pass, so that the final pass can take their unchanged chunks with
-/// `put_memory_incremental`.
+/// Pre-copies of one checkpoint (docs/incremental.md): written through the sink's writer
+/// while the program runs; the final pass takes their unchanged chunks with
+/// `put_memory_incremental` (the writer remembers the leaves of the streams it wrote, so they
+/// need not be durable yet; everything is made durable by the writer's `finish`).
+#[derive(Default)]
 struct Precopy {
-    store: Store,
-    writer: Option<Writer>,
     streams: HashMap<RegionKey, StreamRef>,
-    /// Set once the pre-copy writer is finished: only then are `streams` usable as bases.
+    /// Set once the pre-copy is over: only then are `streams` usable as bases.
     done: bool,
-    stats: WriteStats,
 }
 
 impl<'w> StoreSink<'w> {
@@ -56,25 +55,12 @@ impl<'w> StoreSink<'w> {
         }
     }
 
-    /// Lets capture copy tracked memory while the program runs (pre-copy), through a second
-    /// writer of `store`; its statistics come from [`StoreSink::take_precopy_stats`].
-    pub fn with_precopy(mut self, store: Store) -> Self {
-        self.precopy = Some(Precopy {
-            store,
-            writer: None,
-            streams: HashMap::new(),
-            done: false,
-            stats: WriteStats::default(),
-        });
+    /// Lets capture copy tracked memory while the program runs (pre-copy), through the same
+    /// writer; what the pre-copy adds to the store counts in the writer's statistics, its
+    /// logical bytes do not (the final pass counts the image once).
+    pub fn with_precopy(mut self) -> Self {
+        self.precopy = Some(Precopy::default());
         self
-    }
-
-    /// What the pre-copy writer wrote (to be added to the main writer's statistics).
-    pub fn take_precopy_stats(&mut self) -> WriteStats {
-        self.precopy
-            .as_mut()
-            .map(|p| std::mem::take(&mut p.stats))
-            .unwrap_or_default()
     }
 
     /// Writes region `vma` of `pid` through `writer`, reusing unchanged chunks of `prev`
@@ -199,15 +185,15 @@ impl MemorySink for StoreSink<'_> {
         if p.done {
             return Err(io::Error::other("pre-copy already finished"));
         }
-        let writer = match &mut p.writer {
-            Some(w) => w,
-            None => p.writer.insert(p.store.writer().map_err(io_err)?),
-        };
         let key = (pid, vma.start, vma.end, vma.prot);
         let prev = self.baseline.and_then(|b| b.get(&key));
-        // Pages read here count as scanned; pages skipped are counted by the final pass.
+        // Pages read here count as scanned; pages skipped are counted by the final pass, and
+        // so are the logical bytes (the pre-copy's are taken back out of the writer's count).
+        let mark = self.writer.stats().clone();
         let mut counts = PageCounts::default();
-        let r = Self::write_vma(writer, &mut counts, vma, changed, prev, source)?;
+        let r = Self::write_vma(self.writer, &mut counts, vma, changed, prev, source);
+        self.writer.uncount_logical_since(&mark);
+        let r = r?;
         self.counts.scanned += counts.scanned;
         p.streams.insert(key, r);
         Ok(())
@@ -215,15 +201,6 @@ impl MemorySink for StoreSink<'_> {
 
     fn precopy_done(&mut self) -> io::Result<()> {
         if let Some(p) = self.precopy.as_mut() {
-            if let Some(w) = p.writer.take() {
-                // Only what the pre-copy added to the store counts: its logical bytes are
-                // counted again by the final pass, which produces the image's streams.
-                let w = w.finish().map_err(io_err)?;
-                p.stats.new_chunks += w.new_chunks;
-                p.stats.new_raw_bytes += w.new_raw_bytes;
-                p.stats.new_stored_bytes += w.new_stored_bytes;
-                p.stats.packs += w.packs;
-            }
             p.done = true;
         }
         Ok(())

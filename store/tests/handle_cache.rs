@@ -1,0 +1,209 @@
+//! The store handle's cache of chunk locations and nodes (store/src/known.rs) is only a hint:
+//! a handle that wrote or read a generation must still refuse to commit over a pack that is
+//! gone or truncated, and must not deduplicate against a pack that is condemned or gone.
+
+use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef, WriteStats, Writer};
+
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn put(w: &mut Writer, mem: &[u8]) -> StreamRef {
+    w.put_memory(mem.len() as u64, &|off, buf: &mut [u8]| {
+        let o = off as usize;
+        buf.copy_from_slice(&mem[o..o + buf.len()]);
+        Ok(())
+    })
+    .unwrap()
+}
+
+fn info(stats: WriteStats) -> GenerationInfo {
+    GenerationInfo {
+        kind: "test".into(),
+        stats,
+        ..Default::default()
+    }
+}
+
+/// Commits `mem` as the only stream of a generation of job `j`; returns the stream.
+fn commit_one(store: &Store, mem: &[u8]) -> StreamRef {
+    let mut w = store.writer().unwrap();
+    let s = put(&mut w, mem);
+    let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    store.commit("j", &root, info(stats)).unwrap();
+    s
+}
+
+fn packs(store: &Store) -> Vec<std::path::PathBuf> {
+    store
+        .pack_files_on_disk()
+        .unwrap()
+        .into_iter()
+        .map(|p| store.path().join("packs").join(format!("{p}.pack")))
+        .collect()
+}
+
+fn small_store(dir: &std::path::Path) -> Store {
+    Store::init(
+        dir,
+        InitOptions {
+            memory_chunk_size: 65536,
+            ..InitOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Writes, with the same (warm) handle, a generation that reuses every chunk of `prev` but
+/// one, and tries to commit it.
+fn commit_reusing(store: &Store, prev: &StreamRef, mem: &[u8]) -> Result<(), String> {
+    let mut w = store.writer().unwrap();
+    let changed = [(0u64, 4096u64)];
+    let s = w
+        .put_memory_incremental(mem.len() as u64, prev, &changed, &|off, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    let root = w
+        .put_tree(vec![("m".into(), s)])
+        .map_err(|e| e.to_string())?;
+    let stats = w.finish().map_err(|e| e.to_string())?;
+    store
+        .commit("j", &root, info(stats))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn a_warm_handle_refuses_to_commit_over_a_deleted_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mut mem = data(40 * 65536, 1);
+    let prev = commit_one(&store, &mem);
+    for p in packs(&store) {
+        std::fs::remove_file(p).unwrap();
+    }
+    mem[..4096].copy_from_slice(&data(4096, 2));
+    let err = commit_reusing(&store, &prev, &mem).expect_err("commit over a deleted pack");
+    assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn a_warm_handle_refuses_to_commit_over_a_truncated_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mut mem = data(40 * 65536, 3);
+    let prev = commit_one(&store, &mem);
+    for p in packs(&store) {
+        let len = std::fs::metadata(&p).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.set_len(len / 2).unwrap();
+    }
+    mem[..4096].copy_from_slice(&data(4096, 4));
+    let err = commit_reusing(&store, &prev, &mem).expect_err("commit over a truncated pack");
+    assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn a_warm_handle_commits_over_intact_packs_and_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mut mem = data(40 * 65536, 5);
+    let prev = commit_one(&store, &mem);
+    mem[..4096].copy_from_slice(&data(4096, 6));
+    commit_reusing(&store, &prev, &mem).unwrap();
+    // A fresh handle (nothing cached) reads the newest generation back exactly.
+    let fresh = Store::open(dir.path()).unwrap();
+    let (g, skipped) = fresh.latest_consistent("j").unwrap();
+    assert!(skipped.is_empty());
+    let r = fresh.reader(g.id).unwrap();
+    let s = r.lookup("m").unwrap();
+    assert_eq!(r.read_all(&s).unwrap(), mem);
+}
+
+#[test]
+fn a_warm_handle_does_not_dedup_against_a_condemned_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mem = data(40 * 65536, 7);
+    commit_one(&store, &mem);
+    for p in store.pack_files_on_disk().unwrap() {
+        assert!(store.condemn_pack(&p).unwrap());
+    }
+    let mut w = store.writer().unwrap();
+    put(&mut w, &mem);
+    let stats = w.finish().unwrap();
+    assert!(
+        stats.new_raw_bytes as usize >= mem.len(),
+        "every data chunk stored again ({} of {} bytes)",
+        stats.new_raw_bytes,
+        mem.len()
+    );
+}
+
+#[test]
+fn a_warm_handle_does_not_dedup_against_a_deleted_pack() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mem = data(40 * 65536, 8);
+    commit_one(&store, &mem);
+    for p in packs(&store) {
+        std::fs::remove_file(p).unwrap();
+    }
+    let mut w = store.writer().unwrap();
+    let s = put(&mut w, &mem);
+    let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    assert!(stats.new_raw_bytes as usize >= mem.len());
+    let id = store.commit("j", &root, info(stats)).unwrap();
+    assert_eq!(store.reader(id).unwrap().read_all(&s).unwrap(), mem);
+}
+
+#[test]
+fn a_warm_handle_dedups_an_unchanged_image_without_new_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mem = data(40 * 65536, 9);
+    commit_one(&store, &mem);
+    let mut w = store.writer().unwrap();
+    put(&mut w, &mem);
+    let stats = w.finish().unwrap();
+    assert_eq!(stats.new_chunks, 0, "{stats:?}");
+}
+
+#[test]
+fn incremental_write_over_a_stream_of_the_same_unfinished_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mut mem = data(40 * 65536, 10);
+    let mut w = store.writer().unwrap();
+    let first = put(&mut w, &mem);
+    mem[7 * 65536..7 * 65536 + 4096].copy_from_slice(&data(4096, 11));
+    let changed = [(7u64 * 65536, 4096u64)];
+    let src = |off: u64, buf: &mut [u8]| {
+        let o = off as usize;
+        buf.copy_from_slice(&mem[o..o + buf.len()]);
+        Ok(())
+    };
+    let inc = w
+        .put_memory_incremental(mem.len() as u64, &first, &changed, &src)
+        .unwrap();
+    let full = w.put_memory(mem.len() as u64, &src).unwrap();
+    assert_eq!(inc, full);
+    let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    let id = store.commit("j", &root, info(stats)).unwrap();
+    let fresh = Store::open(dir.path()).unwrap();
+    assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
+}
