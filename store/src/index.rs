@@ -211,25 +211,16 @@ impl Index {
         entries: &[PackEntry],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        {
-            tx.execute(
-                "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
-                params![name, size as i64, entries.len() as i64],
-            )?;
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for e in entries {
-                st.execute(params![
-                    &e.id.0[..],
-                    name,
-                    e.offset as i64,
-                    i64::from(e.stored_len),
-                    i64::from(e.raw_len),
-                    e.codec as u8 as i64
-                ])?;
-            }
+        insert_pack(&tx, name, size, entries)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Record several sealed packs (name, size, entries) in one transaction.
+    pub fn add_packs(&mut self, packs: &[(String, u64, Vec<PackEntry>)]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        for (name, size, entries) in packs {
+            insert_pack(&tx, name, *size, entries)?;
         }
         tx.commit()?;
         Ok(())
@@ -293,4 +284,32 @@ impl Index {
             logical_bytes: logical as u64,
         })
     }
+}
+
+/// The rows of one pack, inside the caller's transaction.
+fn insert_pack(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    size: u64,
+    entries: &[PackEntry],
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
+        params![name, size as i64, entries.len() as i64],
+    )?;
+    let mut st = tx.prepare_cached(
+        "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for e in entries {
+        st.execute(params![
+            &e.id.0[..],
+            name,
+            e.offset as i64,
+            i64::from(e.stored_len),
+            i64::from(e.raw_len),
+            e.codec as u8 as i64
+        ])?;
+    }
+    Ok(())
 }

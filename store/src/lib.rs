@@ -49,4 +49,4 @@ pub use pack::{looks_incompressible, Codec, PackEntry};
 pub use reader::{ChunkSink, GenerationReader};
 pub use store::{ReindexReport, ScannedGeneration, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};
-pub use writer::{MemorySource, Writer};
+pub use writer::{MemorySource, PendingIndex, Writer};

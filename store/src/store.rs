@@ -304,6 +304,18 @@ impl Store {
 
     /// Read one chunk and verify its hash. The zero id must not be passed.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
+        // A location this handle remembers is tried first (the read verifies the hash); any
+        // failure falls back to the index.
+        let hint = self
+            .known()
+            .loc(id)
+            .map(|(p, e)| (p.to_string(), e.clone()));
+        if let Some(loc) = hint {
+            let mut buf = vec![0u8; loc.1.raw_len as usize];
+            if self.read_loc_once(&loc, &mut buf).is_ok() {
+                return Ok(buf);
+            }
+        }
         let loc = self.locate(id)?;
         let mut buf = vec![0u8; loc.1.raw_len as usize];
         self.read_loc_into(&loc, &mut buf)?;

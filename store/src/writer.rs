@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use crate::error::{IoContext, StoreError};
 use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
+use crate::index::Index;
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
 use crate::pack::{compress_into, Codec, PackEntry, PackWriter};
 use crate::store::Store;
@@ -40,6 +41,9 @@ pub struct Writer {
     pack_seq: u32,
     /// Chunks this writer stored, or found already stored.
     seen: IdSet,
+    /// Sealed packs whose index rows are deferred ([`Writer::defer_indexing`]); `None`: each
+    /// pack is indexed as soon as it is sealed.
+    unindexed: Option<Vec<SealedPack>>,
     /// Leaves of the memory streams written in this session, by root: a later
     /// `put_memory_incremental` on one of them needs neither its nodes nor its durability.
     recent: IdMap<Arc<Vec<NodeEntry>>>,
@@ -56,8 +60,11 @@ pub struct Writer {
     sealing: Option<std::thread::JoinHandle<SealResult>>,
 }
 
-/// What a background seal returns: the pack's name, size and entries.
-type SealResult = Result<(String, u64, Vec<PackEntry>), StoreError>;
+/// A sealed pack: its name, size and entries.
+pub(crate) type SealedPack = (String, u64, Vec<PackEntry>);
+
+/// What a background seal returns.
+type SealResult = Result<SealedPack, StoreError>;
 
 impl Writer {
     pub(crate) fn new(store: Store, name: String) -> Writer {
@@ -68,6 +75,7 @@ impl Writer {
             pack_seq: 0,
             seen: IdSet::default(),
             recent: IdMap::default(),
+            unindexed: None,
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
             pool: Vec::new(),
@@ -260,9 +268,12 @@ impl Writer {
                 source: std::io::Error::other("the pack sealing thread panicked"),
             })??;
             self.stats.packs += 1;
-            self.store.index().add_pack(&name, size, &entries)?;
             self.store.known().add_pack(&name, &entries);
-            self.packs_present.insert(name, true);
+            self.packs_present.insert(name.clone(), true);
+            match &mut self.unindexed {
+                Some(later) => later.push((name, size, entries)),
+                None => self.store.index().add_pack(&name, size, &entries)?,
+            }
         }
         Ok(())
     }
@@ -665,10 +676,56 @@ impl Writer {
     }
 
     /// Flush, fsync and rename this writer's packs; after this the refs are durable.
-    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
+    pub fn finish(self) -> Result<WriteStats, StoreError> {
+        let (stats, pending) = self.finish_deferred()?;
+        pending.apply()?;
+        Ok(stats)
+    }
+
+    /// Leaves the index rows of this writer's packs to [`Writer::finish_deferred`]'s caller
+    /// instead of writing them as each pack is sealed. The index is a cache: a sealed pack's
+    /// chunks are readable and committable without their rows (readers that miss a chunk
+    /// index unindexed packs from their trailers; this handle remembers where they are).
+    pub fn defer_indexing(&mut self) {
+        self.unindexed.get_or_insert_with(Vec::new);
+    }
+
+    /// Like [`Writer::finish`] (the refs are durable when it returns), but the index rows of
+    /// the packs whose indexing was deferred are returned, to be applied later.
+    pub fn finish_deferred(mut self) -> Result<(WriteStats, PendingIndex), StoreError> {
         self.seal_pack()?;
         self.wait_sealed()?;
-        Ok(std::mem::take(&mut self.stats))
+        let pending = PendingIndex {
+            store: self.store.clone(),
+            packs: self.unindexed.take().unwrap_or_default(),
+        };
+        Ok((std::mem::take(&mut self.stats), pending))
+    }
+}
+
+/// Index rows of packs a writer sealed without indexing them ([`Writer::defer_indexing`]).
+/// Dropping it loses nothing but speed: the packs are durable, and readers index packs missing
+/// from the index from their trailers when they need them.
+#[must_use = "the rows are only written by apply()"]
+pub struct PendingIndex {
+    store: Store,
+    packs: Vec<SealedPack>,
+}
+
+impl PendingIndex {
+    /// Number of packs waiting to be indexed.
+    pub fn packs(&self) -> usize {
+        self.packs.len()
+    }
+
+    /// Writes the rows of all the packs in one index transaction, through a connection of its
+    /// own (the store handle stays usable meanwhile, e.g. from another thread).
+    pub fn apply(self) -> Result<(), StoreError> {
+        if self.packs.is_empty() {
+            return Ok(());
+        }
+        let mut index = Index::open(self.store.path(), &self.store.config().store_id)?;
+        index.add_packs(&self.packs)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod events;
 pub mod exit;
 pub mod generation;
 pub mod incremental;
+pub mod indexing;
 pub mod job;
 pub mod progress;
 pub mod report;
@@ -76,6 +77,8 @@ pub struct Agent<P: JobProcess> {
     baseline: incremental::Baseline,
     pending: Option<incremental::Baseline>,
     pages: incremental::PageCounts,
+    /// Index rows of the last checkpoint's packs, written after its commit.
+    indexing: indexing::BackgroundIndex,
 }
 
 impl<P: JobProcess> Agent<P> {
@@ -101,6 +104,7 @@ impl<P: JobProcess> Agent<P> {
             baseline: incremental::Baseline::new(),
             pending: None,
             pages: incremental::PageCounts::default(),
+            indexing: indexing::BackgroundIndex::default(),
         })
     }
 
@@ -189,14 +193,16 @@ impl<P: JobProcess> Agent<P> {
             .opts
             .verbose
             .then(|| progress::Progress::start(format!("checkpointing job {}", self.opts.job)));
+        self.indexing.wait();
         let mut writer = self.opts.store.writer()?;
+        writer.defer_indexing();
         let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
         let root = generation::write_root(
             &mut writer,
             &self.opts.job,
             vec![(self.opts.agent_id.clone(), agent_tree)],
         )?;
-        let stats = writer.finish()?;
+        let (stats, unindexed) = writer.finish_deferred()?;
         if self.program_gone(Duration::ZERO) {
             // The program ended while its image was being written: a restart from this image
             // would run its end a second time, so the checkpoint is abandoned.
@@ -212,6 +218,7 @@ impl<P: JobProcess> Agent<P> {
             pages_skipped: self.pages.skipped,
         };
         let id = self.opts.store.commit(&self.opts.job, &root, info)?;
+        self.indexing.start(unindexed);
         let report = CheckpointReport {
             generation: id.0,
             frozen_secs: frozen.as_secs_f64(),
