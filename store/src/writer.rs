@@ -46,7 +46,7 @@ pub struct Writer {
     unindexed: Option<Vec<SealedPack>>,
     /// Leaves of the memory streams written in this session, by root: a later
     /// `put_memory_incremental` on one of them needs neither its nodes nor its durability.
-    recent: IdMap<Arc<Vec<NodeEntry>>>,
+    recent: IdMap<Recent>,
     /// Packs known to exist on disk (dedup only against chunks whose pack is present).
     packs_present: HashMap<String, bool>,
     stats: WriteStats,
@@ -58,6 +58,13 @@ pub struct Writer {
     /// The previous pack, being sealed (trailer, fsync, rename) by a background thread
     /// while this writer fills the next one. At most one at a time.
     sealing: Option<std::thread::JoinHandle<SealResult>>,
+}
+
+/// A memory stream written in this session: its leaves (one per chunk) and how many node
+/// chunks its tree counted in the statistics.
+struct Recent {
+    leaves: Arc<Vec<NodeEntry>>,
+    node_chunks: u64,
 }
 
 /// A sealed pack: its name, size and entries.
@@ -409,6 +416,23 @@ impl Writer {
                 "put_memory_incremental: prev is not a memory stream".into(),
             ));
         }
+        // Nothing changed in a stream of this session (a pre-copy the program did not touch
+        // since): the stream is `prev` itself, counted as if it had been rebuilt.
+        let untouched = prev.len == len && changed.iter().all(|&(o, l)| l == 0 || o >= len);
+        if let Some(r) = self.recent.get(&prev.root).filter(|_| untouched) {
+            let s = &mut self.stats;
+            for e in r.leaves.iter() {
+                s.chunks += 1;
+                s.logical_bytes += e.len;
+                if e.id.is_zero() {
+                    s.zero_bytes += e.len;
+                } else {
+                    s.unchanged_bytes += e.len;
+                }
+            }
+            s.chunks += r.node_chunks;
+            return Ok(prev.clone());
+        }
         let cs = u64::from(self.store.config().memory_chunk_size);
         let n = len.div_ceil(cs) as usize;
         let mut reuse: Vec<Option<NodeEntry>> = vec![None; n];
@@ -492,8 +516,8 @@ impl Writer {
     /// wrote are remembered, other streams' nodes are read and verified (or taken from the
     /// store handle's node cache).
     fn stream_leaves(&self, s: &StreamRef) -> Result<Vec<NodeEntry>, StoreError> {
-        if let Some(l) = self.recent.get(&s.root) {
-            return Ok(l.as_ref().clone());
+        if let Some(r) = self.recent.get(&s.root) {
+            return Ok(r.leaves.as_ref().clone());
         }
         fn walk(
             store: &Store,
@@ -587,12 +611,20 @@ impl Writer {
             }
         }
         let kept = Arc::new(leaves.clone());
+        let before = self.stats.chunks;
         let root = self.build_nodes(
             leaves,
             Layout::Fixed(self.store.config().memory_fanout as usize),
             ask_index_for_nodes,
         )?;
-        self.recent.insert(root, kept);
+        let node_chunks = self.stats.chunks - before;
+        self.recent.insert(
+            root,
+            Recent {
+                leaves: kept,
+                node_chunks,
+            },
+        );
         Ok(StreamRef {
             kind: StreamKind::Memory,
             len,

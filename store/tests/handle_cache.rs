@@ -207,3 +207,39 @@ fn incremental_write_over_a_stream_of_the_same_unfinished_writer() {
     let fresh = Store::open(dir.path()).unwrap();
     assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
 }
+
+#[test]
+fn an_untouched_stream_of_the_same_writer_is_reused_without_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    let mut mem = data(40 * 65536, 12);
+    mem[3 * 65536..9 * 65536].fill(0);
+    let mut w = store.writer().unwrap();
+    let first = put(&mut w, &mem);
+    let after_first = w.stats().clone();
+    let unreadable = |_: u64, _: &mut [u8]| -> std::io::Result<()> {
+        Err(std::io::Error::other(
+            "an untouched stream must not be read",
+        ))
+    };
+    let again = w
+        .put_memory_incremental(mem.len() as u64, &first, &[], &unreadable)
+        .unwrap();
+    assert_eq!(again, first);
+    let s = w.stats();
+    // Counted like a rebuild: every chunk and node, zero and unchanged bytes.
+    assert_eq!(s.chunks - after_first.chunks, after_first.chunks);
+    assert_eq!(
+        s.logical_bytes - after_first.logical_bytes,
+        mem.len() as u64
+    );
+    assert_eq!(s.zero_bytes - after_first.zero_bytes, 6 * 65536);
+    assert_eq!(
+        s.unchanged_bytes - after_first.unchanged_bytes,
+        mem.len() as u64 - 6 * 65536
+    );
+    // A change, or a different length, is not a shortcut.
+    assert!(w
+        .put_memory_incremental(mem.len() as u64, &first, &[(0, 1)], &unreadable)
+        .is_err());
+}
