@@ -563,7 +563,17 @@ impl Writer {
         let mut i = 0u64;
         loop {
             let next = if i < n {
-                let end = (i + BATCH as u64).min(n);
+                // A batch holds up to BATCH chunks to read, plus the reused chunks between
+                // them: an incremental write of scattered changes then reads its few chunks in
+                // a few well-filled batches, not one nearly empty batch per BATCH chunks.
+                let mut end = i;
+                let mut to_read = 0;
+                while end < n && to_read < BATCH {
+                    if reuse.as_ref().is_none_or(|r| r[end as usize].is_none()) {
+                        to_read += 1;
+                    }
+                    end += 1;
+                }
                 let plan: Vec<Option<NodeEntry>> = (i..end)
                     .map(|k| reuse.as_ref().and_then(|r| r[k as usize]))
                     .collect();
