@@ -64,8 +64,12 @@ pub struct Writer {
 /// chunks its tree counted in the statistics.
 struct Recent {
     leaves: Arc<Vec<NodeEntry>>,
+    level1: Arc<Vec<Level1>>,
     node_chunks: u64,
 }
+
+/// A level-1 node of a memory stream: its offset in the stream, id and length.
+type Level1 = (u64, ChunkId, u64);
 
 /// A sealed pack: its name, size and entries.
 pub(crate) type SealedPack = (String, u64, Vec<PackEntry>);
@@ -288,14 +292,21 @@ impl Writer {
     /// Build the Merkle tree over `leaves` and return the root node id.
     /// With `ask_index` false, nodes unknown to this session and handle are not looked up
     /// in the index (see [`Writer::store_chunks_asking`]).
+    ///
+    /// `keep[g]`, for fixed layouts, is the id and length of a previous stream's level-1 node
+    /// whose children group `g` repeats exactly (the caller guarantees it): that node is
+    /// reused without being encoded, hashed or stored. The stream's level-1 nodes are
+    /// returned with the root (fixed layouts with more than one of them; else empty).
     fn build_nodes(
         &mut self,
         leaves: Vec<NodeEntry>,
         layout: Layout,
         ask_index: bool,
-    ) -> Result<ChunkId, StoreError> {
+        keep: Option<&[Option<(ChunkId, u64)>]>,
+    ) -> Result<(ChunkId, Vec<Level1>), StoreError> {
         let mut entries = leaves;
         let mut level: u8 = 1;
+        let mut level1 = Vec::new();
         loop {
             let groups = split(entries, layout);
             if groups.len() <= 1 {
@@ -308,12 +319,16 @@ impl Writer {
                 self.store.known().add_node(id, std::sync::Arc::new(node));
                 self.stats.chunks += 1;
                 self.store_chunks_asking(vec![(id, bytes)], ask_index)?;
-                return Ok(id);
+                return Ok((id, level1));
             }
+            let fixed = matches!(layout, Layout::Fixed(_)) && level == 1;
             let mut next = Vec::with_capacity(groups.len());
             let mut to_store = Vec::new();
-            for g in groups {
+            let mut off = 0u64;
+            for (gi, g) in groups.into_iter().enumerate() {
                 let total: u64 = g.iter().map(|e| e.len).sum();
+                let start = off;
+                off += total;
                 if g.iter().all(|e| e.id.is_zero()) {
                     next.push(NodeEntry {
                         id: ChunkId::ZERO,
@@ -321,12 +336,25 @@ impl Writer {
                     });
                     continue;
                 }
-                let node = StreamNode { level, entries: g };
-                let bytes = node.encode();
-                let id = ChunkId::of(&bytes);
-                self.store.known().add_node(id, std::sync::Arc::new(node));
+                let kept = keep
+                    .filter(|_| fixed)
+                    .and_then(|k| k.get(gi).copied().flatten())
+                    .filter(|&(_, l)| l == total);
+                let id = match kept {
+                    Some((id, _)) => id,
+                    None => {
+                        let node = StreamNode { level, entries: g };
+                        let bytes = node.encode();
+                        let id = ChunkId::of(&bytes);
+                        self.store.known().add_node(id, std::sync::Arc::new(node));
+                        to_store.push((id, bytes));
+                        id
+                    }
+                };
                 self.stats.chunks += 1;
-                to_store.push((id, bytes));
+                if fixed {
+                    level1.push((start, id, total));
+                }
                 next.push(NodeEntry { id, len: total });
             }
             self.store_chunks_asking(to_store, ask_index)?;
@@ -394,7 +422,7 @@ impl Writer {
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
     pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
-        self.put_memory_planned(len, None, true, source)
+        self.put_memory_planned(len, None, None, true, source)
     }
 
     /// A memory region that changed only in `changed` (sorted or not: `(offset, len)` byte
@@ -437,7 +465,8 @@ impl Writer {
         let n = len.div_ceil(cs) as usize;
         let mut reuse: Vec<Option<NodeEntry>> = vec![None; n];
         let mut off = 0u64;
-        for e in self.stream_leaves(prev)? {
+        let (prev_leaves, prev_level1) = self.stream_leaves(prev)?;
+        for e in prev_leaves {
             // A zero subtree covers many chunks: split it into chunk-sized zero runs.
             let parts: Vec<NodeEntry> = if e.id.is_zero() && e.len > cs && off.is_multiple_of(cs) {
                 let mut v = Vec::new();
@@ -476,7 +505,7 @@ impl Writer {
         // The nodes of an incremental stream that differ from `prev`'s are new: `prev`'s
         // nodes are known to this handle (read or written through it), so unknown ones are
         // not looked up in the index (thousands of misses per GiB otherwise).
-        self.put_memory_planned(len, Some(reuse), false, source)
+        self.put_memory_planned(len, Some(reuse), Some(prev_level1), false, source)
     }
 
     /// A memory region of which only the `present` byte ranges (`(offset, len)`, any order)
@@ -509,48 +538,66 @@ impl Writer {
                 *p = None;
             }
         }
-        self.put_memory_planned(len, Some(plan), true, source)
+        self.put_memory_planned(len, Some(plan), None, true, source)
     }
 
     /// Data-chunk entries of a stream, in order (zero runs included): those this session
     /// wrote are remembered, other streams' nodes are read and verified (or taken from the
     /// store handle's node cache).
-    fn stream_leaves(&self, s: &StreamRef) -> Result<Vec<NodeEntry>, StoreError> {
+    /// Also returns the stream's level-1 nodes (offset, id, length).
+    fn stream_leaves(&self, s: &StreamRef) -> Result<(Vec<NodeEntry>, Vec<Level1>), StoreError> {
         if let Some(r) = self.recent.get(&s.root) {
-            return Ok(r.leaves.as_ref().clone());
+            return Ok((r.leaves.as_ref().clone(), r.level1.as_ref().clone()));
+        }
+        struct Walk<'a> {
+            store: &'a Store,
+            out: Vec<NodeEntry>,
+            level1: Vec<Level1>,
+            off: u64,
         }
         fn walk(
-            store: &Store,
+            w: &mut Walk<'_>,
             id: &ChunkId,
             level: Option<u8>,
             len: u64,
-            out: &mut Vec<NodeEntry>,
         ) -> Result<(), StoreError> {
-            let node = store.read_node(id)?;
+            let node = w.store.read_node(id)?;
             if level.is_some_and(|l| l != node.level) || node.total_len() != len {
                 return Err(StoreError::Corrupt(format!(
                     "stream node {id} does not match its parent"
                 )));
             }
+            if node.level == 1 {
+                w.level1.push((w.off, *id, len));
+            }
             for e in &node.entries {
                 if node.level == 1 || e.id.is_zero() {
                     // Zero subtrees come out as one zero run; the caller splits them.
-                    out.push(*e);
+                    w.out.push(*e);
+                    w.off += e.len;
                 } else {
-                    walk(store, &e.id, Some(node.level - 1), e.len, out)?;
+                    walk(w, &e.id, Some(node.level - 1), e.len)?;
                 }
             }
             Ok(())
         }
-        let mut out = Vec::new();
-        walk(&self.store, &s.root, None, s.len, &mut out)?;
-        Ok(out)
+        let mut w = Walk {
+            store: &self.store,
+            out: Vec::new(),
+            level1: Vec::new(),
+            off: 0,
+        };
+        walk(&mut w, &s.root, None, s.len)?;
+        Ok((w.out, w.level1))
     }
 
+    /// `prev_level1`: the level-1 nodes of the stream `reuse` comes from; a group of chunks
+    /// all reused from it keeps its node.
     fn put_memory_planned(
         &mut self,
         len: u64,
         reuse: Option<Vec<Option<NodeEntry>>>,
+        prev_level1: Option<Vec<Level1>>,
         ask_index_for_nodes: bool,
         source: &MemorySource,
     ) -> Result<StreamRef, StoreError> {
@@ -620,18 +667,41 @@ impl Writer {
                 }
             }
         }
+        let fanout = (self.store.config().memory_fanout as usize).max(2);
+        // Groups (of `fanout` chunks, the level-1 nodes of a fixed layout) whose every chunk
+        // was reused from the previous stream repeat its node at the same offset, if it had
+        // one of the same length there.
+        let keep: Option<Vec<Option<(ChunkId, u64)>>> = match (&reuse, prev_level1) {
+            (Some(reuse), Some(l1)) => {
+                let span = fanout as u64 * cs;
+                let mut keep = vec![None; reuse.len().div_ceil(fanout)];
+                for (off, id, l) in l1 {
+                    let g = (off / span) as usize;
+                    if off % span == 0 && g < keep.len() {
+                        let slots = &reuse[g * fanout..((g + 1) * fanout).min(reuse.len())];
+                        if slots.iter().all(Option::is_some) {
+                            keep[g] = Some((id, l));
+                        }
+                    }
+                }
+                Some(keep)
+            }
+            _ => None,
+        };
         let kept = Arc::new(leaves.clone());
         let before = self.stats.chunks;
-        let root = self.build_nodes(
+        let (root, level1) = self.build_nodes(
             leaves,
-            Layout::Fixed(self.store.config().memory_fanout as usize),
+            Layout::Fixed(fanout),
             ask_index_for_nodes,
+            keep.as_deref(),
         )?;
         let node_chunks = self.stats.chunks - before;
         self.recent.insert(
             root,
             Recent {
                 leaves: kept,
+                level1: Arc::new(level1),
                 node_chunks,
             },
         );
@@ -677,7 +747,7 @@ impl Writer {
             avg: cfg.bytes_fanout_avg,
             max: cfg.bytes_fanout_avg as usize * 4,
         };
-        let root = self.build_nodes(leaves, layout, true)?;
+        let (root, _) = self.build_nodes(leaves, layout, true, None)?;
         Ok(StreamRef {
             kind: StreamKind::Bytes,
             len: total,

@@ -243,3 +243,46 @@ fn an_untouched_stream_of_the_same_writer_is_reused_without_reading() {
         .put_memory_incremental(mem.len() as u64, &first, &[(0, 1)], &unreadable)
         .is_err());
 }
+
+#[test]
+fn incremental_writes_across_sessions_equal_full_writes_for_many_node_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path());
+    // 250 chunks and a half: 8 level-1 groups of 32 (the last partial), with a zero run
+    // spanning groups 2-3.
+    let mut mem = data(250 * 65536 + 30_000, 13);
+    mem[70 * 65536..120 * 65536].fill(0);
+    let mut prev = commit_one(&store, &mem);
+    for (round, changes) in [
+        vec![(5u64 * 65536, 4096u64), (200 * 65536 + 8192, 100)],
+        vec![],
+        vec![(100 * 65536, 65536), (250 * 65536, 10)],
+        vec![(0, 1)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for &(o, l) in &changes {
+            let o = o as usize;
+            let fresh = data(l as usize, 100 + round as u64);
+            mem[o..o + l as usize].copy_from_slice(&fresh);
+        }
+        let src = |off: u64, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        };
+        let mut w = store.writer().unwrap();
+        let inc = w
+            .put_memory_incremental(mem.len() as u64, &prev, &changes, &src)
+            .unwrap();
+        let full = w.put_memory(mem.len() as u64, &src).unwrap();
+        assert_eq!(inc, full, "round {round}");
+        let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
+        let stats = w.finish().unwrap();
+        let id = store.commit("j", &root, info(stats)).unwrap();
+        let fresh = Store::open(dir.path()).unwrap();
+        assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
+        prev = inc;
+    }
+}
