@@ -8,7 +8,7 @@ use crate::error::{IoContext, StoreError};
 use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId};
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress_into, Codec, PackEntry, PackWriter};
+use crate::pack::{compress_into, Codec, PackEntry, PackWriter, StagingPool};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
@@ -50,7 +50,20 @@ pub struct Writer {
     /// The previous pack, being sealed (trailer, fsync, rename) by a background thread
     /// while this writer fills the next one. At most one at a time.
     sealing: Option<std::thread::JoinHandle<SealResult>>,
+    /// Sealed packs (renamed into place, durable) not indexed yet: indexed together in one
+    /// transaction by `finish` (or when `INDEX_BATCH` chunks accumulate). Until then readers
+    /// find them like any pack of a concurrent writer (`Store::sync_new_packs`), and gc
+    /// treats them like every young pack: by their trailers and file times.
+    unindexed: Vec<(String, u64, Vec<PackEntry>)>,
+    /// Chunks in `unindexed`.
+    unindexed_chunks: usize,
+    /// Direct-I/O staging buffers shared by this writer's packs.
+    staging: StagingPool,
 }
+
+/// Sealed chunks a writer keeps unindexed at most (8 GiB of 32 KiB chunks, ~14 MiB of
+/// entries) before it indexes them in one transaction.
+const INDEX_BATCH: usize = 1 << 18;
 
 /// What a background seal returns: the pack's name, size and entries.
 type SealResult = Result<(String, u64, Vec<PackEntry>), StoreError>;
@@ -68,6 +81,9 @@ impl Writer {
             pool: Vec::new(),
             zpool: Vec::new(),
             sealing: None,
+            unindexed: Vec::new(),
+            unindexed_chunks: 0,
+            staging: StagingPool::default(),
         }
     }
 
@@ -171,7 +187,11 @@ impl Writer {
         if self.pack.is_none() {
             self.pack_seq += 1;
             let name = format!("{}-{:05}", self.name, self.pack_seq);
-            self.pack = Some(PackWriter::create(&self.store.pack_dir(), name)?);
+            self.pack = Some(PackWriter::create_pooled(
+                &self.store.pack_dir(),
+                name,
+                &self.staging,
+            )?);
         }
         if let Some(p) = self.pack.as_mut() {
             p.append(id, payload, raw_len, codec)?;
@@ -212,9 +232,21 @@ impl Writer {
                 source: std::io::Error::other("the pack sealing thread panicked"),
             })??;
             self.stats.packs += 1;
-            self.store.index().add_pack(&name, size, &entries)?;
-            self.packs_present.insert(name, true);
+            self.packs_present.insert(name.clone(), true);
+            self.unindexed_chunks += entries.len();
+            self.unindexed.push((name, size, entries));
+            if self.unindexed_chunks >= INDEX_BATCH {
+                self.index_sealed()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Index the sealed packs not indexed yet (one transaction).
+    fn index_sealed(&mut self) -> Result<(), StoreError> {
+        self.store.index().add_packs(&self.unindexed)?;
+        self.unindexed.clear();
+        self.unindexed_chunks = 0;
         Ok(())
     }
 
@@ -601,6 +633,7 @@ impl Writer {
     pub fn finish(mut self) -> Result<WriteStats, StoreError> {
         self.seal_pack()?;
         self.wait_sealed()?;
+        self.index_sealed()?;
         Ok(std::mem::take(&mut self.stats))
     }
 }
@@ -612,10 +645,17 @@ impl Drop for Writer {
         if let Some(p) = self.pack.take() {
             p.discard();
         }
-        // A pack being sealed is finished (sealed packs are harmless) but not indexed;
-        // readers index such packs when they miss a chunk.
+        // A pack being sealed is finished (sealed packs are harmless).
         if let Some(h) = self.sealing.take() {
-            let _ = h.join();
+            if let Ok(Ok(sealed)) = h.join() {
+                self.unindexed.push(sealed);
+            }
+        }
+        // Index the sealed packs (best effort: readers also index packs they find unindexed
+        // when they miss a chunk, but that needs a writable index — not a given after a
+        // writer failed on a full disk, now that its own temporary pack is gone).
+        if !self.unindexed.is_empty() {
+            let _ = self.store.index().add_packs(&self.unindexed);
         }
     }
 }
