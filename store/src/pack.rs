@@ -766,6 +766,33 @@ mod tests {
         }
         assert!(files[0].len() > 2 * DIRECT_BUF);
         assert_eq!(files[0], files[1]);
+        // Packs sharing a pool reuse buffers that still hold earlier packs' bytes: the
+        // second pack (other payloads, other buffer fill levels) must not show any of them.
+        let pool = StagingPool::default();
+        for k in 0..2 {
+            let mut w =
+                PackWriter::create_with(dir.path(), format!("pooled{k}"), true, pool.clone())
+                    .unwrap();
+            let ps: Vec<&Vec<u8>> = payloads.iter().skip(k * 7).collect();
+            for p in &ps {
+                w.append(ChunkId::of(p), p, p.len(), Codec::Raw).unwrap();
+            }
+            let (name, _, entries) = w.seal().unwrap();
+            let path = dir.path().join(format!("{name}{PACK_SUFFIX}"));
+            let f = File::open(&path).unwrap();
+            for (e, p) in entries.iter().zip(&ps) {
+                let mut out = vec![0u8; p.len()];
+                read_into(&f, e, &mut out).unwrap();
+                assert_eq!(&out, *p);
+            }
+            let mut want = PACK_MAGIC.to_vec();
+            for p in &ps {
+                want.extend_from_slice(p);
+            }
+            assert_eq!(&std::fs::read(&path).unwrap()[..want.len()], &want[..]);
+            std::fs::remove_file(&path).unwrap();
+        }
+        assert_eq!(pool.0.lock().unwrap().len(), DIRECT_BUFS);
         // An abandoned direct writer leaves nothing behind.
         let mut w =
             PackWriter::create_with(dir.path(), "gone".into(), true, StagingPool::default())
