@@ -211,16 +211,68 @@ impl Index {
         entries: &[PackEntry],
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        insert_pack(&tx, name, size, entries)?;
+        {
+            tx.execute(
+                "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
+                params![name, size as i64, entries.len() as i64],
+            )?;
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for e in entries {
+                st.execute(params![
+                    &e.id.0[..],
+                    name,
+                    e.offset as i64,
+                    i64::from(e.stored_len),
+                    i64::from(e.raw_len),
+                    e.codec as u8 as i64
+                ])?;
+            }
+        }
         tx.commit()?;
         Ok(())
     }
 
-    /// Record several sealed packs (name, size, entries) in one transaction.
+    /// Record several sealed packs and their chunks in one transaction, chunks inserted in id
+    /// order (existing chunks keep their first location; among the given packs the earlier
+    /// one wins). A writer indexes its packs this way at the end: one transaction per pack
+    /// inserting random ids dirtied (and journalled and fsynced) most of the chunk table's
+    /// pages each time, which grew quadratically with the checkpoint's size
+    /// (docs/performance.md, session 3).
     pub fn add_packs(&mut self, packs: &[(String, u64, Vec<PackEntry>)]) -> Result<(), StoreError> {
+        if packs.is_empty() {
+            return Ok(());
+        }
+        let mut rows: Vec<(&str, &PackEntry)> = packs
+            .iter()
+            .flat_map(|(name, _, entries)| entries.iter().map(move |e| (name.as_str(), e)))
+            .collect();
+        // Stable: for equal ids the earlier pack stays first, and INSERT OR IGNORE keeps it.
+        rows.sort_by_key(|r| r.1.id.0);
         let tx = self.conn.transaction()?;
-        for (name, size, entries) in packs {
-            insert_pack(&tx, name, *size, entries)?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
+            )?;
+            for (name, size, entries) in packs {
+                st.execute(params![name, *size as i64, entries.len() as i64])?;
+            }
+            let mut st = tx.prepare_cached(
+                "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (name, e) in rows {
+                st.execute(params![
+                    &e.id.0[..],
+                    name,
+                    e.offset as i64,
+                    i64::from(e.stored_len),
+                    i64::from(e.raw_len),
+                    e.codec as u8 as i64
+                ])?;
+            }
         }
         tx.commit()?;
         Ok(())
@@ -286,30 +338,49 @@ impl Index {
     }
 }
 
-/// The rows of one pack, inside the caller's transaction.
-fn insert_pack(
-    tx: &rusqlite::Transaction<'_>,
-    name: &str,
-    size: u64,
-    entries: &[PackEntry],
-) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
-        params![name, size as i64, entries.len() as i64],
-    )?;
-    let mut st = tx.prepare_cached(
-        "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
-         VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for e in entries {
-        st.execute(params![
-            &e.id.0[..],
-            name,
-            e.offset as i64,
-            i64::from(e.stored_len),
-            i64::from(e.raw_len),
-            e.codec as u8 as i64
-        ])?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: ChunkId, offset: u64) -> PackEntry {
+        PackEntry {
+            id,
+            offset,
+            stored_len: 10,
+            raw_len: 10,
+            codec: Codec::Raw,
+        }
     }
-    Ok(())
+
+    /// `add_packs` indexes every chunk of every pack in one go, and a chunk present in
+    /// several packs (or already indexed) keeps its first location, like `add_pack`.
+    #[test]
+    fn add_packs_indexes_all_and_keeps_first_locations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ix = Index::create(dir.path(), "s").unwrap();
+        let ids: Vec<ChunkId> = (0..1000u32)
+            .map(|i| ChunkId::of(&i.to_le_bytes()))
+            .collect();
+        ix.add_pack("old", 1, &[entry(ids[7], 1)]).unwrap();
+        let a: Vec<PackEntry> = ids[..600].iter().map(|id| entry(*id, 100)).collect();
+        let b: Vec<PackEntry> = ids[500..].iter().map(|id| entry(*id, 200)).collect();
+        ix.add_packs(&[("a".into(), 2, a), ("b".into(), 3, b)])
+            .unwrap();
+        let mut names = ix.pack_names().unwrap();
+        names.sort();
+        assert_eq!(names, ["a", "b", "old"]);
+        let locs = ix.lookup_many(&ids).unwrap();
+        for (i, l) in locs.iter().enumerate() {
+            let (pack, e) = l.clone().unwrap();
+            let want = match i {
+                7 => "old",
+                _ if i < 600 => "a",
+                _ => "b",
+            };
+            assert_eq!(pack, want, "chunk {i}");
+            assert_eq!(e.id, ids[i]);
+        }
+        assert_eq!(ix.totals().unwrap().chunks, 1000);
+        ix.add_packs(&[]).unwrap();
+    }
 }

@@ -10,7 +10,7 @@ use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
 use crate::index::Index;
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress_into, Codec, PackEntry, PackWriter};
+use crate::pack::{compress_into, Codec, PackEntry, PackWriter, StagingPool};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
@@ -41,9 +41,6 @@ pub struct Writer {
     pack_seq: u32,
     /// Chunks this writer stored, or found already stored.
     seen: IdSet,
-    /// Sealed packs whose index rows are deferred ([`Writer::defer_indexing`]); `None`: each
-    /// pack is indexed as soon as it is sealed.
-    unindexed: Option<Vec<SealedPack>>,
     /// Leaves of the memory streams written in this session, by root: a later
     /// `put_memory_incremental` on one of them needs neither its nodes nor its durability.
     recent: IdMap<Recent>,
@@ -58,6 +55,15 @@ pub struct Writer {
     /// The previous pack, being sealed (trailer, fsync, rename) by a background thread
     /// while this writer fills the next one. At most one at a time.
     sealing: Option<std::thread::JoinHandle<SealResult>>,
+    /// Sealed packs (renamed into place, durable) not indexed yet: indexed together in one
+    /// transaction by `finish` (or when `INDEX_BATCH` chunks accumulate). Until then readers
+    /// find them like any pack of a concurrent writer (`Store::sync_new_packs`), and gc
+    /// treats them like every young pack: by their trailers and file times.
+    unindexed: Vec<SealedPack>,
+    /// Chunks in `unindexed`.
+    unindexed_chunks: usize,
+    /// Direct-I/O staging buffers shared by this writer's packs.
+    staging: StagingPool,
 }
 
 /// A memory stream written in this session: its leaves (one per chunk) and how many node
@@ -77,6 +83,10 @@ pub(crate) type SealedPack = (String, u64, Vec<PackEntry>);
 /// What a background seal returns.
 type SealResult = Result<SealedPack, StoreError>;
 
+/// Sealed chunks a writer keeps unindexed at most (8 GiB of 32 KiB chunks, ~14 MiB of
+/// entries) before it indexes them in one transaction.
+const INDEX_BATCH: usize = 1 << 18;
+
 impl Writer {
     pub(crate) fn new(store: Store, name: String) -> Writer {
         Writer {
@@ -86,12 +96,14 @@ impl Writer {
             pack_seq: 0,
             seen: IdSet::default(),
             recent: IdMap::default(),
-            unindexed: None,
             packs_present: HashMap::new(),
             stats: WriteStats::default(),
             pool: Vec::new(),
             zpool: Vec::new(),
             sealing: None,
+            unindexed: Vec::new(),
+            unindexed_chunks: 0,
+            staging: StagingPool::default(),
         }
     }
 
@@ -238,7 +250,11 @@ impl Writer {
         if self.pack.is_none() {
             self.pack_seq += 1;
             let name = format!("{}-{:05}", self.name, self.pack_seq);
-            self.pack = Some(PackWriter::create(&self.store.pack_dir(), name)?);
+            self.pack = Some(PackWriter::create_pooled(
+                &self.store.pack_dir(),
+                name,
+                &self.staging,
+            )?);
         }
         if let Some(p) = self.pack.as_mut() {
             p.append(id, payload, raw_len, codec)?;
@@ -281,11 +297,20 @@ impl Writer {
             self.stats.packs += 1;
             self.store.known().add_pack(&name, &entries);
             self.packs_present.insert(name.clone(), true);
-            match &mut self.unindexed {
-                Some(later) => later.push((name, size, entries)),
-                None => self.store.index().add_pack(&name, size, &entries)?,
+            self.unindexed_chunks += entries.len();
+            self.unindexed.push((name, size, entries));
+            if self.unindexed_chunks >= INDEX_BATCH {
+                self.index_sealed()?;
             }
         }
+        Ok(())
+    }
+
+    /// Index the sealed packs not indexed yet (one transaction).
+    fn index_sealed(&mut self) -> Result<(), StoreError> {
+        self.store.index().add_packs(&self.unindexed)?;
+        self.unindexed.clear();
+        self.unindexed_chunks = 0;
         Ok(())
     }
 
@@ -788,34 +813,31 @@ impl Writer {
     }
 
     /// Flush, fsync and rename this writer's packs; after this the refs are durable.
-    pub fn finish(self) -> Result<WriteStats, StoreError> {
-        let (stats, pending) = self.finish_deferred()?;
-        pending.apply()?;
-        Ok(stats)
-    }
-
-    /// Leaves the index rows of this writer's packs to [`Writer::finish_deferred`]'s caller
-    /// instead of writing them as each pack is sealed. The index is a cache: a sealed pack's
-    /// chunks are readable and committable without their rows (readers that miss a chunk
-    /// index unindexed packs from their trailers; this handle remembers where they are).
-    pub fn defer_indexing(&mut self) {
-        self.unindexed.get_or_insert_with(Vec::new);
+    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
+        self.seal_pack()?;
+        self.wait_sealed()?;
+        self.index_sealed()?;
+        Ok(std::mem::take(&mut self.stats))
     }
 
     /// Like [`Writer::finish`] (the refs are durable when it returns), but the index rows of
-    /// the packs whose indexing was deferred are returned, to be applied later.
+    /// the packs not indexed yet are returned, to be written later ([`PendingIndex::apply`]).
+    /// The index is a cache: the packs' chunks are readable and committable without their
+    /// rows (readers that miss a chunk index unindexed packs from their trailers; this store
+    /// handle remembers where they are).
     pub fn finish_deferred(mut self) -> Result<(WriteStats, PendingIndex), StoreError> {
         self.seal_pack()?;
         self.wait_sealed()?;
         let pending = PendingIndex {
             store: self.store.clone(),
-            packs: self.unindexed.take().unwrap_or_default(),
+            packs: std::mem::take(&mut self.unindexed),
         };
+        self.unindexed_chunks = 0;
         Ok((std::mem::take(&mut self.stats), pending))
     }
 }
 
-/// Index rows of packs a writer sealed without indexing them ([`Writer::defer_indexing`]).
+/// Index rows of packs a writer sealed without indexing them ([`Writer::finish_deferred`]).
 /// Dropping it loses nothing but speed: the packs are durable, and readers index packs missing
 /// from the index from their trailers when they need them.
 #[must_use = "the rows are only written by apply()"]
@@ -848,10 +870,17 @@ impl Drop for Writer {
         if let Some(p) = self.pack.take() {
             p.discard();
         }
-        // A pack being sealed is finished (sealed packs are harmless) but not indexed;
-        // readers index such packs when they miss a chunk.
+        // A pack being sealed is finished (sealed packs are harmless).
         if let Some(h) = self.sealing.take() {
-            let _ = h.join();
+            if let Ok(Ok(sealed)) = h.join() {
+                self.unindexed.push(sealed);
+            }
+        }
+        // Index the sealed packs (best effort: readers also index packs they find unindexed
+        // when they miss a chunk, but that needs a writable index — not a given after a
+        // writer failed on a full disk, now that its own temporary pack is gone).
+        if !self.unindexed.is_empty() {
+            let _ = self.store.index().add_packs(&self.unindexed);
         }
     }
 }

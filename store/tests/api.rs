@@ -328,3 +328,58 @@ fn store_created_with_old_defaults_still_reads_and_dedups() {
         store.check_generation(&g, CheckLevel::Data).unwrap();
     }
 }
+
+/// A writer indexes its sealed packs once, when it finishes; one dropped without finishing
+/// (an error) still indexes the packs it sealed, and a store reopened afterwards reads a
+/// generation that deduplicated against them.
+#[test]
+fn sealed_packs_are_indexed_at_finish_or_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = InitOptions {
+        pack_target_size: 1 << 20,
+        ..InitOptions::default()
+    };
+    let store = Store::init(dir.path(), opts).unwrap();
+    let data = pseudo_random(8 << 20, 41);
+    let mut w = store.writer().unwrap();
+    let m = put_mem(&mut w, &data);
+    // Several packs are sealed and durable, but not indexed yet.
+    let sealed = store.pack_files_on_disk().unwrap().len();
+    assert!(sealed >= 4, "{sealed} packs sealed");
+    assert_eq!(store.totals().unwrap().chunks, 0);
+    let root = w.put_tree(vec![("m".into(), m)]).unwrap();
+    let stats = w.finish().unwrap();
+    let t = store.totals().unwrap();
+    assert_eq!(t.packs, stats.packs);
+    assert_eq!(t.chunks, stats.new_chunks);
+    store.commit("a", &root, info(stats)).unwrap();
+
+    // Dropped without finish: its sealed packs are indexed all the same.
+    let other = pseudo_random(8 << 20, 42);
+    let before = store.totals().unwrap();
+    {
+        let mut w = store.writer().unwrap();
+        put_mem(&mut w, &other);
+    }
+    let after = store.totals().unwrap();
+    assert_eq!(
+        after.packs as usize,
+        store.pack_files_on_disk().unwrap().len()
+    );
+    assert!(after.chunks >= before.chunks + 200, "{before:?} {after:?}");
+    drop(store);
+
+    // A new writer dedups against them: writing the same data again adds almost nothing.
+    let store = Store::open(dir.path()).unwrap();
+    let mut w = store.writer().unwrap();
+    let m = put_mem(&mut w, &other);
+    let root = w.put_tree(vec![("m".into(), m.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    assert!(stats.new_raw_bytes < 64 << 10, "{stats:?}");
+    store.commit("b", &root, info(stats)).unwrap();
+    let (g, _) = store.latest_consistent_at("b", CheckLevel::Data).unwrap();
+    let r = store.reader(g.id).unwrap();
+    let mut out = vec![0u8; other.len()];
+    r.read_at(&m, 0, &mut out).unwrap();
+    assert!(out == other);
+}

@@ -1,4 +1,4 @@
-//! Deferred indexing (`Writer::defer_indexing` / `finish_deferred`): a generation committed
+//! Deferred indexing (`Writer::finish_deferred`): a generation committed
 //! before its packs' index rows are written is durable and restorable by anyone, and applying
 //! the rows later gives the same index as indexing them at once.
 
@@ -40,7 +40,6 @@ fn write_deferred(
     )
     .unwrap();
     let mut w = store.writer().unwrap();
-    w.defer_indexing();
     let s = put(&mut w, mem);
     let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
     let (stats, pending) = w.finish_deferred().unwrap();

@@ -195,7 +195,6 @@ impl<P: JobProcess> Agent<P> {
             .then(|| progress::Progress::start(format!("checkpointing job {}", self.opts.job)));
         self.indexing.wait();
         let mut writer = self.opts.store.writer()?;
-        writer.defer_indexing();
         let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
         let root = generation::write_root(
             &mut writer,
