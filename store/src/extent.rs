@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -38,6 +38,8 @@ const ALIGN: u64 = 4096;
 const READERS: usize = 2;
 /// Extents read ahead of the consumers.
 const DEPTH: usize = 4;
+/// Extents planned ahead of the readers (their chunk lists only).
+const JOBS_AHEAD: usize = 64;
 /// An extent whose pages are at least this fraction (1/n) cached is read through the cache.
 const CACHED_FRACTION: u64 = 2;
 
@@ -231,48 +233,104 @@ pub(crate) struct Ctx<'a> {
     pub try_direct: bool,
 }
 
-/// Reads every chunk of `items` (extents read ahead on reader threads, chunks verified and
-/// consumed in parallel) and calls `sink(item.off, bytes)` for each, in no particular order.
+/// An extent and its chunks, as handed from the planner to the readers and consumers.
+struct Job {
+    items: Vec<Item>,
+    x: Extent,
+}
+
+/// `items` sorted and cut into extents, each with its own chunks.
+fn jobs(mut items: Vec<Item>) -> Vec<Job> {
+    let ext = plan(&mut items);
+    let mut it = items.into_iter();
+    ext.into_iter()
+        .map(|x| Job {
+            items: it.by_ref().take(x.last - x.first).collect(),
+            x: Extent {
+                first: 0,
+                last: x.last - x.first,
+                ..x
+            },
+        })
+        .collect()
+}
+
+/// Chunks to read, in batches: each batch is located (an index lookup) while the extents of
+/// the batches before it are being read.
+pub(crate) type Batches<'a> = dyn Iterator<Item = Result<Vec<Item>, StoreError>> + Send + 'a;
+
+/// Reads every chunk of `batches` and calls `sink(item.off, bytes)` for each, in no
+/// particular order. A planner thread takes the batches one after the other and cuts each
+/// into extents; `READERS` threads read the extents, at most `DEPTH` ahead of the consumers
+/// (the rayon pool), which verify the chunks and call `sink`. The first error stops all of
+/// them and is returned.
 pub(crate) fn read_chunks(
     ctx: &Ctx<'_>,
-    mut items: Vec<Item>,
+    batches: &mut Batches<'_>,
     sink: &Sink<'_>,
 ) -> Result<(), StoreError> {
-    if items.is_empty() {
-        return Ok(());
-    }
-    let extents = plan(&mut items);
-    let items = &items;
-    let extents = &extents;
-    let next = AtomicUsize::new(0);
     let pool: Mutex<Vec<Buf>> = Mutex::new(Vec::new());
     let take_buf = || pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let planned: Mutex<Option<Result<(), StoreError>>> = Mutex::new(None);
+    let (jtx, jrx) = std::sync::mpsc::sync_channel::<Job>(JOBS_AHEAD);
+    // Taken (and dropped) to stop the planner when the consumers fail.
+    let jrx = Mutex::new(Some(jrx));
     std::thread::scope(|sc| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Filled, StoreError>)>(DEPTH);
-        for _ in 0..READERS.min(extents.len()) {
+        let planned = &planned;
+        sc.spawn(move || {
+            let mut r = Ok(());
+            'all: for b in batches {
+                match b {
+                    Ok(items) => {
+                        for j in jobs(items) {
+                            if jtx.send(j).is_err() {
+                                break 'all;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            *planned.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        });
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Job, Result<Filled, StoreError>)>(DEPTH);
+        for _ in 0..READERS {
             let tx = tx.clone();
-            let (next, take_buf) = (&next, &take_buf);
+            let (jrx, take_buf) = (&jrx, &take_buf);
             sc.spawn(move || loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(x) = extents.get(k) else { break };
-                let r = read_extent(ctx, items, x, take_buf().unwrap_or_default());
+                // The planner never waits for a reader holding this lock: recv only blocks
+                // while the job queue is empty.
+                let job = match jrx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    Some(r) => r.recv().ok(),
+                    None => None,
+                };
+                let Some(job) = job else { break };
+                let r = read_extent(ctx, &job, take_buf().unwrap_or_default());
                 // The consumers stopped (an error): nothing more to read.
-                if tx.send((k, r)).is_err() {
+                if tx.send((job, r)).is_err() {
                     break;
                 }
             });
         }
         drop(tx);
-        rx.into_iter().par_bridge().try_for_each(|(k, r)| {
-            let x = &extents[k];
+        let consumed = rx.into_iter().par_bridge().try_for_each(|(job, r)| {
             let mut filled = r.ok();
-            let res = consume(ctx, &items[x.first..x.last], x, filled.as_mut(), sink);
+            let res = consume(ctx, &job.items, &job.x, filled.as_mut(), sink);
             if let Some(f) = filled {
                 pool.lock().unwrap_or_else(|p| p.into_inner()).push(f.buf);
             }
             res
-        })
-    })
+        });
+        jrx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        consumed
+    })?;
+    planned
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(Ok(()))
 }
 
 /// Slices one extent into its chunks, verifies and hands them on; a chunk that does not check
@@ -334,14 +392,9 @@ fn decode<'b>(
     Some(data)
 }
 
-/// Reads extent `x` into `buf`.
-fn read_extent(
-    ctx: &Ctx<'_>,
-    items: &[Item],
-    x: &Extent,
-    mut buf: Buf,
-) -> Result<Filled, StoreError> {
-    let pack = &items[x.first].loc.0;
+/// Reads the extent of `job` into `buf`.
+fn read_extent(ctx: &Ctx<'_>, job: &Job, mut buf: Buf) -> Result<Filled, StoreError> {
+    let (x, pack) = (&job.x, &job.items[0].loc.0);
     let files = ctx.handles.get(ctx.store, pack, ctx.try_direct)?;
     let len = (x.end - x.start) as usize;
     let io = |e: std::io::Error| StoreError::Io {

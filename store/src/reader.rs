@@ -222,37 +222,42 @@ impl GenerationReader {
     /// (`extent.rs`); the order of the calls is unspecified.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
-        let ids: Vec<ChunkId> = leaves
-            .iter()
-            .filter(|l| !l.1.id.is_zero())
-            .map(|l| l.1.id)
-            .collect();
-        let mut locs = self.store.locate_many(&ids)?.into_iter();
         let consumed = |off: u64, data: Option<&[u8]>| {
             f(off, data).map_err(|source| StoreError::Io {
                 context: format!("consuming chunk at offset {off}"),
                 source,
             })
         };
-        let mut items = Vec::with_capacity(ids.len());
+        let mut data = Vec::with_capacity(leaves.len());
         for (off, e) in leaves {
             if e.id.is_zero() {
                 consumed(off, None)?;
-            } else if let Some(loc) = locs.next() {
-                items.push(Item {
-                    off,
-                    loc,
-                    len: leaf_len(&e)?,
-                });
+            } else {
+                data.push((off, e));
             }
         }
+        // Located batch by batch, while the extents of the batches before are read.
+        let mut batches = data.chunks(LOCATE_BATCH).map(|b| {
+            let ids: Vec<ChunkId> = b.iter().map(|l| l.1.id).collect();
+            let locs = self.store.locate_many(&ids)?;
+            b.iter()
+                .zip(locs)
+                .map(|(&(off, e), loc)| {
+                    Ok(Item {
+                        off,
+                        loc,
+                        len: leaf_len(&e)?,
+                    })
+                })
+                .collect()
+        });
         let ctx = Ctx {
             store: &self.store,
             handles: &self.packs,
             counters: &self.counters,
             try_direct: self.try_direct.load(std::sync::atomic::Ordering::Relaxed),
         };
-        read_chunks(&ctx, items, &|off, data| consumed(off, Some(data)))
+        read_chunks(&ctx, &mut batches, &|off, data| consumed(off, Some(data)))
     }
 
     /// How the chunks read so far by [`GenerationReader::for_each_chunk`] were read.
@@ -280,6 +285,10 @@ impl Store {
         now.filter(|l| l != loc)
     }
 }
+
+/// Data chunks located at once by [`GenerationReader::for_each_chunk`] (128 MiB of 32 KiB
+/// chunks).
+const LOCATE_BATCH: usize = 4096;
 
 fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
     usize::try_from(e.len)

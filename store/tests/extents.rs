@@ -193,3 +193,22 @@ fn store_on_tmpfs_reads_through_the_page_cache() {
     assert!(stats.buffered_extents > 0, "{stats:?}");
     assert_eq!(stats.chunks_reread, 0);
 }
+
+/// A chunk missing from every pack (its pack deleted, the index rebuilt) is reported as
+/// missing, not read as anything, and the readers and the planner stop.
+#[test]
+fn missing_chunk_stops_the_read() {
+    let tmp = tempfile::tempdir_in("/var/tmp").unwrap();
+    let (store, _, _, g2) = setup(tmp.path());
+    let path = store.path().to_path_buf();
+    let packs = store.pack_files_on_disk().unwrap();
+    drop(store);
+    std::fs::remove_file(path.join("packs").join(format!("{}.pack", packs[2]))).unwrap();
+    Store::reindex(&path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let (got, _) = read(&store, g2);
+    match got {
+        Err(StoreError::MissingChunk(_)) => {}
+        other => panic!("missing chunk not reported: {:?}", other.map(|v| v.len())),
+    }
+}
