@@ -18,6 +18,14 @@
 # not depend on the buffer's address) the checksum of the round after the last checkpoint
 # must be the same under cairn and CRIU.
 #
+# Run as root, each restart is measured twice: warm (right after the checkpoints, whatever the
+# page cache still holds; cairn's packs are written with O_DIRECT, so they are not in it, while
+# CRIU's images are) and cold (`sync; echo 3 > /proc/sys/vm/drop_caches` right before, as after
+# a requeue on another node: nothing cached). Columns restart_s / cold_s for cairn,
+# criu_restore_s / criu_cold_s for CRIU (its cold restore is of the last dump), with the
+# ratios cairn/CRIU of both. The restarted program's checksum must be the same after the warm
+# and the cold restart. Not root: no cold column ("-").
+#
 # Environment: SIZES_MIB (default "1024 4096"), KINDS ("random zeros pyheap"),
 # PERMILLE ("1 10 100" = 0.1%, 1%, 10%), NEXT (5), CAIRN (target/release/cairn),
 # CRIU (criu; "none" skips the comparison), TIMEOUT (600 s for every wait and CRIU call),
@@ -74,6 +82,8 @@ wait_for() { # file needle n
     done
 }
 now() { date +%s.%N; }
+can_drop=no; [ "$(id -u)" -eq 0 ] && [ -w /proc/sys/vm/drop_caches ] && can_drop=yes
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 secs() { awk "BEGIN {printf \"%.3f\", $2 - $1}"; }
 ratio() { awk "BEGIN {if ($2 > 0) printf \"%.2f\", $1 / $2; else print \"-\"}"; }
 group_gone() { # pgid: wait until every process of the group has exited (its memory is freed)
@@ -96,7 +106,7 @@ gone() { # pid: wait until no process has it (CRIU restores the same pid)
 # criu_sum (the checksum of the round after the last dump).
 criu_run() {
     local mib=$1 kind=$2 pm=$3 d=$4 k pid t0 img out="$4/criu.out"
-    criu_dump=(); criu_bytes=(); criu_restore=(); criu_sum=-
+    criu_dump=(); criu_bytes=(); criu_restore=(); criu_sum=-; criu_cold=-
     setsid "$PROG" "$mib" "$pm" $((NEXT + 1)) signal "$kind" >"$out" 2>&1 </dev/null &
     pid=$!
     natives+=("$pid")
@@ -119,6 +129,16 @@ criu_run() {
         timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore.log ||
             { echo "criu restore failed, see $img/restore.log" >&2; return 1; }
         criu_restore[k]=$(secs "$t0" "$(now)")
+        if [ "$k" -eq "$NEXT" ] && [ "$can_drop" = yes ]; then
+            # The same restore again from a cold page cache.
+            kill -KILL "$pid" 2>/dev/null || true
+            gone "$pid"
+            drop_caches
+            t0=$(now)
+            timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore-cold.log ||
+                { echo "criu restore failed, see $img/restore-cold.log" >&2; return 1; }
+            criu_cold=$(secs "$t0" "$(now)")
+        fi
         rm -rf "$img"
     done
     kill -USR2 "$pid"
@@ -128,8 +148,8 @@ criu_run() {
     gone "$pid"
 }
 
-printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s\n' \
-    MiB kind dirty ckpt frozen_s total_s written_B changed_B restart_s
+printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s %9s\n' \
+    MiB kind dirty ckpt frozen_s total_s written_B changed_B restart_s cold_s
 for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     d="$WORK/run-$mib-$kind-$pm"
     rm -rf "$d"; mkdir -p "$d"
@@ -158,44 +178,68 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
         side=(4 60 0)
         if [ "$k" -eq 0 ]; then changed=$((mib * 1048576));
         else changed=$(((blocks + ${side[$(((k - 1) % 3))]}) * 65536)); fi
-        printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s\n' \
+        printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s %9s\n' \
             "$mib" "$kind" "$(awk "BEGIN {print $pm / 10}")%" "$k" "$frozen" "$total" \
-            "$written" "$changed" "-"
+            "$written" "$changed" - -
     done
     kill -KILL -- -"$agent" 2>/dev/null || true
     wait "$agent" 2>/dev/null || true
     # Restart only once the killed job's memory is freed (CRIU's restore below waits likewise).
     group_gone "$agent"
-    start=$(now)
-    setsid "$CAIRN" restart --store "$d/store" --job bench >>"$d/stdout" 2>"$d/restart.log" &
-    agent=$!
-    groups+=("$agent")
-    wait_for "$d/restart.log" 'running (agent pid' 1
-    restart=$(secs "$start" "$(now)")
+    # cairn_restart LOG: restarts the last generation, sets `restart` (seconds until the
+    # program runs again) and `sum` (checksum of one more round in the restarted program).
+    # The program writes into $d/stdout at its saved offset (a regular file): what one
+    # restart wrote is cut off before the next, which writes the same lines again.
+    cairn_restart() {
+        truncate -s "$out_len" "$d/stdout"
+        start=$(now)
+        setsid "$CAIRN" restart --store "$d/store" --job bench >>"$d/stdout" 2>"$d/$1" &
+        agent=$!
+        groups+=("$agent")
+        wait_for "$d/$1" 'running (agent pid' 1
+        restart=$(secs "$start" "$(now)")
+        kill -USR2 "$agent"
+        wait_for "$d/stdout" "^round $NEXT " 1
+        sum=$(sed -n "s/^round $NEXT checksum //p" "$d/stdout" | tail -1)
+        kill -KILL -- -"$agent" 2>/dev/null || true
+        wait "$agent" 2>/dev/null || true
+        group_gone "$agent"
+    }
+    out_len=$(stat -c %s "$d/stdout")
+    cairn_restart restart.log
+    warm=$restart cairn_sum=$sum cold=-
+    if [ "$can_drop" = yes ]; then
+        drop_caches
+        cairn_restart restart-cold.log
+        cold=$restart
+        if [ "$sum" != "$cairn_sum" ]; then
+            echo "MISMATCH: round $NEXT checksum $cairn_sum after the warm restart, $sum after the cold one" >&2
+            exit 1
+        fi
+    fi
+    restart=$warm
     dirty="$(awk "BEGIN {print $pm / 10}")%"
-    printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s\n' "$mib" "$kind" \
-        "$dirty" restart - - - - "$restart"
-    # One more round in the restarted program: its checksum is compared with CRIU's.
-    kill -USR2 "$agent"
-    wait_for "$d/stdout" "^round $NEXT " 1
-    cairn_sum=$(sed -n "s/^round $NEXT checksum //p" "$d/stdout")
-    kill -KILL -- -"$agent" 2>/dev/null || true
-    wait "$agent" 2>/dev/null || true
-    group_gone "$agent"
+    printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s %9s\n' "$mib" "$kind" \
+        "$dirty" restart - - - - "$restart" "$cold"
     rm -rf "$d/store"
     if [ "$criu_ok" = yes ]; then
         mkdir -p "$d"
         criu_run "$mib" "$kind" "$pm" "$d"
-        printf '%-6s %-7s %-6s %-4s %11s %12s %14s | %6s %6s %6s %6s  (cairn/CRIU)\n' \
-            MiB kind dirty ckpt criu_dump_s criu_bytes criu_restore_s ckpt frozen bytes restart
+        printf '%-6s %-7s %-6s %-4s %11s %12s %14s %11s | %6s %6s %6s %7s %6s  (cairn/CRIU)\n' \
+            MiB kind dirty ckpt criu_dump_s criu_bytes criu_restore_s criu_cold_s ckpt frozen \
+            bytes restart cold
         for k in $(seq 0 "$NEXT"); do
-            r=-
-            [ "$k" -eq "$NEXT" ] && r=$(ratio "$restart" "${criu_restore[k]}")
-            printf '%-6s %-7s %-6s %-4s %11s %12s %14s | %6s %6s %6s %6s\n' \
+            r=- rc=- c=-
+            if [ "$k" -eq "$NEXT" ]; then
+                r=$(ratio "$restart" "${criu_restore[k]}")
+                c=$criu_cold
+                [ "$cold" = - ] || [ "$c" = - ] || rc=$(ratio "$cold" "$c")
+            fi
+            printf '%-6s %-7s %-6s %-4s %11s %12s %14s %11s | %6s %6s %6s %7s %6s\n' \
                 "$mib" "$kind" "$dirty" "$k" "${criu_dump[k]}" "${criu_bytes[k]}" \
-                "${criu_restore[k]}" "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
+                "${criu_restore[k]}" "$c" "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
                 "$(ratio "${frozen_k[k]}" "${criu_dump[k]}")" \
-                "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r"
+                "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r" "$rc"
         done
         # Only random data is independent of the buffer's address (ASLR); the other kinds
         # differ between two native runs already.

@@ -20,6 +20,7 @@
 mod check;
 mod config;
 mod error;
+mod extent;
 mod fsutil;
 mod generation;
 mod id;
@@ -37,6 +38,7 @@ mod writer;
 pub use check::{CheckLevel, Reach};
 pub use config::{InitOptions, StoreConfig, FORMAT_VERSION};
 pub use error::StoreError;
+pub use extent::ReadStats;
 pub use fsutil::now_ms;
 pub use generation::{
     check_job_name, Generation, GenerationId, GenerationInfo, Skipped, WriteStats,

@@ -95,8 +95,9 @@ const DIRECT_BUF: usize = 4 << 20;
 /// Staging buffers per pack: one being filled, the others being written.
 const DIRECT_BUFS: usize = 3;
 
-/// Whether packs are written with O_DIRECT (default yes; `CAIRN_PACK_DIRECT=0` turns it off).
-fn direct_io_enabled() -> bool {
+/// Whether packs are written (and read, see `extent.rs`) with O_DIRECT (default yes;
+/// `CAIRN_PACK_DIRECT=0` turns it off).
+pub(crate) fn direct_io_enabled() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("CAIRN_PACK_DIRECT").map_or(true, |v| v != "0"))
 }
@@ -552,6 +553,21 @@ pub fn check_hash(e: &PackEntry, data: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Decompress the zstd frame `payload` into `out` with this thread's decompressor; returns
+/// the bytes written.
+pub(crate) fn decompress_to(payload: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Decompressor::new().ok();
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress_to_buffer(payload, out),
+            None => zstd::bulk::decompress_to_buffer(payload, out),
+        }
+    })
+}
+
 /// Read the chunk `e` of pack file `f` straight into `out` (exactly `raw_len` bytes) and
 /// verify it.
 pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreError> {
@@ -594,20 +610,9 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
                 }
                 let payload = &mut pb[..sl];
                 f.read_exact_at(payload, e.offset).map_err(eof)?;
-                DECOMPRESSOR
-                    .with(|cell| {
-                        let mut slot = cell.borrow_mut();
-                        if slot.is_none() {
-                            *slot = zstd::bulk::Decompressor::new().ok();
-                        }
-                        match slot.as_mut() {
-                            Some(d) => d.decompress_to_buffer(&*payload, out),
-                            None => zstd::bulk::decompress_to_buffer(&*payload, out),
-                        }
-                    })
-                    .map_err(|err| {
-                        StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
-                    })
+                decompress_to(payload, out).map_err(|err| {
+                    StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+                })
             })?;
             if n != out.len() {
                 return Err(StoreError::Corrupt(format!("chunk {}: short chunk", e.id)));

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use crate::error::StoreError;
+use crate::extent::{read_chunks, Counters, Ctx, Item, PackHandles, ReadStats};
 use crate::generation::Generation;
 use crate::id::ChunkId;
 use crate::index::ChunkLoc;
 use crate::node::{decode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
+use crate::pack::direct_io_enabled;
 use crate::store::Store;
 
 /// Consumer of [`GenerationReader::for_each_chunk`]: (offset, bytes or `None` when all zero).
@@ -20,6 +22,10 @@ pub struct GenerationReader {
     store: Store,
     gen: Generation,
     nodes: Mutex<HashMap<ChunkId, Arc<StreamNode>>>,
+    packs: PackHandles,
+    counters: Counters,
+    /// Whether extents may be read with O_DIRECT (`CAIRN_PACK_DIRECT=0` says no).
+    pub(crate) try_direct: std::sync::atomic::AtomicBool,
 }
 
 impl GenerationReader {
@@ -28,6 +34,9 @@ impl GenerationReader {
             store,
             gen,
             nodes: Mutex::new(HashMap::new()),
+            packs: PackHandles::default(),
+            counters: Counters::default(),
+            try_direct: std::sync::atomic::AtomicBool::new(direct_io_enabled()),
         }
     }
 
@@ -208,36 +217,52 @@ impl GenerationReader {
     /// Every chunk of a stream, in parallel, verified; `None` for all-zero chunks.
     /// `f` gets the chunk's offset in the stream. A `None` covers everything up to the next
     /// offset reported (or the end of the stream): one all-zero chunk, or a whole all-zero
-    /// subtree of many chunks, which is reported once.
+    /// subtree of many chunks, which is reported once. Chunks are read in extents of
+    /// neighbouring chunks, several at a time, with `O_DIRECT` when they are not cached
+    /// (`extent.rs`); the order of the calls is unspecified.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
-        let ids: Vec<ChunkId> = leaves
-            .iter()
-            .filter(|l| !l.1.id.is_zero())
-            .map(|l| l.1.id)
-            .collect();
-        let mut locs = self.store.locate_many(&ids)?.into_iter();
-        let work: Vec<_> = leaves
-            .into_iter()
-            .map(|(off, e)| {
-                let loc = if e.id.is_zero() { None } else { locs.next() };
-                (off, e, loc)
-            })
-            .collect();
-        work.into_par_iter().try_for_each(|(off, e, loc)| {
-            let r = match loc {
-                None => f(off, None),
-                Some(loc) => {
-                    let mut d = vec![0u8; leaf_len(&e)?];
-                    self.store.read_loc_into(&loc, &mut d)?;
-                    f(off, Some(&d))
-                }
-            };
-            r.map_err(|source| StoreError::Io {
+        let consumed = |off: u64, data: Option<&[u8]>| {
+            f(off, data).map_err(|source| StoreError::Io {
                 context: format!("consuming chunk at offset {off}"),
                 source,
             })
-        })
+        };
+        let mut data = Vec::with_capacity(leaves.len());
+        for (off, e) in leaves {
+            if e.id.is_zero() {
+                consumed(off, None)?;
+            } else {
+                data.push((off, e));
+            }
+        }
+        // Located batch by batch, while the extents of the batches before are read.
+        let mut batches = data.chunks(LOCATE_BATCH).map(|b| {
+            let ids: Vec<ChunkId> = b.iter().map(|l| l.1.id).collect();
+            let locs = self.store.locate_many(&ids)?;
+            b.iter()
+                .zip(locs)
+                .map(|(&(off, e), loc)| {
+                    Ok(Item {
+                        off,
+                        loc,
+                        len: leaf_len(&e)?,
+                    })
+                })
+                .collect()
+        });
+        let ctx = Ctx {
+            store: &self.store,
+            handles: &self.packs,
+            counters: &self.counters,
+            try_direct: self.try_direct.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        read_chunks(&ctx, &mut batches, &|off, data| consumed(off, Some(data)))
+    }
+
+    /// How the chunks read so far by [`GenerationReader::for_each_chunk`] were read.
+    pub fn read_stats(&self) -> ReadStats {
+        self.counters.snapshot()
     }
 }
 
@@ -260,6 +285,10 @@ impl Store {
         now.filter(|l| l != loc)
     }
 }
+
+/// Data chunks located at once by [`GenerationReader::for_each_chunk`] (128 MiB of 32 KiB
+/// chunks).
+const LOCATE_BATCH: usize = 4096;
 
 fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
     usize::try_from(e.len)
