@@ -191,16 +191,18 @@ impl Store {
     pub(crate) fn sync_new_packs(&self) -> Result<usize, StoreError> {
         let on_disk = self.pack_files_on_disk()?;
         let known: HashSet<String> = self.index().pack_names()?.into_iter().collect();
-        let mut added = 0;
+        let mut found = Vec::new();
         for name in on_disk.into_iter().filter(|n| !known.contains(n)) {
             let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
             if let Ok(entries) = read_trailer(&p) {
                 let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                self.index().add_pack(&name, size, &entries)?;
-                added += 1;
+                found.push((name, size, entries));
             }
         }
-        Ok(added)
+        // One sorted transaction for all of them (per-pack transactions of random ids rewrite
+        // most of the chunk table each time).
+        self.index().add_packs(&found)?;
+        Ok(found.len())
     }
 
     /// Where a chunk is, consulting packs not yet indexed on a miss.
