@@ -236,6 +236,16 @@ impl GenerationReader {
                 data.push((off, e));
             }
         }
+        // A few chunks (small mappings): read one by one here, without starting threads.
+        if data.len() <= INLINE_CHUNKS {
+            let ids: Vec<ChunkId> = data.iter().map(|l| l.1.id).collect();
+            for ((off, e), loc) in data.iter().zip(self.store.locate_many(&ids)?) {
+                let mut d = vec![0u8; leaf_len(e)?];
+                self.store.read_loc_into(&loc, &mut d)?;
+                consumed(*off, Some(&d))?;
+            }
+            return Ok(());
+        }
         // Located batch by batch, while the extents of the batches before are read.
         let mut batches = data.chunks(LOCATE_BATCH).map(|b| {
             let ids: Vec<ChunkId> = b.iter().map(|l| l.1.id).collect();
@@ -289,6 +299,8 @@ impl Store {
 /// Data chunks located at once by [`GenerationReader::for_each_chunk`] (128 MiB of 32 KiB
 /// chunks).
 const LOCATE_BATCH: usize = 4096;
+/// Streams of at most this many data chunks are read chunk by chunk in the calling thread.
+const INLINE_CHUNKS: usize = 4;
 
 fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
     usize::try_from(e.len)
