@@ -217,10 +217,36 @@ impl Store {
     }
 
     /// Locations of many chunks (one index transaction), consulting unindexed packs on a miss.
+    ///
+    /// Locations this handle remembers (crate::known; e.g. from the structure check that
+    /// precedes a restore) are used without a lookup: reads verify every chunk and look a
+    /// chunk up again when its read fails, so a stale hint costs a retry, never a wrong byte.
     pub(crate) fn locate_many(&self, ids: &[ChunkId]) -> Result<Vec<ChunkLoc>, StoreError> {
-        let mut found = self.index().lookup_many(ids)?;
-        if found.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
-            found = self.index().lookup_many(ids)?;
+        let mut found: Vec<Option<ChunkLoc>> = {
+            let known = self.known();
+            ids.iter()
+                .map(|id| known.loc(id).map(|(p, e)| (p.to_string(), e.clone())))
+                .collect()
+        };
+        let ask: Vec<ChunkId> = ids
+            .iter()
+            .zip(&found)
+            .filter(|(_, l)| l.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        if !ask.is_empty() {
+            let mut got = self.index().lookup_many(&ask)?;
+            if got.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
+                got = self.index().lookup_many(&ask)?;
+            }
+            let mut known = self.known();
+            for (pack, e) in got.iter().flatten() {
+                known.add(pack, e);
+            }
+            let mut got = got.into_iter();
+            for slot in found.iter_mut().filter(|l| l.is_none()) {
+                *slot = got.next().flatten();
+            }
         }
         ids.iter()
             .zip(found)
