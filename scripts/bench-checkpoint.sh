@@ -12,7 +12,9 @@
 # checkpoints it at the same points: `criu dump --shell-job` (full every time: this kernel
 # has no soft-dirty bits), then `criu restore --shell-job -d` until the program runs again,
 # for the first checkpoint and each following one. Printed: CRIU's dump time (the program is
-# frozen for all of it), image bytes and restore time, and the ratios cairn/CRIU of checkpoint
+# frozen for all of it), the dump plus a `sync -f` of the image directory's file system (+sync_s:
+# CRIU leaves its images in the page cache, cairn's checkpoints are fsynced when reported; the
+# ckpt/s ratio compares equally durable checkpoints), image bytes and restore time, and the ratios cairn/CRIU of checkpoint
 # time, frozen time, bytes written and restart time (cairn's restart of the last generation
 # against CRIU's restore of the last dump). For random data (the only kind whose contents do
 # not depend on the buffer's address) the checksum of the round after the last checkpoint
@@ -106,7 +108,7 @@ gone() { # pid: wait until no process has it (CRIU restores the same pid)
 # criu_sum (the checksum of the round after the last dump).
 criu_run() {
     local mib=$1 kind=$2 pm=$3 d=$4 k pid t0 img out="$4/criu.out"
-    criu_dump=(); criu_bytes=(); criu_restore=(); criu_sum=-; criu_cold=-
+    criu_dump=(); criu_durable=(); criu_bytes=(); criu_restore=(); criu_sum=-; criu_cold=-
     setsid "$PROG" "$mib" "$pm" $((NEXT + 1)) signal "$kind" >"$out" 2>&1 </dev/null &
     pid=$!
     natives+=("$pid")
@@ -122,6 +124,11 @@ criu_run() {
         timeout "$TIMEOUT" "$CRIU" dump -t "$pid" -D "$img" --shell-job -o dump.log ||
             { echo "criu dump failed, see $img/dump.log" >&2; return 1; }
         criu_dump[k]=$(secs "$t0" "$(now)")
+        # CRIU leaves its images in the page cache; cairn's checkpoint is on disk (fsynced)
+        # when it is reported. The same durability for CRIU: its dump plus a sync of the file
+        # system holding the images.
+        sync -f "$img"
+        criu_durable[k]=$(secs "$t0" "$(now)")
         criu_bytes[k]=$(du -sb --exclude='*.log' "$img" | cut -f1)
         { wait "$pid" || true; } 2>/dev/null
         gone "$pid"
@@ -225,9 +232,9 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     if [ "$criu_ok" = yes ]; then
         mkdir -p "$d"
         criu_run "$mib" "$kind" "$pm" "$d"
-        printf '%-6s %-7s %-6s %-4s %11s %12s %14s %11s | %6s %6s %6s %7s %6s  (cairn/CRIU)\n' \
-            MiB kind dirty ckpt criu_dump_s criu_bytes criu_restore_s criu_cold_s ckpt frozen \
-            bytes restart cold
+        printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s %11s | %6s %6s %6s %6s %7s %6s  (cairn/CRIU)\n' \
+            MiB kind dirty ckpt criu_dump_s +sync_s criu_bytes criu_restore_s criu_cold_s ckpt \
+            ckpt/s frozen bytes restart cold
         for k in $(seq 0 "$NEXT"); do
             r=- rc=- c=-
             if [ "$k" -eq "$NEXT" ]; then
@@ -235,9 +242,11 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
                 c=$criu_cold
                 [ "$cold" = - ] || [ "$c" = - ] || rc=$(ratio "$cold" "$c")
             fi
-            printf '%-6s %-7s %-6s %-4s %11s %12s %14s %11s | %6s %6s %6s %7s %6s\n' \
-                "$mib" "$kind" "$dirty" "$k" "${criu_dump[k]}" "${criu_bytes[k]}" \
-                "${criu_restore[k]}" "$c" "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
+            printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s %11s | %6s %6s %6s %6s %7s %6s\n' \
+                "$mib" "$kind" "$dirty" "$k" "${criu_dump[k]}" "${criu_durable[k]}" \
+                "${criu_bytes[k]}" "${criu_restore[k]}" "$c" \
+                "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
+                "$(ratio "${total_k[k]}" "${criu_durable[k]}")" \
                 "$(ratio "${frozen_k[k]}" "${criu_dump[k]}")" \
                 "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r" "$rc"
         done
