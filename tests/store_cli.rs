@@ -235,7 +235,7 @@ fn not_a_store_newer_format_and_missing_store_option() {
     let cfg = st.join("config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("\"format\": 1", "\"format\": 2");
+        .replace("\"format\": 1", "\"format\": 99");
     std::fs::write(&cfg, text).unwrap();
     let e = fails(&cairn(&st, &["generations"], &[]), 2);
     assert!(e.contains("newer"), "{e}");
@@ -261,7 +261,30 @@ fn init_options_are_written_to_the_config_and_bad_ones_refused() {
     assert_eq!(cfg["memory_chunk_size"], 16 * 1024, "{cfg}");
     assert_eq!(cfg["memory_fanout"], 64, "{cfg}");
     assert_eq!(cfg["zstd_level"], 3, "{cfg}");
-    for bad in [["--memory-fanout", "1"], ["--memory-chunk-kib", "6"]] {
+    assert_eq!(cfg["compression"], "zstd", "{cfg}");
+    assert_eq!(cfg["format"], 1, "{cfg}");
+    // An LZ4 store: format 2, and a save/load round trip through it.
+    let lz = new_store(&t.path().join("lz"), &["--compression", "lz4"]);
+    let cfg = json(&std::fs::read_to_string(lz.join("config.json")).unwrap());
+    assert_eq!(cfg["compression"], "lz4", "{cfg}");
+    assert_eq!(cfg["format"], 2, "{cfg}");
+    let f = t.path().join("text.txt");
+    let text: String = (0..200_000)
+        .map(|i| format!("line {i} of some text\n"))
+        .collect();
+    std::fs::write(&f, &text).unwrap();
+    ok(&lz, &["save", "--job", "j", f.to_str().unwrap()]);
+    let back = t.path().join("back");
+    ok(&lz, &["load", "--job", "j", "--to", back.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(back.join("text.txt")).unwrap(),
+        text
+    );
+    for bad in [
+        ["--memory-fanout", "1"],
+        ["--memory-chunk-kib", "6"],
+        ["--compression", "gzip"],
+    ] {
         let other = t.path().join(format!("bad{}", bad[1]));
         let mut args = vec!["store", "init", other.to_str().unwrap()];
         args.extend_from_slice(&bad);

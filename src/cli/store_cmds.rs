@@ -38,6 +38,10 @@ pub struct InitArgs {
     /// zstd level for new chunks.
     #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
     pub zstd_level: i32,
+    /// Codec for new chunks: zstd (smallest; the default) or lz4 (~25 % larger on
+    /// python-like memory, 2.7x faster to decompress; makes a format-2 store).
+    #[arg(long, default_value = "zstd")]
+    pub compression: String,
     /// Target pack size in MiB.
     #[arg(long, default_value_t = 32)]
     pub pack_mib: u64,
@@ -103,6 +107,7 @@ fn init(a: InitArgs) -> anyhow::Result<i32> {
             .checked_mul(1024)
             .ok_or_else(|| usage("--memory-chunk-kib is too large"))?,
         zstd_level: a.zstd_level,
+        compression: parse_compression(&a.compression)?,
         memory_fanout: a.memory_fanout,
         pack_target_size: a
             .pack_mib
@@ -317,4 +322,15 @@ pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
         println!("{}", if r.ok { "store OK" } else { "store DAMAGED" });
     }
     Ok(if r.ok { 0 } else { 1 })
+}
+
+/// The `--compression` value as the store's setting (a usage error otherwise).
+pub fn parse_compression(s: &str) -> anyhow::Result<cairn_store::Compression> {
+    match s {
+        "zstd" => Ok(cairn_store::Compression::Zstd),
+        "lz4" => Ok(cairn_store::Compression::Lz4),
+        other => Err(usage(format!(
+            "--compression must be zstd or lz4, not {other:?}"
+        ))),
+    }
 }

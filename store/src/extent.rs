@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::error::StoreError;
 use crate::index::ChunkLoc;
-use crate::pack::{check_hash, decompress_to, Codec, PackEntry};
+use crate::pack::{check_hash, decode_to, Codec, PackEntry};
 use crate::store::Store;
 
 /// Largest extent read at once (unless one chunk is larger by itself).
@@ -377,12 +377,12 @@ fn decode<'b>(
     }
     let data: &[u8] = match e.codec {
         Codec::Raw => payload,
-        Codec::Zstd => {
+        Codec::Zstd | Codec::Lz4 => {
             if scratch.len() < len {
                 scratch.resize(len, 0);
             }
             let out = &mut scratch[..len];
-            if decompress_to(payload, out).ok()? != len {
+            if decode_to(e.codec, payload, out).ok()? != len {
                 return None;
             }
             out

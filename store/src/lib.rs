@@ -36,7 +36,7 @@ mod verify;
 mod writer;
 
 pub use check::{CheckLevel, Reach};
-pub use config::{InitOptions, StoreConfig, FORMAT_VERSION};
+pub use config::{Compression, InitOptions, StoreConfig, FORMAT_VERSION};
 pub use error::StoreError;
 pub use extent::ReadStats;
 pub use fsutil::now_ms;
@@ -47,7 +47,7 @@ pub use id::{is_all_zero, ChunkId, IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use index::IndexTotals;
 pub use maintenance::{Condemnation, CopyReport, LiveSet, PackSet, PackSummary, CONDEMNED_DIR};
 pub use node::{StreamKind, StreamRef};
-pub use pack::{looks_incompressible, Codec, PackEntry};
+pub use pack::{compress_lz4_into, looks_incompressible, Codec, PackEntry};
 pub use reader::{ChunkSink, GenerationReader};
 pub use store::{ReindexReport, ScannedGeneration, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};

@@ -34,6 +34,9 @@ pub enum Codec {
     Raw = 0,
     /// One zstd frame.
     Zstd = 1,
+    /// One LZ4 block (no frame; the uncompressed length is the entry's `raw_len`). Only in
+    /// stores of format 2 made with `compression: lz4`.
+    Lz4 = 2,
 }
 
 impl Codec {
@@ -42,6 +45,7 @@ impl Codec {
         match b {
             0 => Some(Codec::Raw),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::Lz4),
             _ => None,
         }
     }
@@ -537,6 +541,9 @@ pub fn decode_payload(e: &PackEntry, payload: Vec<u8>) -> Result<Vec<u8>, StoreE
         Codec::Zstd => zstd::bulk::decompress(&payload, e.raw_len as usize).map_err(|err| {
             StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
         })?,
+        Codec::Lz4 => lz4_flex::block::decompress(&payload, e.raw_len as usize).map_err(|err| {
+            StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
+        })?,
     };
     check_hash(e, &data)?;
     Ok(data)
@@ -551,6 +558,20 @@ pub fn check_hash(e: &PackEntry, data: &[u8]) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Decode a compressed payload of `codec` into `out`; returns the bytes written (a raw
+/// payload is copied).
+pub(crate) fn decode_to(codec: Codec, payload: &[u8], out: &mut [u8]) -> std::io::Result<usize> {
+    match codec {
+        Codec::Raw => {
+            let n = payload.len().min(out.len());
+            out[..n].copy_from_slice(&payload[..n]);
+            Ok(n)
+        }
+        Codec::Zstd => decompress_to(payload, out),
+        Codec::Lz4 => lz4_flex::block::decompress_into(payload, out).map_err(std::io::Error::other),
+    }
 }
 
 /// Decompress the zstd frame `payload` into `out` with this thread's decompressor; returns
@@ -599,7 +620,7 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
             }
             f.read_exact_at(out, e.offset).map_err(eof)?;
         }
-        Codec::Zstd => {
+        Codec::Zstd | Codec::Lz4 => {
             // The compressed payload goes through a per-thread buffer that only grows, so
             // it is neither allocated nor zero-filled per chunk.
             let n = PAYLOAD.with(|pb| {
@@ -610,7 +631,7 @@ pub fn read_into(f: &File, e: &PackEntry, out: &mut [u8]) -> Result<(), StoreErr
                 }
                 let payload = &mut pb[..sl];
                 f.read_exact_at(payload, e.offset).map_err(eof)?;
-                decompress_to(payload, out).map_err(|err| {
+                decode_to(e.codec, payload, out).map_err(|err| {
                     StoreError::Corrupt(format!("chunk {}: cannot decompress: {err}", e.id))
                 })
             })?;
@@ -715,6 +736,24 @@ pub fn compress_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
             .and_then(|(_, c)| c.compress_to_buffer(raw, out).ok())
     });
     matches!(n, Some(n) if n + raw.len() / 32 < raw.len())
+}
+
+/// Compress `raw` as one LZ4 block into `out` (contents discarded, allocation reused). Same
+/// rule as [`compress_into`]: false when the probe says incompressible or LZ4 saves less
+/// than 1/32.
+pub fn compress_lz4_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    if looks_incompressible(raw) {
+        return false;
+    }
+    out.clear();
+    out.resize(lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+    match lz4_flex::block::compress_into(raw, out) {
+        Ok(n) if n + raw.len() / 32 < raw.len() => {
+            out.truncate(n);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Compress `raw` with zstd at `level`; `None` when it should be stored raw (see

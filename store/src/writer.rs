@@ -10,7 +10,7 @@ use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
 use crate::index::Index;
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress_into, Codec, PackEntry, PackWriter, StagingPool};
+use crate::pack::{compress_into, compress_lz4_into, Codec, PackEntry, PackWriter, StagingPool};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
@@ -202,6 +202,7 @@ impl Writer {
             }
         }
         let level = self.store.config().zstd_level;
+        let lz4 = self.store.config().compression == crate::config::Compression::Lz4;
         let outs: Vec<Vec<u8>> = (0..fresh.len())
             .map(|_| self.zpool.pop().unwrap_or_default())
             .collect();
@@ -209,7 +210,13 @@ impl Writer {
             .into_par_iter()
             .zip(outs)
             .map(|((id, data), mut out)| {
-                let codec = if compress_into(&data, level, &mut out) {
+                let codec = if lz4 {
+                    if compress_lz4_into(&data, &mut out) {
+                        Codec::Lz4
+                    } else {
+                        Codec::Raw
+                    }
+                } else if compress_into(&data, level, &mut out) {
                     Codec::Zstd
                 } else {
                     Codec::Raw
@@ -221,7 +228,7 @@ impl Writer {
         for (id, raw, out, codec) in encoded {
             if result.is_ok() {
                 let payload = match codec {
-                    Codec::Zstd => out.as_slice(),
+                    Codec::Zstd | Codec::Lz4 => out.as_slice(),
                     Codec::Raw => raw.as_slice(),
                 };
                 result = self.append(id, payload, raw.len(), codec);
