@@ -210,29 +210,7 @@ impl Index {
         size: u64,
         entries: &[PackEntry],
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        {
-            tx.execute(
-                "INSERT OR REPLACE INTO packs(name, size, chunks) VALUES(?1, ?2, ?3)",
-                params![name, size as i64, entries.len() as i64],
-            )?;
-            let mut st = tx.prepare_cached(
-                "INSERT OR IGNORE INTO chunks(id, pack, offset, stored_len, raw_len, codec)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for e in entries {
-                st.execute(params![
-                    &e.id.0[..],
-                    name,
-                    e.offset as i64,
-                    i64::from(e.stored_len),
-                    i64::from(e.raw_len),
-                    e.codec as u8 as i64
-                ])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.insert_packs(&[(name, size, entries)])
     }
 
     /// Record several sealed packs and their chunks in one transaction, chunks inserted in id
@@ -242,12 +220,20 @@ impl Index {
     /// pages each time, which grew quadratically with the checkpoint's size
     /// (docs/performance.md, session 3).
     pub fn add_packs(&mut self, packs: &[(String, u64, Vec<PackEntry>)]) -> Result<(), StoreError> {
+        let refs: Vec<(&str, u64, &[PackEntry])> = packs
+            .iter()
+            .map(|(n, s, e)| (n.as_str(), *s, e.as_slice()))
+            .collect();
+        self.insert_packs(&refs)
+    }
+
+    fn insert_packs(&mut self, packs: &[(&str, u64, &[PackEntry])]) -> Result<(), StoreError> {
         if packs.is_empty() {
             return Ok(());
         }
         let mut rows: Vec<(&str, &PackEntry)> = packs
             .iter()
-            .flat_map(|(name, _, entries)| entries.iter().map(move |e| (name.as_str(), e)))
+            .flat_map(|(name, _, entries)| entries.iter().map(move |e| (*name, e)))
             .collect();
         // Stable: for equal ids the earlier pack stays first, and INSERT OR IGNORE keeps it.
         rows.sort_by_key(|r| r.1.id.0);

@@ -2,38 +2,10 @@
 
 use std::sync::Mutex;
 
-use cairn_store::{
-    CheckLevel, GenerationInfo, InitOptions, Store, StoreError, StreamKind, StreamRef,
-};
+mod common;
+use common::{info, pseudo_random, put_mem};
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn info(stats: cairn_store::WriteStats) -> GenerationInfo {
-    GenerationInfo {
-        kind: "test".into(),
-        stats,
-        ..Default::default()
-    }
-}
-
-fn put_mem(w: &mut cairn_store::Writer, data: &[u8]) -> StreamRef {
-    w.put_memory(data.len() as u64, &|off, buf: &mut [u8]| {
-        let o = off as usize;
-        buf.copy_from_slice(&data[o..o + buf.len()]);
-        Ok(())
-    })
-    .unwrap()
-}
+use cairn_store::{CheckLevel, InitOptions, Store, StoreError, StreamKind, StreamRef};
 
 #[test]
 fn memory_bytes_tree_roundtrip() {

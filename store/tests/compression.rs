@@ -1,23 +1,15 @@
 //! The LZ4 codec (`compression: lz4`, store format 2): round trips through every read path,
 //! damage is detected, and the config records the choice.
 
-use cairn_store::{
-    synth, CheckLevel, Compression, GenerationInfo, InitOptions, Store, StreamRef, Writer,
-};
+mod common;
+use common::put_mem;
+
+use cairn_store::{synth, CheckLevel, Compression, GenerationInfo, InitOptions, Store, StreamRef};
 
 fn python_like(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
     synth::fill(&mut v, synth::SynthKind::PythonHeap, seed);
     v
-}
-
-fn put(w: &mut Writer, mem: &[u8]) -> StreamRef {
-    w.put_memory(mem.len() as u64, &|off, buf: &mut [u8]| {
-        let o = off as usize;
-        buf.copy_from_slice(&mem[o..o + buf.len()]);
-        Ok(())
-    })
-    .unwrap()
 }
 
 fn lz4_store(dir: &std::path::Path) -> Store {
@@ -33,7 +25,7 @@ fn lz4_store(dir: &std::path::Path) -> Store {
 
 fn commit(store: &Store, mem: &[u8], file: &[u8]) -> (StreamRef, StreamRef) {
     let mut w = store.writer().unwrap();
-    let m = put(&mut w, mem);
+    let m = put_mem(&mut w, mem);
     let mut r = file;
     let f = w.put_bytes(&mut r).unwrap();
     let root = w

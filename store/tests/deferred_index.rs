@@ -2,28 +2,10 @@
 //! before its packs' index rows are written is durable and restorable by anyone, and applying
 //! the rows later gives the same index as indexing them at once.
 
-use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef, Writer};
+mod common;
+use common::{pseudo_random, put_mem};
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn put(w: &mut Writer, mem: &[u8]) -> StreamRef {
-    w.put_memory(mem.len() as u64, &|off, buf: &mut [u8]| {
-        let o = off as usize;
-        buf.copy_from_slice(&mem[o..o + buf.len()]);
-        Ok(())
-    })
-    .unwrap()
-}
+use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef};
 
 /// Writes `mem` with deferred indexing into a store with 1 MiB packs (several packs) and
 /// commits it; returns the store, the stream and the pending rows.
@@ -40,7 +22,7 @@ fn write_deferred(
     )
     .unwrap();
     let mut w = store.writer().unwrap();
-    let s = put(&mut w, mem);
+    let s = put_mem(&mut w, mem);
     let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
     let (stats, pending) = w.finish_deferred().unwrap();
     assert!(stats.packs >= 3, "{stats:?}");
@@ -57,7 +39,7 @@ fn write_deferred(
 #[test]
 fn a_generation_whose_rows_were_never_written_is_restorable_by_a_fresh_handle() {
     let dir = tempfile::tempdir().unwrap();
-    let mem = data(4 << 20, 1);
+    let mem = pseudo_random(4 << 20, 1);
     let (store, s, pending) = write_deferred(dir.path(), &mem);
     assert_eq!(store.totals().unwrap().chunks, 0, "nothing indexed yet");
     drop(pending);
@@ -70,7 +52,7 @@ fn a_generation_whose_rows_were_never_written_is_restorable_by_a_fresh_handle() 
 #[test]
 fn applied_rows_index_every_chunk() {
     let dir = tempfile::tempdir().unwrap();
-    let mem = data(4 << 20, 2);
+    let mem = pseudo_random(4 << 20, 2);
     let (store, _s, pending) = write_deferred(dir.path(), &mem);
     pending.apply().unwrap();
     let t = store.totals().unwrap();

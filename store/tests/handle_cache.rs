@@ -2,41 +2,15 @@
 //! a handle that wrote or read a generation must still refuse to commit over a pack that is
 //! gone or truncated, and must not deduplicate against a pack that is condemned or gone.
 
-use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef, WriteStats, Writer};
+mod common;
+use common::{info, pseudo_random, put_mem};
 
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn put(w: &mut Writer, mem: &[u8]) -> StreamRef {
-    w.put_memory(mem.len() as u64, &|off, buf: &mut [u8]| {
-        let o = off as usize;
-        buf.copy_from_slice(&mem[o..o + buf.len()]);
-        Ok(())
-    })
-    .unwrap()
-}
-
-fn info(stats: WriteStats) -> GenerationInfo {
-    GenerationInfo {
-        kind: "test".into(),
-        stats,
-        ..Default::default()
-    }
-}
+use cairn_store::{InitOptions, Store, StreamRef};
 
 /// Commits `mem` as the only stream of a generation of job `j`; returns the stream.
 fn commit_one(store: &Store, mem: &[u8]) -> StreamRef {
     let mut w = store.writer().unwrap();
-    let s = put(&mut w, mem);
+    let s = put_mem(&mut w, mem);
     let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
     let stats = w.finish().unwrap();
     store.commit("j", &root, info(stats)).unwrap();
@@ -89,12 +63,12 @@ fn commit_reusing(store: &Store, prev: &StreamRef, mem: &[u8]) -> Result<(), Str
 fn a_warm_handle_refuses_to_commit_over_a_deleted_pack() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mut mem = data(40 * 65536, 1);
+    let mut mem = pseudo_random(40 * 65536, 1);
     let prev = commit_one(&store, &mem);
     for p in packs(&store) {
         std::fs::remove_file(p).unwrap();
     }
-    mem[..4096].copy_from_slice(&data(4096, 2));
+    mem[..4096].copy_from_slice(&pseudo_random(4096, 2));
     let err = commit_reusing(&store, &prev, &mem).expect_err("commit over a deleted pack");
     assert!(err.contains("missing"), "{err}");
 }
@@ -103,14 +77,14 @@ fn a_warm_handle_refuses_to_commit_over_a_deleted_pack() {
 fn a_warm_handle_refuses_to_commit_over_a_truncated_pack() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mut mem = data(40 * 65536, 3);
+    let mut mem = pseudo_random(40 * 65536, 3);
     let prev = commit_one(&store, &mem);
     for p in packs(&store) {
         let len = std::fs::metadata(&p).unwrap().len();
         let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len / 2).unwrap();
     }
-    mem[..4096].copy_from_slice(&data(4096, 4));
+    mem[..4096].copy_from_slice(&pseudo_random(4096, 4));
     let err = commit_reusing(&store, &prev, &mem).expect_err("commit over a truncated pack");
     assert!(err.contains("truncated"), "{err}");
 }
@@ -119,9 +93,9 @@ fn a_warm_handle_refuses_to_commit_over_a_truncated_pack() {
 fn a_warm_handle_commits_over_intact_packs_and_reads_back() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mut mem = data(40 * 65536, 5);
+    let mut mem = pseudo_random(40 * 65536, 5);
     let prev = commit_one(&store, &mem);
-    mem[..4096].copy_from_slice(&data(4096, 6));
+    mem[..4096].copy_from_slice(&pseudo_random(4096, 6));
     commit_reusing(&store, &prev, &mem).unwrap();
     // A fresh handle (nothing cached) reads the newest generation back exactly.
     let fresh = Store::open(dir.path()).unwrap();
@@ -136,13 +110,13 @@ fn a_warm_handle_commits_over_intact_packs_and_reads_back() {
 fn a_warm_handle_does_not_dedup_against_a_condemned_pack() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mem = data(40 * 65536, 7);
+    let mem = pseudo_random(40 * 65536, 7);
     commit_one(&store, &mem);
     for p in store.pack_files_on_disk().unwrap() {
         assert!(store.condemn_pack(&p).unwrap());
     }
     let mut w = store.writer().unwrap();
-    put(&mut w, &mem);
+    put_mem(&mut w, &mem);
     let stats = w.finish().unwrap();
     assert!(
         stats.new_raw_bytes as usize >= mem.len(),
@@ -156,13 +130,13 @@ fn a_warm_handle_does_not_dedup_against_a_condemned_pack() {
 fn a_warm_handle_does_not_dedup_against_a_deleted_pack() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mem = data(40 * 65536, 8);
+    let mem = pseudo_random(40 * 65536, 8);
     commit_one(&store, &mem);
     for p in packs(&store) {
         std::fs::remove_file(p).unwrap();
     }
     let mut w = store.writer().unwrap();
-    let s = put(&mut w, &mem);
+    let s = put_mem(&mut w, &mem);
     let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
     let stats = w.finish().unwrap();
     assert!(stats.new_raw_bytes as usize >= mem.len());
@@ -174,10 +148,10 @@ fn a_warm_handle_does_not_dedup_against_a_deleted_pack() {
 fn a_warm_handle_dedups_an_unchanged_image_without_new_data() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mem = data(40 * 65536, 9);
+    let mem = pseudo_random(40 * 65536, 9);
     commit_one(&store, &mem);
     let mut w = store.writer().unwrap();
-    put(&mut w, &mem);
+    put_mem(&mut w, &mem);
     let stats = w.finish().unwrap();
     assert_eq!(stats.new_chunks, 0, "{stats:?}");
 }
@@ -186,10 +160,10 @@ fn a_warm_handle_dedups_an_unchanged_image_without_new_data() {
 fn incremental_write_over_a_stream_of_the_same_unfinished_writer() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mut mem = data(40 * 65536, 10);
+    let mut mem = pseudo_random(40 * 65536, 10);
     let mut w = store.writer().unwrap();
-    let first = put(&mut w, &mem);
-    mem[7 * 65536..7 * 65536 + 4096].copy_from_slice(&data(4096, 11));
+    let first = put_mem(&mut w, &mem);
+    mem[7 * 65536..7 * 65536 + 4096].copy_from_slice(&pseudo_random(4096, 11));
     let changed = [(7u64 * 65536, 4096u64)];
     let src = |off: u64, buf: &mut [u8]| {
         let o = off as usize;
@@ -212,10 +186,10 @@ fn incremental_write_over_a_stream_of_the_same_unfinished_writer() {
 fn an_untouched_stream_of_the_same_writer_is_reused_without_reading() {
     let dir = tempfile::tempdir().unwrap();
     let store = small_store(dir.path());
-    let mut mem = data(40 * 65536, 12);
+    let mut mem = pseudo_random(40 * 65536, 12);
     mem[3 * 65536..9 * 65536].fill(0);
     let mut w = store.writer().unwrap();
-    let first = put(&mut w, &mem);
+    let first = put_mem(&mut w, &mem);
     let after_first = w.stats().clone();
     let unreadable = |_: u64, _: &mut [u8]| -> std::io::Result<()> {
         Err(std::io::Error::other(
@@ -250,7 +224,7 @@ fn incremental_writes_across_sessions_equal_full_writes_for_many_node_groups() {
     let store = small_store(dir.path());
     // 250 chunks and a half: 8 level-1 groups of 32 (the last partial), with a zero run
     // spanning groups 2-3.
-    let mut mem = data(250 * 65536 + 30_000, 13);
+    let mut mem = pseudo_random(250 * 65536 + 30_000, 13);
     mem[70 * 65536..120 * 65536].fill(0);
     let mut prev = commit_one(&store, &mem);
     for (round, changes) in [
@@ -264,7 +238,7 @@ fn incremental_writes_across_sessions_equal_full_writes_for_many_node_groups() {
     {
         for &(o, l) in &changes {
             let o = o as usize;
-            let fresh = data(l as usize, 100 + round as u64);
+            let fresh = pseudo_random(l as usize, 100 + round as u64);
             mem[o..o + l as usize].copy_from_slice(&fresh);
         }
         let src = |off: u64, buf: &mut [u8]| {
