@@ -591,15 +591,8 @@ mod tests {
             ..Default::default()
         };
         let store = Store::init(&dir.path().join("s"), opts).unwrap();
-        let mut x = 0x1234_5678_9abc_def1u64;
-        let data: Vec<u8> = (0..(4 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let mut data = vec![0u8; 4 << 20];
+        crate::synth::fill(&mut data, crate::synth::SynthKind::Random, 0x1234_5678);
         let mut w = store.writer().unwrap();
         let m = w
             .put_memory(data.len() as u64, &|off, buf: &mut [u8]| {

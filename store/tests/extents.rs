@@ -16,15 +16,8 @@ const LEN: usize = 8 << 20;
 
 /// 8 MiB: random chunks, compressible chunks (every 5th) and all-zero chunks (every 7th).
 fn image(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<u8> = (0..LEN)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let mut v = vec![0u8; LEN];
+    cairn_store::synth::fill(&mut v, cairn_store::synth::SynthKind::Random, seed);
     for (k, c) in v.chunks_mut(CHUNK).enumerate() {
         if k % 7 == 3 {
             c.fill(0);

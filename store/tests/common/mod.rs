@@ -3,17 +3,11 @@
 
 use cairn_store::{GenerationInfo, StreamRef};
 
-/// `len` pseudo-random (incompressible) bytes from `seed`.
+/// `len` pseudo-random (incompressible) bytes from `seed` (`synth`'s random data).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
+    let mut v = vec![0u8; len];
+    cairn_store::synth::fill(&mut v, cairn_store::synth::SynthKind::Random, seed);
+    v
 }
 
 /// Generation info of kind "test" with `stats`.
