@@ -232,6 +232,50 @@ fn damaged_newest_generation_falls_back_with_a_warning() {
 }
 
 #[test]
+fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
+    // Every pack the second checkpoint wrote is deleted (as a lost file on a scratch file
+    // system would be): nothing is checked before the restore, so the restore itself must find
+    // the missing chunks, drop what it built and restart generation 1.
+    let TwoGenerations {
+        sc: _scratch,
+        store,
+        prog,
+        native,
+        dir,
+        packs_after_first,
+    } = two_generations_of_counter();
+    let new_packs: Vec<PathBuf> = files_below(&store.join("packs"))
+        .into_iter()
+        .filter(|p| !packs_after_first.contains(p))
+        .collect();
+    assert!(!new_packs.is_empty(), "the second checkpoint wrote no pack");
+    for p in &new_packs {
+        fs::remove_file(p).unwrap();
+    }
+    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
+    let log_path = job.log.clone();
+    let code = job.wait(Duration::from_secs(120));
+    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(code, 0, "{log}");
+    let warning = log
+        .find("warning: skipped generation 2")
+        .unwrap_or_else(|| panic!("no fallback warning: {log}"));
+    let fallback = log
+        .find("restarting job damaged from generation 1")
+        .unwrap_or_else(|| panic!("no fallback: {log}"));
+    assert!(warning < fallback, "{log}");
+    assert_eq!(
+        fs::read(dir.join("stdout")).unwrap(),
+        native.stdout,
+        "{log}"
+    );
+    assert_eq!(
+        fs::read(dir.join("own.txt")).unwrap(),
+        native.files["own.txt"]
+    );
+}
+
+#[test]
 fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
     // Only one data chunk of the newest generation is damaged: its structure (manifest,
     // nodes, chunk locations) is sound, so the damage is found by the restore itself, which

@@ -11,7 +11,7 @@ use cairn_coordinator::agent::store_io::StoreSource;
 use cairn_coordinator::agent::{
     Agent, AgentError, AgentOptions, AgentReport, JobEnd, ProgramExit, StopPolicy,
 };
-use cairn_store::{CheckLevel, Generation, GenerationId, InitOptions, Store, StoreError};
+use cairn_store::{Generation, GenerationId, InitOptions, Store, StoreError};
 
 use crate::exit::{usage, EXIT_RESUME};
 
@@ -121,8 +121,7 @@ pub fn restore_generation(
     g: &Generation,
 ) -> Result<(SandboxJob, String), RestoreFailure> {
     let other = |e: anyhow::Error| RestoreFailure::Other(e);
-    // The structure check does not read data chunks: a damaged chunk of meta.json or
-    // image.json shows up here.
+    // A damaged or missing chunk of meta.json or image.json shows up here.
     let read_failed = |e: AgentError| match e {
         AgentError::Store(
             e @ (StoreError::Corrupt(_) | StoreError::MissingChunk(_) | StoreError::NotFound(_)),
@@ -156,11 +155,12 @@ pub fn restore_generation(
     }
 }
 
-/// Restores `job` from its newest sound generation: generations whose structure (manifest,
-/// tree and stream nodes, chunk locations) is damaged are passed over before anything is
-/// started; data chunks are verified while they are restored, and a generation found damaged
-/// then is abandoned (its half-built job killed) for the previous one. Each generation passed
-/// over is reported on stderr with the reason; `announce` is called before each attempt.
+/// Restores `job` from its newest sound generation. Nothing is checked ahead: the restore
+/// reads every node and data chunk it needs and verifies each as it reads it, before the
+/// program runs again; a generation found damaged then (a corrupt or missing chunk, node or
+/// pack) is abandoned, its half-built job killed, and the previous one tried
+/// (docs/performance.md, "Restart: no separate structure check"). Each generation passed over
+/// is reported on stderr with the reason; `announce` is called before each attempt.
 /// Errors: [`StoreError::UnknownJob`] when the job has no generation (see
 /// `cairn run`), [`StoreError::NoConsistentGeneration`] when none is sound.
 pub fn restore_newest(
@@ -188,10 +188,6 @@ pub fn restore_newest(
             Ok(g) => g,
         };
         seen_job = true;
-        if let Err(reason) = store.check_generation(&g, CheckLevel::Structure) {
-            skip(id.0, reason, &mut skipped);
-            continue;
-        }
         announce(&g);
         match restore_generation(store, &g) {
             Ok((process, agent_id)) => return Ok((g, process, agent_id)),
