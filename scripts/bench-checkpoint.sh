@@ -20,16 +20,23 @@
 # not depend on the buffer's address) the checksum of the round after the last checkpoint
 # must be the same under cairn and CRIU.
 #
-# Run as root, each restart is measured twice: warm (right after the checkpoints, whatever the
-# page cache still holds; cairn's packs are written with O_DIRECT, so they are not in it, while
-# CRIU's images are) and cold (`sync; echo 3 > /proc/sys/vm/drop_caches` right before, as after
-# a requeue on another node: nothing cached). Columns restart_s / cold_s for cairn,
-# criu_restore_s / criu_cold_s for CRIU (its cold restore is of the last dump), with the
-# ratios cairn/CRIU of both. The restarted program's checksum must be the same after the warm
-# and the cold restart. Not root: no cold column ("-").
+# Run as root, restarts are measured warm (whatever the page cache still holds; cairn's packs
+# are written with O_DIRECT, so they are not in it, while CRIU's images are) and cold (`sync;
+# echo 3 > /proc/sys/vm/drop_caches` right before, as after a requeue on another node: nothing
+# cached). Without CRIU: columns restart_s / cold_s, one of each. The restarted program's
+# checksum must be the same after every restart. Not root: no cold restarts.
+#
+# Restart times on a VM vary a lot from one try to the next (here: whether the memory the
+# restored program needs was freed moments ago or already handed back to the hypervisor, which
+# then faults every page in again; docs/performance.md, "Session 4"). With CRIU, after both
+# tools are done, the restart of cairn's last generation and CRIU's restore of its last dump
+# are therefore repeated RESTARTS times each, alternating between the tools, each one SETTLE
+# seconds after the previous program's memory was freed, warm and (as root) cold: printed
+# are every time, min/median/max, and the ratio of the medians (line "# restarts").
 #
 # Environment: SIZES_MIB (default "1024 4096"), KINDS ("random zeros pyheap"),
-# PERMILLE ("1 10 100" = 0.1%, 1%, 10%), NEXT (5), CAIRN (target/release/cairn),
+# PERMILLE ("1 10 100" = 0.1%, 1%, 10%), NEXT (5), RESTARTS (3), SETTLE (2),
+# CAIRN (target/release/cairn),
 # CRIU (criu; "none" skips the comparison), TIMEOUT (600 s for every wait and CRIU call),
 # WORK (a scratch directory on the disk to measure; default a fresh one under /var/tmp).
 # Not a test: timings depend on the machine and on what else runs.
@@ -39,6 +46,8 @@ SIZES_MIB=${SIZES_MIB:-"1024 4096"}
 KINDS=${KINDS:-"random zeros pyheap"}
 PERMILLE=${PERMILLE:-"1 10 100"}
 NEXT=${NEXT:-5}
+RESTARTS=${RESTARTS:-3}
+SETTLE=${SETTLE:-2}
 CAIRN=${CAIRN:-target/release/cairn}
 CRIU=${CRIU:-criu}
 TIMEOUT=${TIMEOUT:-600}
@@ -108,7 +117,7 @@ gone() { # pid: wait until no process has it (CRIU restores the same pid)
 # criu_sum (the checksum of the round after the last dump).
 criu_run() {
     local mib=$1 kind=$2 pm=$3 d=$4 k pid t0 img out="$4/criu.out"
-    criu_dump=(); criu_durable=(); criu_bytes=(); criu_restore=(); criu_sum=-; criu_cold=-
+    criu_dump=(); criu_durable=(); criu_bytes=(); criu_restore=(); criu_sum=-
     setsid "$PROG" "$mib" "$pm" $((NEXT + 1)) signal "$kind" >"$out" 2>&1 </dev/null &
     pid=$!
     natives+=("$pid")
@@ -132,27 +141,71 @@ criu_run() {
         criu_bytes[k]=$(du -sb --exclude='*.log' "$img" | cut -f1)
         { wait "$pid" || true; } 2>/dev/null
         gone "$pid"
+        # CRIU refuses to restore a regular file whose size changed since the dump: the
+        # repeated restores cut the program's output back to this length.
+        criu_out_len=$(stat -c %s "$out")
+        sleep "$SETTLE"
         t0=$(now)
         timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore.log ||
             { echo "criu restore failed, see $img/restore.log" >&2; return 1; }
         criu_restore[k]=$(secs "$t0" "$(now)")
-        if [ "$k" -eq "$NEXT" ] && [ "$can_drop" = yes ]; then
-            # The same restore again from a cold page cache.
-            kill -KILL "$pid" 2>/dev/null || true
-            gone "$pid"
-            drop_caches
-            t0=$(now)
-            timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore-cold.log ||
-                { echo "criu restore failed, see $img/restore-cold.log" >&2; return 1; }
-            criu_cold=$(secs "$t0" "$(now)")
-        fi
-        rm -rf "$img"
+        # The last image is kept for the repeated restarts (restarts_compared).
+        [ "$k" -eq "$NEXT" ] || rm -rf "$img"
     done
+    criu_pid=$pid
     kill -USR2 "$pid"
     wait_for "$out" "^round $NEXT " 1
     criu_sum=$(sed -n "s/^round $NEXT checksum //p" "$out")
     kill -KILL "$pid" 2>/dev/null || true
     gone "$pid"
+}
+
+# stats T...: "min/median/max" of the times T.
+stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {m = NR % 2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2; printf "%.3f/%.3f/%.3f", v[1], m, v[NR]}'; }
+median() { stats "$@" | cut -d/ -f2; }
+
+# criu_restore_again COLD: CRIU's restore of its last dump once more (the restored program
+# killed first), after SETTLE seconds, with the caches dropped if COLD=yes; sets `restart`.
+criu_restore_again() {
+    kill -KILL "$criu_pid" 2>/dev/null || true
+    gone "$criu_pid"
+    sleep "$SETTLE"
+    [ "$1" = yes ] && drop_caches
+    local img="$d/criu-$NEXT" t0
+    truncate -s "$criu_out_len" "$d/criu.out"
+    t0=$(now)
+    timeout "$TIMEOUT" "$CRIU" restore -D "$img" --shell-job -d -o restore-again.log ||
+        { echo "criu restore failed, see $img/restore-again.log" >&2; return 1; }
+    restart=$(secs "$t0" "$(now)")
+}
+
+# restarts_compared: RESTARTS restarts of each tool, alternating, warm then (as root) cold;
+# the first warm ones are those already measured. Prints the times and the ratio of medians.
+restarts_compared() {
+    local i mode cw=("$warm") xw=("${criu_restore[NEXT]}") cc=() xc=()
+    for mode in warm cold; do
+        [ "$mode" = warm ] || [ "$can_drop" = yes ] || continue
+        for i in $(seq 1 "$RESTARTS"); do
+            if [ "$mode" = warm ] && [ "$i" -eq 1 ]; then continue; fi
+            sleep "$SETTLE"
+            [ "$mode" = cold ] && drop_caches
+            cairn_restart "restart-$mode-$i.log"
+            if [ "$sum" != "$cairn_sum" ]; then
+                echo "MISMATCH: round $NEXT checksum $cairn_sum after the first restart, $sum after restart $mode $i" >&2
+                exit 1
+            fi
+            if [ "$mode" = warm ]; then cw+=("$restart"); else cc+=("$restart"); fi
+            criu_restore_again "$([ "$mode" = cold ] && echo yes || echo no)"
+            if [ "$mode" = warm ]; then xw+=("$restart"); else xc+=("$restart"); fi
+        done
+    done
+    kill -KILL "$criu_pid" 2>/dev/null || true
+    gone "$criu_pid"
+    echo "# restarts ($RESTARTS each, alternating, ${SETTLE}s after the previous program's memory was freed; min/median/max s):"
+    echo "#   warm: cairn ${cw[*]} = $(stats "${cw[@]}") | CRIU ${xw[*]} = $(stats "${xw[@]}") | ratio of medians $(ratio "$(median "${cw[@]}")" "$(median "${xw[@]}")")"
+    if [ "${#cc[@]}" -gt 0 ]; then
+        echo "#   cold: cairn ${cc[*]} = $(stats "${cc[@]}") | CRIU ${xc[*]} = $(stats "${xc[@]}") | ratio of medians $(ratio "$(median "${cc[@]}")" "$(median "${xc[@]}")")"
+    fi
 }
 
 printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s %9s\n' \
@@ -213,9 +266,10 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
         group_gone "$agent"
     }
     out_len=$(stat -c %s "$d/stdout")
+    sleep "$SETTLE"
     cairn_restart restart.log
     warm=$restart cairn_sum=$sum cold=-
-    if [ "$can_drop" = yes ]; then
+    if [ "$can_drop" = yes ] && [ "$criu_ok" != yes ]; then
         drop_caches
         cairn_restart restart-cold.log
         cold=$restart
@@ -228,28 +282,24 @@ for mib in $SIZES_MIB; do for kind in $KINDS; do for pm in $PERMILLE; do
     dirty="$(awk "BEGIN {print $pm / 10}")%"
     printf '%-6s %-7s %-6s %-4s %9s %9s %12s %12s %9s %9s\n' "$mib" "$kind" \
         "$dirty" restart - - - - "$restart" "$cold"
-    rm -rf "$d/store"
     if [ "$criu_ok" = yes ]; then
         mkdir -p "$d"
         criu_run "$mib" "$kind" "$pm" "$d"
-        printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s %11s | %6s %6s %6s %6s %7s %6s  (cairn/CRIU)\n' \
-            MiB kind dirty ckpt criu_dump_s +sync_s criu_bytes criu_restore_s criu_cold_s ckpt \
-            ckpt/s frozen bytes restart cold
+        printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s | %6s %6s %6s %6s %7s  (cairn/CRIU)\n' \
+            MiB kind dirty ckpt criu_dump_s +sync_s criu_bytes criu_restore_s ckpt \
+            ckpt/s frozen bytes restart
         for k in $(seq 0 "$NEXT"); do
-            r=- rc=- c=-
-            if [ "$k" -eq "$NEXT" ]; then
-                r=$(ratio "$restart" "${criu_restore[k]}")
-                c=$criu_cold
-                [ "$cold" = - ] || [ "$c" = - ] || rc=$(ratio "$cold" "$c")
-            fi
-            printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s %11s | %6s %6s %6s %6s %7s %6s\n' \
+            r=-
+            [ "$k" -ne "$NEXT" ] || r=$(ratio "$restart" "${criu_restore[k]}")
+            printf '%-6s %-7s %-6s %-4s %11s %11s %12s %14s | %6s %6s %6s %6s %7s\n' \
                 "$mib" "$kind" "$dirty" "$k" "${criu_dump[k]}" "${criu_durable[k]}" \
-                "${criu_bytes[k]}" "${criu_restore[k]}" "$c" \
+                "${criu_bytes[k]}" "${criu_restore[k]}" \
                 "$(ratio "${total_k[k]}" "${criu_dump[k]}")" \
                 "$(ratio "${total_k[k]}" "${criu_durable[k]}")" \
                 "$(ratio "${frozen_k[k]}" "${criu_dump[k]}")" \
-                "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r" "$rc"
+                "$(ratio "${written_k[k]}" "${criu_bytes[k]}")" "$r"
         done
+        restarts_compared
         # Only random data is independent of the buffer's address (ASLR); the other kinds
         # differ between two native runs already.
         if [ "$kind" = random ] && [ "$criu_sum" != "$cairn_sum" ]; then
