@@ -186,56 +186,10 @@ fn two_generations_of_counter() -> TwoGenerations {
     }
 }
 
-#[test]
-fn damaged_newest_generation_falls_back_with_a_warning() {
-    let TwoGenerations {
-        sc: _scratch,
-        store,
-        prog,
-        native,
-        dir,
-        packs_after_first,
-    } = two_generations_of_counter();
-    // Damage every pack written by the second checkpoint only.
-    let new_packs: Vec<PathBuf> = files_below(&store.join("packs"))
-        .into_iter()
-        .filter(|p| !packs_after_first.contains(p))
-        .collect();
-    assert!(!new_packs.is_empty(), "the second checkpoint wrote no pack");
-    for p in &new_packs {
-        let mut data = fs::read(p).unwrap();
-        let len = data.len();
-        for b in &mut data[len / 8..len * 7 / 8] {
-            *b ^= 0x5a;
-        }
-        fs::write(p, data).unwrap();
-    }
-    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
-    let log_path = job.log.clone();
-    let code = job.wait(Duration::from_secs(120));
-    let log = fs::read_to_string(&log_path).unwrap_or_default();
-    assert_eq!(code, 0, "{log}");
-    assert!(
-        log.contains("warning: skipped generation 2"),
-        "no fallback warning: {log}"
-    );
-    assert!(log.contains("from generation 1"), "{log}");
-    assert_eq!(
-        fs::read(dir.join("stdout")).unwrap(),
-        native.stdout,
-        "{log}"
-    );
-    assert_eq!(
-        fs::read(dir.join("own.txt")).unwrap(),
-        native.files["own.txt"]
-    );
-}
-
-#[test]
-fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
-    // Every pack the second checkpoint wrote is deleted (as a lost file on a scratch file
-    // system would be): nothing is checked before the restore, so the restore itself must find
-    // the missing chunks, drop what it built and restart generation 1.
+/// Two generations of the counter; `harm` is applied to every pack the second checkpoint
+/// wrote; then a restart must warn that generation 2 was skipped, restart generation 1 and
+/// end with the native output.
+fn newest_packs_harmed_then_restart_falls_back(harm: fn(&Path)) {
     let TwoGenerations {
         sc: _scratch,
         store,
@@ -250,7 +204,7 @@ fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
         .collect();
     assert!(!new_packs.is_empty(), "the second checkpoint wrote no pack");
     for p in &new_packs {
-        fs::remove_file(p).unwrap();
+        harm(p);
     }
     let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
     let log_path = job.log.clone();
@@ -273,6 +227,27 @@ fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
         fs::read(dir.join("own.txt")).unwrap(),
         native.files["own.txt"]
     );
+}
+
+#[test]
+fn damaged_newest_generation_falls_back_with_a_warning() {
+    // The middle of every pack the second checkpoint wrote is overwritten.
+    newest_packs_harmed_then_restart_falls_back(|p| {
+        let mut data = fs::read(p).unwrap();
+        let len = data.len();
+        for b in &mut data[len / 8..len * 7 / 8] {
+            *b ^= 0x5a;
+        }
+        fs::write(p, data).unwrap();
+    });
+}
+
+#[test]
+fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
+    // Every pack the second checkpoint wrote is deleted (as a lost file on a scratch file
+    // system would be): nothing is checked before the restore, so the restore itself must find
+    // the missing chunks, drop what it built and restart generation 1.
+    newest_packs_harmed_then_restart_falls_back(|p| fs::remove_file(p).unwrap());
 }
 
 #[test]
