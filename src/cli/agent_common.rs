@@ -159,7 +159,7 @@ pub fn restore_generation(
 /// reads every node and data chunk it needs and verifies each as it reads it, before the
 /// program runs again; a generation found damaged then (a corrupt or missing chunk, node or
 /// pack) is abandoned, its half-built job killed, and the previous one tried
-/// (docs/performance.md, "Restart: no separate structure check"). Each generation passed over
+/// (docs/performance.md, "Session 4: restart: no separate structure check"). Each generation passed over
 /// is reported on stderr with the reason; `announce` is called before each attempt.
 /// Errors: [`StoreError::UnknownJob`] when the job has no generation (see
 /// `cairn run`), [`StoreError::NoConsistentGeneration`] when none is sound.
