@@ -154,13 +154,52 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 
 /// Job `damaged`: the counter program, checkpointed twice, then killed.
 struct TwoGenerations {
-    sc: Scratch,
+    /// Holds the scratch directory (removed when dropped).
+    _sc: Scratch,
     store: PathBuf,
     prog: Program,
     native: common::Outcome,
     dir: PathBuf,
     /// Pack files present after the first checkpoint.
     packs_after_first: Vec<PathBuf>,
+}
+
+impl TwoGenerations {
+    /// Restarts the job after its newest generation was harmed: the restart must warn that
+    /// generation 2 was skipped, restart generation 1 and end with the native output.
+    /// Returns the restart's log.
+    fn restart_falls_back_to_generation_1(&self) -> String {
+        let job = Job::start(
+            &self.prog,
+            "restart",
+            &self.store,
+            "damaged",
+            &[],
+            &self.dir,
+            false,
+        );
+        let log_path = job.log.clone();
+        let code = job.wait(Duration::from_secs(120));
+        let log = fs::read_to_string(&log_path).unwrap_or_default();
+        assert_eq!(code, 0, "{log}");
+        let warning = log
+            .find("warning: skipped generation 2")
+            .unwrap_or_else(|| panic!("no fallback warning: {log}"));
+        let fallback = log
+            .find("restarting job damaged from generation 1")
+            .unwrap_or_else(|| panic!("no fallback: {log}"));
+        assert!(warning < fallback, "{log}");
+        assert_eq!(
+            fs::read(self.dir.join("stdout")).unwrap(),
+            self.native.stdout,
+            "{log}"
+        );
+        assert_eq!(
+            fs::read(self.dir.join("own.txt")).unwrap(),
+            self.native.files["own.txt"]
+        );
+        log
+    }
 }
 
 fn two_generations_of_counter() -> TwoGenerations {
@@ -177,7 +216,7 @@ fn two_generations_of_counter() -> TwoGenerations {
     assert!(job.checkpoint(), "second checkpoint: {}", job.log_text());
     job.kill_all();
     TwoGenerations {
-        sc,
+        _sc: sc,
         store,
         prog,
         native,
@@ -190,43 +229,16 @@ fn two_generations_of_counter() -> TwoGenerations {
 /// wrote; then a restart must warn that generation 2 was skipped, restart generation 1 and
 /// end with the native output.
 fn newest_packs_harmed_then_restart_falls_back(harm: fn(&Path)) {
-    let TwoGenerations {
-        sc: _scratch,
-        store,
-        prog,
-        native,
-        dir,
-        packs_after_first,
-    } = two_generations_of_counter();
-    let new_packs: Vec<PathBuf> = files_below(&store.join("packs"))
+    let t = two_generations_of_counter();
+    let new_packs: Vec<PathBuf> = files_below(&t.store.join("packs"))
         .into_iter()
-        .filter(|p| !packs_after_first.contains(p))
+        .filter(|p| !t.packs_after_first.contains(p))
         .collect();
     assert!(!new_packs.is_empty(), "the second checkpoint wrote no pack");
     for p in &new_packs {
         harm(p);
     }
-    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
-    let log_path = job.log.clone();
-    let code = job.wait(Duration::from_secs(120));
-    let log = fs::read_to_string(&log_path).unwrap_or_default();
-    assert_eq!(code, 0, "{log}");
-    let warning = log
-        .find("warning: skipped generation 2")
-        .unwrap_or_else(|| panic!("no fallback warning: {log}"));
-    let fallback = log
-        .find("restarting job damaged from generation 1")
-        .unwrap_or_else(|| panic!("no fallback: {log}"));
-    assert!(warning < fallback, "{log}");
-    assert_eq!(
-        fs::read(dir.join("stdout")).unwrap(),
-        native.stdout,
-        "{log}"
-    );
-    assert_eq!(
-        fs::read(dir.join("own.txt")).unwrap(),
-        native.files["own.txt"]
-    );
+    t.restart_falls_back_to_generation_1();
 }
 
 #[test]
@@ -255,15 +267,8 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
     // Only one data chunk of the newest generation is damaged: its structure (manifest,
     // nodes, chunk locations) is sound, so the damage is found by the restore itself, which
     // verifies every chunk as it reads it; the half-restored job is dropped for generation 1.
-    let TwoGenerations {
-        sc: _scratch,
-        store,
-        prog,
-        native,
-        dir,
-        packs_after_first,
-    } = two_generations_of_counter();
-    let st = cairn_store::Store::open(&store).unwrap();
+    let t = two_generations_of_counter();
+    let st = cairn_store::Store::open(&t.store).unwrap();
     // A memory chunk that generation 2 needs and generation 1 does not (full chunk size;
     // nodes, trees and the image are smaller or differently sized). Not just any chunk of a
     // new pack: the pre-copy also stores pages that were rewritten before the freeze, and
@@ -274,9 +279,9 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
     assert_eq!(gens.len(), 2);
     let first = st.reach(&gens[0].root).leaves;
     let second = st.reach(&gens[1].root).leaves;
-    let (pack, e) = files_below(&store.join("packs"))
+    let (pack, e) = files_below(&t.store.join("packs"))
         .into_iter()
-        .filter(|p| !packs_after_first.contains(p))
+        .filter(|p| !t.packs_after_first.contains(p))
         .flat_map(|p| {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             st.pack_entries(&name)
@@ -292,11 +297,7 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
     let at = (e.offset + u64::from(e.stored_len) / 2) as usize;
     data[at] ^= 0x5a;
     fs::write(&pack, data).unwrap();
-    let job = Job::start(&prog, "restart", &store, "damaged", &[], &dir, false);
-    let log_path = job.log.clone();
-    let code = job.wait(Duration::from_secs(120));
-    let log = fs::read_to_string(&log_path).unwrap_or_default();
-    assert_eq!(code, 0, "{log}");
+    let log = t.restart_falls_back_to_generation_1();
     let attempt = log
         .find("restarting job damaged from generation 2")
         .unwrap_or_else(|| panic!("generation 2 not attempted: {log}"));
@@ -307,15 +308,6 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
         .find("restarting job damaged from generation 1")
         .unwrap_or_else(|| panic!("no fallback: {log}"));
     assert!(attempt < warning && warning < fallback, "{log}");
-    assert_eq!(
-        fs::read(dir.join("stdout")).unwrap(),
-        native.stdout,
-        "{log}"
-    );
-    assert_eq!(
-        fs::read(dir.join("own.txt")).unwrap(),
-        native.files["own.txt"]
-    );
 }
 
 /// Host PIDs of the direct children of `pid`.
