@@ -431,6 +431,9 @@ pub trait MemorySource {
     /// Calls `f` for every chunk of region `index` of process `pid` (any order, possibly from
     /// several threads). `f(offset, None)` means an all-zero chunk.
     fn for_each_chunk(&self, pid: i32, index: usize, f: ChunkFn<'_>) -> io::Result<()>;
+    /// Fills `buf` with the bytes of region `index` of process `pid` at `offset` (zeros
+    /// where nothing is stored): random access, used to serve page faults of a lazy restore.
+    fn read_range(&self, pid: i32, index: usize, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// The saved contents of a deleted-but-open file.
     fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>>;
 }
@@ -527,6 +530,36 @@ impl MemorySource for MemoryImageStore {
             .par_iter()
             .enumerate()
             .try_for_each(|(i, c)| f(i as u64 * MEM_CHUNK, c.as_deref()))
+    }
+    fn read_range(&self, pid: i32, index: usize, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let map = self.regions.lock().map_err(|_| poisoned())?;
+        let (len, chunks) = map.get(&(pid, index)).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no region {index} of pid {pid}"),
+            )
+        })?;
+        if offset + buf.len() as u64 > *len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "range {offset}+{} outside region {index} of pid {pid}",
+                    buf.len()
+                ),
+            ));
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let (i, skip) = ((pos / MEM_CHUNK) as usize, (pos % MEM_CHUNK) as usize);
+            let n = (MEM_CHUNK as usize - skip).min(buf.len() - done);
+            match chunks.get(i).and_then(|c| c.as_deref()) {
+                Some(c) => buf[done..done + n].copy_from_slice(&c[skip..skip + n]),
+                None => buf[done..done + n].fill(0),
+            }
+            done += n;
+        }
+        Ok(())
     }
     fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>> {
         self.files

@@ -36,33 +36,33 @@ const PAGE: usize = 4096;
 const STAGING: usize = 256 << 10;
 
 #[repr(C)]
-struct UffdioApi {
-    api: u64,
-    features: u64,
-    ioctls: u64,
+pub(crate) struct UffdioApi {
+    pub(crate) api: u64,
+    pub(crate) features: u64,
+    pub(crate) ioctls: u64,
 }
 
 #[repr(C)]
-struct UffdioRegister {
-    start: u64,
-    len: u64,
-    mode: u64,
-    ioctls: u64,
+pub(crate) struct UffdioRegister {
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) mode: u64,
+    pub(crate) ioctls: u64,
 }
 
 #[repr(C)]
-struct UffdioRange {
-    start: u64,
-    len: u64,
+pub(crate) struct UffdioRange {
+    pub(crate) start: u64,
+    pub(crate) len: u64,
 }
 
 #[repr(C)]
-struct UffdioCopy {
-    dst: u64,
-    src: u64,
-    len: u64,
-    mode: u64,
-    copy: i64,
+pub(crate) struct UffdioCopy {
+    pub(crate) dst: u64,
+    pub(crate) src: u64,
+    pub(crate) len: u64,
+    pub(crate) mode: u64,
+    pub(crate) copy: i64,
 }
 
 #[repr(C, align(4096))]
@@ -74,7 +74,7 @@ thread_local! {
     static STAGE: std::cell::RefCell<Vec<Page>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> io::Result<()> {
+pub(crate) fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is the #[repr(C)] struct the request `req` expects, valid for reads and
     // writes for the duration of the call.
     let r = unsafe { libc::ioctl(fd, req as _, arg as *mut T) };
@@ -156,7 +156,7 @@ impl Filler {
         }
         STAGE.with(|s| {
             let mut s = s.borrow_mut();
-            if s.is_empty() {
+            if s.len() < STAGING / PAGE {
                 s.resize_with(STAGING / PAGE, || Page([0; PAGE]));
             }
             let mut off = 0;
@@ -202,8 +202,29 @@ impl Filler {
     }
 }
 
+/// Calls `f` with `data` at a page-aligned address: `data` itself when it is, else a copy in
+/// this thread's staging pages (grown as needed).
+pub(crate) fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if (data.as_ptr() as usize).is_multiple_of(PAGE) {
+        return f(data);
+    }
+    STAGE.with(|s| {
+        let mut s = s.borrow_mut();
+        let pages = data.len().div_ceil(PAGE);
+        if s.len() < pages {
+            s.resize_with(pages, || Page([0; PAGE]));
+        }
+        // SAFETY: `s` holds at least data.len() contiguous, initialised bytes (a Vec of
+        // #[repr(C)] pages without padding).
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u8>(), data.len()) };
+        buf.copy_from_slice(data);
+        f(buf)
+    })
+}
+
 /// Takes descriptor `fd` of process `pid` into this process.
-fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
+pub(crate) fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {

@@ -12,6 +12,7 @@ pub mod compat;
 pub mod files;
 pub mod fill;
 pub mod ipc;
+pub mod lazy;
 pub mod memory;
 pub mod pipes;
 pub mod plan;
@@ -62,6 +63,37 @@ pub fn restore_with(
     image: &ProcessTreeImage,
     source: &dyn MemorySource,
     opts: &RestoreOptions,
+) -> Result<Sandbox> {
+    restore_inner(image, source, opts, None)
+}
+
+/// [`restore_with`], restoring the large private anonymous mappings lazily where the kernel
+/// allows it ([`lazy`]): the program runs again before their pages are in place. The
+/// [`LazyMemory`](lazy::LazyMemory) (`None` when everything was restored eagerly) brings
+/// them in; it must be kept until [`lazy::LazyMemory::wait`] returns — dropping it early
+/// kills the job.
+pub fn restore_lazy(
+    image: &ProcessTreeImage,
+    source: std::sync::Arc<dyn MemorySource + Send + Sync>,
+    opts: &RestoreOptions,
+) -> Result<(Sandbox, Option<lazy::LazyMemory>)> {
+    let lazy =
+        lazy::LazyMemory::new(source.clone()).map_err(io_ctx("starting the lazy restore"))?;
+    let sb = restore_inner(image, source.as_ref(), opts, lazy.as_ref())?;
+    match lazy {
+        Some(l) if l.active() => {
+            l.resume();
+            Ok((sb, Some(l)))
+        }
+        _ => Ok((sb, None)),
+    }
+}
+
+fn restore_inner(
+    image: &ProcessTreeImage,
+    source: &dyn MemorySource,
+    opts: &RestoreOptions,
+    lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Sandbox> {
     if image.format != IMAGE_FORMAT {
         return Err(Error::Incompatible(format!(
@@ -137,6 +169,13 @@ pub fn restore_with(
     drop(ready_w);
     drop(fds);
     drop(shm);
+    if let Some(l) = lazy {
+        let killer = sb
+            .pidfd()
+            .try_clone_to_owned()
+            .map_err(io_ctx("duplicating the sandbox's pidfd"))?;
+        l.arm(killer);
+    }
     let mut ready_r = ready_r;
     let r = (|| -> Result<Vec<Traced>> {
         for _ in &image.processes {
@@ -159,9 +198,16 @@ pub fn restore_with(
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source, &shm_fds, segs)?);
+            traced.push(rebuild(o, p, source, &shm_fds, segs, lazy)?);
         }
         sysv::finish(sb.program_pid(), segs)?;
+        // A page the restore itself needed could not be read: never let the job run.
+        if let Some(lazy::LazyOutcome::Failed(why)) = lazy.and_then(|l| l.outcome()) {
+            return Err(Error::Sys {
+                what: "restoring memory".into(),
+                source: std::io::Error::other(why),
+            });
+        }
         Ok(traced)
     })();
     match r {
@@ -366,6 +412,7 @@ fn rebuild(
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
     sysv_shm: &[cairn_capture::sysv::SysvShm],
+    lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Traced> {
     ptrace::seize(
         stub,
@@ -408,7 +455,7 @@ fn rebuild(
         &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
     )?;
 
-    memory::map_all_shared(&inj, stub, scratch, p, source, shm)?;
+    memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy)?;
     sysv::attach(&inj, p, sysv_shm)?;
     for &fd in shm.values() {
         inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;

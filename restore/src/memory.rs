@@ -7,9 +7,10 @@ use cairn_capture::procfs;
 use cairn_capture::{Error, MemorySource, ProcessImage, Result, Vma};
 
 use crate::fill::Filler;
+use crate::lazy::{lazy_candidate, LazyMemory};
 
 /// Private anonymous mappings are filled with `UFFDIO_COPY` (see [`crate::fill`]).
-fn fillable(v: &Vma) -> bool {
+pub(crate) fn fillable(v: &Vma) -> bool {
     v.backing == Backing::Anonymous && !v.shared && v.shm.is_none() && !v.stored.is_empty()
 }
 
@@ -57,11 +58,14 @@ pub fn map_all(
         p,
         source,
         &std::collections::HashMap::new(),
+        None,
     )
 }
 
 /// [`map_all`] where `shm` maps the id of each shared anonymous object to a descriptor (a
-/// memfd) open in the stub; mappings with an id are mapped from it.
+/// memfd) open in the stub; mappings with an id are mapped from it. With `lazy`, the large
+/// private anonymous mappings are registered for a lazy restore instead of filled
+/// ([`crate::lazy`]) when the kernel allows it.
 pub fn map_all_shared(
     inj: &Injector,
     pid: i32,
@@ -69,6 +73,7 @@ pub fn map_all_shared(
     p: &ProcessImage,
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
+    lazy: Option<&LazyMemory>,
 ) -> Result<()> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = std::fs::OpenOptions::new()
@@ -77,6 +82,10 @@ pub fn map_all_shared(
         .open(&mem_path)
         .map_err(io_ctx(format!("opening {mem_path}")))?;
     let rw = (libc::PROT_READ | libc::PROT_WRITE) as u32;
+    let mut space = match lazy {
+        Some(l) if p.vmas.iter().any(lazy_candidate) => l.open_space(inj, pid)?,
+        _ => None,
+    };
     let filler = if p.vmas.iter().any(fillable) {
         Filler::create(inj, pid)?
     } else {
@@ -170,7 +179,19 @@ pub fn map_all_shared(
                 r?;
             }
         }
-        if has_data {
+        let lazily = has_data
+            && lazy_candidate(vma)
+            && space.as_mut().is_some_and(|s| s.register(index, vma));
+        if lazily {
+            // Filled after the program resumes (crate::lazy); the registration stays.
+            if map_prot != vma.prot {
+                inj.call(
+                    "mprotect",
+                    libc::SYS_mprotect,
+                    &[vma.start, vma.len(), u64::from(vma.prot)],
+                )?;
+            }
+        } else if has_data {
             // Chunks the source reports as all-zero are not written: fresh anonymous memory
             // already reads as zeros. The stored pages of a file mapping differ from the file,
             // so there the pages of all-zero chunks are cleared afterwards — only those, never
@@ -224,6 +245,10 @@ pub fn map_all_shared(
                 )?;
             }
         }
+    }
+    if let (Some(l), Some(s)) = (lazy, space) {
+        l.add_space(p.pid, s)
+            .map_err(io_ctx("starting the lazy restore"))?;
     }
     Ok(())
 }

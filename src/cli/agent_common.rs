@@ -145,8 +145,11 @@ pub fn restore_generation(
         g.job, g.id.0
     ));
     let image = read_image(&reader, &agent_id).map_err(read_failed)?;
-    let source = StoreSource::new(&reader, &agent_base(&agent_id));
-    match SandboxJob::restore(&image, &source) {
+    let source = std::sync::Arc::new(StoreSource::new(
+        std::sync::Arc::new(reader),
+        &agent_base(&agent_id),
+    ));
+    match SandboxJob::restore_lazy(&image, source.clone()) {
         Ok(job) => Ok((job, agent_id)),
         Err(e) => Err(match source.damage() {
             Some(why) => RestoreFailure::Damaged(why),
@@ -161,11 +164,14 @@ pub fn restore_generation(
 /// pack) is abandoned, its half-built job killed, and the previous one tried
 /// (docs/performance.md, "Session 4: restart: no separate structure check"). Each generation passed over
 /// is reported on stderr with the reason; `announce` is called before each attempt.
+/// Only generations older than `below` are tried when it is given (the newer ones failed
+/// after their program resumed, see [`lazy_failure`]).
 /// Errors: [`StoreError::UnknownJob`] when the job has no generation (see
 /// `cairn run`), [`StoreError::NoConsistentGeneration`] when none is sound.
 pub fn restore_newest(
     store: &Store,
     job: &str,
+    below: Option<u64>,
     announce: &dyn Fn(&Generation),
 ) -> anyhow::Result<(Generation, SandboxJob, String)> {
     let mut skipped: Vec<(u64, String)> = Vec::new();
@@ -188,6 +194,10 @@ pub fn restore_newest(
             Ok(g) => g,
         };
         seen_job = true;
+        if below.is_some_and(|b| id.0 >= b) {
+            skipped.push((id.0, "failed after its program resumed (see above)".into()));
+            continue;
+        }
         announce(&g);
         match restore_generation(store, &g) {
             Ok((process, agent_id)) => return Ok((g, process, agent_id)),
@@ -208,6 +218,24 @@ pub fn restore_newest(
         reason,
     }
     .into())
+}
+
+/// Why the lazy part of `process`'s restore failed after the program resumed (a page
+/// could not be read: damaged or missing data), if it did; the job was killed then
+/// (docs/capture-restore.md, "Lazy restore"). Take it before [`run_agent`] consumes the process.
+pub fn lazy_failure(process: &SandboxJob) -> impl Fn() -> Option<String> {
+    let lazy = process.lazy_restore();
+    move || match lazy.as_ref().and_then(|l| l.outcome()) {
+        Some(cairn_restore::lazy::LazyOutcome::Failed(why)) => Some(why),
+        _ => None,
+    }
+}
+
+/// The warning printed when generation `id` failed after its program resumed.
+pub fn warn_lazy_failure(id: u64, why: &str) {
+    eprintln!(
+        "cairn: warning: generation {id} failed after the program resumed ({why}); the job was killed, restarting it from an older generation"
+    );
 }
 
 /// Runs the agent's event loop over `process` and returns its report.

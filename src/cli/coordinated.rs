@@ -213,9 +213,9 @@ pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i
 /// Rebuilds agent `id`'s program from generation `g`.
 fn restore_agent(store: &Store, g: &Generation, id: &str) -> anyhow::Result<SandboxJob> {
     let _progress = Progress::start(format!("restoring agent {id} from generation {}", g.id.0));
-    let reader = store.reader(g.id)?;
+    let reader = std::sync::Arc::new(store.reader(g.id)?);
     let image = read_image(&reader, id).map_err(agent_err)?;
-    let source = StoreSource::new(&reader, &agent_base(id));
+    let source = StoreSource::new(reader, &agent_base(id));
     SandboxJob::restore(&image, &source).map_err(agent_err)
 }
 

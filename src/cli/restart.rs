@@ -6,8 +6,8 @@ use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
 use clap::Args;
 
 use super::agent_common::{
-    agent_err, check_job_name, choose_generation, finish, open_store, parse_interval,
-    restore_generation, restore_newest, run_agent, AgentPolicy,
+    agent_err, check_job_name, choose_generation, finish, lazy_failure, open_store, parse_interval,
+    restore_generation, restore_newest, run_agent, warn_lazy_failure, AgentPolicy,
 };
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
@@ -64,26 +64,45 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
             args.job, g.id.0
         )
     };
-    let (g, process, agent_id) = match args.generation {
-        Some(n) => {
-            let g = choose_generation(&store, &args.job, Some(n))?;
-            announce(&g);
-            let (process, agent_id) = restore_generation(&store, &g)?;
-            (g, process, agent_id)
+    // A generation whose lazy restore fails after the program resumed is left for the next
+    // older one (not when the user named the generation).
+    let mut below = None;
+    loop {
+        let (g, process, agent_id) = match args.generation {
+            Some(n) => {
+                let g = choose_generation(&store, &args.job, Some(n))?;
+                announce(&g);
+                let (process, agent_id) = restore_generation(&store, &g)?;
+                (g, process, agent_id)
+            }
+            None => restore_newest(&store, &args.job, below, &announce)?,
+        };
+        let failed = lazy_failure(&process);
+        let report = run_agent(
+            store.clone(),
+            &args.job,
+            agent_id,
+            AgentPolicy {
+                interval: args.interval,
+                stop: StopPolicy::Forward,
+                retention: args.retention.optional(),
+            },
+            process,
+            Some(g.id.0),
+        )?;
+        match failed() {
+            Some(why) if args.generation.is_some() => {
+                return Err(anyhow::anyhow!(
+                    "generation {} failed after the program resumed: {why}",
+                    g.id.0
+                ))
+            }
+            Some(why) => {
+                warn_lazy_failure(g.id.0, &why);
+                below = Some(g.id.0);
+                continue;
+            }
+            None => return Ok(finish(&report, args.store.json)),
         }
-        None => restore_newest(&store, &args.job, &announce)?,
-    };
-    let report = run_agent(
-        store,
-        &args.job,
-        agent_id,
-        AgentPolicy {
-            interval: args.interval,
-            stop: StopPolicy::Forward,
-            retention: args.retention.optional(),
-        },
-        process,
-        Some(g.id.0),
-    )?;
-    Ok(finish(&report, args.store.json))
+    }
 }

@@ -11,8 +11,8 @@ use clap::Args;
 use nix::sys::signal::Signal;
 
 use super::agent_common::{
-    agent_err, check_job_name, finish, open_or_init_store, parse_interval, restore_newest,
-    run_agent, AgentPolicy, DEFAULT_AGENT_ID,
+    agent_err, check_job_name, finish, lazy_failure, open_or_init_store, parse_interval,
+    restore_newest, run_agent, warn_lazy_failure, AgentPolicy, DEFAULT_AGENT_ID,
 };
 use super::common::StoreOpt;
 use super::gc_cmds::PolicyArgs;
@@ -110,31 +110,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let stop = StopPolicy::CheckpointAndStop(args.checkpoint_signal);
     let announce =
         |g: &Generation| eprintln!("cairn: resuming job {job} from generation {}", g.id.0);
-    let resumed = match restore_newest(&store, &job, &announce) {
-        Ok(r) => Some(r),
-        Err(e) if matches!(e.downcast_ref(), Some(StoreError::UnknownJob(_))) => None,
-        Err(e) => return Err(e),
-    };
-    let (process, agent_id, restored_from) = match resumed {
-        Some((g, p, id)) => (p, id, Some(g.id.0)),
-        None => {
-            eprintln!("cairn: starting job {job}");
-            let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
-            (p, DEFAULT_AGENT_ID.to_string(), None)
+    let mut below = None;
+    let report = loop {
+        let resumed = match restore_newest(&store, &job, below, &announce) {
+            Ok(r) => Some(r),
+            Err(e) if matches!(e.downcast_ref(), Some(StoreError::UnknownJob(_))) => None,
+            Err(e) => return Err(e),
+        };
+        let (process, agent_id, restored_from) = match resumed {
+            Some((g, p, id)) => (p, id, Some(g.id.0)),
+            None => {
+                eprintln!("cairn: starting job {job}");
+                let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+                (p, DEFAULT_AGENT_ID.to_string(), None)
+            }
+        };
+        let failed = lazy_failure(&process);
+        let report = run_agent(
+            store.clone(),
+            &job,
+            agent_id,
+            AgentPolicy {
+                interval: args.interval,
+                stop,
+                retention: args.retention.optional(),
+            },
+            process,
+            restored_from,
+        )?;
+        match (failed(), restored_from) {
+            (Some(why), Some(id)) => {
+                warn_lazy_failure(id, &why);
+                below = Some(id);
+            }
+            _ => break report,
         }
     };
-    let report = run_agent(
-        store,
-        &job,
-        agent_id,
-        AgentPolicy {
-            interval: args.interval,
-            stop,
-            retention: args.retention.optional(),
-        },
-        process,
-        restored_from,
-    )?;
     let code = finish(&report, args.store.json);
     match (&slurm_job, args.requeue && code == EXIT_RESUME) {
         (Some(id), true) => requeue(id),

@@ -6,7 +6,9 @@ use std::os::fd::BorrowedFd;
 use cairn_capture::dirty::DirtyTracker;
 use cairn_capture::image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_capture::sandbox::{ExitStatus, Sandbox};
+use cairn_restore::lazy::{LazyMemory, LazyOutcome};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+use std::sync::Arc;
 
 use super::error::AgentError;
 use super::exit::ProgramExit;
@@ -17,6 +19,8 @@ pub struct SandboxJob {
     sandbox: Sandbox,
     /// Dirty-page tracking state (None when disabled by CAIRN_DIRTY_TRACKING=0).
     tracker: Option<DirtyTracker>,
+    /// The lazy part of the restore this program came from, until every page is in place.
+    lazy: Option<Arc<LazyMemory>>,
 }
 
 impl SandboxJob {
@@ -53,9 +57,71 @@ impl SandboxJob {
         Ok(SandboxJob::new(sandbox))
     }
 
+    /// Like [`SandboxJob::restore`], the large private mappings restored lazily where the
+    /// kernel allows it (`cairn_restore::lazy`): the program runs again before their pages
+    /// are in place. When they are, one line on stderr says so; see
+    /// [`SandboxJob::lazy_restore`] for the outcome.
+    pub fn restore_lazy(
+        image: &ProcessTreeImage,
+        source: Arc<dyn MemorySource + Send + Sync>,
+    ) -> Result<Self, AgentError> {
+        let (sandbox, lazy) =
+            cairn_restore::restore_lazy(image, source, &cairn_restore::RestoreOptions::default())
+                .map_err(|e| AgentError::Restore(e.to_string()))?;
+        let mut job = SandboxJob::new(sandbox);
+        if let Some(lazy) = lazy {
+            let lazy = Arc::new(lazy);
+            let watch = lazy.clone();
+            std::thread::Builder::new()
+                .name("lazy-report".into())
+                .spawn(move || {
+                    if let LazyOutcome::Complete {
+                        seconds,
+                        bytes,
+                        faults,
+                    } = watch.wait()
+                    {
+                        eprintln!(
+                            "cairn: memory in place {seconds:.3} s after the program resumed ({:.1} MiB copied, {faults} page faults served)",
+                            bytes as f64 / (1 << 20) as f64
+                        );
+                    }
+                })
+                .map_err(|e| AgentError::Restore(format!("starting a thread: {e}")))?;
+            job.lazy = Some(lazy);
+        }
+        Ok(job)
+    }
+
+    /// The lazy part of the restore (None when everything was restored before the program
+    /// ran). Its [`LazyMemory::outcome`] tells whether a page could not be restored after
+    /// the program resumed (the job was then killed).
+    pub fn lazy_restore(&self) -> Option<Arc<LazyMemory>> {
+        self.lazy.clone()
+    }
+
     fn new(sandbox: Sandbox) -> Self {
         let tracker = super::incremental::tracking_enabled().then(DirtyTracker::new);
-        SandboxJob { sandbox, tracker }
+        SandboxJob {
+            sandbox,
+            tracker,
+            lazy: None,
+        }
+    }
+
+    /// Waits until a lazy restore has every page in place (a checkpoint must see the whole
+    /// memory, and dirty tracking needs the mappings free of the restore's registration).
+    fn settle(&mut self) -> Result<(), AgentError> {
+        let Some(lazy) = &self.lazy else {
+            return Ok(());
+        };
+        match lazy.wait() {
+            LazyOutcome::Complete { .. } | LazyOutcome::ProgramGone => {
+                self.lazy = None;
+                Ok(())
+            }
+            LazyOutcome::Failed(why) => Err(AgentError::Restore(why)),
+        }
     }
 
     /// The dirty-page tracker, when tracking is enabled.
@@ -105,6 +171,7 @@ impl JobProcess for SandboxJob {
     }
 
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
+        self.settle()?;
         let captured = match &mut self.tracker {
             Some(t) => self.sandbox.checkpoint_tracked(t, sink),
             None => self.sandbox.checkpoint(sink),

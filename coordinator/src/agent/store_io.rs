@@ -236,19 +236,22 @@ impl MemorySink for StoreSink<'_> {
 /// Reads an agent's memory regions and files back from a generation. Every chunk is
 /// verified as it is read; the first sign of damaged data (a chunk whose hash does not match,
 /// a chunk or entry missing from the store) is remembered, see [`StoreSource::damage`].
-pub struct StoreSource<'r> {
-    reader: &'r GenerationReader,
+pub struct StoreSource {
+    reader: std::sync::Arc<GenerationReader>,
     base: String,
     damage: std::sync::Mutex<Option<String>>,
+    /// Memory streams looked up by [`MemorySource::read_range`], by (pid, region).
+    streams: std::sync::Mutex<HashMap<(i32, usize), StreamRef>>,
 }
 
-impl<'r> StoreSource<'r> {
+impl StoreSource {
     /// A source over the agent directory `base` (e.g. `agents/0`) of `reader`'s generation.
-    pub fn new(reader: &'r GenerationReader, base: &str) -> Self {
+    pub fn new(reader: std::sync::Arc<GenerationReader>, base: &str) -> Self {
         StoreSource {
             reader,
             base: base.trim_end_matches('/').to_string(),
             damage: std::sync::Mutex::new(None),
+            streams: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -283,10 +286,33 @@ impl<'r> StoreSource<'r> {
     }
 }
 
-impl MemorySource for StoreSource<'_> {
+impl MemorySource for StoreSource {
     fn for_each_chunk(&self, pid: i32, index: usize, f: ChunkFn<'_>) -> io::Result<()> {
         let s = self.lookup("mem", pid, index as i64)?;
         self.reader.for_each_chunk(&s, f).map_err(|e| self.note(e))
+    }
+
+    fn read_range(&self, pid: i32, index: usize, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let cached = self
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(pid, index))
+            .cloned();
+        let s = match cached {
+            Some(s) => s,
+            None => {
+                let s = self.lookup("mem", pid, index as i64)?;
+                self.streams
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((pid, index), s.clone());
+                s
+            }
+        };
+        self.reader
+            .read_at(&s, offset, buf)
+            .map_err(|e| self.note(e))
     }
 
     fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>> {
@@ -351,7 +377,8 @@ mod tests {
             .read_all(&reader.lookup("agents/0/image.json").unwrap())
             .unwrap();
         assert_eq!(image, b"{\"image\":true}");
-        let source = StoreSource::new(&reader, "agents/0/");
+        let reader = std::sync::Arc::new(reader);
+        let source = StoreSource::new(reader.clone(), "agents/0/");
         for (pid, idx, data) in [(1, 0usize, &a), (1, 5, &b), (7, 2, &a)] {
             let out = Mutex::new(vec![0xffu8; data.len()]);
             let f = |off: u64, chunk: Option<&[u8]>| {
