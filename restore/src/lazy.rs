@@ -43,6 +43,9 @@ use crate::fill::{ioctl, take_fd, UffdioApi, UffdioCopy, UffdioRange, UffdioRegi
 const PAGE: u64 = 4096;
 /// Bytes read around a faulting page (in region offsets, aligned).
 const WINDOW: u64 = 64 << 10;
+/// Bytes read at a time for what the first pass left (in region offsets, aligned): chunks
+/// the store reports as all-zero are left to this pass, so it may cross much of a region.
+const LEFTOVER_WINDOW: u64 = 4 << 20;
 /// Smallest mapping restored lazily: smaller ones cost little to copy before the program runs.
 pub const LAZY_MIN_BYTES: u64 = 1 << 20;
 
@@ -726,26 +729,40 @@ fn wake(uffd: i32, a: u64, len: u64) {
 /// that belong there); `st` is held for reading, so no event changes the map meanwhile.
 fn install(sh: &Shared, space: &Space, st: &SpaceState, a: u64, data: &[u8]) -> io::Result<()> {
     let b = a + data.len() as u64;
+    let zero = |p: &[u8]| p.iter().all(|&v| v == 0);
     for (x, y) in st.pending_in(a, b) {
         let part = &data[(x - a) as usize..(y - a) as usize];
-        if part.iter().all(|&v| v == 0) {
-            // Fresh anonymous memory reads as zeros: nothing to install (a fault there gets
-            // the zeros copied; once the userfaultfd is closed, the kernel's zero page).
-            st.unpend(x, y);
-            continue;
+        let pg = PAGE as usize;
+        let mut done = true;
+        let mut p = 0usize;
+        while p < part.len() {
+            // All-zero pages are not installed: fresh anonymous memory reads as zeros (a
+            // fault there gets the zeros copied; after the end, the kernel's zero page).
+            if zero(&part[p..p + pg]) {
+                p += pg;
+                continue;
+            }
+            let mut q = p + pg;
+            while q < part.len() && !zero(&part[q..q + pg]) {
+                q += pg;
+            }
+            match copy_in(space.uffd.as_raw_fd(), x + p as u64, &part[p..q])? {
+                Copied::Done(n) => {
+                    sh.bytes.fetch_add(n, Ordering::Relaxed);
+                }
+                Copied::Later(n) => {
+                    sh.bytes.fetch_add(n, Ordering::Relaxed);
+                    done = false;
+                }
+                Copied::Gone => {
+                    st.set_gone();
+                    return Ok(());
+                }
+            }
+            p = q;
         }
-        match copy_in(space.uffd.as_raw_fd(), x, part)? {
-            Copied::Done(n) => {
-                sh.bytes.fetch_add(n, Ordering::Relaxed);
-                st.unpend(x, y);
-            }
-            Copied::Later(n) => {
-                sh.bytes.fetch_add(n, Ordering::Relaxed);
-            }
-            Copied::Gone => {
-                st.set_gone();
-                return Ok(());
-            }
+        if done {
+            st.unpend(x, y);
         }
     }
     Ok(())
@@ -874,7 +891,7 @@ fn leftover_pass(sh: &Shared) -> io::Result<bool> {
                 pending.range(skip_below..).find_map(|(&s, &e)| {
                     let (k, p) = st.piece_at(s)?;
                     let src = p.src + (s - k);
-                    let w_end = (src / WINDOW + 1) * WINDOW;
+                    let w_end = (src / LEFTOVER_WINDOW + 1) * LEFTOVER_WINDOW;
                     let end = e.min(k + p.len).min(s + (w_end - src));
                     Some((s, end, p.index, src))
                 })
