@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{cairn, count_lines, run_native, Job, Program, Scratch, COMMITTED, STARTED};
+use common::{
+    cairn, count_lines, damage_chunk, files_below, run_native, Job, Program, Scratch, COMMITTED,
+    STARTED,
+};
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).
 fn cairn_output(args: &[&str], envs: &[(&str, &str)]) -> (i32, String) {
@@ -136,22 +139,6 @@ fn store_comes_from_cairn_store_env() {
 }
 
 /// Every file below `dir`.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_below(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Job `damaged`: the counter program, checkpointed twice, then killed.
 struct TwoGenerations {
     /// Holds the scratch directory (removed when dropped).
@@ -293,10 +280,7 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
         .max_by_key(|(_, e)| e.stored_len)
         .expect("the second checkpoint wrote no memory chunk");
     drop(st);
-    let mut data = fs::read(&pack).unwrap();
-    let at = (e.offset + u64::from(e.stored_len) / 2) as usize;
-    data[at] ^= 0x5a;
-    fs::write(&pack, data).unwrap();
+    damage_chunk(&pack, e.offset, e.stored_len);
     let log = t.restart_falls_back_to_generation_1();
     let attempt = log
         .find("restarting job damaged from generation 2")

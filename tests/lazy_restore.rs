@@ -7,10 +7,9 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{run_native, Job, Program, Scratch, RUNNING};
+use common::{damage_chunk, files_below, run_native, Job, Program, Scratch, RUNNING};
 
 /// The line a restart prints once a lazy restore has every page in place.
 const IN_PLACE: &str = "memory in place";
@@ -111,21 +110,6 @@ fn eager_restore_when_turned_off() {
     );
 }
 
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(files_below(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn damaged_data_found_after_resume_restarts_the_previous_generation() {
     if !is_root() {
@@ -202,10 +186,7 @@ fn damaged_data_found_after_resume_restarts_the_previous_generation() {
         .expect("no chunk of the buffer is new in generation 2");
     drop(reader);
     drop(st);
-    let mut data = fs::read(&pack).unwrap();
-    let at = (e.offset + u64::from(e.stored_len) / 2) as usize;
-    data[at] ^= 0x5a;
-    fs::write(&pack, data).unwrap();
+    damage_chunk(&pack, e.offset, e.stored_len);
 
     let job = Job::start(&prog, "restart", &store, "dm", &[], &dir, false);
     let log_path = job.log.clone();

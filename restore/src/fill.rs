@@ -96,24 +96,7 @@ impl Filler {
     /// `process_vm_writev`); an error only when the stub itself fails.
     pub fn create(inj: &Injector, pid: i32) -> Result<Option<Filler>> {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | UFFD_USER_MODE_ONLY;
-        let Ok(fd) = inj.call("userfaultfd", libc::SYS_userfaultfd, &[flags]) else {
-            return Ok(None);
-        };
-        let taken = take_fd(pid, fd as i32);
-        inj.call("close(userfaultfd)", libc::SYS_close, &[fd])?;
-        let Ok(fd) = taken else {
-            return Ok(None);
-        };
-        let mut api = UffdioApi {
-            api: UFFD_API,
-            features: 0,
-            ioctls: 0,
-        };
-        // `ioctls` lists the requests by number; UFFDIO_REGISTER is 0x00.
-        if ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api).is_err() || api.ioctls & 1 == 0 {
-            return Ok(None);
-        }
-        Ok(Some(Filler { fd }))
+        Ok(open_uffd(inj, pid, flags, 0)?.map(|fd| Filler { fd }))
     }
 
     /// Registers `[start, start + len)` (one whole fresh private anonymous mapping) for
@@ -221,6 +204,35 @@ pub(crate) fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
         buf.copy_from_slice(data);
         f(buf)
     })
+}
+
+/// Creates a userfaultfd with `flags` inside the stub `pid` through `inj`, takes it out,
+/// closes it in the stub and enables `features`. `None` when the kernel or the sandbox does
+/// not allow it; an error only when the stub itself fails.
+pub(crate) fn open_uffd(
+    inj: &Injector,
+    pid: i32,
+    flags: u64,
+    features: u64,
+) -> Result<Option<OwnedFd>> {
+    let Ok(fd) = inj.call("userfaultfd", libc::SYS_userfaultfd, &[flags]) else {
+        return Ok(None);
+    };
+    let taken = take_fd(pid, fd as i32);
+    inj.call("close(userfaultfd)", libc::SYS_close, &[fd])?;
+    let Ok(fd) = taken else {
+        return Ok(None);
+    };
+    let mut api = UffdioApi {
+        api: UFFD_API,
+        features,
+        ioctls: 0,
+    };
+    // `ioctls` lists the requests by number; UFFDIO_REGISTER is 0x00.
+    if ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api).is_err() || api.ioctls & 1 == 0 {
+        return Ok(None);
+    }
+    Ok(Some(fd))
 }
 
 /// Takes descriptor `fd` of process `pid` into this process.

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use cairn_capture::inject::Injector;
 use cairn_capture::{MemorySource, Result, Vma};
 
-use crate::fill::{ioctl, take_fd, UffdioApi, UffdioCopy, UffdioRange, UffdioRegister};
+use crate::fill::{ioctl, open_uffd, UffdioCopy, UffdioRange, UffdioRegister};
 
 const PAGE: u64 = 4096;
 /// Bytes read around a faulting page (in region offsets, aligned).
@@ -49,7 +49,6 @@ const LEFTOVER_WINDOW: u64 = 4 << 20;
 /// Smallest mapping restored lazily: smaller ones cost little to copy before the program runs.
 pub const LAZY_MIN_BYTES: u64 = 1 << 20;
 
-const UFFD_API: u64 = 0xAA;
 const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
 const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
 const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
@@ -58,7 +57,6 @@ const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK
     | UFFD_FEATURE_EVENT_REMAP
     | UFFD_FEATURE_EVENT_REMOVE
     | UFFD_FEATURE_EVENT_UNMAP;
-const UFFDIO_API: u64 = 0xC018_AA3F;
 const UFFDIO_REGISTER: u64 = 0xC020_AA00;
 /// `_IOR(0xAA, 0x02, struct uffdio_range)`.
 const UFFDIO_WAKE: u64 = 0x8010_AA02;
@@ -425,27 +423,11 @@ impl LazyMemory {
         }))
     }
 
-    /// Creates, inside the stub `pid` (image pid `image_pid`), a userfaultfd able to serve
-    /// lazy pages and takes it out. `None` when not permitted (then restore eagerly).
+    /// Creates, inside the stub `pid`, a userfaultfd able to serve lazy pages and takes it
+    /// out. `None` when not permitted (then restore eagerly).
     pub fn open_space(&self, inj: &Injector, pid: i32) -> Result<Option<SpaceHandle>> {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-        let Ok(fd) = inj.call("userfaultfd(lazy)", libc::SYS_userfaultfd, &[flags]) else {
-            return Ok(None);
-        };
-        let taken = take_fd(pid, fd as i32);
-        inj.call("close(userfaultfd)", libc::SYS_close, &[fd])?;
-        let Ok(fd) = taken else {
-            return Ok(None);
-        };
-        let mut api = UffdioApi {
-            api: UFFD_API,
-            features: FEATURES,
-            ioctls: 0,
-        };
-        if ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api).is_err() || api.ioctls & 1 == 0 {
-            return Ok(None);
-        }
-        Ok(Some(SpaceHandle {
+        Ok(open_uffd(inj, pid, flags, FEATURES)?.map(|fd| SpaceHandle {
             uffd: Some(fd),
             pieces: Vec::new(),
             regions: Vec::new(),

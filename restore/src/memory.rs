@@ -182,16 +182,8 @@ pub fn map_all_shared(
         let lazily = has_data
             && lazy_candidate(vma)
             && space.as_mut().is_some_and(|s| s.register(index, vma));
-        if lazily {
-            // Filled after the program resumes (crate::lazy); the registration stays.
-            if map_prot != vma.prot {
-                inj.call(
-                    "mprotect",
-                    libc::SYS_mprotect,
-                    &[vma.start, vma.len(), u64::from(vma.prot)],
-                )?;
-            }
-        } else if has_data {
+        // Registered lazily: filled after the program resumes (crate::lazy).
+        if has_data && !lazily {
             // Chunks the source reports as all-zero are not written: fresh anonymous memory
             // already reads as zeros. The stored pages of a file mapping differ from the file,
             // so there the pages of all-zero chunks are cleared afterwards — only those, never
@@ -237,13 +229,13 @@ pub fn map_all_shared(
                         .map_err(io_ctx("clearing file-mapped pages"))?;
                 }
             }
-            if map_prot != vma.prot {
-                inj.call(
-                    "mprotect",
-                    libc::SYS_mprotect,
-                    &[vma.start, vma.len(), u64::from(vma.prot)],
-                )?;
-            }
+        }
+        if map_prot != vma.prot {
+            inj.call(
+                "mprotect",
+                libc::SYS_mprotect,
+                &[vma.start, vma.len(), u64::from(vma.prot)],
+            )?;
         }
     }
     if let (Some(l), Some(s)) = (lazy, space) {
