@@ -154,11 +154,10 @@ fn damaged_data_found_after_resume_restarts_the_previous_generation() {
     let first = st.reach(&gens[0].root).leaves;
     let reader = st.reader(gens[1].id).unwrap();
     let mut biggest: Option<cairn_store::StreamRef> = None;
-    for (pid, tree) in reader
+    for (_pid, tree) in reader
         .tree_entries(&reader.lookup("agents/0/mem").unwrap())
         .unwrap()
     {
-        let _ = pid;
         for (_, s) in reader.tree_entries(&tree).unwrap() {
             if biggest.as_ref().is_none_or(|b| s.len > b.len) {
                 biggest = Some(s);
