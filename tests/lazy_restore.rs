@@ -1,4 +1,4 @@
-//! End-to-end tests of the lazy restore (docs/restore.md, "Lazy restore"): the program runs
+//! End-to-end tests of the lazy restore (docs/capture-restore.md, "Lazy restore"): the program runs
 //! again before its large mappings are in place, and everything it does to its address space
 //! meanwhile (fork, MADV_DONTNEED, mremap, munmap, mprotect, the kernel writing into a missing
 //! page) must leave it with exactly the memory it would have had; damaged data found after
@@ -19,34 +19,36 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-#[test]
-fn address_space_changes_right_after_resume_match_the_native_run() {
+/// Runs `lazy_events MIB` natively, then under cairn: checkpointed while it waits, killed,
+/// restarted (with `restart_prefix` as a shell prefix of the restart, e.g. an export) and
+/// sent SIGUSR2 the moment it runs again, so that it changes its address space while pages
+/// are still missing. The restart must exit 0 with the native output; returns its log.
+fn restart_right_after_resume(mib: &str, restart_prefix: &str) -> String {
     let sc = Scratch::new();
     let store = sc.store();
-    let native = run_native(
-        &Program::c("lazy_events", &["512", "now"]),
-        &sc.sub("native"),
-    );
+    let native = run_native(&Program::c("lazy_events", &[mib, "now"]), &sc.sub("native"));
     assert_eq!(native.code, 0);
-    let prog = Program::c("lazy_events", &["512", "signal"]);
+    let prog = Program::c("lazy_events", &[mib, "signal"]);
     let dir = sc.sub("cairn");
     let mut job = Job::start(&prog, "launch", &store, "lazy", &[], &dir, true);
-    let ready = || fs::read_to_string(dir.join("stdout")).unwrap_or_default();
     let end = std::time::Instant::now() + Duration::from_secs(60);
-    while !ready().contains("ready") {
+    while !fs::read_to_string(dir.join("stdout"))
+        .unwrap_or_default()
+        .contains("ready")
+    {
         assert!(std::time::Instant::now() < end, "{}", job.log_text());
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
     job.kill_all();
 
-    let mut job = Job::start(&prog, "restart", &store, "lazy", &[], &dir, false);
+    let restarting = prog.clone().with_shell_prefix(restart_prefix);
+    let mut job = Job::start(&restarting, "restart", &store, "lazy", &[], &dir, false);
     assert!(
         job.wait_for_lines(RUNNING, 1, Duration::from_secs(120)),
         "{}",
         job.log_text()
     );
-    // At once: the program changes its address space while pages are still missing.
     job.signal(libc::SIGUSR2);
     let log_path = job.log.clone();
     let code = job.wait(Duration::from_secs(120));
@@ -57,6 +59,12 @@ fn address_space_changes_right_after_resume_match_the_native_run() {
         String::from_utf8_lossy(&native.stdout),
         "{log}"
     );
+    log
+}
+
+#[test]
+fn address_space_changes_right_after_resume_match_the_native_run() {
+    let log = restart_right_after_resume("512", "");
     if is_root() {
         // The restart really was lazy (as root the kernel allows it).
         assert!(log.contains(IN_PLACE), "no lazy restore: {log}");
@@ -74,40 +82,8 @@ fn address_space_changes_right_after_resume_match_the_native_run() {
 #[test]
 fn eager_restore_when_turned_off() {
     // CAIRN_LAZY_RESTORE=0: the memory is in place before the program runs, no lazy line.
-    let sc = Scratch::new();
-    let store = sc.store();
-    let native = run_native(
-        &Program::c("lazy_events", &["128", "now"]),
-        &sc.sub("native"),
-    );
-    let prog = Program::c("lazy_events", &["128", "signal"]);
-    let dir = sc.sub("cairn");
-    let mut job = Job::start(&prog, "launch", &store, "eager", &[], &dir, true);
-    let end = std::time::Instant::now() + Duration::from_secs(60);
-    while !fs::read_to_string(dir.join("stdout"))
-        .unwrap_or_default()
-        .contains("ready")
-    {
-        assert!(std::time::Instant::now() < end, "{}", job.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
-    job.kill_all();
-    let eager = prog
-        .clone()
-        .with_shell_prefix("export CAIRN_LAZY_RESTORE=0");
-    let mut job = Job::start(&eager, "restart", &store, "eager", &[], &dir, false);
-    assert!(job.wait_for_lines(RUNNING, 1, Duration::from_secs(120)));
-    job.signal(libc::SIGUSR2);
-    let log_path = job.log.clone();
-    assert_eq!(job.wait(Duration::from_secs(120)), 0);
-    let log = fs::read_to_string(&log_path).unwrap_or_default();
+    let log = restart_right_after_resume("128", "export CAIRN_LAZY_RESTORE=0");
     assert!(!log.contains(IN_PLACE), "lazy although turned off: {log}");
-    assert_eq!(
-        fs::read(dir.join("stdout")).unwrap(),
-        native.stdout,
-        "{log}"
-    );
 }
 
 #[test]
