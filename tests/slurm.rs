@@ -78,6 +78,12 @@ impl Workspace {
 
     /// Submits docs/slurm/SCRIPT as the batch user; returns the job id.
     fn submit(&self, script: &str, steps: u32, extra_env: &str) -> String {
+        self.submit_with(script, steps, extra_env, &[])
+    }
+
+    /// As `submit`, with sbatch OPTIONS given on its command line (they override the script's
+    /// `#SBATCH` lines).
+    fn submit_with(&self, script: &str, steps: u32, extra_env: &str, options: &[&str]) -> String {
         let prog = self.path("bin/slurm_steps");
         let steps = steps.to_string();
         self.submit_args(
@@ -85,16 +91,19 @@ impl Workspace {
             "out.txt",
             &[prog.as_os_str(), steps.as_ref()],
             extra_env,
+            options,
         )
     }
 
-    /// Submits docs/slurm/SCRIPT with ARGS, its output in OUT; returns the job id.
+    /// Submits docs/slurm/SCRIPT with ARGS, its output in OUT, and sbatch OPTIONS; returns
+    /// the job id.
     fn submit_args(
         &self,
         script: &str,
         out: &str,
         args: &[&std::ffi::OsStr],
         extra_env: &str,
+        options: &[&str],
     ) -> String {
         let script = repo().join("docs/slurm").join(script);
         let path = format!(
@@ -111,6 +120,7 @@ impl Workspace {
             .arg(format!("--output={}", self.path(out).display()))
             .arg(format!("--error={}", self.path("err.txt").display()))
             .arg(format!("--export={export}"))
+            .args(options)
             .arg(&script)
             .args(args));
         out.trim().split(';').next().unwrap_or_default().to_string()
@@ -132,19 +142,32 @@ fn job_field(id: &str, key: &str) -> Option<String> {
         .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
 }
 
-/// Waits until the job is in one of `states`, releasing the begin-time hold Slurm puts on a
-/// requeued job (the test has no minutes to spare; production jobs just wait).
+/// How long after a requeue the test lets Slurm start the job again. Slurm revokes the job's
+/// credentials when it requeues it, with a time in whole seconds; a new start within the same
+/// second is refused ("Job credential revoked") and the job ends FAILED. Slurm's own begin-time
+/// hold on requeued jobs (minutes) avoids that; the test shortens it, but not below this.
+const REQUEUE_HOLD: Duration = Duration::from_secs(3);
+
+/// Waits until the job is in one of `states`, shortening the begin-time hold Slurm puts on a
+/// requeued job to [`REQUEUE_HOLD`] (the test has no minutes to spare; production jobs just
+/// wait).
 fn wait_for_state(ws: &Workspace, id: &str, states: &[&str], limit: Duration) -> String {
     let start = Instant::now();
+    let mut held_since: Option<Instant> = None;
     loop {
         let state = job_field(id, "JobState").unwrap_or_default();
         if states.contains(&state.as_str()) {
             return state;
         }
         if state == "PENDING" && job_field(id, "Reason").as_deref() == Some("BeginTime") {
-            let _ = Command::new("scontrol")
-                .args(["update", &format!("JobId={id}"), "StartTime=now"])
-                .status();
+            let since = *held_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= REQUEUE_HOLD {
+                let _ = Command::new("scontrol")
+                    .args(["update", &format!("JobId={id}"), "StartTime=now"])
+                    .status();
+            }
+        } else {
+            held_since = None;
         }
         assert!(
             start.elapsed() < limit,
@@ -238,7 +261,14 @@ fn node_failure_resumes_from_the_last_periodic_checkpoint() {
     let steps = 40;
     let native = native_output(steps);
     let ws = Workspace::new();
-    let id = ws.submit("periodic.sbatch", steps, ",CAIRN_INTERVAL=3");
+    // Only the node failure is tested here: the time limit is long enough for Slurm's wall-time
+    // warning (USR1: final checkpoint and requeue) not to come while the test runs.
+    let id = ws.submit_with(
+        "periodic.sbatch",
+        steps,
+        ",CAIRN_INTERVAL=3",
+        &["--time=10"],
+    );
     wait_for_state(&ws, &id, &["RUNNING"], Duration::from_secs(120));
     let start = Instant::now();
     while count_generations(&ws, &id) < 2 {
@@ -313,6 +343,7 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
         "older.txt",
         &[id.as_ref(), older.as_ref()],
         "",
+        &[],
     );
     wait_completed(&ws, &id2, Duration::from_secs(120));
     assert!(
