@@ -148,6 +148,22 @@ impl TreePlan {
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
             libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+            // Every disposition back to SIG_DFL: the stub inherits cairn's handlers (Rust's
+            // SIGSEGV/SIGBUS stack-overflow handlers among them), whose code is gone once the
+            // program's memory replaces cairn's; the restore then sets only the program's
+            // non-default ones. Raw rt_sigaction: libc's wrapper refuses signals 32 and 33.
+            let dfl = [0u64; 4];
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        dfl.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8usize,
+                    );
+                }
+            }
             let mut moved = [0i32; 1024];
             let total = n.inherited.len() + n.fds.len();
             if total > moved.len() {
