@@ -450,6 +450,51 @@ pub(crate) fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
     regs
 }
 
+/// io_pgetevents on x86_64 (not in the libc crate).
+const SYS_IO_PGETEVENTS: i64 = 333;
+
+/// Syscalls the kernel fails with plain EINTR, not a restart code, when a ptrace or job-control
+/// stop interrupts them, even with no signal handler involved (signal(7), "Interruption of
+/// system calls and library functions by stop signals"), having done nothing.
+const EINTR_ON_STOP: [i64; 15] = [
+    libc::SYS_rt_sigtimedwait,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_semop,
+    libc::SYS_semtimedop,
+    libc::SYS_io_getevents,
+    SYS_IO_PGETEVENTS,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+];
+
+/// Called for every thread cairn has just stopped (before anything else touches it): notes
+/// the syscall of an interrupted restart block ([`note_restart`]), and takes back an EINTR
+/// that only this stop caused — a syscall of [`EINTR_ON_STOP`] failed with EINTR while no
+/// signal the thread could take is pending — by pointing the thread at the syscall again, so
+/// that it repeats the call (with its original arguments) when it runs on, live or restored.
+pub(crate) fn settle_stopped(tid: i32) -> Result<()> {
+    let regs = note_restart(tid, ptrace::get_regs(tid)?);
+    let nr = regs.orig_rax as i64;
+    if regs.rax as i64 == -i64::from(libc::EINTR)
+        && EINTR_ON_STOP.contains(&nr)
+        && !procfs::unblocked_signal_pending(tid)?
+    {
+        let mut r = regs;
+        r.rax = regs.orig_rax;
+        r.rip -= 2;
+        r.orig_rax = u64::MAX;
+        ptrace::set_regs(tid, &r)?;
+    }
+    Ok(())
+}
+
 fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
     let regs = note_restart(tid, ptrace::get_regs(tid)?);
     let xstate = ptrace::get_xstate(tid)?;

@@ -121,6 +121,20 @@ pub fn status_field(path: &str, key: &str) -> Result<String> {
         .ok_or_else(|| Error::Parse(format!("{path}: no {key}")))
 }
 
+/// Whether thread `tid` has a signal pending (for itself or its process) that it does not
+/// block, from /proc/TID/status.
+pub fn unblocked_signal_pending(tid: i32) -> Result<bool> {
+    let path = format!("/proc/{tid}/status");
+    let text = fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
+    let field = |key: &str| -> Result<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .ok_or_else(|| Error::Parse(format!("{path}: no {key}")))
+    };
+    Ok((field("SigPnd")? | field("ShdPnd")?) & !field("SigBlk")? != 0)
+}
+
 /// The pid of outer pid `pid` inside its innermost PID namespace (last NSpid entry).
 pub fn inner_pid(path: &str) -> Result<i32> {
     let v = status_field(path, "NSpid")?;
