@@ -246,6 +246,37 @@ fn report(fd: i32, tag: i32, val: i32) {
     unsafe { libc::write(fd, msg.as_ptr().cast(), 8) };
 }
 
+/// In init, inside the job's own mount namespace: stops mounts from propagating back to the
+/// host (while host mounts still reach the job), then mounts a procfs of the job's PID
+/// namespace on /proc, so that the program's /proc/self, /proc/PID and /proc/self/task show its
+/// own pids and tids — the same after a restart, as getpid() and gettid() are. Where the
+/// kernel refuses (e.g. a container whose /proc is partly masked), the job keeps the host's
+/// /proc, as without a mount namespace.
+fn mount_own_proc() {
+    let root = b"/\0";
+    let proc_ = b"/proc\0";
+    let fstype = b"proc\0";
+    // SAFETY: mount(2) with NUL-terminated constant strings and no data.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr().cast(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SLAVE,
+            std::ptr::null(),
+        ) == 0
+        {
+            libc::mount(
+                fstype.as_ptr().cast(),
+                proc_.as_ptr().cast(),
+                fstype.as_ptr().cast(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+        }
+    }
+}
+
 /// PID 1 of the sandbox. Never returns.
 fn init_main(ctx: &InitCtx<'_>) -> ! {
     // The job dies with its agent: when the agent is killed (even by SIGKILL), init gets
@@ -269,6 +300,7 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
             libc::_exit(99);
         }
         libc::close(ctx.sync_r);
+        mount_own_proc();
         if let Some(text) = &ctx.timens {
             // Children of init live in a new time namespace whose clocks continue from the
             // checkpoint (offsets must be written before any process enters it).
@@ -515,7 +547,10 @@ impl Sandbox {
         let mut pidfd: i32 = -1;
         // Own IPC namespace: System V segments of the job are the job's alone, and restore can
         // recreate them with their ids (crate::sysv).
-        let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_PIDFD) as u64;
+        // Own mount namespace: a /proc of the job's PID namespace (mount_own_proc).
+        let mut flags =
+            (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWNS | libc::CLONE_PIDFD)
+                as u64;
         if user_ns {
             flags |= libc::CLONE_NEWUSER as u64;
         }
