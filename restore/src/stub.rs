@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Descriptors opened by the restoring process for the stub: (source fd, target fd, cloexec).
 pub struct PreparedFds {
@@ -118,24 +118,36 @@ pub fn prepare_fds_with_pipes(
                 let data = source
                     .read_file(p.pid, fd.fd)
                     .map_err(io_ctx(format!("reading saved contents of {path}")))?;
-                let dir = Path::new(path)
-                    .parent()
-                    .filter(|d| d.is_dir())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(std::env::temp_dir);
-                let tmp = dir.join(format!(
-                    ".cairn-restore-{}-{}-{}",
-                    std::process::id(),
-                    p.pid,
-                    fd.fd
-                ));
+                let create = |at: &Path| {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(at)
+                };
+                // At its own path when nothing is there now, so that the program sees the
+                // same "PATH (deleted)" in /proc/self/fd; else under a temporary name next
+                // to it (or in the temporary directory). Unlinked right after opening.
+                let (tmp, made) = match create(Path::new(path)) {
+                    Ok(w) => (PathBuf::from(path), Ok(w)),
+                    Err(_) => {
+                        let dir = Path::new(path)
+                            .parent()
+                            .filter(|d| d.is_dir())
+                            .map(Path::to_path_buf)
+                            .unwrap_or_else(std::env::temp_dir);
+                        let tmp = dir.join(format!(
+                            ".cairn-restore-{}-{}-{}",
+                            std::process::id(),
+                            p.pid,
+                            fd.fd
+                        ));
+                        let made = create(&tmp);
+                        (tmp, made)
+                    }
+                };
                 let tmp_s = tmp.to_string_lossy().into_owned();
-                let mut w = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(io_ctx(format!("creating {tmp_s}")))?;
+                let mut w = made.map_err(io_ctx(format!("creating {tmp_s}")))?;
                 let r = w
                     .write_all(&data)
                     .map_err(io_ctx(format!("writing {tmp_s}")));
