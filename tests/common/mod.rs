@@ -575,8 +575,9 @@ impl FromRawCode for ExitStatus {
     }
 }
 
-/// The differential proof: native outcome == outcome under cairn with kill -9 cycles.
-pub fn differential(prog: &Program, job: &str, cycles: &Cycles) {
+/// The differential proof: native outcome == outcome under cairn with kill -9 cycles. Returns
+/// the (common) outcome, for tests that also check what the program reported.
+pub fn differential(prog: &Program, job: &str, cycles: &Cycles) -> Outcome {
     let scratch = Scratch::new();
     let native_dir = scratch.sub("native");
     if prog.user.is_some() {
@@ -605,8 +606,37 @@ pub fn differential(prog: &Program, job: &str, cycles: &Cycles) {
             );
         }
         let _ = writeln!(msg, "cairn stdout tail:\n{}", tail(&under_cairn.stdout));
+        let _ = writeln!(
+            msg,
+            "{}",
+            first_difference(&native.stdout, &under_cairn.stdout)
+        );
         panic!("differential mismatch for {job}:\n{msg}\nlogs:\n{logs}");
     }
+    native
+}
+
+/// The first line where two outputs differ, with its number, from both sides.
+fn first_difference(native: &[u8], cairn: &[u8]) -> String {
+    let (a, b) = (
+        String::from_utf8_lossy(native),
+        String::from_utf8_lossy(cairn),
+    );
+    let (mut la, mut lb) = (a.lines(), b.lines());
+    for n in 1.. {
+        match (la.next(), lb.next()) {
+            (None, None) => break,
+            (x, y) if x == y => continue,
+            (x, y) => {
+                return format!(
+                    "first difference, line {n}:\n  native: {}\n  cairn:  {}",
+                    x.unwrap_or("<end>"),
+                    y.unwrap_or("<end>")
+                )
+            }
+        }
+    }
+    "stdout: no line differs (the bytes do)".into()
 }
 
 fn tail(b: &[u8]) -> String {
