@@ -148,7 +148,22 @@ fn system_v_shared_memory_between_processes() {
 #[test]
 fn process_and_thread_state_survives() {
     let prog = Program::c("procstate", &["600"]).with_files(&["sub/append.log"]);
-    let out = differential(&prog, "procstate", &Cycles::default());
+    check_procstate(&differential(&prog, "procstate", &Cycles::default()));
+}
+
+/// The same as an ordinary user: the job in a user namespace, restored eagerly, resource
+/// limits set by the unprivileged agent.
+#[test]
+fn process_and_thread_state_survives_as_unprivileged_user() {
+    let prog = Program::c("procstate", &["600"])
+        .with_files(&["sub/append.log"])
+        .run_as("cairn-test");
+    common::open_up(&common::compile_c("procstate"));
+    check_procstate(&differential(&prog, "procstate-user", &Cycles::default()));
+}
+
+/// What procstate.c must have reported (the run under cairn equals the native one).
+fn check_procstate(out: &common::Outcome) {
     let text = String::from_utf8_lossy(&out.stdout);
     let steps = text.lines().filter(|l| l.starts_with("step ")).count();
     let ok = text.lines().filter(|l| l.ends_with(" ok")).count();
