@@ -110,7 +110,24 @@ pub fn run_with_cycles_stdio(
         assert_eq!(image.processes[0].pid, r.program_ns_pid());
         sb = r;
     }
-    sb.wait().expect("wait")
+    finish(sb)
+}
+
+/// Waits for the sandboxed program to end, at most 180 s: a program that lost what it waits
+/// for after a restore (a timer, a wakeup) fails the test instead of hanging it.
+pub fn finish(mut sb: Sandbox) -> ExitStatus {
+    let limit = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if let Some(st) = sb.try_wait().expect("wait") {
+            return st;
+        }
+        if std::time::Instant::now() > limit {
+            let _ = sb.kill();
+            let _ = sb.wait();
+            panic!("the program did not finish within 180 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn read(p: &Path) -> String {
@@ -164,5 +181,5 @@ pub fn run_cycles_to_file(
             .unwrap_or_else(|e| panic!("restore: {e}; output so far:\n{}", read(out)));
         images.push(image);
     }
-    (sb.wait().expect("wait"), images)
+    (finish(sb), images)
 }
