@@ -69,19 +69,50 @@ fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
 }
 
+/// A directory that exists but is not a store is refused by `restart` and by `launch` (which
+/// creates a store only in a missing or empty directory), and `restart` refuses a store path
+/// that does not exist: exit 2, one error line that names the directory and says what is
+/// wrong with it, and the program never runs.
 #[test]
 fn a_directory_that_is_not_a_store_is_refused() {
     let sc = Scratch::new();
     let dir = sc.sub("notastore");
     fs::write(dir.join("something"), b"data").unwrap();
+    let not_a_store = format!("{}: not a cairn store (no config.json)", s(&dir));
     let (code, err) = cairn_output(&["restart", "--store", s(&dir), "--job", "a"], &[]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-    let (code, err) = launch(&dir, "a", &[], &["true"]);
+    assert!(
+        err.starts_with("cairn: error: ") && err.contains(&not_a_store),
+        "{err}"
+    );
+    let marker = sc.dir.path().join("ran");
+    let (code, err) = launch(&dir, "a", &[], &["touch", s(&marker)]);
     assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("cairn: error: ") && err.contains(&not_a_store),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the program ran");
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        1,
+        "launch wrote into a directory that is not a store"
+    );
     let missing = sc.dir.path().join("missing");
     let (code, err) = cairn_output(&["restart", "--store", s(&missing), "--job", "a"], &[]);
     assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("cairn: error: ")
+            && err.contains(&format!(
+                "{}: no such directory (not a cairn store)",
+                s(&missing)
+            )),
+        "{err}"
+    );
+    assert!(!missing.exists(), "restart created the store directory");
 }
 
 #[test]
