@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{
     cairn, count_lines, damage_chunk, files_below, run_native, Job, Program, Scratch, COMMITTED,
-    STARTED,
+    RUNNING, STARTED,
 };
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).
@@ -280,26 +280,24 @@ fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
     newest_packs_harmed_then_restart_falls_back(|p| fs::remove_file(p).unwrap());
 }
 
-#[test]
-fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
-    // Only one data chunk of the newest generation is damaged: its structure (manifest,
-    // nodes, chunk locations) is sound, so the damage is found by the restore itself, which
-    // verifies every chunk as it reads it; the half-restored job is dropped for generation 1.
-    let t = two_generations_of_counter();
-    let st = cairn_store::Store::open(&t.store).unwrap();
-    // A memory chunk that generation 2 needs and generation 1 does not (full chunk size;
-    // nodes, trees and the image are smaller or differently sized). Not just any chunk of a
-    // new pack: the pre-copy also stores pages that were rewritten before the freeze, and
-    // the generation does not reach those.
+/// Damages one memory chunk (full chunk size; nodes, trees and the image are smaller or
+/// differently sized) that generation `which` (0 = oldest) of `job` reaches and no other
+/// generation of the job does: the generation's structure (manifest, nodes, chunk locations)
+/// stays sound, so only the restore itself, which verifies every chunk as it reads it, can
+/// find the damage. Not just any chunk of a new pack: the pre-copy also stores pages that
+/// were rewritten before the freeze, and no generation reaches those.
+fn damage_a_memory_chunk_only_in(store: &Path, job: &str, which: usize) {
+    let st = cairn_store::Store::open(store).unwrap();
     let cs = st.config().memory_chunk_size;
-    let mut gens = st.generations(Some("damaged")).unwrap();
+    let mut gens = st.generations(Some(job)).unwrap();
     gens.sort_by_key(|g| g.id.0);
-    assert_eq!(gens.len(), 2);
-    let first = st.reach(&gens[0].root).leaves;
-    let second = st.reach(&gens[1].root).leaves;
-    let (pack, e) = files_below(&t.store.join("packs"))
+    let reached: Vec<_> = gens.iter().map(|g| st.reach(&g.root).leaves).collect();
+    let (pack, e) = files_below(&store.join("packs"))
         .into_iter()
-        .filter(|p| !t.packs_after_first.contains(p))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".pack") && !name.starts_with(".tmp-")
+        })
         .flat_map(|p| {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             st.pack_entries(&name)
@@ -307,11 +305,25 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
                 .into_iter()
                 .map(move |e| (p.clone(), e))
         })
-        .filter(|(_, e)| e.raw_len == cs && second.contains(&e.id) && !first.contains(&e.id))
+        .filter(|(_, e)| {
+            e.raw_len == cs
+                && reached
+                    .iter()
+                    .enumerate()
+                    .all(|(i, leaves)| leaves.contains(&e.id) == (i == which))
+        })
         .max_by_key(|(_, e)| e.stored_len)
-        .expect("the second checkpoint wrote no memory chunk");
+        .unwrap_or_else(|| panic!("generation {which} of {job} has no memory chunk of its own"));
     drop(st);
     damage_chunk(&pack, e.offset, e.stored_len);
+}
+
+#[test]
+fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
+    // Only one data chunk of the newest generation is damaged, so the damage is found by the
+    // restore itself; the half-restored job is dropped for generation 1.
+    let t = two_generations_of_counter();
+    damage_a_memory_chunk_only_in(&t.store, "damaged", 1);
     let log = t.restart_falls_back_to_generation_1();
     let attempt = log
         .find("restarting job damaged from generation 2")
@@ -323,6 +335,82 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
         .find("restarting job damaged from generation 1")
         .unwrap_or_else(|| panic!("no fallback: {log}"));
     assert!(attempt < warning && warning < fallback, "{log}");
+}
+
+/// The last line of a log (the error line of a failed cairn command).
+fn last_line(text: &str) -> &str {
+    text.trim_end().lines().last().unwrap_or_default()
+}
+
+/// The only generation of a job has a damaged data chunk: `cairn restart` has nothing to
+/// fall back to. It must exit 2 with one error line saying that no consistent generation is
+/// left and why (which generation, what damage), and start nothing: the half-built program is
+/// dropped before it runs and no process of the job outlives the command.
+#[test]
+fn no_sound_generation_left_is_a_clear_error_and_nothing_runs() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "lastgen", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
+    job.kill_all();
+    damage_a_memory_chunk_only_in(&store, "lastgen", 0);
+    let restarted = Job::start(&prog, "restart", &store, "lastgen", &[], &dir, false);
+    let log = restarted.log.clone();
+    // Returns once no process of the job's group is left.
+    let code = restarted.wait(Duration::from_secs(60));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 2, "{text}");
+    let last = last_line(&text);
+    assert!(
+        last.starts_with("cairn: error: no consistent generation of job \"lastgen\": generation 1: corrupt store: "),
+        "unclear error line: {last}\nlog:\n{text}"
+    );
+    assert!(
+        text.contains("restarting job lastgen from generation 1"),
+        "generation 1 not attempted: {text}"
+    );
+    assert!(!text.contains(RUNNING), "the program ran: {text}");
+    assert!(
+        !fs::read_to_string(dir.join("stdout"))
+            .unwrap_or_default()
+            .contains("done"),
+        "the program ran to its end"
+    );
+}
+
+/// `--generation 2` names a damaged generation while generation 1 is sound: the restart
+/// must fail with exit 2 and an error line naming generation 2, without falling back to
+/// generation 1 behind the user's back; a restart without `--generation` then does fall back.
+#[test]
+fn a_named_damaged_generation_is_an_error_without_fallback() {
+    let t = two_generations_of_counter();
+    damage_a_memory_chunk_only_in(&t.store, "damaged", 1);
+    let (code, err) = cairn_output(
+        &[
+            "restart",
+            "--store",
+            s(&t.store),
+            "--job",
+            "damaged",
+            "--generation",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    let last = last_line(&err);
+    assert!(
+        last.starts_with("cairn: error: generation 2 of job \"damaged\" is damaged")
+            && last.contains("no other generation is tried")
+            && last.contains("corrupt store"),
+        "unclear error line: {last}\nstderr:\n{err}"
+    );
+    assert!(!err.contains("generation 1"), "fell back: {err}");
+    assert!(!err.contains(RUNNING), "the program ran: {err}");
+    t.restart_falls_back_to_generation_1();
 }
 
 /// Host PIDs of the direct children of `pid`.
