@@ -54,6 +54,55 @@ fn exit_codes_are_passed_through() {
     assert_eq!(code, 0);
 }
 
+/// Once `job` runs its program, sends SIGUSR2 to it (forwarded to the program) until it
+/// ends; returns its exit code.
+fn nudge_until_exit(mut job: Job) -> i32 {
+    // Before the agent blocks its signals, SIGUSR2 would end cairn itself.
+    assert!(
+        job.wait_for_lines(RUNNING, 1, Duration::from_secs(60)),
+        "the program did not run: {}",
+        job.log_text()
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while job.running() && std::time::Instant::now() < end {
+        job.signal(libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    job.wait(Duration::from_secs(5))
+}
+
+/// After a checkpoint, a kill -9 of the whole job and a restart, `cairn restart` passes the
+/// program's end on as `launch` does: its exit code (7), or 128+N when a signal N (SIGTERM)
+/// kills it.
+#[test]
+fn exit_codes_are_passed_through_after_a_restart() {
+    for (arg, want) in [("7", 7), ("-15", 128 + libc::SIGTERM)] {
+        let sc = Scratch::new();
+        let store = sc.store();
+        let dir = sc.sub("cairn");
+        let prog = Program::c("wait_exit", &[arg]);
+        let mut job = Job::start(&prog, "launch", &store, "code", &[], &dir, true);
+        job.wait_stdout("ready");
+        assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
+        assert!(job.running(), "{}", job.log_text());
+        job.kill_all();
+        let restarted = Job::start(&prog, "restart", &store, "code", &[], &dir, false);
+        let log = restarted.log.clone();
+        let code = nudge_until_exit(restarted);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("restarting job code from generation 1"),
+            "{text}"
+        );
+        assert_eq!(code, want, "wait_exit {arg} after a restart: {text}");
+        assert_eq!(
+            fs::read_to_string(dir.join("stdout")).unwrap_or_default(),
+            "ready\nleaving\n",
+            "{text}"
+        );
+    }
+}
+
 #[test]
 fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     let sc = Scratch::new();
