@@ -103,6 +103,79 @@ fn exit_codes_are_passed_through_after_a_restart() {
     }
 }
 
+/// An internal failure of `cairn launch` exits 99, or `CAIRN_FAIL_RC`: here the sandbox
+/// cannot be created because clone3(2) is refused (seccomp makes it fail with ENOSYS, as an
+/// old kernel or a container's default profile does). The user's input is fine; cairn cannot
+/// do its job. One error line names the failure, and the program never runs.
+#[test]
+fn an_internal_failure_of_launch_exits_99_or_cairn_fail_rc() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let marker = sc.dir.path().join("ran");
+    let wrapper = common::compile_c("no_clone3");
+    for (env, want) in [(None, 99), (Some("42"), 42)] {
+        let mut c = Command::new(&wrapper);
+        c.args([cairn(), "launch", "--store", s(&store), "--job", "a", "--"])
+            .args(["touch", s(&marker)])
+            .env_remove("CAIRN_FAIL_RC")
+            .stdin(Stdio::null());
+        if let Some(rc) = env {
+            c.env("CAIRN_FAIL_RC", rc);
+        }
+        let out = c.output().expect("running cairn under no_clone3");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        assert!(
+            err.starts_with("cairn: error: ")
+                && err.contains("clone3(CLONE_NEWPID) for the sandbox"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the program ran");
+    }
+}
+
+/// A store that refuses a checkpoint while the job runs (its packs directory replaced by a
+/// file: nothing can be written) is not a failure of the job: the checkpoint is reported
+/// failed with nothing committed, the program keeps running, the next checkpoint (once the
+/// store is usable again) commits, and `cairn launch` exits with the program's code; the
+/// report counts the failed checkpoint (docs/user-guide.md, "Reports and exit codes").
+#[test]
+fn a_store_refusing_a_checkpoint_leaves_the_job_running() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let dir = sc.sub("cairn");
+    let prog = Program::c("wait_exit", &["7"]);
+    let mut job = Job::start(&prog, "launch", &store, "refused", &["--json"], &dir, true);
+    job.wait_stdout("ready");
+    let packs = store.join("packs");
+    let away = store.join("packs.away");
+    fs::rename(&packs, &away).unwrap();
+    fs::write(&packs, b"").unwrap();
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(
+            "checkpoint failed, nothing committed",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        job.log_text()
+    );
+    assert!(job.running(), "{}", job.log_text());
+    fs::remove_file(&packs).unwrap();
+    fs::rename(&away, &packs).unwrap();
+    assert!(job.checkpoint(), "{}", job.log_text());
+    let log = job.log.clone();
+    let code = nudge_until_exit(job);
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 7, "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(last_line(&text)).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["failed_checkpoints"], 1, "{text}");
+    assert_eq!(report["checkpoints"][0]["generation"], 1, "{text}");
+}
+
 #[test]
 fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     let sc = Scratch::new();
