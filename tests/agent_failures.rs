@@ -674,6 +674,98 @@ fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
     );
 }
 
+/// The deterministic variant of the test above: the program rewrites all of its 640 MiB with
+/// random data between checkpoints, so the second checkpoint writes for the better part of a
+/// second; the whole job is killed -9 once that checkpoint has started writing packs, and the
+/// log shows it had not committed. Then exactly generation 1 remains (no manifest, temporary
+/// or final, of the interrupted checkpoint), `cairn verify --read-data` finds the store
+/// sound, and a restart resumes generation 1 and ends with the native run's output.
+#[test]
+fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() {
+    const MIB: &str = "640";
+    const ROUNDS: &str = "3";
+    let sc = Scratch::new();
+    let store = sc.store();
+    // Every round rewrites the whole buffer (1000 per mille) and prints its checksum.
+    let native = run_native(
+        &Program::c("dirtymem", &[MIB, "1000", ROUNDS, "timed"]),
+        &sc.sub("native"),
+    );
+    assert_eq!(native.code, 0, "the native run failed");
+    let prog = Program::c("dirtymem", &[MIB, "1000", ROUNDS, "signal"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "midway", &[], &dir, true);
+    job.wait_stdout("ready");
+    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
+    let packs = store.join("packs");
+    let packs_after_first = files_below(&packs);
+    let manifests_after_first = files_below(&store.join("generations"));
+    job.signal(libc::SIGUSR2);
+    job.wait_stdout("round 0 ");
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(STARTED, 2, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    // The checkpoint is writing once a pack file appears (under its temporary name).
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while files_below(&packs)
+        .iter()
+        .all(|p| packs_after_first.contains(p))
+    {
+        assert!(
+            job.running() && std::time::Instant::now() < end,
+            "the second checkpoint wrote no pack: {}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let log = job.log.clone();
+    job.kill_all();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        count_lines(&log, COMMITTED),
+        1,
+        "the second checkpoint was over before the kill: {text}"
+    );
+    let ids: Vec<u64> = common::generations_json(&store, "midway")
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ids, [1], "{text}");
+    assert_eq!(
+        files_below(&store.join("generations")),
+        manifests_after_first,
+        "the interrupted checkpoint left a manifest"
+    );
+    let out = common::store_cmd(&store, &["verify", "--read-data", "--json"], &[]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "cairn verify: {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("cairn verify --json");
+    assert_eq!(v["ok"], true, "{report}");
+    assert_eq!(
+        v["damaged_packs"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let restarted = Job::start(&prog, "restart", &store, "midway", &[], &dir, false);
+    let log = restarted.log.clone();
+    let code = nudge_until_exit(restarted);
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("restarting job midway from generation 1"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    assert!(
+        fs::read(dir.join("stdout")).unwrap_or_default() == native.stdout,
+        "stdout differs from the native run:\n{}\nlog:\n{text}",
+        fs::read_to_string(dir.join("stdout")).unwrap_or_default()
+    );
+}
+
 #[test]
 fn run_checkpoints_and_stops_on_signals_then_resumes_to_identical_output() {
     let sc = Scratch::new();

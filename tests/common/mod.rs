@@ -660,3 +660,9 @@ impl Job {
         }
     }
 }
+
+/// `cairn generations --json --job JOB` on `store`: the job's generations, oldest first.
+pub fn generations_json(store: &Path, job: &str) -> Vec<serde_json::Value> {
+    let out = store_ok(store, &["generations", "--json", "--job", job]);
+    serde_json::from_str(&out).expect("parsing cairn generations --json")
+}
