@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{
     cairn, count_lines, damage_chunk, files_below, run_native, Job, Program, Scratch, COMMITTED,
-    STARTED,
+    RUNNING, STARTED,
 };
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).
@@ -54,6 +54,128 @@ fn exit_codes_are_passed_through() {
     assert_eq!(code, 0);
 }
 
+/// Once `job` runs its program, sends SIGUSR2 to it (forwarded to the program) until it
+/// ends; returns its exit code.
+fn nudge_until_exit(mut job: Job) -> i32 {
+    // Before the agent blocks its signals, SIGUSR2 would end cairn itself.
+    assert!(
+        job.wait_for_lines(RUNNING, 1, Duration::from_secs(60)),
+        "the program did not run: {}",
+        job.log_text()
+    );
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while job.running() && std::time::Instant::now() < end {
+        job.signal(libc::SIGUSR2);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    job.wait(Duration::from_secs(5))
+}
+
+/// After a checkpoint, a kill -9 of the whole job and a restart, `cairn restart` passes the
+/// program's end on as `launch` does: its exit code (7), or 128+N when a signal N (SIGTERM)
+/// kills it.
+#[test]
+fn exit_codes_are_passed_through_after_a_restart() {
+    for (arg, want) in [("7", 7), ("-15", 128 + libc::SIGTERM)] {
+        let sc = Scratch::new();
+        let store = sc.store();
+        let dir = sc.sub("cairn");
+        let prog = Program::c("wait_exit", &[arg]);
+        let mut job = Job::start(&prog, "launch", &store, "code", &[], &dir, true);
+        job.wait_stdout("ready");
+        assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
+        assert!(job.running(), "{}", job.log_text());
+        job.kill_all();
+        let restarted = Job::start(&prog, "restart", &store, "code", &[], &dir, false);
+        let log = restarted.log.clone();
+        let code = nudge_until_exit(restarted);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("restarting job code from generation 1"),
+            "{text}"
+        );
+        assert_eq!(code, want, "wait_exit {arg} after a restart: {text}");
+        assert_eq!(
+            fs::read_to_string(dir.join("stdout")).unwrap_or_default(),
+            "ready\nleaving\n",
+            "{text}"
+        );
+    }
+}
+
+/// An internal failure of `cairn launch` exits 99, or `CAIRN_FAIL_RC`: here the sandbox
+/// cannot be created because clone3(2) is refused (seccomp makes it fail with ENOSYS, as an
+/// old kernel or a container's default profile does). The user's input is fine; cairn cannot
+/// do its job. One error line names the failure, and the program never runs.
+#[test]
+fn an_internal_failure_of_launch_exits_99_or_cairn_fail_rc() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let marker = sc.dir.path().join("ran");
+    let wrapper = common::compile_c("no_clone3");
+    for (env, want) in [(None, 99), (Some("42"), 42)] {
+        let mut c = Command::new(&wrapper);
+        c.args([cairn(), "launch", "--store", s(&store), "--job", "a", "--"])
+            .args(["touch", s(&marker)])
+            .env_remove("CAIRN_FAIL_RC")
+            .stdin(Stdio::null());
+        if let Some(rc) = env {
+            c.env("CAIRN_FAIL_RC", rc);
+        }
+        let out = c.output().expect("running cairn under no_clone3");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(want), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+        assert!(
+            err.starts_with("cairn: error: ")
+                && err.contains("clone3(CLONE_NEWPID) for the sandbox"),
+            "{err}"
+        );
+        assert!(!marker.exists(), "the program ran");
+    }
+}
+
+/// A store that refuses a checkpoint while the job runs (its packs directory replaced by a
+/// file: nothing can be written) is not a failure of the job: the checkpoint is reported
+/// failed with nothing committed, the program keeps running, the next checkpoint (once the
+/// store is usable again) commits, and `cairn launch` exits with the program's code; the
+/// report counts the failed checkpoint (docs/user-guide.md, "Reports and exit codes").
+#[test]
+fn a_store_refusing_a_checkpoint_leaves_the_job_running() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let dir = sc.sub("cairn");
+    let prog = Program::c("wait_exit", &["7"]);
+    let mut job = Job::start(&prog, "launch", &store, "refused", &["--json"], &dir, true);
+    job.wait_stdout("ready");
+    let packs = store.join("packs");
+    let away = store.join("packs.away");
+    fs::rename(&packs, &away).unwrap();
+    fs::write(&packs, b"").unwrap();
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(
+            "checkpoint failed, nothing committed",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        job.log_text()
+    );
+    assert!(job.running(), "{}", job.log_text());
+    fs::remove_file(&packs).unwrap();
+    fs::rename(&away, &packs).unwrap();
+    assert!(job.checkpoint(), "{}", job.log_text());
+    let log = job.log.clone();
+    let code = nudge_until_exit(job);
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 7, "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(last_line(&text)).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(report["failed_checkpoints"], 1, "{text}");
+    assert_eq!(report["checkpoints"][0]["generation"], 1, "{text}");
+}
+
 #[test]
 fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     let sc = Scratch::new();
@@ -69,19 +191,50 @@ fn restart_of_an_unknown_job_is_a_clear_usage_error() {
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
 }
 
+/// A directory that exists but is not a store is refused by `restart` and by `launch` (which
+/// creates a store only in a missing or empty directory), and `restart` refuses a store path
+/// that does not exist: exit 2, one error line that names the directory and says what is
+/// wrong with it, and the program never runs.
 #[test]
 fn a_directory_that_is_not_a_store_is_refused() {
     let sc = Scratch::new();
     let dir = sc.sub("notastore");
     fs::write(dir.join("something"), b"data").unwrap();
+    let not_a_store = format!("{}: not a cairn store (no config.json)", s(&dir));
     let (code, err) = cairn_output(&["restart", "--store", s(&dir), "--job", "a"], &[]);
     assert_eq!(code, 2, "{err}");
     assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
-    let (code, err) = launch(&dir, "a", &[], &["true"]);
+    assert!(
+        err.starts_with("cairn: error: ") && err.contains(&not_a_store),
+        "{err}"
+    );
+    let marker = sc.dir.path().join("ran");
+    let (code, err) = launch(&dir, "a", &[], &["touch", s(&marker)]);
     assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("cairn: error: ") && err.contains(&not_a_store),
+        "{err}"
+    );
+    assert!(!marker.exists(), "the program ran");
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        1,
+        "launch wrote into a directory that is not a store"
+    );
     let missing = sc.dir.path().join("missing");
     let (code, err) = cairn_output(&["restart", "--store", s(&missing), "--job", "a"], &[]);
     assert_eq!(code, 2, "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "not one line: {err}");
+    assert!(
+        err.starts_with("cairn: error: ")
+            && err.contains(&format!(
+                "{}: no such directory (not a cairn store)",
+                s(&missing)
+            )),
+        "{err}"
+    );
+    assert!(!missing.exists(), "restart created the store directory");
 }
 
 #[test]
@@ -249,26 +402,24 @@ fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
     newest_packs_harmed_then_restart_falls_back(|p| fs::remove_file(p).unwrap());
 }
 
-#[test]
-fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
-    // Only one data chunk of the newest generation is damaged: its structure (manifest,
-    // nodes, chunk locations) is sound, so the damage is found by the restore itself, which
-    // verifies every chunk as it reads it; the half-restored job is dropped for generation 1.
-    let t = two_generations_of_counter();
-    let st = cairn_store::Store::open(&t.store).unwrap();
-    // A memory chunk that generation 2 needs and generation 1 does not (full chunk size;
-    // nodes, trees and the image are smaller or differently sized). Not just any chunk of a
-    // new pack: the pre-copy also stores pages that were rewritten before the freeze, and
-    // the generation does not reach those.
+/// Damages one memory chunk (full chunk size; nodes, trees and the image are smaller or
+/// differently sized) that generation `which` (0 = oldest) of `job` reaches and no other
+/// generation of the job does: the generation's structure (manifest, nodes, chunk locations)
+/// stays sound, so only the restore itself, which verifies every chunk as it reads it, can
+/// find the damage. Not just any chunk of a new pack: the pre-copy also stores pages that
+/// were rewritten before the freeze, and no generation reaches those.
+fn damage_a_memory_chunk_only_in(store: &Path, job: &str, which: usize) {
+    let st = cairn_store::Store::open(store).unwrap();
     let cs = st.config().memory_chunk_size;
-    let mut gens = st.generations(Some("damaged")).unwrap();
+    let mut gens = st.generations(Some(job)).unwrap();
     gens.sort_by_key(|g| g.id.0);
-    assert_eq!(gens.len(), 2);
-    let first = st.reach(&gens[0].root).leaves;
-    let second = st.reach(&gens[1].root).leaves;
-    let (pack, e) = files_below(&t.store.join("packs"))
+    let reached: Vec<_> = gens.iter().map(|g| st.reach(&g.root).leaves).collect();
+    let (pack, e) = files_below(&store.join("packs"))
         .into_iter()
-        .filter(|p| !t.packs_after_first.contains(p))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".pack") && !name.starts_with(".tmp-")
+        })
         .flat_map(|p| {
             let name = p.file_stem().unwrap().to_string_lossy().into_owned();
             st.pack_entries(&name)
@@ -276,11 +427,25 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
                 .into_iter()
                 .map(move |e| (p.clone(), e))
         })
-        .filter(|(_, e)| e.raw_len == cs && second.contains(&e.id) && !first.contains(&e.id))
+        .filter(|(_, e)| {
+            e.raw_len == cs
+                && reached
+                    .iter()
+                    .enumerate()
+                    .all(|(i, leaves)| leaves.contains(&e.id) == (i == which))
+        })
         .max_by_key(|(_, e)| e.stored_len)
-        .expect("the second checkpoint wrote no memory chunk");
+        .unwrap_or_else(|| panic!("generation {which} of {job} has no memory chunk of its own"));
     drop(st);
     damage_chunk(&pack, e.offset, e.stored_len);
+}
+
+#[test]
+fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
+    // Only one data chunk of the newest generation is damaged, so the damage is found by the
+    // restore itself; the half-restored job is dropped for generation 1.
+    let t = two_generations_of_counter();
+    damage_a_memory_chunk_only_in(&t.store, "damaged", 1);
     let log = t.restart_falls_back_to_generation_1();
     let attempt = log
         .find("restarting job damaged from generation 2")
@@ -292,6 +457,82 @@ fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
         .find("restarting job damaged from generation 1")
         .unwrap_or_else(|| panic!("no fallback: {log}"));
     assert!(attempt < warning && warning < fallback, "{log}");
+}
+
+/// The last line of a log (the error line of a failed cairn command).
+fn last_line(text: &str) -> &str {
+    text.trim_end().lines().last().unwrap_or_default()
+}
+
+/// The only generation of a job has a damaged data chunk: `cairn restart` has nothing to
+/// fall back to. It must exit 2 with one error line saying that no consistent generation is
+/// left and why (which generation, what damage), and start nothing: the half-built program is
+/// dropped before it runs and no process of the job outlives the command.
+#[test]
+fn no_sound_generation_left_is_a_clear_error_and_nothing_runs() {
+    let sc = Scratch::new();
+    let store = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "lastgen", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
+    job.kill_all();
+    damage_a_memory_chunk_only_in(&store, "lastgen", 0);
+    let restarted = Job::start(&prog, "restart", &store, "lastgen", &[], &dir, false);
+    let log = restarted.log.clone();
+    // Returns once no process of the job's group is left.
+    let code = restarted.wait(Duration::from_secs(60));
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 2, "{text}");
+    let last = last_line(&text);
+    assert!(
+        last.starts_with("cairn: error: no consistent generation of job \"lastgen\": generation 1: corrupt store: "),
+        "unclear error line: {last}\nlog:\n{text}"
+    );
+    assert!(
+        text.contains("restarting job lastgen from generation 1"),
+        "generation 1 not attempted: {text}"
+    );
+    assert!(!text.contains(RUNNING), "the program ran: {text}");
+    assert!(
+        !fs::read_to_string(dir.join("stdout"))
+            .unwrap_or_default()
+            .contains("done"),
+        "the program ran to its end"
+    );
+}
+
+/// `--generation 2` names a damaged generation while generation 1 is sound: the restart
+/// must fail with exit 2 and an error line naming generation 2, without falling back to
+/// generation 1 behind the user's back; a restart without `--generation` then does fall back.
+#[test]
+fn a_named_damaged_generation_is_an_error_without_fallback() {
+    let t = two_generations_of_counter();
+    damage_a_memory_chunk_only_in(&t.store, "damaged", 1);
+    let (code, err) = cairn_output(
+        &[
+            "restart",
+            "--store",
+            s(&t.store),
+            "--job",
+            "damaged",
+            "--generation",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    let last = last_line(&err);
+    assert!(
+        last.starts_with("cairn: error: generation 2 of job \"damaged\" is damaged")
+            && last.contains("no other generation is tried")
+            && last.contains("corrupt store"),
+        "unclear error line: {last}\nstderr:\n{err}"
+    );
+    assert!(!err.contains("generation 1"), "fell back: {err}");
+    assert!(!err.contains(RUNNING), "the program ran: {err}");
+    t.restart_falls_back_to_generation_1();
 }
 
 /// Host PIDs of the direct children of `pid`.
@@ -430,6 +671,98 @@ fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
         fs::read(dir.join("stdout")).unwrap(),
         native.stdout,
         "{text}"
+    );
+}
+
+/// The deterministic variant of the test above: the program rewrites all of its 640 MiB with
+/// random data between checkpoints, so the second checkpoint writes for the better part of a
+/// second; the whole job is killed -9 once that checkpoint has started writing packs, and the
+/// log shows it had not committed. Then exactly generation 1 remains (no manifest, temporary
+/// or final, of the interrupted checkpoint), `cairn verify --read-data` finds the store
+/// sound, and a restart resumes generation 1 and ends with the native run's output.
+#[test]
+fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() {
+    const MIB: &str = "640";
+    const ROUNDS: &str = "3";
+    let sc = Scratch::new();
+    let store = sc.store();
+    // Every round rewrites the whole buffer (1000 per mille) and prints its checksum.
+    let native = run_native(
+        &Program::c("dirtymem", &[MIB, "1000", ROUNDS, "timed"]),
+        &sc.sub("native"),
+    );
+    assert_eq!(native.code, 0, "the native run failed");
+    let prog = Program::c("dirtymem", &[MIB, "1000", ROUNDS, "signal"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store, "midway", &[], &dir, true);
+    job.wait_stdout("ready");
+    assert!(job.checkpoint(), "first checkpoint: {}", job.log_text());
+    let packs = store.join("packs");
+    let packs_after_first = files_below(&packs);
+    let manifests_after_first = files_below(&store.join("generations"));
+    job.signal(libc::SIGUSR2);
+    job.wait_stdout("round 0 ");
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(STARTED, 2, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    // The checkpoint is writing once a pack file appears (under its temporary name).
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while files_below(&packs)
+        .iter()
+        .all(|p| packs_after_first.contains(p))
+    {
+        assert!(
+            job.running() && std::time::Instant::now() < end,
+            "the second checkpoint wrote no pack: {}",
+            job.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let log = job.log.clone();
+    job.kill_all();
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        count_lines(&log, COMMITTED),
+        1,
+        "the second checkpoint was over before the kill: {text}"
+    );
+    let ids: Vec<u64> = common::generations_json(&store, "midway")
+        .iter()
+        .map(|g| g["id"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(ids, [1], "{text}");
+    assert_eq!(
+        files_below(&store.join("generations")),
+        manifests_after_first,
+        "the interrupted checkpoint left a manifest"
+    );
+    let out = common::store_cmd(&store, &["verify", "--read-data", "--json"], &[]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "cairn verify: {report}");
+    let v: serde_json::Value = serde_json::from_str(&report).expect("cairn verify --json");
+    assert_eq!(v["ok"], true, "{report}");
+    assert_eq!(
+        v["damaged_packs"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let restarted = Job::start(&prog, "restart", &store, "midway", &[], &dir, false);
+    let log = restarted.log.clone();
+    let code = nudge_until_exit(restarted);
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("restarting job midway from generation 1"),
+        "{text}"
+    );
+    assert!(!text.contains("warning"), "{text}");
+    assert!(
+        fs::read(dir.join("stdout")).unwrap_or_default() == native.stdout,
+        "stdout differs from the native run:\n{}\nlog:\n{text}",
+        fs::read_to_string(dir.join("stdout")).unwrap_or_default()
     );
 }
 

@@ -105,10 +105,17 @@ pub enum RestoreFailure {
     Other(anyhow::Error),
 }
 
-impl From<RestoreFailure> for anyhow::Error {
-    fn from(f: RestoreFailure) -> Self {
-        match f {
-            RestoreFailure::Damaged(why) => anyhow::anyhow!("the generation is damaged: {why}"),
+impl RestoreFailure {
+    /// The error when generation `g` was named by the user (`--generation`): a damaged one is
+    /// bad input (exit 2), like a job none of whose generations is sound, and no other
+    /// generation is tried in its place.
+    pub fn named(self, g: &Generation) -> anyhow::Error {
+        match self {
+            RestoreFailure::Damaged(why) => usage(format!(
+                "generation {n} of job {:?} is damaged and --generation {n} names it, so no other generation is tried: {why}",
+                g.job,
+                n = g.id.0
+            )),
             RestoreFailure::Other(e) => e,
         }
     }

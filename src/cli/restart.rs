@@ -72,7 +72,8 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
             Some(n) => {
                 let g = choose_generation(&store, &args.job, Some(n))?;
                 announce(&g);
-                let (process, agent_id) = restore_generation(&store, &g)?;
+                let (process, agent_id) =
+                    restore_generation(&store, &g).map_err(|f| f.named(&g))?;
                 (g, process, agent_id)
             }
             None => restore_newest(&store, &args.job, below, &announce)?,

@@ -10,6 +10,9 @@ pub enum StoreError {
     /// The directory has no `config.json`.
     #[error("{}: not a cairn store (no config.json)", .0.display())]
     NotAStore(PathBuf),
+    /// The store directory does not exist.
+    #[error("{}: no such directory (not a cairn store)", .0.display())]
+    NoSuchStore(PathBuf),
     /// The store was written by a newer cairn.
     #[error("{}: store format version {found} is newer than the supported version {supported}", .path.display())]
     NewerFormat {

@@ -670,3 +670,29 @@ pub fn damage_chunk(pack: &Path, offset: u64, stored_len: u32) {
     data[at] ^= 0x5a;
     fs::write(pack, data).expect("writing a pack");
 }
+
+impl Job {
+    /// Waits until a line of the job's stdout file starts with `line`; panics (with the log)
+    /// when the job ends or a minute passes first.
+    pub fn wait_stdout(&mut self, line: &str) {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !fs::read_to_string(self.dir.join("stdout"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(line))
+        {
+            assert!(
+                self.running() && Instant::now() < end,
+                "no {line:?} on stdout; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `cairn generations --json --job JOB` on `store`: the job's generations, oldest first.
+pub fn generations_json(store: &Path, job: &str) -> Vec<serde_json::Value> {
+    let out = store_ok(store, &["generations", "--json", "--job", job]);
+    serde_json::from_str(&out).expect("parsing cairn generations --json")
+}
