@@ -890,3 +890,103 @@ fn json_report_on_stderr() {
     assert_eq!(v["status"]["code"], 3);
     assert_eq!(v["checkpoints"].as_array().map(Vec::len), Some(0));
 }
+
+/// A generation whose image uses a CPU state component this CPU does not have (set here in
+/// the XSTATE_BV of every thread, as a checkpoint taken on a CPU with AMX or APX would) is
+/// refused before anything runs, with a message naming the components; no other generation
+/// is tried in its place (a CPU mismatch is not damage: run on a node like the one the job
+/// ran on).
+#[test]
+fn an_image_using_cpu_state_this_cpu_lacks_is_refused() {
+    use cairn_store::Store;
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
+    let has = |flag: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == flag))
+    };
+    // XSTATE_BV bits 17-18 (AMX tile config and data) or 19 (APX registers); byte 514 of the
+    // xsave area holds bits 16-23.
+    let bits: u64 = if !has("amx_tile") {
+        0x06
+    } else if !has("apx_f") {
+        0x08
+    } else {
+        panic!("this CPU has AMX and APX: no xstate component left to claim it lacks")
+    };
+    let sc = Scratch::new();
+    let store_dir = sc.store();
+    let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
+    let dir = sc.sub("cairn");
+    let mut job = Job::start(&prog, "launch", &store_dir, "xs", &[], &dir, true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(job.checkpoint(), "checkpoint: {}", job.log_text());
+    job.kill_all();
+
+    // Generation 2: generation 1 with the xstate components added to its image.
+    let store = Store::open(&store_dir).expect("open store");
+    let g1 = store
+        .generations(Some("xs"))
+        .expect("generations")
+        .pop()
+        .expect("generation 1");
+    let reader = store.reader(g1.id).expect("reader");
+    let root = reader.tree_entries(reader.root()).expect("root");
+    let agents = reader.lookup("agents").expect("agents");
+    let [(agent, agent_tree)] = reader
+        .tree_entries(&agents)
+        .expect("agents")
+        .try_into()
+        .expect("one agent");
+    let mut files = reader.tree_entries(&agent_tree).expect("agent tree");
+    let image_at = files
+        .iter()
+        .position(|(n, _)| n == "image.json")
+        .expect("image.json");
+    let mut image: serde_json::Value =
+        serde_json::from_slice(&reader.read_all(&files[image_at].1).expect("image"))
+            .expect("image json");
+    let mut threads = 0;
+    for p in image["processes"].as_array_mut().expect("processes") {
+        for t in p["threads"].as_array_mut().expect("threads") {
+            let xs = t["xstate"].as_array_mut().expect("xstate");
+            let b = xs[514].as_u64().expect("byte") | bits;
+            xs[514] = b.into();
+            threads += 1;
+        }
+    }
+    assert!(threads > 0);
+    let mut w = store.writer().expect("writer");
+    files[image_at].1 = w
+        .put_blob(&serde_json::to_vec(&image).expect("json"))
+        .expect("image blob");
+    let agent_tree = w.put_tree(files).expect("agent tree");
+    let agents = w.put_tree(vec![(agent, agent_tree)]).expect("agents tree");
+    let root: Vec<_> = root
+        .into_iter()
+        .map(|(n, r)| {
+            if n == "agents" {
+                (n, agents.clone())
+            } else {
+                (n, r)
+            }
+        })
+        .collect();
+    let root = w.put_tree(root).expect("root tree");
+    w.finish().expect("finish");
+    let g2 = store.commit("xs", &root, g1.info.clone()).expect("commit");
+    assert_eq!(g2.0, g1.id.0 + 1);
+
+    let (code, err) = cairn_output(&["restart", "--store", s(&store_dir), "--job", "xs"], &[]);
+    assert_eq!(code, 99, "{err}");
+    assert!(
+        err.contains("that this CPU/kernel lacks") && err.contains(&format!("{:#x}", bits << 16)),
+        "{err}"
+    );
+    assert!(!err.contains(RUNNING), "the program ran: {err}");
+    assert!(
+        !err.contains("generation 1"),
+        "another generation was tried in its place: {err}"
+    );
+}
