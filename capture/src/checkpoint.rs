@@ -422,27 +422,39 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
 }
 
 /// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
-/// -ERESTART_RESTARTBLOCK: resumed live, it continues in `restart_syscall`, and a later
-/// freeze sees only that. A restored process has no kernel restart block, so the image must
-/// name the original syscall (its arguments are still in the registers).
-static RESTART_BLOCK_NR: std::sync::Mutex<Option<std::collections::HashMap<i32, u64>>> =
-    std::sync::Mutex::new(None);
+/// -ERESTART_RESTARTBLOCK, and the address of its `syscall` instruction: resumed live, it
+/// continues in `restart_syscall`, and a later freeze sees only that. A restored process has
+/// no kernel restart block, so the image must name the original syscall (its arguments are
+/// still in the registers).
+type RestartBlocks = std::collections::HashMap<i32, (u64, u64)>;
+static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mutex::new(None);
 
-/// `regs` of thread `tid` as seen at a freeze, with `orig_rax` = the original syscall instead
-/// of `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted
-/// with -ERESTART_RESTARTBLOCK for the next freeze.
+/// `regs` of thread `tid` as seen at a freeze, with the original syscall instead of
+/// `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted with
+/// -ERESTART_RESTARTBLOCK for the next freeze. Two states name `restart_syscall`: stopped in
+/// it (`orig_rax`, the original goes there), or stopped before re-entering it — resumed by
+/// cairn at its `syscall` instruction with `rax` = `restart_syscall` and frozen again before
+/// it ran (`rax`: the original goes there, so that a restore re-issues it).
 pub(crate) fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
     let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
         return regs;
     };
     let map = map.get_or_insert_with(Default::default);
+    let restart = libc::SYS_restart_syscall as u64;
     if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
-        if regs.orig_rax == libc::SYS_restart_syscall as u64 {
-            if let Some(&nr) = map.get(&tid) {
+        if regs.orig_rax == restart {
+            if let Some(&(nr, _)) = map.get(&tid) {
                 regs.orig_rax = nr;
             }
         } else {
-            map.insert(tid, regs.orig_rax);
+            map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
+        }
+    } else if regs.rax == restart && regs.orig_rax as i64 == -1 {
+        match map.get(&tid) {
+            Some(&(nr, at)) if at == regs.rip => regs.rax = nr,
+            _ => {
+                map.remove(&tid);
+            }
         }
     } else {
         map.remove(&tid);

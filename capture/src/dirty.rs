@@ -530,9 +530,21 @@ struct Since {
     now: uffd::Runs,
 }
 
-/// One tracked mapping to pre-copy: its key and what tracking knew since the previous
-/// checkpoint, if it did.
-type PrecopyItem = (Key, Option<Since>);
+/// Untouched bytes above which a mapping is write-protected with its process frozen (see
+/// `precopy_arm`); below, reading the untouched pages as zeros costs less than protecting
+/// the resident ones while frozen.
+const SPARSE_UNTOUCHED: u64 = 32 << 20;
+
+/// What tracking knows of a mapping to pre-copy.
+enum Armed {
+    /// Armed at an earlier checkpoint: what changed since.
+    Since(Since),
+    /// Armed now: its resident runs (offsets) when it was write-protected.
+    New(uffd::Runs),
+}
+
+/// One tracked mapping to pre-copy: its key and what tracking knows of it.
+type PrecopyItem = (Key, Armed);
 
 /// The live processes of the tree of `root` (outer pids, parents first), read from /proc
 /// while they run: a process missed or gone is simply not pre-copied.
@@ -592,6 +604,7 @@ fn precopy_arm(
             continue;
         };
         let mut items = Vec::new();
+        let mut to_arm = Vec::new();
         for m in maps.iter().filter(|m| trackable_entry(m)) {
             let k = (m.start, m.end, m.prot);
             let since_last = armed.get(&k).and_then(|before| {
@@ -607,13 +620,64 @@ fn precopy_arm(
                     now,
                 })
             });
-            let ok = since_last.is_some()
-                || (u.register_wp(m.start, m.end - m.start).is_ok()
-                    && u.write_protect(m.start, m.end - m.start).is_ok());
-            if ok {
-                items.push((k, since_last));
+            match since_last {
+                Some(s) => items.push((k, Armed::Since(s))),
+                None => to_arm.push(k),
             }
         }
+        // Arming registers the mapping and write-protects it, never-touched pages too
+        // (WP_UNPOPULATED). The registration is made with the process frozen, after checking
+        // that the mapping is still there as `maps` said: registering a range the program
+        // has replaced meanwhile would split its new mapping (its own mremap of that one then
+        // fails). PAGEMAP_SCAN reports the protection's marks on never-touched pages like
+        // swapped pages: scanned after its protection, every untouched page of a mapping would
+        // count as resident, to be read (as zeros) and hashed. So a mapping with much
+        // untouched memory is also protected while frozen, its resident pages read just
+        // before: exactly what the protection finds. One (nearly) all resident is protected
+        // after the thaw and scanned after (few marks), keeping the freeze short.
+        if !to_arm.is_empty() {
+            let sparse: HashSet<Key> = to_arm
+                .iter()
+                .filter(|k| {
+                    let before = uffd::scan_resident(&pagemap, k.0, k.1, false).unwrap_or_default();
+                    let resident: u64 = before.iter().map(|r| r.1).sum();
+                    (k.1 - k.0).saturating_sub(resident) > SPARSE_UNTOUCHED
+                })
+                .copied()
+                .collect();
+            let mut registered = Vec::new();
+            let t = Instant::now();
+            let fz = Frozen::freeze(pid);
+            if let Ok(_fz) = &fz {
+                let now: HashSet<Key> = mapping_keys(pid).into_iter().collect();
+                for k in to_arm {
+                    if !now.contains(&k) || u.register_wp(k.0, k.1 - k.0).is_err() {
+                        continue;
+                    }
+                    if !sparse.contains(&k) {
+                        registered.push(k);
+                        continue;
+                    }
+                    if let Ok(resident) = uffd::scan_resident(&pagemap, k.0, k.1, false) {
+                        if u.write_protect(k.0, k.1 - k.0).is_ok() {
+                            items.push((k, Armed::New(resident)));
+                        }
+                    }
+                }
+            }
+            // Not frozen (gone, or the freeze failed): these mappings are not pre-copied;
+            // the final freeze captures them in full and arms them.
+            drop(fz);
+            *frozen += t.elapsed();
+            for k in registered {
+                if u.write_protect(k.0, k.1 - k.0).is_ok() {
+                    if let Ok(r) = uffd::scan_resident(&pagemap, k.0, k.1, false) {
+                        items.push((k, Armed::New(r)));
+                    }
+                }
+            }
+        }
+        items.sort_by_key(|(k, _)| *k);
         out.push((pid, ns, items));
     }
     Ok(out)
@@ -629,10 +693,7 @@ fn precopy_copy(
     let mut known = HashMap::new();
     for (outer, ns, items) in plan {
         let (outer, ns) = (*outer, *ns);
-        let (Ok(pagemap), Ok(mem)) = (
-            File::open(format!("/proc/{outer}/pagemap")),
-            File::open(format!("/proc/{outer}/mem")),
-        ) else {
+        let Ok(mem) = File::open(format!("/proc/{outer}/mem")) else {
             // Gone, or not readable: not pre-copied (captured in full at the freeze).
             continue;
         };
@@ -649,17 +710,13 @@ fn precopy_copy(
         let mut base = HashMap::new();
         for (k, since_last) in items {
             let (start, end, prot) = *k;
-            let resident = match since_last {
-                Some(s) => s.now.clone(),
-                // Unmapped meanwhile: nothing to copy (the final pass sees what is there).
-                None => match uffd::scan_resident(&pagemap, start, end, false) {
-                    Ok(r) => r,
-                    Err(_) => continue,
-                },
+            let (resident, changed) = match since_last {
+                Armed::Since(s) => {
+                    let changed = changed_ranges(&s.written, &s.before, &s.now);
+                    (s.now.clone(), Some(changed))
+                }
+                Armed::New(r) => (r.clone(), None),
             };
-            let changed = since_last
-                .as_ref()
-                .map(|s| changed_ranges(&s.written, &s.before, &resident));
             let vma = Vma {
                 start,
                 end,
