@@ -352,20 +352,7 @@ struct Group {
 /// stdout and stderr, in a new session; with `ctty`, the terminal on fd 0 becomes the
 /// session's controlling terminal (and its process group the foreground one).
 fn spawn(argv: &[OsString], dir: &Path, io: &mut Io, ctty: bool, user: Option<&str>) -> Group {
-    let mut full: Vec<OsString> = Vec::new();
-    if let Some(u) = user {
-        // setpriv execs the command itself: the pid stays the session and group leader.
-        full.extend(
-            [
-                "setpriv".to_string(),
-                format!("--reuid={u}"),
-                format!("--regid={u}"),
-                "--init-groups".to_string(),
-                "--".to_string(),
-            ]
-            .map(OsString::from),
-        );
-    }
+    let mut full = common::as_user(user);
     full.extend(argv.iter().cloned());
     let Some([stdin, stdout, stderr]) = io.job.take() else {
         panic!("the job's side of this stdio was already given away");

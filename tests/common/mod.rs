@@ -161,20 +161,7 @@ impl Program {
 
     /// Wraps a command line with the user switch and shell prefix of this program.
     fn wrap(&self, argv: Vec<OsString>) -> Command {
-        let mut full: Vec<OsString> = Vec::new();
-        if let Some(u) = &self.user {
-            // setpriv execs the command itself (runuser would fork and keep the signals).
-            full.extend(
-                [
-                    "setpriv".to_string(),
-                    format!("--reuid={u}"),
-                    format!("--regid={u}"),
-                    "--init-groups".to_string(),
-                    "--".to_string(),
-                ]
-                .map(OsString::from),
-            );
-        }
+        let mut full = as_user(self.user.as_deref());
         if !self.shell_prefix.is_empty() {
             full.extend(["sh", "-c"].map(OsString::from));
             full.push(OsString::from(format!(
@@ -187,6 +174,24 @@ impl Program {
         let mut cmd = Command::new(&full[0]);
         cmd.args(&full[1..]);
         cmd
+    }
+}
+
+/// The start of a command line that runs the rest as `user` (`setpriv`, which execs the
+/// command itself: runuser would fork and keep the signals, and the pid would not stay a
+/// session or group leader), or nothing without a user.
+pub fn as_user(user: Option<&str>) -> Vec<OsString> {
+    match user {
+        Some(u) => [
+            "setpriv".to_string(),
+            format!("--reuid={u}"),
+            format!("--regid={u}"),
+            "--init-groups".to_string(),
+            "--".to_string(),
+        ]
+        .map(OsString::from)
+        .to_vec(),
+        None => Vec::new(),
     }
 }
 
