@@ -15,15 +15,27 @@ use std::time::Duration;
 pub struct TempDir(pub PathBuf);
 
 impl TempDir {
+    /// A fresh directory of its own: two tests of one process that start at the same
+    /// instant (seen: the clock gave both the same nanoseconds) must not share one, hence
+    /// the counter and `create_dir`, which fails on a name already taken.
     pub fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("cairn-test-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let p = std::env::temp_dir().join(format!(
+                "cairn-test-{tag}-{}-{seq}-{nanos}",
+                std::process::id()
+            ));
+            match std::fs::create_dir(&p) {
+                Ok(()) => return TempDir(p),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => panic!("creating {}: {e}", p.display()),
+            }
+        }
     }
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
