@@ -125,14 +125,11 @@ pub fn status_field(path: &str, key: &str) -> Result<String> {
 /// block, from /proc/TID/status.
 pub fn unblocked_signal_pending(tid: i32) -> Result<bool> {
     let path = format!("/proc/{tid}/status");
-    let text = fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
-    let field = |key: &str| -> Result<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .ok_or_else(|| Error::Parse(format!("{path}: no {key}")))
+    let mask = |key: &str| -> Result<u64> {
+        let v = status_field(&path, key)?;
+        u64::from_str_radix(&v, 16).map_err(|_| Error::Parse(format!("{path}: {key} {v}")))
     };
-    Ok((field("SigPnd")? | field("ShdPnd")?) & !field("SigBlk")? != 0)
+    Ok((mask("SigPnd")? | mask("ShdPnd")?) & !mask("SigBlk")? != 0)
 }
 
 /// The pid of outer pid `pid` inside its innermost PID namespace (last NSpid entry).
