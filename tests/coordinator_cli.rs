@@ -483,10 +483,8 @@ fn sigterm_stops_the_coordinator_but_not_the_computation() {
     let (mut child, port) = env.foreground(&[], Stdio::null());
     let a1 = agent(&env.address(port), env.path("store"), "a1", false);
     // SAFETY: kill(2) on the pid of our own child, which has not been waited for yet.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    assert_eq!(sent, 0);
     assert!(child.wait().unwrap().success());
     // The agent saw the connection close, not an order to stop its programs.
     let seen = a1.join().unwrap();

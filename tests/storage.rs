@@ -9,7 +9,7 @@ mod common;
 use std::fs;
 use std::time::Duration;
 
-use cairn_capture::image::{Backing, ProcessTreeImage, Vma};
+use cairn_image::{Backing, ProcessTreeImage, Vma};
 use cairn_store::{GenerationId, Store};
 use common::{generations_json, run_native, Job, Program, Scratch, RUNNING};
 

@@ -1,80 +1,19 @@
 //! Capturing one frozen process into a [`ProcessImage`], its memory into a [`MemorySink`].
 
-use crate::error::{io_ctx, Error, Result};
-use crate::freeze::Frozen;
-use crate::image::*;
-use crate::inject::{self, Injector};
-use crate::procfs::{self, MapEntry};
-use crate::ptrace;
+use cairn_image::*;
+use cairn_sys::error::{io_ctx, Error, Result};
+use cairn_sys::freeze::Frozen;
+use cairn_sys::inject::{self, Injector};
+use cairn_sys::interrupted::{note_restart, resume_regs};
+use cairn_sys::procfs::{self, MapEntry};
+use cairn_sys::ptrace::{self, BLOCK_ALL};
+use cairn_sys::vdso::{is_vdso_block, vdso_info};
 use std::fs::{self, File};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 
 const PAGE: u64 = 4096;
 const SCRATCH_LEN: u64 = 2 * PAGE;
 const PR_GET_TID_ADDRESS: u64 = 40;
-/// Signals blocked while cairn injects syscalls (all but SIGKILL/SIGSTOP, which cannot be).
-pub const BLOCK_ALL: u64 = !0;
-/// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK as seen in rax of a thread stopped in a syscall.
-const ERESTARTSYS: i64 = -512;
-const ERESTARTNOINTR: i64 = -513;
-const ERESTARTNOHAND: i64 = -514;
-const ERESTART_RESTARTBLOCK: i64 = -516;
-
-/// Registers to resume a thread with after it was stopped inside a syscall, done by hand because
-/// injected syscalls (or a restore) bypass the kernel's own restart logic: the syscall
-/// instruction is re-executed. `restart_block` says whether -ERESTART_RESTARTBLOCK may use the
-/// kernel's restart_syscall (true only for the same live task).
-pub fn resume_regs(saved: &UserRegs, restart_block: bool) -> UserRegs {
-    let mut r = *saved;
-    if (saved.orig_rax as i64) >= 0 {
-        match saved.rax as i64 {
-            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
-                r.rax = saved.orig_rax;
-                r.rip -= 2;
-            }
-            ERESTART_RESTARTBLOCK => {
-                r.rax = if restart_block {
-                    libc::SYS_restart_syscall as u64
-                } else {
-                    saved.orig_rax
-                };
-                r.rip -= 2;
-            }
-            _ => {}
-        }
-    }
-    r.orig_rax = u64::MAX;
-    r
-}
-
-/// True for the pseudo-mappings that come from the running kernel and are never saved.
-fn is_vdso_block(name: &str) -> bool {
-    matches!(name, "[vdso]" | "[vvar]" | "[vvar_vclock]")
-}
-
-/// BLAKE3 (hex) of the vdso text mapped at `start..end` in process `pid`.
-pub fn vdso_hash(pid: i32, start: u64, end: u64) -> Result<String> {
-    let mut buf = vec![0u8; (end - start) as usize];
-    procfs::read_mem(pid, None, start, &mut buf).map_err(io_ctx("reading the vdso"))?;
-    Ok(blake3::hash(&buf).to_hex().to_string())
-}
-
-/// vdso placement and hash of process `pid` (use `std::process::id()` for the caller).
-pub fn vdso_info(pid: i32, maps: &[MapEntry]) -> Result<Option<VdsoInfo>> {
-    let block: Vec<&MapEntry> = maps.iter().filter(|m| is_vdso_block(&m.name)).collect();
-    let Some(text) = block.iter().find(|m| m.name == "[vdso]") else {
-        return Ok(None);
-    };
-    let start = block.iter().map(|m| m.start).min().unwrap_or(text.start);
-    let end = block.iter().map(|m| m.end).max().unwrap_or(text.end);
-    Ok(Some(VdsoInfo {
-        block_start: start,
-        block_len: end - start,
-        vdso_start: text.start,
-        vdso_len: text.end - text.start,
-        hash: vdso_hash(pid, text.start, text.end)?,
-    }))
-}
 
 fn classify(m: &MapEntry) -> Result<Option<Backing>> {
     let n = m.name.as_str();
@@ -115,7 +54,7 @@ pub(crate) fn stored_runs(
         _ => {}
     }
     let file = matches!(backing, Backing::File { .. });
-    match crate::uffd::scan_resident(pagemap, m.start, m.end, file) {
+    match cairn_sys::uffd::scan_resident(pagemap, m.start, m.end, file) {
         Ok(runs) => return Ok(runs),
         // Kernels without PAGEMAP_SCAN (before 6.7): read the pagemap entries.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}
@@ -251,7 +190,7 @@ fn capture_fds(
                 flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
             }
         } else if let (Some(id), true) = (socket_id, inside) {
-            // Checked (UNIX, peer inside the job, ...) by crate::ipc.
+            // Checked (UNIX, peer inside the job, ...) by cairn_kinds::unix.
             FdKind::Socket { id }
         } else if let (true, Ok(m)) = (
             link.starts_with('/') && ft.is_some_and(|t| t.is_fifo()),
@@ -421,92 +360,6 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
     Ok(out)
 }
 
-/// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
-/// -ERESTART_RESTARTBLOCK, and the address of its `syscall` instruction: resumed live, it
-/// continues in `restart_syscall`, and a later freeze sees only that. A restored process has
-/// no kernel restart block, so the image must name the original syscall (its arguments are
-/// still in the registers).
-type RestartBlocks = std::collections::HashMap<i32, (u64, u64)>;
-static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mutex::new(None);
-
-/// `regs` of thread `tid` as seen at a freeze, with the original syscall instead of
-/// `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted with
-/// -ERESTART_RESTARTBLOCK for the next freeze. Two states name `restart_syscall`: stopped in
-/// it (`orig_rax`, the original goes there), or stopped before re-entering it — resumed by
-/// cairn at its `syscall` instruction with `rax` = `restart_syscall` and frozen again before
-/// it ran (`rax`: the original goes there, so that a restore re-issues it).
-pub(crate) fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
-    let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
-        return regs;
-    };
-    let map = map.get_or_insert_with(Default::default);
-    let restart = libc::SYS_restart_syscall as u64;
-    if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
-        if regs.orig_rax == restart {
-            if let Some(&(nr, _)) = map.get(&tid) {
-                regs.orig_rax = nr;
-            }
-        } else {
-            map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
-        }
-    } else if regs.rax == restart && regs.orig_rax as i64 == -1 {
-        match map.get(&tid) {
-            Some(&(nr, at)) if at == regs.rip => regs.rax = nr,
-            _ => {
-                map.remove(&tid);
-            }
-        }
-    } else {
-        map.remove(&tid);
-    }
-    regs
-}
-
-/// io_pgetevents on x86_64 (not in the libc crate).
-const SYS_IO_PGETEVENTS: i64 = 333;
-
-/// Syscalls the kernel fails with plain EINTR, not a restart code, when a ptrace or job-control
-/// stop interrupts them, even with no signal handler involved (signal(7), "Interruption of
-/// system calls and library functions by stop signals"), having done nothing.
-const EINTR_ON_STOP: [i64; 15] = [
-    libc::SYS_rt_sigtimedwait,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_epoll_pwait2,
-    libc::SYS_semop,
-    libc::SYS_semtimedop,
-    libc::SYS_io_getevents,
-    SYS_IO_PGETEVENTS,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
-    libc::SYS_recvmmsg,
-    libc::SYS_sendto,
-    libc::SYS_sendmsg,
-    libc::SYS_accept,
-    libc::SYS_accept4,
-];
-
-/// Called for every thread cairn has just stopped (before anything else touches it): notes
-/// the syscall of an interrupted restart block ([`note_restart`]), and takes back an EINTR
-/// that only this stop caused — a syscall of [`EINTR_ON_STOP`] failed with EINTR while no
-/// signal the thread could take is pending — by pointing the thread at the syscall again, so
-/// that it repeats the call (with its original arguments) when it runs on, live or restored.
-pub(crate) fn settle_stopped(tid: i32) -> Result<()> {
-    let regs = note_restart(tid, ptrace::get_regs(tid)?);
-    let nr = regs.orig_rax as i64;
-    if regs.rax as i64 == -i64::from(libc::EINTR)
-        && EINTR_ON_STOP.contains(&nr)
-        && !procfs::unblocked_signal_pending(tid)?
-    {
-        let mut r = regs;
-        r.rax = regs.orig_rax;
-        r.rip -= 2;
-        r.orig_rax = u64::MAX;
-        ptrace::set_regs(tid, &r)?;
-    }
-    Ok(())
-}
-
 fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
     let regs = note_restart(tid, ptrace::get_regs(tid)?);
     let xstate = ptrace::get_xstate(tid)?;
@@ -525,7 +378,7 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
         )
     };
     if r < 0 {
-        return Err(crate::error::last_os(format!("get_robust_list({tid})")));
+        return Err(cairn_sys::error::last_os(format!("get_robust_list({tid})")));
     }
     let comm_path = format!("/proc/{pid}/task/{tid}/comm");
     let comm = fs::read_to_string(&comm_path)
@@ -574,7 +427,7 @@ pub fn capture_process(
     sink: &mut dyn MemorySink,
 ) -> Result<ProcessImage> {
     let pid = fz.pid;
-    let clocks = crate::sandbox::program_clocks(pid)?;
+    let clocks = cairn_sys::sandbox::program_clocks(pid)?;
     let mut threads = fz
         .tids
         .iter()
@@ -627,8 +480,8 @@ pub fn capture_process(
         let Some(backing) = classify(m)? else {
             continue;
         };
-        // System V shared memory is saved once per segment (crate::sysv), not per view.
-        let sysv = crate::sysv::is_sysv(m);
+        // System V shared memory is saved once per segment (cairn_kinds::sysv), not per view.
+        let sysv = cairn_kinds::sysv::is_sysv(m);
         let private_anon = backing == Backing::Anonymous && !m.shared;
         let known = private_anon
             .then(|| sink.known_stored(ns_pid, m.start, m.end, m.prot))
@@ -679,7 +532,7 @@ pub fn capture_process(
         // SAFETY: prlimit64 with a null new limit only writes `old`.
         let r = unsafe { libc::prlimit64(pid, res as _, std::ptr::null(), &mut old) };
         if r < 0 {
-            return Err(crate::error::last_os(format!("prlimit({pid}, {res})")));
+            return Err(cairn_sys::error::last_os(format!("prlimit({pid}, {res})")));
         }
         rlimits.push((res, old.rlim_cur, old.rlim_max));
     }

@@ -28,18 +28,18 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::{read_stored, BLOCK_ALL};
-use crate::error::{Error, Result};
-use crate::files::CheckpointOptions;
-use crate::freeze::Frozen;
-use crate::image::{Backing, MemorySink, ProcessTreeImage, RegionSource, Vma};
-use crate::inject::{self, Injector};
-use crate::procfs::{self, MapEntry};
-use crate::ptrace;
-use crate::sandbox::Sandbox;
+use crate::checkpoint::read_stored;
 use crate::tree::FrozenTree;
-use crate::uffd::{self, Uffd, UFFD_USER_MODE_ONLY};
-use crate::Captured;
+use cairn_image::{Backing, MemorySink, ProcessTreeImage, RegionSource, Vma};
+use cairn_kinds::CheckpointOptions;
+use cairn_sys::error::{Error, Result};
+use cairn_sys::freeze::Frozen;
+use cairn_sys::inject::{self, Injector};
+use cairn_sys::procfs::{self, MapEntry};
+use cairn_sys::ptrace;
+use cairn_sys::ptrace::BLOCK_ALL;
+use cairn_sys::uffd::{self, Uffd, UFFD_USER_MODE_ONLY};
+use cairn_sys::Sandbox;
 
 const PAGE: u64 = 4096;
 
@@ -210,8 +210,8 @@ fn create_uffd(fz: &Frozen) -> Result<Uffd> {
         Ok(taken)
     })();
     // Injection bypassed the kernel's syscall-restart logic: resume as capture does.
-    let regs = crate::checkpoint::note_restart(tid, regs);
-    let put_back = ptrace::set_regs(tid, &crate::checkpoint::resume_regs(&regs, true))
+    let regs = cairn_sys::interrupted::note_restart(tid, regs);
+    let put_back = ptrace::set_regs(tid, &cairn_sys::interrupted::resume_regs(&regs, true))
         .and_then(|_| ptrace::set_sigmask(tid, mask));
     let fd = made?;
     put_back?;
@@ -249,7 +249,7 @@ fn mapping_keys(pid: i32) -> Vec<Key> {
 
 /// Takes descriptor `fd` of process `pid` into this process.
 fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
-    let sys = |what: &str| crate::error::last_os(format!("{what} of {pid}"));
+    let sys = |what: &str| cairn_sys::error::last_os(format!("{what} of {pid}"));
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if pidfd < 0 {
@@ -501,21 +501,24 @@ fn runs_union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
     out
 }
 
-impl Sandbox {
-    /// Like [`Sandbox::checkpoint`], with dirty-page tracking of every process of the tree:
-    /// regions that `tracker` proves partly clean reach the sink's [`MemorySink::put_vma`]
-    /// with their changed ranges, and tracking is (re-)armed before the tree runs again. When
-    /// the sink supports pre-copy ([`MemorySink::put_precopy`]) tracked mappings are copied
-    /// while the program runs and only what it wrote meanwhile is read while it is frozen.
-    /// When tracking cannot be set up the checkpoint is still taken, in full
-    /// ([`DirtyTracker::unavailable`] says why).
-    pub fn checkpoint_tracked(
-        &self,
-        tracker: &mut DirtyTracker,
-        sink: &mut dyn MemorySink,
-    ) -> Result<ProcessTreeImage> {
-        self.checkpoint_inner(sink, &CheckpointOptions::from_env()?, Some(tracker))
-    }
+/// Like [`crate::checkpoint`], with dirty-page tracking of every process of the tree:
+/// regions that `tracker` proves partly clean reach the sink's [`MemorySink::put_vma`]
+/// with their changed ranges, and tracking is (re-)armed before the tree runs again. When
+/// the sink supports pre-copy ([`MemorySink::put_precopy`]) tracked mappings are copied
+/// while the program runs and only what it wrote meanwhile is read while it is frozen.
+/// When tracking cannot be set up the checkpoint is still taken, in full
+/// ([`DirtyTracker::unavailable`] says why).
+pub fn checkpoint_tracked(
+    sandbox: &Sandbox,
+    tracker: &mut DirtyTracker,
+    sink: &mut dyn MemorySink,
+) -> Result<ProcessTreeImage> {
+    crate::checkpoint_inner(
+        sandbox,
+        sink,
+        &CheckpointOptions::from_env()?,
+        Some(tracker),
+    )
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint
@@ -552,7 +555,7 @@ fn live_tree(root: i32) -> Vec<i32> {
     let mut out = vec![root];
     let mut i = 0;
     while i < out.len() {
-        for c in crate::tree::children_of(out[i]).unwrap_or_default() {
+        for c in procfs::children_of(out[i]).unwrap_or_default() {
             if !out.contains(&c) && !crate::program_gone(c) {
                 out.push(c);
             }
@@ -755,7 +758,7 @@ fn precopy_copy(
         );
     }
     sink.precopy_done()
-        .map_err(crate::error::io_ctx("finishing the pre-copy"))?;
+        .map_err(cairn_sys::error::io_ctx("finishing the pre-copy"))?;
     Ok(known)
 }
 
@@ -767,8 +770,8 @@ pub(crate) fn capture_tracked(
     init: i32,
     tracker: &mut DirtyTracker,
     sink: &mut dyn MemorySink,
-    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<Captured>,
-) -> Result<Captured> {
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<ProcessTreeImage>,
+) -> Result<ProcessTreeImage> {
     let r = capture_tracked_inner(root, init, tracker, sink, capture);
     if r.is_err() {
         tracker.invalidate();
@@ -781,8 +784,8 @@ fn capture_tracked_inner(
     init: i32,
     tracker: &mut DirtyTracker,
     sink: &mut dyn MemorySink,
-    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<Captured>,
-) -> Result<Captured> {
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<ProcessTreeImage>,
+) -> Result<ProcessTreeImage> {
     let mut stats = DirtyStats::default();
     let mut known: HashMap<i32, Known> = HashMap::new();
     if tracker.precopy && sink.supports_precopy() {
@@ -837,8 +840,8 @@ fn capture_tracked_inner(
     let mut problem = None;
     tracker
         .procs
-        .retain(|ns, _| captured.0.iter().any(|p| p.pid == *ns));
-    for ((fz, _), img) in frozen.procs.iter().zip(&captured.0) {
+        .retain(|ns, _| captured.processes.iter().any(|p| p.pid == *ns));
+    for ((fz, _), img) in frozen.procs.iter().zip(&captured.processes) {
         let pt = tracker.procs.entry(img.pid).or_default();
         pt.armed.clear();
         let u = match pt.ensure_uffd(fz) {
@@ -885,7 +888,7 @@ mod tests {
     fn mapping_keys_match_the_parsed_maps() {
         let pid = std::process::id() as i32;
         let keys = mapping_keys(pid);
-        let full: Vec<_> = crate::procfs::read_maps(pid)
+        let full: Vec<_> = cairn_sys::procfs::read_maps(pid)
             .unwrap_or_default()
             .iter()
             .map(|m| (m.start, m.end, m.prot))

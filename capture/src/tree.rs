@@ -3,10 +3,10 @@
 //! and exited-but-unreaped children are recorded as zombies.
 
 use crate::checkpoint::capture_process;
-use crate::error::{Error, Result};
-use crate::freeze::Frozen;
-use crate::image::{MemorySink, ProcessImage, ZombieImage};
-use crate::procfs;
+use cairn_image::{MemorySink, ProcessImage, ZombieImage};
+use cairn_sys::error::{Error, Result};
+use cairn_sys::freeze::Frozen;
+use cairn_sys::procfs;
 use std::collections::HashMap;
 use std::fs;
 
@@ -18,24 +18,6 @@ pub struct FrozenTree {
     pub procs: Vec<(Frozen, i32)>,
     /// (outer pid, outer parent pid) of zombies.
     pub zombies: Vec<(i32, i32)>,
-}
-
-/// Outer pids of the children of every thread of `pid`.
-pub fn children_of(pid: i32) -> Result<Vec<i32>> {
-    let mut out = Vec::new();
-    for t in procfs::list_tasks(pid)? {
-        let path = format!("/proc/{pid}/task/{t}/children");
-        // A thread that exits meanwhile has no children file: it has no children either.
-        if let Ok(text) = fs::read_to_string(&path) {
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|c| c.parse::<i32>().ok()),
-            );
-        }
-    }
-    out.sort_unstable();
-    out.dedup();
-    Ok(out)
 }
 
 /// State letter of /proc/PID/stat (None when the process is gone).
@@ -57,7 +39,7 @@ impl FrozenTree {
             let mut i = 0;
             while i < t.procs.len() {
                 let parent = t.procs[i].0.pid;
-                for c in children_of(parent)? {
+                for c in procfs::children_of(parent)? {
                     if t.procs.iter().any(|p| p.0.pid == c) || t.zombies.iter().any(|z| z.0 == c) {
                         continue;
                     }
@@ -80,7 +62,7 @@ impl FrozenTree {
                 break;
             }
         }
-        let orphans: Vec<String> = children_of(init)?
+        let orphans: Vec<String> = procfs::children_of(init)?
             .into_iter()
             .filter(|&c| c != root)
             .map(|c| c.to_string())

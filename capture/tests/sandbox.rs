@@ -1,7 +1,8 @@
 //! The sandbox: exit status pass-through, signal forwarding, pid namespace, and a checkpoint
 //! of a program that has already exited.
 
-use cairn_capture::{Error, ExitStatus, MemoryImageStore, Sandbox};
+use cairn_image::MemoryImageStore;
+use cairn_sys::{Error, ExitStatus, Sandbox};
 use std::ffi::OsString;
 use std::time::Duration;
 
@@ -75,7 +76,7 @@ fn checkpoint_of_exited_program_fails_cleanly() {
     let mut sb = Sandbox::launch(&sh("exit 3")).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let mut store = MemoryImageStore::new();
-    let err = sb.checkpoint(&mut store).unwrap_err();
+    let err = cairn_capture::checkpoint(&sb, &mut store).unwrap_err();
     assert!(matches!(err, Error::Exited { .. }), "{err:?}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(3));
 }
@@ -85,7 +86,7 @@ fn checkpoint_leaves_program_running_and_captures_state() {
     let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 5)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
-    let img = sb.checkpoint(&mut store).unwrap();
+    let img = cairn_capture::checkpoint(&sb, &mut store).unwrap();
     let p = &img.processes[0];
     assert_eq!(p.pid, 2);
     assert_eq!(p.threads.len(), 1);
@@ -101,13 +102,13 @@ fn checkpoint_leaves_program_running_and_captures_state() {
 /// A sink that kills the program while its memory is being saved.
 struct KillingSink(i32);
 
-impl cairn_capture::MemorySink for KillingSink {
+impl cairn_image::MemorySink for KillingSink {
     fn put_region(
         &mut self,
         _pid: i32,
         _index: usize,
         _len: u64,
-        _source: cairn_capture::image::RegionSource<'_>,
+        _source: cairn_image::RegionSource<'_>,
     ) -> std::io::Result<()> {
         // SAFETY: kill(2) on the program's pid.
         unsafe { libc::kill(self.0, libc::SIGKILL) };
@@ -123,9 +124,7 @@ impl cairn_capture::MemorySink for KillingSink {
 fn program_killed_during_checkpoint_reports_exited_and_status() {
     let mut sb = Sandbox::launch(&perl_sleep_exit(5.0, 0)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let err = sb
-        .checkpoint(&mut KillingSink(sb.program_pid()))
-        .unwrap_err();
+    let err = cairn_capture::checkpoint(&sb, &mut KillingSink(sb.program_pid())).unwrap_err();
     assert!(matches!(err, Error::Exited { .. }), "{err:?}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Signal(libc::SIGKILL));
 }
@@ -133,13 +132,13 @@ fn program_killed_during_checkpoint_reports_exited_and_status() {
 #[test]
 fn failing_sink_leaves_program_running() {
     struct Failing;
-    impl cairn_capture::MemorySink for Failing {
+    impl cairn_image::MemorySink for Failing {
         fn put_region(
             &mut self,
             _: i32,
             _: usize,
             _: u64,
-            _: cairn_capture::image::RegionSource<'_>,
+            _: cairn_image::RegionSource<'_>,
         ) -> std::io::Result<()> {
             Err(std::io::Error::other("disk full"))
         }
@@ -149,7 +148,7 @@ fn failing_sink_leaves_program_running() {
     }
     let mut sb = Sandbox::launch(&perl_sleep_exit(0.3, 6)).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let err = sb.checkpoint(&mut Failing).unwrap_err();
+    let err = cairn_capture::checkpoint(&sb, &mut Failing).unwrap_err();
     assert!(err.to_string().contains("disk full"), "{err}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(6));
 }
@@ -159,7 +158,7 @@ fn program_with_children_is_captured_and_keeps_running() {
     let mut sb = Sandbox::launch(&sh("sleep 0.4; exit 9")).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     let mut store = MemoryImageStore::new();
-    let image = sb.checkpoint(&mut store).unwrap();
+    let image = cairn_capture::checkpoint(&sb, &mut store).unwrap();
     assert_eq!(image.processes.len(), 2, "{:?}", image.processes);
     assert_eq!(image.processes[1].ppid, image.processes[0].pid);
     assert!(image.processes[1].exe.ends_with("/sleep"));

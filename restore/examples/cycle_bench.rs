@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p cairn-restore --example cycle_bench -- [MiB ...]` (default 1024).
 
-use cairn_capture::{ExitStatus, MemoryImageStore, Sandbox};
+use cairn_image::MemoryImageStore;
+use cairn_sys::{ExitStatus, Sandbox};
 use std::ffi::OsString;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut store = MemoryImageStore::new();
         let t0 = Instant::now();
-        let image = sb.checkpoint(&mut store)?;
+        let image = cairn_capture::checkpoint(&sb, &mut store)?;
         let ckpt = t0.elapsed().as_secs_f64();
         sb.kill()?;
         sb.wait()?;

@@ -1,8 +1,9 @@
 //! Checks that an image can be restored on this machine: CPU xstate features, vdso.
 
-use cairn_capture::checkpoint::vdso_info;
-use cairn_capture::procfs;
-use cairn_capture::{Error, ProcessImage, Result};
+use cairn_image::ProcessImage;
+use cairn_sys::procfs;
+use cairn_sys::vdso::vdso_info;
+use cairn_sys::{Error, Result};
 
 /// XCR0 of this CPU: the xstate features the OS enabled.
 pub fn host_xcr0() -> u64 {

@@ -13,9 +13,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use cairn_capture::error::last_os;
-use cairn_capture::inject::Injector;
-use cairn_capture::Result;
+use cairn_sys::error::last_os;
+use cairn_sys::inject::Injector;
+use cairn_sys::Result;
 
 /// `UFFD_API`.
 const UFFD_API: u64 = 0xAA;

@@ -35,8 +35,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cairn_capture::inject::Injector;
-use cairn_capture::{MemorySource, Result, Vma};
+use cairn_image::{MemorySource, Vma};
+use cairn_sys::inject::Injector;
+use cairn_sys::Result;
 
 use crate::fill::{ioctl, open_uffd, UffdioCopy, UffdioRange, UffdioRegister};
 

@@ -9,26 +9,23 @@
 #![warn(missing_docs)]
 
 pub mod compat;
-pub mod files;
 pub mod fill;
-pub mod ipc;
 pub mod lazy;
 pub mod memory;
-pub mod pipes;
 pub mod plan;
 pub mod stub;
-pub mod sysv;
 
-use cairn_capture::checkpoint::{resume_regs, BLOCK_ALL};
-use cairn_capture::error::{io_ctx, last_os};
-use cairn_capture::inject::{self, Injector};
-use cairn_capture::procfs;
-use cairn_capture::ptrace::{self, Stop};
-use cairn_capture::sandbox::CLONE_ARGS_SIZE;
-use cairn_capture::{
-    ChildSpec, Error, MemorySource, ProcessImage, ProcessTreeImage, Result, Sandbox, ThreadImage,
-    IMAGE_FORMAT,
-};
+use cairn_kinds::{file, pipe, sysv};
+
+use cairn_image::{MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT};
+use cairn_sys::error::{io_ctx, last_os};
+use cairn_sys::inject::{self, Injector};
+use cairn_sys::interrupted::resume_regs;
+use cairn_sys::procfs;
+use cairn_sys::ptrace::BLOCK_ALL;
+use cairn_sys::ptrace::{self, Stop};
+use cairn_sys::sandbox::CLONE_ARGS_SIZE;
+use cairn_sys::{ChildSpec, Error, Result, Sandbox};
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
@@ -107,8 +104,8 @@ fn restore_inner(
     for p in &image.processes {
         compat::check(p)?;
     }
-    files::rewind(&image.files, source)?;
-    let pipes = pipes::Pipes::create(image, source)?;
+    file::rewind(&image.files, source)?;
+    let pipes = pipe::Pipes::create(image, source)?;
     let mut fds = image
         .processes
         .iter()
@@ -148,9 +145,9 @@ fn restore_inner(
     if w < 0 {
         return Err(last_os("moving the ready pipe"));
     }
-    // SAFETY: `w` is a fresh descriptor owned by us.
     let ready_w = {
         drop(ready_w);
+        // SAFETY: `w` is a fresh descriptor owned by us.
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
     };
     let mut plan = plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
@@ -227,7 +224,7 @@ fn outer_pids(root: i32) -> Result<Vec<(i32, i32)>> {
     let mut out = vec![(root, procfs::inner_pid(&format!("/proc/{root}/status"))?)];
     let mut i = 0;
     while i < out.len() {
-        for c in cairn_capture::tree::children_of(out[i].0)? {
+        for c in procfs::children_of(out[i].0)? {
             out.push((c, procfs::inner_pid(&format!("/proc/{c}/status"))?));
         }
         i += 1;
@@ -411,7 +408,7 @@ fn rebuild(
     p: &ProcessImage,
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
-    sysv_shm: &[cairn_capture::sysv::SysvShm],
+    sysv_shm: &[cairn_image::SysvShm],
     lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Traced> {
     ptrace::seize(

@@ -1,10 +1,11 @@
 //! Mapping the image's memory into the stub and filling it from a [`MemorySource`].
 
-use cairn_capture::error::io_ctx;
-use cairn_capture::image::Backing;
-use cairn_capture::inject::Injector;
-use cairn_capture::procfs;
-use cairn_capture::{Error, MemorySource, ProcessImage, Result, Vma};
+use cairn_image::Backing;
+use cairn_image::{MemorySource, ProcessImage, Vma};
+use cairn_sys::error::io_ctx;
+use cairn_sys::inject::Injector;
+use cairn_sys::procfs;
+use cairn_sys::{Error, Result};
 
 use crate::fill::Filler;
 use crate::lazy::{lazy_candidate, LazyMemory};

@@ -2,7 +2,8 @@
 //! its session and group, and which children (and zombies) it forks with their pids.
 
 use crate::stub::PreparedFds;
-use cairn_capture::{Error, ProcessImage, Result};
+use cairn_image::ProcessImage;
+use cairn_sys::{Error, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -48,7 +49,7 @@ impl TreePlan {
     /// prepared descriptors of `procs[i]`, already raised to `high` or above.
     pub fn new(
         procs: &[ProcessImage],
-        zombies: &[cairn_capture::ZombieImage],
+        zombies: &[cairn_image::ZombieImage],
         fds: &[PreparedFds],
         high: i32,
         ready_w: i32,

@@ -1,9 +1,10 @@
 //! The restore stub: a child of the sandbox init, created with the image's pid, that installs
 //! the image's file descriptors, cwd and umask, reports, and then waits to be taken over.
 
-use crate::pipes::Pipes;
-use cairn_capture::error::io_ctx;
-use cairn_capture::{Error, FdKind, MemorySource, ProcessImage, Result};
+use cairn_image::{FdKind, MemorySource, ProcessImage};
+use cairn_kinds::pipe::Pipes;
+use cairn_sys::error::io_ctx;
+use cairn_sys::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -28,7 +29,7 @@ impl PreparedFds {
             // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor we own.
             let d = unsafe { libc::fcntl(o.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
             if d < 0 {
-                return Err(cairn_capture::error::last_os(format!(
+                return Err(cairn_sys::error::last_os(format!(
                     "moving a descriptor above {min} for the restore stub"
                 )));
             }

@@ -4,9 +4,9 @@
 
 mod common;
 
-use cairn_capture::{
-    CheckpointOptions, ExitStatus, FileCapture, MemoryImageStore, ProcessTreeImage, Sandbox,
-};
+use cairn_capture::{CheckpointOptions, FileCapture};
+use cairn_image::{MemoryImageStore, ProcessTreeImage};
+use cairn_sys::{ExitStatus, Sandbox};
 use common::*;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -27,7 +27,7 @@ fn cycle_run_on(
     run_on: Duration,
 ) -> (Sandbox, ProcessTreeImage) {
     let mut store = MemoryImageStore::new();
-    let image = sb.checkpoint_with(&mut store, opts).expect("checkpoint");
+    let image = cairn_capture::checkpoint_with(&sb, &mut store, opts).expect("checkpoint");
     let json = serde_json::to_string(&image).expect("serialize");
     let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");
     std::thread::sleep(run_on);
@@ -76,7 +76,7 @@ fn differential(opts: CheckpointOptions, state: bool, cycles: usize) -> Vec<Proc
         &st_arg("cairn.state"),
         &STEPS,
     ]);
-    let mut sb = Sandbox::launch_with(cairn_capture::ChildSpec::Exec {
+    let mut sb = Sandbox::launch_with(cairn_sys::ChildSpec::Exec {
         argv,
         stdio: Some([n, o, n]),
     })
@@ -137,7 +137,7 @@ fn capture_off_records_no_files() {
     let prog = compile(&dir, "writer", &[]);
     let null = File::create("/dev/null").unwrap();
     let n = null.as_raw_fd();
-    let mut sb = Sandbox::launch_with(cairn_capture::ChildSpec::Exec {
+    let mut sb = Sandbox::launch_with(cairn_sys::ChildSpec::Exec {
         argv: os(&[&prog, &dir.path("log"), &"-", &STEPS]),
         stdio: Some([n, n, n]),
     })
@@ -147,9 +147,9 @@ fn capture_off_records_no_files() {
     let opts = CheckpointOptions {
         file_capture_max: FileCapture::Off,
     };
-    let image = sb.checkpoint_with(&mut store, &opts).expect("checkpoint");
+    let image = cairn_capture::checkpoint_with(&sb, &mut store, &opts).expect("checkpoint");
     assert!(image.files.is_empty());
-    let image = sb.checkpoint(&mut store).expect("checkpoint");
+    let image = cairn_capture::checkpoint(&sb, &mut store).expect("checkpoint");
     assert_eq!(image.files.len(), 1);
     sb.kill().expect("kill");
     sb.wait().expect("wait");
@@ -162,7 +162,7 @@ fn truncated_file_without_contents_is_a_clear_restore_error() {
     let log = dir.path("log");
     let null = File::create("/dev/null").unwrap();
     let n = null.as_raw_fd();
-    let mut sb = Sandbox::launch_with(cairn_capture::ChildSpec::Exec {
+    let mut sb = Sandbox::launch_with(cairn_sys::ChildSpec::Exec {
         argv: os(&[&prog, &log, &"-", &STEPS]),
         stdio: Some([n, n, n]),
     })
@@ -172,7 +172,7 @@ fn truncated_file_without_contents_is_a_clear_restore_error() {
     let opts = CheckpointOptions {
         file_capture_max: FileCapture::UpTo(0),
     };
-    let image = sb.checkpoint_with(&mut store, &opts).expect("checkpoint");
+    let image = cairn_capture::checkpoint_with(&sb, &mut store, &opts).expect("checkpoint");
     sb.kill().expect("kill");
     sb.wait().expect("wait");
     File::create(&log).unwrap();

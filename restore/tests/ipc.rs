@@ -4,7 +4,8 @@
 
 mod common;
 
-use cairn_capture::{ExitStatus, ProcessTreeImage};
+use cairn_image::ProcessTreeImage;
+use cairn_sys::ExitStatus;
 use common::*;
 use std::ffi::OsString;
 use std::fs::File;
@@ -164,7 +165,7 @@ fn unix_server(abstract_name: Option<String>) {
             .ipc
             .sockets
             .iter()
-            .any(|s| matches!(s.state, cairn_capture::ipc::SocketState::Listening { .. }))),
+            .any(|s| matches!(s.state, cairn_image::SocketState::Listening { .. }))),
         "the listener was not in every checkpoint"
     );
     assert!(socket_bytes(&images) > 0, "no unread socket data");

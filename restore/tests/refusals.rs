@@ -2,15 +2,16 @@
 
 mod common;
 
-use cairn_capture::{Error, ExitStatus, MemoryImageStore, Sandbox};
+use cairn_image::MemoryImageStore;
+use cairn_sys::{Error, ExitStatus, Sandbox};
 use common::*;
 use std::time::Duration;
 
-fn captured_sleeper() -> (Sandbox, cairn_capture::ProcessTreeImage, MemoryImageStore) {
+fn captured_sleeper() -> (Sandbox, cairn_image::ProcessTreeImage, MemoryImageStore) {
     let sb = Sandbox::launch(&os(&[&"/bin/sleep", &"5"])).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
-    let image = sb.checkpoint(&mut store).unwrap();
+    let image = cairn_capture::checkpoint(&sb, &mut store).unwrap();
     (sb, image, store)
 }
 
@@ -67,7 +68,7 @@ fn outside_socket_refused(connect: &str, want: &str) {
     let mut sb = Sandbox::launch(&os(&[&"/usr/bin/python3", &"-c", &script])).unwrap();
     std::thread::sleep(Duration::from_millis(250));
     let mut store = MemoryImageStore::new();
-    let err = sb.checkpoint(&mut store).unwrap_err();
+    let err = cairn_capture::checkpoint(&sb, &mut store).unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -108,7 +109,7 @@ fn unsupported_fd_fails_checkpoint_and_program_continues() {
     let mut sb = Sandbox::launch(&os(&[&prog])).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
-    let err = sb.checkpoint(&mut store).unwrap_err();
+    let err = cairn_capture::checkpoint(&sb, &mut store).unwrap_err();
     assert!(matches!(err, Error::Unsupported(_)), "{err:?}");
     assert!(err.to_string().contains("fd 3"), "{err}");
     assert_eq!(sb.wait().unwrap(), ExitStatus::Code(4));

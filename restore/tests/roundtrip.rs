@@ -3,7 +3,8 @@
 
 mod common;
 
-use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, Sandbox};
+use cairn_image::MemoryImageStore;
+use cairn_sys::{ChildSpec, ExitStatus, Sandbox};
 use common::*;
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -166,7 +167,7 @@ fn blocked_pipe_read_resumes() {
     wait_for(&out, "1 alpha\n");
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
-    let image = sb.checkpoint(&mut store).unwrap();
+    let image = cairn_capture::checkpoint(&sb, &mut store).unwrap();
     sb.kill().unwrap();
     assert_eq!(sb.wait().unwrap(), ExitStatus::Signal(9));
     drop(w);
@@ -309,7 +310,7 @@ fn monotonic_clocks_continue_across_restore() {
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(100));
         let mut store = MemoryImageStore::new();
-        let image = sb.checkpoint(&mut store).unwrap();
+        let image = cairn_capture::checkpoint(&sb, &mut store).unwrap();
         sb.kill().unwrap();
         sb.wait().unwrap();
         // Downtime longer than the jump the program detects.

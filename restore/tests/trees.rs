@@ -3,7 +3,7 @@
 
 mod common;
 
-use cairn_capture::ExitStatus;
+use cairn_sys::ExitStatus;
 use common::*;
 use std::ffi::OsString;
 use std::fs::File;

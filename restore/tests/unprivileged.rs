@@ -4,7 +4,7 @@
 
 mod common;
 
-use cairn_capture::ExitStatus;
+use cairn_sys::ExitStatus;
 use common::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

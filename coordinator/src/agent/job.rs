@@ -3,7 +3,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use cairn_capture::image::MemorySink;
+use cairn_image::MemorySink;
 use nix::sys::signal::Signal;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -4,9 +4,9 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 
 use cairn_capture::dirty::DirtyTracker;
-use cairn_capture::image::{MemorySink, MemorySource, ProcessTreeImage};
-use cairn_capture::sandbox::{ExitStatus, Sandbox};
+use cairn_image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_restore::lazy::{LazyMemory, LazyOutcome};
+use cairn_sys::{ExitStatus, Sandbox};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use std::sync::Arc;
 
@@ -135,7 +135,7 @@ impl SandboxJob {
     }
 }
 
-fn launch_error(argv: &[OsString], e: cairn_capture::Error) -> AgentError {
+fn launch_error(argv: &[OsString], e: cairn_sys::Error) -> AgentError {
     AgentError::Launch(format!("starting {}: {e}", argv[0].to_string_lossy()))
 }
 
@@ -173,12 +173,12 @@ impl JobProcess for SandboxJob {
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
         self.settle()?;
         let captured = match &mut self.tracker {
-            Some(t) => self.sandbox.checkpoint_tracked(t, sink),
-            None => self.sandbox.checkpoint(sink),
+            Some(t) => cairn_capture::checkpoint_tracked(&self.sandbox, t, sink),
+            None => cairn_capture::checkpoint(&self.sandbox, sink),
         };
         match captured {
             Ok(image) => Ok(image),
-            Err(cairn_capture::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
+            Err(cairn_sys::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
         }
     }

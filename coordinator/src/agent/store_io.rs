@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cairn_capture::image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
+use cairn_image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
 use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
 
 use super::incremental::{Baseline, PageCounts, RegionKey};

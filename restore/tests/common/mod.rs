@@ -3,7 +3,8 @@
 
 #![allow(dead_code)]
 
-use cairn_capture::{ChildSpec, ExitStatus, MemoryImageStore, ProcessTreeImage, Sandbox};
+use cairn_image::{MemoryImageStore, ProcessTreeImage};
+use cairn_sys::{ChildSpec, ExitStatus, Sandbox};
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -71,7 +72,7 @@ pub fn os(v: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 pub fn cycle(sb: Sandbox) -> (Sandbox, ProcessTreeImage) {
     let mut sb = sb;
     let mut store = MemoryImageStore::new();
-    let image = sb.checkpoint(&mut store).expect("checkpoint");
+    let image = cairn_capture::checkpoint(&sb, &mut store).expect("checkpoint");
     // The image must survive serialisation, like the agent's image.json.
     let json = serde_json::to_string(&image).expect("serialize");
     let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");
@@ -102,8 +103,7 @@ pub fn run_with_cycles_stdio(
     cycles: usize,
     delay: Duration,
 ) -> ExitStatus {
-    let mut sb =
-        Sandbox::launch_with(cairn_capture::ChildSpec::Exec { argv, stdio }).expect("launch");
+    let mut sb = Sandbox::launch_with(cairn_sys::ChildSpec::Exec { argv, stdio }).expect("launch");
     // Checkpoint at random moments: each wait is 50..100 % of `delay`, so the program (whose
     // minimum run time must exceed `cycles * delay`) is always still running.
     let mut x = std::time::SystemTime::now()
@@ -172,8 +172,7 @@ pub fn run_cycles_to_file(
     for _ in 0..cycles {
         std::thread::sleep(delay);
         let mut store = MemoryImageStore::new();
-        let image = sb
-            .checkpoint(&mut store)
+        let image = cairn_capture::checkpoint(&sb, &mut store)
             .unwrap_or_else(|e| panic!("checkpoint: {e}; output so far:\n{}", read(out)));
         let json = serde_json::to_string(&image).expect("serialize");
         let image: ProcessTreeImage = serde_json::from_str(&json).expect("deserialize");

@@ -546,7 +546,7 @@ impl Sandbox {
         };
         let mut pidfd: i32 = -1;
         // Own IPC namespace: System V segments of the job are the job's alone, and restore can
-        // recreate them with their ids (crate::sysv).
+        // recreate them with their ids (cairn_kinds::sysv).
         // Own mount namespace: a /proc of the job's PID namespace (mount_own_proc).
         let mut flags =
             (libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWNS | libc::CLONE_PIDFD)

@@ -1,67 +1,22 @@
 //! System V shared memory of the job. The job runs in its own IPC namespace (see
-//! [`crate::sandbox`]), so every segment there belongs to it. Segments are listed and read by
+//! `cairn_sys::sandbox`), so every segment there belongs to it. Segments are listed and read by
 //! injecting `shmctl(SHM_INFO / SHM_STAT_ANY)` and `shmat(SHM_RDONLY)` into the frozen
 //! launched program (the agent is outside the namespace); their contents are saved once per
 //! segment, and every process's attachments are recorded with their addresses, so restore
 //! can recreate each segment with the same id and key and attach it at the same places.
 
-use crate::error::{io_ctx, Error, Result};
-use crate::freeze::Frozen;
-use crate::image::MemorySink;
-use crate::inject::{self, Injector};
-use crate::procfs::{self, MapEntry};
-use serde::{Deserialize, Serialize};
+use crate::FrozenJob;
+use cairn_image::{MemorySink, ProcessTreeImage, SysvAttach, SysvShm};
+use cairn_sys::error::{io_ctx, Error, Result};
+use cairn_sys::freeze::Frozen;
+use cairn_sys::inject::{self, Injector};
+use cairn_sys::procfs::{self, MapEntry};
 use std::fs::File;
 use std::io::{self, Read};
 
 const SHM_INFO: u64 = 14;
 const SHM_STAT_ANY: u64 = 15;
-/// `shm_perm.mode` bit of a segment marked for removal (IPC_RMID while attached).
-pub const SHM_DEST: u32 = 0o1000;
 const SCRATCH: u64 = 4096;
-
-/// One System V shared memory segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SysvShm {
-    /// shmid (the program may hold it in memory; restore recreates the same one).
-    pub id: i32,
-    /// Key (IPC_PRIVATE = 0, also for segments marked for removal).
-    pub key: i32,
-    /// Size in bytes (`shm_segsz`).
-    pub size: u64,
-    /// Permission bits and flags of `shm_perm.mode` (SHM_DEST included).
-    pub mode: u32,
-    /// Owner uid and gid inside the job's namespace.
-    pub uid: u32,
-    /// Owner gid.
-    pub gid: u32,
-    /// Attachments of the processes of the job.
-    pub attachments: Vec<SysvAttach>,
-    /// `(0, id)` under which the contents went to [`MemorySink::put_file`].
-    pub data: Option<(i32, i32)>,
-}
-
-impl SysvShm {
-    /// Whether the segment was marked for removal (IPC_RMID while attached).
-    pub fn removed(&self) -> bool {
-        self.mode & SHM_DEST != 0
-    }
-}
-
-/// Where a process attached a segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SysvAttach {
-    /// Pid inside the namespace.
-    pub pid: i32,
-    /// Address of the attachment (offset 0 of the segment).
-    pub addr: u64,
-    /// Length mapped.
-    pub len: u64,
-    /// Attached for writing (VmFlags `mw`), otherwise SHM_RDONLY.
-    pub write: bool,
-    /// Attached with SHM_EXEC (VmFlags `me`).
-    pub exec: bool,
-}
 
 /// True for a mapping of a System V shared memory segment.
 pub fn is_sysv(m: &MapEntry) -> bool {
@@ -143,6 +98,17 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&b[o..o + 8]);
     u64::from_ne_bytes(a)
+}
+
+/// [`crate::CaptureFn`] of System V shared memory.
+pub fn capture_job(
+    job: &FrozenJob<'_>,
+    image: &mut ProcessTreeImage,
+    sink: &mut dyn MemorySink,
+) -> Result<()> {
+    let inner: Vec<i32> = image.processes.iter().map(|p| p.pid).collect();
+    image.ipc.sysv_shm = capture(job.root, job.outer, &inner, sink)?;
+    Ok(())
 }
 
 /// List and save every segment of the job's IPC namespace by injecting into the frozen

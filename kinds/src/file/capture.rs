@@ -3,8 +3,9 @@
 //! checkpoint-time state. Output produced after the checkpoint is then neither duplicated nor
 //! lost when the job is restarted. Rules: docs/capture-restore.md ("Files the job writes").
 
-use crate::error::{io_ctx, Error, Result};
-use crate::image::{FdKind, MemorySink, ProcessImage};
+use crate::FrozenJob;
+use cairn_image::{FdKind, MemorySink, ProcessImage, ProcessTreeImage, WrittenFile};
+use cairn_sys::error::{io_ctx, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -26,7 +27,7 @@ pub enum FileCapture {
     UpTo(u64),
 }
 
-/// Options of [`crate::Sandbox::checkpoint_with`].
+/// Options of `cairn_capture::checkpoint_with`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointOptions {
     /// Capture of files open for writing.
@@ -74,19 +75,6 @@ pub fn parse_file_capture(s: &str) -> Option<FileCapture> {
     n.checked_mul(1u64 << shift).map(FileCapture::UpTo)
 }
 
-/// A regular file the job had open for writing at the checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WrittenFile {
-    /// Absolute path at the checkpoint.
-    pub path: String,
-    /// Size in bytes at the checkpoint.
-    pub size: u64,
-    /// `(pid, fd)` under which the contents went to [`MemorySink::put_file`] (and come back
-    /// from `MemorySource::read_file`); `None` when only the size was recorded (file larger
-    /// than the limit, or capture of contents turned off): restore then truncates.
-    pub content: Option<(i32, i32)>,
-}
-
 /// A reader that yields exactly `left` bytes of `inner` and fails if it ends earlier.
 struct Exact<R> {
     inner: R,
@@ -112,6 +100,27 @@ impl<R: Read> Read for Exact<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// [`crate::CaptureFn`] of written files: each file once, whichever processes hold it.
+pub fn capture_job(
+    job: &FrozenJob<'_>,
+    image: &mut ProcessTreeImage,
+    sink: &mut dyn MemorySink,
+) -> Result<()> {
+    let mut seen = Vec::new();
+    let mut files = Vec::new();
+    for (&outer, p) in job.outer.iter().zip(&image.processes) {
+        files.extend(capture_written(
+            outer,
+            p,
+            job.options.file_capture_max,
+            &mut seen,
+            sink,
+        )?);
+    }
+    image.files = files;
+    Ok(())
 }
 
 /// Record the regular files that the frozen process `outer_pid` (image `p`) has open for

@@ -1,8 +1,9 @@
 //! Pipes inside the job, recreated by the restoring process with their capacity and unread
 //! bytes, then handed to the stubs like any other descriptor.
 
-use cairn_capture::error::{io_ctx, last_os};
-use cairn_capture::{Error, FdKind, MemorySource, ProcessTreeImage, Result};
+use cairn_image::{FdKind, MemorySource, ProcessTreeImage};
+use cairn_sys::error::{io_ctx, last_os};
+use cairn_sys::{Error, Result};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -12,17 +13,17 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 #[derive(Default)]
 pub struct Pipes(
     pub std::collections::HashMap<u64, (OwnedFd, OwnedFd)>,
-    pub crate::ipc::Ipc,
+    pub crate::unix::Ipc,
 );
 
 impl Pipes {
     /// Create every pipe of the image with its capacity, refill it with its unread bytes,
     /// and give each end the O_NONBLOCK flag its descriptors had; then the sockets and FIFOs
-    /// ([`crate::ipc::Ipc::create`]).
+    /// ([`crate::unix::Ipc::create`]).
     pub fn create(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Pipes> {
         let mut out = Pipes(
             Default::default(),
-            crate::ipc::Ipc::create(&image.ipc, source)?,
+            crate::unix::Ipc::create(&image.ipc, source)?,
         );
         for pi in &image.pipes {
             let mut p = [0i32; 2];

@@ -4,7 +4,10 @@
 //! a checkpoint or a restore on one thread.
 
 use crate::error::{Error, Result};
-use crate::image::UserRegs;
+use crate::regs::UserRegs;
+
+/// Signals blocked while cairn injects syscalls (all but SIGKILL/SIGSTOP, which cannot be).
+pub const BLOCK_ALL: u64 = !0;
 
 /// PTRACE_SEIZE.
 pub const SEIZE: u32 = 0x4206;

@@ -1,8 +1,9 @@
 //! Rewinding the files the job was writing to their checkpoint-time state, before the
-//! descriptors are reopened (see `cairn_capture::files`).
+//! descriptors are reopened (see `crate::file::capture`).
 
-use cairn_capture::error::io_ctx;
-use cairn_capture::{Error, MemorySource, Result, WrittenFile};
+use cairn_image::{MemorySource, WrittenFile};
+use cairn_sys::error::io_ctx;
+use cairn_sys::{Error, Result};
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -2,8 +2,9 @@
 //! of a read end with `pidfd_getfd` and `tee`s the pipe's contents into a pipe of its own,
 //! so the frozen program's pipe is left exactly as it was.
 
-use crate::error::{io_ctx, last_os, Error, Result};
-use crate::image::{FdKind, MemorySink, PipeImage, ProcessImage};
+use crate::FrozenJob;
+use cairn_image::{FdKind, MemorySink, PipeImage, ProcessImage, ProcessTreeImage};
+use cairn_sys::error::{io_ctx, last_os, Error, Result};
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -82,6 +83,16 @@ pub(crate) fn peek_fd(rd: &OwnedFd, pid: i32, fd: i32) -> Result<(u64, Vec<u8>)>
         .read_to_end(&mut data)
         .map_err(io_ctx("reading a pipe's unread bytes"))?;
     Ok((cap as u64, data))
+}
+
+/// [`crate::CaptureFn`] of pipes.
+pub fn capture_job(
+    job: &FrozenJob<'_>,
+    image: &mut ProcessTreeImage,
+    sink: &mut dyn MemorySink,
+) -> Result<()> {
+    image.pipes = capture_pipes(job.outer, &image.processes, sink)?;
+    Ok(())
 }
 
 /// Capture every pipe of the frozen processes (`outer[i]` is the outer pid of `procs[i]`):

@@ -276,3 +276,21 @@ pub fn write_mem(pid: i32, mem: Option<&fs::File>, addr: u64, data: &[u8]) -> st
             .write_all_at(rest, at),
     }
 }
+
+/// Outer pids of the children of every thread of `pid`.
+pub fn children_of(pid: i32) -> Result<Vec<i32>> {
+    let mut out = Vec::new();
+    for t in list_tasks(pid)? {
+        let path = format!("/proc/{pid}/task/{t}/children");
+        // A thread that exits meanwhile has no children file: it has no children either.
+        if let Ok(text) = fs::read_to_string(&path) {
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<i32>().ok()),
+            );
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}

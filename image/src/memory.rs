@@ -1,122 +1,10 @@
-//! The `ProcessImage` model: everything captured about a process tree, as serde metadata, plus
-//! the traits through which memory and file contents flow to and from a store.
+//! Memory: mappings and what backs them, and the traits through which memory regions and
+//! file contents flow to a store at a checkpoint and back at a restore.
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io;
 use std::sync::Mutex;
-
-/// Version of the image format written by this code.
-pub const IMAGE_FORMAT: u32 = 1;
-
-/// A captured job: every process of the launched program's tree (one process for now).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessTreeImage {
-    /// [`IMAGE_FORMAT`] at capture time.
-    pub format: u32,
-    /// Whether the job ran in its own user namespace (unprivileged launch).
-    pub user_ns: bool,
-    /// The processes; the first one is the launched program (the child of the sandbox init).
-    pub processes: Vec<ProcessImage>,
-    /// Regular files open for writing at the checkpoint (each once), rewound at restore.
-    #[serde(default)]
-    pub files: Vec<crate::files::WrittenFile>,
-    /// Children that had exited but were not yet reaped by their parent.
-    #[serde(default)]
-    pub zombies: Vec<ZombieImage>,
-    /// Pipes created inside the job, with their unread bytes.
-    #[serde(default)]
-    pub pipes: Vec<PipeImage>,
-    /// UNIX sockets, FIFOs and System V shared memory of the job ([`crate::ipc`]).
-    #[serde(default)]
-    pub ipc: crate::ipc::IpcImage,
-}
-
-/// A pipe between processes of the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PipeImage {
-    /// Inode number at the checkpoint ([`FdKind::Pipe::id`]).
-    pub id: u64,
-    /// Capacity in bytes (F_GETPIPE_SZ).
-    pub capacity: u64,
-    /// Number of unread bytes.
-    pub unread: u64,
-    /// `(pid, fd)` under which the unread bytes went to [`MemorySink::put_file`] (a read end).
-    pub data: Option<(i32, i32)>,
-}
-
-/// An exited, not yet reaped process of the tree.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ZombieImage {
-    /// Pid inside the job's namespace.
-    pub pid: i32,
-    /// Parent pid inside the namespace.
-    pub ppid: i32,
-    /// Raw wait status its parent will collect.
-    pub status: i32,
-}
-
-/// One captured process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessImage {
-    /// Pid inside the job's PID namespace.
-    pub pid: i32,
-    /// Path of the executable (/proc/PID/exe).
-    pub exe: String,
-    /// Working directory.
-    pub cwd: String,
-    /// File mode creation mask.
-    pub umask: u32,
-    /// Memory-layout fields restored with PR_SET_MM_MAP.
-    pub mm: MmFields,
-    /// The auxiliary vector (/proc/PID/auxv) as words.
-    pub auxv: Vec<u64>,
-    /// Memory mappings in address order, without vdso/vvar/vsyscall.
-    pub vmas: Vec<Vma>,
-    /// Where the kernel's vdso was mapped and a hash of its bytes.
-    pub vdso: Option<VdsoInfo>,
-    /// Threads; the first one is the thread-group leader.
-    pub threads: Vec<ThreadImage>,
-    /// Signal dispositions other than the default.
-    pub sigactions: Vec<SigAction>,
-    /// Resource limits (RLIMIT_* index, soft, hard).
-    pub rlimits: Vec<(u32, u64, u64)>,
-    /// Interval timers (which, interval sec, interval usec, value sec, value usec), non-zero only.
-    pub itimers: Vec<(u32, [i64; 4])>,
-    /// Open file descriptors.
-    pub fds: Vec<FdImage>,
-    /// Process-wide pending signals (raw 128-byte siginfo each).
-    pub shared_pending: Vec<Vec<u8>>,
-    /// CLOCK_MONOTONIC and CLOCK_BOOTTIME (ns) as the program saw them at the checkpoint.
-    #[serde(default)]
-    pub clocks: Option<(i64, i64)>,
-    /// Parent pid inside the namespace (1, the sandbox init, for the launched program).
-    #[serde(default)]
-    pub ppid: i32,
-    /// Process group id inside the namespace (0: a group outside it, inherited from init).
-    #[serde(default)]
-    pub pgid: i32,
-    /// Session id inside the namespace (0: a session outside it, inherited from init).
-    #[serde(default)]
-    pub sid: i32,
-}
-
-/// mm fields of /proc/PID/stat plus the current brk.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct MmFields {
-    pub start_code: u64,
-    pub end_code: u64,
-    pub start_data: u64,
-    pub end_data: u64,
-    pub start_brk: u64,
-    pub brk: u64,
-    pub start_stack: u64,
-    pub arg_start: u64,
-    pub arg_end: u64,
-    pub env_start: u64,
-    pub env_end: u64,
-}
 
 /// What backs a mapping.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,161 +58,6 @@ impl Vma {
     pub fn stored_bytes(&self) -> u64 {
         self.stored.iter().map(|r| r.1).sum()
     }
-}
-
-/// vdso/vvar placement of the captured process.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VdsoInfo {
-    /// Start of the whole vvar+vdso block (what ARCH_MAP_VDSO_64 takes).
-    pub block_start: u64,
-    /// Length of the whole block.
-    pub block_len: u64,
-    /// Start of the `[vdso]` text.
-    pub vdso_start: u64,
-    /// Length of the `[vdso]` text.
-    pub vdso_len: u64,
-    /// BLAKE3 of the vdso text, hex.
-    pub hash: String,
-}
-
-/// One thread.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ThreadImage {
-    /// Tid inside the job's PID namespace.
-    pub tid: i32,
-    /// Thread name.
-    pub comm: String,
-    /// General registers.
-    pub regs: UserRegs,
-    /// NT_X86_XSTATE (xsave layout, kernel format).
-    pub xstate: Vec<u8>,
-    /// Blocked signals.
-    pub sigmask: u64,
-    /// Pending thread-directed signals (raw siginfo).
-    pub pending: Vec<Vec<u8>>,
-    /// rseq registration (address, length, signature).
-    pub rseq: Option<(u64, u32, u32)>,
-    /// Robust futex list (head, len).
-    pub robust_list: (u64, u64),
-    /// clear_child_tid address (set_tid_address).
-    pub clear_child_tid: u64,
-    /// sigaltstack (ss_sp, ss_flags, ss_size).
-    pub sigaltstack: (u64, i32, u64),
-}
-
-/// x86_64 `struct user_regs_struct`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs)]
-pub struct UserRegs {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub rbp: u64,
-    pub rbx: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rax: u64,
-    pub rcx: u64,
-    pub rdx: u64,
-    pub rsi: u64,
-    pub rdi: u64,
-    pub orig_rax: u64,
-    pub rip: u64,
-    pub cs: u64,
-    pub eflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-    pub fs_base: u64,
-    pub gs_base: u64,
-    pub ds: u64,
-    pub es: u64,
-    pub fs: u64,
-    pub gs: u64,
-}
-
-/// A signal disposition (kernel `struct sigaction` layout fields).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SigAction {
-    /// Signal number.
-    pub signo: i32,
-    /// sa_handler (SIG_IGN = 1 or a handler address).
-    pub handler: u64,
-    /// sa_flags.
-    pub flags: u64,
-    /// sa_restorer.
-    pub restorer: u64,
-    /// sa_mask.
-    pub mask: u64,
-}
-
-/// One open file descriptor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FdImage {
-    /// Descriptor number.
-    pub fd: i32,
-    /// FD_CLOEXEC.
-    pub cloexec: bool,
-    /// What it refers to.
-    pub kind: FdKind,
-}
-
-/// What a file descriptor refers to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum FdKind {
-    /// A file reopened by path (regular files, directories, /dev/null, /dev/zero, /dev/urandom).
-    Path {
-        /// Absolute path.
-        path: String,
-        /// open(2) flags (access mode, O_APPEND, O_NONBLOCK, ...).
-        flags: i32,
-        /// File offset.
-        offset: u64,
-    },
-    /// A regular file deleted while open; its contents go through the sink as a file stream.
-    Deleted {
-        /// Path it had (without " (deleted)").
-        path: String,
-        /// open(2) flags.
-        flags: i32,
-        /// File offset.
-        offset: u64,
-        /// Size of the saved contents.
-        size: u64,
-    },
-    /// A terminal or pipe on 0/1/2: the restoring process's own descriptor of the same number.
-    Stdio,
-    /// One end of a pipe created inside the job (not inherited from the parent); all
-    /// descriptors with the same `id` share the pipe, which restore recreates and refills
-    /// with its unread bytes ([`PipeImage`]).
-    Pipe {
-        /// Pipe inode number at the checkpoint (identifies the pipe within the image).
-        id: u64,
-        /// open(2) flags of this end: O_RDONLY (read end) or O_WRONLY, O_NONBLOCK.
-        flags: i32,
-    },
-    /// A UNIX socket of the job ([`crate::ipc::SocketImage`] with this id); every descriptor
-    /// with the same id is the same socket (one open file description).
-    Socket {
-        /// Socket inode number at the checkpoint.
-        id: u64,
-    },
-    /// A FIFO (named pipe) opened by path ([`crate::ipc::FifoImage`] with this id).
-    Fifo {
-        /// Inode number of the FIFO at the checkpoint.
-        id: u64,
-        /// open(2) flags of this descriptor (access mode, O_NONBLOCK).
-        flags: i32,
-    },
-    /// The same open file description as the parent process's descriptor `parent_fd`
-    /// (inherited across fork: shared offset and flags); restore inherits it the same way.
-    Inherited {
-        /// The parent's descriptor number.
-        parent_fd: i32,
-    },
 }
 
 /// Source of a captured region's bytes: fills `buf` with the region's bytes at `offset`.
@@ -413,12 +146,12 @@ pub trait MemorySink {
     /// from a `/proc/PID/smaps` read of the same mapping earlier in this checkpoint (dirty
     /// tracking reads it during the pre-copy). Only if every mapping is known does capture
     /// skip reading smaps (a page-table walk) while the program is frozen. Default: `None`.
-    fn known_growsdown(&self, pid: i32, m: &crate::procfs::MapEntry) -> Option<bool> {
+    fn known_growsdown(&self, pid: i32, m: &cairn_sys::procfs::MapEntry) -> Option<bool> {
         let _ = (pid, m);
         None
     }
     /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
-    /// `fd` of process `pid`; see [`crate::files`]).
+    /// `fd` of process `pid`; see [`crate::file`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;
 }
 

@@ -1,7 +1,7 @@
 //! The kernel interfaces of dirty-page tracking: a userfaultfd in write-protect async mode
 //! (`UFFD_FEATURE_WP_ASYNC` + `UFFD_FEATURE_WP_UNPOPULATED`, Linux 6.7+) and the
 //! `PAGEMAP_SCAN` ioctl on `/proc/PID/pagemap`. Only the raw calls live here; the policy is in
-//! [`crate::dirty`].
+//! `cairn_capture::dirty`.
 //!
 //! A userfaultfd belongs to the address space of the process that created it; its ioctls may
 //! be issued from any process holding the descriptor (the agent gets it with pidfd_getfd).

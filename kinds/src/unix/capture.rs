@@ -1,5 +1,5 @@
 //! UNIX sockets and FIFOs between processes of the job, and the job's System V shared memory
-//! ([`crate::sysv`]): what restore needs to rebuild them, unread data included.
+//! (`crate::sysv`): what restore needs to rebuild them, unread data included.
 //!
 //! * A UNIX socket is described by `unix_diag` (state, address, peer, queue lengths, shutdown
 //!   state) and its unread data is peeked from a copy of the descriptor (`pidfd_getfd`) with
@@ -9,103 +9,17 @@
 //!
 //! Rules (what is refused and why): docs/capture-restore.md.
 
-use crate::error::{io_ctx, last_os, Error, Result};
-use crate::image::{FdKind, MemorySink, ProcessImage};
-use crate::pipes::{peek, peek_fd, steal};
-use crate::unix_diag::{self, Diag};
-use serde::{Deserialize, Serialize};
+use crate::pipe::capture::{peek, peek_fd, steal};
+use crate::FrozenJob;
+use cairn_image::{
+    FdKind, FifoImage, IpcImage, MemorySink, ProcessImage, ProcessTreeImage, SocketImage,
+    SocketName, SocketState,
+};
+use cairn_sys::error::{io_ctx, last_os, Error, Result};
+use cairn_sys::sock_diag::{self, Diag};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-
-/// UNIX sockets, FIFOs and System V shared memory of a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IpcImage {
-    /// Every UNIX socket open in a process of the job.
-    #[serde(default)]
-    pub sockets: Vec<SocketImage>,
-    /// Every FIFO open in a process of the job.
-    #[serde(default)]
-    pub fifos: Vec<FifoImage>,
-    /// Every System V shared memory segment of the job's IPC namespace.
-    #[serde(default)]
-    pub sysv_shm: Vec<crate::sysv::SysvShm>,
-}
-
-/// The local address of a UNIX socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SocketName {
-    /// A filesystem name.
-    Path {
-        /// Absolute path of the socket file (relative names are resolved at capture).
-        path: String,
-        /// Whether the socket file still existed at the checkpoint (otherwise it was unlinked
-        /// and restore unlinks it again after binding).
-        exists: bool,
-        /// Permission bits of the socket file.
-        mode: u32,
-    },
-    /// An abstract name (the bytes after the leading NUL).
-    Abstract(Vec<u8>),
-}
-
-/// Connection state of a UNIX socket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SocketState {
-    /// Neither listening nor connected.
-    Unconnected,
-    /// Listening, with no connection waiting to be accepted.
-    Listening {
-        /// listen(2) backlog.
-        backlog: u32,
-    },
-    /// Connected to `peer` (a socket of the job), or to a peer that was closed (`None`).
-    Connected {
-        /// Inode of the peer socket.
-        peer: Option<u64>,
-    },
-}
-
-/// A UNIX socket of the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SocketImage {
-    /// Inode number at the checkpoint ([`FdKind::Socket::id`]).
-    pub id: u64,
-    /// SOCK_STREAM, SOCK_DGRAM or SOCK_SEQPACKET.
-    pub sock_type: i32,
-    /// O_NONBLOCK set on the socket's open file description.
-    pub nonblock: bool,
-    /// Listening, connected, or neither.
-    pub state: SocketState,
-    /// Bound address, if any.
-    pub name: Option<SocketName>,
-    /// RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2).
-    pub shutdown: u8,
-    /// SO_SNDBUF as getsockopt reports it.
-    pub sndbuf: i32,
-    /// SO_RCVBUF as getsockopt reports it.
-    pub rcvbuf: i32,
-    /// SO_PEEK_OFF (-1: off).
-    pub peek_off: i32,
-    /// Lengths of the unread messages, oldest first (a stream socket has one entry with all
-    /// its unread bytes); their bytes, concatenated, are the file `data`.
-    pub messages: Vec<u64>,
-    /// `(pid, fd)` under which the unread bytes went to [`MemorySink::put_file`].
-    pub data: Option<(i32, i32)>,
-}
-
-/// A FIFO (named pipe) of the job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FifoImage {
-    /// Inode number ([`FdKind::Fifo::id`]).
-    pub id: u64,
-    /// Absolute path.
-    pub path: String,
-    /// Number of unread bytes.
-    pub unread: u64,
-    /// `(pid, fd)` under which the unread bytes went to [`MemorySink::put_file`].
-    pub data: Option<(i32, i32)>,
-}
 
 fn getsockopt_int(fd: &OwnedFd, level: i32, opt: i32, what: &str) -> Result<i32> {
     let mut v: libc::c_int = 0;
@@ -322,6 +236,18 @@ fn close_passed_fds(msg: &libc::msghdr) -> bool {
     any
 }
 
+/// [`crate::CaptureFn`] of UNIX sockets and FIFOs.
+pub fn capture_job(
+    job: &FrozenJob<'_>,
+    image: &mut ProcessTreeImage,
+    sink: &mut dyn MemorySink,
+) -> Result<()> {
+    let ipc = capture_ipc(job.outer, &image.processes, sink)?;
+    image.ipc.sockets = ipc.sockets;
+    image.ipc.fifos = ipc.fifos;
+    Ok(())
+}
+
 /// Capture the UNIX sockets and FIFOs of the frozen processes (`outer[i]` is the outer pid of
 /// `procs[i]`); unread data goes to `sink.put_file` under the first descriptor found.
 pub fn capture_ipc(
@@ -352,7 +278,7 @@ pub fn capture_ipc(
         }
     }
     if !sockets.is_empty() {
-        let diag = unix_diag::dump()?;
+        let diag = sock_diag::dump()?;
         let cwds: Vec<String> = procs.iter().map(|p| p.cwd.clone()).collect();
         for &(id, o, pid, fd) in &sockets {
             let who = format!("process {pid} fd {fd} (socket:[{id}])");
@@ -370,7 +296,7 @@ pub fn capture_ipc(
                 .get(&id)
                 .ok_or_else(|| Error::Parse(format!("{who}: not reported by unix_diag")))?;
             let name = resolve_name(d, &cwds, &who)?;
-            let state = if d.state == unix_diag::STATE_LISTEN {
+            let state = if d.state == sock_diag::STATE_LISTEN {
                 let (pending, backlog) = d.rqlen.unwrap_or((0, 0));
                 if d.pending > 0 || pending > 0 {
                     return Err(Error::Unsupported(format!(

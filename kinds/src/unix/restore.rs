@@ -1,12 +1,13 @@
 //! UNIX sockets and FIFOs of the job, recreated by the restoring process before the stubs are
-//! forked (see `cairn_capture::ipc`): listeners are bound and listening again, connections
+//! forked (see `crate::unix::capture`): listeners are bound and listening again, connections
 //! between processes of the job are re-established (a socketpair, or connect + accept through
 //! the listener's name so that addresses stay right), unread data is queued again message by
 //! message, then shutdown state, buffer sizes, SO_PEEK_OFF and O_NONBLOCK are set.
 
-use cairn_capture::error::{io_ctx, last_os};
-use cairn_capture::ipc::{socket_groups, IpcImage, SocketImage, SocketName, SocketState};
-use cairn_capture::{Error, MemorySource, Result};
+use crate::unix::capture::socket_groups;
+use cairn_image::{IpcImage, MemorySource, SocketImage, SocketName, SocketState};
+use cairn_sys::error::{io_ctx, last_os};
+use cairn_sys::{Error, Result};
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

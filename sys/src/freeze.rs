@@ -19,7 +19,7 @@ fn stop_one(tid: i32) -> Result<()> {
     ptrace::interrupt(tid)?;
     loop {
         match ptrace::wait_stop(tid)? {
-            Stop::Event(_) | Stop::Syscall => return crate::checkpoint::settle_stopped(tid),
+            Stop::Event(_) | Stop::Syscall => return crate::interrupted::settle_stopped(tid),
             Stop::Signal(sig) => {
                 // A signal arrived first: let it be delivered as it would have been, then take
                 // the pending interrupt stop.

@@ -1,4 +1,4 @@
-//! System V shared memory at restore (see `cairn_capture::sysv`). The restored job has a new
+//! System V shared memory at restore (see `crate::sysv::capture`). The restored job has a new
 //! IPC namespace; before any process is rebuilt, the launched program's stub creates every
 //! segment with its old id (`/proc/sys/kernel/shm_next_id`, which belongs to the namespace),
 //! key, size and permissions and fills it once. Each process then attaches its segments at
@@ -6,13 +6,13 @@
 //! process is attached, segments that had been marked for removal are removed again
 //! (`IPC_RMID`), so they vanish when the last process detaches, as they would have.
 
-use cairn_capture::checkpoint::BLOCK_ALL;
-use cairn_capture::error::io_ctx;
-use cairn_capture::inject::{self, Injector};
-use cairn_capture::procfs;
-use cairn_capture::ptrace::{self, Stop};
-use cairn_capture::sysv::SysvShm;
-use cairn_capture::{Error, MemorySource, ProcessImage, Result};
+use cairn_image::{MemorySource, ProcessImage, SysvShm};
+use cairn_sys::error::io_ctx;
+use cairn_sys::inject::{self, Injector};
+use cairn_sys::procfs;
+use cairn_sys::ptrace::BLOCK_ALL;
+use cairn_sys::ptrace::{self, Stop};
+use cairn_sys::{Error, Result};
 
 const PAGE: u64 = 4096;
 const IPC_CREAT: u64 = 0o1000;

@@ -5,9 +5,9 @@
 //! PTRACE_SYSCALL to the syscall's entry and exit stops. No code is loaded into the target.
 
 use crate::error::{Error, Result};
-use crate::image::UserRegs;
 use crate::procfs;
 use crate::ptrace::{self, Stop};
+use crate::regs::UserRegs;
 
 /// Injects system calls into one stopped thread.
 #[derive(Debug)]
@@ -112,7 +112,7 @@ pub fn with_scratch<T>(
 ) -> Result<T> {
     let regs = ptrace::get_regs(tid)?;
     let mask = ptrace::get_sigmask(tid)?;
-    ptrace::set_sigmask(tid, crate::checkpoint::BLOCK_ALL)?;
+    ptrace::set_sigmask(tid, ptrace::BLOCK_ALL)?;
     let r = (|| {
         let inj = Injector::new(tid, find_vdso_syscall(tid)?)?;
         let scratch = inj.call(

@@ -158,17 +158,13 @@ mod tests {
     fn sees_a_socketpair_with_peers_and_queue() {
         let mut sv = [0i32; 2];
         // SAFETY: socketpair writes two descriptors.
-        assert_eq!(
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) },
-            0
-        );
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv.as_mut_ptr()) };
+        assert_eq!(r, 0);
         // SAFETY: fresh descriptors owned here.
         let (a, b) = unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) };
         // SAFETY: write 3 bytes.
-        assert_eq!(
-            unsafe { libc::write(a.as_raw_fd(), b"abc".as_ptr().cast(), 3) },
-            3
-        );
+        let n = unsafe { libc::write(a.as_raw_fd(), b"abc".as_ptr().cast(), 3) };
+        assert_eq!(n, 3);
         let ino = |fd: &OwnedFd| {
             use std::os::unix::fs::MetadataExt;
             std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))

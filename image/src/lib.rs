@@ -1,0 +1,56 @@
+//! The checkpoint image: everything captured about a job's process tree, as serde metadata,
+//! plus the traits through which memory and file contents flow to and from a store. The JSON
+//! form is specified in docs/image-format.md; [`IMAGE_FORMAT`] is its version.
+//!
+//! One module per part of the model; a kind of kernel object has its type here and its
+//! capture and restore in `cairn-kinds`.
+
+#![warn(missing_docs)]
+
+pub mod fd;
+pub mod file;
+pub mod memory;
+pub mod pipe;
+pub mod process;
+pub mod sysv;
+pub mod unix;
+
+pub use fd::{FdImage, FdKind};
+pub use file::WrittenFile;
+pub use memory::{
+    Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
+};
+pub use pipe::PipeImage;
+pub use process::{
+    MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
+};
+pub use sysv::{SysvAttach, SysvShm};
+pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the image format written by this code.
+pub const IMAGE_FORMAT: u32 = 1;
+
+/// A captured job: every process of the launched program's tree (one process for now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessTreeImage {
+    /// [`IMAGE_FORMAT`] at capture time.
+    pub format: u32,
+    /// Whether the job ran in its own user namespace (unprivileged launch).
+    pub user_ns: bool,
+    /// The processes; the first one is the launched program (the child of the sandbox init).
+    pub processes: Vec<ProcessImage>,
+    /// Regular files open for writing at the checkpoint (each once), rewound at restore.
+    #[serde(default)]
+    pub files: Vec<WrittenFile>,
+    /// Children that had exited but were not yet reaped by their parent.
+    #[serde(default)]
+    pub zombies: Vec<ZombieImage>,
+    /// Pipes created inside the job, with their unread bytes.
+    #[serde(default)]
+    pub pipes: Vec<PipeImage>,
+    /// UNIX sockets, FIFOs and System V shared memory of the job ([`unix`], [`sysv`]).
+    #[serde(default)]
+    pub ipc: IpcImage,
+}

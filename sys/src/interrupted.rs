@@ -1,0 +1,127 @@
+//! What a thread stopped inside a system call resumes with: the kernel's restart codes
+//! (-ERESTART*), restart blocks that a restored process no longer has, and syscalls that a
+//! stop alone fails with EINTR.
+
+use crate::error::Result;
+use crate::procfs;
+use crate::ptrace;
+use crate::regs::UserRegs;
+
+/// -ERESTARTSYS .. -ERESTART_RESTARTBLOCK as seen in rax of a thread stopped in a syscall.
+const ERESTARTSYS: i64 = -512;
+const ERESTARTNOINTR: i64 = -513;
+const ERESTARTNOHAND: i64 = -514;
+const ERESTART_RESTARTBLOCK: i64 = -516;
+
+/// Registers to resume a thread with after it was stopped inside a syscall, done by hand because
+/// injected syscalls (or a restore) bypass the kernel's own restart logic: the syscall
+/// instruction is re-executed. `restart_block` says whether -ERESTART_RESTARTBLOCK may use the
+/// kernel's restart_syscall (true only for the same live task).
+pub fn resume_regs(saved: &UserRegs, restart_block: bool) -> UserRegs {
+    let mut r = *saved;
+    if (saved.orig_rax as i64) >= 0 {
+        match saved.rax as i64 {
+            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND => {
+                r.rax = saved.orig_rax;
+                r.rip -= 2;
+            }
+            ERESTART_RESTARTBLOCK => {
+                r.rax = if restart_block {
+                    libc::SYS_restart_syscall as u64
+                } else {
+                    saved.orig_rax
+                };
+                r.rip -= 2;
+            }
+            _ => {}
+        }
+    }
+    r.orig_rax = u64::MAX;
+    r
+}
+
+/// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
+/// -ERESTART_RESTARTBLOCK, and the address of its `syscall` instruction: resumed live, it
+/// continues in `restart_syscall`, and a later freeze sees only that. A restored process has
+/// no kernel restart block, so the image must name the original syscall (its arguments are
+/// still in the registers).
+type RestartBlocks = std::collections::HashMap<i32, (u64, u64)>;
+static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mutex::new(None);
+
+/// `regs` of thread `tid` as seen at a freeze, with the original syscall instead of
+/// `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted with
+/// -ERESTART_RESTARTBLOCK for the next freeze. Two states name `restart_syscall`: stopped in
+/// it (`orig_rax`, the original goes there), or stopped before re-entering it — resumed by
+/// cairn at its `syscall` instruction with `rax` = `restart_syscall` and frozen again before
+/// it ran (`rax`: the original goes there, so that a restore re-issues it).
+pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
+    let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
+        return regs;
+    };
+    let map = map.get_or_insert_with(Default::default);
+    let restart = libc::SYS_restart_syscall as u64;
+    if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
+        if regs.orig_rax == restart {
+            if let Some(&(nr, _)) = map.get(&tid) {
+                regs.orig_rax = nr;
+            }
+        } else {
+            map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
+        }
+    } else if regs.rax == restart && regs.orig_rax as i64 == -1 {
+        match map.get(&tid) {
+            Some(&(nr, at)) if at == regs.rip => regs.rax = nr,
+            _ => {
+                map.remove(&tid);
+            }
+        }
+    } else {
+        map.remove(&tid);
+    }
+    regs
+}
+
+/// io_pgetevents on x86_64 (not in the libc crate).
+const SYS_IO_PGETEVENTS: i64 = 333;
+
+/// Syscalls the kernel fails with plain EINTR, not a restart code, when a ptrace or job-control
+/// stop interrupts them, even with no signal handler involved (signal(7), "Interruption of
+/// system calls and library functions by stop signals"), having done nothing.
+const EINTR_ON_STOP: [i64; 15] = [
+    libc::SYS_rt_sigtimedwait,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+    libc::SYS_semop,
+    libc::SYS_semtimedop,
+    libc::SYS_io_getevents,
+    SYS_IO_PGETEVENTS,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_recvmmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_accept,
+    libc::SYS_accept4,
+];
+
+/// Called for every thread cairn has just stopped (before anything else touches it): notes
+/// the syscall of an interrupted restart block ([`note_restart`]), and takes back an EINTR
+/// that only this stop caused — a syscall of [`EINTR_ON_STOP`] failed with EINTR while no
+/// signal the thread could take is pending — by pointing the thread at the syscall again, so
+/// that it repeats the call (with its original arguments) when it runs on, live or restored.
+pub fn settle_stopped(tid: i32) -> Result<()> {
+    let regs = note_restart(tid, ptrace::get_regs(tid)?);
+    let nr = regs.orig_rax as i64;
+    if regs.rax as i64 == -i64::from(libc::EINTR)
+        && EINTR_ON_STOP.contains(&nr)
+        && !procfs::unblocked_signal_pending(tid)?
+    {
+        let mut r = regs;
+        r.rax = regs.orig_rax;
+        r.rip -= 2;
+        r.orig_rax = u64::MAX;
+        ptrace::set_regs(tid, &r)?;
+    }
+    Ok(())
+}

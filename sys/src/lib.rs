@@ -1,0 +1,28 @@
+//! cairn's system layer: everything that talks to the kernel about another process, and knows
+//! nothing of checkpoint images or stores.
+//!
+//! * [`ptrace`], [`inject`] — seizing threads, registers, and running system calls inside a
+//!   stopped thread through a scratch page;
+//! * [`freeze`], [`interrupted`] — stopping every thread of a process, and what a thread
+//!   stopped inside a system call resumes with;
+//! * [`procfs`] — parsing /proc; [`sock_diag`] — the kernel's socket diagnostics over netlink;
+//! * [`uffd`] — userfaultfd and `PAGEMAP_SCAN`;
+//! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod freeze;
+pub mod inject;
+pub mod interrupted;
+pub mod procfs;
+pub mod ptrace;
+pub mod regs;
+pub mod sandbox;
+pub mod sock_diag;
+pub mod uffd;
+pub mod vdso;
+
+pub use error::{io_ctx, last_os, Error, Result};
+pub use regs::UserRegs;
+pub use sandbox::{ChildSpec, ExitStatus, Sandbox};
