@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Incremental checkpoint benchmark (issues 3 and 7; results in docs/performance.md).
+# Checkpoint and restart benchmark, against CRIU when it is on PATH (results in
+# docs/performance.md).
 #
 # For every size x data kind x dirty fraction: launches tests/programs/dirtymem under
 # `cairn launch`, takes a first checkpoint, then NEXT more, the program rewriting the given
@@ -28,7 +29,7 @@
 #
 # Restart times on a VM vary a lot from one try to the next (here: whether the memory the
 # restored program needs was freed moments ago or already handed back to the hypervisor, which
-# then faults every page in again; docs/performance.md, "Session 4"). With CRIU, after both
+# then faults every page in again; docs/performance.md, "The machine"). With CRIU, after both
 # tools are done, the restart of cairn's last generation and CRIU's restore of its last dump
 # are therefore repeated RESTARTS times each, alternating between the tools, each one SETTLE
 # seconds after the previous program's memory was freed, warm and (as root) cold: printed

@@ -1,8 +1,8 @@
-/* Differential test program: the per-process and per-thread kernel state of issue 3 ("What must
- * be captured and restored"), set up once and checked at every step against what it was, while
- * helper threads sit in blocking system calls with every signal blocked (so any EINTR is
- * spurious) and checkpoints land at random moments. Output is deterministic: one line per step,
- * "ok" or what differs, then the results of the final checks.
+/* Differential test program: the per-process and per-thread kernel state a restart must keep
+ * (docs/capture-restore.md, "Supported"), set up once and checked at every step against what
+ * it was, while helper threads sit in blocking system calls with every signal blocked (so any
+ * EINTR is spurious) and checkpoints land at random moments. Output is deterministic: one line
+ * per step, "ok" or what differs, then the results of the final checks.
  * usage: procstate STEPS        (working directory: a scratch directory; creates sub/ in it) */
 #define _GNU_SOURCE
 #include <dirent.h>
