@@ -54,7 +54,7 @@ pub(crate) fn stored_runs(
         _ => {}
     }
     let file = matches!(backing, Backing::File { .. });
-    match cairn_sys::uffd::scan_resident(pagemap, m.start, m.end, file) {
+    match cairn_sys::pagemap::scan_resident(pagemap, m.start, m.end, file) {
         Ok(runs) => return Ok(runs),
         // Kernels without PAGEMAP_SCAN (before 6.7): read the pagemap entries.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}

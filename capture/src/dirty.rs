@@ -35,10 +35,11 @@ use cairn_kinds::CheckpointOptions;
 use cairn_sys::error::{Error, Result};
 use cairn_sys::freeze::Frozen;
 use cairn_sys::inject::{self, Injector};
+use cairn_sys::pagemap::{self, Runs};
 use cairn_sys::procfs::{self, MapEntry};
 use cairn_sys::ptrace;
 use cairn_sys::ptrace::BLOCK_ALL;
-use cairn_sys::uffd::{self, Uffd, UFFD_USER_MODE_ONLY};
+use cairn_sys::uffd::{WpTracker, UFFD_USER_MODE_ONLY};
 use cairn_sys::Sandbox;
 
 const PAGE: u64 = 4096;
@@ -98,7 +99,7 @@ pub struct DirtyStats {
 /// Tracking state of one process (its address space).
 #[derive(Debug, Default)]
 struct ProcTrack {
-    uffd: Option<Uffd>,
+    uffd: Option<WpTracker>,
     /// auxv of the address space the userfaultfd belongs to (changes on exec).
     auxv: Vec<u8>,
     /// Mappings armed at the last checkpoint, with their stored (resident) runs then.
@@ -182,7 +183,7 @@ impl ProcTrack {
     }
 
     /// Creates the userfaultfd inside the frozen process (if it has none) and takes it out.
-    fn ensure_uffd(&mut self, fz: &Frozen) -> Result<&Uffd> {
+    fn ensure_uffd(&mut self, fz: &Frozen) -> Result<&WpTracker> {
         if self.uffd.is_none() {
             self.uffd = Some(create_uffd(fz)?);
         }
@@ -194,7 +195,7 @@ impl ProcTrack {
 
 /// Creates a userfaultfd inside frozen process `fz` by syscall injection, takes it into this
 /// process with pidfd_getfd and closes it in the target again.
-fn create_uffd(fz: &Frozen) -> Result<Uffd> {
+fn create_uffd(fz: &Frozen) -> Result<WpTracker> {
     let tid = fz.tids[0];
     let regs = ptrace::get_regs(tid)?;
     let mask = ptrace::get_sigmask(tid)?;
@@ -215,7 +216,7 @@ fn create_uffd(fz: &Frozen) -> Result<Uffd> {
         .and_then(|_| ptrace::set_sigmask(tid, mask));
     let fd = made?;
     put_back?;
-    Uffd::new(fd).map_err(|e| Error::Sys {
+    WpTracker::new(fd).map_err(|e| Error::Sys {
         what: "userfaultfd API with WP_ASYNC".into(),
         source: e,
     })
@@ -327,7 +328,7 @@ struct Known {
     pagemap: Option<File>,
     /// Pre-copied mappings scanned at the final freeze: pages written since the pre-copy
     /// began (offsets) and the stored runs now.
-    scanned: HashMap<Key, (uffd::Runs, uffd::Runs)>,
+    scanned: HashMap<Key, (Runs, Runs)>,
     /// VM_GROWSDOWN of every mapping, from /proc/PID/smaps read during the pre-copy.
     growsdown: HashMap<Ident, bool>,
 }
@@ -388,7 +389,7 @@ impl MemorySink for TrackingSink<'_> {
             (Some(before), _) if known.precopy => {
                 known.scanned.get(&k).map(|(w, _)| (w.clone(), before))
             }
-            (Some(before), Some(pm)) => uffd::scan_written(pm, vma.start, vma.end)
+            (Some(before), Some(pm)) => pagemap::scan_written(pm, vma.start, vma.end)
                 .ok()
                 .map(|w| (w.iter().map(|&(s, l)| (s - vma.start, l)).collect(), before)),
             _ => None,
@@ -446,7 +447,7 @@ fn final_scans(known: &mut Known) {
         if !keys.contains(k) {
             continue;
         }
-        let Ok((written, resident)) = uffd::scan_written_resident(pm, k.0, k.1) else {
+        let Ok((written, resident)) = pagemap::scan_written_resident(pm, k.0, k.1) else {
             continue;
         };
         let rel = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
@@ -525,12 +526,12 @@ pub fn checkpoint_tracked(
 /// (offsets from its start).
 struct Since {
     /// Pages written since the previous checkpoint.
-    written: uffd::Runs,
+    written: Runs,
     /// Stored runs at the previous checkpoint.
-    before: uffd::Runs,
+    before: Runs,
     /// Stored runs at freeze 1: `before` without the written pages, plus the written pages
     /// that are resident (unwritten pages kept their residency, see [`final_scans`]).
-    now: uffd::Runs,
+    now: Runs,
 }
 
 /// Untouched bytes above which a mapping is write-protected with its process frozen (see
@@ -543,7 +544,7 @@ enum Armed {
     /// Armed at an earlier checkpoint: what changed since.
     Since(Since),
     /// Armed now: its resident runs (offsets) when it was write-protected.
-    New(uffd::Runs),
+    New(Runs),
 }
 
 /// One tracked mapping to pre-copy: its key and what tracking knows of it.
@@ -611,10 +612,9 @@ fn precopy_arm(
         for m in maps.iter().filter(|m| trackable_entry(m)) {
             let k = (m.start, m.end, m.prot);
             let since_last = armed.get(&k).and_then(|before| {
-                let (w, r) = uffd::scan_written_resident(&pagemap, m.start, m.end).ok()?;
-                let rel = |v: uffd::Runs| -> uffd::Runs {
-                    v.into_iter().map(|(s, l)| (s - m.start, l)).collect()
-                };
+                let (w, r) = pagemap::scan_written_resident(&pagemap, m.start, m.end).ok()?;
+                let rel =
+                    |v: Runs| -> Runs { v.into_iter().map(|(s, l)| (s - m.start, l)).collect() };
                 let (written, resident) = (rel(w), rel(r));
                 let now = runs_union(&runs_minus(before, &written), &resident);
                 Some(Since {
@@ -642,7 +642,8 @@ fn precopy_arm(
             let sparse: HashSet<Key> = to_arm
                 .iter()
                 .filter(|k| {
-                    let before = uffd::scan_resident(&pagemap, k.0, k.1, false).unwrap_or_default();
+                    let before =
+                        pagemap::scan_resident(&pagemap, k.0, k.1, false).unwrap_or_default();
                     let resident: u64 = before.iter().map(|r| r.1).sum();
                     (k.1 - k.0).saturating_sub(resident) > SPARSE_UNTOUCHED
                 })
@@ -661,7 +662,7 @@ fn precopy_arm(
                         registered.push(k);
                         continue;
                     }
-                    if let Ok(resident) = uffd::scan_resident(&pagemap, k.0, k.1, false) {
+                    if let Ok(resident) = pagemap::scan_resident(&pagemap, k.0, k.1, false) {
                         if u.write_protect(k.0, k.1 - k.0).is_ok() {
                             items.push((k, Armed::New(resident)));
                         }
@@ -674,7 +675,7 @@ fn precopy_arm(
             *frozen += t.elapsed();
             for k in registered {
                 if u.write_protect(k.0, k.1 - k.0).is_ok() {
-                    if let Ok(r) = uffd::scan_resident(&pagemap, k.0, k.1, false) {
+                    if let Ok(r) = pagemap::scan_resident(&pagemap, k.0, k.1, false) {
                         items.push((k, Armed::New(r)));
                     }
                 }

@@ -11,59 +11,18 @@
 //! the stub; the program never sees it. Each mapping is registered only while it is filled.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
-use cairn_sys::error::last_os;
 use cairn_sys::inject::Injector;
+use cairn_sys::uffd::{
+    self, ioctl, ioctl_bit, UffdioCopy, UffdioRange, UffdioRegister, UFFDIO_COPY, UFFDIO_REGISTER,
+    UFFDIO_REGISTER_MODE_MISSING, UFFDIO_UNREGISTER, UFFD_USER_MODE_ONLY,
+};
 use cairn_sys::Result;
 
-/// `UFFD_API`.
-const UFFD_API: u64 = 0xAA;
-/// `_IOWR(0xAA, 0x3F, struct uffdio_api)`.
-const UFFDIO_API: u64 = 0xC018_AA3F;
-/// `_IOWR(0xAA, 0x00, struct uffdio_register)`.
-const UFFDIO_REGISTER: u64 = 0xC020_AA00;
-/// `_IOR(0xAA, 0x01, struct uffdio_range)`.
-const UFFDIO_UNREGISTER: u64 = 0x8010_AA01;
-/// `_IOWR(0xAA, 0x03, struct uffdio_copy)`.
-const UFFDIO_COPY: u64 = 0xC028_AA03;
-/// `UFFDIO_REGISTER_MODE_MISSING`.
-const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
-/// `UFFD_USER_MODE_ONLY`: allowed to ordinary users whatever `vm.unprivileged_userfaultfd`.
-const UFFD_USER_MODE_ONLY: u64 = 1;
 const PAGE: usize = 4096;
 /// Size of the page-aligned staging buffer of each thread.
 const STAGING: usize = 256 << 10;
-
-#[repr(C)]
-pub(crate) struct UffdioApi {
-    pub(crate) api: u64,
-    pub(crate) features: u64,
-    pub(crate) ioctls: u64,
-}
-
-#[repr(C)]
-pub(crate) struct UffdioRegister {
-    pub(crate) start: u64,
-    pub(crate) len: u64,
-    pub(crate) mode: u64,
-    pub(crate) ioctls: u64,
-}
-
-#[repr(C)]
-pub(crate) struct UffdioRange {
-    pub(crate) start: u64,
-    pub(crate) len: u64,
-}
-
-#[repr(C)]
-pub(crate) struct UffdioCopy {
-    pub(crate) dst: u64,
-    pub(crate) src: u64,
-    pub(crate) len: u64,
-    pub(crate) mode: u64,
-    pub(crate) copy: i64,
-}
 
 #[repr(C, align(4096))]
 struct Page([u8; PAGE]);
@@ -72,17 +31,6 @@ thread_local! {
     /// Page-aligned copies of chunk data that is not page-aligned itself (`UFFDIO_COPY`
     /// needs an aligned source).
     static STAGE: std::cell::RefCell<Vec<Page>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-pub(crate) fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> io::Result<()> {
-    // SAFETY: `arg` is the #[repr(C)] struct the request `req` expects, valid for reads and
-    // writes for the duration of the call.
-    let r = unsafe { libc::ioctl(fd, req as _, arg as *mut T) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// A userfaultfd of a restore stub's address space, held by the restoring process.
@@ -96,7 +44,7 @@ impl Filler {
     /// `process_vm_writev`); an error only when the stub itself fails.
     pub fn create(inj: &Injector, pid: i32) -> Result<Option<Filler>> {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64 | UFFD_USER_MODE_ONLY;
-        Ok(open_uffd(inj, pid, flags, 0)?.map(|fd| Filler { fd }))
+        Ok(uffd::open_in(inj, pid, flags, 0)?.map(|fd| Filler { fd }))
     }
 
     /// Registers `[start, start + len)` (one whole fresh private anonymous mapping) for
@@ -109,7 +57,7 @@ impl Filler {
             ioctls: 0,
         };
         ioctl(self.fd.as_raw_fd(), UFFDIO_REGISTER, &mut r)?;
-        if r.ioctls & (1 << 0x03) == 0 {
+        if r.ioctls & ioctl_bit(UFFDIO_COPY) == 0 {
             let _ = self.unregister(start, len);
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -122,7 +70,7 @@ impl Filler {
     /// Ends the registration of [`Filler::register`].
     pub fn unregister(&self, start: u64, len: u64) -> io::Result<()> {
         let mut r = UffdioRange { start, len };
-        ioctl(self.fd.as_raw_fd(), UFFDIO_UNREGISTER, &mut r)
+        ioctl(self.fd.as_raw_fd(), UFFDIO_UNREGISTER, &mut r).map(drop)
     }
 
     /// Installs `data` (a whole number of pages) at `dst` (page-aligned, inside a registered
@@ -167,8 +115,8 @@ impl Filler {
                 copy: 0,
             };
             match ioctl(self.fd.as_raw_fd(), UFFDIO_COPY, &mut c) {
-                Ok(()) if c.copy > 0 => done += c.copy as usize,
-                Ok(()) => {
+                Ok(_) if c.copy > 0 => done += c.copy as usize,
+                Ok(_) => {
                     return Err(io::Error::other(format!(
                         "UFFDIO_COPY at {:x} reported {} bytes copied",
                         c.dst, c.copy
@@ -204,51 +152,4 @@ pub(crate) fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
         buf.copy_from_slice(data);
         f(buf)
     })
-}
-
-/// Creates a userfaultfd with `flags` inside the stub `pid` through `inj`, takes it out,
-/// closes it in the stub and enables `features`. `None` when the kernel or the sandbox does
-/// not allow it; an error only when the stub itself fails.
-pub(crate) fn open_uffd(
-    inj: &Injector,
-    pid: i32,
-    flags: u64,
-    features: u64,
-) -> Result<Option<OwnedFd>> {
-    let Ok(fd) = inj.call("userfaultfd", libc::SYS_userfaultfd, &[flags]) else {
-        return Ok(None);
-    };
-    let taken = take_fd(pid, fd as i32);
-    inj.call("close(userfaultfd)", libc::SYS_close, &[fd])?;
-    let Ok(fd) = taken else {
-        return Ok(None);
-    };
-    let mut api = UffdioApi {
-        api: UFFD_API,
-        features,
-        ioctls: 0,
-    };
-    // `ioctls` lists the requests by number; UFFDIO_REGISTER is 0x00.
-    if ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api).is_err() || api.ioctls & 1 == 0 {
-        return Ok(None);
-    }
-    Ok(Some(fd))
-}
-
-/// Takes descriptor `fd` of process `pid` into this process.
-pub(crate) fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if pidfd < 0 {
-        return Err(last_os(format!("pidfd_open of {pid}")));
-    }
-    // SAFETY: `pidfd` is a fresh descriptor owned by nobody else.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
-    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags; returns a new fd.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    if r < 0 {
-        return Err(last_os(format!("pidfd_getfd of {pid}")));
-    }
-    // SAFETY: `r` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(r as i32) })
 }

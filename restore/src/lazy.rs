@@ -39,7 +39,13 @@ use cairn_image::{MemorySource, Vma};
 use cairn_sys::inject::Injector;
 use cairn_sys::Result;
 
-use crate::fill::{ioctl, open_uffd, UffdioCopy, UffdioRange, UffdioRegister};
+use cairn_sys::uffd::{
+    self, ioctl, UffdMsg, UffdioCopy, UffdioRange, UffdioRegister, UffdioZeropage, UFFDIO_COPY,
+    UFFDIO_REGISTER, UFFDIO_REGISTER_MODE_MISSING, UFFDIO_WAKE, UFFDIO_ZEROPAGE, UFFD_EVENT_FORK,
+    UFFD_EVENT_PAGEFAULT, UFFD_EVENT_REMAP, UFFD_EVENT_REMOVE, UFFD_EVENT_UNMAP,
+    UFFD_FEATURE_EVENT_FORK, UFFD_FEATURE_EVENT_REMAP, UFFD_FEATURE_EVENT_REMOVE,
+    UFFD_FEATURE_EVENT_UNMAP,
+};
 
 const PAGE: u64 = 4096;
 /// Bytes read around a faulting page (in region offsets, aligned).
@@ -50,42 +56,10 @@ const LEFTOVER_WINDOW: u64 = 4 << 20;
 /// Smallest mapping restored lazily: smaller ones cost little to copy before the program runs.
 pub const LAZY_MIN_BYTES: u64 = 1 << 20;
 
-const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
-const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
-const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
-const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
 const FEATURES: u64 = UFFD_FEATURE_EVENT_FORK
     | UFFD_FEATURE_EVENT_REMAP
     | UFFD_FEATURE_EVENT_REMOVE
     | UFFD_FEATURE_EVENT_UNMAP;
-const UFFDIO_REGISTER: u64 = 0xC020_AA00;
-/// `_IOR(0xAA, 0x02, struct uffdio_range)`.
-const UFFDIO_WAKE: u64 = 0x8010_AA02;
-const UFFDIO_COPY: u64 = 0xC028_AA03;
-/// `_IOWR(0xAA, 0x04, struct uffdio_zeropage)`.
-const UFFDIO_ZEROPAGE: u64 = 0xC020_AA04;
-const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
-const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
-const UFFD_EVENT_FORK: u8 = 0x13;
-const UFFD_EVENT_REMAP: u8 = 0x14;
-const UFFD_EVENT_REMOVE: u8 = 0x15;
-const UFFD_EVENT_UNMAP: u8 = 0x16;
-
-#[repr(C)]
-struct UffdioZeropage {
-    range: UffdioRange,
-    mode: u64,
-    zeropage: i64,
-}
-
-/// `struct uffd_msg`: the event byte, padding, then 24 bytes of arguments.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct UffdMsg {
-    event: u8,
-    reserved: [u8; 7],
-    arg: [u64; 3],
-}
 
 /// Whether lazy restore is allowed by the environment (`CAIRN_LAZY_RESTORE=0` says no).
 pub fn enabled_by_env() -> bool {
@@ -428,11 +402,13 @@ impl LazyMemory {
     /// out. `None` when not permitted (then restore eagerly).
     pub fn open_space(&self, inj: &Injector, pid: i32) -> Result<Option<SpaceHandle>> {
         let flags = (libc::O_CLOEXEC | libc::O_NONBLOCK) as u64;
-        Ok(open_uffd(inj, pid, flags, FEATURES)?.map(|fd| SpaceHandle {
-            uffd: Some(fd),
-            pieces: Vec::new(),
-            regions: Vec::new(),
-        }))
+        Ok(
+            uffd::open_in(inj, pid, flags, FEATURES)?.map(|fd| SpaceHandle {
+                uffd: Some(fd),
+                pieces: Vec::new(),
+                regions: Vec::new(),
+            }),
+        )
     }
 
     /// Adds a prepared address space of image pid `image_pid`; its faults are served from
@@ -639,8 +615,8 @@ fn copy_in(uffd: i32, dst: u64, data: &[u8]) -> io::Result<Copied> {
             done += n;
             installed += n;
             match r {
-                Ok(()) if n > 0 => {}
-                Ok(()) => return Err(io::Error::other("UFFDIO_COPY copied nothing")),
+                Ok(_) if n > 0 => {}
+                Ok(_) => return Err(io::Error::other("UFFDIO_COPY copied nothing")),
                 Err(e) => match e.raw_os_error() {
                     Some(libc::EEXIST) => done += PAGE,
                     Some(libc::EAGAIN) if n > 0 => {}

@@ -6,7 +6,7 @@
 //! * [`freeze`], [`interrupted`] — stopping every thread of a process, and what a thread
 //!   stopped inside a system call resumes with;
 //! * [`procfs`] — parsing /proc; [`sock_diag`] — the kernel's socket diagnostics over netlink;
-//! * [`uffd`] — userfaultfd and `PAGEMAP_SCAN`;
+//! * [`uffd`] — userfaultfd; [`pagemap`] — `PAGEMAP_SCAN`;
 //! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
 
 #![warn(missing_docs)]
@@ -15,6 +15,7 @@ pub mod error;
 pub mod freeze;
 pub mod inject;
 pub mod interrupted;
+pub mod pagemap;
 pub mod procfs;
 pub mod ptrace;
 pub mod regs;
