@@ -55,7 +55,7 @@ pub(crate) fn stored_runs(
     }
     let file = matches!(backing, Backing::File { .. });
     match cairn_sys::pagemap::scan_resident(pagemap, m.start, m.end, file) {
-        Ok(runs) => return Ok(runs),
+        Ok(runs) => return Ok(runs.into_vec()),
         // Kernels without PAGEMAP_SCAN (before 6.7): read the pagemap entries.
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY) | Some(libc::EINVAL)) => {}
         Err(e) => {

@@ -103,7 +103,7 @@ struct ProcTrack {
     /// auxv of the address space the userfaultfd belongs to (changes on exec).
     auxv: Vec<u8>,
     /// Mappings armed at the last checkpoint, with their stored (resident) runs then.
-    armed: HashMap<Key, Vec<(u64, u64)>>,
+    armed: HashMap<Key, Runs>,
 }
 
 /// Per-job tracking state, kept by the caller for the job's whole life: one userfaultfd and
@@ -277,42 +277,9 @@ fn take_fd(pid: i32, fd: i32) -> Result<OwnedFd> {
 /// Union of the written ranges and the symmetric difference of two stored run lists: every
 /// page that was written, or that entered or left the resident set. All inputs are sorted,
 /// non-overlapping `(offset, len)` runs; the result is sorted and merged.
-fn changed_ranges(
-    written: &[(u64, u64)],
-    before: &[(u64, u64)],
-    now: &[(u64, u64)],
-) -> Vec<(u64, u64)> {
-    let mut marks: Vec<(u64, u64)> = written.to_vec();
-    if before != now {
-        // Sweep over the boundaries of both lists: a stretch covered by exactly one of them
-        // changed residency.
-        let mut edges: Vec<(u64, i32, u8)> = Vec::with_capacity(2 * (before.len() + now.len()));
-        for (list, tag) in [(before, 0u8), (now, 1u8)] {
-            for &(s, l) in list {
-                edges.push((s, 1, tag));
-                edges.push((s + l, -1, tag));
-            }
-        }
-        edges.sort_unstable();
-        let mut inside = [0i32; 2];
-        let mut at = 0u64;
-        for (pos, delta, tag) in edges {
-            if pos > at && (inside[0] > 0) != (inside[1] > 0) {
-                marks.push((at, pos - at));
-            }
-            inside[tag as usize] += delta;
-            at = pos;
-        }
-    }
-    marks.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(marks.len());
-    for (s, l) in marks {
-        match out.last_mut() {
-            Some(last) if last.0 + last.1 >= s => last.1 = last.1.max(s + l - last.0),
-            _ => out.push((s, l)),
-        }
-    }
-    out
+fn changed_ranges(written: &Runs, before: &Runs, now: &Runs) -> Runs {
+    // A stretch covered by exactly one of `before` and `now` changed residency.
+    written.union(&before.minus(now)).union(&now.minus(before))
 }
 
 /// What the final pass knows about one process's mappings.
@@ -322,7 +289,7 @@ struct Known {
     outer: i32,
     /// Mapping → stored runs of its base copy (previous checkpoint, or this checkpoint's
     /// pre-copy when `precopy`).
-    base: HashMap<Key, Vec<(u64, u64)>>,
+    base: HashMap<Key, Runs>,
     /// The bases are this checkpoint's pre-copies.
     precopy: bool,
     pagemap: Option<File>,
@@ -391,13 +358,17 @@ impl MemorySink for TrackingSink<'_> {
             }
             (Some(before), Some(pm)) => pagemap::scan_written(pm, vma.start, vma.end)
                 .ok()
-                .map(|w| (w.iter().map(|&(s, l)| (s - vma.start, l)).collect(), before)),
+                .map(|w| (w.relative_to(vma.start), before)),
             _ => None,
         };
         let precopy = known.precopy;
-        let changed = scanned.map(|(written, before): (Vec<(u64, u64)>, _)| {
+        let changed = scanned.map(|(written, before): (Runs, &Runs)| {
             self.stats.written_pages += written.iter().map(|r| r.1 / PAGE).sum::<u64>();
-            changed_ranges(&written, before, &vma.stored)
+            changed_ranges(
+                &written,
+                before,
+                &Runs::from_sorted(vma.stored.iter().copied()),
+            )
         });
         match (changed, precopy) {
             (Some(c), true) => {
@@ -426,7 +397,7 @@ impl MemorySink for TrackingSink<'_> {
         let k = self.known.get(&pid)?;
         k.scanned
             .get(&(start, end, prot))
-            .map(|(_, stored)| stored.clone())
+            .map(|(_, stored)| stored.to_vec())
     }
 
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
@@ -450,56 +421,10 @@ fn final_scans(known: &mut Known) {
         let Ok((written, resident)) = pagemap::scan_written_resident(pm, k.0, k.1) else {
             continue;
         };
-        let rel = |v: Vec<(u64, u64)>| -> Vec<(u64, u64)> {
-            v.into_iter().map(|(s, l)| (s - k.0, l)).collect()
-        };
-        let (written, resident) = (rel(written), rel(resident));
-        let stored = runs_union(&runs_minus(before, &written), &resident);
+        let (written, resident) = (written.relative_to(k.0), resident.relative_to(k.0));
+        let stored = before.minus(&written).union(&resident);
         known.scanned.insert(*k, (written, stored));
     }
-}
-
-/// Sorted runs `a` without the bytes of sorted runs `b`.
-fn runs_minus(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out = Vec::with_capacity(a.len());
-    let mut j = 0;
-    for &(s, l) in a {
-        let (mut s, e) = (s, s + l);
-        while j < b.len() && b[j].0 + b[j].1 <= s {
-            j += 1;
-        }
-        let mut k = j;
-        while s < e {
-            match b.get(k) {
-                Some(&(bs, bl)) if bs < e => {
-                    if bs > s {
-                        out.push((s, bs - s));
-                    }
-                    s = s.max(bs + bl);
-                    k += 1;
-                }
-                _ => {
-                    out.push((s, e - s));
-                    break;
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Union of two sorted run lists, sorted and merged.
-fn runs_union(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut all: Vec<(u64, u64)> = a.iter().chain(b).copied().collect();
-    all.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(all.len());
-    for (s, l) in all {
-        match out.last_mut() {
-            Some(last) if last.0 + last.1 >= s => last.1 = last.1.max(s + l - last.0),
-            _ => out.push((s, l)),
-        }
-    }
-    out
 }
 
 /// Like [`crate::checkpoint`], with dirty-page tracking of every process of the tree:
@@ -613,10 +538,8 @@ fn precopy_arm(
             let k = (m.start, m.end, m.prot);
             let since_last = armed.get(&k).and_then(|before| {
                 let (w, r) = pagemap::scan_written_resident(&pagemap, m.start, m.end).ok()?;
-                let rel =
-                    |v: Runs| -> Runs { v.into_iter().map(|(s, l)| (s - m.start, l)).collect() };
-                let (written, resident) = (rel(w), rel(r));
-                let now = runs_union(&runs_minus(before, &written), &resident);
+                let (written, resident) = (w.relative_to(m.start), r.relative_to(m.start));
+                let now = before.minus(&written).union(&resident);
                 Some(Since {
                     written,
                     before: before.clone(),
@@ -728,7 +651,7 @@ fn precopy_copy(
                 shared: false,
                 growsdown: false,
                 backing: Backing::Anonymous,
-                stored: resident,
+                stored: resident.into_vec(),
                 shm: None,
             };
             let src = |off: u64, buf: &mut [u8]| -> io::Result<()> {
@@ -738,7 +661,7 @@ fn precopy_copy(
             // final pass captures it in full.
             if sink.put_precopy(ns, &vma, changed.as_deref(), &src).is_ok() {
                 stats.precopied_regions += 1;
-                base.insert(*k, vma.stored);
+                base.insert(*k, Runs::from_sorted(vma.stored));
             }
         }
         // No flags (thread not started, or it failed): the final freeze reads smaps itself.
@@ -859,7 +782,7 @@ fn capture_tracked_inner(
                 || (u.register_wp(v.start, v.len()).is_ok()
                     && u.write_protect(v.start, v.len()).is_ok());
             if ok {
-                armed.insert(k, v.stored.clone());
+                armed.insert(k, Runs::from_sorted(v.stored.iter().copied()));
             }
         }
         pt.armed = armed;
@@ -873,17 +796,7 @@ fn capture_tracked_inner(
 
 #[cfg(test)]
 mod tests {
-    use super::{changed_ranges, mapping_keys, runs_minus, runs_union};
-
-    #[test]
-    fn run_lists_subtract_and_unite() {
-        let a = [(0, 10), (20, 10), (40, 5)];
-        let b = [(5, 20), (42, 1), (50, 5)];
-        assert_eq!(runs_minus(&a, &b), vec![(0, 5), (25, 5), (40, 2), (43, 2)]);
-        assert_eq!(runs_minus(&a, &[]), a.to_vec());
-        assert_eq!(runs_minus(&[], &b), vec![]);
-        assert_eq!(runs_union(&a, &b), vec![(0, 30), (40, 5), (50, 5)]);
-    }
+    use super::{changed_ranges, mapping_keys, Runs};
 
     #[test]
     fn mapping_keys_match_the_parsed_maps() {
@@ -904,17 +817,18 @@ mod tests {
     fn changed_ranges_merge_written_and_resident_set_changes() {
         let p = 4096;
         // Written page 0..2, page 5 left the resident set, page 9 entered it.
-        let written = [(0, 2 * p)];
-        let before = [(0, 6 * p)];
-        let now = [(0, 5 * p), (9 * p, p)];
+        let runs = |v: &[(u64, u64)]| Runs::from_sorted(v.iter().copied());
+        let written = runs(&[(0, 2 * p)]);
+        let before = runs(&[(0, 6 * p)]);
+        let now = runs(&[(0, 5 * p), (9 * p, p)]);
         assert_eq!(
-            changed_ranges(&written, &before, &now),
-            vec![(0, 2 * p), (5 * p, p), (9 * p, p)]
+            &*changed_ranges(&written, &before, &now),
+            &[(0, 2 * p), (5 * p, p), (9 * p, p)]
         );
-        assert_eq!(changed_ranges(&[], &before, &before), vec![]);
+        assert_eq!(&*changed_ranges(&Runs::new(), &before, &before), &[]);
         assert_eq!(
-            changed_ranges(&[(p, p), (2 * p, p)], &[], &[]),
-            vec![(p, 2 * p)]
+            &*changed_ranges(&runs(&[(p, p), (2 * p, p)]), &Runs::new(), &Runs::new()),
+            &[(p, 2 * p)]
         );
     }
 }

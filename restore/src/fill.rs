@@ -13,6 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
+use cairn_image::{Backing, Vma};
 use cairn_sys::inject::Injector;
 use cairn_sys::uffd::{
     self, ioctl, ioctl_bit, UffdioCopy, UffdioRange, UffdioRegister, UFFDIO_COPY, UFFDIO_REGISTER,
@@ -31,6 +32,11 @@ thread_local! {
     /// Page-aligned copies of chunk data that is not page-aligned itself (`UFFDIO_COPY`
     /// needs an aligned source).
     static STAGE: std::cell::RefCell<Vec<Page>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether `v` is filled with `UFFDIO_COPY`: private anonymous memory with stored pages.
+pub(crate) fn fillable(v: &Vma) -> bool {
+    v.backing == Backing::Anonymous && !v.shared && v.shm.is_none() && !v.stored.is_empty()
 }
 
 /// A userfaultfd of a restore stub's address space, held by the restoring process.

@@ -69,7 +69,7 @@ pub fn enabled_by_env() -> bool {
 /// Whether `v` is restored lazily: a private anonymous, writable, not grow-down mapping with
 /// at least [`LAZY_MIN_BYTES`] stored.
 pub fn lazy_candidate(v: &Vma) -> bool {
-    crate::memory::fillable(v)
+    crate::fill::fillable(v)
         && v.prot & libc::PROT_WRITE as u32 != 0
         && !v.growsdown
         && v.stored.iter().map(|r| r.1).sum::<u64>() >= LAZY_MIN_BYTES

@@ -5,15 +5,11 @@ use cairn_image::{MemorySource, ProcessImage, Vma};
 use cairn_sys::error::io_ctx;
 use cairn_sys::inject::Injector;
 use cairn_sys::procfs;
+use cairn_sys::ranges::Runs;
 use cairn_sys::{Error, Result};
 
-use crate::fill::Filler;
+use crate::fill::{fillable, Filler};
 use crate::lazy::{lazy_candidate, LazyMemory};
-
-/// Private anonymous mappings are filled with `UFFDIO_COPY` (see [`crate::fill`]).
-pub(crate) fn fillable(v: &Vma) -> bool {
-    v.backing == Backing::Anonymous && !v.shared && v.shm.is_none() && !v.stored.is_empty()
-}
 
 const STR: u64 = 8192;
 
@@ -225,7 +221,10 @@ pub fn map_all_shared(
             if file_backed {
                 let mut written = written.into_inner().unwrap_or_else(|p| p.into_inner());
                 written.sort_unstable();
-                for (s, e) in uncovered(&vma.stored, &written) {
+                for (s, e) in Runs::from_sorted(vma.stored.iter().copied())
+                    .minus(&Runs::from_spans(written.iter().copied()))
+                    .spans()
+                {
                     procfs::write_mem(pid, Some(&mem), vma.start + s, &vec![0u8; (e - s) as usize])
                         .map_err(io_ctx("clearing file-mapped pages"))?;
                 }
@@ -244,57 +243,4 @@ pub fn map_all_shared(
             .map_err(io_ctx("starting the lazy restore"))?;
     }
     Ok(())
-}
-
-/// The parts of the stored ranges `stored` ((offset, length), sorted) that no range of
-/// `written` ((start, end), sorted by start) covers, as (start, end).
-fn uncovered(stored: &[(u64, u64)], written: &[(u64, u64)]) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut w = 0;
-    for &(s, l) in stored {
-        let (mut pos, end) = (s, s + l);
-        while w < written.len() && written[w].1 <= pos {
-            w += 1;
-        }
-        let mut k = w;
-        while pos < end {
-            match written.get(k) {
-                Some(&(ws, we)) if ws < end => {
-                    if ws > pos {
-                        out.push((pos, ws));
-                    }
-                    pos = pos.max(we);
-                    k += 1;
-                }
-                _ => {
-                    out.push((pos, end));
-                    pos = end;
-                }
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uncovered;
-
-    #[test]
-    fn uncovered_parts_of_stored_ranges() {
-        // Nothing written: every stored range.
-        assert_eq!(uncovered(&[(0, 8), (16, 4)], &[]), vec![(0, 8), (16, 20)]);
-        // Chunks of 4 at 0 and 8 written; 4..8 and the range at 16 are left.
-        assert_eq!(
-            uncovered(&[(0, 12), (16, 4)], &[(0, 4), (8, 12)]),
-            vec![(4, 8), (16, 20)]
-        );
-        // A chunk covering several stored ranges and a gap.
-        assert_eq!(uncovered(&[(2, 2), (6, 2)], &[(0, 10)]), vec![]);
-        // A chunk straddling the end of one range and the start of the next.
-        assert_eq!(
-            uncovered(&[(0, 6), (6, 6)], &[(4, 8)]),
-            vec![(0, 4), (8, 12)]
-        );
-    }
 }

@@ -5,7 +5,7 @@
 //!   stopped thread through a scratch page;
 //! * [`freeze`], [`interrupted`] — stopping every thread of a process, and what a thread
 //!   stopped inside a system call resumes with;
-//! * [`procfs`] — parsing /proc; [`sock_diag`] — the kernel's socket diagnostics over netlink;
+//! * [`procfs`] — parsing /proc; [`ranges`] — byte runs and their arithmetic; [`sock_diag`] — the kernel's socket diagnostics over netlink;
 //! * [`uffd`] — userfaultfd; [`pagemap`] — `PAGEMAP_SCAN`;
 //! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
 
@@ -18,6 +18,7 @@ pub mod interrupted;
 pub mod pagemap;
 pub mod procfs;
 pub mod ptrace;
+pub mod ranges;
 pub mod regs;
 pub mod sandbox;
 pub mod sock_diag;

@@ -51,8 +51,7 @@ fn ioctl<T>(fd: i32, req: u64, arg: &mut T) -> io::Result<i32> {
     }
 }
 
-/// Sorted byte ranges `(start, len)`.
-pub type Runs = Vec<(u64, u64)>;
+pub use crate::ranges::Runs;
 
 /// `PAGE_IS_FILE`: the page is a file page (not anonymous; pagemap bit 61).
 const PAGE_IS_FILE: u64 = 1 << 2;
@@ -109,7 +108,7 @@ fn pagemap_scan(
 /// were last write-protected, re-protecting them atomically (PAGEMAP_SCAN with
 /// PM_SCAN_WP_MATCHING). Fails with EPERM when the range is not under async write-protect
 /// (not registered, registration lost by mremap or exec): then nothing can be trusted.
-pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Vec<(u64, u64)>> {
+pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Runs> {
     let found = pagemap_scan(
         pagemap,
         start,
@@ -119,7 +118,7 @@ pub fn scan_written(pagemap: &File, start: u64, end: u64) -> io::Result<Vec<(u64
         0,
         PAGE_IS_WRITTEN,
     )?;
-    Ok(merge(found.into_iter().map(|(s, e, _)| (s, e))))
+    Ok(Runs::from_spans(found.into_iter().map(|(s, e, _)| (s, e))))
 }
 
 /// Like [`scan_written`], also telling which of the written pages are resident (present or
@@ -135,8 +134,8 @@ pub fn scan_written_resident(pagemap: &File, start: u64, end: u64) -> io::Result
         0,
         PAGE_IS_WRITTEN | PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
     )?;
-    let written = merge(found.iter().map(|&(s, e, _)| (s, e)));
-    let resident = merge(
+    let written = Runs::from_spans(found.iter().map(|&(s, e, _)| (s, e)));
+    let resident = Runs::from_spans(
         found
             .iter()
             .filter(|&&(_, _, c)| c & (PAGE_IS_PRESENT | PAGE_IS_SWAPPED) != 0)
@@ -154,7 +153,7 @@ pub fn scan_resident(
     start: u64,
     end: u64,
     skip_file_pages: bool,
-) -> io::Result<Vec<(u64, u64)>> {
+) -> io::Result<Runs> {
     let found = pagemap_scan(
         pagemap,
         start,
@@ -164,7 +163,7 @@ pub fn scan_resident(
         PAGE_IS_PRESENT | PAGE_IS_SWAPPED,
         PAGE_IS_PRESENT | PAGE_IS_SWAPPED | PAGE_IS_FILE,
     )?;
-    Ok(merge(
+    Ok(Runs::from_spans(
         found
             .into_iter()
             .filter(|&(_, _, c)| {
@@ -172,16 +171,4 @@ pub fn scan_resident(
             })
             .map(|(s, e, _)| (s - start, e - start)),
     ))
-}
-
-/// Merges sorted `(start, end)` ranges that touch into `(start, len)` runs.
-fn merge(ranges: impl Iterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
-    let mut out: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in ranges {
-        match out.last_mut() {
-            Some(last) if last.1 == s => last.1 = e,
-            _ => out.push((s, e)),
-        }
-    }
-    out.into_iter().map(|(s, e)| (s, e - s)).collect()
 }
