@@ -15,7 +15,7 @@ pub mod memory;
 pub mod plan;
 pub mod stub;
 
-use cairn_kinds::{file, pipe, sysv};
+use cairn_kinds::{Recreated, JOB_KINDS};
 
 use cairn_image::{MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT};
 use cairn_sys::error::{io_ctx, last_os};
@@ -104,14 +104,18 @@ fn restore_inner(
     for p in &image.processes {
         compat::check(p)?;
     }
-    file::rewind(&image.files, source)?;
-    let pipes = pipe::Pipes::create(image, source)?;
+    let mut kinds = JOB_KINDS
+        .iter()
+        .map(|k| (k.recreate)(image, source))
+        .collect::<Result<Vec<_>>>()?;
     let mut fds = image
         .processes
         .iter()
-        .map(|p| stub::prepare_fds_with_pipes(p, source, opts.stdio, &pipes))
+        .map(|p| stub::prepare_fds(p, source, opts.stdio, &kinds))
         .collect::<Result<Vec<_>>>()?;
-    drop(pipes);
+    for k in &mut kinds {
+        k.descriptors_taken();
+    }
     // Pool descriptors and the ready pipe live above every target descriptor of the tree.
     let high = image
         .processes
@@ -186,8 +190,9 @@ fn restore_inner(
             }
         }
         let outer = outer_pids(sb.program_pid())?;
-        let segs = &image.ipc.sysv_shm;
-        sysv::create(sb.program_pid(), segs, source)?;
+        for k in &kinds {
+            k.in_job(sb.program_pid(), source)?;
+        }
         let mut traced = Vec::new();
         for p in &image.processes {
             let o = outer
@@ -195,9 +200,11 @@ fn restore_inner(
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source, &shm_fds, segs, lazy)?);
+            traced.push(rebuild(o, p, source, &shm_fds, &kinds, lazy)?);
         }
-        sysv::finish(sb.program_pid(), segs)?;
+        for k in &kinds {
+            k.finish(sb.program_pid())?;
+        }
         // A page the restore itself needed could not be read: never let the job run.
         if let Some(lazy::LazyOutcome::Failed(why)) = lazy.and_then(|l| l.outcome()) {
             return Err(Error::Sys {
@@ -408,7 +415,7 @@ fn rebuild(
     p: &ProcessImage,
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
-    sysv_shm: &[cairn_image::SysvShm],
+    kinds: &[Box<dyn Recreated>],
     lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Traced> {
     ptrace::seize(
@@ -453,7 +460,9 @@ fn rebuild(
     )?;
 
     memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy)?;
-    sysv::attach(&inj, p, sysv_shm)?;
+    for k in kinds {
+        k.in_process(&inj, p)?;
+    }
     for &fd in shm.values() {
         inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;
     }

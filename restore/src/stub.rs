@@ -2,14 +2,9 @@
 //! the image's file descriptors, cwd and umask, reports, and then waits to be taken over.
 
 use cairn_image::{FdKind, MemorySource, ProcessImage};
-use cairn_kinds::pipe::Pipes;
-use cairn_sys::error::io_ctx;
+use cairn_kinds::Recreated;
 use cairn_sys::{Error, Result};
-use std::fs::{File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 
 /// Descriptors opened by the restoring process for the stub: (source fd, target fd, cloexec).
 pub struct PreparedFds {
@@ -41,41 +36,15 @@ impl PreparedFds {
     }
 }
 
-fn open_at(path: &str, flags: i32, offset: u64) -> Result<File> {
-    let acc = flags & libc::O_ACCMODE;
-    let mut o = OpenOptions::new();
-    o.read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
-        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
-        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND) | libc::O_CLOEXEC);
-    if flags & libc::O_APPEND != 0 {
-        o.append(true);
-    }
-    let mut file = o
-        .open(path)
-        .map_err(io_ctx(format!("reopening {path} for restore")))?;
-    if offset > 0 && !Path::new(path).is_dir() {
-        file.seek(SeekFrom::Start(offset))
-            .map_err(io_ctx(format!("seeking {path} to {offset}")))?;
-    }
-    Ok(file)
-}
-
-/// Open every descriptor of the image in this process.
-/// `stdio` replaces this process's own 0, 1, 2 as what terminal/pipe stdio is re-attached to.
+/// Open every descriptor of process `p` of the image in this process: the kinds recreated
+/// for the job (`kinds`) open what they own; inherited descriptors and terminal/pipe stdio
+/// are the stub's. `stdio` replaces this process's own 0, 1, 2 as what terminal/pipe stdio is
+/// re-attached to.
 pub fn prepare_fds(
     p: &ProcessImage,
     source: &dyn MemorySource,
     stdio: Option<[i32; 3]>,
-) -> Result<PreparedFds> {
-    prepare_fds_with_pipes(p, source, stdio, &Pipes::default())
-}
-
-/// [`prepare_fds`] for a process of a tree whose pipes are `pipes`.
-pub fn prepare_fds_with_pipes(
-    p: &ProcessImage,
-    source: &dyn MemorySource,
-    stdio: Option<[i32; 3]>,
-    pipes: &Pipes,
+    kinds: &[Box<dyn Recreated>],
 ) -> Result<PreparedFds> {
     let mut out = PreparedFds {
         owned: Vec::new(),
@@ -87,75 +56,6 @@ pub fn prepare_fds_with_pipes(
             FdKind::Inherited { parent_fd } => {
                 out.inherited.push((*parent_fd, fd.fd, fd.cloexec));
                 continue;
-            }
-            FdKind::Pipe { id, flags } => {
-                let (r, w) = pipes.0.get(id).ok_or_else(|| {
-                    Error::Incompatible(format!(
-                        "pipe {id} of process {} is not in the image",
-                        p.pid
-                    ))
-                })?;
-                let end = if flags & libc::O_ACCMODE == libc::O_RDONLY {
-                    r
-                } else {
-                    w
-                };
-                end.try_clone()
-                    .map_err(io_ctx(format!("dup of pipe {id}")))?
-            }
-            FdKind::Socket { id } => pipes.1.socket(*id, p.pid)?,
-            FdKind::Fifo { id, flags } => pipes.1.fifo(*id, *flags, p.pid)?,
-            FdKind::Path {
-                path,
-                flags,
-                offset,
-            } => open_at(path, *flags, *offset)?.into(),
-            FdKind::Deleted {
-                path,
-                flags,
-                offset,
-                ..
-            } => {
-                let data = source
-                    .read_file(p.pid, fd.fd)
-                    .map_err(io_ctx(format!("reading saved contents of {path}")))?;
-                let create = |at: &Path| {
-                    OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(at)
-                };
-                // At its own path when nothing is there now, so that the program sees the
-                // same "PATH (deleted)" in /proc/self/fd; else under a temporary name next
-                // to it (or in the temporary directory). Unlinked right after opening.
-                let (tmp, made) = match create(Path::new(path)) {
-                    Ok(w) => (PathBuf::from(path), Ok(w)),
-                    Err(_) => {
-                        let dir = Path::new(path)
-                            .parent()
-                            .filter(|d| d.is_dir())
-                            .map(Path::to_path_buf)
-                            .unwrap_or_else(std::env::temp_dir);
-                        let tmp = dir.join(format!(
-                            ".cairn-restore-{}-{}-{}",
-                            std::process::id(),
-                            p.pid,
-                            fd.fd
-                        ));
-                        let made = create(&tmp);
-                        (tmp, made)
-                    }
-                };
-                let tmp_s = tmp.to_string_lossy().into_owned();
-                let mut w = made.map_err(io_ctx(format!("creating {tmp_s}")))?;
-                let r = w
-                    .write_all(&data)
-                    .map_err(io_ctx(format!("writing {tmp_s}")));
-                drop(w);
-                let f = r.and_then(|_| open_at(&tmp_s, *flags, *offset));
-                let _ = std::fs::remove_file(&tmp);
-                f?.into()
             }
             FdKind::Stdio => {
                 let from = stdio.map_or(fd.fd, |s| s[fd.fd as usize]);
@@ -170,6 +70,15 @@ pub fn prepare_fds_with_pipes(
                 // SAFETY: `d` is a fresh descriptor owned by us.
                 unsafe { OwnedFd::from_raw_fd(d) }
             }
+            other => kinds
+                .iter()
+                .find_map(|k| k.open(p.pid, fd, source))
+                .unwrap_or_else(|| {
+                    Err(Error::Incompatible(format!(
+                        "process {} fd {}: no kind restores {other:?}",
+                        p.pid, fd.fd
+                    )))
+                })?,
         };
         out.map.push((owned.as_raw_fd(), fd.fd, fd.cloexec));
         out.owned.push(owned);

@@ -1,12 +1,116 @@
-//! Rewinding the files the job was writing to their checkpoint-time state, before the
-//! descriptors are reopened (see `crate::file::capture`).
+//! Regular files at restore: the files the job was writing are rewound to their
+//! checkpoint-time state (see `crate::file::capture`), then every descriptor of a regular
+//! file is reopened at its offset, and a deleted-but-open file is recreated from its saved
+//! contents and unlinked again.
 
-use cairn_image::{MemorySource, WrittenFile};
+use crate::Recreated;
+use cairn_image::{FdImage, FdKind, MemorySource, ProcessTreeImage, WrittenFile};
 use cairn_sys::error::io_ctx;
 use cairn_sys::{Error, Result};
-use std::fs::OpenOptions;
-use std::io::Write;
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// [`crate::RecreateFn`] of regular files: rewinds the written files ([`rewind`]).
+pub fn recreate(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
+    rewind(&image.files, source)?;
+    Ok(Box::new(Files))
+}
+
+/// Opens the regular files of the restored processes.
+struct Files;
+
+impl Recreated for Files {
+    fn open(&self, pid: i32, fd: &FdImage, source: &dyn MemorySource) -> Option<Result<OwnedFd>> {
+        match &fd.kind {
+            FdKind::Path {
+                path,
+                flags,
+                offset,
+            } => Some(open_at(path, *flags, *offset).map(OwnedFd::from)),
+            FdKind::Deleted {
+                path,
+                flags,
+                offset,
+                ..
+            } => Some(recreate_deleted(pid, fd.fd, path, *flags, *offset, source)),
+            _ => None,
+        }
+    }
+}
+
+fn open_at(path: &str, flags: i32, offset: u64) -> Result<File> {
+    let acc = flags & libc::O_ACCMODE;
+    let mut o = OpenOptions::new();
+    o.read(acc == libc::O_RDONLY || acc == libc::O_RDWR)
+        .write(acc == libc::O_WRONLY || acc == libc::O_RDWR)
+        .custom_flags(flags & !(libc::O_ACCMODE | libc::O_APPEND) | libc::O_CLOEXEC);
+    if flags & libc::O_APPEND != 0 {
+        o.append(true);
+    }
+    let mut file = o
+        .open(path)
+        .map_err(io_ctx(format!("reopening {path} for restore")))?;
+    if offset > 0 && !Path::new(path).is_dir() {
+        file.seek(SeekFrom::Start(offset))
+            .map_err(io_ctx(format!("seeking {path} to {offset}")))?;
+    }
+    Ok(file)
+}
+
+/// Recreates the deleted file that was open as `fd` of process `pid` from its saved contents,
+/// opens it with `flags` at `offset`, and unlinks it again.
+fn recreate_deleted(
+    pid: i32,
+    fd: i32,
+    path: &str,
+    flags: i32,
+    offset: u64,
+    source: &dyn MemorySource,
+) -> Result<OwnedFd> {
+    let data = source
+        .read_file(pid, fd)
+        .map_err(io_ctx(format!("reading saved contents of {path}")))?;
+    let create = |at: &Path| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(at)
+    };
+    // At its own path when nothing is there now, so that the program sees the
+    // same "PATH (deleted)" in /proc/self/fd; else under a temporary name next
+    // to it (or in the temporary directory). Unlinked right after opening.
+    let (tmp, made) = match create(Path::new(path)) {
+        Ok(w) => (PathBuf::from(path), Ok(w)),
+        Err(_) => {
+            let dir = Path::new(path)
+                .parent()
+                .filter(|d| d.is_dir())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(std::env::temp_dir);
+            let tmp = dir.join(format!(
+                ".cairn-restore-{}-{}-{}",
+                std::process::id(),
+                pid,
+                fd
+            ));
+            let made = create(&tmp);
+            (tmp, made)
+        }
+    };
+    let tmp_s = tmp.to_string_lossy().into_owned();
+    let mut w = made.map_err(io_ctx(format!("creating {tmp_s}")))?;
+    let r = w
+        .write_all(&data)
+        .map_err(io_ctx(format!("writing {tmp_s}")));
+    drop(w);
+    let f = r.and_then(|_| open_at(&tmp_s, flags, offset));
+    let _ = std::fs::remove_file(&tmp);
+    Ok(f?.into())
+}
 
 /// Rewind every file of `files`: rewrite its saved contents and truncate it to its
 /// checkpoint-time size, or, when its contents were not captured, only truncate it (correct

@@ -6,7 +6,8 @@
 //! process is attached, segments that had been marked for removal are removed again
 //! (`IPC_RMID`), so they vanish when the last process detaches, as they would have.
 
-use cairn_image::{MemorySource, ProcessImage, SysvShm};
+use crate::Recreated;
+use cairn_image::{MemorySource, ProcessImage, ProcessTreeImage, SysvShm};
 use cairn_sys::error::io_ctx;
 use cairn_sys::inject::{self, Injector};
 use cairn_sys::procfs;
@@ -26,6 +27,28 @@ const SCRATCH: u64 = 2 * PAGE;
 
 fn write(pid: i32, addr: u64, data: &[u8]) -> Result<()> {
     procfs::write_mem(pid, None, addr, data).map_err(io_ctx("writing into a restore stub"))
+}
+
+/// [`crate::RecreateFn`] of System V shared memory: the segments are created inside the job
+/// once its stubs exist, attached as each process is rebuilt, and marked for removal again
+/// at the end.
+pub fn recreate(image: &ProcessTreeImage, _: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
+    Ok(Box::new(Segments(image.ipc.sysv_shm.clone())))
+}
+
+/// The segments of the job.
+struct Segments(Vec<SysvShm>);
+
+impl Recreated for Segments {
+    fn in_job(&self, root: i32, source: &dyn MemorySource) -> Result<()> {
+        create(root, &self.0, source)
+    }
+    fn in_process(&self, inj: &Injector, p: &ProcessImage) -> Result<()> {
+        attach(inj, p, &self.0)
+    }
+    fn finish(&self, root: i32) -> Result<()> {
+        finish(root, &self.0)
+    }
 }
 
 /// Create every segment of `segs` in the job's IPC namespace through the (not yet rebuilt)

@@ -5,7 +5,10 @@
 //! message, then shutdown state, buffer sizes, SO_PEEK_OFF and O_NONBLOCK are set.
 
 use crate::unix::capture::socket_groups;
-use cairn_image::{IpcImage, MemorySource, SocketImage, SocketName, SocketState};
+use crate::Recreated;
+use cairn_image::{
+    FdImage, FdKind, IpcImage, MemorySource, ProcessTreeImage, SocketImage, SocketName, SocketState,
+};
 use cairn_sys::error::{io_ctx, last_os};
 use cairn_sys::{Error, Result};
 use std::collections::HashMap;
@@ -257,6 +260,25 @@ fn shutdown(fd: &OwnedFd, how: i32) -> Result<()> {
         return Err(last_os("restoring the shutdown state of a socket"));
     }
     Ok(())
+}
+
+/// [`crate::RecreateFn`] of UNIX sockets and FIFOs.
+pub fn recreate(image: &ProcessTreeImage, source: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
+    Ok(Box::new(Ipc::create(&image.ipc, source)?))
+}
+
+impl Recreated for Ipc {
+    fn open(&self, pid: i32, fd: &FdImage, _: &dyn MemorySource) -> Option<Result<OwnedFd>> {
+        match fd.kind {
+            FdKind::Socket { id } => Some(self.socket(id, pid)),
+            FdKind::Fifo { id, flags } => Some(self.fifo(id, flags, pid)),
+            _ => None,
+        }
+    }
+    fn descriptors_taken(&mut self) {
+        self.sockets.clear();
+        self.holders.clear();
+    }
 }
 
 impl Ipc {
