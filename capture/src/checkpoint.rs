@@ -1,6 +1,7 @@
 //! Capturing one frozen process into a [`ProcessImage`], its memory into a [`MemorySink`].
 
 use cairn_image::*;
+use cairn_kinds::{OpenFd, JOB_KINDS};
 use cairn_sys::error::{io_ctx, Error, Result};
 use cairn_sys::freeze::Frozen;
 use cairn_sys::inject::{self, Injector};
@@ -9,7 +10,7 @@ use cairn_sys::procfs::{self, MapEntry};
 use cairn_sys::ptrace::{self, BLOCK_ALL};
 use cairn_sys::vdso::{is_vdso_block, vdso_info};
 use std::fs::{self, File};
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileExt;
 
 const PAGE: u64 = 4096;
 const SCRATCH_LEN: u64 = 2 * PAGE;
@@ -169,82 +170,35 @@ fn capture_fds(
         let flags = raw_flags
             & !(libc::O_CLOEXEC | libc::O_CREAT | libc::O_EXCL | libc::O_TRUNC | libc::O_NOCTTY);
         let meta = fs::metadata(format!("{dir}/{fd}"));
-        let ft = meta.as_ref().map(|m| m.file_type()).ok();
         let is_stdio_kind = link.starts_with("pipe:")
             || link.starts_with("socket:")
             || link.starts_with("/dev/pts/")
             || link.starts_with("/dev/tty")
             || link == "/dev/console";
-        let pipe_id = link
-            .strip_prefix("pipe:[")
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|n| n.parse::<u64>().ok());
-        let socket_id = link
-            .strip_prefix("socket:[")
-            .and_then(|r| r.strip_suffix(']'))
-            .and_then(|n| n.parse::<u64>().ok());
-        let inside = parent.is_some() || fd > 2;
-        let kind = if let (Some(id), true) = (pipe_id, inside) {
-            FdKind::Pipe {
-                id,
-                flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
-            }
-        } else if let (Some(id), true) = (socket_id, inside) {
-            // Checked (UNIX, peer inside the job, ...) by cairn_kinds::unix.
-            FdKind::Socket { id }
-        } else if let (true, Ok(m)) = (
-            link.starts_with('/') && ft.is_some_and(|t| t.is_fifo()),
-            meta.as_ref(),
-        ) {
-            use std::os::unix::fs::MetadataExt;
-            FdKind::Fifo {
-                id: m.ino(),
-                flags: flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
-            }
+        let open = OpenFd {
+            pid,
+            ns_pid,
+            fd,
+            link: &link,
+            info: &info,
+            flags,
+            pos,
+            meta: &meta,
+            inside: parent.is_some() || fd > 2,
+        };
+        let kind = if !open.inside && is_stdio_kind {
+            FdKind::Stdio
+        } else if let Some(kind) = JOB_KINDS
+            .iter()
+            .filter_map(|k| k.describe)
+            .find_map(|describe| describe(&open, sink))
+        {
+            kind?
         } else if parent.is_some() && is_stdio_kind {
             return Err(Error::Unsupported(format!(
                 "process {ns_pid} fd {fd}: {link} not inherited from its parent (pipes, sockets \
                  and terminals between processes of the job cannot be checkpointed yet)"
             )));
-        } else if fd <= 2 && is_stdio_kind {
-            FdKind::Stdio
-        } else if let Some(path) = link.strip_suffix(" (deleted)") {
-            let m = meta.map_err(io_ctx(format!("stat of fd {fd} of {pid}")))?;
-            if !m.is_file() {
-                return Err(Error::Unsupported(format!(
-                    "process {pid} fd {fd}: deleted non-regular file {link}"
-                )));
-            }
-            let mut f = File::open(format!("{dir}/{fd}"))
-                .map_err(io_ctx(format!("opening deleted file fd {fd} of {pid}")))?;
-            sink.put_file(ns_pid, fd, &mut f)
-                .map_err(io_ctx(format!("saving deleted file fd {fd}")))?;
-            FdKind::Deleted {
-                path: path.to_string(),
-                flags,
-                offset: pos,
-                size: m.len(),
-            }
-        } else if link.starts_with('/')
-            && ft.is_some_and(|t| {
-                t.is_file()
-                    || t.is_dir()
-                    || (t.is_char_device()
-                        && matches!(
-                            link.as_str(),
-                            "/dev/null"
-                                | "/dev/zero"
-                                | "/dev/urandom"
-                                | "/dev/random"
-                                | "/dev/full"
-                        ))
-            })
-        {
-            FdKind::Path {
-                path: link,
-                flags,
-                offset: pos,
-            }
         } else {
             return Err(Error::Unsupported(format!(
                 "process {pid} fd {fd}: {link} cannot be checkpointed yet"

@@ -17,7 +17,7 @@ pub mod pipe;
 pub mod sysv;
 pub mod unix;
 
-use cairn_image::{FdImage, MemorySink, MemorySource, ProcessImage, ProcessTreeImage};
+use cairn_image::{FdImage, FdKind, MemorySink, MemorySource, ProcessImage, ProcessTreeImage};
 use cairn_sys::freeze::Frozen;
 use cairn_sys::inject::Injector;
 use cairn_sys::Result;
@@ -35,6 +35,45 @@ pub struct FrozenJob<'a> {
     /// How the capture was asked for.
     pub options: &'a CheckpointOptions,
 }
+
+/// One open descriptor of a frozen process, as /proc shows it.
+#[derive(Debug)]
+pub struct OpenFd<'a> {
+    /// Outer pid of the process.
+    pub pid: i32,
+    /// Its pid inside the job's namespace.
+    pub ns_pid: i32,
+    /// The descriptor number.
+    pub fd: i32,
+    /// What `/proc/PID/fd/FD` links to (`pipe:[N]`, `anon_inode:[eventfd]`, a path, ...).
+    pub link: &'a str,
+    /// The text of `/proc/PID/fdinfo/FD`.
+    pub info: &'a str,
+    /// The open file description's status flags (O_CLOEXEC and creation flags removed).
+    pub flags: i32,
+    /// The file offset (`pos:` of fdinfo).
+    pub pos: u64,
+    /// `stat` of the open file (through `/proc/PID/fd/FD`).
+    pub meta: &'a std::io::Result<std::fs::Metadata>,
+    /// False only for descriptors 0, 1 and 2 of the launched program, which lead outside the
+    /// job (the restoring command's own stdio takes their place when they are a terminal,
+    /// pipe or socket).
+    pub inside: bool,
+}
+
+impl OpenFd<'_> {
+    /// The value of fdinfo line `key` (e.g. `"eventfd-count:"`), trimmed.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.info
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+    }
+}
+
+/// Describes an open descriptor in the image when it refers to an object of this kind (its
+/// contents, if any, go to the sink); `None` when the object is of another kind.
+pub type DescribeFn = fn(&OpenFd<'_>, &mut dyn MemorySink) -> Option<Result<FdKind>>;
 
 /// Captures one kind of object of the frozen job into its part of `image` (whose processes
 /// are already captured); contents go to the sink.
@@ -79,7 +118,10 @@ pub type RecreateFn = fn(&ProcessTreeImage, &dyn MemorySource) -> Result<Box<dyn
 pub struct JobKind {
     /// Short name, as errors and docs say it.
     pub name: &'static str,
-    /// Its capture.
+    /// How a descriptor of this kind is described in its process's image (`None`: the kind
+    /// has no descriptors).
+    pub describe: Option<DescribeFn>,
+    /// Its capture, once every process is captured.
     pub capture: CaptureFn,
     /// Its restore.
     pub recreate: RecreateFn,
@@ -89,21 +131,25 @@ pub struct JobKind {
 pub const JOB_KINDS: &[JobKind] = &[
     JobKind {
         name: "file",
+        describe: Some(file::capture::describe),
         capture: file::capture::capture_job,
         recreate: file::restore::recreate,
     },
     JobKind {
         name: "pipe",
+        describe: Some(pipe::capture::describe),
         capture: pipe::capture::capture_job,
         recreate: pipe::restore::recreate,
     },
     JobKind {
         name: "unix",
+        describe: Some(unix::capture::describe),
         capture: unix::capture::capture_job,
         recreate: unix::restore::recreate,
     },
     JobKind {
         name: "sysv",
+        describe: None,
         capture: sysv::capture::capture_job,
         recreate: sysv::restore::recreate,
     },

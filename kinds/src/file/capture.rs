@@ -3,7 +3,7 @@
 //! checkpoint-time state. Output produced after the checkpoint is then neither duplicated nor
 //! lost when the job is restarted. Rules: docs/capture-restore.md ("Files the job writes").
 
-use crate::FrozenJob;
+use crate::{FrozenJob, OpenFd};
 use cairn_image::{FdKind, MemorySink, ProcessImage, ProcessTreeImage, WrittenFile};
 use cairn_sys::error::{io_ctx, Error, Result};
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,66 @@ impl<R: Read> Read for Exact<R> {
         self.left -= n as u64;
         Ok(n)
     }
+}
+
+/// [`crate::DescribeFn`] of regular files: a file reopened by path (regular files,
+/// directories and the harmless character devices), or a deleted regular file whose contents
+/// go to the sink.
+pub fn describe(fd: &OpenFd<'_>, sink: &mut dyn MemorySink) -> Option<Result<FdKind>> {
+    use std::os::unix::fs::FileTypeExt;
+    let ft = fd.meta.as_ref().ok().map(|m| m.file_type());
+    if let Some(path) = fd.link.strip_suffix(" (deleted)") {
+        if ft.is_some_and(|t| t.is_fifo()) {
+            return None;
+        }
+        return Some(deleted(fd, path, sink));
+    }
+    let plain = ft.is_some_and(|t| {
+        t.is_file()
+            || t.is_dir()
+            || (t.is_char_device()
+                && matches!(
+                    fd.link,
+                    "/dev/null" | "/dev/zero" | "/dev/urandom" | "/dev/random" | "/dev/full"
+                ))
+    });
+    (fd.link.starts_with('/') && plain).then(|| {
+        Ok(FdKind::Path {
+            path: fd.link.to_string(),
+            flags: fd.flags,
+            offset: fd.pos,
+        })
+    })
+}
+
+/// A deleted regular file: its contents go to the sink.
+fn deleted(fd: &OpenFd<'_>, path: &str, sink: &mut dyn MemorySink) -> Result<FdKind> {
+    let (pid, n) = (fd.pid, fd.fd);
+    let size = match fd.meta {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(_) => {
+            return Err(Error::Unsupported(format!(
+                "process {pid} fd {n}: deleted non-regular file {}",
+                fd.link
+            )))
+        }
+        Err(e) => {
+            return Err(Error::Sys {
+                what: format!("stat of fd {n} of {pid}"),
+                source: io::Error::new(e.kind(), e.to_string()),
+            })
+        }
+    };
+    let mut f = File::open(format!("/proc/{pid}/fd/{n}"))
+        .map_err(io_ctx(format!("opening deleted file fd {n} of {pid}")))?;
+    sink.put_file(fd.ns_pid, n, &mut f)
+        .map_err(io_ctx(format!("saving deleted file fd {n}")))?;
+    Ok(FdKind::Deleted {
+        path: path.to_string(),
+        flags: fd.flags,
+        offset: fd.pos,
+        size,
+    })
 }
 
 /// [`crate::CaptureFn`] of written files: each file once, whichever processes hold it.

@@ -2,7 +2,7 @@
 //! of a read end with `pidfd_getfd` and `tee`s the pipe's contents into a pipe of its own,
 //! so the frozen program's pipe is left exactly as it was.
 
-use crate::FrozenJob;
+use crate::{FrozenJob, OpenFd};
 use cairn_image::{FdKind, MemorySink, PipeImage, ProcessImage, ProcessTreeImage};
 use cairn_sys::error::{io_ctx, last_os, Error, Result};
 use std::fs::File;
@@ -83,6 +83,20 @@ pub(crate) fn peek_fd(rd: &OwnedFd, pid: i32, fd: i32) -> Result<(u64, Vec<u8>)>
         .read_to_end(&mut data)
         .map_err(io_ctx("reading a pipe's unread bytes"))?;
     Ok((cap as u64, data))
+}
+
+/// [`crate::DescribeFn`] of pipes: a pipe end inside the job.
+pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
+    let id = fd
+        .link
+        .strip_prefix("pipe:[")?
+        .strip_suffix(']')?
+        .parse::<u64>()
+        .ok()?;
+    fd.inside.then_some(Ok(FdKind::Pipe {
+        id,
+        flags: fd.flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+    }))
 }
 
 /// [`crate::CaptureFn`] of pipes.

@@ -10,7 +10,7 @@
 //! Rules (what is refused and why): docs/capture-restore.md.
 
 use crate::pipe::capture::{peek, peek_fd, steal};
-use crate::FrozenJob;
+use crate::{FrozenJob, OpenFd};
 use cairn_image::{
     FdKind, FifoImage, IpcImage, MemorySink, ProcessImage, ProcessTreeImage, SocketImage,
     SocketName, SocketState,
@@ -19,7 +19,7 @@ use cairn_sys::error::{io_ctx, last_os, Error, Result};
 use cairn_sys::sock_diag::{self, Diag};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 fn getsockopt_int(fd: &OwnedFd, level: i32, opt: i32, what: &str) -> Result<i32> {
     let mut v: libc::c_int = 0;
@@ -234,6 +234,26 @@ fn close_passed_fds(msg: &libc::msghdr) -> bool {
         }
     }
     any
+}
+
+/// [`crate::DescribeFn`] of UNIX sockets and FIFOs: a socket inside the job (checked to be a
+/// UNIX socket with its peer inside the job by [`capture_ipc`]), or a FIFO opened by path.
+pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
+    if let Some(id) = fd
+        .link
+        .strip_prefix("socket:[")
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        return fd.inside.then_some(Ok(FdKind::Socket { id }));
+    }
+    let meta = fd.meta.as_ref().ok()?;
+    (fd.link.starts_with('/') && meta.file_type().is_fifo()).then(|| {
+        Ok(FdKind::Fifo {
+            id: meta.ino(),
+            flags: fd.flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+        })
+    })
 }
 
 /// [`crate::CaptureFn`] of UNIX sockets and FIFOs.
