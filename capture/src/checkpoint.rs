@@ -353,32 +353,38 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
     })
 }
 
-/// Capture the frozen process: threads, kernel state, mappings, then memory into `sink`.
-/// Registers and signal masks are put back before returning, even on error. A process with
-/// children is refused (use [`crate::tree`] for trees).
-pub fn capture_frozen(fz: &Frozen, sink: &mut dyn MemorySink) -> Result<ProcessImage> {
-    let pid = fz.pid;
-    let mut children = Vec::new();
-    for &t in &fz.tids {
-        let path = format!("/proc/{pid}/task/{t}/children");
-        let text = fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
-        children.extend(text.split_whitespace().map(str::to_string));
-    }
-    if !children.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "process {pid} has child processes ({}): process trees cannot be checkpointed yet",
-            children.join(" ")
-        )));
-    }
-    capture_process(fz, None, sink)
+/// What capture may already know about a frozen process's mappings at this freeze (dirty
+/// tracking scanned them), saving page-table walks while the program is frozen.
+pub trait FreezeHints {
+    /// The stored runs (offsets from `start`) of the private anonymous mapping `start..end`
+    /// with protection `prot` of process `pid` (inside the job's namespace), when known.
+    fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>>;
+    /// Whether the mapping of `/proc/PID/maps` line `m` of process `pid` grows down, when
+    /// known from a `/proc/PID/smaps` read of the same mapping earlier in this checkpoint.
+    /// Only if every mapping is known does capture skip reading smaps while frozen.
+    fn known_growsdown(&self, pid: i32, m: &MapEntry) -> Option<bool>;
 }
 
-/// Capture one frozen process of a tree; `parent` is its parent's outer pid and captured
-/// descriptors (None for the launched program), so that inherited descriptors are recognised.
+/// Knows nothing: capture finds everything out itself.
+pub struct NoHints;
+
+impl FreezeHints for NoHints {
+    fn known_stored(&self, _: i32, _: u64, _: u64, _: u32) -> Option<Vec<(u64, u64)>> {
+        None
+    }
+    fn known_growsdown(&self, _: i32, _: &MapEntry) -> Option<bool> {
+        None
+    }
+}
+
+/// Capture the frozen process `fz`: threads, kernel state, mappings, descriptors, then its
+/// memory into `sink`; `parent` are its parent's descriptors (those it shares are recorded as
+/// inherited).
 pub fn capture_process(
     fz: &Frozen,
     parent: ParentFds<'_>,
     sink: &mut dyn MemorySink,
+    hints: &dyn FreezeHints,
 ) -> Result<ProcessImage> {
     let pid = fz.pid;
     let clocks = cairn_sys::sandbox::program_clocks(pid)?;
@@ -416,7 +422,7 @@ pub fn capture_process(
     let mut maps = procfs::read_maps_light(pid)?;
     let known: Option<Vec<bool>> = maps
         .iter()
-        .map(|m| sink.known_growsdown(ns_pid, m))
+        .map(|m| hints.known_growsdown(ns_pid, m))
         .collect();
     match known {
         Some(flags) => {
@@ -438,7 +444,7 @@ pub fn capture_process(
         let sysv = cairn_kinds::sysv::is_sysv(m);
         let private_anon = backing == Backing::Anonymous && !m.shared;
         let known = private_anon
-            .then(|| sink.known_stored(ns_pid, m.start, m.end, m.prot))
+            .then(|| hints.known_stored(ns_pid, m.start, m.end, m.prot))
             .flatten();
         let stored = match known {
             Some(runs) => runs,

@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use crate::checkpoint::read_stored;
+use crate::checkpoint::{read_stored, FreezeHints};
 use crate::tree::FrozenTree;
 use cairn_image::{Backing, MemorySink, ProcessTreeImage, RegionSource, Vma};
 use cairn_kinds::CheckpointOptions;
@@ -319,7 +319,7 @@ fn ident(m: &MapEntry) -> Ident {
 struct TrackingSink<'a> {
     inner: &'a mut dyn MemorySink,
     /// By pid inside the job's namespace.
-    known: HashMap<i32, Known>,
+    known: &'a HashMap<i32, Known>,
     /// (ns pid, mapping) whose scan re-protected it for the next checkpoint.
     rescanned: HashSet<(i32, Key)>,
     stats: DirtyStats,
@@ -389,19 +389,24 @@ impl MemorySink for TrackingSink<'_> {
         }
     }
 
+    fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
+        self.inner.put_file(pid, fd, data)
+    }
+}
+
+/// What dirty tracking learnt of each process at this freeze (by pid inside the job).
+struct KnownHints<'a>(&'a HashMap<i32, Known>);
+
+impl FreezeHints for KnownHints<'_> {
     fn known_growsdown(&self, pid: i32, m: &MapEntry) -> Option<bool> {
-        self.known.get(&pid)?.growsdown.get(&ident(m)).copied()
+        self.0.get(&pid)?.growsdown.get(&ident(m)).copied()
     }
 
     fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
-        let k = self.known.get(&pid)?;
+        let k = self.0.get(&pid)?;
         k.scanned
             .get(&(start, end, prot))
             .map(|(_, stored)| stored.to_vec())
-    }
-
-    fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()> {
-        self.inner.put_file(pid, fd, data)
     }
 }
 
@@ -694,7 +699,7 @@ pub(crate) fn capture_tracked(
     init: i32,
     tracker: &mut DirtyTracker,
     sink: &mut dyn MemorySink,
-    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<ProcessTreeImage>,
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink, &dyn FreezeHints) -> Result<ProcessTreeImage>,
 ) -> Result<ProcessTreeImage> {
     let r = capture_tracked_inner(root, init, tracker, sink, capture);
     if r.is_err() {
@@ -708,7 +713,7 @@ fn capture_tracked_inner(
     init: i32,
     tracker: &mut DirtyTracker,
     sink: &mut dyn MemorySink,
-    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink) -> Result<ProcessTreeImage>,
+    capture: impl FnOnce(&FrozenTree, &mut dyn MemorySink, &dyn FreezeHints) -> Result<ProcessTreeImage>,
 ) -> Result<ProcessTreeImage> {
     let mut stats = DirtyStats::default();
     let mut known: HashMap<i32, Known> = HashMap::new();
@@ -753,11 +758,11 @@ fn capture_tracked_inner(
     }
     let mut ts = TrackingSink {
         inner: sink,
-        known,
+        known: &known,
         rescanned: HashSet::new(),
         stats,
     };
-    let captured = capture(&frozen, &mut ts);
+    let captured = capture(&frozen, &mut ts, &KnownHints(&known));
     let (rescanned, mut stats) = (ts.rescanned, ts.stats);
     let captured = captured?;
     // Re-arm every process before it runs again.

@@ -26,6 +26,7 @@ pub use dirty::checkpoint_tracked;
 use cairn_image::{MemorySink, ProcessTreeImage, IMAGE_FORMAT};
 use cairn_kinds::{FrozenJob, JOB_KINDS};
 use cairn_sys::{Error, Result, Sandbox};
+use checkpoint::{FreezeHints, NoHints};
 
 /// Freeze the program, capture it (memory into `sink`), and let it run again. Files open for
 /// writing are captured as [`CheckpointOptions::from_env`] says.
@@ -53,11 +54,11 @@ pub(crate) fn checkpoint_inner(
 ) -> Result<ProcessTreeImage> {
     let pid = sandbox.program_pid();
     let image = match tracker {
-        Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s| {
-            capture_tree(frozen, s, opts, sandbox.user_ns())
+        Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
+            capture_tree(frozen, s, h, opts, sandbox.user_ns())
         }),
         None => tree::FrozenTree::freeze(pid, sandbox.init_pid())
-            .and_then(|frozen| capture_tree(&frozen, sink, opts, sandbox.user_ns())),
+            .and_then(|frozen| capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns())),
     };
     // Whatever failed, a program that is gone means "exited during the checkpoint".
     image.map_err(|e| {
@@ -74,10 +75,11 @@ pub(crate) fn checkpoint_inner(
 fn capture_tree(
     frozen: &tree::FrozenTree,
     sink: &mut dyn MemorySink,
+    hints: &dyn FreezeHints,
     opts: &CheckpointOptions,
     user_ns: bool,
 ) -> Result<ProcessTreeImage> {
-    let (processes, zombies) = frozen.capture(sink)?;
+    let (processes, zombies) = frozen.capture(sink, hints)?;
     let mut image = ProcessTreeImage {
         format: IMAGE_FORMAT,
         user_ns,

@@ -2,7 +2,7 @@
 //! descendant is frozen (rescanning until no new process appears), captured parents first,
 //! and exited-but-unreaped children are recorded as zombies.
 
-use crate::checkpoint::capture_process;
+use crate::checkpoint::{capture_process, FreezeHints};
 use cairn_image::{MemorySink, ProcessImage, ZombieImage};
 use cairn_sys::error::{Error, Result};
 use cairn_sys::freeze::Frozen;
@@ -81,6 +81,7 @@ impl FrozenTree {
     pub fn capture(
         &self,
         sink: &mut dyn MemorySink,
+        hints: &dyn FreezeHints,
     ) -> Result<(Vec<ProcessImage>, Vec<ZombieImage>)> {
         let mut images: Vec<ProcessImage> = Vec::new();
         let mut inner: HashMap<i32, i32> = HashMap::new();
@@ -90,7 +91,7 @@ impl FrozenTree {
                 .zip(&self.procs)
                 .find(|(_, (f, _))| f.pid == *parent)
                 .map(|(img, _)| (*parent, img.fds.as_slice()));
-            let mut img = capture_process(fz, pimg, sink)?;
+            let mut img = capture_process(fz, pimg, sink, hints)?;
             img.ppid = inner.get(parent).copied().unwrap_or(1);
             inner.insert(fz.pid, img.pid);
             images.push(img);

@@ -132,24 +132,6 @@ pub trait MemorySink {
         let _ = changed;
         self.put_vma(pid, index, vma, None, source)
     }
-    /// Asked by capture (program frozen) before it looks up which pages of the private
-    /// anonymous mapping `start..end` with protection `prot` of process `pid` (inside the
-    /// job's namespace) are resident: a sink that already knows (dirty tracking scanned the
-    /// mapping at this freeze) answers with the stored runs (offsets from `start`), saving a
-    /// page-table walk. `None` (the default): capture finds out itself.
-    fn known_stored(&self, pid: i32, start: u64, end: u64, prot: u32) -> Option<Vec<(u64, u64)>> {
-        let _ = (pid, start, end, prot);
-        None
-    }
-    /// Asked by capture (program frozen) for every line of `/proc/PID/maps` of process `pid`
-    /// (inside the job's namespace): whether the mapping grows down, when the sink knows it
-    /// from a `/proc/PID/smaps` read of the same mapping earlier in this checkpoint (dirty
-    /// tracking reads it during the pre-copy). Only if every mapping is known does capture
-    /// skip reading smaps (a page-table walk) while the program is frozen. Default: `None`.
-    fn known_growsdown(&self, pid: i32, m: &cairn_sys::procfs::MapEntry) -> Option<bool> {
-        let _ = (pid, m);
-        None
-    }
     /// The contents of a deleted-but-open file, or of a file open for writing (descriptor
     /// `fd` of process `pid`; see [`crate::file`]).
     fn put_file(&mut self, pid: i32, fd: i32, data: &mut dyn io::Read) -> io::Result<()>;
