@@ -138,18 +138,23 @@ static uint64_t ro_sum, none_sum;
 #define RO_LEN (1 * MIB)
 #define FMAP_LEN (4 * MIB)
 
+/* Permissions of the mapping holding addr, "?" when /proc/self/maps does not list it. A read
+ * of /proc/self/maps is not atomic (the kernel may show a mapping that changes meanwhile in
+ * neither read), so a missing mapping is looked up again a few times before it counts. */
 static char *perms_of(void *addr, char *out) {
     static char maps[1 << 20];
-    size_t n = slurp("/proc/self/maps", maps, sizeof maps - 1);
-    maps[n] = 0;
     strcpy(out, "?");
-    for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
-        unsigned long a, b;
-        char pr[8];
-        if (sscanf(line, "%lx-%lx %7s", &a, &b, pr) == 3 && (unsigned long)addr >= a &&
-            (unsigned long)addr < b) {
-            strcpy(out, pr);
-            break;
+    for (int attempt = 0; attempt < 5 && strcmp(out, "?") == 0; attempt++) {
+        size_t n = slurp("/proc/self/maps", maps, sizeof maps - 1);
+        maps[n] = 0;
+        for (char *line = strtok(maps, "\n"); line; line = strtok(NULL, "\n")) {
+            unsigned long a, b;
+            char pr[8];
+            if (sscanf(line, "%lx-%lx %7s", &a, &b, pr) == 3 && (unsigned long)addr >= a &&
+                (unsigned long)addr < b) {
+                strcpy(out, pr);
+                break;
+            }
         }
     }
     return out;
