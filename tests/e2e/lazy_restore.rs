@@ -88,7 +88,7 @@ fn damaged_data_found_after_resume_restarts_the_previous_generation() {
     let _area = Area::enter(module_path!());
     if !is_root() {
         // Without CAP_SYS_PTRACE every restore is eager: damage is found before the program
-        // runs, which tests/agent_failures.rs covers.
+        // runs, which tests/e2e/agent_failures.rs covers.
         eprintln!("not root: no lazy restore to test");
         return;
     }
