@@ -1,6 +1,13 @@
 //! The end-to-end tests of the `cairn` binary: one binary, one module per area. The helpers
-//! they share are in `cairn-testkit`; a test of a heavy or timing-sensitive area holds its
-//! [`cairn_testkit::Area`] so that two such areas never run at the same time.
+//! they share are in `cairn-testkit`.
+//!
+//! The tests run in parallel. Every test of an area that runs programs under cairn (agents,
+//! checkpoints, restarts, Slurm jobs, scans of the host's processes) holds its
+//! [`cairn_testkit::Area`] (`Area::enter(module_path!())`): tests of one such area run beside
+//! each other, never beside another such area's. The CLI tests of the store, gc and
+//! coordinator (`store_cli`, `gc_cli`, `coordinator_cli`) run no program under cairn and run
+//! beside anything; `coordinator_spawn` changes the process environment and so runs in a
+//! process of its own.
 
 mod agent_failures;
 mod coordinated;
