@@ -7,13 +7,13 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 cargo build --workspace --release -q
 
-# The Slurm tests (tests/slurm.rs) run against a real one-node cluster on localhost.
+# The Slurm tests (tests/e2e/slurm.rs) run against a real one-node cluster on localhost.
 if [ "$(id -u)" -eq 0 ]; then
   trap 'bash scripts/slurm/stop.sh' EXIT
   bash scripts/slurm/setup.sh
   export CAIRN_SLURM_TESTS=1
 else
-  echo "test.sh: not root, so no Slurm cluster: tests/slurm.rs will say it did not run" >&2
+  echo "test.sh: not root, so no Slurm cluster: tests/e2e/slurm.rs will say it did not run" >&2
 fi
 
 cargo test --workspace --release

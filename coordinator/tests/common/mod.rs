@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_coordinator::auth::Secret;
 use cairn_coordinator::client::{AgentConnection, CoordinatorAddress};
@@ -226,10 +226,6 @@ pub fn gate() -> (Sender<()>, Receiver<()>) {
 }
 
 /// Polls `cond` until it holds or 10 s passed.
-pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    cairn_testkit::wait_for(what, Duration::from_secs(10), cond);
 }

@@ -1,5 +1,6 @@
 //! `connect_or_spawn` starts a coordinator when none answers, and reuses a running one.
-//! (Its own test binary: it sets the secret directory in this process's environment.)
+//! (It runs in a process of its own: it sets the secret directory in the process's environment,
+//! which the other tests' commands would inherit.)
 
 use cairn_coordinator::auth;
 use cairn_coordinator::client::{connect_or_spawn_with, CommandClient};
@@ -7,6 +8,13 @@ use cairn_coordinator::protocol::{Request, Response};
 
 #[test]
 fn connect_or_spawn_starts_a_daemon_once_and_then_finds_it() {
+    cairn_testkit::in_own_process(
+        "coordinator_spawn::connect_or_spawn_starts_a_daemon_once_and_then_finds_it",
+        connect_or_spawn_starts_a_daemon_once_and_then_finds_it_here,
+    );
+}
+
+fn connect_or_spawn_starts_a_daemon_once_and_then_finds_it_here() {
     let dir = tempfile::tempdir().unwrap();
     std::env::set_var(auth::SECRET_DIR_ENV, dir.path());
     std::env::remove_var(auth::SECRET_ENV);
@@ -15,7 +23,7 @@ fn connect_or_spawn_starts_a_daemon_once_and_then_finds_it() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_cairn"));
+    let exe = std::path::Path::new(cairn_testkit::cairn());
     let first = connect_or_spawn_with("localhost", port, exe).unwrap();
     assert_eq!(first.port, port);
     let pid = match CommandClient::connect(&first)

@@ -6,14 +6,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn_coordinator::auth::{self, Secret};
 use cairn_coordinator::client::{AgentConnection, CoordinatorAddress};
 use cairn_coordinator::protocol::{AgentStats, CoordinatorMessage, Registration};
 use cairn_store::{InitOptions, Store};
+use cairn_testkit::is_root;
 
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
+/// How long the coordinator tests wait for a daemon to start, answer or exit.
+const WAIT: Duration = Duration::from_secs(15);
+
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    cairn_testkit::wait_for(what, WAIT, cond);
+}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -32,7 +38,7 @@ impl Env {
 
     /// `cairn` with a private secret directory and no coordinator settings inherited.
     fn cairn(&self) -> Command {
-        let mut c = Command::new(CAIRN);
+        let mut c = Command::new(cairn_testkit::cairn());
         c.env(auth::SECRET_DIR_ENV, self.path("secrets"))
             .env_remove(auth::SECRET_ENV)
             .env_remove(auth::SECRET_FILE_ENV)
@@ -176,14 +182,6 @@ fn agent(
         }
         seen
     })
-}
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn listening(port: u16) -> bool {
@@ -446,7 +444,7 @@ fn other_users_cannot_read_the_secret_or_command_the_coordinator() {
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
         0o600
     );
-    if nix_is_root() {
+    if is_root() {
         let out = Command::new("runuser")
             .args(["-u", "cairn-test", "--", "cat"])
             .arg(&secret)
@@ -456,7 +454,7 @@ fn other_users_cannot_read_the_secret_or_command_the_coordinator() {
         assert!(out.stdout.is_empty());
         // Another user pointing cairn at the secret file gets exit 6 and nothing happens.
         let exe = env.path("cairn-copy");
-        std::fs::copy(CAIRN, &exe).unwrap();
+        std::fs::copy(cairn_testkit::cairn(), &exe).unwrap();
         std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         let out = Command::new("runuser")
             .args(["-u", "cairn-test", "--", "env"])
@@ -470,11 +468,6 @@ fn other_users_cannot_read_the_secret_or_command_the_coordinator() {
     }
     assert_eq!(code(&env.command(port, &["--quit"])), 0);
     wait_for("the daemon to exit", || !listening(port));
-}
-
-fn nix_is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[test]

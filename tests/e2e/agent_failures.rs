@@ -2,16 +2,14 @@
 //! jobs, directories that are not stores, damaged generations, programs exiting during a
 //! checkpoint, the agent killed during a checkpoint, exit codes.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{
-    cairn, count_lines, damage_chunk, files_below, run_native, Job, Program, Scratch, COMMITTED,
-    RUNNING, STARTED,
+use cairn_testkit::{
+    cairn, children, count_lines, damage_chunk, files_below, run_native, Area, Job, Program,
+    Scratch, COMMITTED, RUNNING, STARTED,
 };
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).
@@ -44,6 +42,7 @@ fn launch(store: &Path, job: &str, extra: &[&str], prog: &[&str]) -> (i32, Strin
 
 #[test]
 fn exit_codes_are_passed_through() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let (code, _) = launch(&store, "a", &[], &["sh", "-c", "exit 7"]);
@@ -76,6 +75,7 @@ fn nudge_until_exit(mut job: Job) -> i32 {
 /// kills it.
 #[test]
 fn exit_codes_are_passed_through_after_a_restart() {
+    let _area = Area::enter(module_path!());
     for (arg, want) in [("7", 7), ("-15", 128 + libc::SIGTERM)] {
         let sc = Scratch::new();
         let store = sc.store();
@@ -109,10 +109,11 @@ fn exit_codes_are_passed_through_after_a_restart() {
 /// do its job. One error line names the failure, and the program never runs.
 #[test]
 fn an_internal_failure_of_launch_exits_99_or_cairn_fail_rc() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let marker = sc.dir.path().join("ran");
-    let wrapper = common::compile_c("no_clone3");
+    let wrapper = cairn_testkit::compile_c("no_clone3");
     for (env, want) in [(None, 99), (Some("42"), 42)] {
         let mut c = Command::new(&wrapper);
         c.args([cairn(), "launch", "--store", s(&store), "--job", "a", "--"])
@@ -142,6 +143,7 @@ fn an_internal_failure_of_launch_exits_99_or_cairn_fail_rc() {
 /// report counts the failed checkpoint (docs/user-guide.md, "Reports and exit codes").
 #[test]
 fn a_store_refusing_a_checkpoint_leaves_the_job_running() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let dir = sc.sub("cairn");
@@ -178,6 +180,7 @@ fn a_store_refusing_a_checkpoint_leaves_the_job_running() {
 
 #[test]
 fn restart_of_an_unknown_job_is_a_clear_usage_error() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let (code, _) = launch(&store, "a", &[], &["true"]);
@@ -197,6 +200,7 @@ fn restart_of_an_unknown_job_is_a_clear_usage_error() {
 /// wrong with it, and the program never runs.
 #[test]
 fn a_directory_that_is_not_a_store_is_refused() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let dir = sc.sub("notastore");
     fs::write(dir.join("something"), b"data").unwrap();
@@ -239,6 +243,7 @@ fn a_directory_that_is_not_a_store_is_refused() {
 
 #[test]
 fn bad_job_names_and_options_are_usage_errors() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     for job in ["", "../x", ".hidden", "a b"] {
@@ -276,6 +281,7 @@ fn bad_job_names_and_options_are_usage_errors() {
 
 #[test]
 fn store_comes_from_cairn_store_env() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let (code, err) = cairn_output(
@@ -298,7 +304,7 @@ struct TwoGenerations {
     _sc: Scratch,
     store: PathBuf,
     prog: Program,
-    native: common::Outcome,
+    native: cairn_testkit::Outcome,
     dir: PathBuf,
     /// Pack files present after the first checkpoint.
     packs_after_first: Vec<PathBuf>,
@@ -383,6 +389,7 @@ fn newest_packs_harmed_then_restart_falls_back(harm: fn(&Path)) {
 
 #[test]
 fn damaged_newest_generation_falls_back_with_a_warning() {
+    let _area = Area::enter(module_path!());
     // The middle of every pack the second checkpoint wrote is overwritten.
     newest_packs_harmed_then_restart_falls_back(|p| {
         let mut data = fs::read(p).unwrap();
@@ -396,6 +403,7 @@ fn damaged_newest_generation_falls_back_with_a_warning() {
 
 #[test]
 fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
+    let _area = Area::enter(module_path!());
     // Every pack the second checkpoint wrote is deleted (as a lost file on a scratch file
     // system would be): nothing is checked before the restore, so the restore itself must find
     // the missing chunks, drop what it built and restart generation 1.
@@ -442,6 +450,7 @@ fn damage_a_memory_chunk_only_in(store: &Path, job: &str, which: usize) {
 
 #[test]
 fn damaged_data_found_while_restoring_falls_back_to_the_previous_generation() {
+    let _area = Area::enter(module_path!());
     // Only one data chunk of the newest generation is damaged, so the damage is found by the
     // restore itself; the half-restored job is dropped for generation 1.
     let t = two_generations_of_counter();
@@ -470,6 +479,7 @@ fn last_line(text: &str) -> &str {
 /// dropped before it runs and no process of the job outlives the command.
 #[test]
 fn no_sound_generation_left_is_a_clear_error_and_nothing_runs() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
@@ -508,6 +518,7 @@ fn no_sound_generation_left_is_a_clear_error_and_nothing_runs() {
 /// generation 1 behind the user's back; a restart without `--generation` then does fall back.
 #[test]
 fn a_named_damaged_generation_is_an_error_without_fallback() {
+    let _area = Area::enter(module_path!());
     let t = two_generations_of_counter();
     damage_a_memory_chunk_only_in(&t.store, "damaged", 1);
     let (code, err) = cairn_output(
@@ -535,22 +546,6 @@ fn a_named_damaged_generation_is_an_error_without_fallback() {
     t.restart_falls_back_to_generation_1();
 }
 
-/// Host PIDs of the direct children of `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in rd.flatten() {
-            if let Ok(text) = fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|w| w.parse::<i32>().ok()),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// The host PID of the job's program: the child of the sandbox init, the agent's child.
 fn program_pid(agent: i32) -> Option<i32> {
     children(agent).into_iter().flat_map(children).next()
@@ -558,6 +553,7 @@ fn program_pid(agent: i32) -> Option<i32> {
 
 #[test]
 fn program_exiting_during_a_checkpoint_abandons_it() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("bigmem", &["512", "1000"]);
@@ -599,6 +595,7 @@ fn program_exiting_during_a_checkpoint_abandons_it() {
 
 #[test]
 fn the_program_dies_with_its_agent() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("sleeper", &["400"]);
@@ -636,6 +633,7 @@ fn the_program_dies_with_its_agent() {
 
 #[test]
 fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("bigmem", &["384", "40"]);
@@ -656,7 +654,7 @@ fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
     // Counted in the store once the agent is dead: a checkpoint may still commit in the last
     // moments before the kill lands (incremental ones take tens of milliseconds), even after
     // its log line could be written.
-    let committed = common::generations_json(&store, "agentkill").len();
+    let committed = cairn_testkit::generations_json(&store, "agentkill").len();
     assert!((1..=2).contains(&committed), "{committed} generations");
     let restarted = Job::start(&prog, "restart", &store, "agentkill", &[], &dir, false);
     let log = restarted.log.clone();
@@ -683,6 +681,7 @@ fn agent_killed_during_a_checkpoint_leaves_the_previous_generation() {
 /// sound, and a restart resumes generation 1 and ends with the native run's output.
 #[test]
 fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() {
+    let _area = Area::enter(module_path!());
     const MIB: &str = "640";
     const ROUNDS: &str = "3";
     let sc = Scratch::new();
@@ -730,7 +729,7 @@ fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() 
         1,
         "the second checkpoint was over before the kill: {text}"
     );
-    let ids: Vec<u64> = common::generations_json(&store, "midway")
+    let ids: Vec<u64> = cairn_testkit::generations_json(&store, "midway")
         .iter()
         .map(|g| g["id"].as_u64().unwrap_or(0))
         .collect();
@@ -740,7 +739,7 @@ fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() 
         manifests_after_first,
         "the interrupted checkpoint left a manifest"
     );
-    let out = common::store_cmd(&store, &["verify", "--read-data", "--json"], &[]);
+    let out = cairn_testkit::store_cmd(&store, &["verify", "--read-data", "--json"], &[]);
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "cairn verify: {report}");
     let v: serde_json::Value = serde_json::from_str(&report).expect("cairn verify --json");
@@ -769,6 +768,7 @@ fn agent_killed_in_the_middle_of_a_long_checkpoint_leaves_the_store_as_it_was() 
 
 #[test]
 fn run_checkpoints_and_stops_on_signals_then_resumes_to_identical_output() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let prog = Program::c("counter", &["1200", "own.txt", "2000"]).with_files(&["own.txt"]);
@@ -807,6 +807,7 @@ fn run_checkpoints_and_stops_on_signals_then_resumes_to_identical_output() {
 
 #[test]
 fn run_names_the_job_after_slurm_job_id() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let out = Command::new(cairn())
@@ -823,6 +824,7 @@ fn run_names_the_job_after_slurm_job_id() {
 
 #[test]
 fn an_unusable_image_is_an_internal_failure_with_cairn_fail_rc() {
+    let _area = Area::enter(module_path!());
     use cairn_store::{GenerationInfo, Store};
     let sc = Scratch::new();
     let store_dir = sc.store();
@@ -864,6 +866,7 @@ fn an_unusable_image_is_an_internal_failure_with_cairn_fail_rc() {
 
 #[test]
 fn json_report_on_stderr() {
+    let _area = Area::enter(module_path!());
     let sc = Scratch::new();
     let store = sc.store();
     let out = Command::new(cairn())
@@ -899,6 +902,7 @@ fn json_report_on_stderr() {
 /// ran on).
 #[test]
 fn an_image_using_cpu_state_this_cpu_lacks_is_refused() {
+    let _area = Area::enter(module_path!());
     use cairn_store::Store;
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
     let has = |flag: &str| {

@@ -1,12 +1,12 @@
 //! `cairn run --keep-last N`: generations are pruned as checkpoints are taken, so a long job
 //! with frequent checkpoints stays bounded in the store, and the output is still exact.
 
-mod common;
-
 use std::process::Command;
 
+use cairn_testkit::Area;
+
 fn generation_count(store: &std::path::Path, job: &str) -> usize {
-    let out = Command::new(common::cairn())
+    let out = Command::new(cairn_testkit::cairn())
         .args(["generations", "--json", "--job", job, "--store"])
         .arg(store)
         .output()
@@ -24,9 +24,10 @@ fn generation_count(store: &std::path::Path, job: &str) -> usize {
 
 #[test]
 fn keep_last_bounds_the_generations_of_a_running_job() {
+    let _area = Area::enter(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let prog = common::compile_c("counter");
+    let prog = cairn_testkit::compile_c("counter");
     let native_file = dir.path().join("native.txt");
     let native = Command::new(&prog)
         .args(["400"])
@@ -37,7 +38,7 @@ fn keep_last_bounds_the_generations_of_a_running_job() {
     assert!(native.status.success());
 
     let file = dir.path().join("cairn.txt");
-    let out = Command::new(common::cairn())
+    let out = Command::new(cairn_testkit::cairn())
         .args([
             "run",
             "--job",
@@ -71,7 +72,7 @@ fn keep_last_bounds_the_generations_of_a_running_job() {
     assert_eq!(generation_count(&store, "bounded"), 2, "{log}");
     // Disk use is bounded too: the automatic gc after the last checkpoint left no pack
     // without a live chunk and nothing condemned (a dry run finds nothing to reclaim).
-    let gc = Command::new(common::cairn())
+    let gc = Command::new(cairn_testkit::cairn())
         .args([
             "gc",
             "--dry-run",
@@ -100,12 +101,13 @@ fn keep_last_bounds_the_generations_of_a_running_job() {
 
 #[test]
 fn launch_applies_every_retention_rule_and_refuses_them_with_a_coordinator() {
+    let _area = Area::enter(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("store");
-    let prog = common::compile_c("counter");
+    let prog = cairn_testkit::compile_c("counter");
     let file = dir.path().join("cairn.txt");
     // The rules combine as a union: the newest of this hour is also among the 3 newest.
-    let out = Command::new(common::cairn())
+    let out = Command::new(cairn_testkit::cairn())
         .args(["launch", "--job", "solo", "--interval", "0.2"])
         .args(["--keep-last", "3", "--keep-hourly", "1", "--store"])
         .arg(&store)
@@ -123,7 +125,7 @@ fn launch_applies_every_retention_rule_and_refuses_them_with_a_coordinator() {
     assert!(committed >= 5, "only {committed} checkpoints: {log}");
     assert_eq!(generation_count(&store, "solo"), 3, "{log}");
 
-    let refused = Command::new(common::cairn())
+    let refused = Command::new(cairn_testkit::cairn())
         .args([
             "launch",
             "--job",

@@ -4,14 +4,12 @@
 //! and on the stored ranges the image records; a restart must give the program back exactly
 //! its pages.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
 use cairn_image::{Backing, ProcessTreeImage, Vma};
 use cairn_store::{GenerationId, Store};
-use common::{generations_json, run_native, Job, Program, Scratch, RUNNING};
+use cairn_testkit::{generations_json, run_native, Area, Job, Program, Scratch, RUNNING};
 
 const PAGE: u64 = 4096;
 const ANON_MIB: u64 = 1024;
@@ -146,12 +144,14 @@ fn only_touched_and_changed_pages_are_stored(job: &str, prog: Program) {
 /// make them count as stored (docs/capture-restore.md, "Capture", step 5).
 #[test]
 fn only_touched_and_changed_pages_are_stored_with_dirty_tracking() {
+    let _area = Area::enter(module_path!());
     only_touched_and_changed_pages_are_stored("sparse", sparse("signal"));
 }
 
 /// Without dirty-page tracking.
 #[test]
 fn only_touched_and_changed_pages_are_stored_without_dirty_tracking() {
+    let _area = Area::enter(module_path!());
     let prog = sparse("signal").with_shell_prefix("export CAIRN_DIRTY_TRACKING=0");
     only_touched_and_changed_pages_are_stored("sparse-untracked", prog);
 }

@@ -7,28 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-mod common;
-
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-use common::{store_cmd as cairn, store_ok as ok};
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).expect("valid JSON")
-}
-
-fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
+use cairn_testkit::{json, rand_bytes, store_cmd as cairn, store_ok as ok};
 
 /// A store with small packs, and a working directory for the saved files.
 fn setup(t: &Path) -> PathBuf {
@@ -231,7 +210,7 @@ fn gc_killed_at_every_stage_and_at_random_points_then_verify_and_second_gc() {
     let mut killed = 0;
     for k in 0..8u64 {
         more_garbage(&st, t.path(), &mut seeds, &mut next);
-        let mut child = Command::new(CAIRN)
+        let mut child = Command::new(cairn_testkit::cairn())
             .args(["gc", "--grace", "0", "--max-unused", "5"])
             .env("CAIRN_STORE", &st)
             .env_remove("CAIRN_FAULT")

@@ -8,8 +8,6 @@
 //! and sets CAIRN_SLURM_TESTS=1; then a missing or broken cluster is a failure. Without that
 //! variable (a developer's plain `cargo test`) the tests say so and return.
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
@@ -17,8 +15,9 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-/// The user the batch jobs run as (created by scripts/setup.sh).
-const USER: &str = "cairn-test";
+// The user the batch jobs run as (created by scripts/setup.sh).
+use cairn_testkit::Area;
+use cairn_testkit::TEST_USER as USER;
 
 fn enabled() -> bool {
     if std::env::var_os("CAIRN_SLURM_TESTS").is_some() {
@@ -62,9 +61,9 @@ impl Workspace {
         let dir = tmp.path().to_path_buf();
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
         fs::create_dir(dir.join("bin")).expect("mkdir bin");
-        fs::copy(common::cairn(), dir.join("bin/cairn")).expect("copying cairn");
+        fs::copy(cairn_testkit::cairn(), dir.join("bin/cairn")).expect("copying cairn");
         fs::copy(
-            common::compile_c("slurm_steps"),
+            cairn_testkit::compile_c("slurm_steps"),
             dir.join("bin/slurm_steps"),
         )
         .expect("copying the program");
@@ -195,7 +194,7 @@ fn wait_completed(ws: &Workspace, id: &str, limit: Duration) {
 }
 
 fn native_output(steps: u32) -> Vec<u8> {
-    let out = Command::new(common::compile_c("slurm_steps"))
+    let out = Command::new(cairn_testkit::compile_c("slurm_steps"))
         .arg(steps.to_string())
         .env("SLURM_STEPS_NOSLEEP", "1")
         .output()
@@ -233,6 +232,7 @@ fn count_generations(ws: &Workspace, job: &str) -> usize {
 
 #[test]
 fn wall_time_signal_checkpoints_requeues_and_finishes_like_native() {
+    let _area = Area::enter(module_path!());
     if !enabled() {
         return;
     }
@@ -255,6 +255,7 @@ fn wall_time_signal_checkpoints_requeues_and_finishes_like_native() {
 
 #[test]
 fn node_failure_resumes_from_the_last_periodic_checkpoint() {
+    let _area = Area::enter(module_path!());
     if !enabled() {
         return;
     }
@@ -317,6 +318,7 @@ fn generation_ids(ws: &Workspace, job: &str) -> Vec<u64> {
 
 #[test]
 fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
+    let _area = Area::enter(module_path!());
     if !enabled() {
         return;
     }
@@ -357,6 +359,7 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
 
 #[test]
 fn the_documented_scripts_are_the_tested_ones() {
+    let _area = Area::enter(module_path!());
     let doc = fs::read_to_string(repo().join("docs/slurm.md")).expect("docs/slurm.md");
     for script in [
         "run.sbatch",

@@ -5,11 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-mod common;
-
-const CAIRN: &str = env!("CARGO_BIN_EXE_cairn");
-
-use common::{store_cmd as cairn, store_ok as ok};
+use cairn_testkit::{is_root, json, rand_bytes, store_cmd as cairn, store_ok as ok};
 
 /// Assert exit code `rc` and a single-line error on stderr; returns the error line.
 fn fails(o: &Output, rc: i32) -> String {
@@ -21,23 +17,6 @@ fn fails(o: &Output, rc: i32) -> String {
         .collect();
     assert_eq!(lines.len(), 1, "expected one error line, got: {err}");
     lines[0].to_string()
-}
-
-fn rand_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v = Vec::with_capacity(len + 8);
-    while v.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.extend_from_slice(&x.to_le_bytes());
-    }
-    v.truncate(len);
-    v
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).expect("valid JSON")
 }
 
 fn new_store(dir: &Path, extra: &[&str]) -> PathBuf {
@@ -221,7 +200,7 @@ fn not_a_store_newer_format_and_missing_store_option() {
     let t = tempfile::tempdir().unwrap();
     let e = fails(&cairn(t.path(), &["store", "stats"], &[]), 2);
     assert!(e.contains("not a cairn store"), "{e}");
-    let o = Command::new(CAIRN)
+    let o = Command::new(cairn_testkit::cairn())
         .args(["generations"])
         .env_remove("CAIRN_STORE")
         .output()
@@ -437,7 +416,7 @@ fn deleted_or_corrupt_index_is_an_error_until_reindex() {
 
 #[test]
 fn full_disk_fails_cleanly_and_keeps_committed_generations() {
-    if running_as_root() {
+    if is_root() {
         let t = tempfile::tempdir().unwrap();
         let mnt = t.path().join("small");
         std::fs::create_dir(&mnt).unwrap();
@@ -484,15 +463,6 @@ fn full_disk_fails_cleanly_and_keeps_committed_generations() {
     } else {
         eprintln!("NOTICE: full_disk test skipped: needs root to mount a tmpfs");
     }
-}
-
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 /// The answer a store gives: its generations (id, job, root) and the latest consistent one.
@@ -622,7 +592,7 @@ fn kill_9_at_random_points_never_damages_committed_generations() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         let delay = std::time::Duration::from_millis(seed % 60);
-        let mut child = Command::new(CAIRN)
+        let mut child = Command::new(cairn_testkit::cairn())
             .args(["save", "--job", "j", f.to_str().unwrap()])
             .env("CAIRN_STORE", &st)
             .stdout(Stdio::null())
@@ -664,7 +634,7 @@ fn two_writer_processes_commit_concurrently() {
         std::fs::write(fa.join("own"), rand_bytes(3_000_000, 1000 + round)).unwrap();
         std::fs::write(fb.join("own"), rand_bytes(3_000_000, 2000 + round)).unwrap();
         let spawn = |job: &str, dir: &Path| {
-            Command::new(CAIRN)
+            Command::new(cairn_testkit::cairn())
                 .args(["save", "--job", job, dir.to_str().unwrap()])
                 .env("CAIRN_STORE", &st)
                 .stdout(Stdio::null())

@@ -5,21 +5,17 @@
 //! program's descriptors, the second generation must cost about what changed, and turning
 //! tracking off must give full checkpoints with the same results.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{cairn, run_native, Job, Program, Scratch, RUNNING};
+use cairn_testkit::{
+    generations_json, run_native, Area, Job, Program, Scratch, RUNNING, TEST_USER,
+};
 
 const MIB: &str = "96";
 const ROUNDS: usize = 6;
 const BLOCK: u64 = 64 * 1024;
-
-/// The unprivileged user scripts/setup.sh creates.
-const TEST_USER: &str = "cairn-test";
 
 /// Runs cairn with `CAIRN_DIRTY_TRACKING=0` unless `tracking`, as `user` if given.
 fn with_tracking(prog: Program, tracking: bool, user: Option<&str>) -> Program {
@@ -39,31 +35,11 @@ fn dirtymem(permille: &str, mode: &str) -> Program {
     Program::c("dirtymem", &[MIB, permille, &ROUNDS.to_string(), mode])
 }
 
-fn stdout_has(dir: &Path, line: &str) -> bool {
-    fs::read_to_string(dir.join("stdout"))
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.starts_with(line))
-}
-
 /// Sends one SIGUSR2 (forwarded to the program, which blocks it until it waits for it: exactly
 /// one more round) and waits until `line` appears.
 fn advance_to(job: &mut Job, line: &str) {
     job.signal(libc::SIGUSR2);
-    wait_stdout(job, line);
-}
-
-fn wait_stdout(job: &mut Job, line: &str) {
-    let end = Instant::now() + Duration::from_secs(60);
-    while !stdout_has(&job.dir, line) {
-        assert!(
-            job.running(),
-            "job ended before {line:?}:\n{}",
-            job.log_text()
-        );
-        assert!(Instant::now() < end, "no {line:?}:\n{}", job.log_text());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    job.wait_stdout(line);
 }
 
 /// Pids of running `dirtymem` processes (not the agents, which hold the userfaultfds).
@@ -78,17 +54,6 @@ fn dirtymem_pids() -> Vec<i32> {
                 .is_ok_and(|p| p.to_string_lossy().ends_with("/dirtymem"))
         })
         .collect()
-}
-
-/// The generations of `job` as JSON values.
-fn generations(store: &Path, job: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(cairn())
-        .args(["generations", "--json", "--job", job, "--store"])
-        .arg(store)
-        .output()
-        .expect("running cairn generations");
-    assert!(out.status.success(), "cairn generations failed");
-    serde_json::from_slice(&out.stdout).expect("parsing cairn generations --json")
 }
 
 fn info_u64(g: &serde_json::Value, path: &[&str]) -> u64 {
@@ -113,13 +78,13 @@ fn launch_and_checkpoint(
     let dir = scratch.sub("cairn");
     let store = scratch.store();
     if user.is_some() {
-        common::open_up(scratch.dir.path());
-        common::open_up(&dir);
-        common::open_up(&common::compile_c("dirtymem"));
+        cairn_testkit::open_up(scratch.dir.path());
+        cairn_testkit::open_up(&dir);
+        cairn_testkit::open_up(&cairn_testkit::compile_c("dirtymem"));
     }
     let prog = with_tracking(dirtymem(permille, "signal"), tracking, user);
     let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
-    wait_stdout(&mut run, "ready");
+    run.wait_stdout("ready");
     for k in 0..checkpoints {
         assert!(
             run.checkpoint(),
@@ -206,7 +171,7 @@ fn every_generation_restarts(permille: &str, job: &str, user: Option<&str>) {
     let scratch = Scratch::new();
     let native = native_stdout(&scratch, permille);
     let store = launch_and_checkpoint(&scratch, job, permille, 4, true, user);
-    let gens = generations(&store, job);
+    let gens = generations_json(&store, job);
     assert_eq!(gens.len(), 4);
     // Every checkpoint after the first skipped most pages: tracking was in effect.
     for g in &gens[1..] {
@@ -225,24 +190,28 @@ fn every_generation_restarts(permille: &str, job: &str, user: Option<&str>) {
 
 #[test]
 fn ten_percent_dirty_every_generation_restarts_to_native_result() {
+    let _area = Area::enter(module_path!());
     every_generation_restarts("100", "dirty10", None);
 }
 
 #[test]
 fn unprivileged_user_gets_incremental_checkpoints_too() {
+    let _area = Area::enter(module_path!());
     every_generation_restarts("10", "dirty-user", Some(TEST_USER));
 }
 
 #[test]
 fn one_percent_dirty_every_generation_restarts_to_native_result() {
+    let _area = Area::enter(module_path!());
     every_generation_restarts("10", "dirty1", None);
 }
 
 #[test]
 fn second_generation_writes_about_the_changed_bytes() {
+    let _area = Area::enter(module_path!());
     let scratch = Scratch::new();
     let store = launch_and_checkpoint(&scratch, "cost", "10", 2, true, None);
-    let gens = generations(&store, "cost");
+    let gens = generations_json(&store, "cost");
     let second = &gens[1];
     let mib: u64 = MIB.parse().unwrap_or(0);
     // Round 0: 1% of the 64 KiB blocks rewritten with random data, one 4-block side
@@ -267,10 +236,11 @@ fn second_generation_writes_about_the_changed_bytes() {
 
 #[test]
 fn tracking_disabled_takes_full_checkpoints_with_the_same_results() {
+    let _area = Area::enter(module_path!());
     let scratch = Scratch::new();
     let native = native_stdout(&scratch, "100");
     let store = launch_and_checkpoint(&scratch, "untracked", "100", 3, false, None);
-    let gens = generations(&store, "untracked");
+    let gens = generations_json(&store, "untracked");
     let mib: u64 = MIB.parse().unwrap_or(0);
     for g in &gens {
         let scanned = info_u64(g, &["pages_scanned"]);
@@ -319,13 +289,14 @@ fn restart_and_stop(store: &Path, job: &str, g: u64, prog: &Program, dir: &Path)
 /// recorded mapping: memory must be exactly as it was at the instant of the freeze.
 #[test]
 fn memory_written_and_remapped_during_precopy_is_restored_as_at_the_freeze() {
+    let _area = Area::enter(module_path!());
     const MIB_STRESS: u64 = 64;
     let scratch = Scratch::new();
     let dir = scratch.sub("cairn");
     let store = scratch.store();
     let prog = Program::c("precopy_stress", &[&MIB_STRESS.to_string()]);
     let mut run = Job::start(&prog, "launch", &store, "stress", &[], &dir, true);
-    wait_stdout(&mut run, "ready");
+    run.wait_stdout("ready");
     for k in 0..3 {
         assert!(
             run.checkpoint(),
@@ -334,7 +305,7 @@ fn memory_written_and_remapped_during_precopy_is_restored_as_at_the_freeze() {
         );
     }
     run.kill_all();
-    let gens = generations(&store, "stress");
+    let gens = generations_json(&store, "stress");
     assert_eq!(gens.len(), 3);
     // Pre-copy ran: the buffer was read while the program ran, and only what it wrote
     // meanwhile was read again while frozen, so more pages were read or skipped in the final
@@ -369,6 +340,7 @@ fn memory_written_and_remapped_during_precopy_is_restored_as_at_the_freeze() {
 /// of the child's whole buffer).
 #[test]
 fn child_process_memory_is_tracked_and_restored_exactly() {
+    let _area = Area::enter(module_path!());
     const MIB_CHILD: &str = "48";
     let scratch = Scratch::new();
     let prog = Program::c("tree_dirty", &[MIB_CHILD, "60"]);
@@ -377,9 +349,9 @@ fn child_process_memory_is_tracked_and_restored_exactly() {
     let dir = scratch.sub("cairn");
     let store = scratch.store();
     let mut run = Job::start(&prog, "launch", &store, "tree", &[], &dir, true);
-    wait_stdout(&mut run, "ready");
+    run.wait_stdout("ready");
     for k in 0..3 {
-        wait_stdout(&mut run, &format!("round {} ", 3 + 5 * k));
+        run.wait_stdout(&format!("round {} ", 3 + 5 * k));
         assert!(
             run.checkpoint(),
             "checkpoint {k} failed:\n{}",
@@ -387,7 +359,7 @@ fn child_process_memory_is_tracked_and_restored_exactly() {
         );
     }
     run.kill_all();
-    let gens = generations(&store, "tree");
+    let gens = generations_json(&store, "tree");
     assert_eq!(gens.len(), 3);
     // The child's buffer is nearly all of the job's memory: later generations skipped most
     // of it only if the child was tracked.
@@ -430,6 +402,7 @@ fn child_process_memory_is_tracked_and_restored_exactly() {
 /// or the restarted program's sleep fails with EINTR.
 #[test]
 fn checkpoint_inside_a_long_sleep_restarts_the_sleep() {
+    let _area = Area::enter(module_path!());
     let scratch = Scratch::new();
     let prog = Program::c("long_sleep", &["1500"]);
     let dir = scratch.sub("cairn");
@@ -437,9 +410,9 @@ fn checkpoint_inside_a_long_sleep_restarts_the_sleep() {
     for (round, job) in ["clock", "nano"].into_iter().enumerate() {
         fs::remove_file(dir.join("stdout")).ok();
         let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
-        wait_stdout(&mut run, "start");
+        run.wait_stdout("start");
         if round == 1 {
-            wait_stdout(&mut run, "clock_nanosleep");
+            run.wait_stdout("clock_nanosleep");
         }
         std::thread::sleep(Duration::from_millis(300));
         assert!(run.checkpoint(), "checkpoint failed:\n{}", run.log_text());

@@ -2,14 +2,12 @@
 //! seed workflow, two programs checkpointed and restarted as one computation, and an agent
 //! killed in the middle of a checkpoint. Outputs are compared byte for byte with native runs.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use cairn_store::{GenerationId, InitOptions, Store};
-use common::{cairn, run_native, Job, Program, Scratch, RUNNING};
+use cairn_testkit::{cairn, run_native, Area, Job, Program, Scratch, RUNNING};
 
 const REGISTERED: &str = "registered with coordinator";
 const WAIT: Duration = Duration::from_secs(120);
@@ -168,6 +166,7 @@ fn assert_same_as_native(prog: &Program, native: &Path, run: &Path) {
 
 #[test]
 fn seed_workflow_launch_bcheckpoint_quit_restart() {
+    let _area = Area::enter(module_path!());
     let w = World::new();
     let prog =
         w.program(Program::c("counter", &["700", "own.txt", "3000"]).with_files(&["own.txt"]));
@@ -195,6 +194,7 @@ fn seed_workflow_launch_bcheckpoint_quit_restart() {
 
 #[test]
 fn two_programs_checkpointed_as_one_generation_and_restarted_together() {
+    let _area = Area::enter(module_path!());
     let w = World::new();
     let a = w.program(Program::c("counter", &["600", "a.txt", "3000"]).with_files(&["a.txt"]));
     let b = w.program(Program::c("counter", &["800", "b.txt", "2500"]).with_files(&["b.txt"]));
@@ -228,6 +228,7 @@ fn two_programs_checkpointed_as_one_generation_and_restarted_together() {
 
 #[test]
 fn agent_killed_mid_checkpoint_commits_nothing_and_the_rest_keeps_running() {
+    let _area = Area::enter(module_path!());
     let w = World::new();
     let big = w.program(Program::c("bigmem", &["768", "100000"]));
     let small = w.program(Program::c("counter", &["100000", "c.txt", "3000"]));
@@ -283,6 +284,7 @@ fn agent_id_of(job: &Job) -> String {
 
 #[test]
 fn launch_refuses_a_store_other_than_the_coordinators_and_starts_nothing() {
+    let _area = Area::enter(module_path!());
     let w = World::new();
     let port = w.coordinator("port");
     let other = w.scratch.sub("other-store");
@@ -304,6 +306,7 @@ fn launch_refuses_a_store_other_than_the_coordinators_and_starts_nothing() {
 
 #[test]
 fn interval_is_the_coordinators_in_coordinated_mode() {
+    let _area = Area::enter(module_path!());
     let w = World::new();
     let out = w
         .cairn()

@@ -4,20 +4,15 @@
 //! page) must leave it with exactly the memory it would have had; damaged data found after
 //! the program resumed must kill it and restart an older generation.
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
-use common::{damage_chunk, files_below, run_native, Job, Program, Scratch, RUNNING};
+use cairn_testkit::{
+    damage_chunk, files_below, is_root, run_native, Area, Job, Program, Scratch, RUNNING,
+};
 
 /// The line a restart prints once a lazy restore has every page in place.
 const IN_PLACE: &str = "memory in place";
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// Runs `lazy_events MIB` natively, then under cairn: checkpointed while it waits, killed,
 /// restarted (with `restart_prefix` as a shell prefix of the restart, e.g. an export) and
@@ -64,6 +59,7 @@ fn restart_right_after_resume(mib: &str, restart_prefix: &str) -> String {
 
 #[test]
 fn address_space_changes_right_after_resume_match_the_native_run() {
+    let _area = Area::enter(module_path!());
     let log = restart_right_after_resume("512", "");
     if is_root() {
         // The restart really was lazy (as root the kernel allows it).
@@ -81,6 +77,7 @@ fn address_space_changes_right_after_resume_match_the_native_run() {
 
 #[test]
 fn eager_restore_when_turned_off() {
+    let _area = Area::enter(module_path!());
     // CAIRN_LAZY_RESTORE=0: the memory is in place before the program runs, no lazy line.
     let log = restart_right_after_resume("128", "export CAIRN_LAZY_RESTORE=0");
     assert!(!log.contains(IN_PLACE), "lazy although turned off: {log}");
@@ -88,9 +85,10 @@ fn eager_restore_when_turned_off() {
 
 #[test]
 fn damaged_data_found_after_resume_restarts_the_previous_generation() {
+    let _area = Area::enter(module_path!());
     if !is_root() {
         // Without CAP_SYS_PTRACE every restore is eager: damage is found before the program
-        // runs, which tests/agent_failures.rs covers.
+        // runs, which tests/e2e/agent_failures.rs covers.
         eprintln!("not root: no lazy restore to test");
         return;
     }

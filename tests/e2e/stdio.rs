@@ -11,8 +11,6 @@
 //! incarnations must equal, byte for byte, those of a native run fed the same lines. Every
 //! read has a deadline, and the job's process group is killed when a test fails.
 
-mod common;
-
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -30,7 +28,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::termios::{self, LocalFlags, OutputFlags, SetArg};
 use nix::unistd::Pid;
 
-use common::{compile_c, open_up, Scratch, COMMITTED, RUNNING};
+use cairn_testkit::{children, compile_c, open_up, Area, Scratch, COMMITTED, RUNNING};
 
 /// Lines sent to the program in every run.
 const LINES: usize = 12;
@@ -352,7 +350,7 @@ struct Group {
 /// stdout and stderr, in a new session; with `ctty`, the terminal on fd 0 becomes the
 /// session's controlling terminal (and its process group the foreground one).
 fn spawn(argv: &[OsString], dir: &Path, io: &mut Io, ctty: bool, user: Option<&str>) -> Group {
-    let mut full = common::as_user(user);
+    let mut full = cairn_testkit::as_user(user);
     full.extend(argv.iter().cloned());
     let Some([stdin, stdout, stderr]) = io.job.take() else {
         panic!("the job's side of this stdio was already given away");
@@ -451,21 +449,6 @@ fn group_gone(pgid: Pid) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     true
-}
-
-/// The pids of the children of every thread of `pid`.
-fn children(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            let text = fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            out.extend(
-                text.split_whitespace()
-                    .filter_map(|c| c.parse::<i32>().ok()),
-            );
-        }
-    }
-    out
 }
 
 /// The outer pid of the job's program: the one descendant of the agent `agent` that lives in
@@ -595,7 +578,7 @@ fn under_cairn(kind: Kind, user: Option<&str>, scratch: &Scratch, job: &str) -> 
     }
     let store = scratch.store();
     let base: Vec<OsString> = vec![
-        common::cairn().into(),
+        cairn_testkit::cairn().into(),
         "--store".into(),
         store.into_os_string(),
         "--job".into(),
@@ -704,6 +687,7 @@ fn stdio_survives_restarts(kind: Kind, user: Option<&str>, job: &str) {
 /// answers on the new stdout and stderr pipes, resuming its blocked read without EINTR.
 #[test]
 fn pipes_are_the_restart_commands_own() {
+    let _area = Area::enter(module_path!());
     stdio_survives_restarts(Kind::Pipes, None, "stdio-pipes");
 }
 
@@ -712,6 +696,7 @@ fn pipes_are_the_restart_commands_own() {
 /// no EIO) and write, resuming its blocked read without EINTR.
 #[test]
 fn terminal_is_the_restart_commands_own() {
+    let _area = Area::enter(module_path!());
     stdio_survives_restarts(Kind::Terminal, None, "stdio-terminal");
 }
 
@@ -719,6 +704,7 @@ fn terminal_is_the_restart_commands_own() {
 /// `cairn-test`.
 #[test]
 fn pipes_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
     stdio_survives_restarts(Kind::Pipes, Some("cairn-test"), "stdio-pipes-user");
 }
 
@@ -726,5 +712,6 @@ fn pipes_as_unprivileged_user() {
 /// user `cairn-test`.
 #[test]
 fn terminal_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
     stdio_survives_restarts(Kind::Terminal, Some("cairn-test"), "stdio-terminal-user");
 }

@@ -3,20 +3,20 @@
 //! SIGKILL together with its agent, and restarted with `cairn restart`, three times in a row;
 //! its final stdout and files must be byte-identical to the native run's.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{differential, Cycles, Program};
+use cairn_testkit::{differential, Area, Cycles, Program};
 
 #[test]
 fn counter_printing_to_stdout_and_its_own_file() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("counter", &["1500", "own.txt", "2000"]).with_files(&["own.txt"]);
     differential(&prog, "counter", &Cycles::default());
 }
 
 #[test]
 fn four_threads_with_mutex_and_condvar() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("threads", &["6000"]);
     differential(&prog, "threads", &Cycles::default());
 }
@@ -26,6 +26,7 @@ fn four_threads_with_mutex_and_condvar() {
 /// seen the vector extensions /proc/cpuinfo lists: on this machine's CPUs it tests them all.
 #[test]
 fn live_vector_and_x87_registers_survive() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("simd", &["800"]);
     let out = differential(&prog, "simd", &Cycles::default());
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").expect("/proc/cpuinfo");
@@ -43,36 +44,42 @@ fn live_vector_and_x87_registers_survive() {
 
 #[test]
 fn sleep_heavy_loop() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("sleeper", &["80"]);
     differential(&prog, "sleeper", &Cycles::default());
 }
 
 #[test]
 fn blocked_reading_a_pipe() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("pipe_reader", &["100"]);
     differential(&prog, "pipe", &Cycles::default());
 }
 
 #[test]
 fn malloc_and_free_heavy() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("malloc_heavy", &["150"]);
     differential(&prog, "malloc", &Cycles::default());
 }
 
 #[test]
 fn python3_script() {
+    let _area = Area::enter(module_path!());
     let prog = Program::script("python3", "compute.py", &["250"]);
     differential(&prog, "python", &Cycles::default());
 }
 
 #[test]
 fn perl_script() {
+    let _area = Area::enter(module_path!());
     let prog = Program::script("perl", "compute.pl", &["300"]);
     differential(&prog, "perl", &Cycles::default());
 }
 
 #[test]
 fn one_gib_memory_checksum() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("bigmem", &["1024", "30"]);
     let cycles = Cycles {
         before_checkpoint_ms: (1500, 2500),
@@ -84,6 +91,7 @@ fn one_gib_memory_checksum() {
 
 #[test]
 fn periodic_checkpoints_with_interval() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("counter", &["1500", "own.txt", "2000"]).with_files(&["own.txt"]);
     let cycles = Cycles {
         use_interval: true,
@@ -95,6 +103,7 @@ fn periodic_checkpoints_with_interval() {
 
 #[test]
 fn unlimited_stack_legacy_layout() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("counter", &["1500", "own.txt", "2000"])
         .with_files(&["own.txt"])
         .with_shell_prefix("ulimit -s unlimited");
@@ -103,21 +112,24 @@ fn unlimited_stack_legacy_layout() {
 
 #[test]
 fn as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("counter", &["1500", "own.txt", "2000"])
         .with_files(&["own.txt"])
         .run_as("cairn-test");
-    common::open_up(&common::compile_c("counter"));
+    cairn_testkit::open_up(&cairn_testkit::compile_c("counter"));
     differential(&prog, "unprivileged", &Cycles::default());
 }
 
 #[test]
 fn socketpairs_between_parent_and_child() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("sockpair", &["1200"]);
     differential(&prog, "sockpair", &Cycles::default());
 }
 
 #[test]
 fn unix_path_server_with_two_clients() {
+    let _area = Area::enter(module_path!());
     // "." binds the socket under a relative name in the job's working directory.
     let prog = Program::c("unixserver", &[".", "1000"]);
     differential(&prog, "unixserver", &Cycles::default());
@@ -125,6 +137,7 @@ fn unix_path_server_with_two_clients() {
 
 #[test]
 fn system_v_shared_memory_between_processes() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("sysvshm", &["800"]);
     differential(&prog, "sysvshm", &Cycles::default());
 }
@@ -147,6 +160,7 @@ fn system_v_shared_memory_between_processes() {
 /// nothing wrong.
 #[test]
 fn process_and_thread_state_survives() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("procstate", &["600"]).with_files(&["sub/append.log"]);
     check_procstate(&differential(&prog, "procstate", &Cycles::default()));
 }
@@ -155,15 +169,16 @@ fn process_and_thread_state_survives() {
 /// limits set by the unprivileged agent.
 #[test]
 fn process_and_thread_state_survives_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
     let prog = Program::c("procstate", &["600"])
         .with_files(&["sub/append.log"])
         .run_as("cairn-test");
-    common::open_up(&common::compile_c("procstate"));
+    cairn_testkit::open_up(&cairn_testkit::compile_c("procstate"));
     check_procstate(&differential(&prog, "procstate-user", &Cycles::default()));
 }
 
 /// What procstate.c must have reported (the run under cairn equals the native one).
-fn check_procstate(out: &common::Outcome) {
+fn check_procstate(out: &cairn_testkit::Outcome) {
     let text = String::from_utf8_lossy(&out.stdout);
     let steps = text.lines().filter(|l| l.starts_with("step ")).count();
     let ok = text.lines().filter(|l| l.ends_with(" ok")).count();
