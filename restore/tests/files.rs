@@ -40,7 +40,7 @@ fn cycle_run_on(
 /// Native run vs. a run with `cycles` checkpoint/run-on/kill/restore cycles; compares stdout,
 /// the log and (when `state`) the state file. Returns the images taken.
 fn differential(opts: CheckpointOptions, state: bool, cycles: usize) -> Vec<ProcessTreeImage> {
-    let dir = TempDir::new("writer");
+    let dir = Scratch::new();
     let prog = compile(&dir, "writer", &[]);
     let st_arg = |name: &str| {
         if state {
@@ -133,7 +133,7 @@ fn above_the_limit_append_only_files_are_truncated() {
 
 #[test]
 fn capture_off_records_no_files() {
-    let dir = TempDir::new("writer-off");
+    let dir = Scratch::new();
     let prog = compile(&dir, "writer", &[]);
     let null = File::create("/dev/null").unwrap();
     let n = null.as_raw_fd();
@@ -157,7 +157,7 @@ fn capture_off_records_no_files() {
 
 #[test]
 fn truncated_file_without_contents_is_a_clear_restore_error() {
-    let dir = TempDir::new("writer-short");
+    let dir = Scratch::new();
     let prog = compile(&dir, "writer", &[]);
     let log = dir.path("log");
     let null = File::create("/dev/null").unwrap();

@@ -33,7 +33,7 @@ fn native(prog: &dyn AsRef<std::ffi::OsStr>, args: &[&str], out: &Path) {
 
 #[test]
 fn socketpairs_stream_seqpacket_and_dgram_with_data_in_flight() {
-    let dir = TempDir::new("sockpair");
+    let dir = Scratch::new();
     let prog = compile(&dir, "sockpair", &[]);
     let nat = dir.path("native.txt");
     native(&prog, &["500"], &nat);
@@ -65,7 +65,7 @@ fn socketpairs_stream_seqpacket_and_dgram_with_data_in_flight() {
 
 #[test]
 fn python_multiprocessing_duplex_pipe() {
-    let dir = TempDir::new("mppipe");
+    let dir = Scratch::new();
     let script = "import multiprocessing as mp, time\n\
                   def worker(c):\n\
                   \x20   while (x := c.recv()) is not None:\n\
@@ -107,7 +107,7 @@ fn python_multiprocessing_duplex_pipe() {
 
 #[test]
 fn two_processes_over_a_fifo() {
-    let dir = TempDir::new("fifo");
+    let dir = Scratch::new();
     let prog = compile(&dir, "fifo", &[]);
     let (nd, cd) = (dir.path("native"), dir.path("cairn"));
     std::fs::create_dir_all(&nd).unwrap();
@@ -143,7 +143,7 @@ fn unix_abstract_name_server_with_two_clients() {
 }
 
 fn unix_server(abstract_name: Option<String>) {
-    let dir = TempDir::new("unixsrv");
+    let dir = Scratch::new();
     let prog = compile(&dir, "unixserver", &[]);
     let (nd, cd) = (dir.path("native"), dir.path("cairn"));
     std::fs::create_dir_all(&nd).unwrap();
@@ -173,7 +173,7 @@ fn unix_server(abstract_name: Option<String>) {
 
 #[test]
 fn system_v_shared_memory_between_parent_and_children() {
-    let dir = TempDir::new("sysvshm");
+    let dir = Scratch::new();
     let prog = compile(&dir, "sysvshm", &[]);
     let nat = dir.path("native.txt");
     native(&prog, &["300"], &nat);

@@ -80,7 +80,7 @@ fn outside_socket_refused(connect: &str, want: &str) {
 
 #[test]
 fn unix_socket_connected_outside_the_job_fails_checkpoint() {
-    let dir = TempDir::new("outside-unix");
+    let dir = Scratch::new();
     let path = dir.path("daemon.sock");
     let _l = std::os::unix::net::UnixListener::bind(&path).unwrap();
     outside_socket_refused(
@@ -104,7 +104,7 @@ fn tcp_connection_to_outside_fails_checkpoint() {
 
 #[test]
 fn unsupported_fd_fails_checkpoint_and_program_continues() {
-    let dir = TempDir::new("eventfd");
+    let dir = Scratch::new();
     let prog = compile(&dir, "eventfd", &[]);
     let mut sb = Sandbox::launch(&os(&[&prog])).unwrap();
     std::thread::sleep(Duration::from_millis(50));

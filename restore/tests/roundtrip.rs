@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// Run tests/progs/<name>.c natively and with `cycles` checkpoint/kill/restore cycles; compare.
 fn differential(name: &str, args: &[&str], cycles: usize, delay_ms: u64) {
-    let dir = TempDir::new(name);
+    let dir = Scratch::new();
     let prog = compile(&dir, name, &[]);
     let native = dir.path("native.txt");
     let st = Command::new(&prog)
@@ -40,7 +40,7 @@ fn counter_lines(s: &str) -> Vec<String> {
 
 #[test]
 fn counter_survives_checkpoint_kill_restore() {
-    let dir = TempDir::new("counter");
+    let dir = Scratch::new();
     let prog = compile(&dir, "counter", &[]);
     let native = dir.path("native.txt");
     let st = Command::new(&prog)
@@ -66,7 +66,7 @@ fn counter_survives_checkpoint_kill_restore() {
 
 #[test]
 fn counter_restored_twice() {
-    let dir = TempDir::new("counter2");
+    let dir = Scratch::new();
     let prog = compile(&dir, "counter", &[]);
     let out = dir.path("out.txt");
     let st = run_with_cycles(os(&[&prog, &out, &"200"]), 3, Duration::from_millis(100));
@@ -81,7 +81,7 @@ fn counter_restored_twice() {
 
 #[test]
 fn unlimited_stack_counter() {
-    let dir = TempDir::new("unlimited");
+    let dir = Scratch::new();
     let prog = compile(&dir, "counter", &[]);
     let out = dir.path("out.txt");
     let script = format!(
@@ -153,7 +153,7 @@ fn wait_for(path: &std::path::Path, text: &str) {
 
 #[test]
 fn blocked_pipe_read_resumes() {
-    let dir = TempDir::new("piperead");
+    let dir = Scratch::new();
     let prog = compile(&dir, "piperead", &[]);
     let out = dir.path("out.txt");
     let (r, mut w) = pipe();
@@ -194,7 +194,7 @@ fn signal_timer_altstack_name_umask_cwd() {
 
 /// Run an interpreter script natively and under cairn with restore cycles; compare outputs.
 fn script_differential(tag: &str, interp: &str, script_for: impl Fn(&str) -> String) {
-    let dir = TempDir::new(tag);
+    let dir = Scratch::new();
     let native = dir.path("native.txt");
     let st = Command::new(interp)
         .args(["-e", &script_for(&native.to_string_lossy())])
@@ -217,7 +217,7 @@ fn script_differential(tag: &str, interp: &str, script_for: impl Fn(&str) -> Str
 
 #[test]
 fn python3_script() {
-    let dir = TempDir::new("python");
+    let dir = Scratch::new();
     let script = |path: &str| {
         format!(
             "import time, hashlib\nf = open('{path}', 'w')\nh = hashlib.sha256()\n\
@@ -261,7 +261,7 @@ fn all_mapping_kinds_and_a_large_heap() {
 
 #[test]
 fn proc_view_of_restored_program_matches() {
-    let dir = TempDir::new("procview");
+    let dir = Scratch::new();
     let prog = compile(&dir, "threads", &[]);
     let out = dir.path("out.txt");
     let mut sb = Sandbox::launch(&os(&[&prog, &out, &"3000"])).unwrap();
@@ -303,7 +303,7 @@ fn threads_born_and_dying_during_checkpoints() {
 
 #[test]
 fn monotonic_clocks_continue_across_restore() {
-    let dir = TempDir::new("clocks");
+    let dir = Scratch::new();
     let prog = compile(&dir, "clocks", &[]);
     let out = dir.path("out.txt");
     let mut sb = Sandbox::launch(&os(&[&prog, &out])).unwrap();

@@ -36,7 +36,7 @@ fn run_tree(
 
 /// `bash -c script` natively and under 3 checkpoint/kill/restore cycles `delay` apart: both
 /// must succeed with the same output; returns (most processes, most unread pipe bytes) seen.
-fn bash_native_vs_cycles(dir: &TempDir, script: &str, delay: Duration) -> (usize, u64) {
+fn bash_native_vs_cycles(dir: &Scratch, script: &str, delay: Duration) -> (usize, u64) {
     let native = dir.path("native.txt");
     let st = Command::new("/bin/bash")
         .args(["-c", script])
@@ -53,7 +53,7 @@ fn bash_native_vs_cycles(dir: &TempDir, script: &str, delay: Duration) -> (usize
 
 #[test]
 fn shell_loop_with_sleep_children() {
-    let dir = TempDir::new("bashloop");
+    let dir = Scratch::new();
     let script = "for i in $(seq 1 40); do echo $i; sleep 0.03; done";
     let (most, _) = bash_native_vs_cycles(&dir, script, Duration::from_millis(200));
     assert!(most >= 2, "no checkpoint caught a child process");
@@ -61,7 +61,7 @@ fn shell_loop_with_sleep_children() {
 
 #[test]
 fn fork_wait_with_zombie() {
-    let dir = TempDir::new("forker");
+    let dir = Scratch::new();
     let prog = compile(&dir, "forker", &[]);
     let nd = dir.path("native");
     let cd = dir.path("cairn");
@@ -94,7 +94,7 @@ fn fork_wait_with_zombie() {
 
 #[test]
 fn pipeline_with_unread_data_in_pipes() {
-    let dir = TempDir::new("pipeline");
+    let dir = Scratch::new();
     let script = "seq 1 20000 | awk '{ s += $1; if (NR % 500 == 0) { print s; fflush(); \
                   system(\"sleep 0.01\") } }' | sort -n | tail -5";
     let (most, unread) = bash_native_vs_cycles(&dir, script, Duration::from_millis(120));
@@ -104,7 +104,7 @@ fn pipeline_with_unread_data_in_pipes() {
 
 #[test]
 fn parent_and_children_share_memory_and_a_pipe() {
-    let dir = TempDir::new("shmcount");
+    let dir = Scratch::new();
     let prog = compile(&dir, "shmcount", &[]);
     let native = dir.path("native.txt");
     let st = Command::new(&prog)
@@ -123,7 +123,7 @@ fn parent_and_children_share_memory_and_a_pipe() {
 
 #[test]
 fn python_multiprocessing_pool_and_queue() {
-    let dir = TempDir::new("mp");
+    let dir = Scratch::new();
     let script = "import multiprocessing as mp, time\n\
                   def sq(x):\n\
                   \x20   time.sleep(0.004)\n\
@@ -189,7 +189,7 @@ fn make_project(dir: &Path) {
 
 #[test]
 fn make_j2_of_a_small_c_project() {
-    let dir = TempDir::new("make");
+    let dir = Scratch::new();
     let (nd, cd) = (dir.path("native"), dir.path("cairn"));
     make_project(&nd);
     make_project(&cd);
@@ -219,7 +219,7 @@ fn make_j2_of_a_small_c_project() {
 
 #[test]
 fn process_groups_and_sessions_survive() {
-    let dir = TempDir::new("pgroup");
+    let dir = Scratch::new();
     let prog = compile(&dir, "pgroup", &[]);
     let native = Command::new(&prog).arg("600").output().unwrap();
     assert!(native.status.success());

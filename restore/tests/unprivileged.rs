@@ -41,7 +41,7 @@ fn cycle_here(prog: &Path, out: &Path) {
 
 /// Run the test `name` of this test binary again as the user `cairn-test` (root only),
 /// with `envs` telling the inner run what to do, in `dir`; panics if it fails.
-fn rerun_as_cairn_test(dir: &TempDir, name: &str, envs: &[(&str, &Path)]) {
+fn rerun_as_cairn_test(dir: &Scratch, name: &str, envs: &[(&str, &Path)]) {
     let exe = dir.path("unprivileged-test");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -55,7 +55,7 @@ fn rerun_as_cairn_test(dir: &TempDir, name: &str, envs: &[(&str, &Path)]) {
         .arg(&exe)
         .args(["--exact", name, "--test-threads=1"])
         .envs(envs.iter().map(|(k, v)| (*k, *v)))
-        .current_dir(&dir.0)
+        .current_dir(dir.root())
         .status()
         .unwrap();
     assert!(st.success(), "unprivileged run of {name} failed: {st}");
@@ -67,8 +67,8 @@ fn unprivileged_checkpoint_restore_cycle() {
         cycle_here(Path::new(&prog), Path::new(&out));
         return;
     }
-    let dir = TempDir::new("unpriv");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = Scratch::new();
+    std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let prog = compile(&dir, "counter", &[]);
     let out = dir.path("out.txt");
     // SAFETY: geteuid cannot fail.
@@ -114,8 +114,8 @@ fn unprivileged_process_tree_cycle() {
         tree_cycle_here(Path::new(&prog), Path::new(&out));
         return;
     }
-    let dir = TempDir::new("unpriv-tree");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = Scratch::new();
+    std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let prog = compile(&dir, "shmcount", &[]);
     let native = Command::new(&prog).arg("120").output().unwrap();
     assert!(native.status.success());
@@ -146,8 +146,8 @@ fn unprivileged_system_v_shared_memory_cycle() {
         tree_cycle_here_args(Path::new(&prog), &["300"], Path::new(&out));
         return;
     }
-    let dir = TempDir::new("unpriv-sysv");
-    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let dir = Scratch::new();
+    std::fs::set_permissions(dir.root(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let prog = compile(&dir, "sysvshm", &[]);
     let native = Command::new(&prog).arg("300").output().unwrap();
     assert!(native.status.success());

@@ -1,7 +1,7 @@
 //! Temporary directories for one test.
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A fresh scratch area for one test: a store and working directories.
 pub struct Scratch {
@@ -17,6 +17,16 @@ impl Scratch {
             .tempdir()
             .expect("tempdir");
         Scratch { dir }
+    }
+
+    /// The scratch directory itself.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `name` inside the scratch directory (not created).
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// The path of the store (created by the first launch).

@@ -12,45 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// A fresh directory under the system temp dir, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// A fresh directory of its own: two tests of one process that start at the same
-    /// instant (seen: the clock gave both the same nanoseconds) must not share one, hence
-    /// the counter and `create_dir`, which fails on a name already taken.
-    pub fn new(tag: &str) -> TempDir {
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        loop {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let p = std::env::temp_dir().join(format!(
-                "cairn-test-{tag}-{}-{seq}-{nanos}",
-                std::process::id()
-            ));
-            match std::fs::create_dir(&p) {
-                Ok(()) => return TempDir(p),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => panic!("creating {}: {e}", p.display()),
-            }
-        }
-    }
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use cairn_testkit::{Rng, Scratch};
 
 /// Compile tests/progs/<name>.c into `dir`.
-pub fn compile(dir: &TempDir, name: &str, extra: &[&str]) -> PathBuf {
+pub fn compile(dir: &Scratch, name: &str, extra: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/progs/{name}.c"));
     let out = dir.path(name);
     let st = Command::new("cc")
@@ -106,16 +71,9 @@ pub fn run_with_cycles_stdio(
     let mut sb = Sandbox::launch_with(cairn_sys::ChildSpec::Exec { argv, stdio }).expect("launch");
     // Checkpoint at random moments: each wait is 50..100 % of `delay`, so the program (whose
     // minimum run time must exceed `cycles * delay`) is always still running.
-    let mut x = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        | 1;
+    let mut rng = Rng::new("restore cycle");
     for _ in 0..cycles {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let wait = delay.mul_f64(0.5 + (x % 1000) as f64 / 2000.0);
+        let wait = delay.mul_f64(0.5 + rng.range(0, 999) as f64 / 2000.0);
         eprintln!("checkpoint after {wait:?}");
         std::thread::sleep(wait);
         let (r, image) = cycle(sb);
