@@ -193,7 +193,7 @@ fn signal_timer_altstack_name_umask_cwd() {
 }
 
 /// Run an interpreter script natively and under cairn with restore cycles; compare outputs.
-fn script_differential(tag: &str, interp: &str, script_for: impl Fn(&str) -> String) {
+fn script_differential(interp: &str, script_for: impl Fn(&str) -> String) {
     let dir = Scratch::new();
     let native = dir.path("native.txt");
     let st = Command::new(interp)
@@ -245,7 +245,7 @@ fn python3_script() {
 
 #[test]
 fn perl_script() {
-    script_differential("perl", "/usr/bin/perl", |path| {
+    script_differential("/usr/bin/perl", |path| {
         format!(
             "open(F, '>', '{path}') or die; select F; $| = 1; my $s = 0; \
              for my $i (0..299) {{ $s = ($s * 31 + $i) % 1000003; print \"$i $s\\n\"; \
