@@ -10,7 +10,7 @@ use crate::generation::WriteStats;
 use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
 use crate::index::Index;
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress_into, compress_lz4_into, Codec, PackEntry, PackWriter, StagingPool};
+use crate::pack::{encode_chunk, Codec, PackEntry, PackWriter, StagingPool};
 use crate::store::Store;
 
 /// Chunks hashed and compressed together in parallel.
@@ -202,7 +202,7 @@ impl Writer {
             }
         }
         let level = self.store.config().zstd_level;
-        let lz4 = self.store.config().compression == crate::config::Compression::Lz4;
+        let compression = self.store.config().compression;
         let outs: Vec<Vec<u8>> = (0..fresh.len())
             .map(|_| self.zpool.pop().unwrap_or_default())
             .collect();
@@ -210,17 +210,7 @@ impl Writer {
             .into_par_iter()
             .zip(outs)
             .map(|((id, data), mut out)| {
-                let codec = if lz4 {
-                    if compress_lz4_into(&data, &mut out) {
-                        Codec::Lz4
-                    } else {
-                        Codec::Raw
-                    }
-                } else if compress_into(&data, level, &mut out) {
-                    Codec::Zstd
-                } else {
-                    Codec::Raw
-                };
+                let codec = encode_chunk(&data, compression, level, &mut out);
                 (id, data, out, codec)
             })
             .collect();
