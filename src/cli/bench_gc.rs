@@ -164,7 +164,7 @@ pub fn bench_gc(a: BenchGcArgs) -> anyhow::Result<i32> {
     }
     drop(image);
     let build_s = t.elapsed().as_secs_f64();
-    let (packs_before, bytes_before) = store.pack_usage()?;
+    let (packs_before, bytes_before) = store.maintenance().pack_usage()?;
     if a.build_only {
         println!(
             "{} generations of {} MiB ({}% changed each): built in {:.1}s, {} in {} packs, in {}",
