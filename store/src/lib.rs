@@ -55,4 +55,4 @@ pub use pack::{compress_lz4_into, looks_incompressible, Codec, PackEntry};
 pub use read::{ChunkSink, GenerationReader, ReadStats};
 pub use store::{ReindexReport, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};
-pub use write::{MemorySource, PendingIndex, Writer};
+pub use write::{PendingIndex, ReadAtFn, Writer};

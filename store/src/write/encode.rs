@@ -14,8 +14,9 @@ use crate::id::{is_all_zero, ChunkId, IdMap};
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
 use crate::write::packer::{Packer, PendingIndex, BATCH};
 
-/// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
-pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
+/// How [`Writer::put_memory`] reads a region: fills the buffer with the region's bytes at the
+/// offset (called from several threads at once).
+pub type ReadAtFn<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
 
 /// A batch read and hashed, waiting to be stored: its plan and its hashed chunks.
 type Pending = (Vec<Option<NodeEntry>>, Vec<(ChunkId, Vec<u8>)>);
@@ -214,7 +215,7 @@ impl Writer {
     /// A memory region of `len` bytes (fixed-size chunks of the store's memory chunk size).
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
-    pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
+    pub fn put_memory(&mut self, len: u64, source: &ReadAtFn) -> Result<StreamRef, StoreError> {
         self.put_memory_planned(len, None, None, true, source)
     }
 
@@ -230,7 +231,7 @@ impl Writer {
         len: u64,
         prev: &StreamRef,
         changed: &[(u64, u64)],
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
         if prev.kind != StreamKind::Memory {
             return Err(StoreError::InvalidArgument(
@@ -309,7 +310,7 @@ impl Writer {
         &mut self,
         len: u64,
         present: &[(u64, u64)],
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
         let cs = u64::from(self.dir.config().memory_chunk_size);
         let n = len.div_ceil(cs) as usize;
@@ -392,7 +393,7 @@ impl Writer {
         reuse: Option<Vec<Option<NodeEntry>>>,
         prev_level1: Option<Vec<Level1>>,
         ask_index_for_nodes: bool,
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
         let cs = u64::from(self.dir.config().memory_chunk_size);
         let n = len.div_ceil(cs);

@@ -4,5 +4,5 @@
 pub(crate) mod encode;
 pub(crate) mod packer;
 
-pub use encode::{MemorySource, Writer};
+pub use encode::{ReadAtFn, Writer};
 pub use packer::PendingIndex;
