@@ -159,7 +159,7 @@ impl Store {
         let host = writer_name.split('-').next().unwrap_or("").to_string();
         let gdir = self.dir.path().join(GEN_DIR);
         let tmp = gdir.join(format!("{TMP_PREFIX}{writer_name}.gen"));
-        let mut next = list_ids(&self.dir.path())?
+        let mut next = list_ids(self.dir.path())?
             .last()
             .map(|g| g.0 + 1)
             .unwrap_or(1);
@@ -178,7 +178,7 @@ impl Store {
             gen.id = GenerationId(next);
             write_new_durable(&tmp, &encode_manifest(&gen)?)?;
             fault_point("manifest-write");
-            let fin = manifest_path(&self.dir.path(), gen.id);
+            let fin = manifest_path(self.dir.path(), gen.id);
             let linked = std::fs::hard_link(&tmp, &fin);
             let _ = std::fs::remove_file(&tmp);
             match linked {

@@ -219,7 +219,7 @@ impl GenerationReader {
     /// offset reported (or the end of the stream): one all-zero chunk, or a whole all-zero
     /// subtree of many chunks, which is reported once. Chunks are read in extents of
     /// neighbouring chunks, several at a time, with `O_DIRECT` when they are not cached
-    /// (`extent.rs`); the order of the calls is unspecified.
+    /// (`read/extent.rs`); the order of the calls is unspecified.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
         let consumed = |off: u64, data: Option<&[u8]>| {
