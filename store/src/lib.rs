@@ -32,7 +32,6 @@ mod node;
 mod pack;
 mod read;
 mod store;
-pub mod synth;
 #[cfg(test)]
 mod tests;
 mod verify;
