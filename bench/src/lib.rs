@@ -2,4 +2,5 @@
 //! `store`, the examples) and the synthetic memory images they share. Never a dependency of
 //! the product.
 
+/// Synthetic memory images.
 pub mod synth;

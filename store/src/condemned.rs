@@ -29,10 +29,12 @@ pub struct Condemnation {
 }
 
 impl StoreDir {
+    /// The directory of the markers.
     pub(crate) fn condemned_dir(&self) -> PathBuf {
         self.path().join(CONDEMNED_DIR)
     }
 
+    /// Where the marker of `pack` is (or would be).
     pub(crate) fn marker_path(&self, pack: &str) -> PathBuf {
         self.condemned_dir().join(format!("{pack}{MARK_SUFFIX}"))
     }
@@ -87,6 +89,8 @@ impl StoreDir {
         Ok(out)
     }
 
+    /// Write the marker of `pack` (not synced: the caller syncs the directory once for a
+    /// batch). Returns false when the pack was already condemned.
     pub(crate) fn write_marker(&self, pack: &str) -> Result<bool, StoreError> {
         if self.is_condemned(pack) {
             return Ok(false);
@@ -128,6 +132,7 @@ impl StoreDir {
         Ok(true)
     }
 
+    /// Remove the marker of `pack`, durably; a missing marker is not an error.
     pub(crate) fn remove_marker(&self, pack: &str) -> Result<(), StoreError> {
         let m = self.marker_path(pack);
         match std::fs::remove_file(&m) {

@@ -53,6 +53,7 @@ impl StoreDir {
         &self.config
     }
 
+    /// The index connection, locked.
     pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock cannot leave the connection inconsistent (SQLite
         // transactions roll back), so a poisoned lock is still usable.
@@ -64,6 +65,7 @@ impl StoreDir {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Directory of the packs.
     pub(crate) fn pack_dir(&self) -> PathBuf {
         self.dir.join(PACK_DIR)
     }

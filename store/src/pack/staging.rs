@@ -92,6 +92,8 @@ pub(crate) struct DirectWriter {
 }
 
 impl DirectWriter {
+    /// Start the I/O thread writing through `direct` (and `buffered` when direct I/O is
+    /// refused), with staging buffers from `pool`.
     pub(crate) fn start(
         direct: File,
         buffered: File,
@@ -146,6 +148,7 @@ impl DirectWriter {
         Ok(())
     }
 
+    /// Stage `payload`; full buffers go to the I/O thread.
     pub(crate) fn append(&mut self, mut payload: &[u8]) -> std::io::Result<()> {
         while !payload.is_empty() {
             let n = payload.len().min(DIRECT_BUF - self.cur.fill);

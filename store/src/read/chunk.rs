@@ -97,6 +97,7 @@ impl StoreDir {
         Err(first)
     }
 
+    /// Read a located chunk into `out` and verify it, once (no re-lookup when it fails).
     pub(crate) fn read_loc_once(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
         let (pack, e) = loc;
         let f = self.pack_file(pack)?;

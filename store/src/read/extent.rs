@@ -68,6 +68,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// The counts so far.
     pub(crate) fn snapshot(&self) -> ReadStats {
         ReadStats {
             chunks: self.chunks.load(Ordering::Relaxed),

@@ -29,6 +29,7 @@ pub struct GenerationReader {
 }
 
 impl GenerationReader {
+    /// A reader of generation `gen` of the store directory `dir`.
     pub(crate) fn new(dir: Arc<StoreDir>, gen: Generation) -> GenerationReader {
         GenerationReader {
             dir,

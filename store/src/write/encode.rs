@@ -54,6 +54,7 @@ struct Recent {
 type Level1 = (u64, ChunkId, u64);
 
 impl Writer {
+    /// A writer session named `name` (host-pid-random) on the store directory `dir`.
     pub(crate) fn new(dir: Arc<StoreDir>, name: String) -> Writer {
         Writer {
             packer: Packer::new(dir.clone(), name),
