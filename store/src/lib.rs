@@ -1,6 +1,14 @@
 //! The cairn checkpoint store: content-addressed chunks in pack files, Merkle manifests,
 //! generations, and a SQLite index. See docs/store-format.md.
 //!
+//! Modules, in the order data flows through them: [`Store`] (store.rs) is the handle;
+//! `write/` encodes streams into chunks and node trees (`encode`) and stores the chunks
+//! (`packer`: dedup, compression, packs, sealing); `pack/` is the pack file: its layout
+//! (`format`), codec policy (`codec`), O_DIRECT staging (`staging`), one pack being written
+//! (`writer`) and one chunk read back (`read`); `read/` locates and reads chunks and
+//! reassembles generations; `check`, `verify` and [`Maintenance`] (gc primitives, with
+//! `condemned` markers) work on the shared store directory (`dir`), which knows none of them.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), cairn_store::StoreError> {
 //! use cairn_store::{GenerationInfo, InitOptions, Store};
