@@ -253,7 +253,7 @@ impl Store {
         self.dir.latest_consistent(job)
     }
 
-    /// [`StoreDir::latest_consistent`] with a chosen check level.
+    /// [`Store::latest_consistent`] with a chosen check level.
     pub fn latest_consistent_at(
         &self,
         job: &str,

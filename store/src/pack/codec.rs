@@ -164,7 +164,7 @@ pub fn compress_into(raw: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
 }
 
 /// Compress `raw` as one LZ4 block into `out` (contents discarded, allocation reused). Same
-/// rule as [`compress_into`]: false when the probe says incompressible or LZ4 saves less
+/// rule as `compress_into`: false when the probe says incompressible or LZ4 saves less
 /// than 1/32.
 pub fn compress_lz4_into(raw: &[u8], out: &mut Vec<u8>) -> bool {
     if looks_incompressible(raw) {
