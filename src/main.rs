@@ -36,9 +36,6 @@ enum Command {
     Save(cli::save_load::SaveArgs),
     /// Write a saved generation's files back, byte-identical with modes and mtimes.
     Load(cli::save_load::LoadArgs),
-    /// Benchmarks (`cairn bench store`).
-    #[command(subcommand)]
-    Bench(cli::bench_store::BenchCmd),
     /// Run the coordinator of a computation (DMTCP's dmtcp_coordinator).
     Coordinator(cli::coordinator::Args),
     /// Send a command to a running coordinator (DMTCP's dmtcp_command).
@@ -59,7 +56,6 @@ fn main() {
         Command::Verify(a) => cli::store_cmds::verify(a),
         Command::Save(a) => cli::save_load::save(a),
         Command::Load(a) => cli::save_load::load(a),
-        Command::Bench(c) => cli::bench_store::bench(c),
         Command::Coordinator(a) => cli::coordinator::run(&a),
         Command::Ctl(a) => cli::command::run(&a),
     })

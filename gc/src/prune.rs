@@ -119,7 +119,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport, GcError>
     let removed = if opts.dry_run {
         Vec::new()
     } else {
-        store.forget_generations(&drop)?
+        store.maintenance().forget_generations(&drop)?
     };
     Ok(PruneReport {
         decisions,

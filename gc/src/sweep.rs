@@ -101,7 +101,7 @@ pub struct SweepReport {
 }
 
 fn pack_bytes(store: &Store) -> Result<(u64, u64), GcError> {
-    Ok(store.pack_usage()?)
+    Ok(store.maintenance().pack_usage()?)
 }
 
 /// For every live chunk, the pack (slot in `set`) whose copy is the one kept: the pack the
@@ -116,7 +116,7 @@ fn owners(
     let ids: Vec<ChunkId> = live.chunks.iter().copied().collect();
     let mut out = HashMap::with_capacity(ids.len());
     for part in ids.chunks(4096) {
-        let idx = store.indexed_packs(part)?;
+        let idx = store.maintenance().indexed_packs(part)?;
         for (id, p) in part.iter().zip(idx) {
             let owner = p
                 .as_deref()
@@ -147,13 +147,13 @@ pub fn sweep(store: &Store, opts: &SweepOptions) -> Result<SweepReport, GcError>
     };
     (r.packs_before, r.bytes_before) = pack_bytes(store)?;
     if !opts.dry_run {
-        r.tidied = store.tidy_after_gc()?;
+        r.tidied = store.maintenance().tidy_after_gc()?;
     }
     // With no grace period (tests, or a store nobody writes to), what this run condemns
     // is deleted by a second pass after a fresh mark.
     let passes = if grace_ms == 0 && !opts.dry_run { 2 } else { 1 };
     for pass in 0..passes {
-        let live = store.mark_live()?;
+        let live = store.maintenance().mark_live()?;
         // Chunks of packs sealed within the grace period (plus a slack for coarse file times
         // and clock differences with the file server) keep an alive copy in memory: they are
         // the only copies a generation committed after the mark may need (docs/gc.md).
@@ -163,7 +163,7 @@ pub fn sweep(store: &Store, opts: &SweepOptions) -> Result<SweepReport, GcError>
             .started_ms
             .saturating_sub(grace_ms)
             .saturating_sub(slack);
-        let mut set = store.scan_packs(&live, young_after)?;
+        let mut set = store.maintenance().scan_packs(&live, young_after)?;
         r.generations = live.generations;
         r.live_chunks = live.chunks.len() as u64;
         delete_phase(store, opts, grace_ms, &live, &mut set, &mut r)?;
@@ -210,7 +210,9 @@ fn delete_phase(
     if opts.dry_run {
         r.reclaimable_bytes += due.iter().map(|(_, s)| s).sum::<u64>();
     } else if !names.is_empty() {
-        let (_, copied) = store.delete_condemned_packs(set, &names, live)?;
+        let (_, copied) = store
+            .maintenance()
+            .delete_condemned_packs(set, &names, live)?;
         r.copied_chunks += copied.chunks;
         r.copied_bytes += copied.bytes;
     }
@@ -266,17 +268,17 @@ fn condemn_phase(
         r.repacked = to_repack.into_iter().map(|(n, _)| n).collect();
         return Ok(());
     }
-    r.condemned = store.condemn_packs(&to_condemn)?;
+    r.condemned = store.maintenance().condemn_packs(&to_condemn)?;
     if !to_repack.is_empty() {
         let pairs: Vec<(String, PackEntry)> = to_repack
             .iter()
             .flat_map(|(n, es)| es.iter().map(move |e| (n.clone(), e.clone())))
             .collect();
-        let copied = store.copy_chunks(set, &pairs)?;
+        let copied = store.maintenance().copy_chunks(set, &pairs)?;
         r.copied_chunks += copied.chunks;
         r.copied_bytes += copied.bytes;
         let names: Vec<String> = to_repack.into_iter().map(|(n, _)| n).collect();
-        r.repacked = store.condemn_packs(&names)?;
+        r.repacked = store.maintenance().condemn_packs(&names)?;
     }
     Ok(())
 }

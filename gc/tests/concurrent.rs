@@ -238,7 +238,7 @@ fn writers_prune_and_gc_run_concurrently_without_losing_a_kept_generation() {
         std::thread::sleep(opts.grace);
         let r = cairn_gc::sweep(&store, &opts).expect("sweep");
         rounds += 1;
-        if store.condemned_names().unwrap().is_empty() {
+        if store.maintenance().condemned_names().unwrap().is_empty() {
             break;
         }
         assert!(rounds < 5, "condemned packs remain: {r:?}");

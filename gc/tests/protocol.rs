@@ -40,7 +40,10 @@ fn dedup_against_a_condemned_chunk_is_safe_both_before_and_after_condemnation() 
     let mut w = store.writer().expect("writer");
     let b = w.put_blob(&x).expect("blob");
     let g1 = commit(&store, "a", w, b);
-    assert_eq!(store.forget_generations(&[g1]).unwrap(), vec![g1]);
+    assert_eq!(
+        store.maintenance().forget_generations(&[g1]).unwrap(),
+        vec![g1]
+    );
 
     let grace = Duration::from_millis(600);
     let opts = SweepOptions {
@@ -69,7 +72,7 @@ fn dedup_against_a_condemned_chunk_is_safe_both_before_and_after_condemnation() 
     std::thread::sleep(grace);
     let r = cairn_gc::sweep(&store, &opts).expect("sweep");
     assert_eq!(r.deleted.len(), 1, "the condemned pack is deleted: {r:?}");
-    assert!(store.condemned_names().unwrap().is_empty());
+    assert!(store.maintenance().condemned_names().unwrap().is_empty());
     for g in [g_early, g_late] {
         let gen = store.generation(g).unwrap();
         store.check_generation(&gen, CheckLevel::Data).unwrap();
@@ -89,7 +92,7 @@ fn without_a_grace_period_an_in_flight_checkpoint_is_refused_not_corrupted() {
     let mut w = store.writer().expect("writer");
     let b = w.put_blob(&x).expect("blob");
     let g1 = commit(&store, "a", w, b);
-    store.forget_generations(&[g1]).unwrap();
+    store.maintenance().forget_generations(&[g1]).unwrap();
     let mut early = store.writer().expect("writer");
     let blob = early.put_blob(&x).expect("blob");
     let r = cairn_gc::sweep(
@@ -231,8 +234,8 @@ fn a_rescued_copy_sealed_before_the_delete_and_committed_after_it_stays_indexed(
     let g1 = commit(&store, "a", w, b);
     let p = store.pack_files_on_disk().unwrap();
     assert_eq!(p.len(), 1);
-    store.forget_generations(&[g1]).unwrap();
-    assert_eq!(store.condemn_packs(&p).unwrap(), p);
+    store.maintenance().forget_generations(&[g1]).unwrap();
+    assert_eq!(store.maintenance().condemn_packs(&p).unwrap(), p);
 
     // The late writer begins after the condemnation: it rescues, seals and indexes Q.
     let writer_start = cairn_store::now_ms();
@@ -244,7 +247,7 @@ fn a_rescued_copy_sealed_before_the_delete_and_committed_after_it_stays_indexed(
         .expect("tree");
     let stats = late.finish().expect("finish");
     let rd_ids: Vec<_> = store.reach(&root).all_chunks().copied().collect();
-    let idx = store.indexed_packs(&rd_ids).unwrap();
+    let idx = store.maintenance().indexed_packs(&rd_ids).unwrap();
     assert!(
         idx.iter().any(|q| q.as_deref() == Some(p[0].as_str())),
         "some rows still name the condemned pack: {idx:?}"
@@ -254,12 +257,14 @@ fn a_rescued_copy_sealed_before_the_delete_and_committed_after_it_stays_indexed(
     // assumption G the late writer began less than a grace period before it, so Q is young
     // (young_after = the mark's start minus the grace period, here a second before the
     // writer began: file times come from a coarse kernel clock).
-    let live = store.mark_live().expect("mark");
+    let live = store.maintenance().mark_live().expect("mark");
     assert_eq!(live.generations, 0);
     let mut set = store
+        .maintenance()
         .scan_packs(&live, writer_start.saturating_sub(1000))
         .expect("scan");
     store
+        .maintenance()
         .delete_condemned_packs(&mut set, &p, &live)
         .expect("delete");
     assert!(!store.pack_files_on_disk().unwrap().contains(&p[0]));

@@ -54,8 +54,11 @@ fn commit(store: &Store, job: &str, data: &[u8]) -> GenerationId {
 /// packs (index rows follow), condemn the old packs, mark again, delete them. No writer
 /// runs, so no grace period is needed. Returns the packs deleted.
 fn move_everything(store: &Store) -> usize {
-    let live = store.mark_live().expect("mark");
-    let mut set = store.scan_packs(&live, live.started_ms).expect("scan");
+    let live = store.maintenance().mark_live().expect("mark");
+    let mut set = store
+        .maintenance()
+        .scan_packs(&live, live.started_ms)
+        .expect("scan");
     let old: Vec<String> = set
         .packs()
         .iter()
@@ -68,11 +71,18 @@ fn move_everything(store: &Store) -> usize {
         .filter(|p| p.is_alive())
         .flat_map(|p| p.live.iter().map(|e| (p.name.clone(), e.clone())))
         .collect();
-    store.copy_chunks(&mut set, &pairs).expect("copy");
-    store.condemn_packs(&old).expect("condemn");
-    let live = store.mark_live().expect("mark");
-    let mut set = store.scan_packs(&live, live.started_ms).expect("scan");
     store
+        .maintenance()
+        .copy_chunks(&mut set, &pairs)
+        .expect("copy");
+    store.maintenance().condemn_packs(&old).expect("condemn");
+    let live = store.maintenance().mark_live().expect("mark");
+    let mut set = store
+        .maintenance()
+        .scan_packs(&live, live.started_ms)
+        .expect("scan");
+    store
+        .maintenance()
         .delete_condemned_packs(&mut set, &old, &live)
         .expect("delete");
     old.len()

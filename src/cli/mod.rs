@@ -1,8 +1,6 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
 pub mod agent_common;
-pub mod bench_gc;
-pub mod bench_store;
 pub mod command;
 pub mod common;
 pub mod coord_opts;

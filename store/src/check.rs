@@ -5,14 +5,14 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::dir::StoreDir;
 use crate::error::StoreError;
 use crate::generation::{Generation, Skipped};
 use crate::id::{ChunkId, IdSet};
 use crate::index::ChunkLoc;
 use crate::node::{StreamKind, StreamNode, StreamRef};
 use crate::pack::PACK_SUFFIX;
-use crate::reader::read_tree;
-use crate::store::Store;
+use crate::read::chunk::read_tree;
 
 /// Everything a root reaches.
 #[derive(Default, Debug)]
@@ -24,7 +24,7 @@ pub struct Reach {
     /// What could not be read, one line each.
     pub problems: Vec<String>,
     /// Stream nodes taken from the store handle's cache instead of being read (only
-    /// [`Store::check_structure`] does that): their presence is checked like data chunks'.
+    /// [`crate::Store::check_structure`] does that): their presence is checked like data chunks'.
     pub unread_nodes: Vec<ChunkId>,
 }
 
@@ -44,16 +44,16 @@ pub enum CheckLevel {
     Data,
 }
 
-impl Store {
+impl StoreDir {
     /// Walk everything `root` reaches. Nodes are read and verified; problems are collected,
     /// not returned as errors, so one damaged subtree does not hide the others.
-    pub fn reach(&self, root: &StreamRef) -> Reach {
+    pub(crate) fn reach(&self, root: &StreamRef) -> Reach {
         let mut r = Reach::default();
         self.walk(root, &mut r, false);
         r
     }
 
-    /// Like [`Store::reach`], but stream nodes this handle has cached are not read again
+    /// Like [`StoreDir::reach`], but stream nodes this handle has cached are not read again
     /// (listed in [`Reach::unread_nodes`] instead).
     fn reach_cached(&self, root: &StreamRef) -> Reach {
         let mut r = Reach::default();
@@ -127,7 +127,7 @@ impl Store {
     /// whose cached location lies inside a pack file that is present and long enough is
     /// present (packs are never modified and their names never reused); every other chunk is
     /// looked up in the index as before.
-    pub fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
+    pub(crate) fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
         let reach = self.reach_cached(root);
         let mut problems = reach.problems;
         let ids: Vec<ChunkId> = reach.leaves.into_iter().chain(reach.unread_nodes).collect();
@@ -242,7 +242,7 @@ impl Store {
     }
 
     /// Check one generation; `Err` carries the first problem found (and how many there were).
-    pub fn check_generation(&self, g: &Generation, level: CheckLevel) -> Result<(), String> {
+    pub(crate) fn check_generation(&self, g: &Generation, level: CheckLevel) -> Result<(), String> {
         let problems = match level {
             CheckLevel::Structure => self.check_structure(&g.root).map_err(|e| e.to_string())?,
             CheckLevel::Data => {
@@ -276,12 +276,15 @@ impl Store {
 
     /// Newest generation of `job` whose chunks are all present and sound (every data chunk
     /// read and verified), plus the reasons newer generations were passed over.
-    pub fn latest_consistent(&self, job: &str) -> Result<(Generation, Vec<Skipped>), StoreError> {
+    pub(crate) fn latest_consistent(
+        &self,
+        job: &str,
+    ) -> Result<(Generation, Vec<Skipped>), StoreError> {
         self.latest_consistent_at(job, CheckLevel::Data)
     }
 
-    /// [`Store::latest_consistent`] with a chosen check level.
-    pub fn latest_consistent_at(
+    /// [`StoreDir::latest_consistent`] with a chosen check level.
+    pub(crate) fn latest_consistent_at(
         &self,
         job: &str,
         level: CheckLevel,

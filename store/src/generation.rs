@@ -114,6 +114,9 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// A manifest file's id and its contents, or why it could not be read.
+pub type ScannedGeneration = (GenerationId, Result<Generation, StoreError>);
+
 /// Path of the manifest of generation `id`.
 pub fn manifest_path(dir: &Path, id: GenerationId) -> PathBuf {
     dir.join(GEN_DIR).join(format!("{:020}{GEN_SUFFIX}", id.0))

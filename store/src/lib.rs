@@ -1,6 +1,14 @@
 //! The cairn checkpoint store: content-addressed chunks in pack files, Merkle manifests,
 //! generations, and a SQLite index. See docs/store-format.md.
 //!
+//! Modules, in the order data flows through them: [`Store`] (store.rs) is the handle;
+//! `write/` encodes streams into chunks and node trees (`encode`) and stores the chunks
+//! (`packer`: dedup, compression, packs, sealing); `pack/` is the pack file: its layout
+//! (`format`), codec policy (`codec`), O_DIRECT staging (`staging`), one pack being written
+//! (`writer`) and one chunk read back (`read`); `read/` locates and reads chunks and
+//! reassembles generations; `check`, `verify` and [`Maintenance`] (gc primitives, with
+//! `condemned` markers) work on the shared store directory (`dir`), which knows none of them.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), cairn_store::StoreError> {
 //! use cairn_store::{GenerationInfo, InitOptions, Store};
@@ -18,9 +26,10 @@
 //! ```
 
 mod check;
+mod condemned;
 mod config;
+mod dir;
 mod error;
-mod extent;
 mod fsutil;
 mod generation;
 mod id;
@@ -29,26 +38,28 @@ mod known;
 mod maintenance;
 mod node;
 mod pack;
-mod reader;
+mod read;
 mod store;
-pub mod synth;
+#[cfg(test)]
+mod tests;
 mod verify;
-mod writer;
+mod write;
 
 pub use check::{CheckLevel, Reach};
+pub use condemned::{Condemnation, CONDEMNED_DIR};
 pub use config::{Compression, InitOptions, StoreConfig, FORMAT_VERSION};
 pub use error::StoreError;
-pub use extent::ReadStats;
 pub use fsutil::now_ms;
 pub use generation::{
-    check_job_name, Generation, GenerationId, GenerationInfo, Skipped, WriteStats,
+    check_job_name, Generation, GenerationId, GenerationInfo, ScannedGeneration, Skipped,
+    WriteStats,
 };
 pub use id::{is_all_zero, ChunkId, IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use index::IndexTotals;
-pub use maintenance::{Condemnation, CopyReport, LiveSet, PackSet, PackSummary, CONDEMNED_DIR};
+pub use maintenance::{CopyReport, LiveSet, Maintenance, PackSet, PackSummary};
 pub use node::{StreamKind, StreamRef};
 pub use pack::{compress_lz4_into, looks_incompressible, Codec, PackEntry};
-pub use reader::{ChunkSink, GenerationReader};
-pub use store::{ReindexReport, ScannedGeneration, Store};
+pub use read::{ChunkSink, GenerationReader, ReadStats};
+pub use store::{ReindexReport, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};
-pub use writer::{MemorySource, PendingIndex, Writer};
+pub use write::{PendingIndex, ReadAtFn, Writer};

@@ -9,35 +9,20 @@
 //! mark, and after every chunk of it that is still reachable has a copy in another pack.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use rusqlite::{params, TransactionBehavior};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::condemned::Condemnation;
+use crate::dir::StoreDir;
 use crate::error::{IoContext, StoreError};
-use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name};
+use crate::fsutil::{fault_point, fsync_dir, mtime_ms, now_ms, unique_writer_name};
 use crate::generation::{list_ids, manifest_path, read_manifest, GenerationId, GEN_DIR};
 use crate::id::ChunkId;
 use crate::node::{StreamKind, StreamNode, StreamRef};
 use crate::pack::{decode_payload, read_trailer, PackEntry, PackWriter, PACK_SUFFIX, TMP_PREFIX};
-use crate::reader::read_tree;
-use crate::store::Store;
-
-/// Directory of condemned-pack markers inside the store.
-pub const CONDEMNED_DIR: &str = "condemned";
-/// Suffix of condemned-pack markers.
-const MARK_SUFFIX: &str = ".json";
-
-/// Contents of a condemned-pack marker.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Condemnation {
-    /// The pack.
-    pub pack: String,
-    /// When it was condemned, ms since the epoch (clock of the gc that condemned it).
-    pub condemned_ms: u64,
-    /// Which process condemned it (host-pid-random).
-    pub by: String,
-}
+use crate::read::chunk::read_tree;
 
 /// Every chunk reachable from the generation manifests present when the mark started.
 #[derive(Debug, Default)]
@@ -187,71 +172,34 @@ fn is_not_found(e: &StoreError) -> bool {
     matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
-fn mtime_ms(m: &std::fs::Metadata) -> u64 {
-    m.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The gc primitives of a store ([`crate::Store::maintenance`]): condemning packs, marking
+/// the live set, scanning packs, copying chunks out of packs, deleting condemned packs, and
+/// forgetting generations. Cheap to clone; shares the store handle's index and caches.
+#[derive(Clone)]
+pub struct Maintenance {
+    dir: Arc<StoreDir>,
 }
 
-impl Store {
-    fn condemned_dir(&self) -> PathBuf {
-        self.path().join(CONDEMNED_DIR)
-    }
-
-    fn marker_path(&self, pack: &str) -> PathBuf {
-        self.condemned_dir().join(format!("{pack}{MARK_SUFFIX}"))
+impl Maintenance {
+    /// The gc primitives of the store directory `dir`.
+    pub(crate) fn new(dir: Arc<StoreDir>) -> Maintenance {
+        Maintenance { dir }
     }
 
     /// True when `pack` is condemned: writers must not deduplicate against its chunks.
     pub fn is_condemned(&self, pack: &str) -> bool {
-        self.marker_path(pack).exists()
+        self.dir.is_condemned(pack)
     }
 
     /// The condemnation of `pack`, if any. An unreadable marker still condemns the pack, with
     /// the time of the marker file.
     pub fn condemnation(&self, pack: &str) -> Result<Option<Condemnation>, StoreError> {
-        let p = self.marker_path(pack);
-        let text = match std::fs::read(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).ctx(|| format!("reading {}", p.display())),
-        };
-        match serde_json::from_slice::<Condemnation>(&text) {
-            Ok(c) if c.pack == pack => Ok(Some(c)),
-            _ => {
-                let m = std::fs::metadata(&p).ctx(|| format!("stat {}", p.display()))?;
-                Ok(Some(Condemnation {
-                    pack: pack.to_string(),
-                    condemned_ms: mtime_ms(&m),
-                    by: "unknown (unreadable marker)".into(),
-                }))
-            }
-        }
+        self.dir.condemnation(pack)
     }
 
     /// Names of every condemned pack (markers present), sorted.
     pub fn condemned_names(&self) -> Result<Vec<String>, StoreError> {
-        let d = self.condemned_dir();
-        let rd = match std::fs::read_dir(&d) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e).ctx(|| format!("listing {}", d.display())),
-        };
-        let mut out = Vec::new();
-        for e in rd {
-            let e = e.ctx(|| format!("listing {}", d.display()))?;
-            if let Some(n) = e.file_name().to_str() {
-                if !n.starts_with(TMP_PREFIX) {
-                    if let Some(stem) = n.strip_suffix(MARK_SUFFIX) {
-                        out.push(stem.to_string());
-                    }
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        self.dir.condemned_names()
     }
 
     /// Condemn a pack: write its marker atomically and durably (an existing marker is kept,
@@ -266,56 +214,15 @@ impl Store {
     pub fn condemn_packs(&self, packs: &[String]) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         for pack in packs {
-            if self.write_marker(pack)? {
+            if self.dir.write_marker(pack)? {
                 out.push(pack.clone());
             }
         }
         if !out.is_empty() {
-            fsync_dir(&self.condemned_dir())?;
+            fsync_dir(&self.dir.condemned_dir())?;
             fault_point("gc-condemned");
         }
         Ok(out)
-    }
-
-    fn write_marker(&self, pack: &str) -> Result<bool, StoreError> {
-        if self.is_condemned(pack) {
-            return Ok(false);
-        }
-        let d = self.condemned_dir();
-        match std::fs::create_dir(&d) {
-            Ok(()) => fsync_dir(self.path())?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).ctx(|| format!("creating {}", d.display())),
-        }
-        let c = Condemnation {
-            pack: pack.to_string(),
-            condemned_ms: now_ms(),
-            by: unique_writer_name(),
-        };
-        let text = serde_json::to_vec(&c)
-            .map_err(|e| StoreError::InvalidArgument(format!("cannot encode marker: {e}")))?;
-        let tmp = d.join(format!("{TMP_PREFIX}{}{MARK_SUFFIX}", c.by));
-        // No fsync per marker: a marker lost in a crash only means the pack is not condemned;
-        // the directory is synced once for the whole batch.
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .ctx(|| format!("creating {}", tmp.display()))?;
-            std::io::Write::write_all(&mut f, &text)
-                .ctx(|| format!("writing {}", tmp.display()))?;
-        }
-        let fin = self.marker_path(pack);
-        // link(2) never replaces an existing marker (a concurrent gc may have condemned it).
-        let linked = std::fs::hard_link(&tmp, &fin);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(e).ctx(|| format!("creating {}", fin.display())),
-        }
-        Ok(true)
     }
 
     /// Mark: every chunk reachable from the generation manifests present now (tree nodes,
@@ -329,8 +236,8 @@ impl Store {
             started_ms,
             ..LiveSet::default()
         };
-        for id in list_ids(self.path())? {
-            let p = manifest_path(self.path(), id);
+        for id in list_ids(self.dir.path())? {
+            let p = manifest_path(self.dir.path(), id);
             let g = match read_manifest(&p) {
                 Ok(g) => g,
                 Err(e) if is_not_found(&e) => continue,
@@ -357,7 +264,7 @@ impl Store {
                 if live.contains(&s.root) {
                     return Ok(());
                 }
-                let entries = read_tree(self, s)?;
+                let entries = read_tree(&self.dir, s)?;
                 for (_, child) in &entries {
                     self.mark_ref(child, live)?;
                 }
@@ -372,7 +279,7 @@ impl Store {
         if id.is_zero() || live.contains(id) {
             return Ok(());
         }
-        let node = StreamNode::decode(id, &self.read_chunk(id)?)?;
+        let node = StreamNode::decode(id, &self.dir.read_chunk(id)?)?;
         for e in &node.entries {
             if node.level == 1 {
                 if !e.id.is_zero() {
@@ -392,8 +299,8 @@ impl Store {
     /// sealed after `young_after_ms` are *young*: every chunk of theirs gets an alive copy.
     pub fn scan_packs(&self, live: &LiveSet, young_after_ms: u64) -> Result<PackSet, StoreError> {
         let mut set = PackSet::default();
-        for name in self.pack_files_on_disk()? {
-            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
+        for name in self.dir.pack_files_on_disk()? {
+            let p = self.dir.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
             let meta = match std::fs::metadata(&p) {
                 Ok(m) => m,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -425,8 +332,8 @@ impl Store {
     pub fn pack_usage(&self) -> Result<(u64, u64), StoreError> {
         let mut n = 0;
         let mut bytes = 0;
-        for name in self.pack_files_on_disk()? {
-            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
+        for name in self.dir.pack_files_on_disk()? {
+            let p = self.dir.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
             if let Ok(m) = std::fs::metadata(&p) {
                 n += 1;
                 bytes += m.len();
@@ -438,6 +345,7 @@ impl Store {
     /// The pack the index names for each chunk (`None` when not indexed).
     pub fn indexed_packs(&self, ids: &[ChunkId]) -> Result<Vec<Option<String>>, StoreError> {
         Ok(self
+            .dir
             .index()
             .lookup_many(ids)?
             .into_iter()
@@ -461,11 +369,11 @@ impl Store {
         let base = format!("{}-gc", unique_writer_name());
         let mut seq = 0u32;
         let mut out: Option<PackWriter> = None;
-        let target = self.config().pack_target_size;
+        let target = self.dir.config().pack_target_size;
         let mut sealed: Vec<(String, u64, Vec<PackEntry>)> = Vec::new();
         for (src, e) in chunks {
             let id = e.id;
-            let f = self.pack_file(src)?;
+            let f = self.dir.pack_file(src)?;
             let mut payload = vec![0u8; e.stored_len as usize];
             std::os::unix::fs::FileExt::read_exact_at(&*f, &mut payload, e.offset)
                 .ctx(|| format!("reading chunk {id} of pack {src}"))?;
@@ -476,7 +384,7 @@ impl Store {
             if out.is_none() {
                 seq += 1;
                 out = Some(PackWriter::create(
-                    &self.pack_dir(),
+                    &self.dir.pack_dir(),
                     format!("{base}{seq:05}"),
                 )?);
             }
@@ -497,14 +405,14 @@ impl Store {
         fault_point("gc-copy-sealed");
         let mut new_loc: HashMap<ChunkId, (String, PackEntry)> = HashMap::new();
         for (name, size, entries) in &sealed {
-            self.index().add_pack(name, *size, entries)?;
+            self.dir.index().add_pack(name, *size, entries)?;
             for e in entries {
                 new_loc.insert(e.id, (name.clone(), e.clone()));
             }
             report.new_packs.push(name.clone());
         }
         {
-            let mut idx = self.index();
+            let mut idx = self.dir.index();
             let tx = idx.conn.transaction()?;
             {
                 let mut st = tx.prepare_cached(
@@ -589,7 +497,7 @@ impl Store {
         fault_point("gc-delete-rescued");
         let doomed: HashSet<&str> = packs.iter().map(String::as_str).collect();
         {
-            let mut idx = self.index();
+            let mut idx = self.dir.index();
             let tx = idx
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -605,7 +513,7 @@ impl Store {
                 if doomed.contains(n.as_str()) || set.by_name.contains_key(&n) {
                     continue;
                 }
-                let p = self.pack_dir().join(format!("{n}{PACK_SUFFIX}"));
+                let p = self.dir.pack_dir().join(format!("{n}{PACK_SUFFIX}"));
                 let Ok(meta) = std::fs::metadata(&p) else {
                     continue;
                 };
@@ -660,17 +568,17 @@ impl Store {
         }
         fault_point("gc-delete-unindexed");
         for pack in packs {
-            let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
+            let p = self.dir.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).ctx(|| format!("removing {}", p.display())),
             }
         }
-        fsync_dir(&self.pack_dir())?;
+        fsync_dir(&self.dir.pack_dir())?;
         fault_point("gc-delete-unlinked");
         for pack in packs {
-            let m = self.marker_path(pack);
+            let m = self.dir.marker_path(pack);
             match std::fs::remove_file(&m) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -678,7 +586,7 @@ impl Store {
             }
         }
         if !packs.is_empty() {
-            fsync_dir(&self.condemned_dir())?;
+            fsync_dir(&self.dir.condemned_dir())?;
         }
         // Deleted packs stay in `set` (slots must not move) but lose their live chunks.
         for pack in packs {
@@ -689,36 +597,27 @@ impl Store {
         Ok((freed, copied))
     }
 
-    fn remove_marker(&self, pack: &str) -> Result<(), StoreError> {
-        let m = self.marker_path(pack);
-        match std::fs::remove_file(&m) {
-            Ok(()) => fsync_dir(&self.condemned_dir()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).ctx(|| format!("removing {}", m.display())),
-        }
-    }
-
     /// Finish what a killed gc or prune left behind: markers of packs that are gone, index
     /// entries of packs that are gone and condemned, index entries of generations whose
     /// manifest is gone. Returns how many items were tidied.
     pub fn tidy_after_gc(&self) -> Result<u64, StoreError> {
         let mut n = 0;
-        let on_disk: HashSet<String> = self.pack_files_on_disk()?.into_iter().collect();
+        let on_disk: HashSet<String> = self.dir.pack_files_on_disk()?.into_iter().collect();
         for c in self.condemned_names()? {
             if !on_disk.contains(&c) {
                 {
-                    let mut idx = self.index();
+                    let mut idx = self.dir.index();
                     let tx = idx.conn.transaction()?;
                     tx.execute("DELETE FROM chunks WHERE pack=?1", params![c])?;
                     tx.execute("DELETE FROM packs WHERE name=?1", params![c])?;
                     tx.commit()?;
                 }
-                self.remove_marker(&c)?;
+                self.dir.remove_marker(&c)?;
                 n += 1;
             }
         }
         // Temporary markers of killed runs (a live gc links its own within milliseconds).
-        if let Ok(rd) = std::fs::read_dir(self.condemned_dir()) {
+        if let Ok(rd) = std::fs::read_dir(self.dir.condemned_dir()) {
             for e in rd.flatten() {
                 let stale = e
                     .metadata()
@@ -733,9 +632,12 @@ impl Store {
                 }
             }
         }
-        let present: HashSet<u64> = list_ids(self.path())?.into_iter().map(|g| g.0).collect();
+        let present: HashSet<u64> = list_ids(self.dir.path())?
+            .into_iter()
+            .map(|g| g.0)
+            .collect();
         let indexed: Vec<i64> = {
-            let idx = self.index();
+            let idx = self.dir.index();
             let mut st = idx.conn.prepare("SELECT id FROM generations")?;
             let rows = st.query_map([], |r| r.get::<_, i64>(0))?;
             rows.collect::<Result<_, _>>()?
@@ -745,7 +647,7 @@ impl Store {
             .filter(|g| !present.contains(&(*g as u64)))
             .collect();
         if !gone.is_empty() {
-            let mut idx = self.index();
+            let mut idx = self.dir.index();
             let tx = idx.conn.transaction()?;
             for g in &gone {
                 tx.execute("DELETE FROM generations WHERE id=?1", params![g])?;
@@ -764,7 +666,7 @@ impl Store {
     ) -> Result<Vec<GenerationId>, StoreError> {
         let mut removed = Vec::new();
         for id in ids {
-            let p = manifest_path(self.path(), *id);
+            let p = manifest_path(self.dir.path(), *id);
             match std::fs::remove_file(&p) {
                 Ok(()) => removed.push(*id),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -772,9 +674,9 @@ impl Store {
             }
             fault_point("prune-unlinked");
         }
-        fsync_dir(&self.path().join(GEN_DIR))?;
+        fsync_dir(&self.dir.path().join(GEN_DIR))?;
         if !ids.is_empty() {
-            let mut idx = self.index();
+            let mut idx = self.dir.index();
             let tx = idx.conn.transaction()?;
             for id in ids {
                 tx.execute("DELETE FROM generations WHERE id=?1", params![id.0 as i64])?;
@@ -782,52 +684,5 @@ impl Store {
             tx.commit()?;
         }
         Ok(removed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::InitOptions;
-    use crate::generation::GenerationInfo;
-
-    #[test]
-    fn a_scan_holds_the_live_chunks_not_everything_stored() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let store = Store::init(
-            &tmp.path().join("s"),
-            InitOptions {
-                memory_chunk_size: 4096,
-                ..InitOptions::default()
-            },
-        )
-        .expect("init");
-        let mut ids = Vec::new();
-        for g in 0..10u32 {
-            let data: Vec<u8> = (0..400_000u32)
-                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ g as u8)
-                .collect();
-            let mut w = store.writer().expect("writer");
-            let b = w.put_blob(&data).expect("blob");
-            let root = w.put_tree(vec![("x".into(), b)]).expect("tree");
-            let stats = w.finish().expect("finish");
-            let info = GenerationInfo {
-                kind: "files".into(),
-                stats,
-                ..Default::default()
-            };
-            ids.push(store.commit("j", &root, info).expect("commit"));
-        }
-        store.forget_generations(&ids[..9]).expect("forget");
-        let live = store.mark_live().expect("mark");
-        let set = store.scan_packs(&live, now_ms()).expect("scan");
-        let stored: u64 = set.packs().iter().map(|p| p.chunk_count).sum();
-        let n = live.chunks.len();
-        assert!(stored as usize > 8 * n, "{stored} stored, {n} live");
-        // One live list entry and one alive copy per live chunk, nothing for dead ones.
-        assert_eq!(set.held_entries(), 2 * n);
-        // Packs sealed after the threshold are young: all their chunks are held.
-        let young = store.scan_packs(&live, 0).expect("scan");
-        assert_eq!(young.held_entries(), n + stored as usize);
     }
 }

@@ -1,27 +1,26 @@
-//! The [`Store`] handle: init/open, chunk reads, commit, generation listing.
+//! The [`Store`] handle: init/open, commit, generation listing, reindex and clean-up; the
+//! entry to writers, readers, checks and maintenance.
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::path::Path;
+use std::sync::Arc;
 
+use crate::check::{CheckLevel, Reach};
 use crate::config::{InitOptions, StoreConfig, CONFIG_FILE};
+use crate::dir::{StoreDir, PACK_DIR};
 use crate::error::{IoContext, StoreError};
 use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name, write_new_durable};
 use crate::generation::{
     check_job_name, encode_manifest, list_ids, manifest_path, read_manifest, Generation,
-    GenerationId, GenerationInfo, GEN_DIR,
+    GenerationId, GenerationInfo, ScannedGeneration, Skipped, GEN_DIR,
 };
 use crate::id::ChunkId;
-use crate::index::{ChunkLoc, Index, IndexTotals, INDEX_FILE};
-use crate::known::Known;
-use crate::node::{StreamKind, StreamNode, StreamRef};
-use crate::pack::{read_trailer, PACK_SUFFIX, TMP_PREFIX};
-use crate::reader::GenerationReader;
-use crate::writer::Writer;
-
-/// A manifest file's id and its contents, or why it could not be read.
-pub type ScannedGeneration = (GenerationId, Result<Generation, StoreError>);
+use crate::index::{Index, IndexTotals, INDEX_FILE};
+use crate::maintenance::Maintenance;
+use crate::node::{StreamKind, StreamRef};
+use crate::pack::{read_trailer, PackEntry, PACK_SUFFIX, TMP_PREFIX};
+use crate::read::GenerationReader;
+use crate::verify::VerifyReport;
+use crate::write::Writer;
 
 /// What `reindex` found.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -38,27 +37,16 @@ pub struct ReindexReport {
     pub damaged_manifests: Vec<String>,
 }
 
-/// Directory of packs inside the store.
-pub const PACK_DIR: &str = "packs";
-
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub config: StoreConfig,
-    index: Mutex<Index>,
-    pack_files: Mutex<HashMap<String, Arc<File>>>,
-    /// Chunk locations and stream nodes this handle has seen (hints; crate::known).
-    known: Mutex<Known>,
-}
-
-/// A handle on a store directory; `Send + Sync`, cheap to clone.
+/// A handle on a store directory; `Send + Sync`, cheap to clone. Writing, reading, checking
+/// and maintenance each live in their own module; the handle opens them.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) dir: Arc<StoreDir>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Store({})", self.inner.dir.display())
+        write!(f, "Store({})", self.dir.path().display())
     }
 }
 
@@ -100,254 +88,50 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let config = StoreConfig::load(path)?;
         let index = Index::open(path, &config.store_id)?;
-        Ok(Store::from_parts(path, config, index))
-    }
-
-    pub(crate) fn from_parts(path: &Path, config: StoreConfig, index: Index) -> Store {
-        Store {
-            inner: Arc::new(Inner {
-                dir: path.to_path_buf(),
-                config,
-                index: Mutex::new(index),
-                pack_files: Mutex::new(HashMap::new()),
-                known: Mutex::new(Known::default()),
-            }),
-        }
+        Ok(Store {
+            dir: Arc::new(StoreDir::new(path, config, index)),
+        })
     }
 
     /// The store directory.
     pub fn path(&self) -> &Path {
-        &self.inner.dir
+        self.dir.path()
     }
 
     /// The store's settings.
     pub fn config(&self) -> &StoreConfig {
-        &self.inner.config
-    }
-
-    pub(crate) fn index(&self) -> MutexGuard<'_, Index> {
-        // A panic while holding the lock cannot leave the connection inconsistent (SQLite
-        // transactions roll back), so a poisoned lock is still usable.
-        self.inner.index.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The handle's cache of chunk locations and nodes (crate::known).
-    pub(crate) fn known(&self) -> MutexGuard<'_, Known> {
-        self.inner.known.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A stream node, decoded: from this handle's cache when it has it (the id is the hash of
-    /// the node's bytes, so a cached node is the node), else read, verified and remembered.
-    /// Says nothing about whether the node's chunk is still present in the store.
-    pub(crate) fn read_node(&self, id: &ChunkId) -> Result<Arc<StreamNode>, StoreError> {
-        if let Some(n) = self.known().node(id) {
-            return Ok(n);
-        }
-        let n = Arc::new(StreamNode::decode(id, &self.read_chunk(id)?)?);
-        self.known().add_node(*id, n.clone());
-        Ok(n)
-    }
-
-    pub(crate) fn pack_dir(&self) -> PathBuf {
-        self.inner.dir.join(PACK_DIR)
+        self.dir.config()
     }
 
     /// A writer session: chunks go into this writer's own uniquely named packs.
     pub fn writer(&self) -> Result<Writer, StoreError> {
-        Ok(Writer::new(self.clone(), unique_writer_name()))
+        Ok(Writer::new(self.dir.clone(), unique_writer_name()))
     }
 
-    /// Names of the sealed packs present in `packs/` (temporary files excluded).
-    pub fn pack_files_on_disk(&self) -> Result<Vec<String>, StoreError> {
-        let pd = self.pack_dir();
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&pd).ctx(|| format!("listing {}", pd.display()))? {
-            let e = e.ctx(|| format!("listing {}", pd.display()))?;
-            let n = e.file_name();
-            let Some(n) = n.to_str() else { continue };
-            if n.starts_with(TMP_PREFIX) {
-                continue;
-            }
-            if let Some(stem) = n.strip_suffix(PACK_SUFFIX) {
-                out.push(stem.to_string());
-            }
-        }
-        out.sort();
-        Ok(out)
+    /// A reader for generation `id`.
+    pub fn reader(&self, id: GenerationId) -> Result<GenerationReader, StoreError> {
+        let g = self.generation(id)?;
+        Ok(GenerationReader::new(self.dir.clone(), g))
     }
 
-    /// The chunks a sealed pack holds, read from its trailer (for gc and tools).
-    pub fn pack_entries(&self, pack: &str) -> Result<Vec<crate::pack::PackEntry>, StoreError> {
-        if pack.contains('/') || pack.starts_with('.') {
-            return Err(StoreError::InvalidArgument(format!(
-                "bad pack name {pack:?}"
-            )));
-        }
-        read_trailer(&self.pack_dir().join(format!("{pack}{PACK_SUFFIX}")))
-    }
-
-    /// Index packs that are on disk but not in the index (written by a writer that died
-    /// between sealing and indexing, or by a concurrent writer). Damaged packs are skipped.
-    pub(crate) fn sync_new_packs(&self) -> Result<usize, StoreError> {
-        let on_disk = self.pack_files_on_disk()?;
-        let known: HashSet<String> = self.index().pack_names()?.into_iter().collect();
-        let mut found = Vec::new();
-        for name in on_disk.into_iter().filter(|n| !known.contains(n)) {
-            let p = self.pack_dir().join(format!("{name}{PACK_SUFFIX}"));
-            if let Ok(entries) = read_trailer(&p) {
-                let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-                found.push((name, size, entries));
-            }
-        }
-        // One sorted transaction for all of them (per-pack transactions of random ids rewrite
-        // most of the chunk table each time).
-        self.index().add_packs(&found)?;
-        Ok(found.len())
-    }
-
-    /// Where a chunk is, consulting packs not yet indexed on a miss.
-    pub(crate) fn locate(&self, id: &ChunkId) -> Result<ChunkLoc, StoreError> {
-        let mut found = self.index().lookup(id)?;
-        if found.is_none() && self.sync_new_packs()? > 0 {
-            found = self.index().lookup(id)?;
-        }
-        let l = found.ok_or(StoreError::MissingChunk(*id))?;
-        self.known().add(&l.0, &l.1);
-        Ok(l)
-    }
-
-    /// Locations of many chunks (one index transaction), consulting unindexed packs on a miss.
-    ///
-    /// Locations this handle remembers (crate::known; e.g. from the structure check that
-    /// precedes a restore) are used without a lookup: reads verify every chunk and look a
-    /// chunk up again when its read fails, so a stale hint costs a retry, never a wrong byte.
-    pub(crate) fn locate_many(&self, ids: &[ChunkId]) -> Result<Vec<ChunkLoc>, StoreError> {
-        let mut found: Vec<Option<ChunkLoc>> = {
-            let known = self.known();
-            ids.iter()
-                .map(|id| known.loc(id).map(|(p, e)| (p.to_string(), e.clone())))
-                .collect()
-        };
-        let ask: Vec<ChunkId> = ids
-            .iter()
-            .zip(&found)
-            .filter(|(_, l)| l.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        if !ask.is_empty() {
-            let mut got = self.index().lookup_many(&ask)?;
-            if got.iter().any(|l| l.is_none()) && self.sync_new_packs()? > 0 {
-                got = self.index().lookup_many(&ask)?;
-            }
-            let mut known = self.known();
-            for (pack, e) in got.iter().flatten() {
-                known.add(pack, e);
-            }
-            let mut got = got.into_iter();
-            for slot in found.iter_mut().filter(|l| l.is_none()) {
-                *slot = got.next().flatten();
-            }
-        }
-        ids.iter()
-            .zip(found)
-            .map(|(id, l)| l.ok_or(StoreError::MissingChunk(*id)))
-            .collect()
-    }
-
-    /// Read a located chunk straight into `out` (its exact length) and verify it. When the
-    /// read fails, the chunk is looked up again and read from its new location, if it has
-    /// one: gc may have moved it into another pack and deleted the old one since `loc` was
-    /// looked up (docs/gc.md, "Readers"). Only then is the first error reported.
-    pub(crate) fn read_loc_into(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
-        let first = match self.read_loc_once(loc, out) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        let mut cur = loc.clone();
-        // Each retry follows one move; more than a few moves during one read means the
-        // location keeps changing for another reason.
-        for _ in 0..3 {
-            match self.relocate(&cur) {
-                Some(next) => {
-                    cur = next;
-                    if self.read_loc_once(&cur, out).is_ok() {
-                        return Ok(());
-                    }
-                }
-                None => break,
-            }
-        }
-        Err(first)
-    }
-
-    pub(crate) fn read_loc_once(&self, loc: &ChunkLoc, out: &mut [u8]) -> Result<(), StoreError> {
-        let (pack, e) = loc;
-        let f = self.pack_file(pack)?;
-        crate::pack::read_into(&f, e, out).map_err(|err| {
-            // A handle on a pack that was replaced or went stale (NFS) must not be reused.
-            self.forget_pack_file(pack);
-            match err {
-                StoreError::Corrupt(m) => StoreError::Corrupt(format!("pack {pack}: {m}")),
-                other => other,
-            }
-        })
-    }
-
-    fn forget_pack_file(&self, pack: &str) {
-        self.inner
-            .pack_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(pack);
-    }
-
-    /// Path of pack `pack`'s file.
-    pub(crate) fn pack_path(&self, pack: &str) -> PathBuf {
-        self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"))
-    }
-
-    pub(crate) fn pack_file(&self, pack: &str) -> Result<Arc<File>, StoreError> {
-        let mut files = self
-            .inner
-            .pack_files
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(f) = files.get(pack) {
-            return Ok(f.clone());
-        }
-        let p = self.pack_dir().join(format!("{pack}{PACK_SUFFIX}"));
-        let f = match File::open(&p) {
-            Ok(f) => Arc::new(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::Corrupt(format!("pack {pack} is missing")))
-            }
-            Err(e) => return Err(e).ctx(|| format!("opening pack {}", p.display())),
-        };
-        if files.len() > 256 {
-            files.clear();
-        }
-        files.insert(pack.to_string(), f.clone());
-        Ok(f)
+    /// The gc primitives of this store (condemn, mark, scan, copy, delete; docs/gc.md).
+    pub fn maintenance(&self) -> Maintenance {
+        Maintenance::new(self.dir.clone())
     }
 
     /// Read one chunk and verify its hash. The zero id must not be passed.
     pub fn read_chunk(&self, id: &ChunkId) -> Result<Vec<u8>, StoreError> {
-        // A location this handle remembers is tried first (the read verifies the hash); any
-        // failure falls back to the index.
-        let hint = self
-            .known()
-            .loc(id)
-            .map(|(p, e)| (p.to_string(), e.clone()));
-        if let Some(loc) = hint {
-            let mut buf = vec![0u8; loc.1.raw_len as usize];
-            if self.read_loc_once(&loc, &mut buf).is_ok() {
-                return Ok(buf);
-            }
-        }
-        let loc = self.locate(id)?;
-        let mut buf = vec![0u8; loc.1.raw_len as usize];
-        self.read_loc_into(&loc, &mut buf)?;
-        Ok(buf)
+        self.dir.read_chunk(id)
+    }
+
+    /// Names of the sealed packs present in `packs/` (temporary files excluded).
+    pub fn pack_files_on_disk(&self) -> Result<Vec<String>, StoreError> {
+        self.dir.pack_files_on_disk()
+    }
+
+    /// The chunks a sealed pack holds, read from its trailer (for gc and tools).
+    pub fn pack_entries(&self, pack: &str) -> Result<Vec<PackEntry>, StoreError> {
+        self.dir.pack_entries(pack)
     }
 
     /// The single commit point of a generation: writes the generation manifest atomically.
@@ -373,9 +157,9 @@ impl Store {
         }
         let writer_name = unique_writer_name();
         let host = writer_name.split('-').next().unwrap_or("").to_string();
-        let gdir = self.inner.dir.join(GEN_DIR);
+        let gdir = self.dir.path().join(GEN_DIR);
         let tmp = gdir.join(format!("{TMP_PREFIX}{writer_name}.gen"));
-        let mut next = list_ids(&self.inner.dir)?
+        let mut next = list_ids(self.dir.path())?
             .last()
             .map(|g| g.0 + 1)
             .unwrap_or(1);
@@ -394,7 +178,7 @@ impl Store {
             gen.id = GenerationId(next);
             write_new_durable(&tmp, &encode_manifest(&gen)?)?;
             fault_point("manifest-write");
-            let fin = manifest_path(&self.inner.dir, gen.id);
+            let fin = manifest_path(self.dir.path(), gen.id);
             let linked = std::fs::hard_link(&tmp, &fin);
             let _ = std::fs::remove_file(&tmp);
             match linked {
@@ -406,7 +190,7 @@ impl Store {
         fsync_dir(&gdir)?;
         fault_point("manifest-commit");
         // The generation is committed; the index entry is only a cache of the manifest.
-        if let Err(e) = self.index().add_generation(&gen) {
+        if let Err(e) = self.dir.index().add_generation(&gen) {
             eprintln!(
                 "cairn: warning: generation {} committed but not indexed: {e}",
                 gen.id
@@ -428,39 +212,61 @@ impl Store {
 
     /// Every manifest file, oldest first, with its parsed contents or why it is unreadable.
     pub fn scan_generations(&self) -> Result<Vec<ScannedGeneration>, StoreError> {
-        let ids = list_ids(&self.inner.dir)?;
-        Ok(ids
-            .into_iter()
-            .map(|id| {
-                let p = manifest_path(&self.inner.dir, id);
-                let r = read_manifest(&p).and_then(|g| {
-                    if g.id == id {
-                        Ok(g)
-                    } else {
-                        Err(StoreError::Corrupt(format!(
-                            "manifest {} names generation {}",
-                            p.display(),
-                            g.id
-                        )))
-                    }
-                });
-                (id, r)
-            })
-            .collect())
+        self.dir.scan_generations()
     }
 
     /// One generation by id.
     pub fn generation(&self, id: GenerationId) -> Result<Generation, StoreError> {
-        let p = manifest_path(&self.inner.dir, id);
-        if !p.exists() {
-            return Err(StoreError::UnknownGeneration(id.0));
-        }
-        read_manifest(&p)
+        self.dir.generation(id)
     }
 
     /// Totals from the index, for `cairn store stats`.
     pub fn totals(&self) -> Result<IndexTotals, StoreError> {
-        self.index().totals()
+        self.dir.index().totals()
+    }
+
+    /// Walk everything `root` reaches. Nodes are read and verified; problems are collected,
+    /// not returned as errors, so one damaged subtree does not hide the others.
+    pub fn reach(&self, root: &StreamRef) -> Reach {
+        self.dir.reach(root)
+    }
+
+    /// Problems with what `root` reaches, at the structure level: unreadable nodes, data
+    /// chunks that are not indexed, whose pack is missing, or that lie beyond its end.
+    ///
+    /// Nodes and locations this handle has cached (crate::known) are used as hints: a chunk
+    /// whose cached location lies inside a pack file that is present and long enough is
+    /// present (packs are never modified and their names never reused); every other chunk is
+    /// looked up in the index as before.
+    pub fn check_structure(&self, root: &StreamRef) -> Result<Vec<String>, StoreError> {
+        self.dir.check_structure(root)
+    }
+
+    /// Check one generation; `Err` carries the first problem found (and how many there were).
+    pub fn check_generation(&self, g: &Generation, level: CheckLevel) -> Result<(), String> {
+        self.dir.check_generation(g, level)
+    }
+
+    /// Newest generation of `job` whose chunks are all present and sound (every data chunk
+    /// read and verified), plus the reasons newer generations were passed over.
+    pub fn latest_consistent(&self, job: &str) -> Result<(Generation, Vec<Skipped>), StoreError> {
+        self.dir.latest_consistent(job)
+    }
+
+    /// [`Store::latest_consistent`] with a chosen check level.
+    pub fn latest_consistent_at(
+        &self,
+        job: &str,
+        level: CheckLevel,
+    ) -> Result<(Generation, Vec<Skipped>), StoreError> {
+        self.dir.latest_consistent_at(job, level)
+    }
+
+    /// Check the store. Structure level: pack trailers, index vs packs, every generation's
+    /// nodes (read and verified) and the presence of every data chunk. With `read_data`,
+    /// also every chunk's bytes.
+    pub fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
+        self.dir.verify(read_data)
     }
 
     /// Rebuild `cairn.db` from the packs' trailers and the generation manifests alone.
@@ -539,7 +345,7 @@ impl Store {
         let now = std::time::SystemTime::now();
         let mut removed = Vec::new();
         for sub in [PACK_DIR, GEN_DIR, ""] {
-            let d = self.inner.dir.join(sub);
+            let d = self.dir.path().join(sub);
             for e in std::fs::read_dir(&d).ctx(|| format!("listing {}", d.display()))? {
                 let e = e.ctx(|| format!("listing {}", d.display()))?;
                 let name = e.file_name();
@@ -566,11 +372,5 @@ impl Store {
         }
         removed.sort();
         Ok(removed)
-    }
-
-    /// A reader for generation `id`.
-    pub fn reader(&self, id: GenerationId) -> Result<GenerationReader, StoreError> {
-        let g = self.generation(id)?;
-        Ok(GenerationReader::new(self.clone(), g))
     }
 }

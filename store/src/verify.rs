@@ -7,10 +7,10 @@ use std::os::unix::fs::FileExt;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::dir::StoreDir;
 use crate::error::StoreError;
 use crate::id::ChunkId;
 use crate::pack::{decode_payload, read_trailer, PACK_SUFFIX, TMP_PREFIX};
-use crate::store::Store;
 
 /// A pack with a problem and the generations that need a chunk from it.
 #[derive(Clone, Debug, Serialize)]
@@ -36,7 +36,7 @@ pub struct GenerationStatus {
     pub problems: Vec<String>,
 }
 
-/// Result of [`Store::verify`].
+/// Result of [`crate::Store::verify`].
 #[derive(Clone, Debug, Serialize)]
 pub struct VerifyReport {
     /// Whether every chunk's bytes were read and hashed.
@@ -55,17 +55,17 @@ pub struct VerifyReport {
     pub ok: bool,
 }
 
-impl Store {
+impl StoreDir {
     /// Check the store. Structure level: pack trailers, index vs packs, every generation's
     /// nodes (read and verified) and the presence of every data chunk. With `read_data`,
     /// also every chunk's bytes.
-    pub fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
+    pub(crate) fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
         self.sync_new_packs()?;
         let on_disk = self.pack_files_on_disk()?;
         self.verify_listed(on_disk, read_data)
     }
 
-    /// [`Store::verify`] over a pack listing taken earlier. gc may delete packs after the
+    /// [`crate::Store::verify`] over a pack listing taken earlier. gc may delete packs after the
     /// listing (it removes their index rows first, then the file): a pack whose file is gone
     /// and that the index no longer lists was collected, not damaged (docs/gc.md, "Readers").
     pub(crate) fn verify_listed(
@@ -198,7 +198,7 @@ impl Store {
             })
             .collect();
         let mut leftovers = Vec::new();
-        for sub in [crate::store::PACK_DIR, crate::generation::GEN_DIR] {
+        for sub in [crate::dir::PACK_DIR, crate::generation::GEN_DIR] {
             let d = self.path().join(sub);
             if let Ok(rd) = std::fs::read_dir(&d) {
                 for e in rd.flatten() {

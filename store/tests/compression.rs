@@ -4,7 +4,8 @@
 mod common;
 use common::put_mem;
 
-use cairn_store::{synth, CheckLevel, Compression, GenerationInfo, InitOptions, Store, StreamRef};
+use cairn_bench::synth;
+use cairn_store::{CheckLevel, Compression, GenerationInfo, InitOptions, Store, StreamRef};
 
 fn python_like(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];

@@ -17,7 +17,7 @@ const LEN: usize = 8 << 20;
 /// 8 MiB: random chunks, compressible chunks (every 5th) and all-zero chunks (every 7th).
 fn image(seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; LEN];
-    cairn_store::synth::fill(&mut v, cairn_store::synth::SynthKind::Random, seed);
+    cairn_bench::synth::fill(&mut v, cairn_bench::synth::SynthKind::Random, seed);
     for (k, c) in v.chunks_mut(CHUNK).enumerate() {
         if k % 7 == 3 {
             c.fill(0);

@@ -113,7 +113,7 @@ fn a_warm_handle_does_not_dedup_against_a_condemned_pack() {
     let mem = pseudo_random(40 * 65536, 7);
     commit_one(&store, &mem);
     for p in store.pack_files_on_disk().unwrap() {
-        assert!(store.condemn_pack(&p).unwrap());
+        assert!(store.maintenance().condemn_pack(&p).unwrap());
     }
     let mut w = store.writer().unwrap();
     put_mem(&mut w, &mem);

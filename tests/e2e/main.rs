@@ -10,6 +10,7 @@
 //! process of its own.
 
 mod agent_failures;
+mod architecture;
 mod coordinated;
 mod coordinator_cli;
 mod coordinator_spawn;

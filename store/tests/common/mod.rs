@@ -6,7 +6,7 @@ use cairn_store::{GenerationInfo, StreamRef};
 /// `len` pseudo-random (incompressible) bytes from `seed` (`synth`'s random data).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut v = vec![0u8; len];
-    cairn_store::synth::fill(&mut v, cairn_store::synth::SynthKind::Random, seed);
+    cairn_bench::synth::fill(&mut v, cairn_bench::synth::SynthKind::Random, seed);
     v
 }
 

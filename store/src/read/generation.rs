@@ -5,21 +5,21 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use crate::dir::StoreDir;
 use crate::error::StoreError;
-use crate::extent::{read_chunks, Counters, Ctx, Item, PackHandles, ReadStats};
 use crate::generation::Generation;
 use crate::id::ChunkId;
-use crate::index::ChunkLoc;
-use crate::node::{decode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
+use crate::node::{NodeEntry, StreamKind, StreamNode, StreamRef};
 use crate::pack::direct_io_enabled;
-use crate::store::Store;
+use crate::read::chunk::read_tree;
+use crate::read::extent::{read_chunks, Counters, Ctx, Item, PackHandles, ReadStats};
 
 /// Consumer of [`GenerationReader::for_each_chunk`]: (offset, bytes or `None` when all zero).
 pub type ChunkSink<'a> = dyn Fn(u64, Option<&[u8]>) -> std::io::Result<()> + Sync + 'a;
 
 /// Reads the streams of one committed generation.
 pub struct GenerationReader {
-    store: Store,
+    dir: Arc<StoreDir>,
     gen: Generation,
     nodes: Mutex<HashMap<ChunkId, Arc<StreamNode>>>,
     packs: PackHandles,
@@ -29,9 +29,10 @@ pub struct GenerationReader {
 }
 
 impl GenerationReader {
-    pub(crate) fn new(store: Store, gen: Generation) -> GenerationReader {
+    /// A reader of generation `gen` of the store directory `dir`.
+    pub(crate) fn new(dir: Arc<StoreDir>, gen: Generation) -> GenerationReader {
         GenerationReader {
-            store,
+            dir,
             gen,
             nodes: Mutex::new(HashMap::new()),
             packs: PackHandles::default(),
@@ -69,14 +70,14 @@ impl GenerationReader {
 
     /// The named children of a tree, sorted by name.
     pub fn tree_entries(&self, tree: &StreamRef) -> Result<Vec<(String, StreamRef)>, StoreError> {
-        read_tree(&self.store, tree)
+        read_tree(&self.dir, tree)
     }
 
     fn node(&self, id: &ChunkId) -> Result<Arc<StreamNode>, StoreError> {
         if let Some(n) = self.nodes.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(n.clone());
         }
-        let n = Arc::new(StreamNode::decode(id, &self.store.read_chunk(id)?)?);
+        let n = Arc::new(StreamNode::decode(id, &self.dir.read_chunk(id)?)?);
         let mut cache = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() > 4096 {
             cache.clear();
@@ -189,7 +190,7 @@ impl GenerationReader {
             .filter(|p| !p.2.id.is_zero())
             .map(|p| p.2.id)
             .collect();
-        let mut locs = self.store.locate_many(&ids)?.into_iter();
+        let mut locs = self.dir.locate_many(&ids)?.into_iter();
         let work: Vec<_> = pieces
             .into_iter()
             .map(|(piece, skip, e)| {
@@ -203,10 +204,10 @@ impl GenerationReader {
                 return Ok(());
             };
             if skip == 0 && piece.len() as u64 == e.len {
-                self.store.read_loc_into(&loc, piece)
+                self.dir.read_loc_into(&loc, piece)
             } else {
                 let mut d = vec![0u8; leaf_len(&e)?];
-                self.store.read_loc_into(&loc, &mut d)?;
+                self.dir.read_loc_into(&loc, &mut d)?;
                 let skip = skip as usize;
                 piece.copy_from_slice(&d[skip..skip + piece.len()]);
                 Ok(())
@@ -219,7 +220,7 @@ impl GenerationReader {
     /// offset reported (or the end of the stream): one all-zero chunk, or a whole all-zero
     /// subtree of many chunks, which is reported once. Chunks are read in extents of
     /// neighbouring chunks, several at a time, with `O_DIRECT` when they are not cached
-    /// (`extent.rs`); the order of the calls is unspecified.
+    /// (`read/extent.rs`); the order of the calls is unspecified.
     pub fn for_each_chunk(&self, s: &StreamRef, f: &ChunkSink) -> Result<(), StoreError> {
         let leaves = self.leaves_in_range(s, 0, s.len)?;
         let consumed = |off: u64, data: Option<&[u8]>| {
@@ -239,9 +240,9 @@ impl GenerationReader {
         // A few chunks (small mappings): read one by one here, without starting threads.
         if data.len() <= INLINE_CHUNKS {
             let ids: Vec<ChunkId> = data.iter().map(|l| l.1.id).collect();
-            for ((off, e), loc) in data.iter().zip(self.store.locate_many(&ids)?) {
+            for ((off, e), loc) in data.iter().zip(self.dir.locate_many(&ids)?) {
                 let mut d = vec![0u8; leaf_len(e)?];
-                self.store.read_loc_into(&loc, &mut d)?;
+                self.dir.read_loc_into(&loc, &mut d)?;
                 consumed(*off, Some(&d))?;
             }
             return Ok(());
@@ -249,7 +250,7 @@ impl GenerationReader {
         // Located batch by batch, while the extents of the batches before are read.
         let mut batches = data.chunks(LOCATE_BATCH).map(|b| {
             let ids: Vec<ChunkId> = b.iter().map(|l| l.1.id).collect();
-            let locs = self.store.locate_many(&ids)?;
+            let locs = self.dir.locate_many(&ids)?;
             b.iter()
                 .zip(locs)
                 .map(|(&(off, e), loc)| {
@@ -262,7 +263,7 @@ impl GenerationReader {
                 .collect()
         });
         let ctx = Ctx {
-            store: &self.store,
+            dir: &self.dir,
             handles: &self.packs,
             counters: &self.counters,
             try_direct: self.try_direct.load(std::sync::atomic::Ordering::Relaxed),
@@ -273,26 +274,6 @@ impl GenerationReader {
     /// How the chunks read so far by [`GenerationReader::for_each_chunk`] were read.
     pub fn read_stats(&self) -> ReadStats {
         self.counters.snapshot()
-    }
-}
-
-impl Store {
-    /// Where a chunk is now, when that differs from `loc`: after a failed read at `loc`, the
-    /// chunk may have been moved by gc (copied into a new pack, index row moved, old pack
-    /// deleted; docs/gc.md, "Readers"). `None` when the index still names `loc` or knows no
-    /// location: then the failure is real damage.
-    pub(crate) fn relocate(&self, loc: &ChunkLoc) -> Option<ChunkLoc> {
-        let id = loc.1.id;
-        let now = match self.index().lookup(&id) {
-            Ok(Some(l)) => Some(l),
-            // A pack sealed but not yet indexed (a copy of a gc killed before indexing it).
-            Ok(None) => match self.sync_new_packs() {
-                Ok(n) if n > 0 => self.index().lookup(&id).ok().flatten(),
-                _ => None,
-            },
-            Err(_) => None,
-        };
-        now.filter(|l| l != loc)
     }
 }
 
@@ -307,179 +288,4 @@ fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
         .ok()
         .filter(|&l| l <= 64 << 20)
         .ok_or_else(|| StoreError::Corrupt(format!("chunk {} claims {} bytes", e.id, e.len)))
-}
-
-/// Read and decode a tree node.
-pub(crate) fn read_tree(
-    store: &Store,
-    tree: &StreamRef,
-) -> Result<Vec<(String, StreamRef)>, StoreError> {
-    if tree.kind != StreamKind::Tree {
-        return Err(StoreError::InvalidArgument("not a tree".into()));
-    }
-    let entries = decode_tree(&tree.root, &store.read_chunk(&tree.root)?)?;
-    if entries.len() as u64 != tree.len {
-        return Err(StoreError::Corrupt(format!(
-            "tree {} has {} entries, its reference says {}",
-            tree.root,
-            entries.len(),
-            tree.len
-        )));
-    }
-    Ok(entries)
-}
-
-#[cfg(test)]
-mod race_with_gc {
-    //! A reader that looked chunks up before gc moved them and deleted their pack still
-    //! reads them (docs/gc.md, "Readers"); real damage is still reported.
-
-    use super::*;
-    use crate::config::InitOptions;
-    use crate::generation::GenerationInfo;
-
-    fn data(seed: u8, len: usize) -> Vec<u8> {
-        (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
-            .collect()
-    }
-
-    /// A store with one generation holding `x`, whose only pack also holds garbage.
-    fn setup(dir: &std::path::Path, x: &[u8]) -> (Store, crate::generation::GenerationId) {
-        let store = Store::init(&dir.join("s"), InitOptions::default()).expect("init");
-        let mut w = store.writer().expect("writer");
-        let _garbage = w.put_blob(&data(9, 600_000)).expect("garbage");
-        let b = w.put_blob(x).expect("blob");
-        let root = w.put_tree(vec![("x".into(), b)]).expect("tree");
-        let stats = w.finish().expect("finish");
-        let info = GenerationInfo {
-            kind: "files".into(),
-            stats,
-            ..Default::default()
-        };
-        let g = store.commit("a", &root, info).expect("commit");
-        assert_eq!(store.pack_files_on_disk().unwrap().len(), 1);
-        (store, g)
-    }
-
-    /// What `cairn gc --grace 0 --max-unused 10` does to the store's only pack: copy its
-    /// live chunks into a new pack, condemn it, mark again, delete it.
-    fn repack_and_delete(store: &Store) -> String {
-        let live = store.mark_live().expect("mark");
-        let mut set = store.scan_packs(&live, live.started_ms).expect("scan");
-        let old = set.packs()[0].clone();
-        let pairs: Vec<(String, crate::pack::PackEntry)> = old
-            .live
-            .iter()
-            .map(|e| (old.name.clone(), e.clone()))
-            .collect();
-        assert!(!pairs.is_empty() && (pairs.len() as u64) < old.chunk_count);
-        store.copy_chunks(&mut set, &pairs).expect("copy");
-        assert_eq!(
-            store
-                .condemn_packs(std::slice::from_ref(&old.name))
-                .unwrap()
-                .len(),
-            1
-        );
-        let live = store.mark_live().expect("mark");
-        let mut set = store.scan_packs(&live, live.started_ms).expect("scan");
-        store
-            .delete_condemned_packs(&mut set, std::slice::from_ref(&old.name), &live)
-            .expect("delete");
-        assert!(!store.pack_files_on_disk().unwrap().contains(&old.name));
-        old.name
-    }
-
-    #[test]
-    fn verify_racing_gc_does_not_call_a_collected_pack_damaged() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let x = data(3, 700_000);
-        let (store, _g) = setup(tmp.path(), &x);
-        // verify lists the packs, then gc repacks and deletes the listed one.
-        let listing = store.pack_files_on_disk().expect("listing");
-        let old = repack_and_delete(&store);
-        assert!(listing.contains(&old));
-        for read_data in [false, true] {
-            let report = store
-                .verify_listed(listing.clone(), read_data)
-                .expect("verify");
-            assert!(report.ok, "read_data {read_data}: {report:?}");
-        }
-        // A pack that disappears while still indexed is damage.
-        let live = store.pack_files_on_disk().expect("listing");
-        std::fs::remove_file(store.pack_path(&live[0])).expect("rm");
-        let report = store.verify_listed(live, false).expect("verify");
-        assert!(!report.ok && report.damaged_packs.len() == 1, "{report:?}");
-    }
-
-    #[test]
-    fn lookups_made_before_gc_moved_the_chunks_still_read_and_check() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let x = data(1, 700_000);
-        let (store, g) = setup(tmp.path(), &x);
-        // Another process (its own handle, no pack opened yet) opens a reader and looks up
-        // every data chunk, all before gc runs.
-        let other = Store::open(store.path()).expect("open");
-        let reader = other.reader(g).expect("reader");
-        let leaves: Vec<ChunkId> = store
-            .reach(&store.generation(g).unwrap().root)
-            .leaves
-            .into_iter()
-            .collect();
-        let stale = other.lookup_leaves(&leaves).expect("locate");
-        assert!(stale.iter().all(|l| l.is_some()));
-
-        let old = repack_and_delete(&store);
-
-        let mut read_once_failed = 0;
-        for loc in stale.iter().flatten() {
-            assert_eq!(loc.0, old, "looked up in the old pack");
-            let mut buf = vec![0u8; loc.1.raw_len as usize];
-            // Without the re-lookup the read fails: the pack is gone.
-            if other.read_loc_once(loc, &mut buf).is_err() {
-                read_once_failed += 1;
-            }
-            // With it, the chunk is read from its new pack and verified.
-            let mut buf2 = vec![0u8; loc.1.raw_len as usize];
-            other
-                .read_loc_into(loc, &mut buf2)
-                .expect("read after the move");
-            assert_eq!(ChunkId::of(&buf2), loc.1.id);
-        }
-        assert_eq!(read_once_failed, stale.len());
-        // The structure check of latest_consistent / prune's protections, given the stale
-        // locations, finds no damage.
-        let problems = other.check_locations(&leaves, stale).expect("check");
-        assert!(problems.is_empty(), "{problems:?}");
-        // The reader opened before gc reads the exact bytes; the generation checks clean.
-        let s = reader.lookup("x").expect("lookup");
-        assert_eq!(reader.read_all(&s).unwrap(), x);
-        let gen = other.generation(g).unwrap();
-        other
-            .check_generation(&gen, crate::check::CheckLevel::Data)
-            .expect("consistent");
-        assert_eq!(other.latest_consistent("a").unwrap().0.id, g);
-    }
-
-    #[test]
-    fn a_pack_really_missing_is_still_reported() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let x = data(2, 700_000);
-        let (store, g) = setup(tmp.path(), &x);
-        let gen = store.generation(g).unwrap();
-        let leaves: Vec<ChunkId> = store.reach(&gen.root).leaves.into_iter().collect();
-        let locs = store.lookup_leaves(&leaves).expect("locate");
-        let pack = store.pack_files_on_disk().unwrap().remove(0);
-        std::fs::remove_file(store.pack_dir().join(format!("{pack}.pack"))).unwrap();
-        // A fresh handle: `store` still holds the unlinked pack open.
-        let store = Store::open(store.path()).expect("open");
-        let loc = locs[0].clone().expect("indexed");
-        let mut buf = vec![0u8; loc.1.raw_len as usize];
-        let e = store.read_loc_into(&loc, &mut buf).unwrap_err();
-        assert!(e.to_string().contains("missing"), "{e}");
-        let problems = store.check_locations(&leaves, locs).expect("check");
-        assert_eq!(problems.len(), leaves.len(), "{problems:?}");
-        assert!(store.latest_consistent("a").is_err());
-    }
 }

@@ -1,12 +1,12 @@
 //! First-generation ingest only, repeated, for profiling (`perf record -g` of this process is
 //! almost all ingest: the input is generated once, before the first round):
-//! `cargo run --release -p cairn-store --example ingest_gen1 -- [MiB] [random|python|zeros]
+//! `cargo run --release -p cairn-bench --example ingest_gen1 -- [MiB] [random|python|zeros]
 //! [DIR] [rounds]`. Prints per round wall time, GB/s, and user/system CPU seconds of the
-//! whole process (getrusage), i.e. the same gen1 phase as `cairn bench store`.
+//! whole process (getrusage), i.e. the same gen1 phase as `cairn-bench store`.
 
 use std::time::Instant;
 
-use cairn_store::synth::{fill, SynthKind};
+use cairn_bench::synth::{fill, SynthKind};
 use cairn_store::{GenerationInfo, InitOptions, Store};
 
 /// (user, system) CPU seconds of this process so far.

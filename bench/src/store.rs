@@ -1,29 +1,19 @@
-//! `cairn bench store`: the store benchmark table of docs/performance.md.
+//! `cairn-bench store`: the store benchmark table of docs/performance.md.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::store_cmds::parse_compression;
 use anyhow::Context;
-use cairn_store::synth::{fill, mutate_pages, SynthKind};
+use cairn_bench::synth::{fill, mutate_pages, SynthKind};
 use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef};
-use clap::{Args, Subcommand};
+use clap::Args;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::cli::common::{human_bytes, print_json};
 use crate::exit::usage;
+use crate::output::{human_bytes, print_json};
 
-/// Benchmarks.
-#[derive(Subcommand, Debug)]
-pub enum BenchCmd {
-    /// Ingest, second-generation and reassembly throughput of the store.
-    Store(BenchStoreArgs),
-    /// prune --keep-last N and gc on a store of many generations of one job.
-    Gc(crate::cli::bench_gc::BenchGcArgs),
-}
-
-/// `cairn bench store`.
+/// `cairn-bench store`.
 #[derive(Args, Debug)]
 pub struct BenchStoreArgs {
     /// Size of the memory image, MiB.
@@ -146,12 +136,8 @@ fn ingest(store: &Store, buf: &[u8], job: &str) -> anyhow::Result<(StreamRef, u6
     ))
 }
 
-/// Run `cairn bench store`.
-pub fn bench(cmd: BenchCmd) -> anyhow::Result<i32> {
-    let a = match cmd {
-        BenchCmd::Store(a) => a,
-        BenchCmd::Gc(a) => return crate::cli::bench_gc::bench_gc(a),
-    };
+/// Run `cairn-bench store`.
+pub fn bench_store(a: BenchStoreArgs) -> anyhow::Result<i32> {
     let size = a
         .size_mib
         .checked_mul(1 << 20)
@@ -340,4 +326,15 @@ fn warm_page_cache(store: &cairn_store::Store) -> anyhow::Result<()> {
         std::io::copy(&mut f, &mut std::io::sink())?;
     }
     Ok(())
+}
+
+/// The store codec named by `--compression`.
+fn parse_compression(s: &str) -> anyhow::Result<cairn_store::Compression> {
+    match s {
+        "zstd" => Ok(cairn_store::Compression::Zstd),
+        "lz4" => Ok(cairn_store::Compression::Lz4),
+        other => Err(usage(format!(
+            "--compression must be zstd or lz4, not {other:?}"
+        ))),
+    }
 }

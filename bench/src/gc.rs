@@ -1,4 +1,4 @@
-//! `cairn bench gc`: build a store of many generations of one job (a memory image with a
+//! `cairn-bench gc`: build a store of many generations of one job (a memory image with a
 //! small share changing between generations, written through the store API), then time
 //! `prune --keep-last N` and `gc`, and report their peak memory (docs/performance.md).
 
@@ -6,16 +6,16 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use cairn_bench::synth::{fill, mutate_pages, SynthKind};
 use cairn_gc::{Policy, PruneOptions, SweepOptions};
-use cairn_store::synth::{fill, mutate_pages, SynthKind};
 use cairn_store::{GenerationInfo, InitOptions, Store};
 use clap::Args;
 use serde::Serialize;
 
-use crate::cli::common::{human_bytes, print_json};
 use crate::exit::usage;
+use crate::output::{human_bytes, print_json};
 
-/// `cairn bench gc`.
+/// `cairn-bench gc`.
 #[derive(Args, Debug)]
 pub struct BenchGcArgs {
     /// Size of the job's memory image, MiB.
@@ -87,7 +87,7 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Run `cairn bench gc`.
+/// Run `cairn-bench gc`.
 pub fn bench_gc(a: BenchGcArgs) -> anyhow::Result<i32> {
     let size = a
         .size_mib
@@ -164,7 +164,7 @@ pub fn bench_gc(a: BenchGcArgs) -> anyhow::Result<i32> {
     }
     drop(image);
     let build_s = t.elapsed().as_secs_f64();
-    let (packs_before, bytes_before) = store.pack_usage()?;
+    let (packs_before, bytes_before) = store.maintenance().pack_usage()?;
     if a.build_only {
         println!(
             "{} generations of {} MiB ({}% changed each): built in {:.1}s, {} in {} packs, in {}",

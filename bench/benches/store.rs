@@ -1,9 +1,9 @@
 //! Criterion benchmarks of the store: memory-image ingest (first and second generation) and
-//! reassembly, on 64 MiB synthetic images. `cairn bench store` prints the full-size table.
+//! reassembly, on 64 MiB synthetic images. `cairn-bench store` prints the full-size table.
 
 use std::hint::black_box;
 
-use cairn_store::synth::{fill, mutate_pages, SynthKind};
+use cairn_bench::synth::{fill, mutate_pages, SynthKind};
 use cairn_store::{GenerationInfo, InitOptions, Store, StreamRef};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

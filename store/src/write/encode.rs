@@ -1,23 +1,22 @@
-//! [`Writer`]: chunking, hashing and compressing streams into this writer's own packs.
+//! [`Writer`]: stream encoding. Memory regions are cut into fixed-size chunks (incremental
+//! and sparse writes reuse the chunks of a previous stream), byte streams into
+//! content-defined chunks; chunks are hashed, and Merkle trees of stream nodes and tree nodes
+//! are built over them. The chunks themselves go to the writer's [`Packer`].
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::dir::StoreDir;
 use crate::error::{IoContext, StoreError};
 use crate::generation::WriteStats;
-use crate::id::{is_all_zero, ChunkId, IdMap, IdSet};
-use crate::index::Index;
+use crate::id::{is_all_zero, ChunkId, IdMap};
 use crate::node::{check_name, encode_tree, NodeEntry, StreamKind, StreamNode, StreamRef};
-use crate::pack::{compress_into, compress_lz4_into, Codec, PackEntry, PackWriter, StagingPool};
-use crate::store::Store;
+use crate::write::packer::{Packer, PendingIndex, BATCH};
 
-/// Chunks hashed and compressed together in parallel.
-const BATCH: usize = 128;
-
-/// Producer for [`Writer::put_memory`]: fills the buffer with the bytes at the offset.
-pub type MemorySource<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
+/// How [`Writer::put_memory`] reads a region: fills the buffer with the region's bytes at the
+/// offset (called from several threads at once).
+pub type ReadAtFn<'a> = dyn Fn(u64, &mut [u8]) -> std::io::Result<()> + Sync + 'a;
 
 /// A batch read and hashed, waiting to be stored: its plan and its hashed chunks.
 type Pending = (Vec<Option<NodeEntry>>, Vec<(ChunkId, Vec<u8>)>);
@@ -35,35 +34,12 @@ enum Layout {
 /// A writer session. Chunks go into this writer's own uniquely named packs; the refs it
 /// returns become durable when [`Writer::finish`] returns.
 pub struct Writer {
-    store: Store,
-    name: String,
-    pack: Option<PackWriter>,
-    pack_seq: u32,
-    /// Chunks this writer stored, or found already stored.
-    seen: IdSet,
+    dir: Arc<StoreDir>,
+    /// Where the chunks go: dedup, compression, this writer's packs.
+    packer: Packer,
     /// Leaves of the memory streams written in this session, by root: a later
     /// `put_memory_incremental` on one of them needs neither its nodes nor its durability.
     recent: IdMap<Recent>,
-    /// Packs known to exist on disk (dedup only against chunks whose pack is present).
-    packs_present: HashMap<String, bool>,
-    stats: WriteStats,
-    /// Spare chunk buffers, reused across batches (avoids page-fault churn of fresh
-    /// allocations).
-    pool: Vec<Vec<u8>>,
-    /// Spare compression output buffers, reused likewise.
-    zpool: Vec<Vec<u8>>,
-    /// The previous pack, being sealed (trailer, fsync, rename) by a background thread
-    /// while this writer fills the next one. At most one at a time.
-    sealing: Option<std::thread::JoinHandle<SealResult>>,
-    /// Sealed packs (renamed into place, durable) not indexed yet: indexed together in one
-    /// transaction by `finish` (or when `INDEX_BATCH` chunks accumulate). Until then readers
-    /// find them like any pack of a concurrent writer (`Store::sync_new_packs`), and gc
-    /// treats them like every young pack: by their trailers and file times.
-    unindexed: Vec<SealedPack>,
-    /// Chunks in `unindexed`.
-    unindexed_chunks: usize,
-    /// Direct-I/O staging buffers shared by this writer's packs.
-    staging: StagingPool,
 }
 
 /// A memory stream written in this session: its leaves (one per chunk) and how many node
@@ -77,253 +53,39 @@ struct Recent {
 /// A level-1 node of a memory stream: its offset in the stream, id and length.
 type Level1 = (u64, ChunkId, u64);
 
-/// A sealed pack: its name, size and entries.
-pub(crate) type SealedPack = (String, u64, Vec<PackEntry>);
-
-/// What a background seal returns.
-type SealResult = Result<SealedPack, StoreError>;
-
-/// Sealed chunks a writer keeps unindexed at most (8 GiB of 32 KiB chunks, ~14 MiB of
-/// entries) before it indexes them in one transaction.
-const INDEX_BATCH: usize = 1 << 18;
-
 impl Writer {
-    pub(crate) fn new(store: Store, name: String) -> Writer {
+    /// A writer session named `name` (host-pid-random) on the store directory `dir`.
+    pub(crate) fn new(dir: Arc<StoreDir>, name: String) -> Writer {
         Writer {
-            store,
-            name,
-            pack: None,
-            pack_seq: 0,
-            seen: IdSet::default(),
+            packer: Packer::new(dir.clone(), name),
+            dir,
             recent: IdMap::default(),
-            packs_present: HashMap::new(),
-            stats: WriteStats::default(),
-            pool: Vec::new(),
-            zpool: Vec::new(),
-            sealing: None,
-            unindexed: Vec::new(),
-            unindexed_chunks: 0,
-            staging: StagingPool::default(),
         }
     }
 
     /// This writer's unique name (host-pid-random); its packs are named after it.
     pub fn name(&self) -> &str {
-        &self.name
+        self.packer.name()
     }
 
     /// Statistics so far.
     pub fn stats(&self) -> &WriteStats {
-        &self.stats
+        &self.packer.stats
     }
 
     /// Takes the logical counts (logical, zero and unchanged bytes, chunks) back to what
     /// they were at `mark` (an earlier [`Writer::stats`]), keeping what was newly stored:
     /// for writes that only prepare later ones (pre-copy), whose bytes must not count twice.
     pub fn uncount_logical_since(&mut self, mark: &WriteStats) {
-        self.stats.logical_bytes = mark.logical_bytes;
-        self.stats.zero_bytes = mark.zero_bytes;
-        self.stats.unchanged_bytes = mark.unchanged_bytes;
-        self.stats.chunks = mark.chunks;
-    }
-
-    /// True when the pack is on disk and not condemned (cached: dedup only against chunks whose
-    /// pack exists and is not condemned).
-    fn pack_present(&mut self, pack: &str) -> bool {
-        if let Some(p) = self.packs_present.get(pack) {
-            return *p;
-        }
-        let p = self
-            .store
-            .pack_dir()
-            .join(format!("{pack}{}", crate::pack::PACK_SUFFIX))
-            .exists()
-            // A condemned pack may be deleted by gc: store our own copy (docs/gc.md).
-            && !self.store.is_condemned(pack);
-        self.packs_present.insert(pack.to_string(), p);
-        p
-    }
-
-    /// Store non-zero chunks not already present: dedup (one index transaction per batch),
-    /// compress in parallel, append.
-    fn store_chunks(&mut self, items: Vec<(ChunkId, Vec<u8>)>) -> Result<(), StoreError> {
-        self.store_chunks_asking(items, true)
-    }
-
-    /// [`Writer::store_chunks`]; with `ask_index` false, chunks neither this session nor the
-    /// store handle knows are taken to be new without an index lookup (storing a duplicate
-    /// is harmless: it only costs space until gc).
-    fn store_chunks_asking(
-        &mut self,
-        items: Vec<(ChunkId, Vec<u8>)>,
-        ask_index: bool,
-    ) -> Result<(), StoreError> {
-        let unknown: Vec<ChunkId> = items
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| !self.seen.contains(id))
-            .collect();
-        // Chunks this store handle has seen located (crate::known) are checked through their
-        // pack like index hits; only the rest costs an index lookup.
-        let hinted: Vec<(ChunkId, Option<std::sync::Arc<str>>)> = {
-            let known = self.store.known();
-            unknown
-                .iter()
-                .map(|id| (*id, known.loc(id).map(|l| l.0.clone())))
-                .collect()
-        };
-        let mut ask = Vec::new();
-        for (id, pack) in hinted {
-            match pack {
-                Some(p) if self.pack_present(&p) => {
-                    self.seen.insert(id);
-                }
-                _ => ask.push(id),
-            }
-        }
-        if !ask_index {
-            ask.clear();
-        }
-        let locs = self.store.index().lookup_many(&ask)?;
-        for (id, loc) in ask.iter().zip(locs) {
-            if let Some((pack, e)) = loc {
-                if self.pack_present(&pack) {
-                    self.store.known().add(&pack, &e);
-                    self.seen.insert(*id);
-                }
-            }
-        }
-        let mut fresh = Vec::new();
-        for (id, data) in items {
-            if self.seen.insert(id) {
-                fresh.push((id, data));
-            } else {
-                self.recycle(data);
-            }
-        }
-        let level = self.store.config().zstd_level;
-        let lz4 = self.store.config().compression == crate::config::Compression::Lz4;
-        let outs: Vec<Vec<u8>> = (0..fresh.len())
-            .map(|_| self.zpool.pop().unwrap_or_default())
-            .collect();
-        let encoded: Vec<(ChunkId, Vec<u8>, Vec<u8>, Codec)> = fresh
-            .into_par_iter()
-            .zip(outs)
-            .map(|((id, data), mut out)| {
-                let codec = if lz4 {
-                    if compress_lz4_into(&data, &mut out) {
-                        Codec::Lz4
-                    } else {
-                        Codec::Raw
-                    }
-                } else if compress_into(&data, level, &mut out) {
-                    Codec::Zstd
-                } else {
-                    Codec::Raw
-                };
-                (id, data, out, codec)
-            })
-            .collect();
-        let mut result = Ok(());
-        for (id, raw, out, codec) in encoded {
-            if result.is_ok() {
-                let payload = match codec {
-                    Codec::Zstd | Codec::Lz4 => out.as_slice(),
-                    Codec::Raw => raw.as_slice(),
-                };
-                result = self.append(id, payload, raw.len(), codec);
-            }
-            self.recycle(raw);
-            if self.zpool.len() < 2 * BATCH {
-                self.zpool.push(out);
-            }
-        }
-        result
-    }
-
-    fn recycle(&mut self, buf: Vec<u8>) {
-        if self.pool.len() < 2 * BATCH {
-            self.pool.push(buf);
-        }
-    }
-
-    fn append(
-        &mut self,
-        id: ChunkId,
-        payload: &[u8],
-        raw_len: usize,
-        codec: Codec,
-    ) -> Result<(), StoreError> {
-        if self.pack.is_none() {
-            self.pack_seq += 1;
-            let name = format!("{}-{:05}", self.name, self.pack_seq);
-            self.pack = Some(PackWriter::create_pooled(
-                &self.store.pack_dir(),
-                name,
-                &self.staging,
-            )?);
-        }
-        if let Some(p) = self.pack.as_mut() {
-            p.append(id, payload, raw_len, codec)?;
-            self.stats.new_chunks += 1;
-            self.stats.new_raw_bytes += raw_len as u64;
-            self.stats.new_stored_bytes += payload.len() as u64;
-            if p.size() >= self.store.config().pack_target_size {
-                self.seal_pack()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Seal the current pack in the background: the trailer write, fsync and rename of pack k
-    /// overlap with filling pack k+1. Waits for the previous background seal first, so at
-    /// most one pack is in flight; its chunks are indexed once it is renamed into place.
-    fn seal_pack(&mut self) -> Result<(), StoreError> {
-        self.wait_sealed()?;
-        if let Some(p) = self.pack.take() {
-            if p.len() == 0 {
-                p.discard();
-                return Ok(());
-            }
-            let h = std::thread::Builder::new()
-                .name("cairn-seal".into())
-                .spawn(move || p.seal())
-                .ctx(|| "starting the pack sealing thread".to_string())?;
-            self.sealing = Some(h);
-        }
-        Ok(())
-    }
-
-    /// Wait for the background seal, if any, and index the sealed pack.
-    fn wait_sealed(&mut self) -> Result<(), StoreError> {
-        if let Some(h) = self.sealing.take() {
-            let (name, size, entries) = h.join().map_err(|_| StoreError::Io {
-                context: "sealing a pack".into(),
-                source: std::io::Error::other("the pack sealing thread panicked"),
-            })??;
-            self.stats.packs += 1;
-            self.store.known().add_pack(&name, &entries);
-            self.packs_present.insert(name.clone(), true);
-            self.unindexed_chunks += entries.len();
-            self.unindexed.push((name, size, entries));
-            if self.unindexed_chunks >= INDEX_BATCH {
-                self.index_sealed()?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Index the sealed packs not indexed yet (one transaction).
-    fn index_sealed(&mut self) -> Result<(), StoreError> {
-        self.store.index().add_packs(&self.unindexed)?;
-        self.unindexed.clear();
-        self.unindexed_chunks = 0;
-        Ok(())
+        self.packer.stats.logical_bytes = mark.logical_bytes;
+        self.packer.stats.zero_bytes = mark.zero_bytes;
+        self.packer.stats.unchanged_bytes = mark.unchanged_bytes;
+        self.packer.stats.chunks = mark.chunks;
     }
 
     /// Build the Merkle tree over `leaves` and return the root node id.
     /// With `ask_index` false, nodes unknown to this session and handle are not looked up
-    /// in the index (see [`Writer::store_chunks_asking`]).
+    /// in the index (see [`Packer::store_chunks_asking`]).
     ///
     /// `keep[g]`, for fixed layouts, is the id and length of a previous stream's level-1 node
     /// whose children group `g` repeats exactly (the caller guarantees it): that node is
@@ -348,9 +110,10 @@ impl Writer {
                 };
                 let bytes = node.encode();
                 let id = ChunkId::of(&bytes);
-                self.store.known().add_node(id, std::sync::Arc::new(node));
-                self.stats.chunks += 1;
-                self.store_chunks_asking(vec![(id, bytes)], ask_index)?;
+                self.dir.known().add_node(id, std::sync::Arc::new(node));
+                self.packer.stats.chunks += 1;
+                self.packer
+                    .store_chunks_asking(vec![(id, bytes)], ask_index)?;
                 return Ok((id, level1));
             }
             let fixed = matches!(layout, Layout::Fixed(_)) && level == 1;
@@ -378,18 +141,18 @@ impl Writer {
                         let node = StreamNode { level, entries: g };
                         let bytes = node.encode();
                         let id = ChunkId::of(&bytes);
-                        self.store.known().add_node(id, std::sync::Arc::new(node));
+                        self.dir.known().add_node(id, std::sync::Arc::new(node));
                         to_store.push((id, bytes));
                         id
                     }
                 };
-                self.stats.chunks += 1;
+                self.packer.stats.chunks += 1;
                 if fixed {
                     level1.push((start, id, total));
                 }
                 next.push(NodeEntry { id, len: total });
             }
-            self.store_chunks_asking(to_store, ask_index)?;
+            self.packer.store_chunks_asking(to_store, ask_index)?;
             entries = next;
             level = level.checked_add(1).ok_or_else(|| {
                 StoreError::InvalidArgument("stream too large for the node tree".into())
@@ -418,14 +181,14 @@ impl Writer {
         let mut nonzero = Vec::with_capacity(hashed.len());
         let mut hashed = hashed.into_iter();
         for slot in plan {
-            self.stats.chunks += 1;
+            self.packer.stats.chunks += 1;
             match slot {
                 Some(e) => {
-                    self.stats.logical_bytes += e.len;
+                    self.packer.stats.logical_bytes += e.len;
                     if e.id.is_zero() {
-                        self.stats.zero_bytes += e.len;
+                        self.packer.stats.zero_bytes += e.len;
                     } else {
-                        self.stats.unchanged_bytes += e.len;
+                        self.packer.stats.unchanged_bytes += e.len;
                     }
                     leaves.push(e);
                 }
@@ -436,24 +199,24 @@ impl Writer {
                         ));
                     };
                     let len = data.len() as u64;
-                    self.stats.logical_bytes += len;
+                    self.packer.stats.logical_bytes += len;
                     leaves.push(NodeEntry { id, len });
                     if id.is_zero() {
-                        self.stats.zero_bytes += len;
-                        self.recycle(data);
+                        self.packer.stats.zero_bytes += len;
+                        self.packer.recycle(data);
                     } else {
                         nonzero.push((id, data));
                     }
                 }
             }
         }
-        self.store_chunks(nonzero)
+        self.packer.store_chunks(nonzero)
     }
 
     /// A memory region of `len` bytes (fixed-size chunks of the store's memory chunk size).
     /// `source` fills `buf` with the bytes at `offset`; it is called from several threads at
     /// once. All-zero chunks are detected and never stored.
-    pub fn put_memory(&mut self, len: u64, source: &MemorySource) -> Result<StreamRef, StoreError> {
+    pub fn put_memory(&mut self, len: u64, source: &ReadAtFn) -> Result<StreamRef, StoreError> {
         self.put_memory_planned(len, None, None, true, source)
     }
 
@@ -469,7 +232,7 @@ impl Writer {
         len: u64,
         prev: &StreamRef,
         changed: &[(u64, u64)],
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
         if prev.kind != StreamKind::Memory {
             return Err(StoreError::InvalidArgument(
@@ -480,7 +243,7 @@ impl Writer {
         // since): the stream is `prev` itself, counted as if it had been rebuilt.
         let untouched = prev.len == len && changed.iter().all(|&(o, l)| l == 0 || o >= len);
         if let Some(r) = self.recent.get(&prev.root).filter(|_| untouched) {
-            let s = &mut self.stats;
+            let s = &mut self.packer.stats;
             for e in r.leaves.iter() {
                 s.chunks += 1;
                 s.logical_bytes += e.len;
@@ -493,7 +256,7 @@ impl Writer {
             s.chunks += r.node_chunks;
             return Ok(prev.clone());
         }
-        let cs = u64::from(self.store.config().memory_chunk_size);
+        let cs = u64::from(self.dir.config().memory_chunk_size);
         let n = len.div_ceil(cs) as usize;
         let mut reuse: Vec<Option<NodeEntry>> = vec![None; n];
         let mut off = 0u64;
@@ -548,9 +311,9 @@ impl Writer {
         &mut self,
         len: u64,
         present: &[(u64, u64)],
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
-        let cs = u64::from(self.store.config().memory_chunk_size);
+        let cs = u64::from(self.dir.config().memory_chunk_size);
         let n = len.div_ceil(cs) as usize;
         let mut plan: Vec<Option<NodeEntry>> = (0..n as u64)
             .map(|k| {
@@ -582,7 +345,7 @@ impl Writer {
             return Ok((r.leaves.as_ref().clone(), r.level1.as_ref().clone()));
         }
         struct Walk<'a> {
-            store: &'a Store,
+            dir: &'a StoreDir,
             out: Vec<NodeEntry>,
             level1: Vec<Level1>,
             off: u64,
@@ -593,7 +356,7 @@ impl Writer {
             level: Option<u8>,
             len: u64,
         ) -> Result<(), StoreError> {
-            let node = w.store.read_node(id)?;
+            let node = w.dir.read_node(id)?;
             if level.is_some_and(|l| l != node.level) || node.total_len() != len {
                 return Err(StoreError::Corrupt(format!(
                     "stream node {id} does not match its parent"
@@ -614,7 +377,7 @@ impl Writer {
             Ok(())
         }
         let mut w = Walk {
-            store: &self.store,
+            dir: &self.dir,
             out: Vec::new(),
             level1: Vec::new(),
             off: 0,
@@ -631,9 +394,9 @@ impl Writer {
         reuse: Option<Vec<Option<NodeEntry>>>,
         prev_level1: Option<Vec<Level1>>,
         ask_index_for_nodes: bool,
-        source: &MemorySource,
+        source: &ReadAtFn,
     ) -> Result<StreamRef, StoreError> {
-        let cs = u64::from(self.store.config().memory_chunk_size);
+        let cs = u64::from(self.dir.config().memory_chunk_size);
         let n = len.div_ceil(cs);
         let mut leaves = Vec::with_capacity(n as usize);
         // Batches are pipelined: while batch k is deduplicated, compressed and written,
@@ -659,7 +422,7 @@ impl Writer {
                 let bufs: Vec<(u64, Vec<u8>)> = (i..end)
                     .zip(plan.iter())
                     .filter(|(_, p)| p.is_none())
-                    .map(|(k, _)| (k, self.pool.pop().unwrap_or_default()))
+                    .map(|(k, _)| (k, self.packer.take_buf()))
                     .collect();
                 i = end;
                 Some((plan, bufs))
@@ -699,7 +462,7 @@ impl Writer {
                 }
             }
         }
-        let fanout = (self.store.config().memory_fanout as usize).max(2);
+        let fanout = (self.dir.config().memory_fanout as usize).max(2);
         // Groups (of `fanout` chunks, the level-1 nodes of a fixed layout) whose every chunk
         // was reused from the previous stream repeat its node at the same offset, if it had
         // one of the same length there.
@@ -721,14 +484,14 @@ impl Writer {
             _ => None,
         };
         let kept = Arc::new(leaves.clone());
-        let before = self.stats.chunks;
+        let before = self.packer.stats.chunks;
         let (root, level1) = self.build_nodes(
             leaves,
             Layout::Fixed(fanout),
             ask_index_for_nodes,
             keep.as_deref(),
         )?;
-        let node_chunks = self.stats.chunks - before;
+        let node_chunks = self.packer.stats.chunks - before;
         self.recent.insert(
             root,
             Recent {
@@ -746,7 +509,7 @@ impl Writer {
 
     /// A byte stream (file contents): content-defined chunking (fastcdc).
     pub fn put_bytes(&mut self, r: &mut dyn std::io::Read) -> Result<StreamRef, StoreError> {
-        let cfg = self.store.config().clone();
+        let cfg = self.dir.config().clone();
         let cdc = fastcdc::v2020::StreamCDC::new(
             r,
             cfg.cdc_min_size as usize,
@@ -810,8 +573,8 @@ impl Writer {
         }
         let bytes = encode_tree(&entries);
         let id = ChunkId::of(&bytes);
-        self.stats.chunks += 1;
-        self.store_chunks(vec![(id, bytes)])?;
+        self.packer.stats.chunks += 1;
+        self.packer.store_chunks(vec![(id, bytes)])?;
         Ok(StreamRef {
             kind: StreamKind::Tree,
             len: entries.len() as u64,
@@ -820,11 +583,8 @@ impl Writer {
     }
 
     /// Flush, fsync and rename this writer's packs; after this the refs are durable.
-    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
-        self.seal_pack()?;
-        self.wait_sealed()?;
-        self.index_sealed()?;
-        Ok(std::mem::take(&mut self.stats))
+    pub fn finish(self) -> Result<WriteStats, StoreError> {
+        self.packer.finish()
     }
 
     /// Like [`Writer::finish`] (the refs are durable when it returns), but the index rows of
@@ -832,63 +592,8 @@ impl Writer {
     /// The index is a cache: the packs' chunks are readable and committable without their
     /// rows (readers that miss a chunk index unindexed packs from their trailers; this store
     /// handle remembers where they are).
-    pub fn finish_deferred(mut self) -> Result<(WriteStats, PendingIndex), StoreError> {
-        self.seal_pack()?;
-        self.wait_sealed()?;
-        let pending = PendingIndex {
-            store: self.store.clone(),
-            packs: std::mem::take(&mut self.unindexed),
-        };
-        self.unindexed_chunks = 0;
-        Ok((std::mem::take(&mut self.stats), pending))
-    }
-}
-
-/// Index rows of packs a writer sealed without indexing them ([`Writer::finish_deferred`]).
-/// Dropping it loses nothing but speed: the packs are durable, and readers index packs missing
-/// from the index from their trailers when they need them.
-#[must_use = "the rows are only written by apply()"]
-pub struct PendingIndex {
-    store: Store,
-    packs: Vec<SealedPack>,
-}
-
-impl PendingIndex {
-    /// Number of packs waiting to be indexed.
-    pub fn packs(&self) -> usize {
-        self.packs.len()
-    }
-
-    /// Writes the rows of all the packs in one index transaction, through a connection of its
-    /// own (the store handle stays usable meanwhile, e.g. from another thread).
-    pub fn apply(self) -> Result<(), StoreError> {
-        if self.packs.is_empty() {
-            return Ok(());
-        }
-        let mut index = Index::open(self.store.path(), &self.store.config().store_id)?;
-        index.add_packs(&self.packs)
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        // An abandoned writer removes its unfinished pack; sealed packs stay (harmless, and
-        // possibly shared by dedup with other writers).
-        if let Some(p) = self.pack.take() {
-            p.discard();
-        }
-        // A pack being sealed is finished (sealed packs are harmless).
-        if let Some(h) = self.sealing.take() {
-            if let Ok(Ok(sealed)) = h.join() {
-                self.unindexed.push(sealed);
-            }
-        }
-        // Index the sealed packs (best effort: readers also index packs they find unindexed
-        // when they miss a chunk, but that needs a writable index — not a given after a
-        // writer failed on a full disk, now that its own temporary pack is gone).
-        if !self.unindexed.is_empty() {
-            let _ = self.store.index().add_packs(&self.unindexed);
-        }
+    pub fn finish_deferred(self) -> Result<(WriteStats, PendingIndex), StoreError> {
+        self.packer.finish_deferred()
     }
 }
 

@@ -1,11 +1,11 @@
 //! Per-core speed of the store's building blocks on the synthetic data sets, measured in
 //! thread CPU time (so other load on the machine does not distort it much):
-//! `cargo run --release -p cairn-store --example store_components [MiB] [chunk KiB]`.
-//! docs/performance.md uses it to explain the `cairn bench store` numbers.
+//! `cargo run --release -p cairn-bench --example store_components [MiB] [chunk KiB]`.
+//! docs/performance.md uses it to explain the `cairn-bench store` numbers.
 
 use std::hint::black_box;
 
-use cairn_store::synth::{fill, SynthKind};
+use cairn_bench::synth::{fill, SynthKind};
 
 /// CPU time of the calling thread, seconds.
 fn thread_cpu() -> f64 {

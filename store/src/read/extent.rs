@@ -9,7 +9,7 @@
 //!
 //! Every chunk is verified against its id as before. A chunk that fails in its extent (bad
 //! hash, short read, unreadable pack) is read again on its own through
-//! [`Store::read_loc_into`], which follows chunks moved by gc and reports real damage exactly
+//! [`StoreDir::read_loc_into`], which follows chunks moved by gc and reports real damage exactly
 //! as a chunk-by-chunk read would.
 
 use std::collections::HashMap;
@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use crate::dir::StoreDir;
 use crate::error::StoreError;
 use crate::index::ChunkLoc;
 use crate::pack::{check_hash, decode_to, Codec, PackEntry};
-use crate::store::Store;
 
 /// Largest extent read at once (unless one chunk is larger by itself).
 const EXTENT_MAX: u64 = 4 << 20;
@@ -68,6 +68,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
+    /// The counts so far.
     pub(crate) fn snapshot(&self) -> ReadStats {
         ReadStats {
             chunks: self.chunks.load(Ordering::Relaxed),
@@ -101,16 +102,16 @@ pub(crate) struct PackHandles {
 impl PackHandles {
     fn get(
         &self,
-        store: &Store,
+        dir: &StoreDir,
         pack: &str,
         try_direct: bool,
     ) -> Result<Arc<PackFiles>, StoreError> {
         if let Some(p) = self.lock().get(pack) {
             return Ok(p.clone());
         }
-        let buffered = store.pack_file(pack)?;
+        let buffered = dir.pack_file(pack)?;
         let direct = if try_direct {
-            open_direct(&store.pack_path(pack))
+            open_direct(&dir.pack_path(pack))
         } else {
             None
         };
@@ -226,7 +227,7 @@ pub(crate) type Sink<'a> = dyn Fn(u64, &[u8]) -> Result<(), StoreError> + Sync +
 
 /// Everything one call of [`read_chunks`] shares between its threads.
 pub(crate) struct Ctx<'a> {
-    pub store: &'a Store,
+    pub dir: &'a StoreDir,
     pub handles: &'a PackHandles,
     pub counters: &'a Counters,
     /// Whether `O_DIRECT` may be tried at all (`CAIRN_PACK_DIRECT=0` turns it off).
@@ -356,7 +357,7 @@ fn consume(
             None => {
                 Counters::add(&ctx.counters.chunks_reread, 1);
                 let mut d = vec![0u8; it.len];
-                ctx.store.read_loc_into(&it.loc, &mut d)?;
+                ctx.dir.read_loc_into(&it.loc, &mut d)?;
                 sink(it.off, &d)?;
             }
         }
@@ -395,7 +396,7 @@ fn decode<'b>(
 /// Reads the extent of `job` into `buf`.
 fn read_extent(ctx: &Ctx<'_>, job: &Job, mut buf: Buf) -> Result<Filled, StoreError> {
     let (x, pack) = (&job.x, &job.items[0].loc.0);
-    let files = ctx.handles.get(ctx.store, pack, ctx.try_direct)?;
+    let files = ctx.handles.get(ctx.dir, pack, ctx.try_direct)?;
     let len = (x.end - x.start) as usize;
     let io = |e: std::io::Error| StoreError::Io {
         context: format!("reading pack {pack} at {}", x.start),
@@ -577,60 +578,6 @@ mod tests {
             ext.iter().map(|x| x.last - x.first).sum::<usize>(),
             items.len()
         );
-    }
-
-    /// Without O_DIRECT descriptors (what a file system that refuses O_DIRECT gives) the
-    /// extents of packs that are not cached are read through the page cache, same bytes.
-    #[test]
-    fn without_direct_descriptors_extents_are_read_buffered() {
-        use crate::config::InitOptions;
-        use crate::generation::GenerationInfo;
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let opts = InitOptions {
-            pack_target_size: 1 << 20,
-            ..Default::default()
-        };
-        let store = Store::init(&dir.path().join("s"), opts).unwrap();
-        let mut data = vec![0u8; 4 << 20];
-        crate::synth::fill(&mut data, crate::synth::SynthKind::Random, 0x1234_5678);
-        let mut w = store.writer().unwrap();
-        let m = w
-            .put_memory(data.len() as u64, &|off, buf: &mut [u8]| {
-                buf.copy_from_slice(&data[off as usize..off as usize + buf.len()]);
-                Ok(())
-            })
-            .unwrap();
-        let root = w.put_tree(vec![("m".into(), m.clone())]).unwrap();
-        let stats = w.finish().unwrap();
-        let info = GenerationInfo {
-            kind: "t".into(),
-            stats,
-            ..Default::default()
-        };
-        let g = store.commit("j", &root, info).unwrap();
-        // Direct first: the buffered reads leave the packs cached, and cached extents are read
-        // through the cache.
-        for direct in [true, false] {
-            let r = store.reader(g).unwrap();
-            r.try_direct.store(direct, Ordering::Relaxed);
-            let out = Mutex::new(vec![0u8; data.len()]);
-            r.for_each_chunk(&m, &|off, d| {
-                let d = d.expect("no zero chunk");
-                out.lock().unwrap()[off as usize..off as usize + d.len()].copy_from_slice(d);
-                Ok(())
-            })
-            .unwrap();
-            assert!(out.into_inner().unwrap() == data);
-            let s = r.read_stats();
-            assert_eq!(s.chunks, 128);
-            if direct {
-                // The uncached packs of the disk store are read directly.
-                assert!(s.direct_extents > 0, "{s:?}");
-            } else {
-                assert_eq!(s.direct_extents, 0, "{s:?}");
-                assert!(s.buffered_extents >= 4 && s.buffered_extents < 16, "{s:?}");
-            }
-        }
     }
 
     /// ramfs refuses `O_DIRECT` at open: the reader then has no direct descriptor and reads

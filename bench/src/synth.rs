@@ -1,4 +1,5 @@
-//! Synthetic memory images for benchmarks (`cairn bench store`, criterion benches) and tests.
+//! Synthetic memory images for benchmarks (`cairn-bench store`, criterion benches) and the
+//! store's tests.
 
 use rayon::prelude::*;
 
