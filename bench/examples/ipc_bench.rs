@@ -3,7 +3,7 @@
 //! incompressible memory; prints checkpoint and restore times and the bytes captured (in-memory
 //! image store: no disk, no compression), then checks the program's checksum of the memory.
 //!
-//! `cargo run --release -p cairn-restore --example ipc_bench -- [MiB ...]` (default 256).
+//! `cargo run --release -p cairn-bench --example ipc_bench -- [MiB ...]` (default 256).
 
 use cairn_image::MemoryImageStore;
 use cairn_sys::{ExitStatus, Sandbox};

@@ -3,7 +3,7 @@
 //! time the program is frozen, the checkpoint time, the bytes captured, and the restore time
 //! until the program runs again; then checks the program's own checksum of its memory.
 //!
-//! `cargo run --release -p cairn-restore --example cycle_bench -- [MiB ...]` (default 1024).
+//! `cargo run --release -p cairn-bench --example cycle_bench -- [MiB ...]` (default 1024).
 
 use cairn_image::MemoryImageStore;
 use cairn_sys::{ExitStatus, Sandbox};
