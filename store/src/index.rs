@@ -217,8 +217,7 @@ impl Index {
     /// order (existing chunks keep their first location; among the given packs the earlier
     /// one wins). A writer indexes its packs this way at the end: one transaction per pack
     /// inserting random ids dirtied (and journalled and fsynced) most of the chunk table's
-    /// pages each time, which grew quadratically with the checkpoint's size
-    /// (docs/performance.md, session 3).
+    /// pages each time, which grew quadratically with the checkpoint's size.
     pub fn add_packs(&mut self, packs: &[(String, u64, Vec<PackEntry>)]) -> Result<(), StoreError> {
         let refs: Vec<(&str, u64, &[PackEntry])> = packs
             .iter()

@@ -248,7 +248,7 @@ fn handles_are_send_and_sync() {
     send_sync::<StreamRef>();
 }
 
-/// The defaults of stores created before the chunk-size decision of session 2 (64 KiB chunks,
+/// The defaults of stores created before the chunk-size decision (64 KiB chunks,
 /// 256 children per memory node). Such stores must stay readable and writable: the chunking
 /// settings are read from each store's config.json, never from the current defaults.
 fn old_default_options() -> InitOptions {

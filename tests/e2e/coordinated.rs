@@ -1,4 +1,4 @@
-//! End-to-end tests of `cairn launch`/`cairn restart` under a coordinator (issue 5): the DMTCP
+//! End-to-end tests of `cairn launch`/`cairn restart` under a coordinator: the DMTCP
 //! seed workflow, two programs checkpointed and restarted as one computation, and an agent
 //! killed in the middle of a checkpoint. Outputs are compared byte for byte with native runs.
 

@@ -1,4 +1,4 @@
-//! Differential end-to-end tests (issue 3, "Proof"): every program runs natively to
+//! Differential end-to-end tests: every program runs natively to
 //! completion, then under `cairn launch`, is checkpointed at random moments, killed with
 //! SIGKILL together with its agent, and restarted with `cairn restart`, three times in a row;
 //! its final stdout and files must be byte-identical to the native run's.
@@ -142,7 +142,7 @@ fn system_v_shared_memory_between_processes() {
     differential(&prog, "sysvshm", &Cycles::default());
 }
 
-/// Process and thread state of issue 3 ("What must be captured and restored"), checked by the
+/// Process and thread state that must be captured and restored, checked by the
 /// program itself at every step against what it set up (tests/programs/procstate.c): PID, TIDs
 /// and parent; cwd, umask, name; all rlimits (the stack limit raised, then the main stack grown
 /// 24 MiB past what was used at the checkpoints); every signal disposition (handlers, SIG_IGN,

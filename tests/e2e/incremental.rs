@@ -1,4 +1,4 @@
-//! Incremental checkpoints (issue 7): dirty-page tracking with userfaultfd write-protect and
+//! Incremental checkpoints: dirty-page tracking with userfaultfd write-protect and
 //! PAGEMAP_SCAN. A program rewrites part of a large buffer (and maps, grows, moves and unmaps a
 //! side mapping, and drops pages with MADV_DONTNEED) between checkpoints; every generation
 //! must restart to the native run's results, the userfaultfd must never be one of the

@@ -1,4 +1,4 @@
-//! End-to-end tests with a real Slurm (issue 8): the sbatch scripts of docs/slurm/ run a
+//! End-to-end tests with a real Slurm: the sbatch scripts of docs/slurm/ run a
 //! program that needs several wall-time periods; each period ends with SIGUSR1 from Slurm, a
 //! checkpoint and a requeue, and the job's output must equal a native run byte for byte. A
 //! second test kills the job with SIGKILL without warning (a "node failure") and checks that

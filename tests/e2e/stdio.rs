@@ -1,4 +1,4 @@
-//! End-to-end proof (issue 3), through the real `cairn launch` / `cairn restart` CLI, that the
+//! End-to-end proof, through the real `cairn launch` / `cairn restart` CLI, that the
 //! stdin, stdout and stderr of a restarted program are the `cairn restart` command's own when
 //! they were pipes or a terminal, and that a program checkpointed while blocked in read(2) on
 //! them resumes that read after restart: no EINTR, no SIGTTIN/SIGTTOU stop, no EIO.

@@ -48,7 +48,7 @@ impl Staging {
 /// Spare staging buffers shared by the packs of one writer (and their sealing threads), so
 /// that each new pack does not allocate fresh buffers: 12 MiB of newly mapped memory per
 /// 32 MiB pack cost a page fault, a page clear and, on this VM, a hypervisor first touch per
-/// 4 KiB page (docs/performance.md, session 3). Dropped with the last pack and the writer.
+/// 4 KiB page. Dropped with the last pack and the writer.
 #[derive(Clone, Default)]
 pub(crate) struct StagingPool(pub(crate) std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
 
