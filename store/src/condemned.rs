@@ -96,7 +96,7 @@ impl StoreDir {
             return Ok(false);
         }
         let d = self.condemned_dir();
-        match std::fs::create_dir(&d) {
+        match crate::fsutil::create_private_dir(&d) {
             Ok(()) => fsync_dir(self.path())?,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).ctx(|| format!("creating {}", d.display())),
@@ -112,9 +112,7 @@ impl StoreDir {
         // No fsync per marker: a marker lost in a crash only means the pack is not condemned;
         // the directory is synced once for the whole batch.
         {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
+            let mut f = crate::fsutil::new_file_options()
                 .open(&tmp)
                 .ctx(|| format!("creating {}", tmp.display()))?;
             std::io::Write::write_all(&mut f, &text)

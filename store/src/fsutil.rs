@@ -6,6 +6,28 @@ use std::path::Path;
 
 use crate::error::{IoContext, StoreError};
 
+/// Mode of every file of a store: its owner's alone, whatever the umask.
+pub(crate) const FILE_MODE: u32 = 0o600;
+
+/// Mode of every directory of a store.
+pub(crate) const DIR_MODE: u32 = 0o700;
+
+/// Options that create a new file of the store (O_EXCL, mode [`FILE_MODE`]).
+pub(crate) fn new_file_options() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true).mode(FILE_MODE);
+    o
+}
+
+/// Creates directory `p` with mode [`DIR_MODE`] whatever the umask; an existing directory is
+/// an error of kind `AlreadyExists`.
+pub(crate) fn create_private_dir(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().mode(DIR_MODE).create(p)?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(DIR_MODE))
+}
+
 /// fsync a directory so that renames and links inside it are durable.
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     let f = File::open(dir).ctx(|| format!("opening {}", dir.display()))?;
@@ -14,9 +36,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Create `path` with O_EXCL, write `data`, fsync. Never overwrites.
 pub(crate) fn write_new_durable(path: &Path, data: &[u8]) -> Result<(), StoreError> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
+    let mut f = new_file_options()
         .open(path)
         .ctx(|| format!("creating {}", path.display()))?;
     f.write_all(data)

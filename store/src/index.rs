@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use crate::error::StoreError;
+use crate::error::{IoContext, StoreError};
 use crate::generation::Generation;
 use crate::id::ChunkId;
 use crate::pack::{Codec, PackEntry};
@@ -80,8 +80,11 @@ impl Index {
         Index::create_at(&dir.join(INDEX_FILE), store_id)
     }
 
-    /// Create a new index database at `p`.
+    /// Create a new index database at `p` (mode 0600, so its journal files are private too).
     pub fn create_at(p: &Path, store_id: &str) -> Result<Index, StoreError> {
+        crate::fsutil::new_file_options()
+            .open(p)
+            .ctx(|| format!("creating {}", p.display()))?;
         let conn = Connection::open_with_flags(
             p,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,

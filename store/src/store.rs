@@ -8,7 +8,10 @@ use crate::check::{CheckLevel, Reach};
 use crate::config::{InitOptions, StoreConfig, CONFIG_FILE};
 use crate::dir::{StoreDir, PACK_DIR};
 use crate::error::{IoContext, StoreError};
-use crate::fsutil::{fault_point, fsync_dir, now_ms, unique_writer_name, write_new_durable};
+use crate::fsutil::{
+    create_private_dir, fault_point, fsync_dir, now_ms, unique_writer_name, write_new_durable,
+    DIR_MODE,
+};
 use crate::generation::{
     check_job_name, encode_manifest, list_ids, manifest_path, read_manifest, Generation,
     GenerationId, GenerationInfo, ScannedGeneration, Skipped, GEN_DIR,
@@ -51,37 +54,83 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Create a new store in `path`, which must not exist or be an empty directory.
+    /// Create a new store in `path`, which must not exist or be an empty directory. The store
+    /// is built beside its final place and moved there with one rename, so it appears whole
+    /// or not at all; when another process creates it first, this fails with
+    /// [`StoreError::AlreadyExists`] and leaves nothing behind. Its directories are private to
+    /// the owner (0700) and so are its files (0600), whatever the umask.
     pub fn init(path: &Path, opts: InitOptions) -> Result<Store, StoreError> {
         let config = StoreConfig::new(&opts)?;
-        match std::fs::read_dir(path) {
-            Ok(mut rd) => {
-                if rd.next().is_some() {
-                    return Err(StoreError::AlreadyExists(path.to_path_buf()));
+        if !dir_is_empty_or_missing(path)? {
+            return Err(StoreError::AlreadyExists(path.to_path_buf()));
+        }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+        let name = path
+            .file_name()
+            .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
+        let staging = parent.join(format!(".{name}.{TMP_PREFIX}init-{}", unique_writer_name()));
+        let built = build_store(&staging, &config).and_then(|()| {
+            std::fs::rename(&staging, path)
+                .ctx(|| format!("moving the new store to {}", path.display()))
+        });
+        match built {
+            Ok(()) => {
+                fsync_dir(parent)?;
+                Store::open(path)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                match &e {
+                    StoreError::Io { source, .. }
+                        if matches!(
+                            source.raw_os_error(),
+                            Some(libc::ENOTEMPTY) | Some(libc::EEXIST)
+                        ) =>
+                    {
+                        Err(StoreError::AlreadyExists(path.to_path_buf()))
+                    }
+                    // An empty directory that cannot be replaced (a mount point, a directory
+                    // in a parent this user cannot write): build the store in it, config.json
+                    // last, so a half-made directory is still not a store.
+                    StoreError::Io { source, .. }
+                        if matches!(
+                            source.raw_os_error(),
+                            Some(libc::EXDEV)
+                                | Some(libc::EBUSY)
+                                | Some(libc::EACCES)
+                                | Some(libc::EPERM)
+                        ) && path.is_dir() =>
+                    {
+                        build_store(path, &config)?;
+                        Store::open(path)
+                    }
+                    _ => Err(e),
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(path).ctx(|| format!("creating {}", path.display()))?
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-                return Err(StoreError::AlreadyExists(path.to_path_buf()))
-            }
-            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
         }
-        for d in [PACK_DIR, GEN_DIR] {
-            let p = path.join(d);
-            std::fs::create_dir(&p).ctx(|| format!("creating {}", p.display()))?;
+    }
+
+    /// Open the store at `path`, creating it first when the directory does not exist yet or
+    /// is empty. Any number of processes may do this at once (a job array's first minute):
+    /// one creates the store, every other one opens it.
+    pub fn open_or_init(path: &Path, opts: InitOptions) -> Result<Store, StoreError> {
+        loop {
+            match Store::open(path) {
+                Err(StoreError::NotAStore(_) | StoreError::NoSuchStore(_))
+                    if dir_is_empty_or_missing(path)? =>
+                {
+                    match Store::init(path, opts.clone()) {
+                        Err(StoreError::AlreadyExists(_)) => continue,
+                        other => return other,
+                    }
+                }
+                other => return other,
+            }
         }
-        drop(Index::create(path, &config.store_id)?);
-        let text = serde_json::to_string_pretty(&config)
-            .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
-        // config.json appears last and atomically: a half-initialised directory is not a store.
-        let tmp = path.join(format!("{TMP_PREFIX}{CONFIG_FILE}"));
-        write_new_durable(&tmp, format!("{text}\n").as_bytes())?;
-        let fin = path.join(CONFIG_FILE);
-        std::fs::rename(&tmp, &fin).ctx(|| format!("renaming to {}", fin.display()))?;
-        fsync_dir(path)?;
-        Store::open(path)
     }
 
     /// Open an existing store.
@@ -373,4 +422,40 @@ impl Store {
         removed.sort();
         Ok(removed)
     }
+}
+
+/// True when `path` does not exist or is an empty directory.
+fn dir_is_empty_or_missing(path: &Path) -> Result<bool, StoreError> {
+    match std::fs::read_dir(path) {
+        Ok(mut rd) => Ok(rd.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
+        Err(e) => Err(e).ctx(|| format!("reading {}", path.display())),
+    }
+}
+
+/// Lay out a new store in `dir` (created here, or empty): its folders, the index, then
+/// `config.json`, which appears last and atomically.
+fn build_store(dir: &Path, config: &StoreConfig) -> Result<(), StoreError> {
+    match create_private_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DIR_MODE))
+                .ctx(|| format!("making {} private", dir.display()))?;
+        }
+        Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+    }
+    for d in [PACK_DIR, GEN_DIR] {
+        let p = dir.join(d);
+        create_private_dir(&p).ctx(|| format!("creating {}", p.display()))?;
+    }
+    drop(Index::create(dir, &config.store_id)?);
+    let text = serde_json::to_string_pretty(config)
+        .map_err(|e| StoreError::InvalidArgument(e.to_string()))?;
+    let tmp = dir.join(format!("{TMP_PREFIX}{CONFIG_FILE}"));
+    write_new_durable(&tmp, format!("{text}\n").as_bytes())?;
+    let fin = dir.join(CONFIG_FILE);
+    std::fs::rename(&tmp, &fin).ctx(|| format!("renaming to {}", fin.display()))?;
+    fsync_dir(dir)
 }

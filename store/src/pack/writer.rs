@@ -47,9 +47,7 @@ impl PackWriter {
         pool: StagingPool,
     ) -> Result<PackWriter, StoreError> {
         let tmp_path = dir.join(format!("{TMP_PREFIX}{name}{PACK_SUFFIX}"));
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
+        let f = crate::fsutil::new_file_options()
             .open(&tmp_path)
             .ctx(|| format!("creating pack {}", tmp_path.display()))?;
         let mut out = f;
