@@ -6,24 +6,29 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::cell::RefCell;
+
 use anyhow::Context as _;
-use cairn_coordinator::agent::generation::{agent_base, hostname, read_image, read_meta};
-use cairn_coordinator::agent::progress::Progress;
-use cairn_coordinator::agent::sandbox_job::SandboxJob;
-use cairn_coordinator::agent::store_io::StoreSource;
-use cairn_coordinator::agent::{Agent, AgentOptions, AgentReport, StopPolicy};
+use cairn_coordinator::agent_side::run_coordinated;
 use cairn_coordinator::client::{
     connect_or_spawn, AgentConnection, CommandClient, CoordinatorAddress,
 };
 use cairn_coordinator::protocol::{Registration, Request, Response};
+use cairn_engine::agent::sandbox_job::SandboxJob;
+use cairn_engine::agent::{Agent, AgentOptions, AgentReport, StopPolicy};
+use cairn_engine::layout::hostname;
+use cairn_engine::recovery::{
+    AgentChoice, Announce, Memory, Ran, Recovery, RecoveryError, Restored,
+};
+use cairn_engine::solo::announce_running;
 use cairn_store::{Generation, Store};
 use nix::sys::signal::SigSet;
 
-use super::agent_common::{
-    agent_err, check_job_name, choose_generation, finish, open_or_init_store, open_store,
-};
 use super::common::StoreOpt;
 use super::coord_opts::{default_agent_id, CoordOpts};
+use super::job_common::{
+    agent_err, check_job_name, finish, open_or_init_store, open_store, recovery_err,
+};
 use crate::exit::usage;
 
 /// What launch and restart share in coordinated mode.
@@ -127,6 +132,20 @@ impl Coordinated<'_> {
     }
 }
 
+/// The options of a coordinated agent.
+fn agent_options(c: &Coordinated<'_>, store: Store, agent_id: String) -> AgentOptions {
+    AgentOptions {
+        store,
+        job: c.job.to_string(),
+        agent_id,
+        interval: None,
+        stop: StopPolicy::Forward,
+        verbose: true,
+        // Generations are committed by the coordinator; retention is not an agent's business.
+        retention: None,
+    }
+}
+
 /// Runs the agent loop of a registered agent and returns the exit code.
 fn run(
     c: &Coordinated<'_>,
@@ -137,23 +156,10 @@ fn run(
     conn: AgentConnection,
     addr: CoordinatorAddress,
 ) -> anyhow::Result<i32> {
-    let opts = AgentOptions {
-        store,
-        job: c.job.to_string(),
-        agent_id,
-        interval: None,
-        stop: StopPolicy::Forward,
-        verbose: true,
-        // Generations are committed by the coordinator; retention is not an agent's business.
-        retention: None,
-    };
+    let opts = agent_options(c, store, agent_id);
     let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
-    eprintln!(
-        "cairn: job {} running (agent pid {})",
-        c.job,
-        std::process::id()
-    );
-    let report: AgentReport = agent.run_coordinated(conn, addr).map_err(agent_err)?;
+    announce_running(c.job);
+    let report: AgentReport = run_coordinated(agent, conn, addr).map_err(agent_err)?;
     Ok(finish(&report, c.store.json))
 }
 
@@ -177,46 +183,85 @@ pub fn launch(
     run(c, store, agent_id, process, None, conn, addr)
 }
 
+/// An error of the coordinated restart: the engine's recovery, or the coordinator's side.
+enum Failure {
+    Recovery(RecoveryError),
+    Coordinator(anyhow::Error),
+}
+
+impl From<RecoveryError> for Failure {
+    fn from(e: RecoveryError) -> Self {
+        Failure::Recovery(e)
+    }
+}
+
+impl Failure {
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            Failure::Recovery(e) => recovery_err(e),
+            Failure::Coordinator(e) => e,
+        }
+    }
+}
+
 /// `cairn restart` under a coordinator: restarts agent `--agent-id` of the generation, or
 /// every agent of it (one `cairn restart --agent-id ID` process each when there are several).
+/// The generation is chosen by the engine's one recovery path (newest sound one, falling
+/// back to older ones); memory is restored eagerly. The agent registers before its program
+/// is rebuilt, so a refused registration starts nothing.
 pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i32> {
     c.check()?;
     let addr = c.connect()?;
     let dir = c.store_dir(&addr)?;
     let store = open_store(&dir)?;
-    let g = choose_generation(&store, c.job, generation)?;
-    let agents = {
-        let reader = store.reader(g.id)?;
-        read_meta(&reader).map_err(agent_err)?.agents
+    let recovery = Recovery {
+        store: &store,
+        job: c.job,
+        generation,
+        memory: Memory::Eager,
+        agent: match &c.coord.agent_id {
+            Some(id) => AgentChoice::Named(id.clone()),
+            None => AgentChoice::OnlyOrEach,
+        },
+        announce: Announce::RestartingAgent,
     };
-    let agent_id = match (&c.coord.agent_id, agents.as_slice()) {
-        (Some(id), _) if agents.contains(id) => id.clone(),
-        (Some(id), _) => {
-            return Err(usage(format!(
-                "generation {} has no agent {id:?} (it has: {})",
-                g.id.0,
-                agents.join(", ")
-            )))
+    let registered: RefCell<Option<(String, AgentConnection)>> = RefCell::new(None);
+    let mut register = |_: &Generation, agent_id: &str| -> Result<(), Failure> {
+        let mut slot = registered.borrow_mut();
+        match slot.as_ref() {
+            None => {
+                let conn = c
+                    .register(&addr, &dir, agent_id)
+                    .map_err(Failure::Coordinator)?;
+                *slot = Some((agent_id.to_string(), conn));
+                Ok(())
+            }
+            Some((id, _)) if id == agent_id => Ok(()),
+            Some((id, _)) => Err(Failure::Coordinator(usage(format!(
+                "agent {id} is registered, but the older generation to fall back to holds agent {agent_id}"
+            )))),
         }
-        (None, [one]) => one.clone(),
-        (None, _) => return restart_all(c, &dir, &g, &agents),
     };
-    eprintln!(
-        "cairn: restarting agent {agent_id} of job {} from generation {}",
-        c.job, g.id.0
-    );
-    let conn = c.register(&addr, &dir, &agent_id)?;
-    let process = restore_agent(&store, &g, &agent_id)?;
-    run(c, store, agent_id, process, Some(g.id.0), conn, addr)
-}
-
-/// Rebuilds agent `id`'s program from generation `g`.
-fn restore_agent(store: &Store, g: &Generation, id: &str) -> anyhow::Result<SandboxJob> {
-    let _progress = Progress::start(format!("restoring agent {id} from generation {}", g.id.0));
-    let reader = std::sync::Arc::new(store.reader(g.id)?);
-    let image = read_image(&reader, id).map_err(agent_err)?;
-    let source = StoreSource::new(reader, &agent_base(id));
-    SandboxJob::restore(&image, &source).map_err(agent_err)
+    let mut run_restored = |r: Restored| -> Result<AgentReport, Failure> {
+        let Some((_, conn)) = registered.borrow_mut().take() else {
+            return Err(Failure::Coordinator(anyhow::anyhow!(
+                "agent {} is not registered",
+                r.agent_id
+            )));
+        };
+        let opts = agent_options(c, store.clone(), r.agent_id);
+        let agent = Agent::new(opts, r.process, Some(r.generation.id.0))
+            .map_err(|e| Failure::Coordinator(agent_err(e)))?;
+        announce_running(c.job);
+        run_coordinated(agent, conn, addr.clone()).map_err(|e| Failure::Coordinator(agent_err(e)))
+    };
+    match recovery
+        .recover_and_run(&mut register, &mut run_restored)
+        .map_err(Failure::into_anyhow)?
+    {
+        Ran::Agent(report) => Ok(finish(&report, c.store.json)),
+        Ran::Each { generation, agents } => restart_all(c, &dir, &generation, &agents),
+    }
 }
 
 /// Starts one `cairn restart --agent-id ID --generation N` per agent and waits for all of

@@ -1,6 +1,5 @@
 //! Implementations of the CLI verbs; `main.rs` only parses and dispatches.
 
-pub mod agent_common;
 pub mod bench_gc;
 pub mod bench_store;
 pub mod command;
@@ -9,6 +8,7 @@ pub mod coord_opts;
 pub mod coordinated;
 pub mod coordinator;
 pub mod gc_cmds;
+pub mod job_common;
 pub mod launch;
 pub mod render;
 pub mod restart;
