@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    cairn, count_lines, damage_a_memory_chunk_only_in, damage_chunk, files_below, run_native, Job,
-    Program, Scratch, COMMITTED, RUNNING, STARTED,
+    cairn, count_lines, damage_a_memory_chunk_only_in, files_below, run_native, Job, Program,
+    Scratch, COMMITTED, RUNNING, STARTED,
 };
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).

@@ -129,6 +129,25 @@ pub enum Ran {
     },
 }
 
+impl Ran {
+    /// The agent's report; a generation of several agents (only with
+    /// [`AgentChoice::OnlyOrEach`]) is a usage error here.
+    pub fn into_report(self) -> Result<AgentReport, RecoveryError> {
+        match self {
+            Ran::Agent(report) => Ok(report),
+            Ran::Each { generation, agents } => Err(several_agents(&generation, agents.len())),
+        }
+    }
+}
+
+/// A generation of several agents where one was expected.
+fn several_agents(g: &Generation, n: usize) -> RecoveryError {
+    RecoveryError::Usage(format!(
+        "generation {} holds {n} agents; restart it through a coordinator",
+        g.id.0
+    ))
+}
+
 /// Why one generation could not be rebuilt.
 enum Attempt {
     /// Its data turned out to be damaged; an older generation may still be sound.
@@ -362,11 +381,7 @@ impl Recovery<'_> {
             ))),
             (_, [one]) => Ok(Some(one.clone())),
             (AgentChoice::OnlyOrEach, _) => Ok(None),
-            (AgentChoice::Only, more) => Err(RecoveryError::Usage(format!(
-                "generation {} holds {} agents; restart it through a coordinator",
-                g.id.0,
-                more.len()
-            ))),
+            (AgentChoice::Only, more) => Err(several_agents(g, more.len())),
         }
     }
 

@@ -80,12 +80,6 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
             Some(r.generation.id.0),
         )?)
     });
-    match ran.map_err(recovery_err)? {
-        Ran::Agent(report) => Ok(finish(&report, args.store.json)),
-        // AgentChoice::Only never gives several agents.
-        Ran::Each { generation, .. } => Err(anyhow::anyhow!(
-            "generation {} holds several agents",
-            generation.id.0
-        )),
-    }
+    let report = ran.and_then(Ran::into_report).map_err(recovery_err)?;
+    Ok(finish(&report, args.store.json))
 }

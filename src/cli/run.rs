@@ -132,14 +132,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             Some(r.generation.id.0),
         )?)
     });
-    let report = match ran {
-        Ok(Ran::Agent(report)) => report,
-        Ok(Ran::Each { generation, .. }) => {
-            return Err(anyhow::anyhow!(
-                "generation {} holds several agents",
-                generation.id.0
-            ))
-        }
+    let report = match ran.and_then(Ran::into_report) {
+        Ok(report) => report,
         // The job has no generation yet: the first run.
         Err(RecoveryError::Store(StoreError::UnknownJob(_))) => {
             eprintln!("cairn: starting job {job}");
