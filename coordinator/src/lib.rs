@@ -7,10 +7,12 @@
 //! * [`client`] — blocking clients: `cairn command` and the agent side;
 //! * [`commit`] — committing one generation from the agents' subtrees;
 //! * [`agent_side`] — a registered agent's event loop: checkpoints on the coordinator's word;
+//! * [`join`] — joining a computation: the store, registration, running and restarting an agent.
 
 pub mod agent_side;
 pub mod auth;
 pub mod client;
 pub mod commit;
 pub mod daemon;
+pub mod join;
 pub mod protocol;

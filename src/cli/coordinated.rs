@@ -1,27 +1,19 @@
-//! `cairn launch` and `cairn restart` in coordinated mode: find or start the coordinator,
-//! register this agent, run the program, and let the coordinator drive checkpoints.
+//! `cairn launch` and `cairn restart` in coordinated mode: arguments and reporting; finding
+//! the coordinator, registering, running the agent and the restart itself are
+//! `cairn_coordinator::join`.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use std::cell::RefCell;
-
 use anyhow::Context as _;
-use cairn_coordinator::agent_side::run_coordinated;
-use cairn_coordinator::client::{
-    connect_or_spawn, AgentConnection, CommandClient, CoordinatorAddress,
-};
-use cairn_coordinator::protocol::{Registration, Request, Response};
+use cairn_coordinator::client::CoordinatorAddress;
+use cairn_coordinator::join::{self, JoinError, Restart};
 use cairn_engine::agent::sandbox_job::SandboxJob;
-use cairn_engine::agent::{Agent, AgentOptions, AgentReport, StopPolicy};
 use cairn_engine::layout::hostname;
-use cairn_engine::recovery::{
-    AgentChoice, Announce, Memory, Ran, Recovery, RecoveryError, Restored,
-};
-use cairn_engine::solo::announce_running;
-use cairn_store::{Generation, Store};
+use cairn_engine::recovery::Ran;
+use cairn_store::Generation;
 use nix::sys::signal::SigSet;
 
 use super::common::StoreOpt;
@@ -56,111 +48,23 @@ impl Coordinated<'_> {
         Ok(())
     }
 
-    fn connect(&self) -> anyhow::Result<CoordinatorAddress> {
+    /// The coordinator's address and the store directory agreed with it.
+    fn join(&self) -> anyhow::Result<(CoordinatorAddress, std::path::PathBuf)> {
         let (host, port) = &self.endpoint;
-        connect_or_spawn(host, *port).with_context(|| format!("coordinator {host}:{port}"))
-    }
-
-    /// `--store`, else the store the coordinator commits into. A `--store` that is not the
-    /// coordinator's is refused when the coordinator runs on this machine (its generations
-    /// would name chunks it cannot find); for a remote one, where the same shared store may be
-    /// mounted elsewhere, it is a warning.
-    fn store_dir(&self, addr: &CoordinatorAddress) -> anyhow::Result<PathBuf> {
-        let answer = CommandClient::connect(addr)
-            .and_then(|mut c| c.request(&Request::Status))
-            .context("asking the coordinator for its store")?;
-        let theirs = match answer {
-            Response::Status(s) => s.store.map(PathBuf::from),
-            other => {
-                return Err(anyhow::anyhow!(
-                    "unexpected answer from the coordinator: {other:?}"
-                ))
-            }
-        };
-        match (&self.store.store, theirs) {
-            (Some(mine), Some(theirs)) => {
-                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-                if canon(mine) != canon(&theirs) {
-                    let msg = format!(
-                        "the coordinator commits into store {} but --store is {}",
-                        theirs.display(),
-                        mine.display()
-                    );
-                    if is_this_host(&addr.host) {
-                        return Err(usage(msg));
-                    }
-                    eprintln!("cairn: warning: {msg}");
-                }
-                Ok(mine.clone())
-            }
-            (Some(mine), None) => Ok(mine.clone()),
-            (None, Some(theirs)) => Ok(theirs),
-            (None, None) => Err(usage(
-                "no store given: pass --store DIR or set CAIRN_STORE (the coordinator has none)",
-            )),
-        }
-    }
-
-    fn register(
-        &self,
-        addr: &CoordinatorAddress,
-        store_dir: &Path,
-        agent_id: &str,
-    ) -> anyhow::Result<AgentConnection> {
-        let store = std::fs::canonicalize(store_dir)
-            .unwrap_or_else(|_| store_dir.to_path_buf())
-            .to_string_lossy()
-            .into_owned();
-        let registration = Registration {
-            job: self.job.to_string(),
-            host: hostname(),
-            pid: std::process::id(),
-            agent_id: agent_id.to_string(),
-            store: Some(store),
-        };
-        let conn = AgentConnection::connect(addr, registration).with_context(|| {
-            format!(
-                "registering agent {agent_id} with coordinator {}:{}",
-                addr.host, addr.port
-            )
-        })?;
-        eprintln!(
-            "cairn: agent {agent_id} of job {} registered with coordinator {}:{}",
-            self.job, addr.host, addr.port
-        );
-        Ok(conn)
+        let addr = join::connect(host, *port).map_err(join_err)?;
+        let dir = join::store_dir(&addr, self.store.store.as_deref()).map_err(join_err)?;
+        Ok((addr, dir))
     }
 }
 
-/// The options of a coordinated agent.
-fn agent_options(c: &Coordinated<'_>, store: Store, agent_id: String) -> AgentOptions {
-    AgentOptions {
-        store,
-        job: c.job.to_string(),
-        agent_id,
-        interval: None,
-        stop: StopPolicy::Forward,
-        verbose: true,
-        // Generations are committed by the coordinator; retention is not an agent's business.
-        retention: None,
+/// A joining error with the exit code it stands for (2 for the user's mistakes).
+fn join_err(e: JoinError) -> anyhow::Error {
+    match e {
+        JoinError::Usage(msg) => usage(msg),
+        JoinError::Recovery(e) => recovery_err(e),
+        JoinError::Agent(e) => agent_err(e),
+        e => anyhow::Error::new(e),
     }
-}
-
-/// Runs the agent loop of a registered agent and returns the exit code.
-fn run(
-    c: &Coordinated<'_>,
-    store: Store,
-    agent_id: String,
-    process: SandboxJob,
-    restored_from: Option<u64>,
-    conn: AgentConnection,
-    addr: CoordinatorAddress,
-) -> anyhow::Result<i32> {
-    let opts = agent_options(c, store, agent_id);
-    let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
-    announce_running(c.job);
-    let report: AgentReport = run_coordinated(agent, conn, addr).map_err(agent_err)?;
-    Ok(finish(&report, c.store.json))
 }
 
 /// `cairn launch` under a coordinator.
@@ -174,91 +78,31 @@ pub fn launch(
         Some(id) => id.clone(),
         None => default_agent_id(&hostname(), std::process::id()),
     };
-    let addr = c.connect()?;
-    let dir = c.store_dir(&addr)?;
+    let (addr, dir) = c.join()?;
     let store = open_or_init_store(&dir)?;
     // Registered before the program starts: a refused registration starts nothing.
-    let conn = c.register(&addr, &dir, &agent_id)?;
+    let conn = join::register(&addr, c.job, &dir, &agent_id).map_err(join_err)?;
     let process = SandboxJob::launch(program, program_mask).map_err(agent_err)?;
-    run(c, store, agent_id, process, None, conn, addr)
-}
-
-/// An error of the coordinated restart: the engine's recovery, or the coordinator's side.
-enum Failure {
-    Recovery(RecoveryError),
-    Coordinator(anyhow::Error),
-}
-
-impl From<RecoveryError> for Failure {
-    fn from(e: RecoveryError) -> Self {
-        Failure::Recovery(e)
-    }
-}
-
-impl Failure {
-    fn into_anyhow(self) -> anyhow::Error {
-        match self {
-            Failure::Recovery(e) => recovery_err(e),
-            Failure::Coordinator(e) => e,
-        }
-    }
+    let report =
+        join::run_agent(store, c.job, agent_id, process, None, conn, addr).map_err(agent_err)?;
+    Ok(finish(&report, c.store.json))
 }
 
 /// `cairn restart` under a coordinator: restarts agent `--agent-id` of the generation, or
 /// every agent of it (one `cairn restart --agent-id ID` process each when there are several).
-/// The generation is chosen by the engine's one recovery path (newest sound one, falling
-/// back to older ones); memory is restored eagerly. The agent registers before its program
-/// is rebuilt, so a refused registration starts nothing.
 pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i32> {
     c.check()?;
-    let addr = c.connect()?;
-    let dir = c.store_dir(&addr)?;
+    let (addr, dir) = c.join()?;
     let store = open_store(&dir)?;
-    let recovery = Recovery {
+    let restart = Restart {
         store: &store,
+        store_dir: &dir,
         job: c.job,
         generation,
-        memory: Memory::Eager,
-        agent: match &c.coord.agent_id {
-            Some(id) => AgentChoice::Named(id.clone()),
-            None => AgentChoice::OnlyOrEach,
-        },
-        announce: Announce::RestartingAgent,
+        agent_id: c.coord.agent_id.clone(),
+        addr: &addr,
     };
-    let registered: RefCell<Option<(String, AgentConnection)>> = RefCell::new(None);
-    let mut register = |_: &Generation, agent_id: &str| -> Result<(), Failure> {
-        let mut slot = registered.borrow_mut();
-        match slot.as_ref() {
-            None => {
-                let conn = c
-                    .register(&addr, &dir, agent_id)
-                    .map_err(Failure::Coordinator)?;
-                *slot = Some((agent_id.to_string(), conn));
-                Ok(())
-            }
-            Some((id, _)) if id == agent_id => Ok(()),
-            Some((id, _)) => Err(Failure::Coordinator(usage(format!(
-                "agent {id} is registered, but the older generation to fall back to holds agent {agent_id}"
-            )))),
-        }
-    };
-    let mut run_restored = |r: Restored| -> Result<AgentReport, Failure> {
-        let Some((_, conn)) = registered.borrow_mut().take() else {
-            return Err(Failure::Coordinator(anyhow::anyhow!(
-                "agent {} is not registered",
-                r.agent_id
-            )));
-        };
-        let opts = agent_options(c, store.clone(), r.agent_id);
-        let agent = Agent::new(opts, r.process, Some(r.generation.id.0))
-            .map_err(|e| Failure::Coordinator(agent_err(e)))?;
-        announce_running(c.job);
-        run_coordinated(agent, conn, addr.clone()).map_err(|e| Failure::Coordinator(agent_err(e)))
-    };
-    match recovery
-        .recover_and_run(&mut register, &mut run_restored)
-        .map_err(Failure::into_anyhow)?
-    {
+    match restart.run().map_err(join_err)? {
         Ran::Agent(report) => Ok(finish(&report, c.store.json)),
         Ran::Each { generation, agents } => restart_all(c, &dir, &generation, &agents),
     }
@@ -320,13 +164,4 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(99)
-}
-
-/// True when `host` names this machine.
-fn is_this_host(host: &str) -> bool {
-    host == "localhost"
-        || host == hostname()
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }
