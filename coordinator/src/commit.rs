@@ -1,12 +1,13 @@
 //! Building and committing one checkpoint generation from the subtrees the agents stored.
 //!
-//! The root tree follows docs/design/contracts.md: `meta.json` plus `agents/<agent-id>`,
-//! one subtree per agent. Nothing is committed unless every agent's subtree is present.
+//! The root tree is the engine's one generation layout (`cairn_engine::layout`): `meta.json`
+//! plus `agents/<agent-id>`, one subtree per agent. Nothing is committed unless every agent's
+//! subtree is present.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cairn_engine::layout::{write_root, AgentDetail, Meta, CHECKPOINT_KIND};
 use cairn_store::{GenerationId, GenerationInfo, Store, StoreError, StreamRef, WriteStats};
-use serde::Serialize;
 
 use crate::protocol::{AgentStats, Registration};
 
@@ -49,64 +50,32 @@ pub struct Committed {
     pub pages_skipped: u64,
 }
 
-#[derive(Serialize)]
-struct Meta<'a> {
-    format: u32,
-    kind: &'a str,
-    job: &'a str,
-    host: &'a str,
-    cairn_version: &'a str,
-    /// Agent ids, each the name of a subtree under `agents/` (what restore reads).
-    agents: Vec<&'a str>,
-    /// Where each agent ran (informational).
-    agent_details: Vec<MetaAgent<'a>>,
-}
-
-#[derive(Serialize)]
-struct MetaAgent<'a> {
-    id: &'a str,
-    host: &'a str,
-    pid: u32,
-}
-
 /// Writes `meta.json` and the root tree, then commits the generation (the atomic step).
 pub fn commit_generation(store: &Store, req: &CommitRequest) -> Result<Committed, StoreError> {
-    let meta = Meta {
-        format: 1,
-        kind: "checkpoint",
-        job: &req.job,
-        host: &req.host,
-        cairn_version: env!("CARGO_PKG_VERSION"),
-        agents: req
-            .parts
+    let mut meta = Meta::new(
+        &req.job,
+        &req.host,
+        req.parts
             .iter()
-            .map(|p| p.registration.agent_id.as_str())
+            .map(|p| p.registration.agent_id.clone())
             .collect(),
-        agent_details: req
-            .parts
-            .iter()
-            .map(|p| MetaAgent {
-                id: &p.registration.agent_id,
-                host: &p.registration.host,
-                pid: p.registration.pid,
-            })
-            .collect(),
-    };
-    let meta_json = serde_json::to_vec_pretty(&meta)
-        .map_err(|e| StoreError::InvalidArgument(format!("cannot serialize meta.json: {e}")))?;
-
+    );
+    meta.agent_details = req
+        .parts
+        .iter()
+        .map(|p| AgentDetail {
+            id: p.registration.agent_id.clone(),
+            host: p.registration.host.clone(),
+            pid: p.registration.pid,
+        })
+        .collect();
     let mut writer = store.writer()?;
-    let meta_ref = writer.put_blob(&meta_json)?;
     let agents = req
         .parts
         .iter()
         .map(|p| (p.registration.agent_id.clone(), p.root.clone()))
         .collect();
-    let agents_ref = writer.put_tree(agents)?;
-    let root = writer.put_tree(vec![
-        ("meta.json".to_string(), meta_ref),
-        ("agents".to_string(), agents_ref),
-    ])?;
+    let root = write_root(&mut writer, &meta, agents)?;
     let own = writer.finish()?;
 
     let mut stats = own.clone();
@@ -119,7 +88,7 @@ pub fn commit_generation(store: &Store, req: &CommitRequest) -> Result<Committed
         pages_skipped += p.stats.pages_skipped;
     }
     let info = GenerationInfo {
-        kind: "checkpoint".to_string(),
+        kind: CHECKPOINT_KIND.to_string(),
         start_ms: epoch_ms(req.started),
         end_ms: epoch_ms(SystemTime::now()),
         frozen_ms,

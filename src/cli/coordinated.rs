@@ -1,29 +1,26 @@
-//! `cairn launch` and `cairn restart` in coordinated mode: find or start the coordinator,
-//! register this agent, run the program, and let the coordinator drive checkpoints.
+//! `cairn launch` and `cairn restart` in coordinated mode: arguments and reporting; finding
+//! the coordinator, registering, running the agent and the restart itself are
+//! `cairn_coordinator::join`.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use cairn_coordinator::agent::generation::{agent_base, hostname, read_image, read_meta};
-use cairn_coordinator::agent::progress::Progress;
-use cairn_coordinator::agent::sandbox_job::SandboxJob;
-use cairn_coordinator::agent::store_io::StoreSource;
-use cairn_coordinator::agent::{Agent, AgentOptions, AgentReport, StopPolicy};
-use cairn_coordinator::client::{
-    connect_or_spawn, AgentConnection, CommandClient, CoordinatorAddress,
-};
-use cairn_coordinator::protocol::{Registration, Request, Response};
-use cairn_store::{Generation, Store};
+use cairn_coordinator::client::CoordinatorAddress;
+use cairn_coordinator::join::{self, JoinError, Restart};
+use cairn_engine::agent::sandbox_job::SandboxJob;
+use cairn_engine::layout::hostname;
+use cairn_engine::recovery::Ran;
+use cairn_store::Generation;
 use nix::sys::signal::SigSet;
 
-use super::agent_common::{
-    agent_err, check_job_name, choose_generation, finish, open_or_init_store, open_store,
-};
 use super::common::StoreOpt;
 use super::coord_opts::{default_agent_id, CoordOpts};
+use super::job_common::{
+    agent_err, check_job_name, finish, open_or_init_store, open_store, recovery_err,
+};
 use crate::exit::usage;
 
 /// What launch and restart share in coordinated mode.
@@ -51,110 +48,23 @@ impl Coordinated<'_> {
         Ok(())
     }
 
-    fn connect(&self) -> anyhow::Result<CoordinatorAddress> {
+    /// The coordinator's address and the store directory agreed with it.
+    fn join(&self) -> anyhow::Result<(CoordinatorAddress, std::path::PathBuf)> {
         let (host, port) = &self.endpoint;
-        connect_or_spawn(host, *port).with_context(|| format!("coordinator {host}:{port}"))
-    }
-
-    /// `--store`, else the store the coordinator commits into. A `--store` that is not the
-    /// coordinator's is refused when the coordinator runs on this machine (its generations
-    /// would name chunks it cannot find); for a remote one, where the same shared store may be
-    /// mounted elsewhere, it is a warning.
-    fn store_dir(&self, addr: &CoordinatorAddress) -> anyhow::Result<PathBuf> {
-        let answer = CommandClient::connect(addr)
-            .and_then(|mut c| c.request(&Request::Status))
-            .context("asking the coordinator for its store")?;
-        let theirs = match answer {
-            Response::Status(s) => s.store.map(PathBuf::from),
-            other => {
-                return Err(anyhow::anyhow!(
-                    "unexpected answer from the coordinator: {other:?}"
-                ))
-            }
-        };
-        match (&self.store.store, theirs) {
-            (Some(mine), Some(theirs)) => {
-                let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-                if canon(mine) != canon(&theirs) {
-                    let msg = format!(
-                        "the coordinator commits into store {} but --store is {}",
-                        theirs.display(),
-                        mine.display()
-                    );
-                    if is_this_host(&addr.host) {
-                        return Err(usage(msg));
-                    }
-                    eprintln!("cairn: warning: {msg}");
-                }
-                Ok(mine.clone())
-            }
-            (Some(mine), None) => Ok(mine.clone()),
-            (None, Some(theirs)) => Ok(theirs),
-            (None, None) => Err(usage(
-                "no store given: pass --store DIR or set CAIRN_STORE (the coordinator has none)",
-            )),
-        }
-    }
-
-    fn register(
-        &self,
-        addr: &CoordinatorAddress,
-        store_dir: &Path,
-        agent_id: &str,
-    ) -> anyhow::Result<AgentConnection> {
-        let store = std::fs::canonicalize(store_dir)
-            .unwrap_or_else(|_| store_dir.to_path_buf())
-            .to_string_lossy()
-            .into_owned();
-        let registration = Registration {
-            job: self.job.to_string(),
-            host: hostname(),
-            pid: std::process::id(),
-            agent_id: agent_id.to_string(),
-            store: Some(store),
-        };
-        let conn = AgentConnection::connect(addr, registration).with_context(|| {
-            format!(
-                "registering agent {agent_id} with coordinator {}:{}",
-                addr.host, addr.port
-            )
-        })?;
-        eprintln!(
-            "cairn: agent {agent_id} of job {} registered with coordinator {}:{}",
-            self.job, addr.host, addr.port
-        );
-        Ok(conn)
+        let addr = join::connect(host, *port).map_err(join_err)?;
+        let dir = join::store_dir(&addr, self.store.store.as_deref()).map_err(join_err)?;
+        Ok((addr, dir))
     }
 }
 
-/// Runs the agent loop of a registered agent and returns the exit code.
-fn run(
-    c: &Coordinated<'_>,
-    store: Store,
-    agent_id: String,
-    process: SandboxJob,
-    restored_from: Option<u64>,
-    conn: AgentConnection,
-    addr: CoordinatorAddress,
-) -> anyhow::Result<i32> {
-    let opts = AgentOptions {
-        store,
-        job: c.job.to_string(),
-        agent_id,
-        interval: None,
-        stop: StopPolicy::Forward,
-        verbose: true,
-        // Generations are committed by the coordinator; retention is not an agent's business.
-        retention: None,
-    };
-    let agent = Agent::new(opts, process, restored_from).map_err(agent_err)?;
-    eprintln!(
-        "cairn: job {} running (agent pid {})",
-        c.job,
-        std::process::id()
-    );
-    let report: AgentReport = agent.run_coordinated(conn, addr).map_err(agent_err)?;
-    Ok(finish(&report, c.store.json))
+/// A joining error with the exit code it stands for (2 for the user's mistakes).
+fn join_err(e: JoinError) -> anyhow::Error {
+    match e {
+        JoinError::Usage(msg) => usage(msg),
+        JoinError::Recovery(e) => recovery_err(e),
+        JoinError::Agent(e) => agent_err(e),
+        e => anyhow::Error::new(e),
+    }
 }
 
 /// `cairn launch` under a coordinator.
@@ -168,55 +78,34 @@ pub fn launch(
         Some(id) => id.clone(),
         None => default_agent_id(&hostname(), std::process::id()),
     };
-    let addr = c.connect()?;
-    let dir = c.store_dir(&addr)?;
+    let (addr, dir) = c.join()?;
     let store = open_or_init_store(&dir)?;
     // Registered before the program starts: a refused registration starts nothing.
-    let conn = c.register(&addr, &dir, &agent_id)?;
+    let conn = join::register(&addr, c.job, &dir, &agent_id).map_err(join_err)?;
     let process = SandboxJob::launch(program, program_mask).map_err(agent_err)?;
-    run(c, store, agent_id, process, None, conn, addr)
+    let report =
+        join::run_agent(store, c.job, agent_id, process, None, conn, addr).map_err(agent_err)?;
+    Ok(finish(&report, c.store.json))
 }
 
 /// `cairn restart` under a coordinator: restarts agent `--agent-id` of the generation, or
 /// every agent of it (one `cairn restart --agent-id ID` process each when there are several).
 pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i32> {
     c.check()?;
-    let addr = c.connect()?;
-    let dir = c.store_dir(&addr)?;
+    let (addr, dir) = c.join()?;
     let store = open_store(&dir)?;
-    let g = choose_generation(&store, c.job, generation)?;
-    let agents = {
-        let reader = store.reader(g.id)?;
-        read_meta(&reader).map_err(agent_err)?.agents
+    let restart = Restart {
+        store: &store,
+        store_dir: &dir,
+        job: c.job,
+        generation,
+        agent_id: c.coord.agent_id.clone(),
+        addr: &addr,
     };
-    let agent_id = match (&c.coord.agent_id, agents.as_slice()) {
-        (Some(id), _) if agents.contains(id) => id.clone(),
-        (Some(id), _) => {
-            return Err(usage(format!(
-                "generation {} has no agent {id:?} (it has: {})",
-                g.id.0,
-                agents.join(", ")
-            )))
-        }
-        (None, [one]) => one.clone(),
-        (None, _) => return restart_all(c, &dir, &g, &agents),
-    };
-    eprintln!(
-        "cairn: restarting agent {agent_id} of job {} from generation {}",
-        c.job, g.id.0
-    );
-    let conn = c.register(&addr, &dir, &agent_id)?;
-    let process = restore_agent(&store, &g, &agent_id)?;
-    run(c, store, agent_id, process, Some(g.id.0), conn, addr)
-}
-
-/// Rebuilds agent `id`'s program from generation `g`.
-fn restore_agent(store: &Store, g: &Generation, id: &str) -> anyhow::Result<SandboxJob> {
-    let _progress = Progress::start(format!("restoring agent {id} from generation {}", g.id.0));
-    let reader = std::sync::Arc::new(store.reader(g.id)?);
-    let image = read_image(&reader, id).map_err(agent_err)?;
-    let source = StoreSource::new(reader, &agent_base(id));
-    SandboxJob::restore(&image, &source).map_err(agent_err)
+    match restart.run().map_err(join_err)? {
+        Ran::Agent(report) => Ok(finish(&report, c.store.json)),
+        Ran::Each { generation, agents } => restart_all(c, &dir, &generation, &agents),
+    }
 }
 
 /// Starts one `cairn restart --agent-id ID --generation N` per agent and waits for all of
@@ -275,13 +164,4 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .code()
         .or_else(|| status.signal().map(|s| 128 + s))
         .unwrap_or(99)
-}
-
-/// True when `host` names this machine.
-fn is_this_host(host: &str) -> bool {
-    host == "localhost"
-        || host == hostname()
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
 }

@@ -3,18 +3,16 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use cairn_coordinator::agent::sandbox_job::SandboxJob;
-use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::agent::sandbox_job::SandboxJob;
+use cairn_engine::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::solo::{run_agent, AgentPolicy, DEFAULT_AGENT_ID};
 use clap::Args;
 
-use super::agent_common::{
-    agent_err, check_job_name, finish, open_or_init_store, parse_interval, run_agent, AgentPolicy,
-    DEFAULT_AGENT_ID,
-};
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
 use super::gc_cmds::PolicyArgs;
+use super::job_common::{agent_err, check_job_name, finish, open_or_init_store, parse_interval};
 
 /// Arguments of `cairn launch`.
 #[derive(Args, Debug)]
@@ -71,6 +69,7 @@ pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
         },
         process,
         None,
-    )?;
+    )
+    .map_err(agent_err)?;
     Ok(finish(&report, args.store.json))
 }

@@ -2,18 +2,18 @@
 
 use std::time::Duration;
 
-use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::recovery::{AgentChoice, Announce, Memory, Ran, Recovery, RecoveryError};
+use cairn_engine::solo::{run_agent, AgentPolicy};
 use clap::Args;
 
-use super::agent_common::{
-    agent_err, check_job_name, choose_generation, finish, lazy_failure, open_store, parse_interval,
-    restore_generation, restore_newest, run_agent, warn_lazy_failure, AgentPolicy,
-};
 use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
 use super::gc_cmds::PolicyArgs;
-use cairn_store::Generation;
+use super::job_common::{
+    agent_err, check_job_name, finish, open_store, parse_interval, recovery_err,
+};
 
 /// Arguments of `cairn restart`.
 #[derive(Args, Debug)]
@@ -58,52 +58,28 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     args.coord.refuse_agent_id()?;
     check_job_name(&args.job)?;
     let store = open_store(&args.store.dir()?)?;
-    let announce = |g: &Generation| {
-        eprintln!(
-            "cairn: restarting job {} from generation {}",
-            args.job, g.id.0
-        )
+    let recovery = Recovery {
+        store: &store,
+        job: &args.job,
+        generation: args.generation,
+        memory: Memory::Lazy,
+        agent: AgentChoice::Only,
+        announce: Announce::Restarting,
     };
-    // A generation whose lazy restore fails after the program resumed is left for the next
-    // older one (not when the user named the generation).
-    let mut below = None;
-    loop {
-        let (g, process, agent_id) = match args.generation {
-            Some(n) => {
-                let g = choose_generation(&store, &args.job, Some(n))?;
-                announce(&g);
-                let (process, agent_id) =
-                    restore_generation(&store, &g).map_err(|f| f.named(&g))?;
-                (g, process, agent_id)
-            }
-            None => restore_newest(&store, &args.job, below, &announce)?,
-        };
-        let failed = lazy_failure(&process);
-        let report = run_agent(
+    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |r| {
+        Ok(run_agent(
             store.clone(),
             &args.job,
-            agent_id,
+            r.agent_id,
             AgentPolicy {
                 interval: args.interval,
                 stop: StopPolicy::Forward,
                 retention: args.retention.optional(),
             },
-            process,
-            Some(g.id.0),
-        )?;
-        match failed() {
-            Some(why) if args.generation.is_some() => {
-                return Err(anyhow::anyhow!(
-                    "generation {} failed after the program resumed: {why}",
-                    g.id.0
-                ))
-            }
-            Some(why) => {
-                warn_lazy_failure(g.id.0, &why);
-                below = Some(g.id.0);
-                continue;
-            }
-            None => return Ok(finish(&report, args.store.json)),
-        }
-    }
+            r.process,
+            Some(r.generation.id.0),
+        )?)
+    });
+    let report = ran.and_then(Ran::into_report).map_err(recovery_err)?;
+    Ok(finish(&report, args.store.json))
 }

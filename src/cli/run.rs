@@ -5,20 +5,21 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use cairn_coordinator::agent::sandbox_job::SandboxJob;
-use cairn_coordinator::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::agent::sandbox_job::SandboxJob;
+use cairn_engine::agent::{block_agent_signals, StopPolicy};
+use cairn_engine::recovery::{AgentChoice, Announce, Memory, Ran, Recovery, RecoveryError};
+use cairn_engine::solo::{run_agent, AgentPolicy, DEFAULT_AGENT_ID};
+use cairn_store::StoreError;
 use clap::Args;
 use nix::sys::signal::Signal;
 
-use super::agent_common::{
-    agent_err, check_job_name, finish, lazy_failure, open_or_init_store, parse_interval,
-    restore_newest, run_agent, warn_lazy_failure, AgentPolicy, DEFAULT_AGENT_ID,
-};
 use super::common::StoreOpt;
 use super::gc_cmds::PolicyArgs;
+use super::job_common::{
+    agent_err, check_job_name, finish, open_or_init_store, parse_interval, recovery_err,
+};
 use crate::exit::{usage, EXIT_RESUME};
 use anyhow::Context as _;
-use cairn_store::{Generation, StoreError};
 
 /// Arguments of `cairn run`.
 #[derive(Args, Debug)]
@@ -108,43 +109,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     let store = open_or_init_store(&args.store.dir()?)?;
     let stop = StopPolicy::CheckpointAndStop(args.checkpoint_signal);
-    let announce =
-        |g: &Generation| eprintln!("cairn: resuming job {job} from generation {}", g.id.0);
-    let mut below = None;
-    let report = loop {
-        let resumed = match restore_newest(&store, &job, below, &announce) {
-            Ok(r) => Some(r),
-            Err(e) if matches!(e.downcast_ref(), Some(StoreError::UnknownJob(_))) => None,
-            Err(e) => return Err(e),
-        };
-        let (process, agent_id, restored_from) = match resumed {
-            Some((g, p, id)) => (p, id, Some(g.id.0)),
-            None => {
-                eprintln!("cairn: starting job {job}");
-                let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
-                (p, DEFAULT_AGENT_ID.to_string(), None)
-            }
-        };
-        let failed = lazy_failure(&process);
-        let report = run_agent(
+    let policy = || AgentPolicy {
+        interval: args.interval,
+        stop,
+        retention: args.retention.optional(),
+    };
+    let recovery = Recovery {
+        store: &store,
+        job: &job,
+        generation: None,
+        memory: Memory::Lazy,
+        agent: AgentChoice::Only,
+        announce: Announce::Resuming,
+    };
+    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |r| {
+        Ok(run_agent(
             store.clone(),
             &job,
-            agent_id,
-            AgentPolicy {
-                interval: args.interval,
-                stop,
-                retention: args.retention.optional(),
-            },
-            process,
-            restored_from,
-        )?;
-        match (failed(), restored_from) {
-            (Some(why), Some(id)) => {
-                warn_lazy_failure(id, &why);
-                below = Some(id);
-            }
-            _ => break report,
+            r.agent_id,
+            policy(),
+            r.process,
+            Some(r.generation.id.0),
+        )?)
+    });
+    let report = match ran.and_then(Ran::into_report) {
+        Ok(report) => report,
+        // The job has no generation yet: the first run.
+        Err(RecoveryError::Store(StoreError::UnknownJob(_))) => {
+            eprintln!("cairn: starting job {job}");
+            let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+            run_agent(
+                store.clone(),
+                &job,
+                DEFAULT_AGENT_ID.to_string(),
+                policy(),
+                p,
+                None,
+            )
+            .map_err(agent_err)?
         }
+        Err(e) => return Err(recovery_err(e)),
     };
     let code = finish(&report, args.store.json);
     match (&slurm_job, args.requeue && code == EXIT_RESUME) {

@@ -17,15 +17,18 @@ fn many_jobs_starting_at_once_share_one_new_store() {
         let handles: Vec<_> = (0..32)
             .map(|_| {
                 s.spawn(|| {
-                    let st = Store::open_or_init(&path, InitOptions::default())
-                        .expect("open_or_init");
+                    let st =
+                        Store::open_or_init(&path, InitOptions::default()).expect("open_or_init");
                     st.config().store_id.clone()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert!(ids.iter().all(|id| *id == ids[0]), "one store, one id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "one store, one id: {ids:?}"
+    );
     // Nothing was left beside it by the creations that lost the race.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("scratch/user"))
         .unwrap()

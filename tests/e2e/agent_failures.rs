@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::damage::damage_a_memory_chunk_only_in;
 use cairn_testkit::{
-    cairn, children, count_lines, damage_chunk, files_below, run_native, Area, Job, Program,
-    Scratch, COMMITTED, RUNNING, STARTED,
+    cairn, children, count_lines, files_below, run_native, Area, Job, Program, Scratch, COMMITTED,
+    RUNNING, STARTED,
 };
 
 /// Runs cairn with `args` to completion; returns (exit code, stderr).
@@ -408,44 +409,6 @@ fn missing_packs_of_the_newest_generation_fall_back_with_a_warning() {
     // system would be): nothing is checked before the restore, so the restore itself must find
     // the missing chunks, drop what it built and restart generation 1.
     newest_packs_harmed_then_restart_falls_back(|p| fs::remove_file(p).unwrap());
-}
-
-/// Damages one memory chunk (full chunk size; nodes, trees and the image are smaller or
-/// differently sized) that generation `which` (0 = oldest) of `job` reaches and no other
-/// generation of the job does: the generation's structure (manifest, nodes, chunk locations)
-/// stays sound, so only the restore itself, which verifies every chunk as it reads it, can
-/// find the damage. Not just any chunk of a new pack: the pre-copy also stores pages that
-/// were rewritten before the freeze, and no generation reaches those.
-fn damage_a_memory_chunk_only_in(store: &Path, job: &str, which: usize) {
-    let st = cairn_store::Store::open(store).unwrap();
-    let cs = st.config().memory_chunk_size;
-    let mut gens = st.generations(Some(job)).unwrap();
-    gens.sort_by_key(|g| g.id.0);
-    let reached: Vec<_> = gens.iter().map(|g| st.reach(&g.root).leaves).collect();
-    let (pack, e) = files_below(&store.join("packs"))
-        .into_iter()
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".pack") && !name.starts_with(".tmp-")
-        })
-        .flat_map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            st.pack_entries(&name)
-                .unwrap()
-                .into_iter()
-                .map(move |e| (p.clone(), e))
-        })
-        .filter(|(_, e)| {
-            e.raw_len == cs
-                && reached
-                    .iter()
-                    .enumerate()
-                    .all(|(i, leaves)| leaves.contains(&e.id) == (i == which))
-        })
-        .max_by_key(|(_, e)| e.stored_len)
-        .unwrap_or_else(|| panic!("generation {which} of {job} has no memory chunk of its own"));
-    drop(st);
-    damage_chunk(&pack, e.offset, e.stored_len);
 }
 
 #[test]

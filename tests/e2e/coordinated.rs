@@ -193,6 +193,60 @@ fn seed_workflow_launch_bcheckpoint_quit_restart() {
 }
 
 #[test]
+fn coordinated_restart_falls_back_when_the_newest_generation_is_damaged() {
+    let w = World::new();
+    let prog =
+        w.program(Program::c("counter", &["700", "own.txt", "3000"]).with_files(&["own.txt"]));
+    let native = w.scratch.sub("native");
+    assert_eq!(run_native(&prog, &native).code, 0);
+
+    let port = w.coordinator("port");
+    let run = w.scratch.sub("run");
+    let job = w.launch(&prog, "fallback", port, &run);
+    wait_for_output(&run, 100);
+    let older = w.bcheckpoint(port);
+    wait_for_output(&run, 200);
+    let newest = w.bcheckpoint(port);
+    assert!(older < newest);
+    let quit = w.command(port, &["--quit"]);
+    assert!(quit.status.success(), "{}", text(&quit.stderr));
+    assert_eq!(job.wait(WAIT), 128 + libc::SIGKILL);
+    // One memory chunk only the newest generation reaches: its structure stays sound, so
+    // only the restore itself, which verifies every chunk it reads, finds the damage.
+    crate::damage::damage_a_memory_chunk_only_in(&w.scratch.store(), "fallback", 1);
+
+    let port2 = w.coordinator("port2");
+    let port2_arg = port2.to_string();
+    let restarted = Job::start(
+        &prog,
+        "restart",
+        &w.scratch.store(),
+        "fallback",
+        &["--coord-port", &port2_arg],
+        &run,
+        false,
+    );
+    let log_path = restarted.log.clone();
+    let code = restarted.wait(WAIT);
+    let log = std::fs::read_to_string(log_path).unwrap();
+    assert_eq!(code, 0, "{log}");
+    let attempt = log
+        .find(&format!("of job fallback from generation {newest}"))
+        .unwrap_or_else(|| panic!("generation {newest} not attempted: {log}"));
+    let warning = log
+        .find(&format!(
+            "warning: skipped generation {newest}: corrupt store"
+        ))
+        .unwrap_or_else(|| panic!("no fallback warning: {log}"));
+    let fallback = log
+        .find(&format!("of job fallback from generation {older}"))
+        .unwrap_or_else(|| panic!("no fallback to generation {older}: {log}"));
+    assert!(attempt < warning && warning < fallback, "{log}");
+    assert_same_as_native(&prog, &native, &run);
+    let _ = w.command(port2, &["--quit"]);
+}
+
+#[test]
 fn two_programs_checkpointed_as_one_generation_and_restarted_together() {
     let _area = Area::enter(module_path!());
     let w = World::new();

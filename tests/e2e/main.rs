@@ -14,6 +14,7 @@ mod architecture;
 mod coordinated;
 mod coordinator_cli;
 mod coordinator_spawn;
+mod damage;
 mod differential;
 mod gc_cli;
 mod incremental;

@@ -1,42 +1,61 @@
-//! The layout of a checkpoint generation (docs/design/contracts.md): writing `meta.json` and
-//! the `agents/<id>/` tree, and reading an agent's image back.
+//! The layout of a checkpoint generation (docs/design/contracts.md), defined once for the solo
+//! agent and the coordinator: `meta.json` plus `agents/<agent-id>/`, one subtree per agent.
+//! Writing the root tree and reading `meta.json` and an agent's image back.
 
 use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::error::AgentError;
+use crate::agent::error::AgentError;
 
 /// Version of the checkpoint generation layout.
 pub const LAYOUT_FORMAT: u32 = 1;
+
+/// The `kind` of a checkpoint generation, in `meta.json` and in its manifest.
+pub const CHECKPOINT_KIND: &str = "checkpoint";
 
 /// `meta.json` at the root of a checkpoint generation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Meta {
     /// [`LAYOUT_FORMAT`].
     pub format: u32,
-    /// Always `"checkpoint"`.
+    /// Always [`CHECKPOINT_KIND`].
     pub kind: String,
     /// The job name.
     pub job: String,
-    /// The host the checkpoint was taken on.
+    /// The host the checkpoint was taken on (the coordinator's, for a coordinated one).
     pub host: String,
     /// The cairn version that wrote it.
     pub cairn_version: String,
-    /// The ids of the agents whose trees are under `agents/`.
+    /// The ids of the agents whose trees are under `agents/` (what restore reads).
     pub agents: Vec<String>,
+    /// Where each agent ran (informational; written by a coordinator only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agent_details: Vec<AgentDetail>,
+}
+
+/// Where one agent of a coordinated checkpoint ran.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentDetail {
+    /// The agent id.
+    pub id: String,
+    /// Its host.
+    pub host: String,
+    /// Its pid.
+    pub pid: u32,
 }
 
 impl Meta {
-    /// The metadata of a checkpoint of `job` by `agents`, taken here and now.
-    pub fn new(job: &str, agents: Vec<String>) -> Self {
+    /// The metadata of a checkpoint of `job` by `agents`, taken on `host` now.
+    pub fn new(job: &str, host: &str, agents: Vec<String>) -> Self {
         Meta {
             format: LAYOUT_FORMAT,
-            kind: "checkpoint".into(),
+            kind: CHECKPOINT_KIND.into(),
             job: job.into(),
-            host: hostname(),
+            host: host.into(),
             cairn_version: env!("CARGO_PKG_VERSION").into(),
             agents,
+            agent_details: Vec::new(),
         }
     }
 }
@@ -49,24 +68,21 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// Writes the root tree of a generation made of the given agents' trees.
+/// Writes the root tree of a generation: `meta` as `meta.json` and the agents' trees under
+/// `agents/`, in the order given (`meta.agents` names them).
 pub fn write_root(
     writer: &mut Writer,
-    job: &str,
+    meta: &Meta,
     agents: Vec<(String, StreamRef)>,
-) -> Result<StreamRef, AgentError> {
-    let meta = Meta::new(job, agents.iter().map(|(id, _)| id.clone()).collect());
-    let meta_json = serde_json::to_vec_pretty(&meta).map_err(|e| AgentError::BadImage {
-        generation: "(new)".into(),
-        path: "meta.json".into(),
-        reason: e.to_string(),
-    })?;
+) -> Result<StreamRef, StoreError> {
+    let meta_json = serde_json::to_vec_pretty(meta)
+        .map_err(|e| StoreError::InvalidArgument(format!("cannot serialize meta.json: {e}")))?;
     let meta_ref = writer.put_blob(&meta_json)?;
     let agents_ref = writer.put_tree(agents)?;
-    Ok(writer.put_tree(vec![
+    writer.put_tree(vec![
         ("meta.json".into(), meta_ref),
         ("agents".into(), agents_ref),
-    ])?)
+    ])
 }
 
 fn bad(reader: &GenerationReader, path: &str, reason: impl ToString) -> AgentError {
@@ -85,7 +101,7 @@ pub fn read_meta(reader: &GenerationReader) -> Result<Meta, AgentError> {
     })?;
     let bytes = reader.read_all(&s)?;
     let meta: Meta = serde_json::from_slice(&bytes).map_err(|e| bad(reader, "meta.json", e))?;
-    if meta.kind != "checkpoint" {
+    if meta.kind != CHECKPOINT_KIND {
         return Err(bad(
             reader,
             "meta.json",

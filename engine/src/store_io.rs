@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cairn_image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
 use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
 
-use super::incremental::{Baseline, PageCounts, RegionKey};
+use crate::agent::incremental::{Baseline, PageCounts, RegionKey};
 
 fn io_err(e: StoreError) -> io::Error {
     io::Error::other(e)

@@ -6,23 +6,20 @@
 //! Each checkpoint is written as one generation (layout in docs/design/contracts.md) and is
 //! committed only when complete; a checkpoint during which the program exits is abandoned.
 
-pub mod coordinated;
 pub mod error;
 pub mod events;
 pub mod exit;
-pub mod generation;
 pub mod incremental;
 pub mod indexing;
 pub mod job;
 pub mod progress;
 pub mod report;
 pub mod sandbox_job;
-pub mod store_io;
+pub mod supervisor;
 
-use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
-use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, Writer};
+use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, WriteStats, Writer};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
@@ -31,6 +28,10 @@ pub use events::{block_agent_signals, Event, EventSource};
 pub use exit::ProgramExit;
 pub use job::JobProcess;
 pub use report::{AgentReport, CheckpointReport, JobEnd};
+pub use supervisor::{Alone, Supervisor};
+
+use crate::layout::{self, Meta};
+use crate::store_io;
 
 /// How long a failed capture waits to see whether the program has exited.
 const EXIT_GRACE: Duration = Duration::from_millis(300);
@@ -113,7 +114,8 @@ impl<P: JobProcess> Agent<P> {
         &self.process
     }
 
-    fn say(&self, msg: std::fmt::Arguments<'_>) {
+    /// Prints `cairn: MSG` on stderr when the agent is verbose.
+    pub fn say(&self, msg: std::fmt::Arguments<'_>) {
         if self.opts.verbose {
             eprintln!("cairn: {msg}");
         }
@@ -196,9 +198,14 @@ impl<P: JobProcess> Agent<P> {
         self.indexing.wait();
         let mut writer = self.opts.store.writer()?;
         let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;
-        let root = generation::write_root(
-            &mut writer,
+        let meta = Meta::new(
             &self.opts.job,
+            &layout::hostname(),
+            vec![self.opts.agent_id.clone()],
+        );
+        let root = layout::write_root(
+            &mut writer,
+            &meta,
             vec![(self.opts.agent_id.clone(), agent_tree)],
         )?;
         let (stats, unindexed) = writer.finish_deferred()?;
@@ -208,7 +215,7 @@ impl<P: JobProcess> Agent<P> {
             return Err(AgentError::ExitedDuringCheckpoint);
         }
         let info = GenerationInfo {
-            kind: "checkpoint".into(),
+            kind: layout::CHECKPOINT_KIND.into(),
             start_ms,
             end_ms: now_ms(),
             frozen_ms: frozen.as_millis() as u64,
@@ -259,7 +266,7 @@ impl<P: JobProcess> Agent<P> {
     }
 
     /// Checkpoints, logging (not returning) failures; the program keeps running either way.
-    fn checkpoint_logged(&mut self) -> Result<Option<CheckpointReport>, AgentError> {
+    pub fn checkpoint_logged(&mut self) -> Result<Option<CheckpointReport>, AgentError> {
         let result = self.checkpoint_now();
         self.events.drain_ticks();
         match result {
@@ -295,52 +302,96 @@ impl<P: JobProcess> Agent<P> {
         self.process.reap()
     }
 
-    /// Runs the event loop until the program ends (or, with
-    /// [`StopPolicy::CheckpointAndStop`], until it was checkpointed and stopped).
-    pub fn run(self) -> Result<AgentReport, AgentError> {
-        self.run_with(None, |_| Ok(None))
+    /// Stops the program from outside: SIGKILL (a failure is only reported: the program may
+    /// have exited on its own meanwhile, reaping tells), then waits for it.
+    pub fn stop_program(&mut self) -> Result<ProgramExit, AgentError> {
+        if let Err(e) = self.process.kill() {
+            self.say(format_args!("killing the program: {e}"));
+        }
+        self.process.reap()
     }
 
-    /// [`Agent::run`] that also watches `extra` (e.g. a coordinator connection): when it is
-    /// readable, `on_extra` is called with the agent (to checkpoint, write a tree, kill ...);
-    /// returning `Some(end)` ends the loop with that outcome.
-    pub fn run_with<F>(
+    /// The options the agent runs with.
+    pub fn options(&self) -> &AgentOptions {
+        &self.opts
+    }
+
+    /// Pages read and skipped by the last checkpoint.
+    pub fn page_counts(&self) -> incremental::PageCounts {
+        self.pages
+    }
+
+    /// Records a checkpoint committed for this agent by someone else (a coordinator).
+    pub fn record_checkpoint(&mut self, report: CheckpointReport) {
+        self.checkpoints.push(report);
+    }
+
+    /// Counts a checkpoint that failed (reported in [`AgentReport::failed_checkpoints`]).
+    pub fn count_failed_checkpoint(&mut self) {
+        self.failed += 1;
+    }
+
+    /// Captures the program into an agent tree and makes it durable ([`Writer::finish`]);
+    /// returns the tree, how long the program was frozen and the writer's statistics.
+    /// Nothing is committed: whoever commits reports it with [`Agent::checkpoint_outcome`].
+    pub fn store_agent_tree(&mut self) -> Result<(StreamRef, Duration, WriteStats), AgentError> {
+        let mut writer = self.opts.store.writer()?;
+        let (root, frozen) = self.write_agent_tree(&mut writer)?;
+        let write = writer.finish()?;
+        if self.program_gone(Duration::ZERO) {
+            // Restarting from this image would run the program's end a second time.
+            return Err(AgentError::ExitedDuringCheckpoint);
+        }
+        Ok((root, frozen, write))
+    }
+
+    /// Runs the event loop until the program ends (or, with
+    /// [`StopPolicy::CheckpointAndStop`], until it was checkpointed and stopped); the agent
+    /// checkpoints on its own ([`Alone`]).
+    pub fn run(self) -> Result<AgentReport, AgentError> {
+        self.run_supervised(&mut Alone)
+    }
+
+    /// [`Agent::run`] under a supervisor (e.g. a coordinator's connection): it may add a
+    /// descriptor to the loop, decides what a wanted checkpoint does, and may end the loop.
+    pub fn run_supervised<S: Supervisor<P>>(
         mut self,
-        extra: Option<BorrowedFd<'_>>,
-        mut on_extra: F,
-    ) -> Result<AgentReport, AgentError>
-    where
-        F: FnMut(&mut Self) -> Result<Option<JobEnd>, AgentError>,
-    {
+        sup: &mut S,
+    ) -> Result<AgentReport, AgentError> {
+        let end = self.event_loop(sup);
+        sup.on_end();
+        end.map(|end| self.report(end))
+    }
+
+    fn event_loop<S: Supervisor<P>>(&mut self, sup: &mut S) -> Result<JobEnd, AgentError> {
         loop {
-            let event = self.events.next_with(self.process.pidfd(), extra)?;
+            let event = self.events.next_with(self.process.pidfd(), sup.watch())?;
             match event {
                 Event::External => {
-                    if let Some(end) = on_extra(&mut self)? {
-                        return Ok(self.report(end));
+                    if let Some(end) = sup.on_ready(self)? {
+                        return Ok(end);
                     }
                 }
                 Event::Exited => {
                     let status = self.process.reap()?;
-                    return Ok(self.report(JobEnd::Exited { status }));
+                    return Ok(JobEnd::Exited { status });
                 }
-                Event::Tick => {
-                    self.checkpoint_logged()?;
-                }
+                Event::Tick => sup.checkpoint_wanted(self)?,
                 Event::Signal {
                     signal,
                     from_kernel,
                 } => {
-                    if let Some(end) = self.on_signal(signal, from_kernel)? {
-                        return Ok(self.report(end));
+                    if let Some(end) = self.on_signal(sup, signal, from_kernel)? {
+                        return Ok(end);
                     }
                 }
             }
         }
     }
 
-    fn on_signal(
+    fn on_signal<S: Supervisor<P>>(
         &mut self,
+        sup: &mut S,
         signal: Signal,
         from_kernel: bool,
     ) -> Result<Option<JobEnd>, AgentError> {
@@ -374,7 +425,7 @@ impl<P: JobProcess> Agent<P> {
             return Ok(None);
         }
         if signal == Signal::SIGUSR1 {
-            self.checkpoint_logged()?;
+            sup.checkpoint_wanted(self)?;
             return Ok(None);
         }
         // Signals the terminal sent to the whole foreground process group already reached
