@@ -1,7 +1,7 @@
 //! What the coordinator adds to every checkpoint: fan the request out to N agents, collect
 //! their answers, write meta.json and the root tree, and commit the generation (with its
 //! fsyncs). The agents answer at once with a subtree stored beforehand, so the capture itself
-//! is not measured. Run: `cargo bench -p cairn-coordinator --bench coordination`.
+//! is not measured. Run: `cargo bench -p cairn-bench --bench coordination`.
 
 use std::time::Duration;
 
