@@ -47,16 +47,8 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Opens the store at `path`, creating it first when the directory does not exist yet or is
 /// empty.
 pub fn open_or_init_store(path: &Path) -> anyhow::Result<Store> {
-    let fresh = match std::fs::read_dir(path) {
-        Ok(mut rd) => rd.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-        Err(_) => false,
-    };
-    if fresh {
-        return Store::init(path, InitOptions::default())
-            .with_context(|| format!("creating a store in {}", path.display()));
-    }
-    open_store(path)
+    Store::open_or_init(path, InitOptions::default())
+        .with_context(|| format!("opening store {}", path.display()))
 }
 
 /// Opens an existing store; a directory that is not a store is a usage error.

@@ -18,6 +18,7 @@ mod damage;
 mod differential;
 mod gc_cli;
 mod incremental;
+mod job_array;
 mod lazy_restore;
 mod run_retention;
 mod slurm;
