@@ -1,5 +1,5 @@
-//! Exit codes of the cairn binary (docs/design/contracts.md) and the one place that prints
-//! a fatal error.
+//! Exit codes of the cairn binary (docs/user-guide.md, "Reports and exit codes") and the one
+//! place that prints a fatal error.
 
 use std::fmt;
 
@@ -60,9 +60,21 @@ pub fn finish(result: anyhow::Result<i32>) -> ! {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            let msg = format!("{e:#}").replace('\n', " ");
-            eprintln!("cairn: error: {msg}");
+            eprintln!("cairn: error: {}", one_line(&e));
             std::process::exit(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes on one line, each said once: a cause whose text its context
+/// already contains (errors that print their source) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.last().is_some_and(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
 }

@@ -43,8 +43,23 @@ enum Command {
     Ctl(cli::command::Args),
 }
 
+/// Verbs that only report (listings, checks, store maintenance, one coordinator command) end
+/// quietly when their output is closed early (`cairn generations | head -1`), as other Unix
+/// tools do: the default SIGPIPE action. Verbs that run or serve a job keep ignoring SIGPIPE,
+/// so that a closed pipe never takes a job down with its agent or coordinator.
+fn reports_only(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Launch(_) | Command::Restart(_) | Command::Run(_) | Command::Coordinator(_)
+    )
+}
+
 fn main() {
     let cli = Cli::parse();
+    if reports_only(&cli.command) {
+        // SAFETY: restoring the default action of SIGPIPE, before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     exit::finish(match cli.command {
         Command::Launch(a) => cli::launch::launch(a),
         Command::Restart(a) => cli::restart::restart(a),

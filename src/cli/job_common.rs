@@ -34,7 +34,8 @@ pub fn recovery_err(e: RecoveryError) -> anyhow::Error {
 /// Parses `--interval`: seconds (`30`, `0.5`) or a duration such as `10m` or `1h 30m`.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = match s.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::from_secs_f64(secs),
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("the interval {s} is too long"))?,
         Ok(_) => return Err("the interval must be a positive number of seconds".into()),
         Err(_) => humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?,
     };
@@ -110,7 +111,16 @@ mod tests {
         assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_interval("1h 30m"), Ok(Duration::from_secs(5400)));
-        for bad in ["0", "-1", "abc", "0.001", "NaN", ""] {
+        for bad in [
+            "0",
+            "-1",
+            "abc",
+            "0.001",
+            "NaN",
+            "",
+            "1e20",
+            "99999999999999999999",
+        ] {
             assert!(parse_interval(bad).is_err(), "{bad:?} accepted");
         }
     }

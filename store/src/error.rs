@@ -70,7 +70,11 @@ impl StoreError {
     /// True when the error is the caller's (or the store directory's) fault rather than an
     /// internal failure: the CLI maps these to exit code 2.
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, StoreError::Io { .. })
+        match self {
+            // A store this user may not read or write is the user's to fix, not cairn's.
+            StoreError::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+            _ => true,
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod agent_failures;
 mod architecture;
+mod cli_robustness;
 mod coordinated;
 mod coordinator_cli;
 mod coordinator_spawn;

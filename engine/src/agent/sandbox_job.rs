@@ -147,20 +147,28 @@ pub fn check_program(prog: &std::ffi::OsStr) -> Result<(), AgentError> {
     let executable = |p: &std::path::Path| {
         std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
     };
-    let found = if prog.as_bytes().contains(&b'/') {
-        executable(std::path::Path::new(prog))
-    } else {
-        std::env::var_os("PATH")
-            .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(prog))))
-    };
-    if found {
-        Ok(())
-    } else {
-        Err(AgentError::Usage(format!(
-            "cannot execute {}: no such executable file",
-            prog.to_string_lossy()
-        )))
+    let name = prog.to_string_lossy();
+    if !prog.as_bytes().contains(&b'/') {
+        let on_path = std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|dir| executable(&dir.join(prog)))
+        });
+        return if on_path {
+            Ok(())
+        } else {
+            Err(AgentError::Usage(format!(
+                "cannot execute {name}: no executable of that name on $PATH"
+            )))
+        };
     }
+    let why = match std::fs::metadata(prog) {
+        Ok(m) if m.is_dir() => "it is a directory",
+        Ok(m) if !m.is_file() => "it is not a regular file",
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => "it is not executable",
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => "permission denied",
+        Err(_) => "no such file",
+    };
+    Err(AgentError::Usage(format!("cannot execute {name}: {why}")))
 }
 
 impl JobProcess for SandboxJob {
