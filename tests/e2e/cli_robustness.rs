@@ -8,6 +8,16 @@ use cairn_testkit::{as_user, cairn, is_root, TEST_USER};
 /// A store with two saved generations of job `j`.
 fn store_with_generations(dir: &std::path::Path) -> std::path::PathBuf {
     let store = dir.join("store");
+    let init = Command::new(cairn())
+        .args(["store", "init"])
+        .arg(&store)
+        .output()
+        .expect("cairn store init");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let data = dir.join("data.txt");
     for i in 0..2 {
         std::fs::write(&data, format!("version {i}\n").repeat(1000)).expect("writing data");
