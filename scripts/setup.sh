@@ -6,7 +6,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux passwd)
+pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux mount e2fsprogs passwd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -89,6 +89,8 @@ pub(crate) struct DirectWriter {
     allocated: usize,
     /// Where the buffers come from and go back to.
     pool: StagingPool,
+    /// The error that stopped the I/O thread (kind and text), repeated to every later call.
+    failure: Option<(std::io::ErrorKind, String)>,
 }
 
 impl DirectWriter {
@@ -132,6 +134,7 @@ impl DirectWriter {
             at: 0,
             allocated: 1,
             pool,
+            failure: None,
         })
     }
 
@@ -148,8 +151,21 @@ impl DirectWriter {
         Ok(())
     }
 
+    /// The error for every call after the I/O thread stopped (its own error, a full disk
+    /// typically, was returned by the call that found it).
+    fn stopped(&self) -> std::io::Result<()> {
+        match &self.failure {
+            Some((kind, text)) => Err(std::io::Error::new(*kind, text.clone())),
+            None if self.tx.is_none() => Err(std::io::Error::other(
+                "the pack's I/O thread stopped after an earlier error",
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Stage `payload`; full buffers go to the I/O thread.
     pub(crate) fn append(&mut self, mut payload: &[u8]) -> std::io::Result<()> {
+        self.stopped()?;
         while !payload.is_empty() {
             let n = payload.len().min(DIRECT_BUF - self.cur.fill);
             let (s, f) = (self.cur.start, self.cur.fill);
@@ -186,6 +202,7 @@ impl DirectWriter {
     /// Write everything staged: the aligned part directly, the unaligned tail through the
     /// buffered descriptor `out`; wait for the I/O thread.
     pub(crate) fn flush(mut self, out: &File) -> std::io::Result<()> {
+        self.stopped()?;
         let aligned = self.cur.fill / DIRECT_ALIGN * DIRECT_ALIGN;
         let tail = self.cur.data()[aligned..].to_vec();
         let off = self.at;
@@ -213,6 +230,9 @@ impl DirectWriter {
             Some(Ok(r)) => r,
             Some(Err(_)) => Err(std::io::Error::other("pack I/O thread panicked")),
         };
+        if let Err(e) = &r {
+            self.failure = Some((e.kind(), e.to_string()));
+        }
         while let Ok(st) = self.back.try_recv() {
             self.pool.put(st);
         }
