@@ -27,10 +27,20 @@ impl StoreOpt {
             .ok_or_else(|| usage("no store given: pass --store DIR or set CAIRN_STORE"))
     }
 
-    /// Open the store.
+    /// Open the store (warning when its index had to be rebuilt).
     pub fn open(&self) -> anyhow::Result<Store> {
         let d = self.dir()?;
-        Store::open(&d).with_context(|| format!("opening store {}", d.display()))
+        let store = Store::open(&d).with_context(|| format!("opening store {}", d.display()))?;
+        warn_if_index_rebuilt(&store);
+        Ok(store)
+    }
+}
+
+/// Warns on stderr when opening `store` had to rebuild its index (the index is a cache; the
+/// verb goes on).
+pub fn warn_if_index_rebuilt(store: &Store) {
+    if let Some(why) = store.index_rebuilt() {
+        eprintln!("cairn: warning: {}: {why}", store.path().display());
     }
 }
 

@@ -48,13 +48,17 @@ pub fn parse_interval(s: &str) -> Result<Duration, String> {
 /// Opens the store at `path`, creating it first when the directory does not exist yet or is
 /// empty.
 pub fn open_or_init_store(path: &Path) -> anyhow::Result<Store> {
-    Store::open_or_init(path, InitOptions::default())
-        .with_context(|| format!("opening store {}", path.display()))
+    let store = Store::open_or_init(path, InitOptions::default())
+        .with_context(|| format!("opening store {}", path.display()))?;
+    super::common::warn_if_index_rebuilt(&store);
+    Ok(store)
 }
 
 /// Opens an existing store; a directory that is not a store is a usage error.
 pub fn open_store(path: &Path) -> anyhow::Result<Store> {
-    Store::open(path).with_context(|| format!("opening store {}", path.display()))
+    let store = Store::open(path).with_context(|| format!("opening store {}", path.display()))?;
+    super::common::warn_if_index_rebuilt(&store);
+    Ok(store)
 }
 
 /// Checks a job name against the store's rules before anything is started.

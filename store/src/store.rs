@@ -45,6 +45,8 @@ pub struct ReindexReport {
 #[derive(Clone)]
 pub struct Store {
     pub(crate) dir: Arc<StoreDir>,
+    /// Why the index had to be rebuilt when this handle opened the store, if it had to.
+    index_rebuilt: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -133,13 +135,33 @@ impl Store {
         }
     }
 
-    /// Open an existing store.
+    /// Open an existing store. The index is a cache: when it is missing, unreadable or not
+    /// this store's, it is rebuilt from the packs and manifests first
+    /// ([`Store::index_rebuilt`] says why), so no verb fails for want of it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let config = StoreConfig::load(path)?;
-        let index = Index::open(path, &config.store_id)?;
+        let (index, index_rebuilt) = match Index::open(path, &config.store_id) {
+            Ok(index) => (index, None),
+            Err(StoreError::Index(why)) => {
+                let report = Store::reindex(path)?;
+                let why = format!(
+                    "the index (cairn.db) could not be used ({why}); rebuilt it from {} \
+                     pack(s) and {} generation(s)",
+                    report.packs, report.generations
+                );
+                (Index::open(path, &config.store_id)?, Some(why.into()))
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Store {
             dir: Arc::new(StoreDir::new(path, config, index)),
+            index_rebuilt,
         })
+    }
+
+    /// When opening the store had to rebuild its index: why, and from what (for a warning).
+    pub fn index_rebuilt(&self) -> Option<&str> {
+        self.index_rebuilt.as_deref()
     }
 
     /// The store directory.

@@ -391,21 +391,26 @@ fn missing_pack_is_reported_and_load_falls_back() {
 }
 
 #[test]
-fn deleted_or_corrupt_index_is_an_error_until_reindex() {
+fn deleted_or_corrupt_index_is_rebuilt_by_the_verb_that_needs_it_with_a_warning() {
     let t = tempfile::tempdir().unwrap();
     let (st, _, _) = two_generations(t.path());
     let before = ok(&st, &["generations", "--json"]);
     let stats_before = json(&ok(&st, &["store", "stats", "--json"]));
     std::fs::remove_file(st.join("cairn.db")).unwrap();
-    let e = fails(&cairn(&st, &["generations"], &[]), 2);
-    assert!(e.contains("reindex"), "{e}");
-    ok(&st, &["store", "reindex"]);
-    assert_eq!(ok(&st, &["generations", "--json"]), before);
+    let out = cairn(&st, &["generations", "--json"], &[]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(
+        e.contains("warning") && e.contains("index") && e.contains("rebuilt"),
+        "{e}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), before);
+    assert!(st.join("cairn.db").exists());
     std::fs::write(st.join("cairn.db"), rand_bytes(50_000, 3)).unwrap();
-    let e = fails(&cairn(&st, &["store", "stats"], &[]), 2);
-    assert!(e.contains("reindex"), "{e}");
-    let r = json(&ok(&st, &["store", "reindex", "--json"]));
-    assert_eq!(r["generations"], 2);
+    let out = cairn(&st, &["store", "stats", "--json"], &[]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("rebuilt"), "{e}");
     assert_eq!(ok(&st, &["generations", "--json"]), before);
     assert_eq!(json(&ok(&st, &["store", "stats", "--json"])), stats_before);
     assert_eq!(
