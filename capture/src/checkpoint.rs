@@ -201,7 +201,7 @@ fn capture_fds(
             )));
         } else {
             return Err(Error::Unsupported(format!(
-                "process {pid} fd {fd}: {link} cannot be checkpointed yet"
+                "process {ns_pid} fd {fd}: {link} cannot be checkpointed yet"
             )));
         };
         out.push(FdImage { fd, cloexec, kind });
@@ -574,8 +574,8 @@ fn capture_memory(pid: i32, image: &ProcessImage, sink: &mut dyn MemorySink) -> 
         };
         sink.put_vma(image.pid, index, vma, None, &src)
             .map_err(io_ctx(format!(
-                "saving memory {:x}-{:x} of pid {pid}",
-                vma.start, vma.end
+                "saving memory {:x}-{:x} of process {}",
+                vma.start, vma.end, image.pid
             )))?;
     }
     Ok(())

@@ -139,8 +139,8 @@ fn deleted(fd: &OpenFd<'_>, path: &str, sink: &mut dyn MemorySink) -> Result<FdK
         Ok(m) if m.is_file() => m.len(),
         Ok(_) => {
             return Err(Error::Unsupported(format!(
-                "process {pid} fd {n}: deleted non-regular file {}",
-                fd.link
+                "process {} fd {n}: deleted non-regular file {}",
+                fd.ns_pid, fd.link
             )))
         }
         Err(e) => {
