@@ -66,4 +66,8 @@ pub enum FdKind {
         /// The parent's descriptor number.
         parent_fd: i32,
     },
+    /// An eventfd created inside the job.
+    EventFd(crate::EventFdImage),
+    /// A signalfd created inside the job.
+    SignalFd(crate::SignalFdImage),
 }

@@ -7,14 +7,17 @@
 
 #![warn(missing_docs)]
 
+pub mod eventfd;
 pub mod fd;
 pub mod file;
 pub mod memory;
 pub mod pipe;
 pub mod process;
+pub mod signalfd;
 pub mod sysv;
 pub mod unix;
 
+pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
 pub use memory::{
@@ -24,6 +27,7 @@ pub use pipe::PipeImage;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
+pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvShm};
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
 

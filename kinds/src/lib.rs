@@ -12,8 +12,11 @@
 
 #![warn(missing_docs)]
 
+pub mod eventfd;
 pub mod file;
 pub mod pipe;
+mod shared;
+pub mod signalfd;
 pub mod sysv;
 pub mod unix;
 
@@ -68,6 +71,14 @@ impl OpenFd<'_> {
             .lines()
             .find_map(|l| l.strip_prefix(key))
             .map(str::trim)
+    }
+
+    /// The error refusing this descriptor: `what` it is that cannot be checkpointed.
+    pub fn unsupported(&self, what: impl std::fmt::Display) -> cairn_sys::Error {
+        cairn_sys::Error::Unsupported(format!(
+            "process {} fd {}: {what} cannot be checkpointed",
+            self.ns_pid, self.fd
+        ))
     }
 }
 
@@ -152,5 +163,17 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: None,
         capture: sysv::capture::capture_job,
         recreate: sysv::restore::recreate,
+    },
+    JobKind {
+        name: "eventfd",
+        describe: Some(eventfd::capture::describe),
+        capture: eventfd::capture::capture_job,
+        recreate: eventfd::restore::recreate,
+    },
+    JobKind {
+        name: "signalfd",
+        describe: Some(signalfd::capture::describe),
+        capture: signalfd::capture::capture_job,
+        recreate: signalfd::restore::recreate,
     },
 ];

@@ -104,8 +104,8 @@ fn tcp_connection_to_outside_fails_checkpoint() {
 
 #[test]
 fn unsupported_fd_fails_checkpoint_and_program_continues() {
-    let dir = TempDir::new("eventfd");
-    let prog = compile(&dir, "eventfd", &[]);
+    let dir = TempDir::new("pidfd");
+    let prog = compile(&dir, "pidfd", &[]);
     let mut sb = Sandbox::launch(&os(&[&prog])).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();
