@@ -40,3 +40,15 @@ fn signalfd_mask_flags_and_pending_signals_survive() {
 fn signalfd_survives_as_unprivileged_user() {
     conformance("signalfd", "200", Some("cairn-test"));
 }
+
+/// Besides the attributes, an absolute CLOCK_MONOTONIC timer must keep its expiry on the
+/// program's clock (within 20 ms), which after a restore runs in the job's time namespace.
+#[test]
+fn timerfd_clocks_expiries_and_unread_expirations_survive() {
+    conformance("timerfd", "200", None);
+}
+
+#[test]
+fn timerfd_survives_as_unprivileged_user() {
+    conformance("timerfd", "200", Some("cairn-test"));
+}

@@ -70,4 +70,6 @@ pub enum FdKind {
     EventFd(crate::EventFdImage),
     /// A signalfd created inside the job.
     SignalFd(crate::SignalFdImage),
+    /// A timerfd created inside the job.
+    TimerFd(crate::TimerFdImage),
 }

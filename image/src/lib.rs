@@ -15,6 +15,7 @@ pub mod pipe;
 pub mod process;
 pub mod signalfd;
 pub mod sysv;
+pub mod timerfd;
 pub mod unix;
 
 pub use eventfd::EventFdImage;
@@ -29,6 +30,7 @@ pub use process::{
 };
 pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvShm};
+pub use timerfd::TimerFdImage;
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
 
 use serde::{Deserialize, Serialize};

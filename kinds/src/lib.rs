@@ -15,9 +15,11 @@
 pub mod eventfd;
 pub mod file;
 pub mod pipe;
+mod scratch;
 mod shared;
 pub mod signalfd;
 pub mod sysv;
+pub mod timerfd;
 pub mod unix;
 
 use cairn_image::{FdImage, FdKind, MemorySink, MemorySource, ProcessImage, ProcessTreeImage};
@@ -175,5 +177,11 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(signalfd::capture::describe),
         capture: signalfd::capture::capture_job,
         recreate: signalfd::restore::recreate,
+    },
+    JobKind {
+        name: "timerfd",
+        describe: Some(timerfd::capture::describe),
+        capture: timerfd::capture::capture_job,
+        recreate: timerfd::restore::recreate,
     },
 ];
