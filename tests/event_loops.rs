@@ -52,3 +52,71 @@ fn timerfd_clocks_expiries_and_unread_expirations_survive() {
 fn timerfd_survives_as_unprivileged_user() {
     conformance("timerfd", "200", Some("cairn-test"));
 }
+
+#[test]
+fn epoll_interest_list_ready_events_and_waiting_thread_survive() {
+    conformance("epoll", "200", None);
+}
+
+#[test]
+fn epoll_survives_as_unprivileged_user() {
+    conformance("epoll", "200", Some("cairn-test"));
+}
+
+/// An epoll entry whose target the process holding the instance no longer holds (its
+/// descriptor closed, the file open in a child only) is refused with a message naming the
+/// process, the descriptor and the entry; the program keeps running to its end.
+#[test]
+fn epoll_entry_of_a_target_no_longer_held_is_refused_and_the_job_continues() {
+    use std::time::Duration;
+    let prog = Program::c("epoll_lost_target", &["150"]);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let mut job = common::Job::start(
+        &prog,
+        "launch",
+        &scratch.store(),
+        "epoll-refused",
+        &[],
+        &dir,
+        true,
+    );
+    assert!(job.wait_for_lines(common::RUNNING, 1, Duration::from_secs(60)));
+    let stdout = dir.join("stdout");
+    let first = || {
+        std::fs::read_to_string(&stdout)
+            .unwrap_or_default()
+            .lines()
+            .next()
+            .map(str::to_string)
+    };
+    let started = std::time::Instant::now();
+    while !first().is_some_and(|l| l.starts_with("pid")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no output");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let line = first().unwrap_or_default();
+    // "pid P, epoll fd E, target fd T"
+    let nums: Vec<&str> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [pid, efd, tfd] = nums[..] else {
+        panic!("unexpected first line {line}");
+    };
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines("checkpoint failed", 1, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    let want = format!(
+        "process {pid} fd {efd}: epoll entry registered as fd {tfd}, whose file this process \
+         no longer holds"
+    );
+    assert!(log.contains(&want), "expected {want:?} in:\n{log}");
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    assert!(text.ends_with("step 150\ndone\n"), "{text}");
+}

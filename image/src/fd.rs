@@ -72,4 +72,6 @@ pub enum FdKind {
     SignalFd(crate::SignalFdImage),
     /// A timerfd created inside the job.
     TimerFd(crate::TimerFdImage),
+    /// An epoll instance created inside the job, with its interest list.
+    Epoll(crate::EpollImage),
 }

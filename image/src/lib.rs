@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod file;
@@ -18,6 +19,7 @@ pub mod sysv;
 pub mod timerfd;
 pub mod unix;
 
+pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;

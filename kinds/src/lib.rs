@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod pipe;
@@ -183,5 +184,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(timerfd::capture::describe),
         capture: timerfd::capture::capture_job,
         recreate: timerfd::restore::recreate,
+    },
+    // Last: adding an entry polls its target, which the kinds above have filled and armed.
+    JobKind {
+        name: "epoll",
+        describe: Some(epoll::capture::describe),
+        capture: epoll::capture::capture_job,
+        recreate: epoll::restore::recreate,
     },
 ];

@@ -33,3 +33,8 @@ pub(crate) fn with_page<T>(inj: &Injector, f: impl FnOnce(u64) -> Result<T>) -> 
 pub(crate) fn put(inj: &Injector, addr: u64, data: &[u8]) -> Result<()> {
     procfs::write_mem(inj.tid(), None, addr, data).map_err(io_ctx("writing into a restore stub"))
 }
+
+/// Read `buf.len()` bytes at `addr` of the process `inj` injects into.
+pub(crate) fn get(inj: &Injector, addr: u64, buf: &mut [u8]) -> Result<()> {
+    procfs::read_mem(inj.tid(), None, addr, buf).map_err(io_ctx("reading from a restore stub"))
+}
