@@ -120,3 +120,20 @@ fn epoll_entry_of_a_target_no_longer_held_is_refused_and_the_job_continues() {
     let text = std::fs::read_to_string(&stdout).unwrap_or_default();
     assert!(text.ends_with("step 150\ndone\n"), "{text}");
 }
+
+/// A real event loop: Python asyncio (epoll, a socketpair, a pipe reader, timers) gives the
+/// native output after three checkpoint → kill -9 → restart cycles.
+#[test]
+fn python_asyncio_with_timers() {
+    let prog = Program::script("python3", "asyncio_timers.py", &["300"]);
+    differential(&prog, "asyncio", &Cycles::default());
+}
+
+#[test]
+fn python_asyncio_as_unprivileged_user() {
+    // The system's interpreter: one under root's home is not the user's to run.
+    let prog =
+        Program::script("/usr/bin/python3", "asyncio_timers.py", &["300"]).run_as("cairn-test");
+    common::open_up(&common::programs_dir().join("asyncio_timers.py"));
+    differential(&prog, "asyncio-user", &Cycles::default());
+}
