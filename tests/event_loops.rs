@@ -137,3 +137,80 @@ fn python_asyncio_as_unprivileged_user() {
     common::open_up(&common::programs_dir().join("asyncio_timers.py"));
     differential(&prog, "asyncio-user", &Cycles::default());
 }
+
+#[test]
+fn inotify_watches_descriptors_and_events_survive() {
+    conformance("inotify", "200", None);
+}
+
+/// Without CAP_DAC_READ_SEARCH the watched paths cannot be found from the watches' file
+/// handles: an unprivileged cairn refuses the checkpoint, saying why, and the program runs on.
+#[test]
+fn inotify_is_refused_clearly_as_unprivileged_user_and_the_job_continues() {
+    use std::time::Duration;
+    common::open_up(&common::compile_c("inotify"));
+    let prog = Program::c("inotify", &["150"]).run_as("cairn-test");
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    common::open_up(scratch.dir.path());
+    common::open_up(&dir);
+    let mut job = common::Job::start(
+        &prog,
+        "launch",
+        &scratch.store(),
+        "inotify-user",
+        &[],
+        &dir,
+        true,
+    );
+    let stdout = dir.join("stdout");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("step 1 ok")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no output");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines("checkpoint failed", 1, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    assert!(
+        log.contains("process 2 fd 3: inotify watch ")
+            && log.contains("finding its path needs CAP_DAC_READ_SEARCH"),
+        "{log}"
+    );
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    assert!(text.ends_with("step 150 ok\nPASS\n"), "{text}");
+}
+
+/// A watched path removed while the job was down makes the restart fail with a message
+/// naming it.
+#[test]
+fn inotify_watched_path_gone_at_restart_is_a_clear_error() {
+    use std::time::Duration;
+    let prog = Program::c("inotify", &["300"]);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    let mut job = common::Job::start(&prog, "launch", &store, "inotify-gone", &[], &dir, true);
+    let stdout = dir.join("stdout");
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("step 1 ok")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no output");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(job.checkpoint(), "{}", job.log_text());
+    job.kill_all();
+    let later = dir.join("watched/later");
+    std::fs::remove_dir(&later).expect("removing a watched directory");
+    let job = common::Job::start(&prog, "restart", &store, "inotify-gone", &[], &dir, false);
+    let log_path = job.log.clone();
+    let code = job.wait(Duration::from_secs(60));
+    let log = std::fs::read_to_string(log_path).unwrap_or_default();
+    assert_ne!(code, 0, "{log}");
+    let want = format!("watching {} again: it no longer exists", later.display());
+    assert!(log.contains(&want), "expected {want:?} in:\n{log}");
+}

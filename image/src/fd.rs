@@ -74,4 +74,6 @@ pub enum FdKind {
     TimerFd(crate::TimerFdImage),
     /// An epoll instance created inside the job, with its interest list.
     Epoll(crate::EpollImage),
+    /// An inotify instance created inside the job, with its watches.
+    Inotify(crate::InotifyImage),
 }

@@ -11,6 +11,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod file;
+pub mod inotify;
 pub mod memory;
 pub mod pipe;
 pub mod process;
@@ -23,6 +24,7 @@ pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
+pub use inotify::{InotifyImage, InotifyWatch};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };

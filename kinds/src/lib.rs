@@ -15,6 +15,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod file;
+pub mod inotify;
 pub mod pipe;
 mod scratch;
 mod shared;
@@ -184,6 +185,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(timerfd::capture::describe),
         capture: timerfd::capture::capture_job,
         recreate: timerfd::restore::recreate,
+    },
+    JobKind {
+        name: "inotify",
+        describe: Some(inotify::capture::describe),
+        capture: inotify::capture::capture_job,
+        recreate: inotify::restore::recreate,
     },
     // Last: adding an entry polls its target, which the kinds above have filled and armed.
     JobKind {

@@ -73,8 +73,12 @@ impl Made {
                     continue;
                 }
                 let file = make(kind).map_err(|e| {
+                    let why = match e {
+                        Error::Incompatible(why) => why,
+                        other => other.to_string(),
+                    };
                     Error::Incompatible(format!(
-                        "process {} fd {}: recreating the {what}: {e}",
+                        "process {} fd {}: recreating the {what}: {why}",
                         p.pid, f.fd
                     ))
                 })?;
