@@ -214,3 +214,10 @@ fn inotify_watched_path_gone_at_restart_is_a_clear_error() {
     let want = format!("watching {} again: it no longer exists", later.display());
     assert!(log.contains(&want), "expected {want:?} in:\n{log}");
 }
+
+/// eventfds, a timerfd and an epoll instance inherited across fork stay shared by the parent
+/// and the child: they wake each other through them after every restart.
+#[test]
+fn event_descriptors_shared_by_parent_and_child_survive() {
+    conformance("event_shared", "200", None);
+}

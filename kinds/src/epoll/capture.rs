@@ -120,3 +120,18 @@ pub fn capture_job(
     crate::shared::number(job, image, id_mut);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_entry;
+
+    #[test]
+    fn fdinfo_entry_lines_are_read() {
+        let line = "tfd:        3 events: 80000019 data: 1122334455667788  pos:0 ino:40e sdev:10";
+        assert_eq!(
+            parse_entry(line),
+            Some((3, 0x8000_0019, 0x1122_3344_5566_7788))
+        );
+        assert_eq!(parse_entry("tfd: x events: 1 data: 2"), None);
+    }
+}

@@ -174,3 +174,24 @@ pub fn capture_job(
     crate::shared::number(job, image, id_mut);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn fdinfo_watch_lines_are_read() {
+        let l = parse(
+            "inotify wd:1a ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 \
+             fhandle-type:1 f_handle:a7c4030000000000",
+        )
+        .expect("a watch line");
+        assert_eq!(
+            (l.wd, l.ino, l.sdev, l.mask),
+            (0x1a, 0x3c4a7, 0xfe0_0000, 0x300)
+        );
+        assert_eq!(l.handle_type, 1);
+        assert_eq!(l.handle, vec![0xa7, 0xc4, 3, 0, 0, 0, 0, 0]);
+        assert!(parse("inotify wd:1 ino:2").is_none());
+    }
+}
