@@ -63,8 +63,9 @@ fn epoll_survives_as_unprivileged_user() {
     conformance("epoll", "200", Some("cairn-test"));
 }
 
-/// An epoll entry whose target the process holding the instance no longer holds (its
-/// descriptor closed, the file open in a child only) is refused with a message naming the
+/// An epoll entry whose target no process holding the instance holds any more (its
+/// descriptor closed, the file open only in a child that does not hold the instance) is
+/// refused with a message naming the
 /// process, the descriptor and the entry; the program keeps running to its end.
 #[test]
 fn epoll_entry_of_a_target_no_longer_held_is_refused_and_the_job_continues() {
@@ -112,8 +113,8 @@ fn epoll_entry_of_a_target_no_longer_held_is_refused_and_the_job_continues() {
     );
     let log = job.log_text();
     let want = format!(
-        "process {pid} fd {efd}: epoll entry registered as fd {tfd}, whose file this process \
-         no longer holds"
+        "process {pid} fd {efd}: epoll entry registered as fd {tfd}, whose file no process \
+         holding the instance holds any more"
     );
     assert!(log.contains(&want), "expected {want:?} in:\n{log}");
     assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
@@ -220,4 +221,11 @@ fn inotify_watched_path_gone_at_restart_is_a_clear_error() {
 #[test]
 fn event_descriptors_shared_by_parent_and_child_survive() {
     conformance("event_shared", "200", None);
+}
+
+/// An epoll instance shared across fork, to which the child added descriptors of its own
+/// (one registered under a number it closed since): the entries are added in the child.
+#[test]
+fn epoll_entries_added_by_a_child_to_a_shared_instance_survive() {
+    conformance("epoll_fork", "200", None);
 }

@@ -24,8 +24,13 @@ pub struct EpollEntry {
     pub events: u32,
     /// The data returned with the events.
     pub data: u64,
-    /// `None` when descriptor `tfd` of the process holding the instance is the target;
+    /// `None` when descriptor `tfd` of the process in which the entry is added is the target;
     /// otherwise the descriptor of that process that holds it (`tfd` was closed or reused
     /// since the registration).
     pub via: Option<i32>,
+    /// The process in which the entry is added and its descriptor of the instance, `(pid in
+    /// the job, fd)`, when that is not the first process holding the instance (an instance
+    /// shared across fork, to which a child added its own descriptors).
+    #[serde(default)]
+    pub holder: Option<(i32, i32)>,
 }

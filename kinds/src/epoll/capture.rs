@@ -56,34 +56,39 @@ fn is_target(pid: i32, n: i32, efd: i32, tfd: i32, toff: u32) -> bool {
     }
 }
 
+/// Where the target of the `toff`-th entry registered as `tfd` in instance `efd` of `pid`
+/// is held in `pid`: `Some(None)` at `tfd` itself, `Some(Some(n))` at descriptor `n`, `None`
+/// nowhere.
+fn find_target(pid: i32, efd: i32, tfd: i32, toff: u32) -> Option<Option<i32>> {
+    if is_target(pid, tfd, efd, tfd, toff) {
+        return Some(None);
+    }
+    list_fds(pid)
+        .into_iter()
+        .find(|&n| n != tfd && is_target(pid, n, efd, tfd, toff))
+        .map(Some)
+}
+
+/// Marks an entry whose target the describing process does not hold, for
+/// [`capture_job`] to look for in the other processes holding the instance.
+const ELSEWHERE: Option<(i32, i32)> = Some((-1, -1));
+
 fn read(fd: &OpenFd<'_>) -> Result<FdKind> {
     let mut entries: Vec<EpollEntry> = Vec::new();
-    let mut open: Option<Vec<i32>> = None;
     for line in fd.info.lines().filter(|l| l.starts_with("tfd:")) {
         let (tfd, events, data) = parse_entry(line)
             .ok_or_else(|| fd.unsupported(format!("epoll entry this cairn cannot read: {line}")))?;
         let toff = entries.iter().filter(|e| e.tfd == tfd).count() as u32;
-        let via = if is_target(fd.pid, tfd, fd.fd, tfd, toff) {
-            None
-        } else {
-            let fds = open.get_or_insert_with(|| list_fds(fd.pid));
-            let other = fds
-                .iter()
-                .copied()
-                .find(|&n| n != tfd && is_target(fd.pid, n, fd.fd, tfd, toff));
-            if other.is_none() {
-                return Err(fd.unsupported(format!(
-                    "epoll entry registered as fd {tfd}, whose file this process no longer \
-                     holds (the descriptor was closed or reused, the file is open elsewhere)"
-                )));
-            }
-            other
+        let (via, holder) = match find_target(fd.pid, fd.fd, tfd, toff) {
+            Some(via) => (via, None),
+            None => (None, ELSEWHERE),
         };
         entries.push(EpollEntry {
             tfd,
             events,
             data,
             via,
+            holder,
         });
     }
     Ok(FdKind::Epoll(EpollImage {
@@ -111,13 +116,62 @@ fn id_mut(k: &mut FdKind) -> Option<&mut u64> {
     }
 }
 
-/// [`crate::CaptureFn`] of epoll instances: descriptors sharing one instance get one id.
+/// [`crate::CaptureFn`] of epoll instances: descriptors sharing one instance get one id, and
+/// each entry whose target the describing process no longer holds is looked for in the
+/// other processes holding the instance (inherited across fork, say); one that no process
+/// holds is refused.
 pub fn capture_job(
     job: &FrozenJob<'_>,
     image: &mut ProcessTreeImage,
     _: &mut dyn MemorySink,
 ) -> Result<()> {
     crate::shared::number(job, image, id_mut);
+    // Every descriptor of an instance in the job: (outer pid, pid in the job, fd).
+    let holders = |o: i32, efd: i32| -> Vec<(i32, i32, i32)> {
+        image
+            .processes
+            .iter()
+            .zip(job.outer)
+            .flat_map(|(p, &oj)| {
+                list_fds(oj)
+                    .into_iter()
+                    .filter(move |&n| crate::shared::same_file(o, efd, oj, n))
+                    .map(move |n| (oj, p.pid, n))
+            })
+            .collect()
+    };
+    let mut found = Vec::new();
+    for (i, (p, &o)) in image.processes.iter().zip(job.outer).enumerate() {
+        for (k, f) in p.fds.iter().enumerate() {
+            let FdKind::Epoll(e) = &f.kind else {
+                continue;
+            };
+            for (x, entry) in e.entries.iter().enumerate() {
+                if entry.holder != ELSEWHERE {
+                    continue;
+                }
+                let toff = e.entries[..x].iter().filter(|y| y.tfd == entry.tfd).count() as u32;
+                let place = holders(o, f.fd).into_iter().find_map(|(oj, pj, n)| {
+                    find_target(oj, n, entry.tfd, toff).map(|via| (via, (pj, n)))
+                });
+                let Some((via, holder)) = place else {
+                    return Err(cairn_sys::Error::Unsupported(format!(
+                        "process {} fd {}: epoll entry registered as fd {}, whose file no \
+                         process holding the instance holds any more (the descriptor was \
+                         closed or reused, the file is open elsewhere) cannot be checkpointed",
+                        p.pid, f.fd, entry.tfd
+                    )));
+                };
+                found.push((i, k, x, via, holder));
+            }
+        }
+    }
+    for (i, k, x, via, holder) in found {
+        if let FdKind::Epoll(e) = &mut image.processes[i].fds[k].kind {
+            e.entries[x].via = via;
+            e.entries[x].holder = Some(holder);
+        }
+    }
     Ok(())
 }
 

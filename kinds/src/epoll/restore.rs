@@ -13,12 +13,16 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 /// [`crate::RecreateFn`] of epoll instances.
 pub fn recreate(image: &ProcessTreeImage, _: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
-    Ok(Box::new(Epolls(Made::create(
-        image,
-        "epoll instance",
-        select,
-        create,
-    )?)))
+    let made = Made::create(image, "epoll instance", select, create)?;
+    let mut instances: Vec<EpollImage> = Vec::new();
+    for f in image.processes.iter().flat_map(|p| &p.fds) {
+        if let FdKind::Epoll(e) = &f.kind {
+            if !instances.iter().any(|i| i.id == e.id) {
+                instances.push(e.clone());
+            }
+        }
+    }
+    Ok(Box::new(Epolls { made, instances }))
 }
 
 fn select(k: &FdKind) -> Option<(u64, &EpollImage)> {
@@ -55,16 +59,36 @@ fn disarmed(e: &EpollEntry) -> bool {
     e.events & libc::EPOLLONESHOT as u32 != 0 && e.events & !FLAGS == 0
 }
 
-/// Add every entry of `e`, descriptor `efd` of process `p` (which `inj` injects into).
+/// Add the entries of `e` that belong in process `p` (whose descriptor `efd` is the
+/// instance): those without a `holder` when `p` is the instance's first holder (`owner`),
+/// else those whose `holder` is `(p, efd)`.
 ///
 /// Adding an entry always arms it for EPOLLERR and EPOLLHUP, so a fired one-shot entry is
 /// disarmed again by firing it: first, alone in the instance, armed for what its target is
 /// ready for (asked with `poll`), then collected with `epoll_wait`. One whose target is ready
-/// for nothing at all stays armed for EPOLLERR and EPOLLHUP only.
-fn add_entries(inj: &Injector, p: &ProcessImage, efd: i32, e: &EpollImage) -> Result<()> {
+/// for nothing at all, or that another process than the first holder adds, stays armed for
+/// EPOLLERR and EPOLLHUP only.
+fn add_entries(
+    inj: &Injector,
+    p: &ProcessImage,
+    efd: i32,
+    e: &EpollImage,
+    owner: bool,
+) -> Result<()> {
+    let mine: Vec<&EpollEntry> = e
+        .entries
+        .iter()
+        .filter(|x| match x.holder {
+            None => owner,
+            Some(h) => h == (p.pid, efd),
+        })
+        .collect();
+    if mine.is_empty() {
+        return Ok(());
+    }
     with_page(inj, |page| {
         let (first, rest): (Vec<&EpollEntry>, Vec<&EpollEntry>) =
-            e.entries.iter().partition(|x| disarmed(x));
+            mine.into_iter().partition(|x| owner && disarmed(x));
         let mut to_fire = 0;
         for entry in first {
             let fd = entry.via.unwrap_or(entry.tfd);
@@ -163,23 +187,36 @@ fn add(inj: &Injector, p: &ProcessImage, efd: i32, entry: &EpollEntry, ev: u64) 
 }
 
 /// The job's epoll instances.
-struct Epolls(Made);
+struct Epolls {
+    made: Made,
+    /// Each instance once (entries included).
+    instances: Vec<EpollImage>,
+}
 
 impl Recreated for Epolls {
     fn open(&self, pid: i32, fd: &FdImage, _: &dyn MemorySource) -> Option<Result<OwnedFd>> {
         let (id, _) = select(&fd.kind)?;
-        Some(self.0.hand_out(pid, fd, id))
+        Some(self.made.hand_out(pid, fd, id))
     }
     fn descriptors_taken(&mut self) {
-        self.0.close_copies();
+        self.made.close_copies();
     }
     fn in_process(&self, inj: &Injector, p: &ProcessImage) -> Result<()> {
-        for f in &p.fds {
-            let Some((id, e)) = select(&f.kind) else {
-                continue;
-            };
-            if self.0.owns(p.pid, f.fd, id) && !e.entries.is_empty() {
-                add_entries(inj, p, f.fd, e)?;
+        for e in &self.instances {
+            if let Some(owner) = p.fds.iter().find(|f| self.made.owns(p.pid, f.fd, e.id)) {
+                add_entries(inj, p, owner.fd, e, true)?;
+            }
+            let mut held: Vec<i32> = e
+                .entries
+                .iter()
+                .filter_map(|x| x.holder)
+                .filter(|h| h.0 == p.pid)
+                .map(|h| h.1)
+                .collect();
+            held.sort_unstable();
+            held.dedup();
+            for efd in held {
+                add_entries(inj, p, efd, e, false)?;
             }
         }
         Ok(())
