@@ -66,4 +66,14 @@ pub enum FdKind {
         /// The parent's descriptor number.
         parent_fd: i32,
     },
+    /// An eventfd created inside the job.
+    EventFd(crate::EventFdImage),
+    /// A signalfd created inside the job.
+    SignalFd(crate::SignalFdImage),
+    /// A timerfd created inside the job.
+    TimerFd(crate::TimerFdImage),
+    /// An epoll instance created inside the job, with its interest list.
+    Epoll(crate::EpollImage),
+    /// An inotify instance created inside the job, with its watches.
+    Inotify(crate::InotifyImage),
 }

@@ -7,16 +7,24 @@
 
 #![warn(missing_docs)]
 
+pub mod epoll;
+pub mod eventfd;
 pub mod fd;
 pub mod file;
+pub mod inotify;
 pub mod memory;
 pub mod pipe;
 pub mod process;
+pub mod signalfd;
 pub mod sysv;
+pub mod timerfd;
 pub mod unix;
 
+pub use epoll::{EpollEntry, EpollImage};
+pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
+pub use inotify::{InotifyImage, InotifyWatch};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };
@@ -24,7 +32,9 @@ pub use pipe::PipeImage;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
+pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvShm};
+pub use timerfd::TimerFdImage;
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
 
 use serde::{Deserialize, Serialize};

@@ -12,9 +12,16 @@
 
 #![warn(missing_docs)]
 
+pub mod epoll;
+pub mod eventfd;
 pub mod file;
+pub mod inotify;
 pub mod pipe;
+mod scratch;
+mod shared;
+pub mod signalfd;
 pub mod sysv;
+pub mod timerfd;
 pub mod unix;
 
 use cairn_image::{FdImage, FdKind, MemorySink, MemorySource, ProcessImage, ProcessTreeImage};
@@ -68,6 +75,14 @@ impl OpenFd<'_> {
             .lines()
             .find_map(|l| l.strip_prefix(key))
             .map(str::trim)
+    }
+
+    /// The error refusing this descriptor: `what` it is that cannot be checkpointed.
+    pub fn unsupported(&self, what: impl std::fmt::Display) -> cairn_sys::Error {
+        cairn_sys::Error::Unsupported(format!(
+            "process {} fd {}: {what} cannot be checkpointed",
+            self.ns_pid, self.fd
+        ))
     }
 }
 
@@ -152,5 +167,36 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: None,
         capture: sysv::capture::capture_job,
         recreate: sysv::restore::recreate,
+    },
+    JobKind {
+        name: "eventfd",
+        describe: Some(eventfd::capture::describe),
+        capture: eventfd::capture::capture_job,
+        recreate: eventfd::restore::recreate,
+    },
+    JobKind {
+        name: "signalfd",
+        describe: Some(signalfd::capture::describe),
+        capture: signalfd::capture::capture_job,
+        recreate: signalfd::restore::recreate,
+    },
+    JobKind {
+        name: "timerfd",
+        describe: Some(timerfd::capture::describe),
+        capture: timerfd::capture::capture_job,
+        recreate: timerfd::restore::recreate,
+    },
+    JobKind {
+        name: "inotify",
+        describe: Some(inotify::capture::describe),
+        capture: inotify::capture::capture_job,
+        recreate: inotify::restore::recreate,
+    },
+    // Last: adding an entry polls its target, which the kinds above have filled and armed.
+    JobKind {
+        name: "epoll",
+        describe: Some(epoll::capture::describe),
+        capture: epoll::capture::capture_job,
+        recreate: epoll::restore::recreate,
     },
 ];

@@ -105,7 +105,7 @@ fn tcp_connection_to_outside_fails_checkpoint() {
 #[test]
 fn unsupported_fd_fails_checkpoint_and_program_continues() {
     let dir = Scratch::new();
-    let prog = compile(&dir, "eventfd", &[]);
+    let prog = compile(&dir, "pidfd", &[]);
     let mut sb = Sandbox::launch(&os(&[&prog])).unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let mut store = MemoryImageStore::new();

@@ -17,6 +17,7 @@ mod coordinator_cli;
 mod coordinator_spawn;
 mod damage;
 mod differential;
+mod event_loops;
 mod full_disk;
 mod gc_cli;
 mod incremental;

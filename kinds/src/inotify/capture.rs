@@ -1,0 +1,197 @@
+//! An inotify instance's watches, found again by path through their file handles.
+
+use crate::{FrozenJob, OpenFd};
+use cairn_image::{FdKind, InotifyImage, InotifyWatch, MemorySink, ProcessTreeImage};
+use cairn_sys::error::last_os;
+use cairn_sys::Result;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+/// [`crate::DescribeFn`] of inotify instances.
+pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
+    (fd.link == "anon_inode:inotify" && fd.inside).then(|| read(fd))
+}
+
+/// One `inotify wd:... ino:... sdev:... mask:... fhandle-bytes:... fhandle-type:...
+/// f_handle:...` line (numbers in hex).
+struct Line {
+    wd: i32,
+    ino: u64,
+    sdev: u32,
+    mask: u32,
+    handle_type: i32,
+    handle: Vec<u8>,
+}
+
+fn parse(line: &str) -> Option<Line> {
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .map(str::to_string)
+    };
+    let hex = |key: &str| field(key).and_then(|v| u64::from_str_radix(&v, 16).ok());
+    let bytes = field("f_handle:")?;
+    let handle = (0..bytes.len() / 2)
+        .map(|i| u8::from_str_radix(&bytes[2 * i..2 * i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Line {
+        wd: hex("wd:")? as i32,
+        ino: hex("ino:")?,
+        sdev: hex("sdev:")? as u32,
+        mask: hex("mask:")? as u32,
+        handle_type: hex("fhandle-type:")? as i32,
+        handle,
+    })
+}
+
+/// A mount point of device `sdev` (kernel encoding) in the mount namespace of `pid`, as a
+/// path from here; a mount of the file system's root first.
+fn mount_of(pid: i32, sdev: u32) -> Option<String> {
+    let dev = format!("{}:{}", sdev >> 20, sdev & 0xf_ffff);
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let mut found: Vec<(bool, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.get(2) == Some(&dev.as_str())).then(|| (w[3] != "/", w[4].to_string()))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .next()
+        .map(|(_, m)| format!("/proc/{pid}/root{m}"))
+}
+
+/// The path of the watched file of `l`, checked against its inode.
+fn path_of(fd: &OpenFd<'_>, l: &Line) -> Result<String> {
+    let what = |why: String| {
+        fd.unsupported(format!(
+            "inotify watch {} (inode {} on device {}:{}; {why})",
+            l.wd,
+            l.ino,
+            l.sdev >> 20,
+            l.sdev & 0xf_ffff
+        ))
+    };
+    let mount = mount_of(fd.pid, l.sdev).ok_or_else(|| what("no mount of its device".into()))?;
+    let c = CString::new(mount.clone()).map_err(|_| what("a mount path with NUL".into()))?;
+    // SAFETY: open takes a NUL-terminated path and flags.
+    let mfd = crate::shared::fresh(
+        unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        },
+        &format!("opening {mount}"),
+    )?;
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+    let mut fh = (l.handle.len() as u32).to_ne_bytes().to_vec();
+    fh.extend_from_slice(&l.handle_type.to_ne_bytes());
+    fh.extend_from_slice(&l.handle);
+    // SAFETY: open_by_handle_at reads the file_handle we built; returns a new descriptor.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mfd.as_raw_fd(),
+            fh.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    } as i32;
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(what(if e.raw_os_error() == Some(libc::EPERM) {
+            "finding its path needs CAP_DAC_READ_SEARCH: checkpoint as root".into()
+        } else {
+            format!("its file cannot be found again: {e}")
+        }));
+    }
+    let file: OwnedFd = crate::shared::fresh(r, "open_by_handle_at")?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .map_err(|e| what(format!("its path cannot be read: {e}")))?
+        .to_string_lossy()
+        .into_owned();
+    let same = std::fs::metadata(&path).is_ok_and(|m| {
+        m.ino() == l.ino
+            && libc::major(m.dev()) == l.sdev >> 20
+            && libc::minor(m.dev()) == l.sdev & 0xf_ffff
+    });
+    if !path.starts_with('/') || !same {
+        return Err(what(format!(
+            "its path {path} does not lead to it (deleted, or outside this mount namespace)"
+        )));
+    }
+    Ok(path)
+}
+
+fn read(fd: &OpenFd<'_>) -> Result<FdKind> {
+    let copy = crate::pipe::capture::steal(fd.pid, fd.fd)?;
+    let mut queued: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    if unsafe { libc::ioctl(copy.as_raw_fd(), libc::FIONREAD, &mut queued) } < 0 {
+        return Err(last_os("FIONREAD on an inotify instance"));
+    }
+    if queued > 0 {
+        return Err(fd.unsupported(format!(
+            "inotify instance with {queued} bytes of events not read yet (reading them would \
+             take them from the program; checkpoint again once it has read them)"
+        )));
+    }
+    let mut watches = Vec::new();
+    for line in fd.info.lines().filter(|l| l.starts_with("inotify ")) {
+        let l = parse(line).ok_or_else(|| {
+            fd.unsupported(format!("inotify watch this cairn cannot read: {line}"))
+        })?;
+        watches.push(InotifyWatch {
+            wd: l.wd,
+            path: path_of(fd, &l)?,
+            mask: l.mask,
+        });
+    }
+    watches.sort_by_key(|w| w.wd);
+    Ok(FdKind::Inotify(InotifyImage {
+        id: 0,
+        flags: fd.flags & (libc::O_ACCMODE | libc::O_NONBLOCK),
+        watches,
+    }))
+}
+
+fn id_mut(k: &mut FdKind) -> Option<&mut u64> {
+    match k {
+        FdKind::Inotify(i) => Some(&mut i.id),
+        _ => None,
+    }
+}
+
+/// [`crate::CaptureFn`] of inotify instances: descriptors sharing one instance get one id.
+pub fn capture_job(
+    job: &FrozenJob<'_>,
+    image: &mut ProcessTreeImage,
+    _: &mut dyn MemorySink,
+) -> Result<()> {
+    crate::shared::number(job, image, id_mut);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn fdinfo_watch_lines_are_read() {
+        let l = parse(
+            "inotify wd:1a ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 \
+             fhandle-type:1 f_handle:a7c4030000000000",
+        )
+        .expect("a watch line");
+        assert_eq!(
+            (l.wd, l.ino, l.sdev, l.mask),
+            (0x1a, 0x3c4a7, 0xfe0_0000, 0x300)
+        );
+        assert_eq!(l.handle_type, 1);
+        assert_eq!(l.handle, vec![0xa7, 0xc4, 3, 0, 0, 0, 0, 0]);
+        assert!(parse("inotify wd:1 ino:2").is_none());
+    }
+}
