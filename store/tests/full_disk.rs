@@ -1,65 +1,8 @@
 //! A store on a file system that fills up: every write fails cleanly with an error (never a
-//! panic), the generations committed before stay sound, and a later writer works again once
-//! there is room.
+//! panic), and the generations committed before stay sound.
 
 use cairn_store::{GenerationInfo, InitOptions, Store};
-use std::path::Path;
-use std::process::Command;
-
-/// An ext4 file system of `mib` MiB (an image file, loop-mounted: direct I/O like a real
-/// disk) mounted at a fresh directory; unmounted on drop.
-struct SmallFs {
-    image: tempfile::TempDir,
-    mnt: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(mib: u64) -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let image = tempfile::tempdir().expect("tempdir");
-        let mnt = tempfile::tempdir().expect("tempdir");
-        let file = image.path().join("fs.img");
-        let run = |cmd: &mut Command| {
-            let st = cmd.status().expect("running a file-system command");
-            assert!(st.success(), "{cmd:?}");
-        };
-        run(Command::new("truncate")
-            .arg("-s")
-            .arg(format!("{mib}M"))
-            .arg(&file));
-        run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&file));
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&file)
-            .arg(mnt.path()));
-        Some(SmallFs { image, mnt })
-    }
-    fn path(&self) -> &Path {
-        self.mnt.path()
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.mnt.path()).status();
-        let _ = &self.image;
-    }
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use cairn_testkit::{rand_bytes as random, SmallFs};
 
 fn save(store: &Store, job: &str, data: &[u8]) -> Result<(), cairn_store::StoreError> {
     let mut w = store.writer()?;

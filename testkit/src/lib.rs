@@ -2,7 +2,7 @@
 //! `cairn` binary and store commands, the test C programs of `tests/programs`, running as the
 //! unprivileged test user, scratch directories, jobs under cairn with kill -9 and restart, the
 //! differential harness (native run == run under cairn), damaging a store on purpose, bounded
-//! waits, the areas of tests that must not overlap, and a test run in a process of its own.
+//! waits, a small file system to fill, the areas of tests that must not overlap, and a test run in a process of its own.
 //!
 //! The crate depends on no cairn crate: a crate's own tests can use it without linking a
 //! second copy of the crate under test.
@@ -17,6 +17,7 @@ mod procs;
 mod program;
 mod programs;
 mod scratch;
+mod small_fs;
 mod store_damage;
 mod users;
 mod wait;
@@ -31,6 +32,7 @@ pub use procs::children;
 pub use program::{run_native, Outcome, Program};
 pub use programs::{compile_c, programs_dir};
 pub use scratch::Scratch;
+pub use small_fs::SmallFs;
 pub use store_damage::{damage_chunk, files_below};
 pub use users::{as_user, is_root, open_up, TEST_USER};
 pub use wait::wait_for;
