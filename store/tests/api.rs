@@ -169,14 +169,25 @@ fn reindex_rebuilds_the_same_answer() {
     assert!(store.pack_entries("../x").is_err());
     drop(store);
     std::fs::remove_file(dir.path().join("cairn.db")).unwrap();
-    assert!(matches!(Store::open(dir.path()), Err(StoreError::Index(_))));
     let rep = Store::reindex(dir.path()).unwrap();
     assert_eq!(rep.generations, 1);
     let store = Store::open(dir.path()).unwrap();
+    assert!(store.index_rebuilt().is_none());
     assert_eq!(store.totals().unwrap().chunks, before.chunks);
     assert_eq!(store.latest_consistent("j").unwrap().0.id, id);
     let r = store.reader(id).unwrap();
     assert_eq!(r.read_all(&r.lookup("b").unwrap()).unwrap(), data);
+    drop(store);
+    // Opening a store whose index is gone rebuilds it, and says so.
+    std::fs::remove_file(dir.path().join("cairn.db")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let why = store.index_rebuilt().expect("the index was rebuilt");
+    assert!(
+        why.contains("missing") && why.contains("1 generation"),
+        "{why}"
+    );
+    assert_eq!(store.totals().unwrap().chunks, before.chunks);
+    assert_eq!(store.latest_consistent("j").unwrap().0.id, id);
 }
 
 #[test]
