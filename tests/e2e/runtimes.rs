@@ -2,10 +2,11 @@
 //! inotify give the output of a native run after three checkpoint → kill -9 → restart cycles:
 //! Go (goroutines, timers, channels), Java NIO (a Selector over a Pipe, a timer thread),
 //! Node.js (timers, `fs.watch`) and `tail -f` following a growing file. File watching is
-//! restored only when cairn runs as root, so these tests run as the test's own user (root
-//! in CI). The runtimes are installed by scripts/setup.sh.
+//! restored only when cairn runs as root, so those tests run as the test's own user (root
+//! in CI); Go and Java also run as the unprivileged user. The runtimes are installed by
+//! scripts/setup.sh.
 
-use cairn_testkit::{differential, Area, Cycles, Program};
+use cairn_testkit::{self as common, differential, Area, Cycles, Program};
 
 /// A Go program: worker goroutines fed through channels, a time.Ticker pacing the rounds,
 /// time.Sleep in the workers and a select with a time.After deadline.
@@ -17,6 +18,15 @@ fn go_goroutines_timers_and_channels() {
     assert!(out.stdout.ends_with(b"ticks 300 total 756690216\ndone\n"));
 }
 
+#[test]
+fn go_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    common::open_up(&common::compile_go("go_timers"));
+    let prog = Program::go("go_timers", &["300"]).run_as("cairn-test");
+    let out = differential(&prog, "go-user", &Cycles::default());
+    assert!(out.stdout.ends_with(b"ticks 300 total 756690216\ndone\n"));
+}
+
 /// A Java program: an NIO Selector over a Pipe fed by a sleeping writer thread and woken by
 /// a java.util.Timer.
 #[test]
@@ -24,6 +34,17 @@ fn java_nio_selector_over_a_pipe_with_a_timer() {
     let _area = Area::enter(module_path!());
     let prog = Program::java("NioSelector", &[], &["300"]);
     let out = differential(&prog, "java", &Cycles::default());
+    assert!(out
+        .stdout
+        .ends_with(b"received 300 sum 8955050\ntimer woke the selector: true\ndone\n"));
+}
+
+#[test]
+fn java_nio_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    common::open_up(&common::compile_java("NioSelector"));
+    let prog = Program::java("NioSelector", &[], &["300"]).run_as("cairn-test");
+    let out = differential(&prog, "java-user", &Cycles::default());
     assert!(out
         .stdout
         .ends_with(b"received 300 sum 8955050\ntimer woke the selector: true\ndone\n"));
