@@ -6,7 +6,12 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux mount e2fsprogs passwd)
+pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux mount e2fsprogs passwd
+  golang-go)
+# The runtimes of tests/e2e/runtimes.rs: a JDK and Node.js, from Debian unless one is already
+# installed (e.g. Node.js from another repository).
+if ! command -v javac >/dev/null 2>&1; then pkgs+=(default-jdk-headless); fi
+if ! command -v node >/dev/null 2>&1; then pkgs+=(nodejs); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

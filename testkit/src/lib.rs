@@ -30,7 +30,7 @@ pub use job::{count_lines, Job, COMMITTED, RUNNING, STARTED};
 pub use own_process::in_own_process;
 pub use procs::children;
 pub use program::{run_native, Outcome, Program};
-pub use programs::{compile_c, programs_dir};
+pub use programs::{compile_c, compile_go, compile_java, programs_dir};
 pub use scratch::Scratch;
 pub use small_fs::SmallFs;
 pub use store_damage::{damage_chunk, files_below};

@@ -6,7 +6,7 @@ use std::fs::{self, File};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 
-use crate::programs::{compile_c, programs_dir};
+use crate::programs::{compile_c, compile_go, compile_java, programs_dir};
 use crate::users::as_user;
 
 /// A program to run: its argv, and the files it writes (relative to its working directory)
@@ -27,6 +27,33 @@ impl Program {
     /// A C program from tests/programs, compiled on first use.
     pub fn c(name: &str, args: &[&str]) -> Self {
         let mut argv = vec![compile_c(name).into_os_string()];
+        argv.extend(args.iter().map(OsString::from));
+        Program {
+            argv,
+            files: Vec::new(),
+            shell_prefix: String::new(),
+            user: None,
+        }
+    }
+
+    /// A Go program from tests/programs (NAME.go), built with `go build` on first use.
+    pub fn go(name: &str, args: &[&str]) -> Self {
+        Self::with_argv(vec![compile_go(name).into_os_string()], args)
+    }
+
+    /// A Java program from tests/programs (CLASS.java), compiled with `javac` on first use
+    /// and run by `java` with `jvm_args` before the class name.
+    pub fn java(class: &str, jvm_args: &[&str], args: &[&str]) -> Self {
+        let mut argv = vec![OsString::from("java")];
+        argv.extend(jvm_args.iter().map(OsString::from));
+        argv.push(OsString::from("-cp"));
+        argv.push(compile_java(class).into_os_string());
+        argv.push(OsString::from(class));
+        Self::with_argv(argv, args)
+    }
+
+    /// A program run with `argv` followed by `args`.
+    fn with_argv(mut argv: Vec<OsString>, args: &[&str]) -> Self {
         argv.extend(args.iter().map(OsString::from));
         Program {
             argv,

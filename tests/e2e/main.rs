@@ -24,6 +24,7 @@ mod incremental;
 mod job_array;
 mod lazy_restore;
 mod run_retention;
+mod runtimes;
 mod slurm;
 mod stdio;
 mod storage;
