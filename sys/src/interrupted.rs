@@ -50,10 +50,13 @@ static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mu
 
 /// `regs` of thread `tid` as seen at a freeze, with the original syscall instead of
 /// `restart_syscall` when cairn knows it; remembers the syscall of a thread interrupted with
-/// -ERESTART_RESTARTBLOCK for the next freeze. Two states name `restart_syscall`: stopped in
-/// it (`orig_rax`, the original goes there), or stopped before re-entering it — resumed by
+/// -ERESTART_RESTARTBLOCK for the next freeze. Three states name `restart_syscall`: stopped
+/// in it (`orig_rax`, the original goes there); stopped before re-entering it — resumed by
 /// cairn at its `syscall` instruction with `rax` = `restart_syscall` and frozen again before
-/// it ran (`rax`: the original goes there, so that a restore re-issues it).
+/// it ran (`rax`: the original goes there, so that a restore re-issues it); or stopped after
+/// the kernel itself set it up for `restart_syscall` on its way back to user mode (`rax` =
+/// `restart_syscall`, `orig_rax` still the original: that goes to `rax`). A restored process
+/// has no restart block, so `restart_syscall` there would fail with EINTR.
 pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
     let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
         return regs;
@@ -68,9 +71,16 @@ pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
         } else {
             map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
         }
-    } else if regs.rax == restart && regs.orig_rax as i64 == -1 {
+    } else if regs.rax == restart {
         match map.get(&tid) {
             Some(&(nr, at)) if at == regs.rip => regs.rax = nr,
+            // Stopped after the kernel's own restart fix-up (rax and rip set for
+            // restart_syscall) but before the thread went back to user mode: the original
+            // syscall is still in orig_rax.
+            _ if (regs.orig_rax as i64) >= 0 && regs.orig_rax != restart => {
+                map.remove(&tid);
+                regs.rax = regs.orig_rax;
+            }
             _ => {
                 map.remove(&tid);
             }
@@ -124,4 +134,44 @@ pub fn settle_stopped(tid: i32) -> Result<()> {
         ptrace::set_regs(tid, &r)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NANOSLEEP: u64 = libc::SYS_nanosleep as u64;
+    const RESTART: u64 = libc::SYS_restart_syscall as u64;
+
+    fn regs(rax: u64, orig_rax: u64, rip: u64) -> UserRegs {
+        UserRegs {
+            rax,
+            orig_rax,
+            rip,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_restart_block_syscall_is_named_in_every_state_a_freeze_can_see() {
+        // Stopped in nanosleep: -ERESTART_RESTARTBLOCK, the syscall in orig_rax (remembered).
+        let t = 900_001;
+        let r = note_restart(t, regs(ERESTART_RESTARTBLOCK as u64, NANOSLEEP, 0x1002));
+        assert_eq!(
+            (r.rax as i64, r.orig_rax),
+            (ERESTART_RESTARTBLOCK, NANOSLEEP)
+        );
+        // Resumed live into restart_syscall and stopped in it: the original is put back.
+        let r = note_restart(t, regs(ERESTART_RESTARTBLOCK as u64, RESTART, 0x1002));
+        assert_eq!(r.orig_rax, NANOSLEEP);
+        // Resumed by cairn at its syscall instruction, stopped before it ran.
+        let r = note_restart(t, regs(RESTART, u64::MAX, 0x1000));
+        assert_eq!(r.rax, NANOSLEEP);
+        // Stopped after the kernel's own fix-up for restart_syscall, never seen before: the
+        // original syscall is still in orig_rax.
+        let r = note_restart(900_002, regs(RESTART, NANOSLEEP, 0x2000));
+        assert_eq!(r.rax, NANOSLEEP);
+        // Whatever the state, a restore re-issues nanosleep, never restart_syscall.
+        assert_eq!(resume_regs(&r, false).rax, NANOSLEEP);
+    }
 }

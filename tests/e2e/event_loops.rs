@@ -138,6 +138,17 @@ fn python_asyncio_with_timers() {
     differential(&prog, "asyncio", &Cycles::default());
 }
 
+/// Python asyncio running subprocesses through pipes (the loop's child watcher, stdin and
+/// stdout pipes of three children at a time, timers) gives the native output after three
+/// checkpoint → kill -9 → restart cycles; the children are part of the job.
+#[test]
+fn python_asyncio_with_subprocess_pipes() {
+    let _area = Area::enter(module_path!());
+    // The system's interpreter, for the children too (sys.executable).
+    let prog = Program::script("/usr/bin/python3", "asyncio_subprocess.py", &["100"]);
+    differential(&prog, "asyncio-subprocess", &Cycles::default());
+}
+
 #[test]
 fn python_asyncio_as_unprivileged_user() {
     let _area = Area::enter(module_path!());
