@@ -20,6 +20,7 @@ pub struct InotifyWatch {
     pub wd: i32,
     /// Absolute path of the watched file or directory at the checkpoint.
     pub path: String,
-    /// The events watched (`mask:` of fdinfo, IN_ALL_EVENTS bits).
+    /// The events watched and the watch's flags IN_ONESHOT and IN_EXCL_UNLINK (`mask:` of
+    /// fdinfo), as `inotify_add_watch` takes them.
     pub mask: u32,
 }

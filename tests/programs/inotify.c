@@ -83,7 +83,8 @@ int main(int argc, char **argv) {
         printf("setup: %d %d %d %d %d\n", in, dir, gone, file, sub);
         return 2;
     }
-    int third = inotify_add_watch(in, "watched/later", IN_DELETE_SELF);
+    /* IN_ONESHOT and IN_EXCL_UNLINK show in fdinfo's mask, so the watch list checks them. */
+    int third = inotify_add_watch(in, "watched/later", IN_DELETE_SELF | IN_ONESHOT | IN_EXCL_UNLINK);
     watches(in, list, sizeof list);
     printf("watches %s\n", list);
     for (int i = 1; i <= steps; i++) {

@@ -11,9 +11,10 @@
 //! of their descriptors; the kernel hands out watch descriptors one after the other, so the
 //! numbers in between (watches removed before the checkpoint) are used up by adding and
 //! removing a watch, and the IN_IGNORED events that this queues are read away. A watched
-//! path that no longer exists is an error naming it. Not restored (fdinfo does not show
-//! them): IN_ONESHOT, IN_EXCL_UNLINK, and a watch descriptor counter that had gone past the
-//! highest watch still there. The image type is [`cairn_image::InotifyImage`].
+//! path that no longer exists is an error naming it. IN_ONESHOT and IN_EXCL_UNLINK are part of
+//! the mask fdinfo shows and are restored with it. Not restored: a watch descriptor counter
+//! that had gone past the highest watch still there. The image type is
+//! [`cairn_image::InotifyImage`].
 
 pub mod capture;
 pub mod restore;
