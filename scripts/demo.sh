@@ -11,8 +11,8 @@ STORE="${1:-./demo-store}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cairn-demo.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-echo "== building cairn (release)"
-cargo build --release -q
+echo "== building cairn (release; the first build takes a few minutes, cargo shows its progress)"
+cargo build --release
 CAIRN="${CARGO_TARGET_DIR:-$PWD/target}/release/cairn"
 cc -O2 -o "$WORK/primes" examples/primes.c
 

@@ -17,8 +17,15 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Another apt (unattended upgrades, a second job) may hold the package lock: wait for it
+  # (up to 10 minutes) instead of failing at once.
+  echo "setup: installing ${missing[*]} (apt-get; waits for a busy package lock)"
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    "${missing[@]}" >/dev/null
+  echo "setup: packages installed"
+else
+  echo "setup: every package needed is installed"
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -28,5 +35,6 @@ fi
 
 # An ordinary user for the tests that check the unprivileged cycle.
 if [ "$(id -u)" -eq 0 ] && ! id cairn-test >/dev/null 2>&1; then
+  echo "setup: creating the user cairn-test (for the unprivileged tests)"
   useradd --create-home --shell /bin/bash cairn-test
 fi

@@ -3,9 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "test.sh: formatting (cargo fmt --check)"
 cargo fmt --all -- --check
+echo "test.sh: lints (cargo clippy -D warnings; the first build takes a few minutes)"
 cargo clippy --workspace --all-targets -q -- -D warnings
-cargo build --workspace --release -q
+echo "test.sh: release build"
+cargo build --workspace --release
 
 # The Slurm tests (tests/e2e/slurm.rs) run against a real one-node cluster on localhost.
 if [ "$(id -u)" -eq 0 ]; then
