@@ -6,7 +6,7 @@ bash scripts/setup.sh
 echo "test.sh: formatting (cargo fmt --check)"
 cargo fmt --all -- --check
 echo "test.sh: lints (cargo clippy -D warnings; the first build takes a few minutes)"
-cargo clippy --workspace --all-targets -q -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 echo "test.sh: release build"
 cargo build --workspace --release
 
