@@ -74,7 +74,7 @@ impl Store {
         let name = path
             .file_name()
             .map_or_else(|| "store".into(), |n| n.to_string_lossy().into_owned());
-        let staging = parent.join(format!(".{name}.{TMP_PREFIX}init-{}", unique_writer_name()));
+        let staging = parent.join(format!(".{name}{TMP_PREFIX}init-{}", unique_writer_name()));
         let built = build_store(&staging, &config).and_then(|()| {
             std::fs::rename(&staging, path)
                 .ctx(|| format!("moving the new store to {}", path.display()))
