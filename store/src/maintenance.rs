@@ -665,6 +665,17 @@ impl Maintenance {
         ids: &[GenerationId],
     ) -> Result<Vec<GenerationId>, StoreError> {
         let mut removed = Vec::new();
+        if !ids.is_empty() {
+            let mut idx = self.dir.index();
+            let tx = idx.conn.transaction()?;
+            for id in ids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO forgetting(id) VALUES(?1)",
+                    params![id.0 as i64],
+                )?;
+            }
+            tx.commit()?;
+        }
         for id in ids {
             let p = manifest_path(self.dir.path(), *id);
             match std::fs::remove_file(&p) {
@@ -680,6 +691,7 @@ impl Maintenance {
             let tx = idx.conn.transaction()?;
             for id in ids {
                 tx.execute("DELETE FROM generations WHERE id=?1", params![id.0 as i64])?;
+                tx.execute("DELETE FROM forgetting WHERE id=?1", params![id.0 as i64])?;
             }
             tx.commit()?;
         }
