@@ -752,7 +752,11 @@ fn a_deleted_manifest_the_index_still_lists_is_reported_and_skipped() {
     let (st, _, _) = two_generations(t.path());
     std::fs::remove_file(st.join("generations").join(format!("{:020}.gen", 2))).unwrap();
     let o = cairn(&st, &["verify", "--json"], &[]);
-    assert_eq!(o.status.code(), Some(1), "verify must call the store damaged");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "verify must call the store damaged"
+    );
     let v = json(&String::from_utf8_lossy(&o.stdout));
     assert_eq!(v["generations"][1]["id"], 2);
     assert_eq!(v["generations"][1]["ok"], false);
