@@ -825,3 +825,23 @@ fn a_damaged_pack_trailer_is_reported_but_its_generations_stay_usable() {
         rand_bytes(500_000, 12)
     );
 }
+
+/// `store stats` counts what the generations present reach: chunks only gc frees are shown
+/// apart as not reachable, and never drag the dedup ratio below one.
+#[test]
+fn store_stats_tells_reachable_data_from_what_gc_frees() {
+    let t = tempfile::tempdir().unwrap();
+    let (st, f, _) = two_generations(t.path());
+    std::fs::write(&f, rand_bytes(500_000, 13)).unwrap();
+    ok(&st, &["save", "--job", "j", f.to_str().unwrap()]);
+    ok(&st, &["prune", "--job", "j", "--keep-last", "1"]);
+    let s = json(&ok(&st, &["store", "stats", "--json"]));
+    let unreachable =
+        s["stored_bytes"].as_u64().unwrap() - s["live_stored_bytes"].as_u64().unwrap();
+    assert!(unreachable >= 400_000, "{s}");
+    assert!(s["dedup_ratio"].as_f64().unwrap() > 0.95, "{s}");
+    assert!(
+        s["live_unique_bytes"].as_u64().unwrap() < s["unique_bytes"].as_u64().unwrap(),
+        "{s}"
+    );
+}
