@@ -87,7 +87,7 @@ async fn handshake(stream: &mut TcpStream, secret: &Secret) -> Result<Role, Stri
         .map_err(|e| format!("sending the challenge: {e}"))?;
     let answer = match frame::read_async::<ClientHandshake>(stream).await {
         Ok(Some(a)) => a,
-        Ok(None) => return Err("closed before authenticating".into()),
+        Ok(None) => return Err("closed without authentication".into()),
         Err(e) => {
             let reason = format!("authentication required: {e}");
             reject(stream, &reason).await;
