@@ -33,7 +33,7 @@ pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
 pub use signalfd::SignalFdImage;
-pub use sysv::{SysvAttach, SysvShm};
+pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
 

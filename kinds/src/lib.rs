@@ -17,6 +17,8 @@ pub mod eventfd;
 pub mod file;
 pub mod inotify;
 pub mod pipe;
+pub mod posix_mq;
+pub mod posix_timer;
 mod scratch;
 mod shared;
 pub mod signalfd;
@@ -128,6 +130,11 @@ pub trait Recreated {
 /// Recreates one kind's objects of `image` in the restoring process.
 pub type RecreateFn = fn(&ProcessTreeImage, &dyn MemorySource) -> Result<Box<dyn Recreated>>;
 
+/// A [`CaptureFn`] for kinds that have nothing job-wide to capture.
+fn no_capture(_: &FrozenJob<'_>, _: &mut ProcessTreeImage, _: &mut dyn MemorySink) -> Result<()> {
+    Ok(())
+}
+
 /// One kind of kernel object in the table.
 #[derive(Debug, Clone, Copy)]
 pub struct JobKind {
@@ -144,6 +151,13 @@ pub struct JobKind {
 
 /// Every kind, in the order a checkpoint captures them and a restore recreates them.
 pub const JOB_KINDS: &[JobKind] = &[
+    // Before "file": a queue's descriptor looks like a regular file.
+    JobKind {
+        name: "posix_mq",
+        describe: Some(posix_mq::capture::describe),
+        capture: no_capture,
+        recreate: posix_mq::recreate,
+    },
     JobKind {
         name: "file",
         describe: Some(file::capture::describe),
@@ -167,6 +181,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: None,
         capture: sysv::capture::capture_job,
         recreate: sysv::restore::recreate,
+    },
+    JobKind {
+        name: "posix_timer",
+        describe: None,
+        capture: posix_timer::capture::capture_job,
+        recreate: posix_timer::recreate,
     },
     JobKind {
         name: "eventfd",
