@@ -136,29 +136,39 @@ pub fn capture_job(
     Ok(())
 }
 
-/// Refuses a process that has semaphore undo adjustments: the kernel keeps them per process
-/// (created by the first `semop` with `SEM_UNDO`) and shows them nowhere, so they could not be
-/// restored. `kcmp(KCMP_SYSVSEM)` against the agent, which never has any, tells whether a
-/// process has such a list.
+/// Refuses a process that has a semaphore undo list: the kernel keeps the adjustments of
+/// `semop(SEM_UNDO)` per process and shows them nowhere, so they could not be restored. The
+/// list is made by the first `SEM_UNDO` operation, or shared with the threads a process
+/// creates (`CLONE_SYSVSEM`), and `kcmp(KCMP_SYSVSEM)` tells whether a process has one, by
+/// comparing it with the job's init, which never has any.
 fn refuse_undo(outer: &[i32], inner: &[i32]) -> Result<()> {
-    let me = std::process::id() as i32;
+    let Some(&root) = outer.first() else {
+        return Ok(());
+    };
+    let status = format!("/proc/{root}/status");
+    let text = std::fs::read_to_string(&status).map_err(io_ctx(format!("reading {status}")))?;
+    let init: i32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::Parse(format!("{status}: no PPid")))?;
     for (&o, &pid) in outer.iter().zip(inner) {
         // SAFETY: kcmp only compares kernel objects; no memory is passed.
-        let r = unsafe { libc::syscall(libc::SYS_kcmp, me, o, KCMP_SYSVSEM, 0, 0) };
+        let r = unsafe { libc::syscall(libc::SYS_kcmp, init, o, KCMP_SYSVSEM, 0, 0) };
         if r != 0 {
             let why = if r < 0 {
                 format!(
-                    "kcmp(KCMP_SYSVSEM) failed ({}), so its semaphore undo adjustments cannot \
-                     be ruled out",
+                    "kcmp(KCMP_SYSVSEM) failed ({}), so it may have a System V semaphore undo \
+                     list",
                     io::Error::last_os_error()
                 )
             } else {
-                "it has System V semaphore undo adjustments (semop with SEM_UNDO), which the \
-                 kernel does not show"
+                "it has a System V semaphore undo list (made by semop with SEM_UNDO, or by \
+                 creating threads), whose adjustments the kernel does not show"
                     .to_string()
             };
             return Err(Error::Unsupported(format!(
-                "process {pid}: {why}; cannot be checkpointed"
+                "process {pid}: {why}; with semaphore sets in the job it cannot be checkpointed"
             )));
         }
     }
