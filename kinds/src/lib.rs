@@ -121,6 +121,11 @@ pub trait Recreated {
     fn in_process(&self, _inj: &Injector, _p: &ProcessImage) -> Result<()> {
         Ok(())
     }
+    /// Process `p` is being rebuilt and all its threads exist (with their tids), their own
+    /// state not yet set: `inj` injects into its first thread.
+    fn with_threads(&self, _inj: &Injector, _p: &ProcessImage) -> Result<()> {
+        Ok(())
+    }
     /// Every process of the job is rebuilt; `root` as for [`Recreated::in_job`].
     fn finish(&self, _root: i32) -> Result<()> {
         Ok(())

@@ -1,17 +1,9 @@
-//! POSIX timers (`timer_create(2)`), listed by the kernel in `/proc/PID/timers`.
+//! POSIX timers (`timer_create(2)`), listed by the kernel in `/proc/PID/timers`: captured with
+//! their id, clock, sigevent, interval and time left, and created again in the restored
+//! process under the same ids (`prctl(PR_TIMER_CREATE_RESTORE_IDS)`). The image type is
+//! [`cairn_image::PosixTimer`].
 
 pub mod capture;
+pub mod restore;
 
-use crate::Recreated;
-use cairn_image::{MemorySource, ProcessTreeImage};
-use cairn_sys::Result;
-
-/// [`crate::RecreateFn`] of POSIX timers: nothing to do (they are refused).
-pub fn recreate(_: &ProcessTreeImage, _: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
-    Ok(Box::new(Nothing))
-}
-
-/// No object to recreate.
-struct Nothing;
-
-impl Recreated for Nothing {}
+pub use restore::recreate;

@@ -222,8 +222,12 @@ fn semaphores(inj: &Injector, tid: i32, scratch: u64) -> Result<Vec<SysvSem>> {
                  the job's first process ({e}); cannot be checkpointed"
             ))
         };
-        inj.call("semctl(GETALL)", libc::SYS_semctl, &[id as u64, 0, GETALL, scratch])
-            .map_err(unreadable)?;
+        inj.call(
+            "semctl(GETALL)",
+            libc::SYS_semctl,
+            &[id as u64, 0, GETALL, scratch],
+        )
+        .map_err(unreadable)?;
         let mut raw = vec![0u8; nsems as usize * 2];
         procfs::read_mem(tid, None, scratch, &mut raw).map_err(io_ctx("reading semaphores"))?;
         let values = raw
@@ -233,7 +237,11 @@ fn semaphores(inj: &Injector, tid: i32, scratch: u64) -> Result<Vec<SysvSem>> {
         let mut pids = Vec::with_capacity(nsems as usize);
         for n in 0..nsems {
             let p = inj
-                .call("semctl(GETPID)", libc::SYS_semctl, &[id as u64, n, GETPID, 0])
+                .call(
+                    "semctl(GETPID)",
+                    libc::SYS_semctl,
+                    &[id as u64, n, GETPID, 0],
+                )
                 .map_err(unreadable)?;
             pids.push(p as i32);
         }
@@ -254,7 +262,11 @@ fn semaphores(inj: &Injector, tid: i32, scratch: u64) -> Result<Vec<SysvSem>> {
 /// launched program `tid` (copied with `MSG_COPY`, the queues are left as they are).
 fn message_queues(tid: i32) -> Result<Vec<SysvMsgQueue>> {
     let (max, msgmax) = inject::with_scratch(tid, SCRATCH, |inj, scratch| {
-        let max = inj.call("msgctl(MSG_INFO)", libc::SYS_msgctl, &[0, MSG_INFO, scratch])?;
+        let max = inj.call(
+            "msgctl(MSG_INFO)",
+            libc::SYS_msgctl,
+            &[0, MSG_INFO, scratch],
+        )?;
         // struct msginfo: msgpool (queues in use, for MSG_INFO), msgmap, msgmax, ...
         let mut info = [0u8; 32];
         procfs::read_mem(tid, None, scratch, &mut info).map_err(io_ctx("reading msginfo"))?;

@@ -94,11 +94,7 @@ fn last_changed_by(inj: &Injector, pid: i32, sems: &[SysvSem]) {
 
 /// Seizes the stub of the launched program, runs `f` with an injector and `size` bytes of
 /// scratch memory in it, and lets it go again.
-fn in_stub<T>(
-    stub: i32,
-    size: u64,
-    f: impl FnOnce(&Injector, u64) -> Result<T>,
-) -> Result<T> {
+fn in_stub<T>(stub: i32, size: u64, f: impl FnOnce(&Injector, u64) -> Result<T>) -> Result<T> {
     ptrace::seize(stub, ptrace::O_TRACESYSGOOD | ptrace::O_EXITKILL)?;
     let r = (|| {
         ptrace::interrupt(stub)?;
@@ -201,7 +197,9 @@ pub fn create_queues(stub: i32, sems: &[SysvSem], queues: &[SysvMsgQueue]) -> Re
                 ],
             )?;
             if id as i32 != s.id {
-                return Err(Error::Incompatible(format!("{what} was recreated with id {id}")));
+                return Err(Error::Incompatible(format!(
+                    "{what} was recreated with id {id}"
+                )));
             }
             // SETALL and SETVAL make the caller the last process to have changed a semaphore;
             // one that nobody changed (pid 0) is left alone, as it was (its value is 0).
@@ -248,15 +246,16 @@ pub fn create_queues(stub: i32, sems: &[SysvSem], queues: &[SysvMsgQueue]) -> Re
                 ],
             )?;
             if id as i32 != q.id {
-                return Err(Error::Incompatible(format!("{what} was recreated with id {id}")));
+                return Err(Error::Incompatible(format!(
+                    "{what} was recreated with id {id}"
+                )));
             }
             // Room for every message first (a queue may hold more than its qbytes, lowered
             // after they were sent), then the owner, mode and qbytes it had.
             let total: u64 = q.messages.iter().map(|m| m.data.len() as u64).sum();
             inj.call("msgctl(IPC_STAT)", libc::SYS_msgctl, &[id, IPC_STAT, buf])?;
             let mut cur = [0u8; 8];
-            procfs::read_mem(stub, None, buf + 88, &mut cur)
-                .map_err(io_ctx("reading msqid_ds"))?;
+            procfs::read_mem(stub, None, buf + 88, &mut cur).map_err(io_ctx("reading msqid_ds"))?;
             let room = q.qbytes.max(total);
             if room > u64::from_ne_bytes(cur) {
                 write(stub, buf + 88, &room.to_ne_bytes())?;
