@@ -1,6 +1,6 @@
 /* System V semaphore sets: ids, keys, values, owners and waiters.
  * kind: System V IPC
- * checks: set id and key (semget finds it); a removed set leaves its id unused; IPC_STAT mode, owner, number of semaphores; GETALL values (0 to 32767, the largest); GETPID of each semaphore (a semaphore nobody changed reads 0, one changed by a child reads the child's pid); GETNCNT of a child blocked in semop; semop works on the restored set and wakes the child
+ * checks: set id and key (semget finds it); a removed set leaves its id unused; IPC_STAT mode, owner, number of semaphores; GETALL values (0 to 32767, the largest); GETPID of each semaphore (a semaphore nobody changed reads 0, one changed by a child reads the child's pid); GETNCNT of a child blocked in semtimedop (a stop fails it with EINTR: cairn repeats it); semop works on the restored set and wakes the child
  * root: restored
  */
 #include "conformance.h"
@@ -45,7 +45,8 @@ static void setup(void) {
         struct sembuf up = {1, 2, 0}, down = {1, -2, 0};
         if (semop(a, &up, 1) || semop(a, &down, 1)) _exit(3);
         struct sembuf wait = {2, -1, 0};
-        while (semop(b, &wait, 1) != 0)
+        struct timespec t = {300, 0};
+        while (semtimedop(b, &wait, 1, &t) != 0)
             if (errno != EINTR) _exit(4);
             else {
                 printf("FAIL: child semop got EINTR\n");
