@@ -1,6 +1,6 @@
 /* epoll_wait and epoll_pwait2 with a timeout that a checkpoint interrupts.
  * kind: interrupted syscalls
- * checks: no EINTR (the kernel fails them with EINTR at any stop, even SIGSTOP; cairn repeats the call), no early end, the call returns 0 (timeout); after a restart they wait their whole timeout again (never more than once more)
+ * checks: epoll_wait and epoll_pwait2: no EINTR (the kernel fails them with EINTR at any stop, even SIGSTOP; cairn repeats the call), no early end, the call returns 0 (timeout); after a restart they wait their whole timeout again (never more than once more)
  * root: restored
  * build: -lpthread
  */

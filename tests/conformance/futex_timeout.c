@@ -1,6 +1,6 @@
 /* Futex waits with a timeout that a checkpoint interrupts.
  * kind: interrupted syscalls
- * checks: no EINTR, no early end, each call times out; FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC time and pthread_cond_timedwait on a CLOCK_MONOTONIC condition end on time after a restart; FUTEX_WAIT (relative: the time left is only in the kernel's restart block) waits its whole timeout again (never more than once more)
+ * checks: futex waits: no EINTR, no early end, each call times out; FUTEX_WAIT_BITSET with an absolute CLOCK_MONOTONIC time and pthread_cond_timedwait on a CLOCK_MONOTONIC condition end on time after a restart; FUTEX_WAIT (relative: the time left is only in the kernel's restart block) waits its whole timeout again (never more than once more)
  * root: restored
  * build: -lpthread
  */

@@ -1,6 +1,6 @@
 /* Sleeps a checkpoint interrupts: nanosleep and clock_nanosleep, relative and absolute.
  * kind: interrupted syscalls
- * checks: no EINTR, no early end; a relative sleep given a remaining-time pointer (nanosleep, clock_nanosleep on CLOCK_MONOTONIC and CLOCK_BOOTTIME) and an absolute CLOCK_MONOTONIC one end on time after a restart; one without that pointer (usleep) sleeps its whole request again (never more than once more)
+ * checks: sleeps: no EINTR, no early end; a relative sleep given a remaining-time pointer (nanosleep, clock_nanosleep on CLOCK_MONOTONIC and CLOCK_BOOTTIME) and an absolute CLOCK_MONOTONIC one end on time after a restart; one without that pointer (usleep) sleeps its whole request again (never more than once more)
  * root: restored
  * build: -lpthread
  */

@@ -1,6 +1,6 @@
 /* poll and ppoll with a timeout that a checkpoint interrupts.
  * kind: interrupted syscalls
- * checks: no EINTR, no early end, the call returns 0 (timeout); ppoll (the kernel writes the time left back to its timeout) ends on time after a restart; poll (the time left is only in the kernel's restart block) waits its whole timeout again (never more than once more)
+ * checks: poll and ppoll: no EINTR, no early end, the call returns 0 (timeout); ppoll (the kernel writes the time left back to its timeout) ends on time after a restart; poll (the time left is only in the kernel's restart block) waits its whole timeout again (never more than once more)
  * root: restored
  * build: -lpthread
  */

@@ -1,6 +1,6 @@
 /* select and pselect with a timeout that a checkpoint interrupts.
  * kind: interrupted syscalls
- * checks: no EINTR, no early end, the call returns 0 (timeout); both end on time after a restart (the kernel writes the time left back to their timeout)
+ * checks: select and pselect: no EINTR, no early end, the call returns 0 (timeout); both end on time after a restart (the kernel writes the time left back to their timeout)
  * root: restored
  * build: -lpthread
  */
