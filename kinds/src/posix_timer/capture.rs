@@ -141,6 +141,25 @@ fn ts(b: &[u8], o: usize) -> [i64; 2] {
 
 const NS: i64 = 1_000_000_000;
 
+/// `prctl` option that makes `timer_create` take the id it is given (Linux 6.17).
+const PR_TIMER_CREATE_RESTORE_IDS: i32 = 77;
+/// Its argument that asks whether the mode is on (any answer means the kernel has it).
+const PR_TIMER_CREATE_RESTORE_IDS_GET: libc::c_ulong = 2;
+
+/// Whether this kernel can create a timer with a given id (asked of the agent itself).
+fn can_restore_ids() -> bool {
+    // SAFETY: this prctl option only reads a flag of the calling process.
+    unsafe {
+        libc::prctl(
+            PR_TIMER_CREATE_RESTORE_IDS,
+            PR_TIMER_CREATE_RESTORE_IDS_GET,
+            0,
+            0,
+            0,
+        ) >= 0
+    }
+}
+
 /// [`crate::CaptureFn`] of POSIX timers.
 pub fn capture_job(
     job: &FrozenJob<'_>,
@@ -154,6 +173,14 @@ pub fn capture_job(
         let listed = parse(&path, &text)?;
         if listed.is_empty() {
             continue;
+        }
+        if !can_restore_ids() {
+            return Err(Error::Unsupported(format!(
+                "process {}: POSIX timer {} (timer_create) cannot be checkpointed on this \
+                 kernel: giving a timer its id again needs PR_TIMER_CREATE_RESTORE_IDS \
+                 (Linux 6.17)",
+                p.pid, listed[0].id
+            )));
         }
         let mut timers = Vec::new();
         for t in &listed {
