@@ -13,7 +13,7 @@ use crate::pipe::capture::{peek, peek_fd, steal};
 use crate::{FrozenJob, OpenFd};
 use cairn_image::{
     FdKind, FifoImage, IpcImage, MemorySink, ProcessImage, ProcessTreeImage, SocketImage,
-    SocketName, SocketState,
+    SocketName, SocketOptions, SocketState,
 };
 use cairn_sys::error::{io_ctx, last_os, Error, Result};
 use cairn_sys::sock_diag::{self, Diag};
@@ -103,6 +103,7 @@ fn resolve_name(d: &Diag, cwds: &[String], who: &str) -> Result<Option<SocketNam
                     path: c.clone(),
                     exists: true,
                     mode: m.mode() & 0o7777,
+                    owner: Some((m.uid(), m.gid())),
                 }));
             }
         }
@@ -117,11 +118,20 @@ fn resolve_name(d: &Diag, cwds: &[String], who: &str) -> Result<Option<SocketNam
         path: p,
         exists: false,
         mode: 0o777,
+        owner: None,
     }))
 }
 
+/// The unread messages of a socket: their bytes (concatenated), lengths and, for a datagram
+/// socket, each sender's address.
+struct Queue {
+    data: Vec<u8>,
+    lens: Vec<u64>,
+    senders: Vec<Vec<u8>>,
+}
+
 /// Peek every unread message of socket `fd` without consuming it.
-fn peek_socket(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<(Vec<u8>, Vec<u64>)> {
+fn peek_socket(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<Queue> {
     let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?;
     let r = peek_messages(fd, sock_type, total, who);
     // SO_PEEK_OFF belongs to the program's socket: put it back whatever happened.
@@ -131,20 +141,19 @@ fn peek_socket(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<(V
     Ok(out)
 }
 
-fn peek_messages(
-    fd: &OwnedFd,
-    sock_type: i32,
-    total: u64,
-    who: &str,
-) -> Result<(Vec<u8>, Vec<u64>)> {
+fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<Queue> {
     let mut cap = 1usize << 16;
     'restart: loop {
         setsockopt_int(fd, libc::SO_PEEK_OFF, 0, "SO_PEEK_OFF")?;
-        let mut data = Vec::new();
-        let mut lens = Vec::new();
+        let mut q = Queue {
+            data: Vec::new(),
+            lens: Vec::new(),
+            senders: Vec::new(),
+        };
+        let mut with_fds = 0usize;
         let mut buf = vec![0u8; cap];
         loop {
-            if sock_type != libc::SOCK_DGRAM && data.len() as u64 >= total {
+            if sock_type != libc::SOCK_DGRAM && q.data.len() as u64 >= total {
                 break;
             }
             let mut ctl = [0u64; 64];
@@ -152,8 +161,12 @@ fn peek_messages(
                 iov_base: buf.as_mut_ptr().cast(),
                 iov_len: buf.len(),
             };
+            // SAFETY: an all-zero sockaddr_un is valid.
+            let mut from: libc::sockaddr_un = unsafe { std::mem::zeroed() };
             // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
             let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_name = (&mut from as *mut libc::sockaddr_un).cast();
+            msg.msg_namelen = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
             msg.msg_iov = &mut iov;
             msg.msg_iovlen = 1;
             msg.msg_control = ctl.as_mut_ptr().cast();
@@ -172,19 +185,16 @@ fn peek_messages(
                     source: e,
                 });
             }
-            let passed_fds = close_passed_fds(&msg);
-            if passed_fds {
-                return Err(Error::Unsupported(format!(
-                    "{who}: a UNIX socket with descriptors in flight (SCM_RIGHTS) cannot be \
-                     checkpointed yet"
-                )));
+            // A peek of a message carrying descriptors gives copies of them: closed at once.
+            if close_passed_fds(&msg) {
+                with_fds += 1;
             }
             let n = n as usize;
             if sock_type == libc::SOCK_STREAM {
                 if n == 0 {
                     break;
                 }
-                data.extend_from_slice(&buf[..n]);
+                q.data.extend_from_slice(&buf[..n]);
                 continue;
             }
             if n > buf.len() {
@@ -193,25 +203,46 @@ fn peek_messages(
             }
             if n == 0 && sock_type == libc::SOCK_DGRAM {
                 return Err(Error::Unsupported(format!(
-                    "{who}: a zero-length datagram is queued (cannot be checkpointed yet)"
+                    "{who}: a zero-length datagram is queued (cannot be checkpointed: the \
+                     kernel's peek cannot step past it)"
                 )));
             }
             if n == 0 {
                 break;
             }
-            data.extend_from_slice(&buf[..n]);
-            lens.push(n as u64);
+            q.data.extend_from_slice(&buf[..n]);
+            q.lens.push(n as u64);
+            if sock_type == libc::SOCK_DGRAM {
+                let base = std::mem::size_of::<libc::sa_family_t>();
+                let len = (msg.msg_namelen as usize).saturating_sub(base);
+                let raw: Vec<u8> = from.sun_path[..len.min(from.sun_path.len())]
+                    .iter()
+                    .map(|&c| c as u8)
+                    .collect();
+                // A path comes with its terminating NUL (or not): keep the bytes before it.
+                let raw = match raw.first() {
+                    Some(0) => raw,
+                    _ => raw.split(|&b| b == 0).next().unwrap_or(&[]).to_vec(),
+                };
+                q.senders.push(raw);
+            }
         }
-        if sock_type == libc::SOCK_STREAM && !data.is_empty() {
-            lens.push(data.len() as u64);
-        }
-        if sock_type != libc::SOCK_DGRAM && data.len() as u64 != total {
-            return Err(Error::Parse(format!(
-                "{who}: peeked {} unread bytes, the kernel counts {total}",
-                data.len()
+        if with_fds > 0 {
+            return Err(Error::Unsupported(format!(
+                "{who}: {with_fds} queued message(s) carry descriptors not received yet \
+                 (SCM_RIGHTS); descriptors in flight cannot be checkpointed"
             )));
         }
-        return Ok((data, lens));
+        if sock_type == libc::SOCK_STREAM && !q.data.is_empty() {
+            q.lens.push(q.data.len() as u64);
+        }
+        if sock_type != libc::SOCK_DGRAM && q.data.len() as u64 != total {
+            return Err(Error::Parse(format!(
+                "{who}: peeked {} unread bytes, the kernel counts {total}",
+                q.data.len()
+            )));
+        }
+        return Ok(q);
     }
 }
 
@@ -234,6 +265,37 @@ fn close_passed_fds(msg: &libc::msghdr) -> bool {
         }
     }
     any
+}
+
+/// A `struct timeval` socket option as (seconds, microseconds).
+fn getsockopt_timeval(fd: &OwnedFd, opt: i32, what: &str) -> Result<(i64, i64)> {
+    // SAFETY: an all-zero timeval is valid.
+    let mut v: libc::timeval = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: getsockopt writes one timeval into `v`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            opt,
+            (&mut v as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    if r < 0 {
+        return Err(last_os(format!("getsockopt({what})")));
+    }
+    Ok((v.tv_sec, v.tv_usec))
+}
+
+/// The options of socket `s` that restore sets again.
+fn options(s: &OwnedFd) -> Result<SocketOptions> {
+    Ok(SocketOptions {
+        passcred: getsockopt_int(s, libc::SOL_SOCKET, libc::SO_PASSCRED, "SO_PASSCRED")? != 0,
+        rcvtimeo: getsockopt_timeval(s, libc::SO_RCVTIMEO, "SO_RCVTIMEO")?,
+        sndtimeo: getsockopt_timeval(s, libc::SO_SNDTIMEO, "SO_SNDTIMEO")?,
+        rcvlowat: getsockopt_int(s, libc::SOL_SOCKET, libc::SO_RCVLOWAT, "SO_RCVLOWAT")?,
+    })
 }
 
 /// [`crate::DescribeFn`] of UNIX sockets and FIFOs: a socket inside the job (checked to be a
@@ -298,108 +360,7 @@ pub fn capture_ipc(
         }
     }
     if !sockets.is_empty() {
-        let diag = sock_diag::dump()?;
-        let cwds: Vec<String> = procs.iter().map(|p| p.cwd.clone()).collect();
-        for &(id, o, pid, fd) in &sockets {
-            let who = format!("process {pid} fd {fd} (socket:[{id}])");
-            let s = steal(o, fd)?;
-            let domain = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_DOMAIN, "SO_DOMAIN")?;
-            let sock_type = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TYPE, "SO_TYPE")?;
-            if domain != libc::AF_UNIX {
-                return Err(Error::Unsupported(format!(
-                    "{who}: a {} cannot be checkpointed (only UNIX sockets between processes of \
-                     the job can)",
-                    kind_name(domain, sock_type)
-                )));
-            }
-            let d = diag
-                .get(&id)
-                .ok_or_else(|| Error::Parse(format!("{who}: not reported by unix_diag")))?;
-            let name = resolve_name(d, &cwds, &who)?;
-            let state = if d.state == sock_diag::STATE_LISTEN {
-                let (pending, backlog) = d.rqlen.unwrap_or((0, 0));
-                if d.pending > 0 || pending > 0 {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: listening UNIX socket {} has {} connection(s) not yet \
-                         accepted (cannot be checkpointed yet; checkpoint again later)",
-                        d.name.as_deref().map(show_name).unwrap_or_default(),
-                        d.pending.max(pending as usize)
-                    )));
-                }
-                SocketState::Listening { backlog }
-            } else if let Some(peer) = d.peer {
-                // Inode 0: a closed peer (which left us fully shut down) or a connection
-                // not accepted yet (the peer has no file).
-                if peer == 0 && (d.shutdown == 3 || sock_type == libc::SOCK_DGRAM) {
-                    SocketState::Connected { peer: None }
-                } else if peer == 0 {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: UNIX socket whose connection was not accepted yet (by a \
-                         listener outside the job, or by one of the job's own listeners with \
-                         connections waiting) cannot be checkpointed"
-                    )));
-                } else if sockets.iter().any(|x| x.0 == peer) {
-                    SocketState::Connected { peer: Some(peer) }
-                } else {
-                    let addr = diag
-                        .get(&peer)
-                        .and_then(|p| p.name.as_deref())
-                        .map(|n| format!(" ({})", show_name(n)))
-                        .unwrap_or_default();
-                    return Err(Error::Unsupported(format!(
-                        "{who}: UNIX socket connected to socket:[{peer}]{addr} outside the job \
-                         cannot be checkpointed"
-                    )));
-                }
-            } else {
-                SocketState::Unconnected
-            };
-            if sock_type == libc::SOCK_DGRAM {
-                let mutual = match state {
-                    SocketState::Connected { peer: Some(p) } => {
-                        diag.get(&p).and_then(|x| x.peer) == Some(id)
-                    }
-                    _ => true,
-                };
-                if name.is_some() || !mutual {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: bound or one-way connected UNIX datagram sockets cannot be \
-                         checkpointed yet (socketpairs can)"
-                    )));
-                }
-            }
-            let (data, messages) = if matches!(state, SocketState::Listening { .. }) {
-                (Vec::new(), Vec::new())
-            } else {
-                let total = u64::from(d.rqlen.map_or(0, |r| r.0));
-                peek_socket(&s, sock_type, total, &who)?
-            };
-            let stored = if data.is_empty() {
-                None
-            } else {
-                sink.put_file(pid, fd, &mut data.as_slice())
-                    .map_err(io_ctx(format!("{who}: saving unread data")))?;
-                Some((pid, fd))
-            };
-            // SAFETY: fcntl on our own descriptor.
-            let fl = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
-            if fl < 0 {
-                return Err(last_os("F_GETFL of a socket"));
-            }
-            img.sockets.push(SocketImage {
-                id,
-                sock_type,
-                nonblock: fl & libc::O_NONBLOCK != 0,
-                state,
-                name,
-                shutdown: d.shutdown,
-                sndbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, "SO_SNDBUF")?,
-                rcvbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, "SO_RCVBUF")?,
-                peek_off: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?,
-                messages,
-                data: stored,
-            });
-        }
+        img.sockets = capture_sockets(&sockets, procs, sink)?;
     }
     for &(id, o, pid, fd, rd) in &fifos {
         let link = std::fs::read_link(format!("/proc/{o}/fd/{fd}"))
@@ -447,6 +408,291 @@ pub fn capture_ipc(
         });
     }
     Ok(img)
+}
+
+/// The printable name of socket `ino` as `unix_diag` reports it: " (NAME)" or nothing.
+fn name_suffix(diag: &HashMap<u64, Diag>, ino: u64) -> String {
+    diag.get(&ino)
+        .and_then(|p| p.name.as_deref())
+        .filter(|n| !n.is_empty())
+        .map(|n| format!(" ({})", show_name(n)))
+        .unwrap_or_default()
+}
+
+/// Capture the UNIX sockets `(id, outer pid, pid, fd)` (first descriptor of each) of the job.
+fn capture_sockets(
+    sockets: &[(u64, i32, i32, i32)],
+    procs: &[ProcessImage],
+    sink: &mut dyn MemorySink,
+) -> Result<Vec<SocketImage>> {
+    let diag = sock_diag::dump()?;
+    let cwds: Vec<String> = procs.iter().map(|p| p.cwd.clone()).collect();
+    let in_job = |ino: u64| sockets.iter().any(|x| x.0 == ino);
+    // Every listener of the namespace with connections waiting: connecting socket → listener.
+    let waiting: HashMap<u64, u64> = diag
+        .iter()
+        .filter(|(_, d)| d.state == sock_diag::STATE_LISTEN)
+        .flat_map(|(&l, d)| d.icons.iter().filter(|&&c| c != 0).map(move |&c| (c, l)))
+        .collect();
+    // First the states, collecting every socket that leads outside the job, so that one
+    // refusal names them all.
+    let mut outside = Vec::new();
+    let mut found = Vec::new();
+    for &(id, o, pid, fd) in sockets {
+        let who = format!("process {pid} fd {fd} (socket:[{id}])");
+        let s = steal(o, fd)?;
+        let domain = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_DOMAIN, "SO_DOMAIN")?;
+        let sock_type = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TYPE, "SO_TYPE")?;
+        if domain != libc::AF_UNIX {
+            return Err(Error::Unsupported(format!(
+                "{who}: a {} cannot be checkpointed (only UNIX sockets between processes of \
+                 the job can)",
+                kind_name(domain, sock_type)
+            )));
+        }
+        let d = diag
+            .get(&id)
+            .ok_or_else(|| Error::Parse(format!("{who}: not reported by unix_diag")))?;
+        let state = if d.state == sock_diag::STATE_LISTEN {
+            let (_, backlog) = d.rqlen.unwrap_or((0, 0));
+            let me = d.name.as_deref().map(show_name).unwrap_or_default();
+            for &c in &d.icons {
+                if c == 0 {
+                    return Err(Error::Unsupported(format!(
+                        "{who}: listening UNIX socket {me} holds a connection not accepted \
+                         yet whose connecting socket was closed (its queued data cannot be \
+                         read without accepting it; checkpoint again later)"
+                    )));
+                } else if !in_job(c) {
+                    outside.push(format!(
+                        "{who}: listening socket {me} has a connection not accepted yet from \
+                         socket:[{c}]{} outside the job",
+                        name_suffix(&diag, c)
+                    ));
+                }
+            }
+            SocketState::Listening {
+                backlog,
+                pending: d.icons.clone(),
+            }
+        } else if let Some(peer) = d.peer {
+            if peer != 0 && in_job(peer) {
+                SocketState::Connected { peer: Some(peer) }
+            } else if peer != 0 {
+                outside.push(format!(
+                    "{who}: connected to socket:[{peer}]{} outside the job",
+                    name_suffix(&diag, peer)
+                ));
+                SocketState::Connected { peer: Some(peer) }
+            } else if let Some(&l) = waiting.get(&id) {
+                if !in_job(l) {
+                    outside.push(format!(
+                        "{who}: connecting to the listening socket:[{l}]{} outside the job \
+                         (not accepted yet)",
+                        name_suffix(&diag, l)
+                    ));
+                }
+                SocketState::Pending { listener: l }
+            } else if d.shutdown == 3 || sock_type == libc::SOCK_DGRAM {
+                // Inode 0 and not waiting in a listener: the peer was closed.
+                SocketState::Connected { peer: None }
+            } else {
+                return Err(Error::Unsupported(format!(
+                    "{who}: UNIX socket whose peer has no file and is not a pending \
+                     connection of any listener (cannot be checkpointed)"
+                )));
+            }
+        } else {
+            SocketState::Unconnected
+        };
+        found.push((id, pid, fd, who, s, sock_type, state));
+    }
+    if !outside.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "{} UNIX socket(s) lead outside the job and cannot be checkpointed: {}",
+            outside.len(),
+            outside.join("; ")
+        )));
+    }
+    let raw_name = |ino: u64| -> Vec<u8> {
+        let n = diag.get(&ino).and_then(|d| d.name.clone()).unwrap_or_default();
+        match n.first() {
+            Some(0) => n,
+            _ => n.split(|&b| b == 0).next().unwrap_or(&[]).to_vec(),
+        }
+    };
+    let mut out = Vec::new();
+    for (id, pid, fd, who, s, sock_type, state) in found {
+        let d = &diag[&id];
+        let name = resolve_name(d, &cwds, &who)?;
+        if let SocketState::Pending { .. } = state {
+            let unsent = d.rqlen.map_or(0, |r| r.1);
+            if unsent > 0 {
+                return Err(Error::Unsupported(format!(
+                    "{who}: data was sent on a connection that its listener has not accepted \
+                     yet; it cannot be read without accepting it (checkpoint again later)"
+                )));
+            }
+        }
+        let queue = if matches!(
+            state,
+            SocketState::Listening { .. } | SocketState::Pending { .. }
+        ) {
+            Queue {
+                data: Vec::new(),
+                lens: Vec::new(),
+                senders: Vec::new(),
+            }
+        } else {
+            let total = u64::from(d.rqlen.map_or(0, |r| r.0));
+            peek_socket(&s, sock_type, total, &who)?
+        };
+        let opts = options(&s)?;
+        if opts.passcred && !queue.lens.is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{who}: {} queued message(s) on a socket with SO_PASSCRED carry their \
+                 senders' credentials, which cannot be restored (checkpoint again once they \
+                 are read)",
+                queue.lens.len()
+            )));
+        }
+        let mut queue = queue;
+        if sock_type == libc::SOCK_DGRAM {
+            check_datagrams(&diag, id, &state, &queue, &raw_name, &in_job, sockets, &who)?;
+            // A relative sender name is the name of a socket of the job, bound again under
+            // its absolute path at restore.
+            for snd in &mut queue.senders {
+                if snd.is_empty() || snd[0] == 0 || snd[0] == b'/' {
+                    continue;
+                }
+                let abs = sockets
+                    .iter()
+                    .find(|x| raw_name(x.0) == *snd)
+                    .and_then(|x| resolve_name(&diag[&x.0], &cwds, &who).ok().flatten());
+                match abs {
+                    Some(SocketName::Path { path, .. }) => *snd = path.into_bytes(),
+                    _ => {
+                        return Err(Error::Unsupported(format!(
+                            "{who}: a queued datagram came from the relative name {:?} of a                              socket that is gone (cannot be checkpointed)",
+                            String::from_utf8_lossy(snd)
+                        )))
+                    }
+                }
+            }
+        }
+        let stored = if queue.data.is_empty() {
+            None
+        } else {
+            sink.put_file(pid, fd, &mut queue.data.as_slice())
+                .map_err(io_ctx(format!("{who}: saving unread data")))?;
+            Some((pid, fd))
+        };
+        // SAFETY: fcntl on our own descriptor.
+        let fl = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
+        if fl < 0 {
+            return Err(last_os("F_GETFL of a socket"));
+        }
+        out.push(SocketImage {
+            id,
+            sock_type,
+            nonblock: fl & libc::O_NONBLOCK != 0,
+            state,
+            name,
+            shutdown: d.shutdown,
+            sndbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, "SO_SNDBUF")?,
+            rcvbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, "SO_RCVBUF")?,
+            peek_off: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?,
+            messages: queue.lens,
+            data: stored,
+            senders: queue.senders,
+            options: opts,
+        });
+    }
+    Ok(out)
+}
+
+/// Refuse the datagram states restore cannot rebuild exactly: queued datagrams whose sender
+/// cannot send them again with the same address, and a one-way connection to an unnamed
+/// socket.
+#[allow(clippy::too_many_arguments)]
+fn check_datagrams(
+    diag: &HashMap<u64, Diag>,
+    id: u64,
+    state: &SocketState,
+    queue: &Queue,
+    raw_name: &dyn Fn(u64) -> Vec<u8>,
+    in_job: &dyn Fn(u64) -> bool,
+    sockets: &[(u64, i32, i32, i32)],
+    who: &str,
+) -> Result<()> {
+    let mutual = match state {
+        SocketState::Connected { peer: Some(p) } => diag.get(p).and_then(|x| x.peer) == Some(id),
+        _ => false,
+    };
+    if let SocketState::Connected { peer: Some(p) } = state {
+        if !mutual && raw_name(*p).is_empty() {
+            return Err(Error::Unsupported(format!(
+                "{who}: datagram socket connected to the unnamed socket:[{p}], which is \
+                 connected elsewhere (cannot be rebuilt)"
+            )));
+        }
+    }
+    let bad = |what: &str| {
+        Err(Error::Unsupported(format!(
+            "{who}: a queued datagram {what} (cannot be checkpointed)"
+        )))
+    };
+    for s in &queue.senders {
+        match state {
+            // A connected pair (or a socket whose peer was closed) only receives from its peer.
+            SocketState::Connected { peer: Some(p) } if mutual => {
+                if *s != raw_name(*p) {
+                    return bad(&format!(
+                        "came from {} before the socket was connected",
+                        show_name(s)
+                    ));
+                }
+            }
+            SocketState::Connected { peer: None } if !s.is_empty() => {
+                return bad(&format!(
+                    "came from {} while the socket is connected to a closed peer",
+                    show_name(s)
+                ));
+            }
+            SocketState::Connected { peer: None } => {}
+            _ if diag.get(&id).and_then(|d| d.name.as_ref()).is_none_or(|n| n.is_empty()) => {
+                return bad("is queued on an unnamed socket that has no peer");
+            }
+            _ if s.is_empty() => {}
+            _ => {
+                // A named sender: a socket of the job, a closed one (restore binds a socket
+                // to the name for a moment), or a live socket outside the job (refused).
+                let holder = diag
+                    .iter()
+                    .find(|(&ino, d)| {
+                        ino != 0
+                            && d.sock_type as i32 == libc::SOCK_DGRAM
+                            && d.name.as_deref().is_some_and(|n| {
+                                let n = match n.first() {
+                                    Some(0) => n,
+                                    _ => n.split(|&b| b == 0).next().unwrap_or(&[]),
+                                };
+                                n == s.as_slice()
+                            })
+                    })
+                    .map(|(&ino, _)| ino);
+                if let Some(h) = holder {
+                    if !in_job(h) && !sockets.iter().any(|x| x.0 == h) {
+                        return bad(&format!(
+                            "came from {} (socket:[{h}]), a socket outside the job",
+                            show_name(s)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Look a socket up by id.

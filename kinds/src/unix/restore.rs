@@ -7,7 +7,8 @@
 use crate::unix::capture::socket_groups;
 use crate::Recreated;
 use cairn_image::{
-    FdImage, FdKind, IpcImage, MemorySource, ProcessTreeImage, SocketImage, SocketName, SocketState,
+    FdImage, FdKind, IpcImage, MemorySource, ProcessTreeImage, SocketImage, SocketName,
+    SocketOptions, SocketState,
 };
 use cairn_sys::error::{io_ctx, last_os};
 use cairn_sys::{Error, Result};
@@ -103,13 +104,28 @@ fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Resu
         path,
         exists: true,
         mode,
+        owner,
     } = name
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-            .map_err(io_ctx(format!("chmod of socket file {path}")))?;
+        set_file_attrs(path, *mode, *owner)?;
     }
     Ok(())
+}
+
+/// Give the socket file at `path` its permission bits and, if recorded and different, its
+/// owner.
+fn set_file_attrs(path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some((uid, gid)) = owner {
+        let m = std::fs::symlink_metadata(path)
+            .map_err(io_ctx(format!("stat of socket file {path}")))?;
+        if (m.uid(), m.gid()) != (uid, gid) {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(io_ctx(format!("chown of socket file {path} to {uid}:{gid}")))?;
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_ctx(format!("chmod of socket file {path}")))
 }
 
 fn listen(fd: &OwnedFd, backlog: u32, name: &str) -> Result<()> {
@@ -160,6 +176,69 @@ fn pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
         return Err(last_os("socketpair"));
     }
     Ok((fd_of(sv[0], "socketpair")?, fd_of(sv[1], "socketpair")?))
+}
+
+/// Connect `fd` to `name` (a datagram socket's one-way connection, or a connection its
+/// listener has not accepted: the connection then waits in the listener's queue).
+fn connect(fd: &OwnedFd, name: &SocketName) -> Result<()> {
+    let (a, len) = sockaddr(name)?;
+    // SAFETY: fcntl on our own descriptor; connect reads `len` bytes of `a`.
+    let r = unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+        libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len)
+    };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, 0) };
+    if r < 0 {
+        return Err(Error::Sys {
+            what: format!("connecting to UNIX socket {}", show(name)),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+/// The name `raw` (sun_path bytes as recvmsg reports them) as a [`SocketName`].
+fn name_of_raw(raw: &[u8]) -> Result<SocketName> {
+    match raw.split_first() {
+        Some((0, rest)) => Ok(SocketName::Abstract(rest.to_vec())),
+        _ => Ok(SocketName::Path {
+            path: String::from_utf8(raw.to_vec())
+                .map_err(|_| Error::Incompatible("a sender's socket name is not UTF-8".into()))?,
+            exists: false,
+            mode: 0o777,
+            owner: None,
+        }),
+    }
+}
+
+/// Send one datagram from `from` to `to`.
+fn send_to(from: &OwnedFd, msg: &[u8], to: &SocketName, id: u64) -> Result<()> {
+    let (a, len) = sockaddr(to)?;
+    let need = (msg.len() as i32).saturating_mul(2).saturating_add(1 << 16);
+    if get_int(from, libc::SO_SNDBUF) < need && !set_int(from, libc::SO_SNDBUFFORCE, need) {
+        set_int(from, libc::SO_SNDBUF, need);
+    }
+    // SAFETY: sendto reads `msg` and `len` bytes of `a`.
+    let n = unsafe {
+        libc::sendto(
+            from.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&a as *const libc::sockaddr_un).cast(),
+            len,
+        )
+    };
+    if n < 0 {
+        return Err(last_os(format!(
+            "queueing a datagram of {} bytes on UNIX socket {id} ({}) again",
+            msg.len(),
+            show(to)
+        )));
+    }
+    Ok(())
 }
 
 fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
@@ -254,6 +333,72 @@ fn refill(from: &OwnedFd, s: &SocketImage, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Bind the temporary socket `fd` to the name of a sender that is gone: a socket file left
+/// at its path stays as it was (mode, owner), otherwise the path is unlinked again at the end.
+fn bind_temp(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let SocketName::Path { path, .. } = name else {
+        return bind(fd, name, unlink_after);
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            let left = SocketName::Path {
+                path: path.clone(),
+                exists: true,
+                mode: m.mode() & 0o7777,
+                owner: Some((m.uid(), m.gid())),
+            };
+            bind(fd, &left, unlink_after)
+        }
+        Err(_) => {
+            let gone = SocketName::Path {
+                path: path.clone(),
+                exists: false,
+                mode: 0o777,
+                owner: None,
+            };
+            bind(fd, &gone, unlink_after)
+        }
+    }
+}
+
+/// Set the options of `opts` on `fd` (socket `id`, for messages).
+fn set_options(fd: &OwnedFd, opts: &SocketOptions, id: u64) -> Result<()> {
+    let fail = |what: &str| last_os(format!("setting {what} on UNIX socket {id}"));
+    if opts.passcred && !set_int(fd, libc::SO_PASSCRED, 1) {
+        return Err(fail("SO_PASSCRED"));
+    }
+    if opts.rcvlowat > 1 && !set_int(fd, libc::SO_RCVLOWAT, opts.rcvlowat) {
+        return Err(fail("SO_RCVLOWAT"));
+    }
+    for (opt, v, what) in [
+        (libc::SO_RCVTIMEO, opts.rcvtimeo, "SO_RCVTIMEO"),
+        (libc::SO_SNDTIMEO, opts.sndtimeo, "SO_SNDTIMEO"),
+    ] {
+        if v == (0, 0) {
+            continue;
+        }
+        let tv = libc::timeval {
+            tv_sec: v.0,
+            tv_usec: v.1,
+        };
+        // SAFETY: setsockopt reads one timeval.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(fail(what));
+        }
+    }
+    Ok(())
+}
+
 fn shutdown(fd: &OwnedFd, how: i32) -> Result<()> {
     // SAFETY: shutdown takes integers only.
     if unsafe { libc::shutdown(fd.as_raw_fd(), how) } < 0 {
@@ -311,26 +456,29 @@ impl Ipc {
         let by_id: HashMap<u64, &SocketImage> = img.sockets.iter().map(|s| (s.id, s)).collect();
         let mut unlink_after = Vec::new();
         let mut dead_peers: Vec<(u64, OwnedFd)> = Vec::new();
-        // Listeners and bound unconnected sockets first: connections go through them.
+        let groups = socket_groups(img);
+        let paired = |id: u64| groups.iter().any(|g| g.1.is_some() && (g.0 == id || g.1 == Some(id)));
+        // Listeners, unconnected sockets and one-way connected datagram sockets first, bound
+        // to their names: connections go through them, datagrams are sent to them.
         for s in &img.sockets {
-            match (&s.state, &s.name) {
-                (SocketState::Listening { backlog }, name) => {
-                    let fd = new_socket(s.sock_type)?;
-                    if let Some(n) = name {
-                        bind(&fd, n, &mut unlink_after)?;
-                    }
-                    listen(&fd, *backlog, &name.as_ref().map(show).unwrap_or_default())?;
-                    self.sockets.insert(s.id, fd);
+            let listening = match &s.state {
+                SocketState::Listening { backlog, .. } => Some(*backlog),
+                SocketState::Unconnected => None,
+                SocketState::Connected { peer: Some(_) }
+                    if s.sock_type == libc::SOCK_DGRAM && !paired(s.id) =>
+                {
+                    None
                 }
-                (SocketState::Unconnected, name) => {
-                    let fd = new_socket(s.sock_type)?;
-                    if let Some(n) = name {
-                        bind(&fd, n, &mut unlink_after)?;
-                    }
-                    self.sockets.insert(s.id, fd);
-                }
-                _ => {}
+                _ => continue,
+            };
+            let fd = new_socket(s.sock_type)?;
+            if let Some(n) = &s.name {
+                bind(&fd, n, &mut unlink_after)?;
             }
+            if let Some(backlog) = listening {
+                listen(&fd, backlog, &s.name.as_ref().map(show).unwrap_or_default())?;
+            }
+            self.sockets.insert(s.id, fd);
         }
         let listener_of = |name: &SocketName| {
             img.sockets
@@ -341,9 +489,22 @@ impl Ipc {
                 })
                 .map(|l| l.id)
         };
-        for (a, b) in socket_groups(img) {
+        for &(a, b) in &groups {
             let sa = by_id[&a];
             match b {
+                Some(b) if sa.sock_type == libc::SOCK_DGRAM => {
+                    // A datagram pair: a socketpair, each end bound to its name if it had one.
+                    let sb = by_id[&b];
+                    let (x, y) = pair(sa.sock_type)?;
+                    if let Some(n) = &sa.name {
+                        bind(&x, n, &mut unlink_after)?;
+                    }
+                    if let Some(n) = &sb.name {
+                        bind(&y, n, &mut unlink_after)?;
+                    }
+                    self.sockets.insert(a, x);
+                    self.sockets.insert(b, y);
+                }
                 Some(b) => {
                     let sb = by_id[&b];
                     // The accepted side carries the listener's name.
@@ -396,10 +557,15 @@ impl Ipc {
                 None => match sa.state {
                     SocketState::Connected { peer: None } => {
                         let (x, y) = pair(sa.sock_type)?;
+                        if sa.sock_type == libc::SOCK_DGRAM {
+                            if let Some(n) = &sa.name {
+                                bind(&x, n, &mut unlink_after)?;
+                            }
+                        }
                         self.sockets.insert(a, x);
                         dead_peers.push((a, y));
                     }
-                    SocketState::Connected { peer: Some(p) } => {
+                    SocketState::Connected { peer: Some(p) } if sa.sock_type != libc::SOCK_DGRAM => {
                         return Err(Error::Incompatible(format!(
                             "UNIX socket {a} is connected to {p}, which is not connected back"
                         )))
@@ -408,8 +574,28 @@ impl Ipc {
                 },
             }
         }
-        // Unread data, buffer sizes (after: refilling enlarges the sender's for a while),
-        // shutdown state, peek offset, O_NONBLOCK.
+        // Connections their listeners have not accepted yet, in the order they wait.
+        for l in &img.sockets {
+            let SocketState::Listening { pending, .. } = &l.state else {
+                continue;
+            };
+            for c in pending {
+                let sc = by_id.get(c).ok_or_else(|| {
+                    Error::Incompatible(format!("pending connection {c} is not in the image"))
+                })?;
+                let name = l.name.as_ref().ok_or_else(|| {
+                    Error::Incompatible(format!("listener {} with connections has no name", l.id))
+                })?;
+                let fd = new_socket(sc.sock_type)?;
+                if let Some(n) = &sc.name {
+                    bind(&fd, n, &mut unlink_after)?;
+                }
+                connect(&fd, name)?;
+                self.sockets.insert(sc.id, fd);
+            }
+        }
+        // Unread data (buffer sizes after: refilling enlarges the sender's for a while).
+        let mut temps: Vec<(Vec<u8>, OwnedFd)> = Vec::new();
         for s in &img.sockets {
             let Some((pid, fd)) = s.data else { continue };
             let data = source.read_file(pid, fd).map_err(io_ctx(format!(
@@ -417,12 +603,18 @@ impl Ipc {
                 s.id
             )))?;
             let from = match s.state {
-                SocketState::Connected { peer: Some(p) } => &self.sockets[&p],
+                SocketState::Connected { peer: Some(p) } if s.sock_type != libc::SOCK_DGRAM || paired(s.id) => {
+                    &self.sockets[&p]
+                }
                 SocketState::Connected { peer: None } => dead_peers
                     .iter()
                     .find(|d| d.0 == s.id)
                     .map(|d| &d.1)
                     .ok_or_else(|| Error::Incompatible(format!("socket {} has no peer", s.id)))?,
+                _ if s.sock_type == libc::SOCK_DGRAM => {
+                    self.refill_datagrams(s, &data, &by_id, &mut temps, &mut unlink_after)?;
+                    continue;
+                }
                 _ => {
                     return Err(Error::Incompatible(format!(
                         "unconnected UNIX socket {} has unread data",
@@ -431,6 +623,22 @@ impl Ipc {
                 }
             };
             refill(from, s, &data)?;
+        }
+        drop(temps);
+        // One-way connections of datagram sockets, once their queues are filled (a
+        // connected socket only takes datagrams from its peer).
+        for s in &img.sockets {
+            if let SocketState::Connected { peer: Some(p) } = s.state {
+                if s.sock_type == libc::SOCK_DGRAM && !paired(s.id) {
+                    let name = by_id[&p].name.as_ref().ok_or_else(|| {
+                        Error::Incompatible(format!(
+                            "datagram socket {} is connected to the unnamed socket {p}",
+                            s.id
+                        ))
+                    })?;
+                    connect(&self.sockets[&s.id], name)?;
+                }
+            }
         }
         for s in &img.sockets {
             let fd = &self.sockets[&s.id];
@@ -443,11 +651,13 @@ impl Ipc {
             }
         }
         for s in &img.sockets {
-            let implied = match s.state {
-                SocketState::Connected { peer: Some(p) } => by_id[&p].shutdown & 2 != 0,
-                SocketState::Connected { peer: None } => s.sock_type != libc::SOCK_DGRAM,
-                _ => false,
-            };
+            // A stream or seqpacket peer's SHUT_WR (or its close) shuts our reading down.
+            let implied = s.sock_type != libc::SOCK_DGRAM
+                && match s.state {
+                    SocketState::Connected { peer: Some(p) } => by_id[&p].shutdown & 2 != 0,
+                    SocketState::Connected { peer: None } => true,
+                    _ => false,
+                };
             if s.shutdown & 1 != 0 && !implied {
                 shutdown(&self.sockets[&s.id], libc::SHUT_RD)?;
             }
@@ -458,6 +668,8 @@ impl Ipc {
             if s.peek_off >= 0 && !set_int(fd, libc::SO_PEEK_OFF, s.peek_off) {
                 return Err(last_os("setting SO_PEEK_OFF"));
             }
+            // Last: SO_PASSCRED would give an unbound socket a name at its next connect/send.
+            set_options(fd, &s.options, s.id)?;
             if s.nonblock {
                 // SAFETY: fcntl on our own descriptor.
                 if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
@@ -467,6 +679,68 @@ impl Ipc {
         }
         for p in unlink_after {
             let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+
+    /// Queue the datagrams of the bound, not yet connected socket `s` again, each sent from
+    /// a socket with its sender's address: the job's socket of that name, or a temporary one
+    /// (unnamed, or bound to the name of a sender that is gone) kept in `temps`.
+    fn refill_datagrams(
+        &self,
+        s: &SocketImage,
+        data: &[u8],
+        by_id: &HashMap<u64, &SocketImage>,
+        temps: &mut Vec<(Vec<u8>, OwnedFd)>,
+        unlink_after: &mut Vec<String>,
+    ) -> Result<()> {
+        let to = s.name.as_ref().ok_or_else(|| {
+            Error::Incompatible(format!("unnamed datagram socket {} has unread data", s.id))
+        })?;
+        if s.senders.len() != s.messages.len() {
+            return Err(Error::Incompatible(format!(
+                "datagram socket {}: {} senders for {} messages",
+                s.id,
+                s.senders.len(),
+                s.messages.len()
+            )));
+        }
+        let mut off = 0usize;
+        for (&len, raw) in s.messages.iter().zip(&s.senders) {
+            let msg = data.get(off..off + len as usize).ok_or_else(|| {
+                Error::Incompatible(format!("unread data of socket {} is short", s.id))
+            })?;
+            off += len as usize;
+            let job_sender = (!raw.is_empty())
+                .then(|| name_of_raw(raw))
+                .transpose()?
+                .and_then(|n| {
+                    by_id.values().find(|x| {
+                        x.sock_type == libc::SOCK_DGRAM
+                            && match (&x.name, &n) {
+                                (Some(SocketName::Path { path: a, .. }), SocketName::Path { path: b, .. }) => a == b,
+                                (Some(a), b) => a == b,
+                                _ => false,
+                            }
+                    })
+                })
+                .map(|x| x.id);
+            let from = match job_sender {
+                Some(j) => &self.sockets[&j],
+                None => {
+                    if !temps.iter().any(|t| t.0 == *raw) {
+                        let t = new_socket(libc::SOCK_DGRAM)?;
+                        if !raw.is_empty() {
+                            bind_temp(&t, &name_of_raw(raw)?, unlink_after)?;
+                        }
+                        temps.push((raw.clone(), t));
+                    }
+                    &temps.iter().find(|t| t.0 == *raw).map(|t| &t.1).ok_or_else(|| {
+                        Error::Incompatible("temporary sender missing".into())
+                    })?
+                }
+            };
+            send_to(from, msg, to, s.id)?;
         }
         Ok(())
     }
