@@ -98,6 +98,11 @@ pub struct SocketImage {
     /// Socket options beyond the buffer sizes.
     #[serde(default)]
     pub options: SocketOptions,
+    /// A stream or seqpacket socket whose peer was closed with unread data: its next read
+    /// after the queued data fails once with ECONNRESET (the pending error `poll` shows as
+    /// POLLERR).
+    #[serde(default)]
+    pub reset: bool,
 }
 
 /// Socket options of a UNIX socket that restore sets again.

@@ -137,7 +137,8 @@ pub fn dump() -> Result<HashMap<u64, Diag>> {
                             }
                             UNIX_DIAG_ICONS => {
                                 d.pending = p.len() / 4;
-                                d.icons = p.chunks_exact(4).map(|c| u64::from(u32_at(c, 0))).collect();
+                                d.icons =
+                                    p.chunks_exact(4).map(|c| u64::from(u32_at(c, 0))).collect();
                             }
                             UNIX_DIAG_RQLEN if p.len() >= 8 => {
                                 d.rqlen = Some((u32_at(p, 0), u32_at(p, 4)))

@@ -515,7 +515,10 @@ fn capture_sockets(
         )));
     }
     let raw_name = |ino: u64| -> Vec<u8> {
-        let n = diag.get(&ino).and_then(|d| d.name.clone()).unwrap_or_default();
+        let n = diag
+            .get(&ino)
+            .and_then(|d| d.name.clone())
+            .unwrap_or_default();
         match n.first() {
             Some(0) => n,
             _ => n.split(|&b| b == 0).next().unwrap_or(&[]).to_vec(),
@@ -592,6 +595,24 @@ fn capture_sockets(
         if fl < 0 {
             return Err(last_os("F_GETFL of a socket"));
         }
+        // A pending socket error (reading it would clear it): only a closed peer sets one.
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd; timeout 0.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
+            return Err(last_os("poll of a socket"));
+        }
+        let reset = pfd.revents & libc::POLLERR != 0;
+        if reset
+            && (sock_type == libc::SOCK_DGRAM || state != (SocketState::Connected { peer: None }))
+        {
+            return Err(Error::Unsupported(format!(
+                "{who}: a socket error is pending (only ECONNRESET from a closed peer can be                  checkpointed)"
+            )));
+        }
         out.push(SocketImage {
             id,
             sock_type,
@@ -606,6 +627,7 @@ fn capture_sockets(
             data: stored,
             senders: queue.senders,
             options: opts,
+            reset,
         });
     }
     Ok(out)
@@ -660,7 +682,11 @@ fn check_datagrams(
                 ));
             }
             SocketState::Connected { peer: None } => {}
-            _ if diag.get(&id).and_then(|d| d.name.as_ref()).is_none_or(|n| n.is_empty()) => {
+            _ if diag
+                .get(&id)
+                .and_then(|d| d.name.as_ref())
+                .is_none_or(|n| n.is_empty()) =>
+            {
                 return bad("is queued on an unnamed socket that has no peer");
             }
             _ if s.is_empty() => {}

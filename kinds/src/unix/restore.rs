@@ -120,8 +120,9 @@ fn set_file_attrs(path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<()
         let m = std::fs::symlink_metadata(path)
             .map_err(io_ctx(format!("stat of socket file {path}")))?;
         if (m.uid(), m.gid()) != (uid, gid) {
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-                .map_err(io_ctx(format!("chown of socket file {path} to {uid}:{gid}")))?;
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_ctx(format!(
+                "chown of socket file {path} to {uid}:{gid}"
+            )))?;
         }
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -457,7 +458,11 @@ impl Ipc {
         let mut unlink_after = Vec::new();
         let mut dead_peers: Vec<(u64, OwnedFd)> = Vec::new();
         let groups = socket_groups(img);
-        let paired = |id: u64| groups.iter().any(|g| g.1.is_some() && (g.0 == id || g.1 == Some(id)));
+        let paired = |id: u64| {
+            groups
+                .iter()
+                .any(|g| g.1.is_some() && (g.0 == id || g.1 == Some(id)))
+        };
         // Listeners, unconnected sockets and one-way connected datagram sockets first, bound
         // to their names: connections go through them, datagrams are sent to them.
         for s in &img.sockets {
@@ -565,7 +570,9 @@ impl Ipc {
                         self.sockets.insert(a, x);
                         dead_peers.push((a, y));
                     }
-                    SocketState::Connected { peer: Some(p) } if sa.sock_type != libc::SOCK_DGRAM => {
+                    SocketState::Connected { peer: Some(p) }
+                        if sa.sock_type != libc::SOCK_DGRAM =>
+                    {
                         return Err(Error::Incompatible(format!(
                             "UNIX socket {a} is connected to {p}, which is not connected back"
                         )))
@@ -603,7 +610,9 @@ impl Ipc {
                 s.id
             )))?;
             let from = match s.state {
-                SocketState::Connected { peer: Some(p) } if s.sock_type != libc::SOCK_DGRAM || paired(s.id) => {
+                SocketState::Connected { peer: Some(p) }
+                    if s.sock_type != libc::SOCK_DGRAM || paired(s.id) =>
+                {
                     &self.sockets[&p]
                 }
                 SocketState::Connected { peer: None } => dead_peers
@@ -625,6 +634,25 @@ impl Ipc {
             refill(from, s, &data)?;
         }
         drop(temps);
+        // A peer closed with unread data left ECONNRESET pending: close ours the same way.
+        for s in img.sockets.iter().filter(|s| s.reset) {
+            let x = &self.sockets[&s.id];
+            // SAFETY: send reads one byte.
+            if unsafe {
+                libc::send(
+                    x.as_raw_fd(),
+                    b"r".as_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            } < 0
+            {
+                return Err(last_os(format!(
+                    "leaving ECONNRESET pending on UNIX socket {}",
+                    s.id
+                )));
+            }
+        }
         // One-way connections of datagram sockets, once their queues are filled (a
         // connected socket only takes datagrams from its peer).
         for s in &img.sockets {
@@ -718,7 +746,10 @@ impl Ipc {
                     by_id.values().find(|x| {
                         x.sock_type == libc::SOCK_DGRAM
                             && match (&x.name, &n) {
-                                (Some(SocketName::Path { path: a, .. }), SocketName::Path { path: b, .. }) => a == b,
+                                (
+                                    Some(SocketName::Path { path: a, .. }),
+                                    SocketName::Path { path: b, .. },
+                                ) => a == b,
                                 (Some(a), b) => a == b,
                                 _ => false,
                             }
@@ -735,9 +766,11 @@ impl Ipc {
                         }
                         temps.push((raw.clone(), t));
                     }
-                    &temps.iter().find(|t| t.0 == *raw).map(|t| &t.1).ok_or_else(|| {
-                        Error::Incompatible("temporary sender missing".into())
-                    })?
+                    &temps
+                        .iter()
+                        .find(|t| t.0 == *raw)
+                        .map(|t| &t.1)
+                        .ok_or_else(|| Error::Incompatible("temporary sender missing".into()))?
                 }
             };
             send_to(from, msg, to, s.id)?;
