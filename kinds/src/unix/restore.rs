@@ -766,7 +766,7 @@ impl Ipc {
                         }
                         temps.push((raw.clone(), t));
                     }
-                    &temps
+                    temps
                         .iter()
                         .find(|t| t.0 == *raw)
                         .map(|t| &t.1)
