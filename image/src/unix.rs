@@ -103,6 +103,11 @@ pub struct SocketImage {
     /// POLLERR).
     #[serde(default)]
     pub reset: bool,
+    /// On a socket with SO_PASSCRED, the SCM_CREDENTIALS of each unread message (same order
+    /// as `messages`): the sender's pid in the job's namespace, its uid and gid. Empty
+    /// otherwise.
+    #[serde(default)]
+    pub creds: Vec<(i32, u32, u32)>,
 }
 
 /// Socket options of a UNIX socket that restore sets again.

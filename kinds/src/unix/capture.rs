@@ -124,10 +124,15 @@ fn resolve_name(d: &Diag, cwds: &[String], who: &str) -> Result<Option<SocketNam
 
 /// The unread messages of a socket: their bytes (concatenated), lengths and, for a datagram
 /// socket, each sender's address.
+#[derive(Default)]
 struct Queue {
     data: Vec<u8>,
     lens: Vec<u64>,
     senders: Vec<Vec<u8>>,
+    /// SCM_CREDENTIALS of each message (pid as the agent sees it, uid, gid), when the
+    /// socket has SO_PASSCRED (a stream socket's messages are then its runs of bytes from
+    /// one sender, as a read returns them).
+    creds: Vec<(i32, u32, u32)>,
 }
 
 /// Peek every unread message of socket `fd` without consuming it.
@@ -145,11 +150,8 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
     let mut cap = 1usize << 16;
     'restart: loop {
         setsockopt_int(fd, libc::SO_PEEK_OFF, 0, "SO_PEEK_OFF")?;
-        let mut q = Queue {
-            data: Vec::new(),
-            lens: Vec::new(),
-            senders: Vec::new(),
-        };
+        let mut q = Queue::default();
+        let passcred = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, "SO_PASSCRED")? != 0;
         let mut with_fds = 0usize;
         let mut buf = vec![0u8; cap];
         loop {
@@ -190,11 +192,16 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
                 with_fds += 1;
             }
             let n = n as usize;
+            let cred = passed_creds(&msg);
             if sock_type == libc::SOCK_STREAM {
                 if n == 0 {
                     break;
                 }
                 q.data.extend_from_slice(&buf[..n]);
+                if passcred {
+                    q.lens.push(n as u64);
+                    q.creds.push(cred.unwrap_or((0, u32::MAX, u32::MAX)));
+                }
                 continue;
             }
             if n > buf.len() {
@@ -212,6 +219,9 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
             }
             q.data.extend_from_slice(&buf[..n]);
             q.lens.push(n as u64);
+            if passcred {
+                q.creds.push(cred.unwrap_or((0, u32::MAX, u32::MAX)));
+            }
             if sock_type == libc::SOCK_DGRAM {
                 let base = std::mem::size_of::<libc::sa_family_t>();
                 let len = (msg.msg_namelen as usize).saturating_sub(base);
@@ -233,7 +243,7 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
                  (SCM_RIGHTS); descriptors in flight cannot be checkpointed"
             )));
         }
-        if sock_type == libc::SOCK_STREAM && !q.data.is_empty() {
+        if sock_type == libc::SOCK_STREAM && !q.data.is_empty() && !passcred {
             q.lens.push(q.data.len() as u64);
         }
         if sock_type != libc::SOCK_DGRAM && q.data.len() as u64 != total {
@@ -265,6 +275,23 @@ fn close_passed_fds(msg: &libc::msghdr) -> bool {
         }
     }
     any
+}
+
+/// The SCM_CREDENTIALS a peek received, if any.
+fn passed_creds(msg: &libc::msghdr) -> Option<(i32, u32, u32)> {
+    // SAFETY: CMSG_* walk the control buffer the kernel filled in `msg`; the data of an
+    // SCM_CREDENTIALS message is one struct ucred.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                let u: libc::ucred = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                return Some((u.pid, u.uid, u.gid));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
 }
 
 /// A `struct timeval` socket option as (seconds, microseconds).
@@ -360,7 +387,7 @@ pub fn capture_ipc(
         }
     }
     if !sockets.is_empty() {
-        img.sockets = capture_sockets(&sockets, procs, sink)?;
+        img.sockets = capture_sockets(&sockets, outer, procs, sink)?;
     }
     for &(id, o, pid, fd, rd) in &fifos {
         let link = std::fs::read_link(format!("/proc/{o}/fd/{fd}"))
@@ -422,6 +449,7 @@ fn name_suffix(diag: &HashMap<u64, Diag>, ino: u64) -> String {
 /// Capture the UNIX sockets `(id, outer pid, pid, fd)` (first descriptor of each) of the job.
 fn capture_sockets(
     sockets: &[(u64, i32, i32, i32)],
+    outer: &[i32],
     procs: &[ProcessImage],
     sink: &mut dyn MemorySink,
 ) -> Result<Vec<SocketImage>> {
@@ -438,6 +466,11 @@ fn capture_sockets(
     // refusal names them all.
     let mut outside = Vec::new();
     let mut found = Vec::new();
+    let outer_to_ns: &HashMap<i32, i32> = &outer
+        .iter()
+        .copied()
+        .zip(procs.iter().map(|p| p.pid))
+        .collect();
     for &(id, o, pid, fd) in sockets {
         let who = format!("process {pid} fd {fd} (socket:[{id}])");
         let s = steal(o, fd)?;
@@ -541,24 +574,17 @@ fn capture_sockets(
             state,
             SocketState::Listening { .. } | SocketState::Pending { .. }
         ) {
-            Queue {
-                data: Vec::new(),
-                lens: Vec::new(),
-                senders: Vec::new(),
-            }
+            Queue::default()
         } else {
             let total = u64::from(d.rqlen.map_or(0, |r| r.0));
             peek_socket(&s, sock_type, total, &who)?
         };
         let opts = options(&s)?;
-        if opts.passcred && !queue.lens.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "{who}: {} queued message(s) on a socket with SO_PASSCRED carry their \
-                 senders' credentials, which cannot be restored (checkpoint again once they \
-                 are read)",
-                queue.lens.len()
-            )));
-        }
+        let creds = if queue.creds.is_empty() {
+            Vec::new()
+        } else {
+            job_creds(&queue, &state, d, &diag, id, outer_to_ns, &who)?
+        };
         let mut queue = queue;
         if sock_type == libc::SOCK_DGRAM {
             check_datagrams(&diag, id, &state, &queue, &raw_name, &in_job, sockets, &who)?;
@@ -628,7 +654,57 @@ fn capture_sockets(
             senders: queue.senders,
             options: opts,
             reset,
+            creds,
         });
+    }
+    Ok(out)
+}
+
+/// The credentials of the queued messages of a socket with SO_PASSCRED, with the senders'
+/// pids in the job's namespace: restore sends the messages again with them, which only root
+/// can (SCM_CREDENTIALS of another process), from the peer of a connected pair, after the
+/// processes exist.
+fn job_creds(
+    queue: &Queue,
+    state: &SocketState,
+    d: &Diag,
+    diag: &HashMap<u64, Diag>,
+    id: u64,
+    outer_to_ns: &HashMap<i32, i32>,
+    who: &str,
+) -> Result<Vec<(i32, u32, u32)>> {
+    let n = queue.lens.len();
+    let refuse = |why: String| {
+        Err(Error::Unsupported(format!(
+            "{who}: {n} queued message(s) on a socket with SO_PASSCRED carry their senders'              credentials, which {why} (checkpoint again once they are read)"
+        )))
+    };
+    // SAFETY: geteuid has no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return refuse("only root can send again in the senders' names".into());
+    }
+    let pair = match state {
+        SocketState::Connected { peer: Some(p) } => {
+            diag.get(p).and_then(|x| x.peer) == Some(id)
+                && diag.get(p).is_some_and(|x| x.shutdown == 0)
+        }
+        _ => false,
+    };
+    if !pair || d.shutdown != 0 {
+        return refuse(
+            "can only be restored on a connected pair of the job that is not shut down".into(),
+        );
+    }
+    let mut out = Vec::new();
+    for &(pid, uid, gid) in &queue.creds {
+        match outer_to_ns.get(&pid) {
+            Some(&ns) => out.push((ns, uid, gid)),
+            None => {
+                return refuse(format!(
+                    "name the process {pid} (as the agent sees it), not a live process of the job"
+                ))
+            }
+        }
     }
     Ok(out)
 }

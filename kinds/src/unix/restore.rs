@@ -27,6 +27,20 @@ pub struct Ipc {
     /// One read-write descriptor per FIFO holding its refilled bytes until the stubs have
     /// opened theirs (dropped with this value).
     holders: Vec<OwnedFd>,
+    /// Queues whose messages carry their senders' credentials: sent again once the job's
+    /// processes exist (the senders' pids must).
+    deferred: Vec<Deferred>,
+}
+
+/// A queue refilled at [`Recreated::finish`]: the receiver's peer, the data and what to
+/// send it with.
+struct Deferred {
+    id: u64,
+    from: OwnedFd,
+    sndbuf: i32,
+    data: Vec<u8>,
+    messages: Vec<u64>,
+    creds: Vec<(i32, u32, u32)>,
 }
 
 fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
@@ -425,6 +439,109 @@ impl Recreated for Ipc {
         self.sockets.clear();
         self.holders.clear();
     }
+    fn finish(&self, root: i32) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let outer = ns_to_outer(root)?;
+        for d in &self.deferred {
+            refill_with_creds(d, &outer)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every process of the job under `root` (outer pid): its pid in the job's namespace → its
+/// outer pid.
+fn ns_to_outer(root: i32) -> Result<HashMap<i32, i32>> {
+    let mut out = HashMap::new();
+    let mut todo = vec![root];
+    while let Some(p) = todo.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status"))
+            .map_err(io_ctx(format!("reading /proc/{p}/status")))?;
+        let ns = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last())
+            .and_then(|v| v.parse::<i32>().ok())
+            .ok_or_else(|| Error::Parse(format!("no NSpid in /proc/{p}/status")))?;
+        out.insert(ns, p);
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .map_err(io_ctx(format!("listing /proc/{p}/task")))?;
+        for t in tasks.flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            todo.extend(
+                kids.split_whitespace()
+                    .filter_map(|k| k.parse::<i32>().ok()),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Queue the messages of `d` again, each with SCM_CREDENTIALS naming its sender (root only:
+/// the pid is another process's).
+fn refill_with_creds(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
+    let need = (d.data.len() as i32)
+        .saturating_mul(2)
+        .saturating_add(1 << 16);
+    if !set_int(&d.from, libc::SO_SNDBUFFORCE, need) {
+        set_int(&d.from, libc::SO_SNDBUF, need);
+    }
+    let mut off = 0usize;
+    for (&len, &(pid, uid, gid)) in d.messages.iter().zip(&d.creds) {
+        let msg = d.data.get(off..off + len as usize).ok_or_else(|| {
+            Error::Incompatible(format!("unread data of socket {} is short", d.id))
+        })?;
+        off += len as usize;
+        let opid = *outer.get(&pid).ok_or_else(|| {
+            Error::Incompatible(format!(
+                "the sender {pid} of a message queued on UNIX socket {} is not in the job",
+                d.id
+            ))
+        })?;
+        let cred = libc::ucred {
+            pid: opid,
+            uid,
+            gid,
+        };
+        let mut sent = 0usize;
+        while sent < msg.len() {
+            let mut ctl = [0u64; 8];
+            let mut iov = libc::iovec {
+                iov_base: msg[sent..].as_ptr() as *mut libc::c_void,
+                iov_len: msg.len() - sent,
+            };
+            // SAFETY: an all-zero msghdr is valid; CMSG_* fill the control buffer, which is
+            // large enough for one struct ucred; the pointers outlive the sendmsg call.
+            let n = unsafe {
+                let mut m: libc::msghdr = std::mem::zeroed();
+                m.msg_iov = &mut iov;
+                m.msg_iovlen = 1;
+                m.msg_control = ctl.as_mut_ptr().cast();
+                m.msg_controllen =
+                    libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize;
+                let c = libc::CMSG_FIRSTHDR(&m);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_CREDENTIALS;
+                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), cred);
+                libc::sendmsg(
+                    d.from.as_raw_fd(),
+                    &m,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n < 0 {
+                return Err(last_os(format!(
+                    "queueing a message of process {pid} on UNIX socket {} again",
+                    d.id
+                )));
+            }
+            sent += n as usize;
+        }
+    }
+    set_buf(&d.from, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, d.sndbuf)
 }
 
 impl Ipc {
@@ -609,6 +726,25 @@ impl Ipc {
                 "reading unread data of UNIX socket {}",
                 s.id
             )))?;
+            if !s.creds.is_empty() {
+                let SocketState::Connected { peer: Some(p) } = s.state else {
+                    return Err(Error::Incompatible(format!(
+                        "UNIX socket {} with credentials queued has no peer",
+                        s.id
+                    )));
+                };
+                self.deferred.push(Deferred {
+                    id: s.id,
+                    from: self.sockets[&p]
+                        .try_clone()
+                        .map_err(io_ctx(format!("dup of socket {p}")))?,
+                    sndbuf: by_id[&p].sndbuf,
+                    data,
+                    messages: s.messages.clone(),
+                    creds: s.creds.clone(),
+                });
+                continue;
+            }
             let from = match s.state {
                 SocketState::Connected { peer: Some(p) }
                     if s.sock_type != libc::SOCK_DGRAM || paired(s.id) =>
