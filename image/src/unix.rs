@@ -108,6 +108,11 @@ pub struct SocketImage {
     /// otherwise.
     #[serde(default)]
     pub creds: Vec<(i32, u32, u32)>,
+    /// The descriptors in flight (SCM_RIGHTS) of each unread message (same order as
+    /// `messages`), each as `(pid, fd)` of a process of the job that holds the same open
+    /// file description. Empty when no message carries descriptors.
+    #[serde(default)]
+    pub fds: Vec<Vec<(i32, i32)>>,
 }
 
 /// Socket options of a UNIX socket that restore sets again.

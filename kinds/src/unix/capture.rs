@@ -133,6 +133,8 @@ struct Queue {
     /// socket has SO_PASSCRED (a stream socket's messages are then its runs of bytes from
     /// one sender, as a read returns them).
     creds: Vec<(i32, u32, u32)>,
+    /// Copies of the descriptors each message carries (SCM_RIGHTS), same order as `lens`.
+    fds: Vec<Vec<OwnedFd>>,
 }
 
 /// Peek every unread message of socket `fd` without consuming it.
@@ -152,7 +154,6 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
         setsockopt_int(fd, libc::SO_PEEK_OFF, 0, "SO_PEEK_OFF")?;
         let mut q = Queue::default();
         let passcred = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PASSCRED, "SO_PASSCRED")? != 0;
-        let mut with_fds = 0usize;
         let mut buf = vec![0u8; cap];
         loop {
             if sock_type != libc::SOCK_DGRAM && q.data.len() as u64 >= total {
@@ -187,20 +188,36 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
                     source: e,
                 });
             }
-            // A peek of a message carrying descriptors gives copies of them: closed at once.
-            if close_passed_fds(&msg) {
-                with_fds += 1;
-            }
+            // A peek of a message carrying descriptors gives copies of them.
+            let passed = take_passed_fds(&msg);
             let n = n as usize;
             let cred = passed_creds(&msg);
             if sock_type == libc::SOCK_STREAM {
                 if n == 0 {
                     break;
                 }
+                // A read ends with the bytes that carry descriptors: keep the bytes before
+                // them apart, so that the descriptors come with the same bytes again.
+                let start = q.data.len();
+                let split = if passed.is_empty() {
+                    0
+                } else {
+                    let k = first_byte_with_fds(fd, start, n)?;
+                    setsockopt_int(fd, libc::SO_PEEK_OFF, (start + n) as i32, "SO_PEEK_OFF")?;
+                    k
+                };
                 q.data.extend_from_slice(&buf[..n]);
-                if passcred {
-                    q.lens.push(n as u64);
-                    q.creds.push(cred.unwrap_or((0, u32::MAX, u32::MAX)));
+                let parts = if split > 0 {
+                    vec![(split, Vec::new()), (n - split, passed)]
+                } else {
+                    vec![(n, passed)]
+                };
+                for (len, fds) in parts {
+                    q.lens.push(len as u64);
+                    q.fds.push(fds);
+                    if passcred {
+                        q.creds.push(cred.unwrap_or((0, u32::MAX, u32::MAX)));
+                    }
                 }
                 continue;
             }
@@ -219,6 +236,7 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
             }
             q.data.extend_from_slice(&buf[..n]);
             q.lens.push(n as u64);
+            q.fds.push(passed);
             if passcred {
                 q.creds.push(cred.unwrap_or((0, u32::MAX, u32::MAX)));
             }
@@ -237,14 +255,14 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
                 q.senders.push(raw);
             }
         }
-        if with_fds > 0 {
-            return Err(Error::Unsupported(format!(
-                "{who}: {with_fds} queued message(s) carry descriptors not received yet \
-                 (SCM_RIGHTS); descriptors in flight cannot be checkpointed"
-            )));
-        }
-        if sock_type == libc::SOCK_STREAM && !q.data.is_empty() && !passcred {
-            q.lens.push(q.data.len() as u64);
+        // Without credentials or descriptors a stream's bytes are one run.
+        if sock_type == libc::SOCK_STREAM
+            && !passcred
+            && q.fds.iter().all(Vec::is_empty)
+            && !q.data.is_empty()
+        {
+            q.lens = vec![q.data.len() as u64];
+            q.fds = vec![Vec::new()];
         }
         if sock_type != libc::SOCK_DGRAM && q.data.len() as u64 != total {
             return Err(Error::Parse(format!(
@@ -256,25 +274,65 @@ fn peek_messages(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<
     }
 }
 
-/// Close descriptors a peek received with SCM_RIGHTS; true when there were any.
-fn close_passed_fds(msg: &libc::msghdr) -> bool {
-    let mut any = false;
-    // SAFETY: CMSG_* walk the control buffer the kernel filled in `msg`.
+/// The descriptors a peek received with SCM_RIGHTS (copies, owned here).
+fn take_passed_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
+    let mut out = Vec::new();
+    // SAFETY: CMSG_* walk the control buffer the kernel filled in `msg`; each descriptor in
+    // an SCM_RIGHTS message is new in this process and owned by us from here on.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                any = true;
                 let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
                 let p = libc::CMSG_DATA(c) as *const i32;
                 for i in 0..n {
-                    libc::close(std::ptr::read_unaligned(p.add(i)));
+                    out.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(p.add(i))));
                 }
             }
             c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    any
+    out
+}
+
+/// In the `n` bytes of a stream socket's queue from offset `start`, whose read brought
+/// descriptors, the offset (from `start`) of the first byte whose one-byte peek brings them:
+/// where the message carrying them begins.
+fn first_byte_with_fds(fd: &OwnedFd, start: usize, n: usize) -> Result<usize> {
+    let (mut lo, mut hi) = (0usize, n - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        setsockopt_int(fd, libc::SO_PEEK_OFF, (start + mid) as i32, "SO_PEEK_OFF")?;
+        let mut b = [0u8; 1];
+        let mut ctl = [0u64; 64];
+        let mut iov = libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&ctl);
+        // SAFETY: recvmsg writes into the buffers described by `msg`.
+        let r = unsafe {
+            libc::recvmsg(
+                fd.as_raw_fd(),
+                &mut msg,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+            )
+        };
+        if r < 0 {
+            return Err(last_os("peeking one byte of a stream socket"));
+        }
+        if take_passed_fds(&msg).is_empty() {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
 }
 
 /// The SCM_CREDENTIALS a peek received, if any.
@@ -585,6 +643,11 @@ fn capture_sockets(
         } else {
             job_creds(&queue, &state, d, &diag, id, outer_to_ns, &who)?
         };
+        let fds = if queue.fds.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            in_flight(&queue, &state, d, &diag, id, outer, procs, &who)?
+        };
         let mut queue = queue;
         if sock_type == libc::SOCK_DGRAM {
             check_datagrams(&diag, id, &state, &queue, &raw_name, &in_job, sockets, &who)?;
@@ -655,6 +718,7 @@ fn capture_sockets(
             options: opts,
             reset,
             creds,
+            fds,
         });
     }
     Ok(out)
@@ -705,6 +769,79 @@ fn job_creds(
                 ))
             }
         }
+    }
+    Ok(out)
+}
+
+/// Whether the queue of socket `id` can be refilled once the job's processes exist: it is one
+/// end of a connected pair of the job, neither end shut down.
+fn refillable_later(state: &SocketState, d: &Diag, diag: &HashMap<u64, Diag>, id: u64) -> bool {
+    let pair = match state {
+        SocketState::Connected { peer: Some(p) } => {
+            diag.get(p).and_then(|x| x.peer) == Some(id)
+                && diag.get(p).is_some_and(|x| x.shutdown == 0)
+        }
+        _ => false,
+    };
+    pair && d.shutdown == 0
+}
+
+/// The descriptors in flight of each queued message as `(pid, fd)` of a process of the job
+/// holding the same open file description (`kcmp`): restore sends each message again with
+/// the restored process's descriptor.
+#[allow(clippy::too_many_arguments)]
+fn in_flight(
+    queue: &Queue,
+    state: &SocketState,
+    d: &Diag,
+    diag: &HashMap<u64, Diag>,
+    id: u64,
+    outer: &[i32],
+    procs: &[ProcessImage],
+    who: &str,
+) -> Result<Vec<Vec<(i32, i32)>>> {
+    let n: usize = queue.fds.iter().map(Vec::len).sum();
+    let refuse = |why: String| {
+        Err(Error::Unsupported(format!(
+            "{who}: {n} descriptor(s) in flight (SCM_RIGHTS, queued and not received yet) {why}"
+        )))
+    };
+    if !refillable_later(state, d, diag, id) {
+        return refuse(
+            "can only be checkpointed on a connected pair of the job that is not shut down".into(),
+        );
+    }
+    // SAFETY: getpid has no arguments and cannot fail.
+    let me = unsafe { libc::getpid() };
+    let mut out = Vec::new();
+    for msg in &queue.fds {
+        let mut refs = Vec::new();
+        for f in msg {
+            let holder = outer.iter().zip(procs).find_map(|(&o, p)| {
+                p.fds
+                    .iter()
+                    .find(|x| {
+                        // SAFETY: kcmp takes integers only (type 0: KCMP_FILE).
+                        let r =
+                            unsafe { libc::syscall(libc::SYS_kcmp, me, o, 0, f.as_raw_fd(), x.fd) };
+                        r == 0
+                    })
+                    .map(|x| (p.pid, x.fd))
+            });
+            match holder {
+                Some(h) => refs.push(h),
+                None => {
+                    let link = std::fs::read_link(format!("/proc/self/fd/{}", f.as_raw_fd()))
+                        .map(|l| l.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    return refuse(format!(
+                        "include {link}, which no process of the job holds (only descriptors \
+                         also open in a process of the job can be restored)"
+                    ));
+                }
+            }
+        }
+        out.push(refs);
     }
     Ok(out)
 }

@@ -40,7 +40,10 @@ struct Deferred {
     sndbuf: i32,
     data: Vec<u8>,
     messages: Vec<u64>,
+    /// Per message: its sender's credentials (empty: no SO_PASSCRED, the agent's).
     creds: Vec<(i32, u32, u32)>,
+    /// Per message: the descriptors it carries, as `(pid, fd)` of a process of the job.
+    fds: Vec<Vec<(i32, i32)>>,
 }
 
 fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
@@ -445,7 +448,7 @@ impl Recreated for Ipc {
         }
         let outer = ns_to_outer(root)?;
         for d in &self.deferred {
-            refill_with_creds(d, &outer)?;
+            refill_later(d, &outer)?;
         }
         Ok(())
     }
@@ -479,9 +482,29 @@ fn ns_to_outer(root: i32) -> Result<HashMap<i32, i32>> {
     Ok(out)
 }
 
-/// Queue the messages of `d` again, each with SCM_CREDENTIALS naming its sender (root only:
-/// the pid is another process's).
-fn refill_with_creds(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
+/// The descriptor `fd` of the restored process `pid` of the job (`outer`: job pid → outer pid).
+fn fd_of_process(outer: &HashMap<i32, i32>, pid: i32, fd: i32) -> Result<OwnedFd> {
+    let o = *outer.get(&pid).ok_or_else(|| {
+        Error::Incompatible(format!(
+            "process {pid} holding a descriptor in flight is gone"
+        ))
+    })?;
+    // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
+    let pidfd = fd_of(
+        unsafe { libc::syscall(libc::SYS_pidfd_open, o, 0) } as i32,
+        format!("pidfd_open({o})"),
+    )?;
+    // SAFETY: pidfd_getfd takes integers and returns a new descriptor or -1.
+    fd_of(
+        unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) } as i32,
+        format!("taking fd {fd} of process {pid} to send it again"),
+    )
+}
+
+/// Queue the messages of `d` again once the job's processes exist: each with SCM_CREDENTIALS
+/// naming its sender (root only: the pid is another process's) and with the restored
+/// processes' copies of the descriptors it carried (SCM_RIGHTS).
+fn refill_later(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
     let need = (d.data.len() as i32)
         .saturating_mul(2)
         .saturating_add(1 << 16);
@@ -489,43 +512,81 @@ fn refill_with_creds(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
         set_int(&d.from, libc::SO_SNDBUF, need);
     }
     let mut off = 0usize;
-    for (&len, &(pid, uid, gid)) in d.messages.iter().zip(&d.creds) {
+    for (i, &len) in d.messages.iter().enumerate() {
         let msg = d.data.get(off..off + len as usize).ok_or_else(|| {
             Error::Incompatible(format!("unread data of socket {} is short", d.id))
         })?;
         off += len as usize;
-        let opid = *outer.get(&pid).ok_or_else(|| {
-            Error::Incompatible(format!(
-                "the sender {pid} of a message queued on UNIX socket {} is not in the job",
-                d.id
-            ))
-        })?;
-        let cred = libc::ucred {
-            pid: opid,
-            uid,
-            gid,
+        let cred = match d.creds.get(i) {
+            Some(&(pid, uid, gid)) => Some(libc::ucred {
+                pid: *outer.get(&pid).ok_or_else(|| {
+                    Error::Incompatible(format!(
+                        "the sender {pid} of a message queued on UNIX socket {} is not in the \
+                         job",
+                        d.id
+                    ))
+                })?,
+                uid,
+                gid,
+            }),
+            None => None,
         };
+        let mut passed = Vec::new();
+        for &(pid, fd) in d.fds.get(i).map(Vec::as_slice).unwrap_or(&[]) {
+            passed.push(fd_of_process(outer, pid, fd)?);
+        }
+        let raw: Vec<i32> = passed.iter().map(|f| f.as_raw_fd()).collect();
         let mut sent = 0usize;
         while sent < msg.len() {
-            let mut ctl = [0u64; 8];
+            let mut ctl = vec![0u64; 8 + raw.len()];
             let mut iov = libc::iovec {
                 iov_base: msg[sent..].as_ptr() as *mut libc::c_void,
                 iov_len: msg.len() - sent,
             };
+            let first = sent == 0;
             // SAFETY: an all-zero msghdr is valid; CMSG_* fill the control buffer, which is
-            // large enough for one struct ucred; the pointers outlive the sendmsg call.
+            // large enough for one struct ucred and the descriptors; the pointers outlive
+            // the sendmsg call.
             let n = unsafe {
                 let mut m: libc::msghdr = std::mem::zeroed();
                 m.msg_iov = &mut iov;
                 m.msg_iovlen = 1;
                 m.msg_control = ctl.as_mut_ptr().cast();
-                m.msg_controllen =
-                    libc::CMSG_SPACE(std::mem::size_of::<libc::ucred>() as u32) as usize;
-                let c = libc::CMSG_FIRSTHDR(&m);
-                (*c).cmsg_level = libc::SOL_SOCKET;
-                (*c).cmsg_type = libc::SCM_CREDENTIALS;
-                (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::ucred>() as u32) as usize;
-                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), cred);
+                let ucred_len = std::mem::size_of::<libc::ucred>() as u32;
+                let fds_len = (raw.len() * 4) as u32;
+                let mut total = 0usize;
+                if cred.is_some() {
+                    total += libc::CMSG_SPACE(ucred_len) as usize;
+                }
+                if first && !raw.is_empty() {
+                    total += libc::CMSG_SPACE(fds_len) as usize;
+                }
+                m.msg_controllen = total;
+                if total == 0 {
+                    m.msg_control = std::ptr::null_mut();
+                }
+                let mut c = if total > 0 {
+                    libc::CMSG_FIRSTHDR(&m)
+                } else {
+                    std::ptr::null_mut()
+                };
+                if let Some(u) = cred {
+                    (*c).cmsg_level = libc::SOL_SOCKET;
+                    (*c).cmsg_type = libc::SCM_CREDENTIALS;
+                    (*c).cmsg_len = libc::CMSG_LEN(ucred_len) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), u);
+                    c = libc::CMSG_NXTHDR(&m, c);
+                }
+                if first && !raw.is_empty() {
+                    (*c).cmsg_level = libc::SOL_SOCKET;
+                    (*c).cmsg_type = libc::SCM_RIGHTS;
+                    (*c).cmsg_len = libc::CMSG_LEN(fds_len) as usize;
+                    std::ptr::copy_nonoverlapping(
+                        raw.as_ptr().cast::<u8>(),
+                        libc::CMSG_DATA(c),
+                        raw.len() * 4,
+                    );
+                }
                 libc::sendmsg(
                     d.from.as_raw_fd(),
                     &m,
@@ -534,7 +595,7 @@ fn refill_with_creds(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
             };
             if n < 0 {
                 return Err(last_os(format!(
-                    "queueing a message of process {pid} on UNIX socket {} again",
+                    "queueing a message of {len} bytes on UNIX socket {} again",
                     d.id
                 )));
             }
@@ -726,7 +787,7 @@ impl Ipc {
                 "reading unread data of UNIX socket {}",
                 s.id
             )))?;
-            if !s.creds.is_empty() {
+            if !s.creds.is_empty() || s.fds.iter().any(|f| !f.is_empty()) {
                 let SocketState::Connected { peer: Some(p) } = s.state else {
                     return Err(Error::Incompatible(format!(
                         "UNIX socket {} with credentials queued has no peer",
@@ -742,6 +803,7 @@ impl Ipc {
                     data,
                     messages: s.messages.clone(),
                     creds: s.creds.clone(),
+                    fds: s.fds.clone(),
                 });
                 continue;
             }
