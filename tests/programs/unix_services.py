@@ -1,7 +1,10 @@
 """A job of UNIX socket services: a socketserver.ThreadingUnixStreamServer in a child process, a
 syslog-style datagram logger in another, and a main process that talks to both every step
 (short connections, one long connection, logging.handlers.SysLogHandler and a bound datagram
-sender). Prints what the services answered; deterministic for a given step count."""
+sender). Prints what the services answered; deterministic for a given step count.
+
+A client sends only after the server's greeting: bytes sent on a connection the server has not
+accepted yet make a checkpoint fail by design (they cannot be read without accepting)."""
 
 import logging
 import logging.handlers
@@ -18,6 +21,7 @@ class Upper(socketserver.StreamRequestHandler):
     count = 0
 
     def handle(self):
+        self.wfile.write(b"hello\n")
         for line in self.rfile:
             Upper.count += 1
             self.wfile.write(b"%d %s" % (Upper.count, line.upper()))
@@ -75,12 +79,15 @@ def main():
     long = socket.socket(socket.AF_UNIX)
     long.connect("svc.sock")
     longf = long.makefile("rwb")
+    longf.readline()
     for i in range(STEPS):
         with socket.socket(socket.AF_UNIX) as c:
             c.connect("svc.sock")
+            f = c.makefile("rb")
+            f.readline()
             c.sendall(b"short %d\n" % i)
             c.shutdown(socket.SHUT_WR)
-            print("short:", c.makefile("rb").readline().decode().strip(), flush=True)
+            print("short:", f.readline().decode().strip(), flush=True)
         longf.write(b"long %d\n" % i)
         longf.flush()
         print("long:", longf.readline().decode().strip(), flush=True)
