@@ -1,9 +1,13 @@
 //! UNIX sockets and FIFOs of the job, recreated by the restoring process before the stubs are
 //! forked (see `crate::unix::capture`): listeners are bound and listening again, connections
 //! between processes of the job are re-established (a socketpair, or connect + accept through
-//! the listener's name so that addresses stay right), unread data is queued again message by
-//! message, then shutdown state, buffer sizes, SO_PEEK_OFF and O_NONBLOCK are set.
+//! the listener's name so that addresses stay right; connections not accepted yet are
+//! connected again and left waiting), unread data is queued again message by message, then
+//! buffer sizes, shutdown state, SO_PEEK_OFF, the other options and O_NONBLOCK are set. The
+//! order of the steps is in docs/capture-restore.md.
 
+use super::dgram::refill_datagrams;
+use super::later::{ns_to_outer, refill_later, Deferred};
 use crate::unix::capture::socket_groups;
 use crate::Recreated;
 use cairn_image::{
@@ -32,21 +36,7 @@ pub struct Ipc {
     deferred: Vec<Deferred>,
 }
 
-/// A queue refilled at [`Recreated::finish`]: the receiver's peer, the data and what to
-/// send it with.
-struct Deferred {
-    id: u64,
-    from: OwnedFd,
-    sndbuf: i32,
-    data: Vec<u8>,
-    messages: Vec<u64>,
-    /// Per message: its sender's credentials (empty: no SO_PASSCRED, the agent's).
-    creds: Vec<(i32, u32, u32)>,
-    /// Per message: the descriptors it carries, as `(pid, fd)` of a process of the job.
-    fds: Vec<Vec<(i32, i32)>>,
-}
-
-fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
+pub(super) fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
     if r < 0 {
         return Err(last_os(what));
     }
@@ -54,7 +44,7 @@ fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-fn new_socket(ty: i32) -> Result<OwnedFd> {
+pub(super) fn new_socket(ty: i32) -> Result<OwnedFd> {
     // SAFETY: socket() takes integers only.
     fd_of(
         unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) },
@@ -62,7 +52,7 @@ fn new_socket(ty: i32) -> Result<OwnedFd> {
     )
 }
 
-fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+pub(super) fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     a.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -88,7 +78,7 @@ fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     Ok((a, len as libc::socklen_t))
 }
 
-fn show(name: &SocketName) -> String {
+pub(super) fn show(name: &SocketName) -> String {
     match name {
         SocketName::Path { path, .. } => path.clone(),
         SocketName::Abstract(b) => format!("@{}", String::from_utf8_lossy(b)),
@@ -97,7 +87,7 @@ fn show(name: &SocketName) -> String {
 
 /// Bind `fd` to `name`; a stale socket file left at the path (by the killed job) is removed
 /// first. Paths whose file was unlinked at the checkpoint are pushed to `unlink_after`.
-fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
+pub(super) fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
     if let SocketName::Path { path, exists, .. } = name {
         if let Ok(m) = std::fs::symlink_metadata(path) {
             if !m.file_type().is_socket() {
@@ -217,49 +207,7 @@ fn connect(fd: &OwnedFd, name: &SocketName) -> Result<()> {
     Ok(())
 }
 
-/// The name `raw` (sun_path bytes as recvmsg reports them) as a [`SocketName`].
-fn name_of_raw(raw: &[u8]) -> Result<SocketName> {
-    match raw.split_first() {
-        Some((0, rest)) => Ok(SocketName::Abstract(rest.to_vec())),
-        _ => Ok(SocketName::Path {
-            path: String::from_utf8(raw.to_vec())
-                .map_err(|_| Error::Incompatible("a sender's socket name is not UTF-8".into()))?,
-            exists: false,
-            mode: 0o777,
-            owner: None,
-        }),
-    }
-}
-
-/// Send one datagram from `from` to `to`.
-fn send_to(from: &OwnedFd, msg: &[u8], to: &SocketName, id: u64) -> Result<()> {
-    let (a, len) = sockaddr(to)?;
-    let need = (msg.len() as i32).saturating_mul(2).saturating_add(1 << 16);
-    if get_int(from, libc::SO_SNDBUF) < need && !set_int(from, libc::SO_SNDBUFFORCE, need) {
-        set_int(from, libc::SO_SNDBUF, need);
-    }
-    // SAFETY: sendto reads `msg` and `len` bytes of `a`.
-    let n = unsafe {
-        libc::sendto(
-            from.as_raw_fd(),
-            msg.as_ptr().cast(),
-            msg.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            (&a as *const libc::sockaddr_un).cast(),
-            len,
-        )
-    };
-    if n < 0 {
-        return Err(last_os(format!(
-            "queueing a datagram of {} bytes on UNIX socket {id} ({}) again",
-            msg.len(),
-            show(to)
-        )));
-    }
-    Ok(())
-}
-
-fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
+pub(super) fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
     // SAFETY: setsockopt reads one int.
     unsafe {
         libc::setsockopt(
@@ -272,7 +220,7 @@ fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
     }
 }
 
-fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
+pub(super) fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
     let mut v = 0i32;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     // SAFETY: getsockopt writes one int.
@@ -290,7 +238,7 @@ fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
 
 /// Give `fd` the buffer size getsockopt reported at the checkpoint (`v`; the kernel doubles
 /// what is set); beyond the system limit only root can (SO_*BUFFORCE).
-fn set_buf(fd: &OwnedFd, opt: i32, force: i32, v: i32) -> Result<()> {
+pub(super) fn set_buf(fd: &OwnedFd, opt: i32, force: i32, v: i32) -> Result<()> {
     if get_int(fd, opt) == v {
         return Ok(());
     }
@@ -349,35 +297,6 @@ fn refill(from: &OwnedFd, s: &SocketImage, data: &[u8]) -> Result<()> {
         set_int(from, libc::SO_SNDBUF, old / 2);
     }
     Ok(())
-}
-
-/// Bind the temporary socket `fd` to the name of a sender that is gone: a socket file left
-/// at its path stays as it was (mode, owner), otherwise the path is unlinked again at the end.
-fn bind_temp(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let SocketName::Path { path, .. } = name else {
-        return bind(fd, name, unlink_after);
-    };
-    match std::fs::symlink_metadata(path) {
-        Ok(m) => {
-            let left = SocketName::Path {
-                path: path.clone(),
-                exists: true,
-                mode: m.mode() & 0o7777,
-                owner: Some((m.uid(), m.gid())),
-            };
-            bind(fd, &left, unlink_after)
-        }
-        Err(_) => {
-            let gone = SocketName::Path {
-                path: path.clone(),
-                exists: false,
-                mode: 0o777,
-                owner: None,
-            };
-            bind(fd, &gone, unlink_after)
-        }
-    }
 }
 
 /// Set the options of `opts` on `fd` (socket `id`, for messages).
@@ -452,157 +371,6 @@ impl Recreated for Ipc {
         }
         Ok(())
     }
-}
-
-/// Every process of the job under `root` (outer pid): its pid in the job's namespace → its
-/// outer pid.
-fn ns_to_outer(root: i32) -> Result<HashMap<i32, i32>> {
-    let mut out = HashMap::new();
-    let mut todo = vec![root];
-    while let Some(p) = todo.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{p}/status"))
-            .map_err(io_ctx(format!("reading /proc/{p}/status")))?;
-        let ns = status
-            .lines()
-            .find_map(|l| l.strip_prefix("NSpid:"))
-            .and_then(|v| v.split_whitespace().last())
-            .and_then(|v| v.parse::<i32>().ok())
-            .ok_or_else(|| Error::Parse(format!("no NSpid in /proc/{p}/status")))?;
-        out.insert(ns, p);
-        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
-            .map_err(io_ctx(format!("listing /proc/{p}/task")))?;
-        for t in tasks.flatten() {
-            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-            todo.extend(
-                kids.split_whitespace()
-                    .filter_map(|k| k.parse::<i32>().ok()),
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// The descriptor `fd` of the restored process `pid` of the job (`outer`: job pid → outer pid).
-fn fd_of_process(outer: &HashMap<i32, i32>, pid: i32, fd: i32) -> Result<OwnedFd> {
-    let o = *outer.get(&pid).ok_or_else(|| {
-        Error::Incompatible(format!(
-            "process {pid} holding a descriptor in flight is gone"
-        ))
-    })?;
-    // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
-    let pidfd = fd_of(
-        unsafe { libc::syscall(libc::SYS_pidfd_open, o, 0) } as i32,
-        format!("pidfd_open({o})"),
-    )?;
-    // SAFETY: pidfd_getfd takes integers and returns a new descriptor or -1.
-    fd_of(
-        unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) } as i32,
-        format!("taking fd {fd} of process {pid} to send it again"),
-    )
-}
-
-/// Queue the messages of `d` again once the job's processes exist: each with SCM_CREDENTIALS
-/// naming its sender (root only: the pid is another process's) and with the restored
-/// processes' copies of the descriptors it carried (SCM_RIGHTS).
-fn refill_later(d: &Deferred, outer: &HashMap<i32, i32>) -> Result<()> {
-    let need = (d.data.len() as i32)
-        .saturating_mul(2)
-        .saturating_add(1 << 16);
-    if !set_int(&d.from, libc::SO_SNDBUFFORCE, need) {
-        set_int(&d.from, libc::SO_SNDBUF, need);
-    }
-    let mut off = 0usize;
-    for (i, &len) in d.messages.iter().enumerate() {
-        let msg = d.data.get(off..off + len as usize).ok_or_else(|| {
-            Error::Incompatible(format!("unread data of socket {} is short", d.id))
-        })?;
-        off += len as usize;
-        let cred = match d.creds.get(i) {
-            Some(&(pid, uid, gid)) => Some(libc::ucred {
-                pid: *outer.get(&pid).ok_or_else(|| {
-                    Error::Incompatible(format!(
-                        "the sender {pid} of a message queued on UNIX socket {} is not in the \
-                         job",
-                        d.id
-                    ))
-                })?,
-                uid,
-                gid,
-            }),
-            None => None,
-        };
-        let mut passed = Vec::new();
-        for &(pid, fd) in d.fds.get(i).map(Vec::as_slice).unwrap_or(&[]) {
-            passed.push(fd_of_process(outer, pid, fd)?);
-        }
-        let raw: Vec<i32> = passed.iter().map(|f| f.as_raw_fd()).collect();
-        let mut sent = 0usize;
-        while sent < msg.len() {
-            let mut ctl = vec![0u64; 8 + raw.len()];
-            let mut iov = libc::iovec {
-                iov_base: msg[sent..].as_ptr() as *mut libc::c_void,
-                iov_len: msg.len() - sent,
-            };
-            let first = sent == 0;
-            // SAFETY: an all-zero msghdr is valid; CMSG_* fill the control buffer, which is
-            // large enough for one struct ucred and the descriptors; the pointers outlive
-            // the sendmsg call.
-            let n = unsafe {
-                let mut m: libc::msghdr = std::mem::zeroed();
-                m.msg_iov = &mut iov;
-                m.msg_iovlen = 1;
-                m.msg_control = ctl.as_mut_ptr().cast();
-                let ucred_len = std::mem::size_of::<libc::ucred>() as u32;
-                let fds_len = (raw.len() * 4) as u32;
-                let mut total = 0usize;
-                if cred.is_some() {
-                    total += libc::CMSG_SPACE(ucred_len) as usize;
-                }
-                if first && !raw.is_empty() {
-                    total += libc::CMSG_SPACE(fds_len) as usize;
-                }
-                m.msg_controllen = total;
-                if total == 0 {
-                    m.msg_control = std::ptr::null_mut();
-                }
-                let mut c = if total > 0 {
-                    libc::CMSG_FIRSTHDR(&m)
-                } else {
-                    std::ptr::null_mut()
-                };
-                if let Some(u) = cred {
-                    (*c).cmsg_level = libc::SOL_SOCKET;
-                    (*c).cmsg_type = libc::SCM_CREDENTIALS;
-                    (*c).cmsg_len = libc::CMSG_LEN(ucred_len) as usize;
-                    std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), u);
-                    c = libc::CMSG_NXTHDR(&m, c);
-                }
-                if first && !raw.is_empty() {
-                    (*c).cmsg_level = libc::SOL_SOCKET;
-                    (*c).cmsg_type = libc::SCM_RIGHTS;
-                    (*c).cmsg_len = libc::CMSG_LEN(fds_len) as usize;
-                    std::ptr::copy_nonoverlapping(
-                        raw.as_ptr().cast::<u8>(),
-                        libc::CMSG_DATA(c),
-                        raw.len() * 4,
-                    );
-                }
-                libc::sendmsg(
-                    d.from.as_raw_fd(),
-                    &m,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n < 0 {
-                return Err(last_os(format!(
-                    "queueing a message of {len} bytes on UNIX socket {} again",
-                    d.id
-                )));
-            }
-            sent += n as usize;
-        }
-    }
-    set_buf(&d.from, libc::SO_SNDBUF, libc::SO_SNDBUFFORCE, d.sndbuf)
 }
 
 impl Ipc {
@@ -819,7 +587,14 @@ impl Ipc {
                     .map(|d| &d.1)
                     .ok_or_else(|| Error::Incompatible(format!("socket {} has no peer", s.id)))?,
                 _ if s.sock_type == libc::SOCK_DGRAM => {
-                    self.refill_datagrams(s, &data, &by_id, &mut temps, &mut unlink_after)?;
+                    refill_datagrams(
+                        &self.sockets,
+                        s,
+                        &data,
+                        &by_id,
+                        &mut temps,
+                        &mut unlink_after,
+                    )?;
                     continue;
                 }
                 _ => {
@@ -905,73 +680,6 @@ impl Ipc {
         }
         for p in unlink_after {
             let _ = std::fs::remove_file(p);
-        }
-        Ok(())
-    }
-
-    /// Queue the datagrams of the bound, not yet connected socket `s` again, each sent from
-    /// a socket with its sender's address: the job's socket of that name, or a temporary one
-    /// (unnamed, or bound to the name of a sender that is gone) kept in `temps`.
-    fn refill_datagrams(
-        &self,
-        s: &SocketImage,
-        data: &[u8],
-        by_id: &HashMap<u64, &SocketImage>,
-        temps: &mut Vec<(Vec<u8>, OwnedFd)>,
-        unlink_after: &mut Vec<String>,
-    ) -> Result<()> {
-        let to = s.name.as_ref().ok_or_else(|| {
-            Error::Incompatible(format!("unnamed datagram socket {} has unread data", s.id))
-        })?;
-        if s.senders.len() != s.messages.len() {
-            return Err(Error::Incompatible(format!(
-                "datagram socket {}: {} senders for {} messages",
-                s.id,
-                s.senders.len(),
-                s.messages.len()
-            )));
-        }
-        let mut off = 0usize;
-        for (&len, raw) in s.messages.iter().zip(&s.senders) {
-            let msg = data.get(off..off + len as usize).ok_or_else(|| {
-                Error::Incompatible(format!("unread data of socket {} is short", s.id))
-            })?;
-            off += len as usize;
-            let job_sender = (!raw.is_empty())
-                .then(|| name_of_raw(raw))
-                .transpose()?
-                .and_then(|n| {
-                    by_id.values().find(|x| {
-                        x.sock_type == libc::SOCK_DGRAM
-                            && match (&x.name, &n) {
-                                (
-                                    Some(SocketName::Path { path: a, .. }),
-                                    SocketName::Path { path: b, .. },
-                                ) => a == b,
-                                (Some(a), b) => a == b,
-                                _ => false,
-                            }
-                    })
-                })
-                .map(|x| x.id);
-            let from = match job_sender {
-                Some(j) => &self.sockets[&j],
-                None => {
-                    if !temps.iter().any(|t| t.0 == *raw) {
-                        let t = new_socket(libc::SOCK_DGRAM)?;
-                        if !raw.is_empty() {
-                            bind_temp(&t, &name_of_raw(raw)?, unlink_after)?;
-                        }
-                        temps.push((raw.clone(), t));
-                    }
-                    temps
-                        .iter()
-                        .find(|t| t.0 == *raw)
-                        .map(|t| &t.1)
-                        .ok_or_else(|| Error::Incompatible("temporary sender missing".into()))?
-                }
-            };
-            send_to(from, msg, to, s.id)?;
         }
         Ok(())
     }
