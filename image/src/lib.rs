@@ -37,7 +37,7 @@ pub use process::{
 pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
-pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
+pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketOptions, SocketState};
 
 use serde::{Deserialize, Serialize};
 
