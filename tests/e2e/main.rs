@@ -26,6 +26,7 @@ mod job_array;
 mod lazy_restore;
 mod run_retention;
 mod runtimes;
+mod shared_store;
 mod slurm;
 mod stdio;
 mod storage;
