@@ -83,6 +83,7 @@ impl FrozenTree {
         sink: &mut dyn MemorySink,
         hints: &dyn FreezeHints,
     ) -> Result<(Vec<ProcessImage>, Vec<ZombieImage>)> {
+        self.check_tables()?;
         let mut images: Vec<ProcessImage> = Vec::new();
         let mut inner: HashMap<i32, i32> = HashMap::new();
         for (fz, parent) in &self.procs {
@@ -91,7 +92,12 @@ impl FrozenTree {
                 .zip(&self.procs)
                 .find(|(_, (f, _))| f.pid == *parent)
                 .map(|(img, _)| (*parent, img.fds.as_slice()));
-            let mut img = capture_process(fz, pimg, sink, hints)?;
+            let earlier: Vec<(i32, i32, &[cairn_image::FdImage])> = images
+                .iter()
+                .zip(&self.procs)
+                .map(|(img, (f, _))| (f.pid, img.pid, img.fds.as_slice()))
+                .collect();
+            let mut img = capture_process(fz, pimg, &earlier, sink, hints)?;
             img.ppid = inner.get(parent).copied().unwrap_or(1);
             inner.insert(fz.pid, img.pid);
             images.push(img);
@@ -109,6 +115,32 @@ impl FrozenTree {
             });
         }
         Ok((images, zombies))
+    }
+}
+
+impl FrozenTree {
+    /// Two processes sharing one descriptor table (`clone(CLONE_FILES)` without
+    /// `CLONE_THREAD`) would get two tables at restore: refused.
+    fn check_tables(&self) -> Result<()> {
+        const KCMP_FILES: i32 = 2;
+        for (i, (a, _)) in self.procs.iter().enumerate() {
+            for (b, _) in &self.procs[..i] {
+                // SAFETY: kcmp only compares kernel objects; no memory is passed.
+                let same =
+                    unsafe { libc::syscall(libc::SYS_kcmp, a.pid, b.pid, KCMP_FILES, 0, 0) == 0 };
+                if same {
+                    let ns =
+                        |pid: i32| procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
+                    return Err(Error::Unsupported(format!(
+                        "processes {} and {} share one descriptor table (clone with \
+                         CLONE_FILES): a shared descriptor table cannot be checkpointed yet",
+                        ns(b.pid),
+                        ns(a.pid)
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -108,11 +108,13 @@ fn restore_inner(
         .iter()
         .map(|k| (k.recreate)(image, source))
         .collect::<Result<Vec<_>>>()?;
-    let mut fds = image
-        .processes
-        .iter()
-        .map(|p| stub::prepare_fds(p, source, opts.stdio, &kinds))
-        .collect::<Result<Vec<_>>>()?;
+    let mut fds: Vec<stub::PreparedFds> = Vec::with_capacity(image.processes.len());
+    for p in &image.processes {
+        let earlier: Vec<(i32, &stub::PreparedFds)> =
+            image.processes.iter().map(|q| q.pid).zip(&fds).collect();
+        let prepared = stub::prepare_fds(p, source, opts.stdio, &kinds, &earlier)?;
+        fds.push(prepared);
+    }
     for k in &mut kinds {
         k.descriptors_taken();
     }
