@@ -16,6 +16,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod inotify;
+pub mod lock;
 pub mod pipe;
 mod scratch;
 mod shared;
@@ -198,5 +199,13 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(epoll::capture::describe),
         capture: epoll::capture::capture_job,
         recreate: epoll::restore::recreate,
+    },
+    // After every kind that opens or closes descriptors inside a rebuilt process: closing any
+    // descriptor of a file drops the POSIX locks its process holds on it.
+    JobKind {
+        name: "lock",
+        describe: None,
+        capture: lock::capture::capture_job,
+        recreate: lock::restore::recreate,
     },
 ];
