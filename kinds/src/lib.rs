@@ -18,6 +18,7 @@ pub mod file;
 pub mod inotify;
 pub mod lock;
 pub mod pipe;
+pub mod pty;
 mod scratch;
 mod shared;
 pub mod signalfd;
@@ -162,6 +163,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(unix::capture::describe),
         capture: unix::capture::capture_job,
         recreate: unix::restore::recreate,
+    },
+    JobKind {
+        name: "pty",
+        describe: Some(pty::capture::describe),
+        capture: pty::capture::capture_job,
+        recreate: pty::capture::recreate,
     },
     JobKind {
         name: "sysv",
