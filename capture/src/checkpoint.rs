@@ -577,6 +577,7 @@ pub fn capture_process(
         ppid,
         pgid,
         sid,
+        shares_files: false,
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

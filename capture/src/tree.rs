@@ -83,7 +83,7 @@ impl FrozenTree {
         sink: &mut dyn MemorySink,
         hints: &dyn FreezeHints,
     ) -> Result<(Vec<ProcessImage>, Vec<ZombieImage>)> {
-        self.check_tables()?;
+        let shares = self.shared_tables()?;
         let mut images: Vec<ProcessImage> = Vec::new();
         let mut inner: HashMap<i32, i32> = HashMap::new();
         for (fz, parent) in &self.procs {
@@ -99,6 +99,7 @@ impl FrozenTree {
                 .collect();
             let mut img = capture_process(fz, pimg, &earlier, sink, hints)?;
             img.ppid = inner.get(parent).copied().unwrap_or(1);
+            img.shares_files = shares[images.len()];
             inner.insert(fz.pid, img.pid);
             images.push(img);
         }
@@ -119,28 +120,58 @@ impl FrozenTree {
 }
 
 impl FrozenTree {
-    /// Two processes sharing one descriptor table (`clone(CLONE_FILES)` without
-    /// `CLONE_THREAD`) would get two tables at restore: refused.
-    fn check_tables(&self) -> Result<()> {
+    /// For every process, whether it shares its parent's descriptor table (`clone` with
+    /// `CLONE_FILES` but not `CLONE_THREAD`), which restore rebuilds the same way. Any other
+    /// sharing of a descriptor table (between processes that do not each share their
+    /// parent's), and processes sharing one address space (`CLONE_VM`, a `vfork` child before
+    /// its exec), are refused.
+    fn shared_tables(&self) -> Result<Vec<bool>> {
+        const KCMP_VM: i32 = 1;
         const KCMP_FILES: i32 = 2;
+        let same = |a: i32, b: i32, what: i32| {
+            // SAFETY: kcmp only compares kernel objects; no memory is passed.
+            unsafe { libc::syscall(libc::SYS_kcmp, a, b, what, 0, 0) == 0 }
+        };
+        let ns = |pid: i32| procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
+        let index = |pid: i32| self.procs.iter().position(|p| p.0.pid == pid);
+        let shares: Vec<bool> = self
+            .procs
+            .iter()
+            .map(|(f, parent)| *parent != 0 && same(f.pid, *parent, KCMP_FILES))
+            .collect();
+        // The first process of the chain of table sharers that `i` belongs to.
+        let leader = |mut i: usize| {
+            while shares[i] {
+                match index(self.procs[i].1) {
+                    Some(p) => i = p,
+                    None => break,
+                }
+            }
+            i
+        };
         for (i, (a, _)) in self.procs.iter().enumerate() {
-            for (b, _) in &self.procs[..i] {
-                // SAFETY: kcmp only compares kernel objects; no memory is passed.
-                let same =
-                    unsafe { libc::syscall(libc::SYS_kcmp, a.pid, b.pid, KCMP_FILES, 0, 0) == 0 };
-                if same {
-                    let ns =
-                        |pid: i32| procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
+            for (j, (b, _)) in self.procs[..i].iter().enumerate() {
+                if same(a.pid, b.pid, KCMP_VM) {
+                    return Err(Error::Unsupported(format!(
+                        "processes {} and {} share one address space (clone with CLONE_VM, or \
+                         a vfork child that has not called exec yet): processes sharing memory \
+                         this way cannot be checkpointed",
+                        ns(b.pid),
+                        ns(a.pid)
+                    )));
+                }
+                if same(a.pid, b.pid, KCMP_FILES) != (leader(i) == leader(j)) {
                     return Err(Error::Unsupported(format!(
                         "processes {} and {} share one descriptor table (clone with \
-                         CLONE_FILES): a shared descriptor table cannot be checkpointed yet",
+                         CLONE_FILES) that is not their parent's: a descriptor table shared \
+                         other than between parent and child cannot be checkpointed",
                         ns(b.pid),
                         ns(a.pid)
                     )));
                 }
             }
         }
-        Ok(())
+        Ok(shares)
     }
 }
 

@@ -18,6 +18,8 @@ pub(crate) struct LockLine {
     /// The kind, or the kernel's word for one cairn does not restore (LEASE, DELEG, ...).
     pub kind: std::result::Result<LockKind, String>,
     pub write: bool,
+    /// The pid the kernel shows (the setter of a POSIX lock, as the reader's /proc sees it).
+    pub pid: i32,
     pub dev: (u32, u32),
     pub ino: u64,
     pub start: u64,
@@ -38,6 +40,7 @@ pub(crate) fn parse(line: &str) -> Option<LockLine> {
         return Some(LockLine {
             kind,
             write: false,
+            pid: 0,
             dev: (0, 0),
             ino: 0,
             start: 0,
@@ -52,7 +55,7 @@ pub(crate) fn parse(line: &str) -> Option<LockLine> {
         "READ" => false,
         _ => return None,
     };
-    w.next()?; // pid
+    let pid = w.next()?.parse().ok()?;
     let mut id = w.next()?.split(':');
     let maj = u32::from_str_radix(id.next()?, 16).ok()?;
     let min = u32::from_str_radix(id.next()?, 16).ok()?;
@@ -65,11 +68,19 @@ pub(crate) fn parse(line: &str) -> Option<LockLine> {
     Some(LockLine {
         kind,
         write,
+        pid,
         dev: (maj, min),
         ino,
         start,
         end,
     })
+}
+
+/// Whether processes `a` and `b` (outer pids) have one descriptor table.
+fn same_table(a: i32, b: i32) -> bool {
+    const KCMP_FILES: i32 = 2;
+    // SAFETY: kcmp only compares kernel objects; no memory is passed.
+    a == b || unsafe { libc::syscall(libc::SYS_kcmp, a, b, KCMP_FILES, 0, 0) == 0 }
 }
 
 /// What the kernel calls a lock kind cairn does not restore, in words.
@@ -117,8 +128,18 @@ pub fn capture_job(
                         )));
                     }
                 }
+                // A POSIX lock belongs to a descriptor table; among the processes sharing it,
+                // the one that set it (whose pid F_GETLK reports) sets it again.
+                let setter = match kind {
+                    LockKind::Posix if l.pid != outer => job
+                        .outer
+                        .iter()
+                        .position(|&o| o == l.pid && same_table(o, outer))
+                        .map_or(p.pid, |i| image.processes[i].pid),
+                    _ => p.pid,
+                };
                 let lock = FileLock {
-                    pid: p.pid,
+                    pid: setter,
                     fd: f.fd,
                     kind,
                     write: l.write,
@@ -143,8 +164,9 @@ pub fn capture_job(
                         && *sdev == l.dev
                         && *sino == l.ino
                         && match kind {
-                            // One owner: the process (a dup of the description shows it twice).
-                            LockKind::Posix => s.pid == p.pid,
+                            // One owner: the descriptor table (a dup of the description, or
+                            // a process sharing the table, shows it twice).
+                            LockKind::Posix => same_table(*so, outer),
                             // One owner: the description, in whichever process.
                             LockKind::Flock | LockKind::Ofd => same_file(*so, s.fd, outer, f.fd),
                         }
