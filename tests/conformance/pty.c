@@ -1,6 +1,6 @@
 /* A pseudo-terminal the job opened itself: master and slave with their settings and queues.
  * kind: terminal
- * checks: ptsname and the slave's device, termios (flags, speed, VMIN/VTIME), window size, packet mode, data queued in both directions, a partly typed canonical line
+ * checks: ptsname and the slave's device, termios (flags, speed, control characters), window size, packet mode, data queued in both directions (toward the slave a complete line and a partly typed one)
  * root: refused: pseudo-terminal
  */
 #include "conformance.h"
