@@ -1,6 +1,6 @@
 /* Locks held by different processes of one job: each owner keeps its own, a waiter keeps waiting.
  * kind: file lock
- * checks: F_GETLK owner pid of the parent's and the child's POSIX locks, the parent cannot take the child's range, a child's flock, a child blocked in F_SETLKW stays blocked (no EINTR, no lock)
+ * checks: F_GETLK owner pid of the parent's and the child's POSIX locks, the parent cannot take the child's range, a child's flock, children blocked in F_SETLKW, F_OFD_SETLKW and flock(LOCK_EX) stay blocked (no EINTR, no lock)
  * root: restored
  */
 #include "conformance.h"
@@ -29,7 +29,7 @@ static void tmpfile_name(char *buf, size_t len, const char *stem) {
 
 static char pa[64], pb[64];
 static int fa;
-static pid_t holder, waiter;
+static pid_t holder, waiters[3];
 static int waiter_r; /* what the waiter reports */
 
 static void setup(void) {
@@ -62,15 +62,24 @@ static void setup(void) {
         printf("SETUP FAILED: the lock holder\n");
         exit(2);
     }
-    waiter = fork();
-    if (waiter == 0) {
-        close(life[1]);
-        struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 1};
-        int f = open(pa, O_RDWR);
-        int r = fcntl(f, F_SETLKW, &w); /* blocks: the parent holds 0-9 */
-        write(rep[1], r == 0 ? "G" : errno == EINTR ? "I" : "E", 1);
-        while (read(life[0], &x, 1) != 0) {}
-        _exit(0);
+    for (int k = 0; k < 3; k++) {
+        waiters[k] = fork();
+        if (waiters[k] == 0) {
+            close(life[1]);
+            struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 5, .l_len = 1};
+            int f = open(k == 2 ? pb : pa, O_RDWR);
+            int r;
+            if (k == 0)
+                r = fcntl(f, F_SETLKW, &w); /* blocks: the parent holds 0-9 */
+            else if (k == 1)
+                r = fcntl(f, F_OFD_SETLKW, &w); /* the same */
+            else
+                r = flock(f, LOCK_EX); /* blocks: the holder child has it */
+            char msg[2] = {"psf"[k], r == 0 ? 'G' : errno == EINTR ? 'I' : 'E'};
+            write(rep[1], msg, 2);
+            while (read(life[0], &x, 1) != 0) {}
+            _exit(0);
+        }
     }
     close(life[0]);
     close(rep[1]);
@@ -115,18 +124,22 @@ static void check(void) {
     /* The waiter must still be waiting. */
     struct pollfd pf = {.fd = waiter_r, .events = POLLIN};
     if (poll(&pf, 1, 0) != 0) {
-        char r = '?';
-        read(waiter_r, &r, 1);
-        cf_fail("the F_SETLKW waiter returned (%c: G = got the lock, I = EINTR, E = error)", r);
+        char r[3] = "??";
+        read(waiter_r, r, 2);
+        cf_fail("a waiter returned (%s: p/s/f = F_SETLKW/F_OFD_SETLKW/flock, G = got the lock, "
+                "I = EINTR, E = error)", r);
     }
-    char p[64], buf[256] = "";
-    snprintf(p, sizeof p, "/proc/%d/stat", waiter);
-    FILE *f = fopen(p, "r");
-    if (f) {
-        fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
+    for (int k = 0; k < 3; k++) {
+        char p[64], buf[256] = "";
+        snprintf(p, sizeof p, "/proc/%d/stat", waiters[k]);
+        FILE *f = fopen(p, "r");
+        if (f) {
+            fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+        }
+        char *s = strrchr(buf, ')');
+        if (!s || s[2] != 'S')
+            cf_fail("waiter %d state: expected S (sleeping), got %.3s", k, s ? s + 2 : "?");
     }
-    char *s = strrchr(buf, ')');
-    if (!s || s[2] != 'S') cf_fail("waiter state: expected S (sleeping), got %.3s", s ? s + 2 : "?");
 }
 CF_MAIN
