@@ -104,6 +104,9 @@ impl FrozenTree {
             images.push(img);
         }
         check_groups(&images)?;
+        for (img, (fz, _)) in images.iter().zip(&self.procs) {
+            check_controlling_terminal(img, fz.pid)?;
+        }
         let mut zombies = Vec::new();
         for &(z, parent) in &self.zombies {
             let stat = procfs::read_stat(z)?;
@@ -173,6 +176,29 @@ impl FrozenTree {
         }
         Ok(shares)
     }
+}
+
+/// A process of the job that leads its own session and has a controlling terminal (it opened
+/// one without O_NOCTTY or called TIOCSCTTY after setsid): restore recreates the session
+/// (setsid) but not its terminal, so it is refused.
+fn check_controlling_terminal(p: &ProcessImage, outer: i32) -> Result<()> {
+    if p.sid != p.pid {
+        return Ok(());
+    }
+    let tty = procfs::stat_field(&procfs::read_stat(outer)?, 7)?;
+    if tty != 0 {
+        let (major, minor) = (
+            ((tty >> 8) & 0xfff),
+            ((tty & 0xff) | ((tty >> 12) & 0xfff00)),
+        );
+        return Err(Error::Unsupported(format!(
+            "process {} leads its own session and has a controlling terminal (device \
+             {major}:{minor}): a controlling terminal acquired inside the job cannot be \
+             checkpointed",
+            p.pid
+        )));
+    }
+    Ok(())
 }
 
 /// Restore recreates sessions and groups only as "inherited from the parent" or "led by the
