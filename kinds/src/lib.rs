@@ -168,7 +168,7 @@ pub const JOB_KINDS: &[JobKind] = &[
         name: "pty",
         describe: Some(pty::capture::describe),
         capture: pty::capture::capture_job,
-        recreate: pty::capture::recreate,
+        recreate: pty::restore::recreate,
     },
     JobKind {
         name: "sysv",

@@ -1,7 +1,7 @@
 //! The refusal of pseudo-terminals the job opened itself.
 
-use crate::{FrozenJob, OpenFd, Recreated};
-use cairn_image::{FdKind, MemorySink, MemorySource, ProcessTreeImage};
+use crate::{FrozenJob, OpenFd};
+use cairn_image::{FdKind, MemorySink, ProcessTreeImage};
 use cairn_sys::Result;
 
 /// [`crate::DescribeFn`] of pseudo-terminals: every master (`/dev/ptmx`) and every terminal
@@ -32,17 +32,4 @@ pub fn capture_job(
     _sink: &mut dyn MemorySink,
 ) -> Result<()> {
     Ok(())
-}
-
-/// Nothing to recreate.
-struct Nothing;
-
-impl Recreated for Nothing {}
-
-/// [`crate::RecreateFn`]: nothing to recreate.
-pub fn recreate(
-    _image: &ProcessTreeImage,
-    _source: &dyn MemorySource,
-) -> Result<Box<dyn Recreated>> {
-    Ok(Box::new(Nothing))
 }

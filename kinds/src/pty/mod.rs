@@ -6,3 +6,4 @@
 //! its stdio are re-attached by the restore driver (`FdKind::Stdio`).
 
 pub mod capture;
+pub mod restore;
