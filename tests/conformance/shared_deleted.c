@@ -28,6 +28,7 @@ static void setup(void) {
         if (dup2(a, 30) < 0) _exit(3);
         close(a);
         close(cmd[1]);
+        write(ack[1], "r", 1);
         char x;
         while (read(cmd[0], &x, 1) == 1) {
             lseek(30, 4, SEEK_SET);
@@ -36,6 +37,11 @@ static void setup(void) {
         _exit(0);
     }
     close(cmd[0]);
+    char r;
+    if (read(ack[0], &r, 1) != 1) {
+        printf("SETUP FAILED: the child\n");
+        exit(2);
+    }
     CF_TRY(b = dup(a));
 }
 
