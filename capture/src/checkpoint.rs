@@ -115,6 +115,20 @@ fn read_link(p: &str) -> Result<String> {
 /// The parent of a process being captured as part of a tree: its outer pid and descriptors.
 pub type ParentFds<'a> = Option<(i32, &'a [FdImage])>;
 
+/// The processes captured before this one in the same tree: (outer pid, pid in the job,
+/// descriptors).
+pub type EarlierFds<'a> = &'a [(i32, i32, &'a [FdImage])];
+
+/// Whether a descriptor of this kind may be the first of an open file description that
+/// later descriptors share as [`FdKind::SameAs`] (kinds that do not already share one
+/// description among all their descriptors themselves).
+fn shareable(k: &FdKind) -> bool {
+    matches!(
+        k,
+        FdKind::Path { .. } | FdKind::Deleted { .. } | FdKind::Fifo { .. }
+    )
+}
+
 /// True when descriptor `fd` of `pid` and `pfd` of `ppid` are the same open file description.
 fn same_file(pid: i32, fd: i32, ppid: i32, pfd: i32) -> bool {
     const KCMP_FILE: i32 = 0;
@@ -127,6 +141,7 @@ fn capture_fds(
     ns_pid: i32,
     sink: &mut dyn MemorySink,
     parent: ParentFds<'_>,
+    earlier: EarlierFds<'_>,
 ) -> Result<Vec<FdImage>> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = fs::read_dir(&dir)
@@ -153,6 +168,37 @@ fn capture_fds(
                 });
                 continue;
             }
+        }
+        // The same description as a file descriptor seen before (a dup here, or one shared
+        // with a process other than the parent): one description again at restore.
+        let before = out
+            .iter()
+            .filter(|f| shareable(&f.kind))
+            .find(|f| same_file(pid, fd, pid, f.fd))
+            .map(|f| (ns_pid, f.fd))
+            .or_else(|| {
+                earlier.iter().find_map(|&(opid, ons, ofds)| {
+                    ofds.iter()
+                        .filter(|f| shareable(&f.kind))
+                        .find(|f| same_file(pid, fd, opid, f.fd))
+                        .map(|f| (ons, f.fd))
+                })
+            });
+        if let Some((spid, sfd)) = before {
+            let info_path = format!("/proc/{pid}/fdinfo/{fd}");
+            let info =
+                fs::read_to_string(&info_path).map_err(io_ctx(format!("reading {info_path}")))?;
+            let cloexec = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|v| i32::from_str_radix(v.trim(), 8).ok())
+                .is_some_and(|f| f & libc::O_CLOEXEC != 0);
+            out.push(FdImage {
+                fd,
+                cloexec,
+                kind: FdKind::SameAs { pid: spid, fd: sfd },
+            });
+            continue;
         }
         let link = read_link(&format!("{dir}/{fd}"))?;
         let info_path = format!("/proc/{pid}/fdinfo/{fd}");
@@ -379,10 +425,12 @@ impl FreezeHints for NoHints {
 
 /// Capture the frozen process `fz`: threads, kernel state, mappings, descriptors, then its
 /// memory into `sink`; `parent` are its parent's descriptors (those it shares are recorded as
-/// inherited).
+/// inherited), `earlier` the processes captured before it (descriptions it shares with them
+/// are recorded as [`FdKind::SameAs`]).
 pub fn capture_process(
     fz: &Frozen,
     parent: ParentFds<'_>,
+    earlier: EarlierFds<'_>,
     sink: &mut dyn MemorySink,
     hints: &dyn FreezeHints,
 ) -> Result<ProcessImage> {
@@ -505,7 +553,7 @@ pub fn capture_process(
     }
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
-    let fds = capture_fds(pid, ns_pid, sink, parent)?;
+    let fds = capture_fds(pid, ns_pid, sink, parent, earlier)?;
     let ns_field = |key: &str| -> Result<i32> {
         let v = procfs::status_field(&status_path, key)?;
         v.split_whitespace()
@@ -536,6 +584,7 @@ pub fn capture_process(
         ppid,
         pgid,
         sid,
+        shares_files: false,
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

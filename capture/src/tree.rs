@@ -83,6 +83,7 @@ impl FrozenTree {
         sink: &mut dyn MemorySink,
         hints: &dyn FreezeHints,
     ) -> Result<(Vec<ProcessImage>, Vec<ZombieImage>)> {
+        let shares = self.shared_tables()?;
         let mut images: Vec<ProcessImage> = Vec::new();
         let mut inner: HashMap<i32, i32> = HashMap::new();
         for (fz, parent) in &self.procs {
@@ -91,12 +92,21 @@ impl FrozenTree {
                 .zip(&self.procs)
                 .find(|(_, (f, _))| f.pid == *parent)
                 .map(|(img, _)| (*parent, img.fds.as_slice()));
-            let mut img = capture_process(fz, pimg, sink, hints)?;
+            let earlier: Vec<(i32, i32, &[cairn_image::FdImage])> = images
+                .iter()
+                .zip(&self.procs)
+                .map(|(img, (f, _))| (f.pid, img.pid, img.fds.as_slice()))
+                .collect();
+            let mut img = capture_process(fz, pimg, &earlier, sink, hints)?;
             img.ppid = inner.get(parent).copied().unwrap_or(1);
+            img.shares_files = shares[images.len()];
             inner.insert(fz.pid, img.pid);
             images.push(img);
         }
         check_groups(&images)?;
+        for (img, (fz, _)) in images.iter().zip(&self.procs) {
+            check_controlling_terminal(img, fz.pid)?;
+        }
         let mut zombies = Vec::new();
         for &(z, parent) in &self.zombies {
             let stat = procfs::read_stat(z)?;
@@ -110,6 +120,85 @@ impl FrozenTree {
         }
         Ok((images, zombies))
     }
+}
+
+impl FrozenTree {
+    /// For every process, whether it shares its parent's descriptor table (`clone` with
+    /// `CLONE_FILES` but not `CLONE_THREAD`), which restore rebuilds the same way. Any other
+    /// sharing of a descriptor table (between processes that do not each share their
+    /// parent's), and processes sharing one address space (`CLONE_VM`, a `vfork` child before
+    /// its exec), are refused.
+    fn shared_tables(&self) -> Result<Vec<bool>> {
+        const KCMP_VM: i32 = 1;
+        const KCMP_FILES: i32 = 2;
+        let same = |a: i32, b: i32, what: i32| {
+            // SAFETY: kcmp only compares kernel objects; no memory is passed.
+            unsafe { libc::syscall(libc::SYS_kcmp, a, b, what, 0, 0) == 0 }
+        };
+        let ns = |pid: i32| procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
+        let index = |pid: i32| self.procs.iter().position(|p| p.0.pid == pid);
+        let shares: Vec<bool> = self
+            .procs
+            .iter()
+            .map(|(f, parent)| *parent != 0 && same(f.pid, *parent, KCMP_FILES))
+            .collect();
+        // The first process of the chain of table sharers that `i` belongs to.
+        let leader = |mut i: usize| {
+            while shares[i] {
+                match index(self.procs[i].1) {
+                    Some(p) => i = p,
+                    None => break,
+                }
+            }
+            i
+        };
+        for (i, (a, _)) in self.procs.iter().enumerate() {
+            for (j, (b, _)) in self.procs[..i].iter().enumerate() {
+                if same(a.pid, b.pid, KCMP_VM) {
+                    return Err(Error::Unsupported(format!(
+                        "processes {} and {} share one address space (clone with CLONE_VM, or \
+                         a vfork child that has not called exec yet): processes sharing memory \
+                         this way cannot be checkpointed",
+                        ns(b.pid),
+                        ns(a.pid)
+                    )));
+                }
+                if same(a.pid, b.pid, KCMP_FILES) != (leader(i) == leader(j)) {
+                    return Err(Error::Unsupported(format!(
+                        "processes {} and {} share one descriptor table (clone with \
+                         CLONE_FILES) that is not their parent's: a descriptor table shared \
+                         other than between parent and child cannot be checkpointed",
+                        ns(b.pid),
+                        ns(a.pid)
+                    )));
+                }
+            }
+        }
+        Ok(shares)
+    }
+}
+
+/// A process of the job that leads its own session and has a controlling terminal (it opened
+/// one without O_NOCTTY or called TIOCSCTTY after setsid): restore recreates the session
+/// (setsid) but not its terminal, so it is refused.
+fn check_controlling_terminal(p: &ProcessImage, outer: i32) -> Result<()> {
+    if p.sid != p.pid {
+        return Ok(());
+    }
+    let tty = procfs::stat_field(&procfs::read_stat(outer)?, 7)?;
+    if tty != 0 {
+        let (major, minor) = (
+            ((tty >> 8) & 0xfff),
+            ((tty & 0xff) | ((tty >> 12) & 0xfff00)),
+        );
+        return Err(Error::Unsupported(format!(
+            "process {} leads its own session and has a controlling terminal (device \
+             {major}:{minor}): a controlling terminal acquired inside the job cannot be \
+             checkpointed",
+            p.pid
+        )));
+    }
+    Ok(())
 }
 
 /// Restore recreates sessions and groups only as "inherited from the parent" or "led by the

@@ -66,6 +66,17 @@ pub enum FdKind {
         /// The parent's descriptor number.
         parent_fd: i32,
     },
+    /// The same open file description as descriptor `fd` of process `pid` (pid in the job),
+    /// which comes earlier in image order (an earlier process, or a lower descriptor of this
+    /// one) and is not inherited: a `dup` in the same process, or a description shared with a
+    /// process that is not the parent (a sibling, after the parent closed its descriptor).
+    /// Restore hands out a duplicate of that descriptor: one offset, one set of status flags.
+    SameAs {
+        /// The process holding the first descriptor of the description.
+        pid: i32,
+        /// That descriptor.
+        fd: i32,
+    },
     /// An eventfd created inside the job.
     EventFd(crate::EventFdImage),
     /// A signalfd created inside the job.

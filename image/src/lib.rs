@@ -12,6 +12,7 @@ pub mod eventfd;
 pub mod fd;
 pub mod file;
 pub mod inotify;
+pub mod lock;
 pub mod memory;
 pub mod pipe;
 pub mod posix_timer;
@@ -26,6 +27,7 @@ pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
 pub use inotify::{InotifyImage, InotifyWatch};
+pub use lock::{FileLock, LockKind};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };
@@ -65,6 +67,9 @@ pub struct ProcessTreeImage {
     /// UNIX sockets, FIFOs and System V shared memory of the job ([`unix`], [`sysv`]).
     #[serde(default)]
     pub ipc: IpcImage,
+    /// File locks held by the job's processes ([`lock`]).
+    #[serde(default)]
+    pub locks: Vec<FileLock>,
     /// POSIX timers of the processes ([`posix_timer`]).
     #[serde(default)]
     pub posix_timers: Vec<PosixTimer>,

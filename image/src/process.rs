@@ -61,6 +61,10 @@ pub struct ProcessImage {
     /// Session id inside the namespace (0: a session outside it, inherited from init).
     #[serde(default)]
     pub sid: i32,
+    /// Shares its parent's descriptor table (created by `clone(CLONE_FILES)` without
+    /// `CLONE_THREAD`): its descriptors are the parent's, all [`crate::FdKind::Inherited`].
+    #[serde(default)]
+    pub shares_files: bool,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.

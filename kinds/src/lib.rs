@@ -16,9 +16,11 @@ pub mod epoll;
 pub mod eventfd;
 pub mod file;
 pub mod inotify;
+pub mod lock;
 pub mod pipe;
 pub mod posix_mq;
 pub mod posix_timer;
+pub mod pty;
 mod scratch;
 mod shared;
 pub mod signalfd;
@@ -182,6 +184,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         recreate: unix::restore::recreate,
     },
     JobKind {
+        name: "pty",
+        describe: Some(pty::capture::describe),
+        capture: pty::capture::capture_job,
+        recreate: pty::restore::recreate,
+    },
+    JobKind {
         name: "sysv",
         describe: None,
         capture: sysv::capture::capture_job,
@@ -223,5 +231,13 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(epoll::capture::describe),
         capture: epoll::capture::capture_job,
         recreate: epoll::restore::recreate,
+    },
+    // After every kind that opens or closes descriptors inside a rebuilt process: closing any
+    // descriptor of a file drops the POSIX locks its process holds on it.
+    JobKind {
+        name: "lock",
+        describe: None,
+        capture: lock::capture::capture_job,
+        recreate: lock::restore::recreate,
     },
 ];

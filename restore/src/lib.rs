@@ -108,11 +108,13 @@ fn restore_inner(
         .iter()
         .map(|k| (k.recreate)(image, source))
         .collect::<Result<Vec<_>>>()?;
-    let mut fds = image
-        .processes
-        .iter()
-        .map(|p| stub::prepare_fds(p, source, opts.stdio, &kinds))
-        .collect::<Result<Vec<_>>>()?;
+    let mut fds: Vec<stub::PreparedFds> = Vec::with_capacity(image.processes.len());
+    for p in &image.processes {
+        let earlier: Vec<(i32, &stub::PreparedFds)> =
+            image.processes.iter().map(|q| q.pid).zip(&fds).collect();
+        let prepared = stub::prepare_fds(p, source, opts.stdio, &kinds, &earlier)?;
+        fds.push(prepared);
+    }
     for k in &mut kinds {
         k.descriptors_taken();
     }
@@ -154,13 +156,20 @@ fn restore_inner(
         // SAFETY: `w` is a fresh descriptor owned by us.
         unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(w) }
     };
-    let mut plan = plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
+    let groups = group_pipes(image, high)?;
+    let group_fds: Vec<(usize, i32, i32)> = groups
+        .iter()
+        .map(|(i, r, w)| (*i, r.as_raw_fd(), w.as_raw_fd()))
+        .collect();
+    let mut plan =
+        plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w, &group_fds)?;
     plan.keep = shm_fds.values().copied().collect();
     plan.keep.sort_unstable();
     let run = || plan.run(0);
     let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
     keep.push(w);
     keep.extend(shm_fds.values());
+    keep.extend(group_fds.iter().flat_map(|g| [g.1, g.2]));
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
         set_tid: root.pid,
         keep_fds: keep,
@@ -170,6 +179,7 @@ fn restore_inner(
     drop(ready_w);
     drop(fds);
     drop(shm);
+    drop(groups);
     if let Some(l) = lazy {
         let killer = sb
             .pidfd()
@@ -194,13 +204,26 @@ fn restore_inner(
             k.in_job(sb.program_pid(), source)?;
         }
         let mut traced = Vec::new();
-        for p in &image.processes {
+        let leaders = plan::shared_table_leaders(&image.processes);
+        for (i, p) in image.processes.iter().enumerate() {
+            // Processes sharing one descriptor table share the shared-memory descriptors in
+            // it: the last of them to be rebuilt closes them (and what is left of the pool).
+            let table = |j: usize| leaders[j].unwrap_or(j);
+            let last_of_table = (i + 1..image.processes.len()).all(|j| table(j) != table(i));
             let o = outer
                 .iter()
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source, &shm_fds, &kinds, lazy)?);
+            traced.push(rebuild(
+                o,
+                p,
+                source,
+                &shm_fds,
+                &kinds,
+                lazy,
+                last_of_table.then_some(high),
+            )?);
         }
         for k in &kinds {
             k.finish(sb.program_pid())?;
@@ -371,6 +394,52 @@ fn thread_state(
     Ok(())
 }
 
+/// A pipe (index of the process, read end, write end; both at least `high`) for each process
+/// whose descriptor table children share: they report through it that they forked their own
+/// children, before it closes the descriptors its stub got from the restoring process.
+fn group_pipes(
+    image: &ProcessTreeImage,
+    high: i32,
+) -> Result<Vec<(usize, std::os::fd::OwnedFd, std::os::fd::OwnedFd)>> {
+    use std::os::fd::FromRawFd;
+    let mut leaders: Vec<usize> = plan::shared_table_leaders(&image.processes)
+        .into_iter()
+        .flatten()
+        .collect();
+    leaders.sort_unstable();
+    leaders.dedup();
+    let mut out = Vec::new();
+    for i in leaders {
+        let mut ends = [0i32; 2];
+        // SAFETY: pipe2 writes two descriptors.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(last_os("pipe2 for a shared descriptor table"));
+        }
+        let mut raised = Vec::new();
+        for e in ends {
+            // SAFETY: `e` is a fresh descriptor we own; F_DUPFD_CLOEXEC duplicates it.
+            let (orig, d) = unsafe {
+                (
+                    std::os::fd::OwnedFd::from_raw_fd(e),
+                    libc::fcntl(e, libc::F_DUPFD_CLOEXEC, high),
+                )
+            };
+            drop(orig);
+            if d < 0 {
+                return Err(last_os("moving a group pipe"));
+            }
+            // SAFETY: `d` is a fresh descriptor owned by us.
+            raised.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(d) });
+        }
+        let w = raised.pop();
+        let r = raised.pop();
+        if let (Some(r), Some(w)) = (r, w) {
+            out.push((i, r, w));
+        }
+    }
+    Ok(out)
+}
+
 /// One memfd per shared anonymous object of the image, sized to cover every mapping of it,
 /// moved to a descriptor number of at least `high`.
 fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::os::fd::OwnedFd)>> {
@@ -410,6 +479,11 @@ fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::o
     Ok(out)
 }
 
+/// Rebuild process `p` in its stopped stub. `close_from`: close every descriptor from this
+/// number on at the end — the shared-memory descriptors, and the stub's report pipe if the
+/// stub was taken over before it closed it (`None` while another process sharing its table
+/// still needs them).
+#[allow(clippy::too_many_arguments)]
 fn rebuild(
     stub: i32,
     p: &ProcessImage,
@@ -417,6 +491,7 @@ fn rebuild(
     shm: &std::collections::HashMap<u64, i32>,
     kinds: &[Box<dyn Recreated>],
     lazy: Option<&lazy::LazyMemory>,
+    close_from: Option<i32>,
 ) -> Result<Traced> {
     ptrace::seize(
         stub,
@@ -463,8 +538,12 @@ fn rebuild(
     for k in kinds {
         k.in_process(&inj, p)?;
     }
-    for &fd in shm.values() {
-        inj.call("close(shared memory)", libc::SYS_close, &[fd as u64])?;
+    if let Some(from) = close_from {
+        inj.call(
+            "close_range(restore descriptors)",
+            libc::SYS_close_range,
+            &[from as u64, u64::from(u32::MAX), 0],
+        )?;
     }
 
     if let Some(v) = &p.vdso {

@@ -8,6 +8,22 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// For each process of `procs` (parents first) that shares its parent's descriptor table,
+/// the index of the first process of that table (which does not share its own parent's);
+/// `None` for the others.
+pub fn shared_table_leaders(procs: &[ProcessImage]) -> Vec<Option<usize>> {
+    let mut out: Vec<Option<usize>> = Vec::with_capacity(procs.len());
+    for p in procs {
+        let parent = procs.iter().position(|q| q.pid == p.ppid);
+        let leader = match parent {
+            Some(j) if p.shares_files && j < out.len() => Some(out[j].unwrap_or(j)),
+            _ => None,
+        };
+        out.push(leader);
+    }
+    out
+}
+
 /// One process of a [`TreePlan`].
 pub struct NodePlan {
     /// Pid inside the namespace.
@@ -20,6 +36,14 @@ pub struct NodePlan {
     pub cwd: CString,
     /// umask.
     pub umask: u32,
+    /// Shares its parent's descriptor table: forked with CLONE_FILES, installs nothing.
+    pub share_files: bool,
+    /// A process sharing its parent's table reports here (one byte) once it forked its own
+    /// children, so that the first process of the table closes the pool only then.
+    pub group_w: i32,
+    /// The first process of a shared table: (read end of its group pipe, how many processes
+    /// share its table) — it waits for all of them before closing the pool.
+    pub group_r: Option<(i32, usize)>,
     /// Call setsid (session leader).
     pub setsid: bool,
     /// Call setpgid(0, 0) (process group leader, not session leader).
@@ -46,14 +70,18 @@ pub struct TreePlan {
 
 impl TreePlan {
     /// Build the plan of `procs` (parents before children) and `zombies`; `fds[i]` are the
-    /// prepared descriptors of `procs[i]`, already raised to `high` or above.
+    /// prepared descriptors of `procs[i]`, already raised to `high` or above. `groups` has a
+    /// pipe (read, write; at least `high`) for each process whose descriptor table its
+    /// children share, by index in `procs` ([`shared_table_leaders`]).
     pub fn new(
         procs: &[ProcessImage],
         zombies: &[cairn_image::ZombieImage],
         fds: &[PreparedFds],
         high: i32,
         ready_w: i32,
+        groups: &[(usize, i32, i32)],
     ) -> Result<Self> {
+        let leaders = shared_table_leaders(procs);
         let mut nodes = Vec::with_capacity(procs.len());
         for (i, (p, f)) in procs.iter().zip(fds).enumerate() {
             if i > 0 && !procs[..i].iter().any(|q| q.pid == p.ppid) {
@@ -67,6 +95,23 @@ impl TreePlan {
                 pid: p.pid,
                 fds: f.map.clone(),
                 inherited: f.inherited.clone(),
+                share_files: p.shares_files,
+                group_w: match leaders[i] {
+                    Some(l) if p.shares_files => groups
+                        .iter()
+                        .find(|g| g.0 == l)
+                        .map(|g| g.2)
+                        .ok_or_else(|| {
+                            Error::Incompatible(format!("no group pipe for process {}", p.pid))
+                        })?,
+                    _ => -1,
+                },
+                group_r: groups.iter().find(|g| g.0 == i).map(|g| {
+                    let members = (0..procs.len())
+                        .filter(|&j| procs[j].shares_files && leaders[j] == Some(i))
+                        .count();
+                    (g.1, members)
+                }),
                 cwd: CString::new(Path::new(&p.cwd).as_os_str().as_bytes())
                     .map_err(|_| Error::Incompatible("cwd contains NUL".into()))?,
                 umask: p.umask,
@@ -107,13 +152,19 @@ impl TreePlan {
         1
     }
 
-    /// clone3 with `set_tid = [pid]`; returns what clone3 returns.
-    fn fork_with_pid(pid: i32) -> i64 {
+    /// clone3 with `set_tid = [pid]` (and CLONE_FILES when `share_files`); returns what
+    /// clone3 returns.
+    fn fork_with_pid(pid: i32, share_files: bool) -> i64 {
         let tid = [pid];
         // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
         // stack_size, tls, set_tid, set_tid_size, cgroup.
+        let flags = if share_files {
+            libc::CLONE_FILES as u64
+        } else {
+            0
+        };
         let args: [u64; 11] = [
-            0,
+            flags,
             0,
             0,
             0,
@@ -138,11 +189,6 @@ impl TreePlan {
     /// The code of the stub of node `i` (runs in a forked child; raw syscalls only).
     pub fn run(&self, i: usize) -> i32 {
         let n = &self.nodes[i];
-        let mut base = self.high.max(self.ready_w);
-        for &(s, _, _) in &n.fds {
-            base = base.max(s);
-        }
-        base += 1;
         // SAFETY: raw descriptor, signal and process syscalls on this child's own state; no
         // allocation.
         unsafe {
@@ -165,31 +211,8 @@ impl TreePlan {
                     );
                 }
             }
-            let mut moved = [0i32; 1024];
-            let total = n.inherited.len() + n.fds.len();
-            if total > moved.len() {
-                return self.fail(1);
-            }
-            let sources = n.inherited.iter().chain(&n.fds);
-            for (k, &(s, _, _)) in sources.enumerate() {
-                moved[k] = libc::fcntl(s, libc::F_DUPFD, base);
-                if moved[k] < 0 {
-                    return self.fail(2);
-                }
-            }
-            // The parent's descriptors (below `high`) go; the pool stays for the children.
-            if self.high > 0 {
-                libc::syscall(libc::SYS_close_range, 0u32, (self.high - 1) as u32, 0u32);
-            }
-            let targets = n.inherited.iter().chain(&n.fds);
-            for (k, &(_, t, cloexec)) in targets.enumerate() {
-                let fl = if cloexec { libc::O_CLOEXEC } else { 0 };
-                if libc::dup3(moved[k], t, fl) < 0 {
-                    return self.fail(3);
-                }
-            }
-            for &m in &moved[..total] {
-                libc::close(m);
+            if !n.share_files && !self.install(n) {
+                return 1;
             }
             if libc::chdir(n.cwd.as_ptr()) < 0 {
                 return self.fail(4);
@@ -202,7 +225,7 @@ impl TreePlan {
                 return self.fail(6);
             }
             for &c in &n.children {
-                let r = Self::fork_with_pid(self.nodes[c].pid);
+                let r = Self::fork_with_pid(self.nodes[c].pid, self.nodes[c].share_files);
                 if r == 0 {
                     let code = self.run(c);
                     libc::_exit(code);
@@ -212,7 +235,7 @@ impl TreePlan {
                 }
             }
             for &(z, status) in &n.zombies {
-                let r = Self::fork_with_pid(z);
+                let r = Self::fork_with_pid(z, false);
                 if r == 0 {
                     libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
                     if libc::WIFSIGNALED(status) {
@@ -231,20 +254,105 @@ impl TreePlan {
                 }
             }
             let ok: i32 = 0;
-            libc::write(self.ready_w, (&ok as *const i32).cast(), 4);
-            // Close the pool except `keep`.
+            if n.share_files {
+                // The table is the parent's: the first process of the table closes the pool
+                // (the ready pipe too) once every process sharing it has forked its children,
+                // reported, and said so here; its own report comes last.
+                libc::write(self.ready_w, (&ok as *const i32).cast(), 4);
+                let one = 1u8;
+                libc::write(n.group_w, (&one as *const u8).cast(), 1);
+                loop {
+                    libc::pause();
+                }
+            }
+            if let Some((r, members)) = n.group_r {
+                let mut got = 0;
+                let mut buf = [0u8; 64];
+                while got < members {
+                    let k = libc::read(r, buf.as_mut_ptr().cast(), buf.len());
+                    if k <= 0 && *libc::__errno_location() != libc::EINTR {
+                        break;
+                    }
+                    got += k.max(0) as usize;
+                }
+            }
+            // Close the pool except `keep` and the ready pipe, report, then close that too:
+            // once the agent has the report it may take the stub over at any instruction.
+            let w = self.ready_w as u32;
+            let close = |a: u32, b: u32| {
+                if a > b {
+                    return;
+                }
+                if (a..=b).contains(&w) {
+                    if w > a {
+                        libc::syscall(libc::SYS_close_range, a, w - 1, 0u32);
+                    }
+                    if w < b {
+                        libc::syscall(libc::SYS_close_range, w + 1, b, 0u32);
+                    }
+                } else {
+                    libc::syscall(libc::SYS_close_range, a, b, 0u32);
+                }
+            };
             let mut from = self.high as u32;
             for &k in &self.keep {
                 let k = k as u32;
                 if k > from {
-                    libc::syscall(libc::SYS_close_range, from, k - 1, 0u32);
+                    close(from, k - 1);
                 }
                 from = from.max(k + 1);
             }
-            libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
+            close(from, u32::MAX);
+            libc::write(self.ready_w, (&ok as *const i32).cast(), 4);
+            libc::close(self.ready_w);
             loop {
                 libc::pause();
             }
+        }
+    }
+
+    /// Install the descriptors of node `n` (its own table); false after reporting a failure.
+    ///
+    /// # Safety
+    /// Runs in a restore stub: raw syscalls only, no allocation.
+    unsafe fn install(&self, n: &NodePlan) -> bool {
+        let mut base = self.high.max(self.ready_w);
+        for &(s, _, _) in &n.fds {
+            base = base.max(s);
+        }
+        base += 1;
+        // SAFETY: raw descriptor syscalls on this stub's own table.
+        unsafe {
+            let mut moved = [0i32; 1024];
+            let total = n.inherited.len() + n.fds.len();
+            if total > moved.len() {
+                self.fail(1);
+                return false;
+            }
+            let sources = n.inherited.iter().chain(&n.fds);
+            for (k, &(s, _, _)) in sources.enumerate() {
+                moved[k] = libc::fcntl(s, libc::F_DUPFD, base);
+                if moved[k] < 0 {
+                    self.fail(2);
+                    return false;
+                }
+            }
+            // The parent's descriptors (below `high`) go; the pool stays for the children.
+            if self.high > 0 {
+                libc::syscall(libc::SYS_close_range, 0u32, (self.high - 1) as u32, 0u32);
+            }
+            let targets = n.inherited.iter().chain(&n.fds);
+            for (k, &(_, t, cloexec)) in targets.enumerate() {
+                let fl = if cloexec { libc::O_CLOEXEC } else { 0 };
+                if libc::dup3(moved[k], t, fl) < 0 {
+                    self.fail(3);
+                    return false;
+                }
+            }
+            for &m in &moved[..total] {
+                libc::close(m);
+            }
+            true
         }
     }
 }

@@ -39,12 +39,14 @@ impl PreparedFds {
 /// Open every descriptor of process `p` of the image in this process: the kinds recreated
 /// for the job (`kinds`) open what they own; inherited descriptors and terminal/pipe stdio
 /// are the stub's. `stdio` replaces this process's own 0, 1, 2 as what terminal/pipe stdio is
-/// re-attached to.
+/// re-attached to. `earlier` are the processes prepared before (pid in the job, their
+/// descriptors), where a [`FdKind::SameAs`] finds its description.
 pub fn prepare_fds(
     p: &ProcessImage,
     source: &dyn MemorySource,
     stdio: Option<[i32; 3]>,
     kinds: &[Box<dyn Recreated>],
+    earlier: &[(i32, &PreparedFds)],
 ) -> Result<PreparedFds> {
     let mut out = PreparedFds {
         owned: Vec::new(),
@@ -56,6 +58,33 @@ pub fn prepare_fds(
             FdKind::Inherited { parent_fd } => {
                 out.inherited.push((*parent_fd, fd.fd, fd.cloexec));
                 continue;
+            }
+            FdKind::SameAs { pid, fd: first } => {
+                let prepared = if *pid == p.pid {
+                    Some(&out)
+                } else {
+                    earlier.iter().find(|e| e.0 == *pid).map(|e| e.1)
+                };
+                let from = prepared
+                    .and_then(|pf| pf.map.iter().find(|m| m.1 == *first))
+                    .map(|m| m.0)
+                    .ok_or_else(|| {
+                        Error::Incompatible(format!(
+                            "process {} fd {}: the same open file as fd {first} of process \
+                             {pid}, which is not in the image before it",
+                            p.pid, fd.fd
+                        ))
+                    })?;
+                // SAFETY: F_DUPFD_CLOEXEC duplicates one of our own descriptors.
+                let d = unsafe { libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 3) };
+                if d < 0 {
+                    return Err(cairn_sys::error::last_os(format!(
+                        "duplicating fd {first} of process {pid} for fd {} of process {}",
+                        fd.fd, p.pid
+                    )));
+                }
+                // SAFETY: `d` is a fresh descriptor owned by us.
+                unsafe { OwnedFd::from_raw_fd(d) }
             }
             FdKind::Stdio => {
                 let from = stdio.map_or(fd.fd, |s| s[fd.fd as usize]);
