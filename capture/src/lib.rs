@@ -88,6 +88,7 @@ fn capture_tree(
         files: Vec::new(),
         pipes: Vec::new(),
         ipc: Default::default(),
+        unlinked: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {

@@ -19,6 +19,7 @@ pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
 pub mod unix;
+pub mod unlinked;
 
 pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
@@ -28,7 +29,7 @@ pub use inotify::{InotifyImage, InotifyWatch};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };
-pub use pipe::PipeImage;
+pub use pipe::{PipeImage, PipeOpen};
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
@@ -36,6 +37,7 @@ pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvShm};
 pub use timerfd::TimerFdImage;
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
+pub use unlinked::{UnlinkedFile, UnlinkedKind};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,4 +65,7 @@ pub struct ProcessTreeImage {
     /// UNIX sockets, FIFOs and System V shared memory of the job ([`unix`], [`sysv`]).
     #[serde(default)]
     pub ipc: IpcImage,
+    /// Files without a name: deleted-but-open files, memfds, deleted FIFOs ([`unlinked`]).
+    #[serde(default)]
+    pub unlinked: Vec<UnlinkedFile>,
 }
