@@ -23,6 +23,8 @@ pub enum UnlinkedKind {
         /// Capacity in bytes (`F_GETPIPE_SZ`).
         capacity: u64,
     },
+    /// A working directory removed while a process of the job was in it.
+    Directory,
 }
 
 /// One file without a name; descriptors refer to it by `id`
