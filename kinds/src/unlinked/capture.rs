@@ -119,14 +119,25 @@ fn record(
         ));
     };
     let size = meta.len();
-    let mut r = std::io::Read::take(
+    // Read through the descriptor itself when it may read (pread: its offset stays), else
+    // through a new open of it (needs read permission).
+    // SAFETY: fcntl on our own descriptor.
+    let acc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) } & libc::O_ACCMODE;
+    let reader = if acc == libc::O_WRONLY {
         File::open(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .map_err(io_ctx(format!("opening {link} to read its contents")))?,
-        size,
-    );
+            .map_err(io_ctx(format!("opening {link} to read its contents")))?
+    } else {
+        file.try_clone()
+            .map_err(io_ctx(format!("dup of a descriptor of {link}")))?
+    };
+    let mut r = Positional {
+        file: reader,
+        at: 0,
+        left: size,
+    };
     sink.put_file(key.0, key.1, &mut r)
         .map_err(io_ctx(format!("saving the contents of {link}")))?;
-    if r.limit() != 0 {
+    if r.left != 0 {
         return Err(Error::Parse(format!("{link} shrank during the checkpoint")));
     }
     Ok(Found {
@@ -142,6 +153,30 @@ fn record(
         },
         dev: meta.dev(),
     })
+}
+
+/// Reads `left` bytes of `file` from offset `at` with `pread`, leaving the file offset of
+/// the open file description (shared with the frozen program) alone.
+struct Positional {
+    file: File,
+    at: u64,
+    left: u64,
+}
+
+impl std::io::Read for Positional {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// A read descriptor of the FIFO open as `file` (reopened read-only without blocking).

@@ -90,6 +90,18 @@ struct Unlinked {
     files: HashMap<u64, (OwnedFd, UnlinkedFile)>,
     fds: HashMap<(i32, i32), OwnedFd>,
     dirs: Vec<(PathBuf, UnlinkedFile)>,
+    /// The directories are removed again (a failed restore removes them when dropped).
+    dirs_removed: std::cell::Cell<bool>,
+}
+
+impl Drop for Unlinked {
+    fn drop(&mut self) {
+        if !self.dirs_removed.get() {
+            for (path, _) in &self.dirs {
+                let _ = std::fs::remove_dir(path);
+            }
+        }
+    }
 }
 
 impl Recreated for Unlinked {
@@ -118,6 +130,7 @@ impl Recreated for Unlinked {
     }
     fn in_job(&self, _root: i32, _source: &dyn MemorySource) -> Result<()> {
         // Every stub is in its working directory: remove the ones that were removed.
+        self.dirs_removed.set(true);
         for (path, _) in &self.dirs {
             std::fs::remove_dir(path)
                 .map_err(io_ctx(format!("removing {} again", path.display())))?;
@@ -401,9 +414,6 @@ fn owner_and_mode(fd: &impl AsRawFd, f: &UnlinkedFile) -> Result<()> {
                 f.path, f.uid, f.gid
             )));
         }
-    }
-    if matches!(f.kind, UnlinkedKind::Fifo { .. }) {
-        // A FIFO's mode is set through its path, which is gone: fchmod works on it too.
     }
     // SAFETY: fchmod on our own descriptor.
     if unsafe { libc::fchmod(fd.as_raw_fd(), f.mode & 0o7777) } < 0 {
