@@ -15,7 +15,7 @@ static char *priv;
 static char path[PATH_MAX];
 
 static void setup(void) {
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX / 2];
     if (!getcwd(cwd, sizeof cwd)) exit(2);
     snprintf(path, sizeof path, "%s/private.dat", cwd);
     int fd;

@@ -13,7 +13,7 @@ static int r, w, rw;
 static char path[PATH_MAX];
 
 static void setup(void) {
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX / 2];
     if (!getcwd(cwd, sizeof cwd)) exit(2);
     snprintf(path, sizeof path, "%s/the.fifo", cwd);
     unlink(path);

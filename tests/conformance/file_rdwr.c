@@ -14,7 +14,7 @@ static char path[PATH_MAX], apath[PATH_MAX];
 static int round_no;
 
 static void setup(void) {
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX / 2];
     if (!getcwd(cwd, sizeof cwd)) exit(2);
     snprintf(path, sizeof path, "%s/rdwr.dat", cwd);
     snprintf(apath, sizeof apath, "%s/append.log", cwd);
@@ -56,7 +56,7 @@ static void check(void) {
     (void)n;
     /* write through it, read back through it */
     CF_EQ("rw lseek back", want, lseek(rw, want, SEEK_SET));
-    char w[8];
+    char w[24];
     snprintf(w, sizeof w, "W%04d", round_no);
     CF_EQ("rw write", 5, write(rw, w, 5));
     CF_EQ("rw lseek", want, lseek(rw, want, SEEK_SET));
@@ -72,7 +72,7 @@ static void check(void) {
     CF_STREQ("rw path", path, link);
     /* ap: appends land at the end whatever the offset */
     CF_EQ("ap offset", round_no == 1 ? 2 : 6 + 6 * (round_no - 1), lseek(ap, 0, SEEK_CUR));
-    char line[8];
+    char line[24];
     snprintf(line, sizeof line, "line%d\n", round_no);
     CF_EQ("ap append", 6, write(ap, line, 6));
     CF_EQ("ap offset after append", 6 + 6 * round_no, lseek(ap, 0, SEEK_CUR));
@@ -80,7 +80,7 @@ static void check(void) {
     pread(ap, buf, sizeof buf - 1, 0);
     char want_ap[64] = "line0\n";
     for (int i = 1; i <= round_no; i++) {
-        char l[8];
+        char l[24];
         snprintf(l, sizeof l, "line%d\n", i);
         strcat(want_ap, l);
     }

@@ -36,7 +36,7 @@ static int in_maps(void *addr, const char *name) {
 }
 
 static void setup(void) {
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX / 2];
     if (!getcwd(cwd, sizeof cwd)) exit(2);
     snprintf(path, sizeof path, "%s/mapped.dat", cwd);
     snprintf(lpath, sizeof lpath, "%s/lone.dat", cwd);

@@ -15,7 +15,7 @@ static gid_t gid;
 static int round_no;
 
 static void setup(void) {
-    char cwd[PATH_MAX];
+    char cwd[PATH_MAX / 2];
     if (!getcwd(cwd, sizeof cwd)) exit(2);
     snprintf(path, sizeof path, "%s/victim.dat", cwd);
     unlink(path);

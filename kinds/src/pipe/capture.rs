@@ -5,8 +5,6 @@
 use crate::{FrozenJob, OpenFd};
 use cairn_image::{FdKind, MemorySink, PipeImage, PipeOpen, ProcessImage, ProcessTreeImage};
 use cairn_sys::error::{io_ctx, last_os, Error, Result};
-use std::fs::File;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 pub(crate) fn owned(fd: i32, what: &str) -> Result<OwnedFd> {
@@ -127,52 +125,8 @@ fn tee_copy(rd: &OwnedFd, pid: i32, fd: i32) -> Result<Option<(u64, OwnedFd, usi
 /// The unread bytes and capacity of the pipe or FIFO read through `rd` (descriptor `fd` of
 /// `pid`, for messages).
 pub(crate) fn peek_fd(rd: &OwnedFd, pid: i32, fd: i32) -> Result<(u64, Vec<u8>)> {
-    // SAFETY: fcntl/ioctl on our own descriptors with integer or out-pointer arguments.
-    let cap = unsafe { libc::fcntl(rd.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    if cap < 0 {
-        return Err(last_os("F_GETPIPE_SZ"));
-    }
-    let mut unread: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int.
-    if unsafe { libc::ioctl(rd.as_raw_fd(), libc::FIONREAD, &mut unread) } < 0 {
-        return Err(last_os("FIONREAD on a pipe"));
-    }
-    if unread == 0 {
-        return Ok((cap as u64, Vec::new()));
-    }
-    let mut p = [0i32; 2];
-    // SAFETY: pipe2 writes two descriptors.
-    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
-        return Err(last_os("pipe2"));
-    }
-    let (tr, tw) = (owned(p[0], "pipe2")?, owned(p[1], "pipe2")?);
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(tw.as_raw_fd(), libc::F_SETPIPE_SZ, cap) } < 0 {
-        return Err(last_os("F_SETPIPE_SZ"));
-    }
-    // SAFETY: tee between two pipes we hold; it copies without consuming.
-    let n = unsafe {
-        libc::tee(
-            rd.as_raw_fd(),
-            tw.as_raw_fd(),
-            unread as usize,
-            libc::SPLICE_F_NONBLOCK,
-        )
-    };
-    if n < 0 {
-        return Err(last_os("tee of a pipe's unread bytes"));
-    }
-    if n != unread as isize {
-        return Err(Error::Parse(format!(
-            "pipe fd {fd} of process {pid}: copied {n} of {unread} unread bytes"
-        )));
-    }
-    drop(tw);
-    let mut data = Vec::with_capacity(n as usize);
-    File::from(tr)
-        .read_to_end(&mut data)
-        .map_err(io_ctx("reading a pipe's unread bytes"))?;
-    Ok((cap as u64, data))
+    let (cap, data, _) = peek_packets(rd, pid, fd)?;
+    Ok((cap, data))
 }
 
 /// The status flags of a pipe end that a restore gives back: access mode, O_NONBLOCK and
