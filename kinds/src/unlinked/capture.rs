@@ -421,3 +421,42 @@ fn parse_dev(s: &str) -> Option<u64> {
     );
     Some(libc::makedev(ma as u32, mi as u32))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_of_files_without_a_name() {
+        assert!(nameless("/tmp/x (deleted)"));
+        assert!(nameless("/memfd:a b (deleted)"));
+        assert!(!nameless("/tmp/x"));
+        assert!(!nameless("anon_inode:[eventfd]"));
+        assert!(!nameless("pipe:[12]"));
+    }
+
+    #[test]
+    fn device_numbers_of_maps_lines() {
+        assert_eq!(parse_dev("08:01"), Some(libc::makedev(8, 1)));
+        assert_eq!(parse_dev("fd:1a"), Some(libc::makedev(0xfd, 0x1a)));
+        assert_eq!(parse_dev("0801"), None);
+    }
+
+    #[test]
+    fn positional_reader_reads_exactly_its_bytes() {
+        use std::io::{Read, Write};
+        let path = std::env::temp_dir().join(format!("cairn-positional-{}", std::process::id()));
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"0123456789").unwrap();
+        let mut r = Positional {
+            file: File::open(&path).unwrap(),
+            at: 2,
+            left: 5,
+        };
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(v, b"23456");
+        assert_eq!(r.left, 0);
+    }
+}
