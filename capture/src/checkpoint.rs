@@ -36,6 +36,15 @@ fn classify(m: &MapEntry) -> Result<Option<Backing>> {
             offset: m.offset,
         }));
     }
+    // A private mapping of a deleted file (or memfd): mapped at restore from the file that
+    // cairn_kinds::unlinked recreates (its `shm` id is the inode); only the changed pages
+    // are stored, as for any private file mapping.
+    if let Some(path) = n.strip_suffix(" (deleted)").filter(|p| p.starts_with('/')) {
+        return Ok(Some(Backing::File {
+            path: path.to_string(),
+            offset: m.offset,
+        }));
+    }
     Err(Error::Unsupported(format!(
         "mapping {:x}-{:x} of {n:?}",
         m.start, m.end
@@ -506,8 +515,9 @@ pub fn capture_process(
             None if sysv => Vec::new(),
             None => stored_runs(&pagemap, m, &backing)?,
         };
-        let shm =
-            (m.shared && backing == Backing::Anonymous && !sysv).then_some((m.inode, m.offset));
+        let deleted_private = !m.shared && m.name.ends_with(" (deleted)");
+        let shm = ((m.shared && backing == Backing::Anonymous && !sysv) || deleted_private)
+            .then_some((m.inode, m.offset));
         vmas.push(Vma {
             start: m.start,
             end: m.end,

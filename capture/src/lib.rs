@@ -90,6 +90,7 @@ fn capture_tree(
         ipc: Default::default(),
         locks: Vec::new(),
         posix_timers: Vec::new(),
+        unlinked: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {

@@ -36,6 +36,17 @@ pub enum FdKind {
         /// Size of the saved contents.
         size: u64,
     },
+    /// A descriptor of a file without a name ([`crate::UnlinkedFile`] with this id): a
+    /// deleted regular file, a memfd or a deleted FIFO. Each such descriptor is its own open
+    /// of the file (as with separate `open` calls).
+    Unlinked {
+        /// Inode number of the file at the checkpoint.
+        id: u64,
+        /// open(2) flags of this descriptor.
+        flags: i32,
+        /// File offset.
+        offset: u64,
+    },
     /// A terminal or pipe on 0/1/2: the restoring process's own descriptor of the same number.
     Stdio,
     /// One end of a pipe created inside the job (not inherited from the parent); all

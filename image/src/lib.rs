@@ -21,6 +21,7 @@ pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
 pub mod unix;
+pub mod unlinked;
 
 pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
@@ -31,7 +32,7 @@ pub use lock::{FileLock, LockKind};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };
-pub use pipe::PipeImage;
+pub use pipe::{PipeImage, PipeOpen};
 pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
@@ -40,6 +41,7 @@ pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
 pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketOptions, SocketState};
+pub use unlinked::{UnlinkedFile, UnlinkedKind};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,4 +75,7 @@ pub struct ProcessTreeImage {
     /// POSIX timers of the processes ([`posix_timer`]).
     #[serde(default)]
     pub posix_timers: Vec<PosixTimer>,
+    /// Files without a name: deleted-but-open files, memfds, deleted FIFOs ([`unlinked`]).
+    #[serde(default)]
+    pub unlinked: Vec<UnlinkedFile>,
 }

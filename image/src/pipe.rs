@@ -13,4 +13,23 @@ pub struct PipeImage {
     pub unread: u64,
     /// `(pid, fd)` under which the unread bytes went to [`crate::MemorySink::put_file`] (a read end).
     pub data: Option<(i32, i32)>,
+    /// Lengths of the packets the unread bytes are made of, when the pipe was written in
+    /// packet mode (`O_DIRECT`); empty for a byte stream.
+    #[serde(default)]
+    pub packets: Vec<u64>,
+    /// The open file descriptions of the pipe's ends: each with its flags and the
+    /// descriptors `(pid, fd)` that share it (not counting inherited ones). Empty in older
+    /// images: one description per end.
+    #[serde(default)]
+    pub opens: Vec<PipeOpen>,
+}
+
+/// One open file description of a pipe end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipeOpen {
+    /// Status flags: access mode (`O_RDWR` for an end reopened read-write through /proc),
+    /// O_NONBLOCK, O_DIRECT.
+    pub flags: i32,
+    /// The descriptors `(pid, fd)` that share it.
+    pub fds: Vec<(i32, i32)>,
 }

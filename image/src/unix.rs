@@ -145,4 +145,7 @@ pub struct FifoImage {
     pub unread: u64,
     /// `(pid, fd)` under which the unread bytes went to [`crate::MemorySink::put_file`].
     pub data: Option<(i32, i32)>,
+    /// Capacity in bytes (`F_GETPIPE_SZ`); 0 in older images (left as the kernel makes it).
+    #[serde(default)]
+    pub capacity: u64,
 }

@@ -27,6 +27,7 @@ pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
 pub mod unix;
+pub mod unlinked;
 
 use cairn_image::{FdImage, FdKind, MemorySink, MemorySource, ProcessImage, ProcessTreeImage};
 use cairn_sys::freeze::Frozen;
@@ -114,6 +115,11 @@ pub trait Recreated {
     /// Every descriptor of every process is open: the kind closes the copies it kept to hand
     /// them out (before the job is launched, as a restore always did).
     fn descriptors_taken(&mut self) {}
+    /// The file that the job's shared mappings with shared-memory id `id` ([`cairn_image::Vma::shm`])
+    /// map, when this kind recreated it (a memfd, a deleted file); `None` otherwise.
+    fn shared_object(&self, _id: u64) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
     /// Every stub of the job is ready; `root` (outer pid) is the launched program's, through
     /// which objects of the job's own namespaces are created.
     fn in_job(&self, _root: i32, _source: &dyn MemorySource) -> Result<()> {
@@ -170,6 +176,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(file::capture::describe),
         capture: file::capture::capture_job,
         recreate: file::restore::recreate,
+    },
+    JobKind {
+        name: "unlinked",
+        describe: Some(unlinked::capture::describe),
+        capture: unlinked::capture::capture_job,
+        recreate: unlinked::restore::recreate,
     },
     JobKind {
         name: "pipe",

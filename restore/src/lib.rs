@@ -130,7 +130,7 @@ fn restore_inner(
     for f in &mut fds {
         f.raise(high)?;
     }
-    let shm = shared_memory(image, high)?;
+    let shm = shared_memory(image, high, &kinds)?;
     let shm_fds: std::collections::HashMap<u64, i32> =
         shm.iter().map(|(id, fd)| (*id, fd.as_raw_fd())).collect();
     let mut pipe = [0i32; 2];
@@ -441,8 +441,13 @@ fn group_pipes(
 }
 
 /// One memfd per shared anonymous object of the image, sized to cover every mapping of it,
-/// moved to a descriptor number of at least `high`.
-fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::os::fd::OwnedFd)>> {
+/// moved to a descriptor number of at least `high`; an object that a kind recreated (a
+/// memfd or deleted file that descriptors hold too) is that kind's file instead.
+fn shared_memory(
+    image: &ProcessTreeImage,
+    high: i32,
+    kinds: &[Box<dyn Recreated>],
+) -> Result<Vec<(u64, std::os::fd::OwnedFd)>> {
     use std::os::fd::FromRawFd;
     let mut sizes: Vec<(u64, u64)> = Vec::new();
     for v in image.processes.iter().flat_map(|p| &p.vmas) {
@@ -456,6 +461,16 @@ fn shared_memory(image: &ProcessTreeImage, high: i32) -> Result<Vec<(u64, std::o
     }
     let mut out = Vec::new();
     for (id, size) in sizes {
+        if let Some(f) = kinds.iter().find_map(|k| k.shared_object(id)) {
+            // SAFETY: F_DUPFD_CLOEXEC duplicates a descriptor the kind holds.
+            let d = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+            if d < 0 {
+                return Err(last_os("moving a shared file's descriptor"));
+            }
+            // SAFETY: `d` is a fresh descriptor owned by us.
+            out.push((id, unsafe { std::os::fd::OwnedFd::from_raw_fd(d) }));
+            continue;
+        }
         // SAFETY: memfd_create takes a NUL-terminated name and flags.
         let fd = unsafe { libc::memfd_create(c"cairn-shm".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {

@@ -105,7 +105,9 @@ pub fn map_all_shared(
             .shm
             .and_then(|(id, off)| shm.get(&id).map(|&fd| (fd, off)));
         match (&vma.backing, shm_fd) {
-            (Backing::Anonymous, Some((fd, off))) => {
+            // Shared memory, or a file without a name that a kind recreated (a private
+            // mapping of a deleted file maps that file).
+            (_, Some((fd, off))) => {
                 inj.call(
                     "mmap(shared memory)",
                     libc::SYS_mmap,

@@ -112,8 +112,14 @@ impl TreePlan {
                         .count();
                     (g.1, members)
                 }),
-                cwd: CString::new(Path::new(&p.cwd).as_os_str().as_bytes())
-                    .map_err(|_| Error::Incompatible("cwd contains NUL".into()))?,
+                // A removed working directory is made again for the stubs to enter
+                // (cairn_kinds::unlinked) and removed once they are in it.
+                cwd: CString::new(
+                    Path::new(p.cwd.strip_suffix(" (deleted)").unwrap_or(&p.cwd))
+                        .as_os_str()
+                        .as_bytes(),
+                )
+                .map_err(|_| Error::Incompatible("cwd contains NUL".into()))?,
                 umask: p.umask,
                 setsid: p.sid == p.pid && parent.is_none_or(|q| q.sid != p.pid),
                 setpgid: p.pgid == p.pid && p.sid != p.pid,

@@ -105,14 +105,24 @@ impl<R: Read> Read for Exact<R> {
 /// [`crate::DescribeFn`] of regular files: a file reopened by path (regular files,
 /// directories and the harmless character devices), or a deleted regular file whose contents
 /// go to the sink.
-pub fn describe(fd: &OpenFd<'_>, sink: &mut dyn MemorySink) -> Option<Result<FdKind>> {
+pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
     use std::os::unix::fs::FileTypeExt;
     let ft = fd.meta.as_ref().ok().map(|m| m.file_type());
     if let Some(path) = fd.link.strip_suffix(" (deleted)") {
-        if ft.is_some_and(|t| t.is_fifo()) {
+        // Deleted regular files and FIFOs are files without a name (crate::unlinked).
+        if ft.is_some_and(|t| t.is_file() || t.is_fifo()) {
             return None;
         }
-        return Some(deleted(fd, path, sink));
+        return Some(Err(Error::Unsupported(format!(
+            "process {} fd {}: deleted {} {path} cannot be checkpointed",
+            fd.ns_pid,
+            fd.fd,
+            if ft.is_some_and(|t| t.is_dir()) {
+                "directory"
+            } else {
+                "file"
+            }
+        ))));
     }
     let plain = ft.is_some_and(|t| {
         t.is_file()
@@ -129,36 +139,6 @@ pub fn describe(fd: &OpenFd<'_>, sink: &mut dyn MemorySink) -> Option<Result<FdK
             flags: fd.flags,
             offset: fd.pos,
         })
-    })
-}
-
-/// A deleted regular file: its contents go to the sink.
-fn deleted(fd: &OpenFd<'_>, path: &str, sink: &mut dyn MemorySink) -> Result<FdKind> {
-    let (pid, n) = (fd.pid, fd.fd);
-    let size = match fd.meta {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => {
-            return Err(Error::Unsupported(format!(
-                "process {} fd {n}: deleted non-regular file {}",
-                fd.ns_pid, fd.link
-            )))
-        }
-        Err(e) => {
-            return Err(Error::Sys {
-                what: format!("stat of fd {n} of {pid}"),
-                source: io::Error::new(e.kind(), e.to_string()),
-            })
-        }
-    };
-    let mut f = File::open(format!("/proc/{pid}/fd/{n}"))
-        .map_err(io_ctx(format!("opening deleted file fd {n} of {pid}")))?;
-    sink.put_file(fd.ns_pid, n, &mut f)
-        .map_err(io_ctx(format!("saving deleted file fd {n}")))?;
-    Ok(FdKind::Deleted {
-        path: path.to_string(),
-        flags: fd.flags,
-        offset: fd.pos,
-        size,
     })
 }
 

@@ -50,9 +50,8 @@ fn open_at(path: &str, flags: i32, offset: u64) -> Result<File> {
     if flags & libc::O_APPEND != 0 {
         o.append(true);
     }
-    let mut file = o
-        .open(path)
-        .map_err(io_ctx(format!("reopening {path} for restore")))?;
+    let mut file =
+        open_as_owner(&o, path).map_err(io_ctx(format!("reopening {path} for restore")))?;
     if offset > 0 && !Path::new(path).is_dir() {
         file.seek(SeekFrom::Start(offset))
             .map_err(io_ctx(format!("seeking {path} to {offset}")))?;
@@ -144,23 +143,25 @@ pub fn rewind(files: &[WrittenFile], source: &dyn MemorySource) -> Result<()> {
                         f.size
                     )));
                 }
-                let mut w = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .mode(0o644)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(io_ctx(format!("opening {path} to rewind it")))?;
+                let mut w = open_as_owner(
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .mode(0o644)
+                        .custom_flags(libc::O_CLOEXEC),
+                    path,
+                )
+                .map_err(io_ctx(format!("opening {path} to rewind it")))?;
                 w.write_all(&data)
                     .and_then(|_| w.set_len(f.size))
                     .map_err(io_ctx(format!("rewinding {path}")))?;
             }
             None => {
-                let w = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(path)
-                    .map_err(io_ctx(format!("opening {path} to rewind it")))?;
+                let w = open_as_owner(
+                    OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC),
+                    path,
+                )
+                .map_err(io_ctx(format!("opening {path} to rewind it")))?;
                 let now = w
                     .metadata()
                     .map_err(io_ctx(format!("stat of {path}")))?
@@ -178,6 +179,31 @@ pub fn rewind(files: &[WrittenFile], source: &dyn MemorySource) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Opens `path` with `o`; when its mode forbids that to its owner, who is this process's
+/// user (a file created read-write with a read-only mode, `open(p, O_RDWR|O_CREAT, 0400)`,
+/// which the kernel allows), the owner's read and write bits are added for the open and the
+/// mode is put back at once.
+fn open_as_owner(o: &OpenOptions, path: &str) -> std::io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    match o.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let meta = std::fs::metadata(path)?;
+            // SAFETY: geteuid cannot fail.
+            if !meta.is_file() || meta.uid() != unsafe { libc::geteuid() } {
+                return Err(e);
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o600))?;
+            let f = o.open(path);
+            let back = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+            let f = f?;
+            back?;
+            Ok(f)
+        }
+        r => r,
+    }
 }
 
 /// (device, inode) of the regular file this process's stderr points to, if it is one.

@@ -162,7 +162,7 @@ pub fn capture_ipc(
                 "process {pid} fd {fd}: FIFO {link} was deleted (cannot be checkpointed)"
             )));
         }
-        let (_, data) = if rd {
+        let (capacity, data) = if rd {
             peek(o, fd)?
         } else {
             let c = std::ffi::CString::new(link.clone())
@@ -195,6 +195,7 @@ pub fn capture_ipc(
             path: link,
             unread: data.len() as u64,
             data: stored,
+            capacity,
         });
     }
     Ok(img)

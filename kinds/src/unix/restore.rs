@@ -380,6 +380,16 @@ impl Ipc {
         out.create_sockets(img, source)?;
         for f in &img.fifos {
             out.holders.push(open_fifo(&f.path, libc::O_RDWR, f.id)?);
+            let h = out.holders.last().map(|h| h.as_raw_fd()).unwrap_or(-1);
+            if f.capacity > 0 {
+                // SAFETY: fcntl on our own descriptor.
+                if unsafe { libc::fcntl(h, libc::F_SETPIPE_SZ, f.capacity as i32) } < 0 {
+                    return Err(last_os(format!(
+                        "setting the capacity of FIFO {} to {} bytes",
+                        f.path, f.capacity
+                    )));
+                }
+            }
             if let Some((pid, fd)) = f.data {
                 let data = source
                     .read_file(pid, fd)
