@@ -107,8 +107,21 @@ impl Store {
                                 | Some(libc::EPERM)
                         ) && path.is_dir() =>
                     {
-                        build_store(path, &config)?;
-                        Store::open(path)
+                        // Some file systems (sshfs) refuse to rename a directory onto one
+                        // that another node has just filled: that store is the one to open.
+                        if !dir_is_empty_or_missing(path)? {
+                            return Err(StoreError::AlreadyExists(path.to_path_buf()));
+                        }
+                        match build_store(path, &config) {
+                            // Another process builds in the same directory at the same time.
+                            Err(StoreError::Io { source, .. })
+                                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                            {
+                                Err(StoreError::AlreadyExists(path.to_path_buf()))
+                            }
+                            Err(e) => Err(e),
+                            Ok(()) => Store::open(path),
+                        }
                     }
                     _ => Err(e),
                 }
@@ -120,6 +133,10 @@ impl Store {
     /// is empty. Any number of processes may do this at once (a job array's first minute):
     /// one creates the store, every other one opens it.
     pub fn open_or_init(path: &Path, opts: InitOptions) -> Result<Store, StoreError> {
+        // Another node may be building the store in place (config.json comes last), or a
+        // network file system may show its creation late: a store that exists but is not
+        // complete yet is waited for, briefly.
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             match Store::open(path) {
                 Err(StoreError::NotAStore(_) | StoreError::NoSuchStore(_))
@@ -129,6 +146,12 @@ impl Store {
                         Err(StoreError::AlreadyExists(_)) => continue,
                         other => return other,
                     }
+                }
+                Err(StoreError::NotAStore(_) | StoreError::ConfigLost(_))
+                    if std::time::Instant::now() < patience
+                        && (path.join(PACK_DIR).exists() || path.join(GEN_DIR).exists()) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 other => return other,
             }

@@ -160,7 +160,15 @@ fn two_nodes_checkpoint_into_one_sshfs_store_while_a_third_prunes_and_collects()
         })
         .collect();
     let stop = AtomicBool::new(false);
+    /// Stops the collector when the test ends, also when it fails half-way.
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     std::thread::scope(|s| {
+        let _stop_collector = StopOnDrop(&stop);
         // The third node: prune and gc in a loop, sometimes killed with -9 half-way.
         let collector_store = collector.join("store");
         let stop = &stop;
