@@ -108,3 +108,16 @@ pub fn check_shared_fs(pid: i32, ns_pid: i32, tids: &[i32]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Refuses, for an unprivileged checkpoint, a process that is not dumpable: its /proc files
+/// (pagemap, mem) belong to root then, and its memory cannot be read.
+pub fn check_dumpable(ns_pid: i32, attrs: &ProcessAttrs) -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if attrs.dumpable == 0 && unsafe { libc::geteuid() } != 0 {
+        return Err(Error::Unsupported(format!(
+            "process {ns_pid} is not dumpable (prctl PR_SET_DUMPABLE 0): an unprivileged \
+             checkpoint cannot read its memory (checkpoint as root)"
+        )));
+    }
+    Ok(())
+}

@@ -456,6 +456,7 @@ pub fn capture_process(
         None => maps = procfs::read_maps(pid)?,
     }
     let vdso = vdso_info(pid, &maps)?;
+    crate::attrs::check_dumpable(ns_pid, &injected.process.attrs)?;
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
     let mut vmas = Vec::new();

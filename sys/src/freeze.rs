@@ -63,9 +63,14 @@ fn traced_elsewhere(tid: i32) -> Option<crate::Error> {
         return None;
     }
     let inner = |p: i32| procfs::inner_pid(&format!("/proc/{p}/status")).unwrap_or(p);
+    let tgid = procfs::status_field(&format!("/proc/{tid}/status"), "Tgid")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tid);
     Some(crate::Error::Unsupported(format!(
-        "thread {} is traced by process {} (ptrace between processes of the job, e.g. a \
-         debugger, cannot be checkpointed)",
+        "process {} thread {} is traced by process {} (ptrace between processes of the job, \
+         e.g. a debugger, cannot be checkpointed)",
+        inner(tgid),
         inner(tid),
         inner(tracer)
     )))

@@ -85,10 +85,20 @@ pub fn sched_of(tid: i32) -> Result<SchedAttr> {
     if r < 0 {
         return Err(last_os(format!("sched_getattr({tid})")));
     }
+    // sched_getattr shows the nice value only for the fair policies; a real-time or deadline
+    // thread keeps one too (it applies again if the thread goes back to SCHED_OTHER).
+    // SAFETY: getpriority has no memory arguments; errno tells a failure from -1.
+    let nice = unsafe {
+        *libc::__errno_location() = 0;
+        libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t)
+    };
+    if std::io::Error::last_os_error().raw_os_error() != Some(0) {
+        return Err(last_os(format!("getpriority({tid})")));
+    }
     Ok(SchedAttr {
         policy: a.policy,
         flags: a.flags,
-        nice: a.nice,
+        nice,
         priority: a.priority,
         runtime: a.runtime,
         deadline: a.deadline,

@@ -58,16 +58,16 @@ impl<'a> At<'a> {
             .map_err(io_ctx("reading from the restored process"))
     }
 
-    /// Runs a syscall; a failure is "WHO: cannot restore WHAT (NAME: errno)".
+    /// Runs a syscall; a failure is "WHO: WHAT cannot be set again (NAME: errno)".
     pub fn set(&self, what: &str, name: &'static str, nr: i64, args: &[u64]) -> Result<u64> {
         let r = self.inj.raw(nr, args)?;
         if (-4095..0).contains(&r) {
             let e = std::io::Error::from_raw_os_error(-r as i32);
             return Err(Error::Incompatible(format!(
-                "{}: cannot restore {what} ({name}: {e}){}",
+                "{}: {what} cannot be set again ({name}: {e}){}",
                 self.who,
                 if matches!(-r as i32, libc::EPERM | libc::EACCES | libc::EINVAL) {
-                    "; this user may not set it here"
+                    "; the restoring user may not set it here"
                 } else {
                     ""
                 }
