@@ -34,6 +34,8 @@ static void setup(void) {
     child = fork();
     CF_TRY(child);
     if (child == 0) {
+        close(to_child[1]); /* end of file when the parent is gone */
+        close(from_child[0]);
         prctl(PR_SET_PDEATHSIG, SIGINT, 0, 0, 0);
         char c;
         while (read(to_child[0], &c, 1) == 1 || errno == EINTR) {

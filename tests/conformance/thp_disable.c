@@ -30,6 +30,8 @@ static void setup(void) {
     pid_t c = fork();
     CF_TRY(c);
     if (c == 0) {
+        close(to_child[1]); /* end of file when the parent is gone */
+        close(from_child[0]);
         int w = 1;
         if (prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED, 0, 0) == 0) w = 3;
         else prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
