@@ -21,6 +21,8 @@ pub enum StoreCmd {
     Reindex(StoreOpt),
     /// Remove temporary files left by killed writers.
     Clean(CleanArgs),
+    /// Recreate a lost or damaged config.json from the packs and the index.
+    Repair(StoreOpt),
 }
 
 /// `cairn store init`.
@@ -93,6 +95,7 @@ pub fn store(cmd: StoreCmd) -> anyhow::Result<i32> {
         StoreCmd::Stats(o) => stats(o),
         StoreCmd::Reindex(o) => reindex(o),
         StoreCmd::Clean(a) => clean(a),
+        StoreCmd::Repair(o) => repair(o),
     }
 }
 
@@ -214,6 +217,34 @@ fn stats(o: StoreOpt) -> anyhow::Result<i32> {
             human_bytes(s.pack_bytes)
         );
         println!("chunks             {}", s.chunks);
+    }
+    Ok(0)
+}
+
+fn repair(o: StoreOpt) -> anyhow::Result<i32> {
+    let dir = o.dir()?;
+    let r =
+        cairn_store::repair_config(&dir).with_context(|| format!("repairing {}", dir.display()))?;
+    if o.json {
+        print_json(&r)?;
+        return Ok(0);
+    }
+    if !r.repaired {
+        println!("{}: config.json is sound; nothing to repair", dir.display());
+        return Ok(0);
+    }
+    println!("{}: config.json recreated", dir.display());
+    if let Some(aside) = &r.moved_aside {
+        println!("  the damaged one was moved to {aside}");
+    }
+    for line in &r.how {
+        println!("  {line}");
+    }
+    if r.unreadable_packs > 0 {
+        println!(
+            "  {} pack(s) with an unreadable trailer were left out (see `cairn verify`)",
+            r.unreadable_packs
+        );
     }
     Ok(0)
 }
