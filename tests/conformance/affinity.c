@@ -1,7 +1,7 @@
 /* A CPU mask per thread: the first thread on the last CPU, the second on the first, the
  * others on all CPUs but one (where the machine has more than one), read back with
  * sched_getaffinity and the Cpus_allowed_list of /proc/self/task/TID/status.
- * kind: process
+ * kind: scheduling
  * checks: CPU affinity of each thread
  * root: restored
  * build: -pthread

@@ -2,7 +2,7 @@
  * keeps a chosen permitted set with a smaller effective one, an inheritable set, an ambient
  * capability and a smaller bounding set; a second thread has other sets. An ordinary user's
  * program has no capabilities, and must still have none, with its bounding set unchanged.
- * kind: process
+ * kind: credentials
  * checks: capget of each thread, PR_CAPBSET_READ, PR_CAP_AMBIENT_IS_SET, the Cap* lines of /proc/self/task/TID/status
  * root: restored
  * build: -pthread

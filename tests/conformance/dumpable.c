@@ -1,6 +1,6 @@
 /* The dumpable flag, cleared: PR_GET_DUMPABLE and the owner of /proc/self files (root for a
  * process that is not dumpable).
- * kind: process
+ * kind: process attributes
  * checks: PR_GET_DUMPABLE, owner of /proc/self/stat
  * root: restored
  * user: refused: is not dumpable

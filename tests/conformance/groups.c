@@ -2,7 +2,7 @@
  * program sets groups and gids of its own and moves to other uids (keeping its capabilities
  * with PR_SET_KEEPCAPS); an ordinary user cannot change them, and they must stay what they
  * were.
- * kind: process
+ * kind: credentials
  * checks: getgroups, getresuid, getresgid, fsuid/fsgid, the Uid/Gid/Groups lines of /proc/self/status
  * root: restored
  * build: -pthread

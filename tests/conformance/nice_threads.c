@@ -1,6 +1,6 @@
 /* A different nice value in each thread (nice is per thread on Linux), read back with
  * getpriority and /proc/self/task/TID/stat for every thread.
- * kind: process
+ * kind: scheduling
  * checks: nice value of each thread
  * root: restored
  * build: -pthread

@@ -1,6 +1,6 @@
 /* no_new_privs is a flag of each thread: set in the main thread after a first thread was
  * started (which must not have it) and before a second one (which inherits it).
- * kind: process
+ * kind: credentials
  * checks: PR_GET_NO_NEW_PRIVS of each thread, the NoNewPrivs line of /proc/self/task/TID/status
  * root: restored
  * build: -pthread

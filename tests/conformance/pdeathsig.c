@@ -1,5 +1,5 @@
 /* The parent-death signal of each thread (it is per thread) and of a child process.
- * kind: process
+ * kind: process attributes
  * checks: PR_GET_PDEATHSIG of two threads and of a child
  * root: restored
  * build: -pthread

@@ -1,7 +1,7 @@
 /* The personality of each thread: ADDR_NO_RANDOMIZE | READ_IMPLIES_EXEC in the main thread
  * (a new PROT_READ mapping is then executable), UNAME26 in addition in a second one (uname
  * then reports a 2.6 kernel).
- * kind: process
+ * kind: process attributes
  * checks: personality(0xffffffff) of each thread, the r-x of a new PROT_READ mapping, uname's release under UNAME26
  * root: restored
  * build: -pthread

@@ -1,6 +1,6 @@
 /* Every resource limit, soft and hard, each set to a value of its own below what it was
  * (an ordinary user may lower limits), read back with getrlimit and /proc/self/limits.
- * kind: process
+ * kind: process attributes
  * checks: soft and hard limit of all 16 RLIMIT_*
  * root: restored
  */

@@ -1,7 +1,7 @@
 /* Scheduling policies an ordinary user may choose, per thread: SCHED_OTHER with a nice value,
  * SCHED_BATCH, SCHED_IDLE, and SCHED_RESET_ON_FORK, read back with sched_getattr for every
  * thread.
- * kind: process
+ * kind: scheduling
  * checks: policy, nice value and SCHED_RESET_ON_FORK of each thread (sched_getattr, /proc/self/task/TID/stat)
  * root: restored
  * build: -pthread

@@ -1,7 +1,7 @@
 /* Real-time and deadline scheduling per thread: SCHED_RR in the main thread, SCHED_FIFO with
  * SCHED_RESET_ON_FORK in a second one, SCHED_DEADLINE (runtime, deadline, period) in a
  * third, each with the nice value it had before, read back with sched_getattr.
- * kind: process
+ * kind: scheduling
  * checks: policy, real-time priority, SCHED_RESET_ON_FORK, deadline parameters and nice value of each thread
  * root: restored
  * user: skip: an ordinary user cannot choose a real-time policy (RLIMIT_RTPRIO is 0)

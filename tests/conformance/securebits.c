@@ -1,7 +1,7 @@
 /* The securebits of a thread (root: SECBIT_KEEP_CAPS, SECBIT_NO_SETUID_FIXUP, SECBIT_NOROOT
  * with its lock, SECBIT_NO_CAP_AMBIENT_RAISE; an ordinary user cannot set any: they must stay
  * 0) and the behaviour they give: with SECBIT_NO_CAP_AMBIENT_RAISE an ambient raise fails.
- * kind: process
+ * kind: credentials
  * checks: PR_GET_SECUREBITS, PR_CAP_AMBIENT_RAISE refused when SECBIT_NO_CAP_AMBIENT_RAISE is set
  * root: restored
  */

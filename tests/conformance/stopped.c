@@ -2,7 +2,7 @@
  * waitpid(WUNTRACED): after a restart it is stopped again (every thread), does not run, a
  * SIGCONT wakes it (the parent collects the "continued" report with waitid(WCONTINUED)),
  * and the parent stops it again for the next round.
- * kind: process
+ * kind: stopped processes
  * checks: state T of every thread of the stopped child, no report left to collect, no progress while stopped, SIGCONT wakes it, WCONTINUED and WUNTRACED reports
  * root: restored
  * build: -pthread

@@ -3,7 +3,7 @@
  * report them with their signals), one stopped by SIGSTOP and collected (nothing to report),
  * one stopped and continued (a WCONTINUED report); the SIGCHLD they sent is pending (blocked)
  * at the first check, which takes it, and no other may arrive.
- * kind: process
+ * kind: stopped processes
  * checks: state of each child, waitid WSTOPPED/WCONTINUED reports with signal, waitpid WUNTRACED, no extra SIGCHLD
  * root: restored
  */

@@ -1,5 +1,5 @@
 /* The child subreaper flag of the process.
- * kind: process
+ * kind: process attributes
  * checks: PR_GET_CHILD_SUBREAPER
  * root: restored
  */

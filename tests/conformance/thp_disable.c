@@ -1,7 +1,7 @@
 /* PR_SET_THP_DISABLE of the process, and of a child with PR_THP_DISABLE_EXCEPT_ADVISED
  * (where the kernel has it), read back with PR_GET_THP_DISABLE and THP_enabled of
  * /proc/self/status.
- * kind: process
+ * kind: process attributes
  * checks: PR_GET_THP_DISABLE (with PR_THP_DISABLE_EXCEPT_ADVISED in a child), THP_enabled in /proc/self/status
  * root: restored
  */

@@ -1,6 +1,6 @@
 /* The name of each thread (the main thread keeps the program's name, which the runner finds
  * it by), read with pthread_getname_np and /proc/self/task/TID/comm.
- * kind: process
+ * kind: process attributes
  * checks: name of each thread
  * root: restored
  * build: -pthread

@@ -1,6 +1,6 @@
 /* The timer slack of each thread (it is per thread), read with PR_GET_TIMERSLACK in the
  * thread and, for the main thread, /proc/self/timerslack_ns.
- * kind: process
+ * kind: scheduling
  * checks: PR_GET_TIMERSLACK of each thread, /proc/self/timerslack_ns
  * root: restored
  * build: -pthread

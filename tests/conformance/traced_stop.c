@@ -1,7 +1,7 @@
 /* A child traced by its parent (a debugger inside the job) and held in a ptrace stop: cairn
  * cannot restore a ptrace relation and refuses the checkpoint, naming the traced process and
  * its tracer; the job runs on.
- * kind: process
+ * kind: stopped processes
  * checks: the child stays traced by the parent and stopped (TracerPid, state t)
  * root: refused: is traced by process
  */

@@ -1,5 +1,5 @@
 /* The umask, read with umask(2), /proc/self/status and the mode of a new file.
- * kind: process
+ * kind: process attributes
  * checks: umask, Umask of /proc/self/status, mode of a file created with 0666
  * root: restored
  */
