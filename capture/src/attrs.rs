@@ -9,7 +9,7 @@ use cairn_image::{ChildReport, ProcessAttrs, ThreadAttrs};
 use cairn_sys::error::{io_ctx, Error, Result};
 use cairn_sys::inject::Injector;
 use cairn_sys::procfs;
-use cairn_sys::task::{self, affinity_of, creds_of, sched_of};
+use cairn_sys::task::{self, affinity_of, creds_of, ioprio_of, oom_score_adj_of, sched_of};
 
 const P_PID: u64 = 1;
 
@@ -73,6 +73,7 @@ pub fn inject_process(
             thp_disable: flags.thp_disable,
             stopped: None,
             child_reports,
+            oom_score_adj: oom_score_adj_of(pid)?,
         },
     })
 }
@@ -88,6 +89,7 @@ pub fn thread_attrs(pid: i32, tid: i32, q: &task::TaskFlags) -> Result<ThreadAtt
         personality: q.personality,
         no_new_privs: q.no_new_privs,
         securebits: q.securebits,
+        ioprio: ioprio_of(tid)?,
     })
 }
 

@@ -21,6 +21,9 @@ pub struct ProcessAttrs {
     /// Stop and continue reports of children that this process had not collected with
     /// `wait` yet.
     pub child_reports: Vec<ChildReport>,
+    /// `/proc/PID/oom_score_adj`.
+    #[serde(default)]
+    pub oom_score_adj: i32,
 }
 
 /// A child's state change its parent can still collect with `waitid(WSTOPPED|WCONTINUED)`.
@@ -53,4 +56,8 @@ pub struct ThreadAttrs {
     pub no_new_privs: bool,
     /// `PR_GET_SECUREBITS`.
     pub securebits: u32,
+    /// `ioprio_get(IOPRIO_WHO_PROCESS, tid)`: class << 13 | level (a thread without an I/O
+    /// priority of its own shows the one its nice value gives).
+    #[serde(default)]
+    pub ioprio: u32,
 }

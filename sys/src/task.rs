@@ -287,3 +287,23 @@ pub fn query_rlimits(inj: &Injector, pid: i32, scratch: u64) -> Result<Vec<(u32,
     }
     Ok(out)
 }
+
+/// `ioprio_get(IOPRIO_WHO_PROCESS, tid)` (no privilege needed).
+pub fn ioprio_of(tid: i32) -> Result<u32> {
+    const IOPRIO_WHO_PROCESS: i32 = 1;
+    // SAFETY: ioprio_get has no memory arguments.
+    let r = unsafe { libc::syscall(libc::SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid) };
+    if r < 0 {
+        return Err(last_os(format!("ioprio_get({tid})")));
+    }
+    Ok(r as u32)
+}
+
+/// `/proc/PID/oom_score_adj`.
+pub fn oom_score_adj_of(pid: i32) -> Result<i32> {
+    let path = format!("/proc/{pid}/oom_score_adj");
+    let text = std::fs::read_to_string(&path).map_err(io_ctx(format!("reading {path}")))?;
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Parse(format!("{path}: {text:?}")))
+}

@@ -1,4 +1,5 @@
-//! Process-wide attributes: resource limits, dumpable, child subreaper, THP disable.
+//! Process-wide attributes: resource limits, dumpable, child subreaper, THP disable,
+//! oom_score_adj.
 
 use super::{differs, At};
 use cairn_image::ProcessAttrs;
@@ -75,6 +76,22 @@ pub fn flags(at: &At<'_>, a: &ProcessAttrs) -> Result<()> {
             &[PR_SET_THP_DISABLE, 1, u64::from(a.thp_disable & !1), 0, 0],
         )?;
     }
+    let path = format!("/proc/{}/oom_score_adj", at.pid);
+    if task::oom_score_adj_of(at.pid)? != a.oom_score_adj {
+        std::fs::write(&path, a.oom_score_adj.to_string()).map_err(|e| {
+            Error::Incompatible(format!(
+                "{}: oom_score_adj {} cannot be set again ({path}: {e}); the restoring user \
+                 may not lower it below its own",
+                at.who, a.oom_score_adj
+            ))
+        })?;
+    }
+    differs(
+        &at.who,
+        "oom_score_adj",
+        &a.oom_score_adj,
+        &task::oom_score_adj_of(at.pid)?,
+    )?;
     let got = task::query_process(at.inj, at.pid, at.scratch)?;
     differs(
         &at.who,

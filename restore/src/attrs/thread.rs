@@ -1,5 +1,5 @@
 //! Per-thread attributes: timer slack, personality, CPU affinity, scheduling (policy,
-//! priority, nice, flags), credentials ([`super::creds`]), no_new_privs and the parent-death
+//! priority, nice, flags), I/O priority, credentials ([`super::creds`]), no_new_privs and the parent-death
 //! signal — in this order, because a change of credentials clears the parent-death signal
 //! and ends the privilege that a real-time policy or a lower nice value may need.
 
@@ -8,6 +8,7 @@ use cairn_image::{SchedAttr, ThreadAttrs};
 use cairn_sys::task::{self, affinity_of, sched_of, AFFINITY_WORDS};
 use cairn_sys::{Error, Result};
 
+const IOPRIO_WHO_PROCESS: u64 = 1;
 const PR_SET_PDEATHSIG: u64 = 1;
 const PR_SET_TIMERSLACK: u64 = 29;
 const PR_SET_NO_NEW_PRIVS: u64 = 38;
@@ -61,6 +62,26 @@ pub fn apply(at: &At<'_>, a: &ThreadAttrs, user_ns: bool) -> Result<()> {
     )?;
     affinity(at, &a.affinity)?;
     sched(at, &a.sched)?;
+    // After the nice value, which gives the I/O priority of a thread without one of its own:
+    // set only when that is not already what the thread had.
+    if task::ioprio_of(at.tid)? != a.ioprio {
+        at.set(
+            &format!(
+                "its I/O priority (class {}, level {})",
+                a.ioprio >> 13,
+                a.ioprio & 0x1fff
+            ),
+            "ioprio_set",
+            libc::SYS_ioprio_set,
+            &[IOPRIO_WHO_PROCESS, 0, u64::from(a.ioprio)],
+        )?;
+    }
+    differs(
+        &at.who,
+        "the I/O priority",
+        &a.ioprio,
+        &task::ioprio_of(at.tid)?,
+    )?;
     creds::apply(at, &a.creds, a.securebits, user_ns)?;
     if a.no_new_privs {
         at.set(
