@@ -14,6 +14,12 @@ pub struct IpcImage {
     /// Every System V shared memory segment of the job's IPC namespace.
     #[serde(default)]
     pub sysv_shm: Vec<crate::sysv::SysvShm>,
+    /// Every System V semaphore set of the job's IPC namespace.
+    #[serde(default)]
+    pub sysv_sem: Vec<crate::sysv::SysvSem>,
+    /// Every System V message queue of the job's IPC namespace.
+    #[serde(default)]
+    pub sysv_msg: Vec<crate::sysv::SysvMsgQueue>,
 }
 
 /// The local address of a UNIX socket.

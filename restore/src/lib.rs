@@ -583,6 +583,9 @@ fn rebuild(
         thread_state(&tinj, stub, p.pid, scratch, t, drop_caps(t))?;
         outer.push(new);
     }
+    for k in kinds {
+        k.with_threads(&inj, p)?;
+    }
     thread_state(
         &inj,
         stub,
