@@ -270,6 +270,8 @@ struct Injected {
     sigactions: Vec<SigAction>,
     itimers: Vec<(u32, [i64; 4])>,
     per_thread: Vec<(u64, (u64, i32, u64))>,
+    process: crate::attrs::ProcessQueries,
+    thread_queries: Vec<cairn_sys::task::TaskFlags>,
 }
 
 fn u64_at(b: &[u8], o: usize) -> u64 {
@@ -278,7 +280,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
     u64::from_le_bytes(a)
 }
 
-fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
+fn inject_queries(pid: i32, tids: &[i32], children: &[i32]) -> Result<Injected> {
     let sys = inject::find_vdso_syscall(pid)?;
     let lead = Injector::new(tids[0], sys)?;
     let scratch = lead.call(
@@ -337,9 +339,16 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
                 itimers.push((which as u32, v));
             }
         }
+        let process = crate::attrs::inject_process(&lead, pid, scratch + 3072, children)?;
         let mut per_thread = Vec::new();
+        let mut thread_queries = Vec::new();
         for &tid in tids {
             let inj = Injector::new(tid, sys)?;
+            thread_queries.push(cairn_sys::task::query_task(
+                &inj,
+                pid,
+                scratch + 4096 + 256,
+            )?);
             inj.call(
                 "prctl(PR_GET_TID_ADDRESS)",
                 libc::SYS_prctl,
@@ -361,6 +370,8 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
             sigactions,
             itimers,
             per_thread,
+            process,
+            thread_queries,
         })
     })();
     let unmapped = lead.call("munmap", libc::SYS_munmap, &[scratch, SCRATCH_LEN]);
@@ -405,6 +416,7 @@ fn capture_thread(pid: i32, tid: i32) -> Result<ThreadImage> {
         robust_list: (head, len),
         clear_child_tid: 0,
         sigaltstack: (0, 0, 0),
+        attrs: None,
     })
 }
 
@@ -453,7 +465,11 @@ pub fn capture_process(
     for &t in &fz.tids {
         ptrace::set_sigmask(t, BLOCK_ALL)?;
     }
-    let injected = inject_queries(pid, &fz.tids);
+    let children = procfs::children_of(pid)?
+        .into_iter()
+        .map(|c| procfs::inner_pid(&format!("/proc/{c}/status")))
+        .collect::<Result<Vec<_>>>()?;
+    let injected = inject_queries(pid, &fz.tids, &children);
     // Put every thread back as it was, syscalls set to restart.
     let mut restore_err = None;
     for (th, &t) in threads.iter().zip(&fz.tids) {
@@ -470,6 +486,13 @@ pub fn capture_process(
     for (th, (ctid, ss)) in threads.iter_mut().zip(&injected.per_thread) {
         th.clear_child_tid = *ctid;
         th.sigaltstack = *ss;
+    }
+    for ((th, &t), q) in threads
+        .iter_mut()
+        .zip(&fz.tids)
+        .zip(&injected.thread_queries)
+    {
+        th.attrs = Some(crate::attrs::thread_attrs(pid, t, q)?);
     }
 
     let status_path = format!("/proc/{pid}/status");
@@ -490,6 +513,7 @@ pub fn capture_process(
         None => maps = procfs::read_maps(pid)?,
     }
     let vdso = vdso_info(pid, &maps)?;
+    crate::attrs::check_dumpable(ns_pid, &injected.process.attrs)?;
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
     let mut vmas = Vec::new();
@@ -548,19 +572,12 @@ pub fn capture_process(
     let auxv_path = format!("/proc/{pid}/auxv");
     let auxv_bytes = fs::read(&auxv_path).map_err(io_ctx(format!("reading {auxv_path}")))?;
     let auxv = auxv_bytes.chunks_exact(8).map(|c| u64_at(c, 0)).collect();
-    let mut rlimits = Vec::new();
-    for res in 0..16u32 {
-        let mut old = libc::rlimit64 {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: prlimit64 with a null new limit only writes `old`.
-        let r = unsafe { libc::prlimit64(pid, res as _, std::ptr::null(), &mut old) };
-        if r < 0 {
-            return Err(cairn_sys::error::last_os(format!("prlimit({pid}, {res})")));
-        }
-        rlimits.push((res, old.rlim_cur, old.rlim_max));
-    }
+    crate::attrs::check_shared_fs(pid, ns_pid, &fz.tids)?;
+    let crate::attrs::ProcessQueries {
+        rlimits,
+        attrs: mut process_attrs,
+    } = injected.process;
+    process_attrs.stopped = fz.group_stop;
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
     let fds = capture_fds(pid, ns_pid, sink, parent, earlier)?;
@@ -595,6 +612,7 @@ pub fn capture_process(
         pgid,
         sid,
         shares_files: false,
+        attrs: Some(process_attrs),
     };
     capture_memory(pid, &image, sink)?;
     Ok(image)

@@ -16,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attrs;
 pub mod checkpoint;
 pub mod dirty;
 pub mod tree;

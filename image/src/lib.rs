@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attrs;
 pub mod epoll;
 pub mod eventfd;
 pub mod fd;
@@ -23,6 +24,7 @@ pub mod timerfd;
 pub mod unix;
 pub mod unlinked;
 
+pub use attrs::{ChildReport, Creds, ProcessAttrs, SchedAttr, ThreadAttrs};
 pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};

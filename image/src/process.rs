@@ -1,6 +1,7 @@
 //! Processes and threads: identity, registers, signals, limits, the descriptor table and
 //! the memory layout fields.
 
+use crate::attrs::{ProcessAttrs, ThreadAttrs};
 use crate::fd::FdImage;
 use crate::memory::Vma;
 pub use cairn_sys::regs::UserRegs;
@@ -65,6 +66,10 @@ pub struct ProcessImage {
     /// `CLONE_THREAD`): its descriptors are the parent's, all [`crate::FdKind::Inherited`].
     #[serde(default)]
     pub shares_files: bool,
+    /// Attributes of the process: prctl flags, the stopped state, children's reports
+    /// (`None` in images written before they were captured).
+    #[serde(default)]
+    pub attrs: Option<ProcessAttrs>,
 }
 
 /// mm fields of /proc/PID/stat plus the current brk.
@@ -107,6 +112,10 @@ pub struct ThreadImage {
     pub clear_child_tid: u64,
     /// sigaltstack (ss_sp, ss_flags, ss_size).
     pub sigaltstack: (u64, i32, u64),
+    /// Credentials, scheduling, affinity and the other per-thread attributes (`None` in
+    /// images written before they were captured).
+    #[serde(default)]
+    pub attrs: Option<ThreadAttrs>,
 }
 
 /// A signal disposition (kernel `struct sigaction` layout fields).

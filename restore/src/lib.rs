@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attrs;
 pub mod compat;
 pub mod fill;
 pub mod lazy;
@@ -41,6 +42,8 @@ const RSEQ_FLAG_UNREGISTER: u64 = 1;
 /// Offsets inside the scratch page.
 const ARG: u64 = 1024;
 const STR: u64 = 8192;
+/// The attributes' part of the scratch area ([`attrs`]).
+const ATTRS: u64 = 3 * PAGE;
 
 /// Options of [`restore_with`].
 #[derive(Debug, Clone, Default)]
@@ -200,6 +203,7 @@ fn restore_inner(
             }
         }
         let outer = outer_pids(sb.program_pid())?;
+        attrs::stopped::stop_stubs(image, &outer)?;
         for k in &kinds {
             k.in_job(sb.program_pid(), source)?;
         }
@@ -218,6 +222,7 @@ fn restore_inner(
             traced.push(rebuild(
                 o,
                 p,
+                image,
                 source,
                 &shm_fds,
                 &kinds,
@@ -502,6 +507,7 @@ fn shared_memory(
 fn rebuild(
     stub: i32,
     p: &ProcessImage,
+    image: &ProcessTreeImage,
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
     kinds: &[Box<dyn Recreated>],
@@ -607,18 +613,8 @@ fn rebuild(
     inj.call("close", libc::SYS_close, &[exe_fd])?;
     r?;
 
-    for &(res, cur, max) in &p.rlimits {
-        let lim = libc::rlimit64 {
-            rlim_cur: cur,
-            rlim_max: max,
-        };
-        // SAFETY: prlimit64 reads `lim`; the old value is not requested.
-        if unsafe { libc::prlimit64(stub, res as _, &lim, std::ptr::null_mut()) } < 0 {
-            return Err(last_os(format!(
-                "restoring resource limit {res} ({cur}/{max}) of the program"
-            )));
-        }
-    }
+    let at = |inj, tid, who| attrs::At::new(inj, stub, tid, scratch + ATTRS, who);
+    attrs::stopped::settle_reports(&at(&inj, stub, format!("process {}", p.pid)), image, p)?;
 
     for a in &p.sigactions {
         write_bytes(
@@ -679,13 +675,43 @@ fn rebuild(
         }
         ptrace::set_sigmask(new, BLOCK_ALL)?;
         let tinj = Injector::new(new, scratch)?;
-        thread_state(&tinj, stub, p.pid, scratch, t, p_user_ns_drop(p))?;
+        thread_state(&tinj, stub, p.pid, scratch, t, drop_caps(t))?;
         outer.push(new);
     }
     for k in kinds {
         k.with_threads(&inj, p)?;
     }
-    thread_state(&inj, stub, p.pid, scratch, &p.threads[0], p_user_ns_drop(p))?;
+    thread_state(
+        &inj,
+        stub,
+        p.pid,
+        scratch,
+        &p.threads[0],
+        drop_caps(&p.threads[0]),
+    )?;
+    // Limits once every thread exists (RLIMIT_NPROC counts them), before what they allow
+    // (RLIMIT_NICE, RLIMIT_RTPRIO); credentials last, as they may end the privilege the
+    // rest needs; dumpable at the very end (credential changes reset it).
+    let proc_at = at(&inj, stub, format!("process {}", p.pid));
+    attrs::process::rlimits(&proc_at, &p.rlimits)?;
+    if let Some(a) = &p.attrs {
+        attrs::process::flags(&proc_at, a)?;
+    }
+    for (t, &o) in p.threads.iter().zip(&outer) {
+        if let Some(a) = &t.attrs {
+            let who = format!("process {} thread {}", p.pid, t.tid);
+            if o == stub {
+                attrs::thread::apply(&at(&inj, o, who), a, unprivileged())?;
+            } else {
+                let tinj = Injector::new(o, scratch)?;
+                let tat = attrs::At::new(&tinj, stub, o, scratch + ATTRS, who);
+                attrs::thread::apply(&tat, a, unprivileged())?;
+            }
+        }
+    }
+    if let Some(a) = &p.attrs {
+        attrs::process::dumpable(&proc_at, a)?;
+    }
     for si in &p.shared_pending {
         write_bytes(stub, scratch + ARG, si)?;
         let signo = u64::from(u32::from_le_bytes([si[0], si[1], si[2], si[3]]));
@@ -705,9 +731,15 @@ fn rebuild(
     Ok(traced)
 }
 
-/// Capabilities are dropped when the restore runs in a user namespace: the stub had all of them
-/// there, the original program (an ordinary user's) had none.
-fn p_user_ns_drop(_p: &ProcessImage) -> bool {
+/// The restore runs as an ordinary user (in the job's user namespace).
+fn unprivileged() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() != 0 }
+}
+
+/// For images without thread attributes: capabilities are dropped when the restore runs in
+/// a user namespace (the stub had all of them there, the original program, an ordinary
+/// user's, had none). With attributes, [`attrs::thread`] restores them exactly.
+fn drop_caps(t: &ThreadImage) -> bool {
+    t.attrs.is_none() && unprivileged()
 }

@@ -12,15 +12,25 @@ pub struct Frozen {
     pub pid: i32,
     /// Outer tids, leader first.
     pub tids: Vec<i32>,
+    /// The stop signal when the process was in a group stop (stopped by SIGSTOP, SIGTSTP,
+    /// SIGTTIN or SIGTTOU) as it was frozen.
+    pub group_stop: Option<i32>,
 }
 
-fn stop_one(tid: i32) -> Result<()> {
-    ptrace::seize(tid, ptrace::O_TRACESYSGOOD)?;
+/// Seizes and stops `tid`; returns the group-stop signal when it was stopped by one.
+fn stop_one(tid: i32) -> Result<Option<i32>> {
+    if let Err(e) = ptrace::seize(tid, ptrace::O_TRACESYSGOOD) {
+        return Err(traced_elsewhere(tid).unwrap_or(e));
+    }
     ptrace::interrupt(tid)?;
     loop {
-        match ptrace::wait_stop(tid)? {
-            Stop::Event(_) | Stop::Syscall => return crate::interrupted::settle_stopped(tid),
-            Stop::Signal(sig) => {
+        match ptrace::wait_stop_sig(tid)? {
+            (Stop::Event(_), sig) => {
+                crate::interrupted::settle_stopped(tid)?;
+                return Ok((sig != libc::SIGTRAP).then_some(sig));
+            }
+            (Stop::Syscall, _) => return crate::interrupted::settle_stopped(tid).map(|_| None),
+            (Stop::Signal(sig), _) => {
                 // A signal arrived first: let it be delivered as it would have been, then take
                 // the pending interrupt stop.
                 // SAFETY: PTRACE_CONT with a signal number as data.
@@ -39,6 +49,31 @@ fn stop_one(tid: i32) -> Result<()> {
             }
         }
     }
+}
+
+/// The refusal for a thread that another process traces (a debugger or tracer inside the
+/// job): cairn cannot seize it, and a ptrace relation cannot be restored.
+fn traced_elsewhere(tid: i32) -> Option<crate::Error> {
+    let tracer: i32 = procfs::status_field(&format!("/proc/{tid}/status"), "TracerPid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if tracer == 0 {
+        return None;
+    }
+    let inner = |p: i32| procfs::inner_pid(&format!("/proc/{p}/status")).unwrap_or(p);
+    let tgid = procfs::status_field(&format!("/proc/{tid}/status"), "Tgid")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(tid);
+    Some(crate::Error::Unsupported(format!(
+        "process {} thread {} is traced by process {} (ptrace between processes of the job, \
+         e.g. a debugger, cannot be checkpointed)",
+        inner(tgid),
+        inner(tid),
+        inner(tracer)
+    )))
 }
 
 /// Errors that mean "the process no longer exists" become [`crate::Error::Exited`].
@@ -62,6 +97,7 @@ impl Frozen {
         let mut f = Frozen {
             pid,
             tids: Vec::new(),
+            group_stop: None,
         };
         loop {
             let tasks = procfs::list_tasks(pid).map_err(|e| gone(pid, e))?;
@@ -75,7 +111,12 @@ impl Frozen {
             }
             for t in new {
                 match stop_one(t) {
-                    Ok(()) => f.tids.push(t),
+                    Ok(stop) => {
+                        if t == pid {
+                            f.group_stop = stop;
+                        }
+                        f.tids.push(t);
+                    }
                     Err(e) => {
                         // Reap or detach whatever state the thread is in.
                         ptrace::release(t);

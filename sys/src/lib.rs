@@ -5,7 +5,7 @@
 //!   stopped thread through a scratch page;
 //! * [`freeze`], [`interrupted`] — stopping every thread of a process, and what a thread
 //!   stopped inside a system call resumes with;
-//! * [`procfs`] — parsing /proc; [`ranges`] — byte runs and their arithmetic; [`sock_diag`] — the kernel's socket diagnostics over netlink;
+//! * [`procfs`] — parsing /proc; [`task`] — credentials, scheduling and affinity of a task; [`ranges`] — byte runs and their arithmetic; [`sock_diag`] — the kernel's socket diagnostics over netlink;
 //! * [`uffd`] — userfaultfd; [`pagemap`] — `PAGEMAP_SCAN`;
 //! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
 
@@ -22,6 +22,7 @@ pub mod ranges;
 pub mod regs;
 pub mod sandbox;
 pub mod sock_diag;
+pub mod task;
 pub mod uffd;
 pub mod vdso;
 

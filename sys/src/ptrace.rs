@@ -106,6 +106,12 @@ pub enum Stop {
 
 /// Wait for the next stop of `tid`; a thread that exited becomes [`Error::Exited`].
 pub fn wait_stop(tid: i32) -> Result<Stop> {
+    wait_stop_sig(tid).map(|(stop, _)| stop)
+}
+
+/// [`wait_stop`], also returning the stop's signal number (`WSTOPSIG`): for a
+/// `PTRACE_EVENT_STOP` it is SIGTRAP, or the stop signal when the thread is in a group stop.
+pub fn wait_stop_sig(tid: i32) -> Result<(Stop, i32)> {
     let mut status = 0;
     loop {
         // SAFETY: waitpid writes one int into `status`.
@@ -133,13 +139,14 @@ pub fn wait_stop(tid: i32) -> Result<Stop> {
     }
     let sig = libc::WSTOPSIG(status);
     let event = status >> 16;
-    if sig == libc::SIGTRAP | 0x80 {
-        Ok(Stop::Syscall)
+    let stop = if sig == libc::SIGTRAP | 0x80 {
+        Stop::Syscall
     } else if event != 0 {
-        Ok(Stop::Event(event))
+        Stop::Event(event)
     } else {
-        Ok(Stop::Signal(sig))
-    }
+        Stop::Signal(sig)
+    };
+    Ok((stop, sig))
 }
 
 /// PTRACE_GETREGS.
