@@ -20,8 +20,8 @@ pub mod checkpoint;
 pub mod dirty;
 pub mod tree;
 
-pub use cairn_kinds::{CheckpointOptions, FileCapture};
-pub use dirty::checkpoint_tracked;
+pub use cairn_kinds::{CheckpointOptions, ExternalTcp, FileCapture};
+pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};
 
 use cairn_image::{MemorySink, ProcessTreeImage, IMAGE_FORMAT};
 use cairn_kinds::{FrozenJob, JOB_KINDS};
@@ -88,6 +88,7 @@ fn capture_tree(
         files: Vec::new(),
         pipes: Vec::new(),
         ipc: Default::default(),
+        inet: Default::default(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {

@@ -11,6 +11,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod file;
+pub mod inet;
 pub mod inotify;
 pub mod memory;
 pub mod pipe;
@@ -24,6 +25,7 @@ pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
+pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport};
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
@@ -63,4 +65,7 @@ pub struct ProcessTreeImage {
     /// UNIX sockets, FIFOs and System V shared memory of the job ([`unix`], [`sysv`]).
     #[serde(default)]
     pub ipc: IpcImage,
+    /// TCP and UDP sockets of the job ([`inet`]).
+    #[serde(default)]
+    pub inet: InetImage,
 }
