@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 
 /* "ip:port" of a socket's own (peer = 0) or peer address. */
-static const char *inet_name(int fd, int peer, char *buf, size_t n) {
+static __attribute__((unused)) const char *inet_name(int fd, int peer, char *buf, size_t n) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
@@ -35,7 +35,7 @@ static const char *inet_name(int fd, int peer, char *buf, size_t n) {
 
 /* A loopback TCP connection of `family` (AF_INET: 127.0.0.1, AF_INET6: ::1): *cli connected
  * to *srv accepted from a listener that is closed again unless `keep` is given. */
-static void inet_pair(int family, int *cli, int *srv, int *keep) {
+static __attribute__((unused)) void inet_pair(int family, int *cli, int *srv, int *keep) {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     socklen_t len;
@@ -65,12 +65,12 @@ static void inet_pair(int family, int *cli, int *srv, int *keep) {
 }
 
 /* Byte i of pattern `seed`. */
-static unsigned char inet_byte(unsigned seed, size_t i) {
+static __attribute__((unused)) unsigned char inet_byte(unsigned seed, size_t i) {
     return (unsigned char)((i * 2654435761u + seed * 40503u) >> 7);
 }
 
 /* Write n pattern bytes into fd (blocking socket); exits on failure. */
-static void inet_send_pattern(int fd, unsigned seed, size_t n) {
+static __attribute__((unused)) void inet_send_pattern(int fd, unsigned seed, size_t n) {
     unsigned char buf[8192];
     size_t off = 0;
     while (off < n) {
@@ -86,7 +86,7 @@ static void inet_send_pattern(int fd, unsigned seed, size_t n) {
 }
 
 /* Checks, without consuming, that exactly n pattern bytes are unread on fd. */
-static void inet_check_unread(const char *what, int fd, unsigned seed, size_t n) {
+static __attribute__((unused)) void inet_check_unread(const char *what, int fd, unsigned seed, size_t n) {
     int inq = -1;
     ioctl(fd, FIONREAD, &inq);
     CF_EQ(what, (long long)n, inq);
@@ -106,7 +106,7 @@ static void inet_check_unread(const char *what, int fd, unsigned seed, size_t n)
 }
 
 /* Checks getsockname/getpeername of fd against what setup saw. */
-static void inet_check_names(const char *what, int fd, const char *local, const char *peer) {
+static __attribute__((unused)) void inet_check_names(const char *what, int fd, const char *local, const char *peer) {
     char a[128], b[128], w[160];
     snprintf(w, sizeof w, "%s getsockname", what);
     CF_STREQ(w, local, inet_name(fd, 0, a, sizeof a));
@@ -115,7 +115,7 @@ static void inet_check_names(const char *what, int fd, const char *local, const 
 }
 
 /* TCP state (TCP_INFO) of fd. */
-static int inet_tcp_state(int fd) {
+static __attribute__((unused)) int inet_tcp_state(int fd) {
     struct tcp_info ti;
     socklen_t len = sizeof ti;
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0) return -1;
@@ -124,7 +124,7 @@ static int inet_tcp_state(int fd) {
 
 /* Round trip of one small message a -> b (consumed), behind whatever b had unread: only when
  * b had nothing unread. */
-static void inet_check_live(const char *what, int a, int b) {
+static __attribute__((unused)) void inet_check_live(const char *what, int a, int b) {
     char msg[] = "ping", got[8] = {0};
     if (send(a, msg, 4, MSG_NOSIGNAL) != 4) {
         cf_fail("%s: send: %s", what, strerror(errno));

@@ -52,7 +52,7 @@ fn from_storage(s: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// `addr` as a sockaddr of `family` (an IPv4 address on an AF_INET6 socket becomes
-/// IPv4-mapped).
+/// IPv4-mapped, an IPv4-mapped one on an AF_INET socket IPv4).
 pub(crate) fn to_storage(addr: SocketAddr, family: i32) -> (libc::sockaddr_storage, u32) {
     // SAFETY: an all-zero sockaddr_storage is valid.
     let mut s: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -60,6 +60,7 @@ pub(crate) fn to_storage(addr: SocketAddr, family: i32) -> (libc::sockaddr_stora
         (SocketAddr::V4(v4), libc::AF_INET6) => {
             SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0))
         }
+        (a, libc::AF_INET) => canon(a),
         (a, _) => a,
     };
     match addr {

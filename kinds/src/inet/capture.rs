@@ -15,6 +15,7 @@
 //! [`crate::CheckpointOptions::external_tcp`].
 
 use super::addr::{self, canon, covers, name_of, show};
+use super::diag;
 use super::opts::{self, get_int, set_int};
 use super::table::{self, Entry};
 use super::ExternalTcp;
@@ -111,6 +112,8 @@ struct Live {
     tcp_state: u8,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    /// The backlog of a listener (inet_diag).
+    backlog: u32,
     /// Bytes the peer sent that this end has not received yet (taken from the peer's write
     /// queue), appended to the unread data.
     tail: Vec<u8>,
@@ -171,6 +174,19 @@ pub fn capture_job(
     } else {
         Vec::new()
     };
+    let diags = if tcp_table.is_empty() {
+        Default::default()
+    } else {
+        diag::tcp()?
+    };
+    for l in &mut live {
+        if let Some(d) = diags.get(&l.img.id) {
+            l.backlog = d.backlog;
+            l.img.shut_wr = d.shutdown & 2 != 0;
+            // RCV_SHUTDOWN without a FIN received: the program's SHUT_RD.
+            l.img.shut_rd = d.shutdown & 1 != 0 && !fin_received(l.tcp_state);
+        }
+    }
     classify(&mut live, &tcp_table, job.options.external_tcp)?;
     undelivered(&mut live)?;
     for l in &mut live {
@@ -267,6 +283,7 @@ fn open(outer: i32, ns_pid: i32, fdn: i32, id: u64) -> Result<Live> {
         local,
         peer,
         tail: Vec::new(),
+        backlog: 0,
         fd,
     })
 }
@@ -300,12 +317,7 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
         }
         let s = l.tcp_state;
         l.img.state = match s {
-            st::LISTEN => {
-                let e = tcp.iter().find(|e| e.inode == l.img.id);
-                InetState::Listening {
-                    backlog: e.map_or(128, |e| e.txq),
-                }
-            }
+            st::LISTEN => InetState::Listening { backlog: l.backlog },
             st::SYN_SENT => {
                 return Err(Error::Unsupported(format!(
                     "{}: TCP connection to {} in progress (connect(2) not yet answered) cannot \
@@ -523,8 +535,7 @@ fn send_tail(from: &Live, to: &Live) -> Result<Vec<u8>> {
     Ok(tail)
 }
 
-/// The unread data of a socket (peeked) and, for UDP, each datagram's length and source;
-/// SHUT_RD of an empty TCP receive queue.
+/// The unread data of a socket (peeked) and, for UDP, each datagram's length and source.
 fn read_data(l: &mut Live, sink: &mut dyn MemorySink) -> Result<()> {
     if matches!(l.img.state, InetState::Listening { .. } | InetState::Reset) {
         return Ok(());
@@ -542,20 +553,6 @@ fn read_data(l: &mut Live, sink: &mut dyn MemorySink) -> Result<()> {
                     l.who,
                     data.len()
                 )));
-            }
-            if inq == 0 && !fin_received(l.tcp_state) && l.img.state != InetState::Finished {
-                // A read that would return end of file although no FIN came: SHUT_RD.
-                let mut b = [0u8; 1];
-                // SAFETY: recv writes at most one byte.
-                let n = unsafe {
-                    libc::recv(
-                        l.fd.as_raw_fd(),
-                        b.as_mut_ptr().cast(),
-                        1,
-                        libc::MSG_PEEK | libc::MSG_DONTWAIT,
-                    )
-                };
-                l.img.shut_rd = n == 0 && l.tcp_state != st::CLOSE;
             }
             data
         }

@@ -5,6 +5,7 @@
 
 mod addr;
 pub mod capture;
+mod diag;
 mod opts;
 pub mod restore;
 mod table;

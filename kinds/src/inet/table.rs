@@ -22,8 +22,6 @@ pub(crate) struct Entry {
     pub remote: SocketAddr,
     /// TCP state.
     pub state: u8,
-    /// Send queue (for a listener: its backlog).
-    pub txq: u32,
     /// Receive queue (for a listener: connections waiting to be accepted).
     pub rxq: u32,
     /// Inode of the socket (0: no file, e.g. not accepted yet, or closed).
@@ -63,12 +61,11 @@ fn parse_line(l: &str) -> Option<Entry> {
     if f.len() < 10 {
         return None;
     }
-    let (tx, rx) = f[4].split_once(':')?;
+    let (_, rx) = f[4].split_once(':')?;
     Some(Entry {
         local: endpoint(f[1])?,
         remote: endpoint(f[2])?,
         state: u8::from_str_radix(f[3], 16).ok()?,
-        txq: u32::from_str_radix(tx, 16).ok()?,
         rxq: u32::from_str_radix(rx, 16).ok()?,
         inode: f[9].parse().ok()?,
     })
@@ -99,7 +96,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(e.local, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!((e.state, e.txq, e.rxq, e.inode), (10, 0, 5, 12345));
+        assert_eq!((e.state, e.rxq, e.inode), (10, 5, 12345));
         let e = parse_line(
             "   1: 00000000000000000000000001000000:1F90 0000000000000000FFFF00000100007F:A000 01 00000000:00000000 00:00000000 00000000  1000        0 0 1",
         )
