@@ -449,23 +449,28 @@ fn peek_bytes(fd: &OwnedFd, len: usize) -> std::io::Result<Vec<u8>> {
 /// has not received (a closed receive window): waited for briefly (acknowledgements still
 /// under way), then taken as root with TCP_REPAIR, refused otherwise.
 fn undelivered(live: &mut [Live]) -> Result<()> {
-    let pending = |live: &[Live]| -> Result<Vec<usize>> {
+    let pending = |live: &[Live], wait: bool| -> Result<Vec<usize>> {
         let mut v = Vec::new();
         for (i, l) in live.iter().enumerate() {
-            if matches!(l.img.state, InetState::Connected { .. })
-                && ioctl_int(&l.fd, SIOCOUTQ, "SIOCOUTQ")? > 0
-            {
+            if !matches!(l.img.state, InetState::Connected { .. }) {
+                continue;
+            }
+            let outq = ioctl_int(&l.fd, SIOCOUTQ, "SIOCOUTQ")?;
+            // Sent but not acknowledged yet: the acknowledgement may still come.
+            if outq > ioctl_int(&l.fd, SIOCOUTQNSD, "SIOCOUTQNSD")? || (wait && outq > 0) {
                 v.push(i);
             }
         }
         Ok(v)
     };
     let deadline = Instant::now() + Duration::from_millis(300);
-    let mut left = pending(live)?;
-    while !left.is_empty() && Instant::now() < deadline {
+    while !pending(live, true)?.is_empty() && Instant::now() < deadline {
+        if pending(live, false)?.is_empty() {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(10));
-        left = pending(live)?;
     }
+    let left = pending(live, true)?;
     for i in left {
         let InetState::Connected { peer } = live[i].img.state else {
             continue;
