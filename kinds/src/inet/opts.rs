@@ -244,9 +244,12 @@ pub(crate) fn set_all(fd: &OwnedFd, s: &InetSocket, who: &str) -> Result<()> {
 
 /// Give `fd` the buffer size `want` that getsockopt(`opt`) reported at the checkpoint
 /// (the kernel doubles what is set; beyond the system's limit only the privileged
-/// `force` option reaches it). Nothing is set when it already has that size.
+/// `force` option reaches it). Nothing is set when it already has that size, or when the
+/// size is odd: then the kernel's automatic tuning chose it, which goes on for the new socket.
 pub(crate) fn set_buffer(fd: &OwnedFd, opt: i32, force: i32, want: i32, who: &str) -> Result<()> {
-    if get_int(fd, libc::SOL_SOCKET, opt).ok() == Some(want) {
+    // An odd size was never set by the program (the kernel doubles what is set): the
+    // kernel's own tuning grew it, and goes on tuning the new socket's.
+    if get_int(fd, libc::SOL_SOCKET, opt).ok() == Some(want) || want % 2 == 1 {
         return Ok(());
     }
     let half = want / 2;
