@@ -112,6 +112,8 @@ struct Live {
     tcp_state: u8,
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
+    /// How much of the receive queue the tail follows.
+    tail_after: Option<usize>,
     /// The backlog of a listener (inet_diag).
     backlog: u32,
     /// Bytes the peer sent that this end has not received yet (taken from the peer's write
@@ -283,6 +285,7 @@ fn open(outer: i32, ns_pid: i32, fdn: i32, id: u64) -> Result<Live> {
         local,
         peer,
         tail: Vec::new(),
+        tail_after: None,
         backlog: 0,
         fd,
     })
@@ -479,13 +482,16 @@ fn undelivered(live: &mut [Live]) -> Result<()> {
             continue;
         };
         let tail = send_tail(&live[i], &live[j])?;
-        live[j].tail = tail;
+        live[j].tail = tail.0;
+        live[j].tail_after = Some(tail.1);
     }
     Ok(())
 }
 
 /// What `from` sent that `to` has not received, from `from`'s write queue in repair mode.
-fn send_tail(from: &Live, to: &Live) -> Result<Vec<u8>> {
+/// With the length of `to`'s receive queue that the tail follows (what arrives later is in
+/// the tail already).
+fn send_tail(from: &Live, to: &Live) -> Result<(Vec<u8>, usize)> {
     let outq = ioctl_int(&from.fd, SIOCOUTQ, "SIOCOUTQ")?;
     let notsent = ioctl_int(&from.fd, SIOCOUTQNSD, "SIOCOUTQNSD")?;
     if let Err(e) = repair(&from.fd, true) {
@@ -505,18 +511,45 @@ fn send_tail(from: &Live, to: &Live) -> Result<Vec<u8>> {
             source: e,
         });
     }
-    let r = (|| -> Result<Vec<u8>> {
+    let r = (|| -> Result<(Vec<u8>, usize)> {
         let sys = |what: &str| {
             let what = format!("{}: {what}", from.who);
             move |e| Error::Sys { what, source: e }
         };
         let write_seq = queue_seq(&from.fd, TCP_SEND_QUEUE).map_err(sys("TCP_QUEUE_SEQ"))?;
-        let queue = peek_bytes(&from.fd, outq as usize).map_err(sys("peeking the send queue"))?;
-        repair(&to.fd, true).map_err(sys("TCP_REPAIR of its peer"))?;
-        let rcv_nxt = queue_seq(&to.fd, TCP_RECV_QUEUE);
-        let off = repair(&to.fd, false);
-        let rcv_nxt = rcv_nxt.map_err(sys("TCP_QUEUE_SEQ of its peer"))?;
-        off.map_err(sys("leaving TCP_REPAIR"))?;
+        // The head of the queue may hold bytes acknowledged already (a segment is trimmed
+        // only in whole segments): room for more than SIOCOUTQ, and the tail is cut from the
+        // end, which is write_seq.
+        let queue = peek_bytes(&from.fd, outq as usize + (4 << 20))
+            .map_err(sys("peeking the send queue"))?;
+        if queue.len() < outq as usize {
+            return Err(Error::Parse(format!(
+                "{}: peeked {} bytes of a send queue of {outq}",
+                from.who,
+                queue.len()
+            )));
+        }
+        // rcv_nxt and the receive queue's length read together (nothing arrived between).
+        let mut seen = None;
+        for _ in 0..10 {
+            let before = ioctl_int(&to.fd, libc::FIONREAD as libc::c_ulong, "SIOCINQ")?;
+            repair(&to.fd, true).map_err(sys("TCP_REPAIR of its peer"))?;
+            let rcv_nxt = queue_seq(&to.fd, TCP_RECV_QUEUE);
+            let off = repair(&to.fd, false);
+            let rcv_nxt = rcv_nxt.map_err(sys("TCP_QUEUE_SEQ of its peer"))?;
+            off.map_err(sys("leaving TCP_REPAIR"))?;
+            let after = ioctl_int(&to.fd, libc::FIONREAD as libc::c_ulong, "SIOCINQ")?;
+            if before == after {
+                seen = Some((rcv_nxt, after));
+                break;
+            }
+        }
+        let Some((rcv_nxt, inq)) = seen else {
+            return Err(Error::Unsupported(format!(
+                "{}: data keeps arriving at its peer while the job is frozen; checkpoint again",
+                from.who
+            )));
+        };
         let mut missing = write_seq.wrapping_sub(rcv_nxt) as usize;
         // The FIN takes a sequence number but no byte.
         if from.img.shut_wr && !fin_received(to.tcp_state) && missing > 0 {
@@ -529,7 +562,7 @@ fn send_tail(from: &Live, to: &Live) -> Result<Vec<u8>> {
                 queue.len()
             )));
         }
-        Ok(queue[queue.len() - missing..].to_vec())
+        Ok((queue[queue.len() - missing..].to_vec(), inq as usize))
     })();
     let off = repair(&from.fd, false);
     let tail = r?;
@@ -548,6 +581,7 @@ fn read_data(l: &mut Live, sink: &mut dyn MemorySink) -> Result<()> {
     let mut data = match l.img.transport {
         Transport::Tcp => {
             let inq = ioctl_int(&l.fd, libc::FIONREAD as libc::c_ulong, "SIOCINQ")? as usize;
+            let inq = l.tail_after.unwrap_or(inq).min(inq);
             let data = with_peek_off(&l.fd, |fd| peek_bytes(fd, inq)).map_err(|e| Error::Sys {
                 what: format!("{}: peeking unread data", l.who),
                 source: e,
