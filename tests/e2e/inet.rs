@@ -1,6 +1,7 @@
 //! TCP and UDP sockets across checkpoint → kill -9 → restart cycles: programs whose
-//! processes talk to each other over 127.0.0.1 give their native output after three cycles,
-//! as root and as an unprivileged user; connections to a server outside the job are refused
+//! processes talk to each other over 127.0.0.1 (a TCP server and clients, a UDP pair, Python
+//! multiprocessing's manager, Redis, a pyzmq pipeline) give their native output after three
+//! cycles, as root and as an unprivileged user; connections to a server outside the job are refused
 //! by default (every one named) or, with `--external-tcp close`, restored as reset so that
 //! the program reconnects.
 
@@ -201,4 +202,24 @@ fn external_connections_are_refused_by_default_all_named() {
     assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
     let text = std::fs::read_to_string(&stdout).unwrap_or_default();
     assert!(text.ends_with("answer to request 59\n"), "{text}");
+}
+
+/// redis-server (from Debian) and a client of it in one job, over TCP on 127.0.0.1.
+#[test]
+fn redis_server_and_client() {
+    let _area = Area::enter(module_path!());
+    let prog = Program::script("sh", "redis_job.sh", &[]);
+    let out = differential(&prog, "redis", &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
+/// A three-process pyzmq pipeline (PUSH/PULL over TCP, libzmq's I/O threads and eventfds).
+#[test]
+fn pyzmq_pipeline() {
+    let _area = Area::enter(module_path!());
+    let prog = script("zmq_pipeline.py", &["500"], None);
+    let out = differential(&prog, "zmq-pipeline", &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
 }

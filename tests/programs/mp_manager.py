@@ -15,11 +15,12 @@ def worker(tasks, results):
         if t is None:
             break
         results[t] = hashlib.sha256(str(t).encode() * 1000).hexdigest()[:12]
-        time.sleep(0.02)
+        time.sleep(0.1)
 
 
 def main():
     n = int(sys.argv[1])
+    print(f"{n} tasks", flush=True)
     m = SyncManager(address=("127.0.0.1", 0), authkey=b"cairn-test")
     m.start()
     tasks, results = m.Queue(), m.dict()
