@@ -58,7 +58,11 @@ fn tcp_server_and_clients_as_unprivileged_user() {
 #[test]
 fn udp_request_response() {
     let _area = Area::enter(module_path!());
-    differential(&script("udp_pair.py", &["600"], None), "udp-pair", &Cycles::default());
+    differential(
+        &script("udp_pair.py", &["600"], None),
+        "udp-pair",
+        &Cycles::default(),
+    );
 }
 
 #[test]
@@ -73,7 +77,11 @@ fn udp_request_response_as_unprivileged_user() {
 #[test]
 fn python_multiprocessing_manager_over_tcp() {
     let _area = Area::enter(module_path!());
-    differential(&script("mp_manager.py", &["150"], None), "mp-manager", &Cycles::default());
+    differential(
+        &script("mp_manager.py", &["150"], None),
+        "mp-manager",
+        &Cycles::default(),
+    );
 }
 
 #[test]
@@ -182,7 +190,15 @@ fn external_connections_are_refused_by_default_all_named() {
     let prog = script("tcp_reconnect.py", &[&port, "60", "2"], None);
     let scratch = common::Scratch::new();
     let dir = scratch.sub("cairn");
-    let mut job = common::Job::start(&prog, "launch", &scratch.store(), "outside", &[], &dir, true);
+    let mut job = common::Job::start(
+        &prog,
+        "launch",
+        &scratch.store(),
+        "outside",
+        &[],
+        &dir,
+        true,
+    );
     let stdout = dir.join("stdout");
     common::wait_for("the first answer", Duration::from_secs(60), || {
         std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("answer to request 1\n"))
