@@ -326,7 +326,10 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
                     "{}: TCP connection to {} in progress (connect(2) not yet answered) cannot \
                      be checkpointed; checkpoint again later",
                     l.who,
-                    l.peer.map(show).unwrap_or_default()
+                    tcp.iter()
+                        .find(|e| e.inode == l.img.id)
+                        .map(|e| show(e.remote))
+                        .unwrap_or_else(|| "its peer".into())
                 )))
             }
             st::CLOSE => {
@@ -386,8 +389,36 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
             }
         };
     }
-    if !outside.is_empty() && policy == ExternalTcp::Refuse {
-        let list: Vec<String> = live
+    // Clients outside the job waiting in a listener's accept queue: connections leaving the
+    // job too (with `close`, the restored listener does not have them: they were reset).
+    let mut waiting_outside = Vec::new();
+    for l in live.iter() {
+        let (InetState::Listening { .. }, Some(me)) = (&l.img.state, l.local) else {
+            continue;
+        };
+        for e in tcp.iter().filter(|e| {
+            e.inode == 0
+                && matches!(
+                    e.state,
+                    table::ESTABLISHED | table::CLOSE_WAIT | table::SYN_RECV
+                )
+                && covers(me, e.local)
+        }) {
+            let ours = ends
+                .iter()
+                .any(|x| x.1 == Some(e.remote) && x.2 == Some(e.local));
+            if !ours {
+                waiting_outside.push(format!(
+                    "{}: {} -> {} (not accepted yet)",
+                    l.who,
+                    show(e.local),
+                    show(e.remote)
+                ));
+            }
+        }
+    }
+    if (!outside.is_empty() || !waiting_outside.is_empty()) && policy == ExternalTcp::Refuse {
+        let mut list: Vec<String> = live
             .iter()
             .filter(|l| outside.contains(&l.img.id))
             .map(|l| {
@@ -399,6 +430,7 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
                 )
             })
             .collect();
+        list.extend(waiting_outside);
         return Err(Error::Unsupported(format!(
             "TCP connections whose peer is not a process of the job cannot be checkpointed \
              (the job's policy is --external-tcp refuse; with close they are restored as reset \

@@ -137,11 +137,7 @@ fn get_raw<T>(fd: &OwnedFd, level: i32, opt: i32, v: &mut T) -> std::io::Result<
 pub(crate) type Recorded = (Vec<IntOption>, Option<i32>, (i64, i64));
 
 /// The recorded options of the program's socket `fd`: integers, SO_LINGER, the timeouts.
-pub(crate) fn capture(
-    fd: &OwnedFd,
-    family: i32,
-    t: Transport,
-) -> Result<Recorded> {
+pub(crate) fn capture(fd: &OwnedFd, family: i32, t: Transport) -> Result<Recorded> {
     let mut ints = Vec::new();
     for &(level, opt, name, f) in INT_OPTIONS {
         if !applies(f, family, t) {
