@@ -98,7 +98,8 @@ fn bind_local(fd: &OwnedFd, s: &InetSocket) -> Result<()> {
         if e.raw_os_error() == Some(libc::EADDRINUSE) {
             Error::Incompatible(format!(
                 "{}: its address {local} is held by another socket now (a program outside \
-                 the job?); free it and restart",
+                 the job, or a connection of the killed job in TIME_WAIT for up to a minute); \
+                 free it and restart",
                 who(s)
             ))
         } else {
@@ -219,7 +220,8 @@ fn connection(
         if e.raw_os_error() == Some(libc::EADDRINUSE) {
             Error::Incompatible(format!(
                 "{what}: its address {} is held by another socket now (a program outside the \
-                 job?); free it and restart",
+                 job, or a connection of the killed job in TIME_WAIT for up to a minute); free \
+                 it and restart",
                 to.1
             ))
         } else {
