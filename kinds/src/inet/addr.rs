@@ -180,3 +180,37 @@ pub(crate) fn parse(s: &str) -> Option<SocketAddr> {
 pub(crate) fn show(a: SocketAddr) -> String {
     a.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn mapped_addresses_compare_as_ipv4() {
+        assert_eq!(canon(a("[::ffff:127.0.0.1]:80")), a("127.0.0.1:80"));
+        assert_eq!(canon(a("[::1]:80")), a("[::1]:80"));
+    }
+
+    #[test]
+    fn wildcard_listeners_cover_their_port() {
+        assert!(covers(a("0.0.0.0:80"), a("127.0.0.1:80")));
+        assert!(covers(a("[::]:80"), a("127.0.0.1:80")));
+        assert!(covers(a("[::]:80"), a("[::1]:80")));
+        assert!(!covers(a("0.0.0.0:80"), a("[::1]:80")));
+        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.2:80")));
+        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.1:81")));
+    }
+
+    #[test]
+    fn ipv4_on_an_ipv6_socket_is_mapped() {
+        let (s, len) = to_storage(a("127.0.0.1:5"), libc::AF_INET6);
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+        assert_eq!(from_storage(&s), Some(a("[::ffff:127.0.0.1]:5")));
+        let (s, _) = to_storage(a("[::ffff:127.0.0.1]:5"), libc::AF_INET);
+        assert_eq!(from_storage(&s), Some(a("127.0.0.1:5")));
+    }
+}

@@ -44,3 +44,16 @@ impl std::fmt::Display for ExternalTcp {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ExternalTcp;
+
+    #[test]
+    fn policies_by_name() {
+        assert_eq!("refuse".parse(), Ok(ExternalTcp::Refuse));
+        assert_eq!("close".parse(), Ok(ExternalTcp::Close));
+        assert!("repair".parse::<ExternalTcp>().is_err());
+        assert_eq!(ExternalTcp::Close.to_string(), "close");
+    }
+}
