@@ -89,6 +89,7 @@ fn capture_tree(
         pipes: Vec::new(),
         ipc: Default::default(),
         inet: Default::default(),
+        posix_timers: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {

@@ -15,6 +15,7 @@ pub mod inet;
 pub mod inotify;
 pub mod memory;
 pub mod pipe;
+pub mod posix_timer;
 pub mod process;
 pub mod signalfd;
 pub mod sysv;
@@ -31,13 +32,14 @@ pub use memory::{
     Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
 };
 pub use pipe::PipeImage;
+pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
 pub use signalfd::SignalFdImage;
-pub use sysv::{SysvAttach, SysvShm};
+pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
-pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
+pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketOptions, SocketState};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,4 +70,7 @@ pub struct ProcessTreeImage {
     /// TCP and UDP sockets of the job ([`inet`]).
     #[serde(default)]
     pub inet: InetImage,
+    /// POSIX timers of the processes ([`posix_timer`]).
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimer>,
 }

@@ -21,6 +21,8 @@ pub enum StoreCmd {
     Reindex(StoreOpt),
     /// Remove temporary files left by killed writers.
     Clean(CleanArgs),
+    /// Recreate a lost or damaged config.json from the packs and the index.
+    Repair(StoreOpt),
 }
 
 /// `cairn store init`.
@@ -93,6 +95,7 @@ pub fn store(cmd: StoreCmd) -> anyhow::Result<i32> {
         StoreCmd::Stats(o) => stats(o),
         StoreCmd::Reindex(o) => reindex(o),
         StoreCmd::Clean(a) => clean(a),
+        StoreCmd::Repair(o) => repair(o),
     }
 }
 
@@ -218,6 +221,34 @@ fn stats(o: StoreOpt) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+fn repair(o: StoreOpt) -> anyhow::Result<i32> {
+    let dir = o.dir()?;
+    let r =
+        cairn_store::repair_config(&dir).with_context(|| format!("repairing {}", dir.display()))?;
+    if o.json {
+        print_json(&r)?;
+        return Ok(0);
+    }
+    if !r.repaired {
+        println!("{}: config.json is sound; nothing to repair", dir.display());
+        return Ok(0);
+    }
+    println!("{}: config.json recreated", dir.display());
+    if let Some(aside) = &r.moved_aside {
+        println!("  the damaged one was moved to {aside}");
+    }
+    for line in &r.how {
+        println!("  {line}");
+    }
+    if r.unreadable_packs > 0 {
+        println!(
+            "  {} pack(s) with an unreadable trailer were left out (see `cairn verify`)",
+            r.unreadable_packs
+        );
+    }
+    Ok(0)
+}
+
 fn reindex(o: StoreOpt) -> anyhow::Result<i32> {
     let dir = o.dir()?;
     let r = Store::reindex(&dir).with_context(|| format!("reindexing {}", dir.display()))?;
@@ -302,7 +333,19 @@ pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
 /// Run `cairn verify`; exits 1 when damage was found.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
     let store = a.opt.open()?;
-    let r = store.verify(a.read_data)?;
+    let r = if a.read_data {
+        // Reading every byte takes a while on a large store: show how far it is.
+        let meter = cairn_engine::agent::progress::Meter::new();
+        let total = store.totals().ok().map(|t| t.stored_bytes);
+        let _progress = cairn_engine::agent::progress::Progress::start_metered(
+            format!("verifying {}", store.path().display()),
+            meter.clone(),
+            total,
+        );
+        store.verify_counting(true, meter.counter())?
+    } else {
+        store.verify(false)?
+    };
     if a.opt.json {
         print_json(&r)?;
     } else {

@@ -159,6 +159,28 @@ impl Store {
         })
     }
 
+    /// Whether this process can write a checkpoint into the store: a probe file is created
+    /// (and removed) in `packs/` and `generations/`, and the index is opened for writing.
+    /// `Err` says what is not writable, for a warning at a job's start.
+    pub fn check_writable(&self) -> Result<(), String> {
+        let probe = format!("{TMP_PREFIX}probe-{}", unique_writer_name());
+        for sub in [PACK_DIR, GEN_DIR] {
+            let p = self.path().join(sub).join(&probe);
+            match crate::fsutil::new_file_options().open(&p) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&p);
+                }
+                Err(e) => return Err(format!("cannot create files in {sub}/: {e}")),
+            }
+        }
+        let db = self.path().join(INDEX_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .map(drop)
+            .map_err(|e| format!("cannot write {INDEX_FILE}: {e}"))
+    }
+
     /// When opening the store had to rebuild its index: why, and from what (for a warning).
     pub fn index_rebuilt(&self) -> Option<&str> {
         self.index_rebuilt.as_deref()
@@ -343,7 +365,18 @@ impl Store {
     /// nodes (read and verified) and the presence of every data chunk. With `read_data`,
     /// also every chunk's bytes.
     pub fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
-        self.dir.verify(read_data)
+        self.dir
+            .verify(read_data, &std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// [`Store::verify`], adding the stored bytes of every chunk it reads to `read_bytes` as
+    /// it goes (for a progress display).
+    pub fn verify_counting(
+        &self,
+        read_data: bool,
+        read_bytes: &std::sync::atomic::AtomicU64,
+    ) -> Result<VerifyReport, StoreError> {
+        self.dir.verify(read_data, read_bytes)
     }
 
     /// Rebuild `cairn.db` from the packs' trailers and the generation manifests alone.

@@ -137,6 +137,43 @@ fn a_store_this_user_may_not_read_is_a_usage_error_said_once() {
     );
 }
 
+/// A store the user may read but not write (a group's shared store opened read-only): the
+/// job starts, and says at once that its checkpoints will fail.
+#[test]
+fn launch_warns_at_once_when_the_store_is_not_writable() {
+    if !is_root() {
+        eprintln!("needs root to make a store of another user; runs in CI as root");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    cairn_testkit::open_up(dir.path());
+    let store = store_with_generations(dir.path());
+    let chmod = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&store)
+        .status()
+        .expect("chmod");
+    assert!(chmod.success());
+    let mut argv = as_user(Some(TEST_USER));
+    argv.push(cairn().into());
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .args(["launch", "--job", "k", "--store"])
+        .arg(&store)
+        .args(["--", "/bin/true"])
+        .current_dir(dir.path())
+        .output()
+        .expect("cairn launch as the test user");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let warning = err
+        .lines()
+        .position(|l| l.contains("cannot write checkpoints"))
+        .unwrap_or_else(|| panic!("no warning: {err}"));
+    let running = err.lines().position(|l| l.contains("running (agent pid"));
+    assert!(running.is_none_or(|r| warning < r), "{err}");
+}
+
 /// Random command lines from a vocabulary of verbs, options and awkward values (huge,
 /// negative and malformed numbers, empty and odd job names, missing, unreadable and wrong
 /// paths) never make cairn panic or report an internal failure: each ends with a documented

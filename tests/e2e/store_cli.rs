@@ -845,3 +845,40 @@ fn store_stats_tells_reachable_data_from_what_gc_frees() {
         "{s}"
     );
 }
+
+/// A lost config.json is named as such, and `cairn store repair` recreates it from the packs
+/// and the index: the same settings the store was made with, every generation usable again;
+/// a damaged one is moved aside first. A sound one is left alone.
+#[test]
+fn a_lost_or_damaged_config_is_recreated_by_store_repair() {
+    let t = tempfile::tempdir().unwrap();
+    let (st, _, _) = two_generations(t.path());
+    let cfg = st.join("config.json");
+    let original: serde_json::Value = json(&std::fs::read_to_string(&cfg).unwrap());
+    let o = cairn(&st, &["store", "repair"], &[]);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("nothing to repair"));
+    std::fs::remove_file(&cfg).unwrap();
+    let e = fails(&cairn(&st, &["generations"], &[]), 2);
+    assert!(e.contains("store repair"), "{e}");
+    ok(&st, &["store", "repair"]);
+    assert_eq!(json(&std::fs::read_to_string(&cfg).unwrap()), original);
+    assert_eq!(
+        json(&ok(&st, &["verify", "--read-data", "--json"]))["ok"],
+        true
+    );
+    std::fs::write(&cfg, "{ not json").unwrap();
+    ok(&st, &["store", "repair"]);
+    assert_eq!(json(&std::fs::read_to_string(&cfg).unwrap()), original);
+    assert!(std::fs::read_dir(&st).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("config.json.damaged")));
+    let to = t.path().join("out");
+    ok(&st, &["load", "--job", "j", "--to", to.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(to.join("state.bin")).unwrap(),
+        rand_bytes(500_000, 12)
+    );
+}
