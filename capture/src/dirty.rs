@@ -444,12 +444,17 @@ pub fn checkpoint_tracked(
     tracker: &mut DirtyTracker,
     sink: &mut dyn MemorySink,
 ) -> Result<ProcessTreeImage> {
-    crate::checkpoint_inner(
-        sandbox,
-        sink,
-        &CheckpointOptions::from_env()?,
-        Some(tracker),
-    )
+    checkpoint_tracked_with(sandbox, tracker, sink, &CheckpointOptions::from_env()?)
+}
+
+/// [`checkpoint_tracked`] with explicit options.
+pub fn checkpoint_tracked_with(
+    sandbox: &Sandbox,
+    tracker: &mut DirtyTracker,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+) -> Result<ProcessTreeImage> {
+    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker))
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint

@@ -21,8 +21,8 @@ pub mod checkpoint;
 pub mod dirty;
 pub mod tree;
 
-pub use cairn_kinds::{CheckpointOptions, FileCapture};
-pub use dirty::checkpoint_tracked;
+pub use cairn_kinds::{CheckpointOptions, ExternalTcp, FileCapture};
+pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};
 
 use cairn_image::{MemorySink, ProcessTreeImage, IMAGE_FORMAT};
 use cairn_kinds::{FrozenJob, JOB_KINDS};
@@ -90,6 +90,7 @@ fn capture_tree(
         pipes: Vec::new(),
         ipc: Default::default(),
         locks: Vec::new(),
+        inet: Default::default(),
         posix_timers: Vec::new(),
         unlinked: Vec::new(),
     };

@@ -64,6 +64,11 @@ pub enum FdKind {
         /// Socket inode number at the checkpoint.
         id: u64,
     },
+    /// A TCP or UDP socket of the job ([`crate::inet::InetSocket`] with this id).
+    Inet {
+        /// Socket inode number at the checkpoint.
+        id: u64,
+    },
     /// A FIFO (named pipe) opened by path ([`crate::unix::FifoImage`] with this id).
     Fifo {
         /// Inode number of the FIFO at the checkpoint.

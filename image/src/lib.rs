@@ -12,6 +12,7 @@ pub mod epoll;
 pub mod eventfd;
 pub mod fd;
 pub mod file;
+pub mod inet;
 pub mod inotify;
 pub mod lock;
 pub mod memory;
@@ -29,6 +30,7 @@ pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
+pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport};
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use lock::{FileLock, LockKind};
 pub use memory::{
@@ -74,6 +76,9 @@ pub struct ProcessTreeImage {
     /// File locks held by the job's processes ([`lock`]).
     #[serde(default)]
     pub locks: Vec<FileLock>,
+    /// TCP and UDP sockets of the job ([`inet`]).
+    #[serde(default)]
+    pub inet: InetImage,
     /// POSIX timers of the processes ([`posix_timer`]).
     #[serde(default)]
     pub posix_timers: Vec<PosixTimer>,

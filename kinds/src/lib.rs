@@ -15,6 +15,7 @@
 pub mod epoll;
 pub mod eventfd;
 pub mod file;
+pub mod inet;
 pub mod inotify;
 pub mod lock;
 pub mod pipe;
@@ -36,6 +37,7 @@ use cairn_sys::Result;
 use std::os::fd::OwnedFd;
 
 pub use file::{CheckpointOptions, FileCapture};
+pub use inet::ExternalTcp;
 
 /// A frozen job as the kinds see it at a checkpoint.
 #[derive(Debug)]
@@ -188,6 +190,13 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(pipe::capture::describe),
         capture: pipe::capture::capture_job,
         recreate: pipe::restore::recreate,
+    },
+    // Before "unix", whose descriptions take every other socket.
+    JobKind {
+        name: "inet",
+        describe: Some(inet::capture::describe),
+        capture: inet::capture::capture_job,
+        recreate: inet::restore::recreate,
     },
     JobKind {
         name: "unix",

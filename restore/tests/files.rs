@@ -123,6 +123,7 @@ fn appended_and_rewritten_files_match_native_run() {
 fn above_the_limit_append_only_files_are_truncated() {
     let opts = CheckpointOptions {
         file_capture_max: FileCapture::UpTo(0),
+        ..Default::default()
     };
     let images = differential(opts, false, 3);
     for im in &images {
@@ -146,6 +147,7 @@ fn capture_off_records_no_files() {
     let mut store = MemoryImageStore::new();
     let opts = CheckpointOptions {
         file_capture_max: FileCapture::Off,
+        ..Default::default()
     };
     let image = cairn_capture::checkpoint_with(&sb, &mut store, &opts).expect("checkpoint");
     assert!(image.files.is_empty());
@@ -171,6 +173,7 @@ fn truncated_file_without_contents_is_a_clear_restore_error() {
     let mut store = MemoryImageStore::new();
     let opts = CheckpointOptions {
         file_capture_max: FileCapture::UpTo(0),
+        ..Default::default()
     };
     let image = cairn_capture::checkpoint_with(&sb, &mut store, &opts).expect("checkpoint");
     sb.kill().expect("kill");

@@ -98,7 +98,7 @@ fn tcp_connection_to_outside_fails_checkpoint() {
     let port = l.local_addr().unwrap().port();
     outside_socket_refused(
         &format!("s = socket.create_connection(('127.0.0.1', {port}))"),
-        "TCP socket",
+        "whose peer is not a process of the job",
     );
 }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cairn_engine::agent::sandbox_job::ExternalTcp;
 use cairn_engine::agent::{AgentError, AgentReport, JobEnd, ProgramExit};
 use cairn_engine::recovery::RecoveryError;
 use cairn_store::{InitOptions, Store, StoreError};
@@ -29,6 +30,19 @@ pub fn recovery_err(e: RecoveryError) -> anyhow::Error {
         RecoveryError::Usage(msg) => usage(msg),
         e @ RecoveryError::FailedAfterResume { .. } => anyhow::Error::new(e),
     }
+}
+
+/// Parses `--external-tcp`: `refuse` or `close`.
+pub fn parse_external_tcp(s: &str) -> Result<ExternalTcp, String> {
+    s.parse()
+}
+
+/// `--external-tcp` other than `refuse` applies to solo agents only.
+pub fn solo_only_external_tcp(policy: ExternalTcp) -> anyhow::Result<()> {
+    if policy == ExternalTcp::Refuse {
+        return Ok(());
+    }
+    Err(usage("--external-tcp applies without a coordinator"))
 }
 
 /// Parses `--interval`: seconds (`30`, `0.5`) or a duration such as `10m` or `1h 30m`.

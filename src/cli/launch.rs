@@ -12,7 +12,11 @@ use super::common::StoreOpt;
 use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
 use super::gc_cmds::PolicyArgs;
-use super::job_common::{agent_err, check_job_name, finish, open_or_init_store, parse_interval};
+use super::job_common::{
+    agent_err, check_job_name, finish, open_or_init_store, parse_external_tcp, parse_interval,
+    solo_only_external_tcp,
+};
+use cairn_engine::agent::sandbox_job::ExternalTcp;
 
 /// Arguments of `cairn launch`.
 #[derive(Args, Debug)]
@@ -31,6 +35,10 @@ pub struct LaunchArgs {
     retention: PolicyArgs,
     #[command(flatten)]
     coord: CoordOpts,
+    /// TCP connections whose peer is not a process of the job: `refuse` fails the checkpoint
+    /// naming every one (the job runs on); `close` restores them as reset by the peer.
+    #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = parse_external_tcp)]
+    external_tcp: ExternalTcp,
     /// The program and its arguments.
     #[arg(last = true, required = true, value_name = "PROG")]
     program: Vec<OsString>,
@@ -40,6 +48,7 @@ pub struct LaunchArgs {
 pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
     let program_mask = block_agent_signals(None).map_err(agent_err)?;
     if let Some(endpoint) = args.coord.endpoint() {
+        solo_only_external_tcp(args.external_tcp)?;
         if args.retention.optional().is_some() {
             return Err(crate::exit::usage(
                 "retention options apply without a coordinator; with one, run `cairn prune` and `cairn gc`",
@@ -57,7 +66,8 @@ pub fn launch(args: LaunchArgs) -> anyhow::Result<i32> {
     args.coord.refuse_agent_id()?;
     check_job_name(&args.job)?;
     let store = open_or_init_store(&args.store.dir()?)?;
-    let process = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+    let mut process = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+    process.set_external_tcp(args.external_tcp);
     let report = run_agent(
         store,
         &args.job,

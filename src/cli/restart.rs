@@ -12,8 +12,10 @@ use super::coord_opts::CoordOpts;
 use super::coordinated::{self, Coordinated};
 use super::gc_cmds::PolicyArgs;
 use super::job_common::{
-    agent_err, check_job_name, finish, open_store, parse_interval, recovery_err,
+    agent_err, check_job_name, finish, open_store, parse_external_tcp, parse_interval,
+    recovery_err, solo_only_external_tcp,
 };
+use cairn_engine::agent::sandbox_job::ExternalTcp;
 
 /// Arguments of `cairn restart`.
 #[derive(Args, Debug)]
@@ -35,12 +37,17 @@ pub struct RestartArgs {
     retention: PolicyArgs,
     #[command(flatten)]
     coord: CoordOpts,
+    /// TCP connections whose peer is not a process of the job: `refuse` fails the checkpoint
+    /// naming every one (the job runs on); `close` restores them as reset by the peer.
+    #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = parse_external_tcp)]
+    external_tcp: ExternalTcp,
 }
 
 /// Runs `cairn restart`; returns the exit code.
 pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
     block_agent_signals(None).map_err(agent_err)?;
     if let Some(endpoint) = args.coord.endpoint() {
+        solo_only_external_tcp(args.external_tcp)?;
         if args.retention.optional().is_some() {
             return Err(crate::exit::usage(
                 "retention options apply without a coordinator; with one, run `cairn prune` and `cairn gc`",
@@ -66,7 +73,8 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
         agent: AgentChoice::Only,
         announce: Announce::Restarting,
     };
-    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |r| {
+    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |mut r| {
+        r.process.set_external_tcp(args.external_tcp);
         Ok(run_agent(
             store.clone(),
             &args.job,

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use cairn_engine::agent::sandbox_job::SandboxJob;
+use cairn_engine::agent::sandbox_job::{ExternalTcp, SandboxJob};
 use cairn_engine::agent::{block_agent_signals, StopPolicy};
 use cairn_engine::recovery::{AgentChoice, Announce, Memory, Ran, Recovery, RecoveryError};
 use cairn_engine::solo::{run_agent, AgentPolicy, DEFAULT_AGENT_ID};
@@ -16,7 +16,8 @@ use nix::sys::signal::Signal;
 use super::common::StoreOpt;
 use super::gc_cmds::PolicyArgs;
 use super::job_common::{
-    agent_err, check_job_name, finish, open_or_init_store, parse_interval, recovery_err,
+    agent_err, check_job_name, finish, open_or_init_store, parse_external_tcp, parse_interval,
+    recovery_err,
 };
 use crate::exit::{usage, EXIT_RESUME};
 use anyhow::Context as _;
@@ -44,6 +45,10 @@ pub struct RunArgs {
     /// `scontrol requeue $SLURM_JOB_ID` so it resumes in its next allocation.
     #[arg(long)]
     requeue: bool,
+    /// TCP connections whose peer is not a process of the job: `refuse` fails the checkpoint
+    /// naming every one (the job runs on); `close` restores them as reset by the peer.
+    #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = parse_external_tcp)]
+    external_tcp: ExternalTcp,
     /// The program and its arguments (used when the job has no generation yet).
     #[arg(last = true, required = true, value_name = "PROG")]
     program: Vec<OsString>,
@@ -122,7 +127,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         agent: AgentChoice::Only,
         announce: Announce::Resuming,
     };
-    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |r| {
+    let ran = recovery.recover_and_run(&mut |_, _| Ok::<_, RecoveryError>(()), &mut |mut r| {
+        r.process.set_external_tcp(args.external_tcp);
         Ok(run_agent(
             store.clone(),
             &job,
@@ -137,7 +143,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         // The job has no generation yet: the first run.
         Err(RecoveryError::Store(StoreError::UnknownJob(_))) => {
             eprintln!("cairn: starting job {job}");
-            let p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+            let mut p = SandboxJob::launch(&args.program, &program_mask).map_err(agent_err)?;
+            p.set_external_tcp(args.external_tcp);
             run_agent(
                 store.clone(),
                 &job,

@@ -22,6 +22,7 @@ mod event_loops;
 mod full_disk;
 mod gc_cli;
 mod incremental;
+mod inet;
 mod job_array;
 mod lazy_restore;
 mod run_retention;

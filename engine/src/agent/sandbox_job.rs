@@ -4,6 +4,7 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 
 use cairn_capture::dirty::DirtyTracker;
+pub use cairn_capture::ExternalTcp;
 use cairn_image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_restore::lazy::{LazyMemory, LazyOutcome};
 use cairn_sys::{ExitStatus, Sandbox};
@@ -21,6 +22,8 @@ pub struct SandboxJob {
     tracker: Option<DirtyTracker>,
     /// The lazy part of the restore this program came from, until every page is in place.
     lazy: Option<Arc<LazyMemory>>,
+    /// What the checkpoints do with TCP connections leaving the job.
+    external_tcp: ExternalTcp,
 }
 
 impl SandboxJob {
@@ -106,7 +109,14 @@ impl SandboxJob {
             sandbox,
             tracker,
             lazy: None,
+            external_tcp: ExternalTcp::Refuse,
         }
+    }
+
+    /// Sets what the checkpoints do with TCP connections whose peer is not a process of the
+    /// job (default: refuse the checkpoint).
+    pub fn set_external_tcp(&mut self, policy: ExternalTcp) {
+        self.external_tcp = policy;
     }
 
     /// Waits until a lazy restore has every page in place (a checkpoint must see the whole
@@ -184,9 +194,15 @@ impl JobProcess for SandboxJob {
 
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
         self.settle()?;
+        let opts = cairn_capture::CheckpointOptions::from_env()
+            .map(|o| cairn_capture::CheckpointOptions {
+                external_tcp: self.external_tcp,
+                ..o
+            })
+            .map_err(|e| AgentError::Capture(e.to_string()))?;
         let captured = match &mut self.tracker {
-            Some(t) => cairn_capture::checkpoint_tracked(&self.sandbox, t, sink),
-            None => cairn_capture::checkpoint(&self.sandbox, sink),
+            Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
+            None => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
         };
         match captured {
             Ok(image) => Ok(image),

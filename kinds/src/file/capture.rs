@@ -32,12 +32,15 @@ pub enum FileCapture {
 pub struct CheckpointOptions {
     /// Capture of files open for writing.
     pub file_capture_max: FileCapture,
+    /// What becomes of TCP connections to peers outside the job.
+    pub external_tcp: crate::inet::ExternalTcp,
 }
 
 impl Default for CheckpointOptions {
     fn default() -> Self {
         Self {
             file_capture_max: FileCapture::UpTo(DEFAULT_FILE_CAPTURE_MAX),
+            external_tcp: crate::inet::ExternalTcp::Refuse,
         }
     }
 }

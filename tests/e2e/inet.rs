@@ -1,0 +1,241 @@
+//! TCP and UDP sockets across checkpoint → kill -9 → restart cycles: programs whose
+//! processes talk to each other over 127.0.0.1 (a TCP server and clients, a UDP pair, Python
+//! multiprocessing's manager, Redis, a pyzmq pipeline) give their native output after three
+//! cycles, as root and as an unprivileged user; connections to a server outside the job are refused
+//! by default (every one named) or, with `--external-tcp close`, restored as reset so that
+//! the program reconnects.
+
+use cairn_testkit::{self as common, differential, Area, Cycles, Program};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn script(name: &str, args: &[&str], user: Option<&str>) -> Program {
+    let prog = Program::script("/usr/bin/python3", name, args);
+    match user {
+        Some(u) => {
+            common::open_up(&common::programs_dir().join(name));
+            prog.run_as(u)
+        }
+        None => prog,
+    }
+}
+
+fn stream(user: Option<&str>) {
+    let mut prog = Program::script("sh", "tcp_stream.sh", &[]);
+    if let Some(u) = user {
+        for f in ["tcp_stream.sh", "tcp_stream.py"] {
+            common::open_up(&common::programs_dir().join(f));
+        }
+        prog = prog.run_as(u);
+    }
+    let out = differential(
+        &prog,
+        &format!("tcp-stream-{}", user.unwrap_or("root")),
+        &Cycles::default(),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("server: 3 clients, 36000000 bytes"), "{text}");
+}
+
+/// A TCP server and three clients started by one shell script exchange 12 MB each way with
+/// a checksum of every block: the same output as natively after three cycles.
+#[test]
+fn tcp_server_and_clients_stream_with_checksums() {
+    let _area = Area::enter(module_path!());
+    stream(None);
+}
+
+#[test]
+fn tcp_server_and_clients_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    stream(Some(common::TEST_USER));
+}
+
+/// A UDP client and server (two processes) in request/response.
+#[test]
+fn udp_request_response() {
+    let _area = Area::enter(module_path!());
+    differential(
+        &script("udp_pair.py", &["600"], None),
+        "udp-pair",
+        &Cycles::default(),
+    );
+}
+
+#[test]
+fn udp_request_response_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    let prog = script("udp_pair.py", &["600"], Some(common::TEST_USER));
+    differential(&prog, "udp-pair-user", &Cycles::default());
+}
+
+/// Python multiprocessing with a SyncManager over TCP: the manager's server process and four
+/// workers, each proxy a connection of its own.
+#[test]
+fn python_multiprocessing_manager_over_tcp() {
+    let _area = Area::enter(module_path!());
+    differential(
+        &script("mp_manager.py", &["150"], None),
+        "mp-manager",
+        &Cycles::default(),
+    );
+}
+
+#[test]
+fn python_multiprocessing_manager_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    let prog = script("mp_manager.py", &["150"], Some(common::TEST_USER));
+    differential(&prog, "mp-manager-user", &Cycles::default());
+}
+
+/// A line server outside the job on 127.0.0.1 (a thread of the test): every line is
+/// answered with "answer to LINE". Stops when dropped.
+struct Outside {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl Outside {
+    fn start() -> Outside {
+        let l = TcpListener::bind("127.0.0.1:0").expect("binding the outside server");
+        l.set_nonblocking(true).expect("a non-blocking listener");
+        let port = l.local_addr().expect("its address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Ok((c, _)) = l.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let _ = c.set_nonblocking(false);
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                    let mut w = match c.try_clone() {
+                        Ok(w) => w,
+                        Err(_) => return,
+                    };
+                    let mut r = BufReader::new(c);
+                    let mut line = String::new();
+                    while !s.load(Ordering::Relaxed) {
+                        match r.read_line(&mut line) {
+                            Ok(0) => return,
+                            Ok(_) => {
+                                let answer = format!("answer to {}", line.trim_end());
+                                if writeln!(w, "{answer}").is_err() {
+                                    return;
+                                }
+                                line.clear();
+                            }
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) => {}
+                            Err(_) => return,
+                        }
+                    }
+                });
+            }
+        });
+        Outside { port, stop }
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn reconnecting_client(user: Option<&str>) {
+    let server = Outside::start();
+    let port = server.port.to_string();
+    let prog = script("tcp_reconnect.py", &[&port, "150"], user);
+    let cycles = Cycles {
+        launch_args: vec!["--external-tcp".into(), "close".into()],
+        ..Cycles::default()
+    };
+    let job = format!("tcp-reconnect-{}", user.unwrap_or("root"));
+    let out = differential(&prog, &job, &cycles);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("answer to request 149\n"), "{text}");
+}
+
+/// `--external-tcp close`: the client's connection to a server outside the job comes back
+/// reset; the client reconnects and finishes with the native output.
+#[test]
+fn external_connection_closed_by_policy_and_the_client_reconnects() {
+    let _area = Area::enter(module_path!());
+    reconnecting_client(None);
+}
+
+#[test]
+fn external_connection_closed_by_policy_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    reconnecting_client(Some(common::TEST_USER));
+}
+
+/// By default a checkpoint of a job with connections to a server outside it fails, naming
+/// every such connection with its addresses; the job runs on to its native end.
+#[test]
+fn external_connections_are_refused_by_default_all_named() {
+    let _area = Area::enter(module_path!());
+    let server = Outside::start();
+    let port = server.port.to_string();
+    let prog = script("tcp_reconnect.py", &[&port, "60", "2"], None);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let mut job = common::Job::start(
+        &prog,
+        "launch",
+        &scratch.store(),
+        "outside",
+        &[],
+        &dir,
+        true,
+    );
+    let stdout = dir.join("stdout");
+    common::wait_for("the first answer", Duration::from_secs(60), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("answer to request 1\n"))
+    });
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines("checkpoint failed", 1, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    let named = log.matches(&format!(" -> 127.0.0.1:{port}")).count();
+    assert!(
+        log.contains("whose peer is not a process of the job") && named == 3,
+        "expected 3 connections named in:\n{log}"
+    );
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    assert!(text.ends_with("answer to request 59\n"), "{text}");
+}
+
+/// redis-server (from Debian) and a client of it in one job, over TCP on 127.0.0.1.
+#[test]
+fn redis_server_and_client() {
+    let _area = Area::enter(module_path!());
+    let prog = Program::script("sh", "redis_job.sh", &[]);
+    let out = differential(&prog, "redis", &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
+/// A three-process pyzmq pipeline (PUSH/PULL over TCP, libzmq's I/O threads and eventfds).
+#[test]
+fn pyzmq_pipeline() {
+    let _area = Area::enter(module_path!());
+    let prog = script("zmq_pipeline.py", &["500"], None);
+    let out = differential(&prog, "zmq-pipeline", &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
+}
