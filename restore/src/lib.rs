@@ -30,7 +30,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 
 const PAGE: u64 = 4096;
-const SCRATCH_LEN: u64 = 4 * PAGE;
+const SCRATCH_LEN: u64 = 16 * PAGE;
 /// Top of the x86_64 user address space with 4-level paging.
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const ARCH_MAP_VDSO_64: u64 = 0x2003;

@@ -3,7 +3,7 @@
 use cairn_image::Backing;
 use cairn_image::{MemorySource, ProcessImage, Vma};
 use cairn_sys::error::io_ctx;
-use cairn_sys::inject::Injector;
+use cairn_sys::inject::{BatchCall, Injector, BATCH_CODE, BATCH_ENTRY};
 use cairn_sys::procfs;
 use cairn_sys::ranges::Runs;
 use cairn_sys::{Error, Result};
@@ -59,10 +59,70 @@ pub fn map_all(
     )
 }
 
+/// Where [`BATCH_CODE`] is written in the scratch area.
+const BATCH_CODE_OFF: u64 = 64;
+/// Where the table of batched system calls starts in the scratch area (up to its end).
+const BATCH_TABLE_OFF: u64 = 16384;
+
+/// System calls injected in batches ([`Injector::batch`]): one ptrace round trip per table
+/// instead of one per call, which is what lets a process with tens of thousands of mappings
+/// be restored in well under a second (docs/performance.md, "Many mappings").
+struct Calls<'a> {
+    inj: &'a Injector,
+    scratch: u64,
+    /// (call, the mapping it concerns).
+    pending: Vec<(BatchCall, u64, u64)>,
+}
+
+impl<'a> Calls<'a> {
+    fn new(inj: &'a Injector, pid: i32, scratch: u64) -> Result<Self> {
+        procfs::write_mem(pid, None, scratch + BATCH_CODE_OFF, &BATCH_CODE)
+            .map_err(io_ctx("writing the system-call runner into the stub"))?;
+        Ok(Calls {
+            inj,
+            scratch,
+            pending: Vec::new(),
+        })
+    }
+
+    fn capacity() -> usize {
+        ((crate::SCRATCH_LEN - BATCH_TABLE_OFF) / BATCH_ENTRY) as usize
+    }
+
+    /// Queue `nr(args)` concerning mapping `vma`.
+    fn push(&mut self, name: &'static str, nr: i64, args: [u64; 6], vma: &Vma) -> Result<()> {
+        self.pending
+            .push((BatchCall { name, nr, args }, vma.start, vma.end));
+        if self.pending.len() >= Self::capacity() {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Run every queued call; a failure names the call and its mapping.
+    fn flush(&mut self) -> Result<()> {
+        let calls: Vec<BatchCall> = self.pending.iter().map(|c| c.0).collect();
+        let pending = std::mem::take(&mut self.pending);
+        self.inj.batch(
+            self.scratch + BATCH_CODE_OFF,
+            self.scratch + BATCH_TABLE_OFF,
+            &calls,
+            |i, e| {
+                let (_, s, e2) = pending[i];
+                Error::Incompatible(format!("restoring mapping {s:x}-{e2:x}: {e}"))
+            },
+        )
+    }
+}
+
 /// [`map_all`] where `shm` maps the id of each shared anonymous object to a descriptor (a
 /// memfd) open in the stub; mappings with an id are mapped from it. With `lazy`, the large
 /// private anonymous mappings are registered for a lazy restore instead of filled
 /// ([`crate::lazy`]) when the kernel allows it.
+///
+/// Three passes: every mapping is created (anonymous ones in batches of injected calls), then
+/// filled from the restoring process (no injection), then given its final protection and
+/// attributes (in batches again).
 pub fn map_all_shared(
     inj: &Injector,
     pid: i32,
@@ -88,9 +148,16 @@ pub fn map_all_shared(
     } else {
         None
     };
-    for (index, vma) in p.vmas.iter().enumerate() {
-        let has_data = !vma.stored.is_empty();
-        let map_prot = if has_data { vma.prot | rw } else { vma.prot };
+    let mut calls = Calls::new(inj, pid, scratch)?;
+    let map_prot = |vma: &Vma| {
+        if vma.stored.is_empty() {
+            vma.prot
+        } else {
+            vma.prot | rw
+        }
+    };
+    for vma in &p.vmas {
+        let map_prot = map_prot(vma);
         let mut flags = libc::MAP_FIXED
             | if vma.shared {
                 libc::MAP_SHARED
@@ -105,35 +172,34 @@ pub fn map_all_shared(
             .shm
             .and_then(|(id, off)| shm.get(&id).map(|&fd| (fd, off)));
         match (&vma.backing, shm_fd) {
-            (Backing::Anonymous, Some((fd, off))) => {
-                inj.call(
-                    "mmap(shared memory)",
-                    libc::SYS_mmap,
-                    &[
-                        vma.start,
-                        vma.len(),
-                        u64::from(map_prot),
-                        flags as u64,
-                        fd as u64,
-                        off,
-                    ],
-                )?;
-            }
-            (Backing::Anonymous, None) => {
-                inj.call(
-                    "mmap(anonymous)",
-                    libc::SYS_mmap,
-                    &[
-                        vma.start,
-                        vma.len(),
-                        u64::from(map_prot),
-                        (flags | libc::MAP_ANONYMOUS) as u64,
-                        u64::MAX,
-                        0,
-                    ],
-                )?;
-            }
+            (Backing::Anonymous, Some((fd, off))) => calls.push(
+                "mmap(shared memory)",
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.len(),
+                    u64::from(map_prot),
+                    flags as u64,
+                    fd as u64,
+                    off,
+                ],
+                vma,
+            )?,
+            (Backing::Anonymous, None) => calls.push(
+                "mmap(anonymous)",
+                libc::SYS_mmap,
+                [
+                    vma.start,
+                    vma.len(),
+                    u64::from(map_prot),
+                    (flags | libc::MAP_ANONYMOUS) as u64,
+                    u64::MAX,
+                    0,
+                ],
+                vma,
+            )?,
             (Backing::File { path, offset }, _) => {
+                calls.flush()?;
                 let writable_shared = vma.shared && vma.prot & libc::PROT_WRITE as u32 != 0;
                 let oflags = if writable_shared {
                     libc::O_RDWR
@@ -176,71 +242,103 @@ pub fn map_all_shared(
                 r?;
             }
         }
-        let lazily = has_data
-            && lazy_candidate(vma)
-            && space.as_mut().is_some_and(|s| s.register(index, vma));
-        // Registered lazily: filled after the program resumes (crate::lazy).
-        if has_data && !lazily {
-            // Chunks the source reports as all-zero are not written: fresh anonymous memory
-            // already reads as zeros. The stored pages of a file mapping differ from the file,
-            // so there the pages of all-zero chunks are cleared afterwards — only those, never
-            // a page that a chunk then overwrites.
-            let file_backed = vma.backing != Backing::Anonymous;
-            let registered = filler
-                .as_ref()
-                .filter(|f| fillable(vma) && f.register(vma.start, vma.len()).is_ok());
-            let to = match registered {
-                Some(f) => Target::Fill(f),
-                None => Target::Write(pid, &mem),
-            };
-            let written = std::sync::Mutex::new(Vec::<(u64, u64)>::new());
-            let f = |off: u64, data: Option<&[u8]>| -> std::io::Result<()> {
-                match data {
-                    Some(d) => {
-                        write_chunk(&to, vma, off, d)?;
-                        if file_backed {
-                            written
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .push((off, off + d.len() as u64));
-                        }
-                        Ok(())
-                    }
-                    None => Ok(()),
-                }
-            };
-            let filled = source.for_each_chunk(p.pid, index, &f);
-            if let Some(f) = registered {
-                f.unregister(vma.start, vma.len())
-                    .map_err(io_ctx("ending the userfaultfd registration"))?;
-            }
-            filled.map_err(io_ctx(format!(
-                "restoring memory {:x}-{:x}",
-                vma.start, vma.end
-            )))?;
-            if file_backed {
-                let mut written = written.into_inner().unwrap_or_else(|p| p.into_inner());
-                written.sort_unstable();
-                for (s, e) in Runs::from_sorted(vma.stored.iter().copied())
-                    .minus(&Runs::from_spans(written.iter().copied()))
-                    .spans()
-                {
-                    procfs::write_mem(pid, Some(&mem), vma.start + s, &vec![0u8; (e - s) as usize])
-                        .map_err(io_ctx("clearing file-mapped pages"))?;
-                }
-            }
-        }
-        if map_prot != vma.prot {
-            inj.call(
+    }
+    calls.flush()?;
+    for (index, vma) in p.vmas.iter().enumerate() {
+        fill_one(
+            pid,
+            &mem,
+            index,
+            vma,
+            p,
+            source,
+            filler.as_ref(),
+            &mut space,
+        )?;
+    }
+    for vma in &p.vmas {
+        if map_prot(vma) != vma.prot {
+            calls.push(
                 "mprotect",
                 libc::SYS_mprotect,
-                &[vma.start, vma.len(), u64::from(vma.prot)],
+                [vma.start, vma.len(), u64::from(vma.prot), 0, 0, 0],
+                vma,
             )?;
         }
     }
+    calls.flush()?;
     if let (Some(l), Some(s)) = (lazy, space) {
         l.add_space(p.pid, s)
             .map_err(io_ctx("starting the lazy restore"))?;
+    }
+    Ok(())
+}
+
+/// Fill mapping `vma` (region `index` of `p`), freshly mapped and writable, from `source`, or
+/// register it in `space` for a lazy restore.
+#[allow(clippy::too_many_arguments)]
+fn fill_one(
+    pid: i32,
+    mem: &std::fs::File,
+    index: usize,
+    vma: &Vma,
+    p: &ProcessImage,
+    source: &dyn MemorySource,
+    filler: Option<&Filler>,
+    space: &mut Option<crate::lazy::SpaceHandle>,
+) -> Result<()> {
+    let has_data = !vma.stored.is_empty();
+    let lazily =
+        has_data && lazy_candidate(vma) && space.as_mut().is_some_and(|s| s.register(index, vma));
+    // Registered lazily: filled after the program resumes (crate::lazy).
+    if has_data && !lazily {
+        // Chunks the source reports as all-zero are not written: fresh anonymous memory
+        // already reads as zeros. The stored pages of a file mapping differ from the file,
+        // so there the pages of all-zero chunks are cleared afterwards — only those, never
+        // a page that a chunk then overwrites.
+        let file_backed = vma.backing != Backing::Anonymous;
+        let registered =
+            filler.filter(|f| fillable(vma) && f.register(vma.start, vma.len()).is_ok());
+        let to = match registered {
+            Some(f) => Target::Fill(f),
+            None => Target::Write(pid, mem),
+        };
+        let written = std::sync::Mutex::new(Vec::<(u64, u64)>::new());
+        let f = |off: u64, data: Option<&[u8]>| -> std::io::Result<()> {
+            match data {
+                Some(d) => {
+                    write_chunk(&to, vma, off, d)?;
+                    if file_backed {
+                        written
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((off, off + d.len() as u64));
+                    }
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        };
+        let filled = source.for_each_chunk(p.pid, index, &f);
+        if let Some(f) = registered {
+            f.unregister(vma.start, vma.len())
+                .map_err(io_ctx("ending the userfaultfd registration"))?;
+        }
+        filled.map_err(io_ctx(format!(
+            "restoring memory {:x}-{:x}",
+            vma.start, vma.end
+        )))?;
+        if file_backed {
+            let mut written = written.into_inner().unwrap_or_else(|p| p.into_inner());
+            written.sort_unstable();
+            for (s, e) in Runs::from_sorted(vma.stored.iter().copied())
+                .minus(&Runs::from_spans(written.iter().copied()))
+                .spans()
+            {
+                procfs::write_mem(pid, Some(mem), vma.start + s, &vec![0u8; (e - s) as usize])
+                    .map_err(io_ctx("clearing file-mapped pages"))?;
+            }
+        }
     }
     Ok(())
 }
