@@ -212,6 +212,7 @@ fn capture_fds(
 /// State read by injecting syscalls into the frozen threads.
 struct Injected {
     brk: u64,
+    mlock_future: u32,
     sigactions: Vec<SigAction>,
     itimers: Vec<(u32, [i64; 4])>,
     per_thread: Vec<(u64, (u64, i32, u64))>,
@@ -226,6 +227,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
     let sys = inject::find_vdso_syscall(pid)?;
     let lead = Injector::new(tids[0], sys)?;
+    let locked_before = crate::vmflags::locked_bytes(pid)?;
     let scratch = lead.call(
         "mmap",
         libc::SYS_mmap,
@@ -238,7 +240,9 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
             0,
         ],
     )?;
+    let mlock_future = crate::vmflags::mlock_future(pid, scratch, locked_before);
     let r = (|| -> Result<Injected> {
+        let mlock_future = mlock_future?;
         let brk = lead.call("brk", libc::SYS_brk, &[0])?;
         // sigactions at scratch + 32*sig, itimers at scratch + 2304 + 32*which.
         for sig in 1..=64u64 {
@@ -303,6 +307,7 @@ fn inject_queries(pid: i32, tids: &[i32]) -> Result<Injected> {
         }
         Ok(Injected {
             brk,
+            mlock_future,
             sigactions,
             itimers,
             per_thread,
@@ -429,6 +434,9 @@ pub fn capture_process(
             for (m, g) in maps.iter_mut().zip(flags) {
                 m.growsdown = g;
             }
+            // The other VmFlags (madvise, mlock, ...) can change while the program runs
+            // without changing the mapping: they are always read while it is frozen.
+            crate::vmflags::fill_from_smaps(pid, &mut maps)?;
         }
         None => maps = procfs::read_maps(pid)?,
     }
@@ -446,11 +454,20 @@ pub fn capture_process(
         let known = private_anon
             .then(|| hints.known_stored(ns_pid, m.start, m.end, m.prot))
             .flatten();
-        let stored = match known {
+        let flags = crate::vmflags::vma_flags(ns_pid, m)?;
+        let mut stored = match known {
             Some(runs) => runs,
             None if sysv => Vec::new(),
             None => stored_runs(&pagemap, m, &backing)?,
         };
+        let guards = crate::vmflags::guard_runs(&pagemap, m)?;
+        if !guards.is_empty() {
+            stored = cairn_sys::ranges::Runs::from_sorted(stored)
+                .minus(&cairn_sys::ranges::Runs::from_sorted(
+                    guards.iter().copied(),
+                ))
+                .into_vec();
+        }
         let shm =
             (m.shared && backing == Backing::Anonymous && !sysv).then_some((m.inode, m.offset));
         vmas.push(Vma {
@@ -462,6 +479,9 @@ pub fn capture_process(
             backing,
             stored,
             shm,
+            flags,
+            guards,
+            inherited: Vec::new(),
         });
     }
 
@@ -518,6 +538,7 @@ pub fn capture_process(
         mm,
         auxv,
         vmas,
+        mlock_future: injected.mlock_future,
         vdso,
         threads,
         sigactions: injected.sigactions,

@@ -19,6 +19,7 @@
 pub mod checkpoint;
 pub mod dirty;
 pub mod tree;
+pub mod vmflags;
 
 pub use cairn_kinds::{CheckpointOptions, FileCapture};
 pub use dirty::checkpoint_tracked;

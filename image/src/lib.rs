@@ -26,7 +26,8 @@ pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use memory::{
-    Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
+    Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, VmaFlags,
+    MEM_CHUNK,
 };
 pub use pipe::PipeImage;
 pub use process::{

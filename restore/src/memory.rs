@@ -1,7 +1,7 @@
 //! Mapping the image's memory into the stub and filling it from a [`MemorySource`].
 
 use cairn_image::Backing;
-use cairn_image::{MemorySource, ProcessImage, Vma};
+use cairn_image::{MemorySource, ProcessImage, Vma, VmaFlags};
 use cairn_sys::error::io_ctx;
 use cairn_sys::inject::{BatchCall, Injector, BATCH_CODE, BATCH_ENTRY};
 use cairn_sys::procfs;
@@ -167,6 +167,9 @@ pub fn map_all_shared(
         if vma.growsdown {
             flags |= libc::MAP_GROWSDOWN;
         }
+        if vma.flags.has(VmaFlags::NORESERVE) {
+            flags |= libc::MAP_NORESERVE;
+        }
 
         let shm_fd = vma
             .shm
@@ -200,7 +203,10 @@ pub fn map_all_shared(
             )?,
             (Backing::File { path, offset }, _) => {
                 calls.flush()?;
-                let writable_shared = vma.shared && vma.prot & libc::PROT_WRITE as u32 != 0;
+                // A shared mapping of a file opened for writing may be made writable later.
+                let writable_shared = vma.shared
+                    && (vma.prot & libc::PROT_WRITE as u32 != 0
+                        || vma.flags.has(VmaFlags::MAYWRITE));
                 let oflags = if writable_shared {
                     libc::O_RDWR
                 } else {
@@ -243,6 +249,9 @@ pub fn map_all_shared(
             }
         }
     }
+    for vma in &p.vmas {
+        advise(&mut calls, vma)?;
+    }
     calls.flush()?;
     for (index, vma) in p.vmas.iter().enumerate() {
         fill_one(
@@ -266,10 +275,132 @@ pub fn map_all_shared(
             )?;
         }
     }
+    lock_and_seal(&mut calls, pid, p)?;
     calls.flush()?;
     if let (Some(l), Some(s)) = (lazy, space) {
         l.add_space(p.pid, s)
             .map_err(io_ctx("starting the lazy restore"))?;
+    }
+    Ok(())
+}
+
+/// madvise() advice of `vma` and its guard regions, given before it is filled (so that, for
+/// one, huge pages are used from the start).
+fn advise(calls: &mut Calls<'_>, vma: &Vma) -> Result<()> {
+    const ADVICE: [(u32, i32, &str); 8] = [
+        (
+            VmaFlags::DONTFORK,
+            libc::MADV_DONTFORK,
+            "madvise(MADV_DONTFORK)",
+        ),
+        (
+            VmaFlags::DONTDUMP,
+            libc::MADV_DONTDUMP,
+            "madvise(MADV_DONTDUMP)",
+        ),
+        (
+            VmaFlags::HUGEPAGE,
+            libc::MADV_HUGEPAGE,
+            "madvise(MADV_HUGEPAGE)",
+        ),
+        (
+            VmaFlags::NOHUGEPAGE,
+            libc::MADV_NOHUGEPAGE,
+            "madvise(MADV_NOHUGEPAGE)",
+        ),
+        (
+            VmaFlags::WIPEONFORK,
+            libc::MADV_WIPEONFORK,
+            "madvise(MADV_WIPEONFORK)",
+        ),
+        (
+            VmaFlags::MERGEABLE,
+            libc::MADV_MERGEABLE,
+            "madvise(MADV_MERGEABLE)",
+        ),
+        (
+            VmaFlags::SEQUENTIAL,
+            libc::MADV_SEQUENTIAL,
+            "madvise(MADV_SEQUENTIAL)",
+        ),
+        (VmaFlags::RANDOM, libc::MADV_RANDOM, "madvise(MADV_RANDOM)"),
+    ];
+    for (flag, advice, name) in ADVICE {
+        if vma.flags.has(flag) {
+            calls.push(
+                name,
+                libc::SYS_madvise,
+                [vma.start, vma.len(), advice as u64, 0, 0, 0],
+                vma,
+            )?;
+        }
+    }
+    for &(off, len) in &vma.guards {
+        calls.push(
+            "madvise(MADV_GUARD_INSTALL)",
+            libc::SYS_madvise,
+            [vma.start + off, len, MADV_GUARD_INSTALL, 0, 0, 0],
+            vma,
+        )?;
+    }
+    Ok(())
+}
+
+/// `MADV_GUARD_INSTALL` (Linux 6.13).
+const MADV_GUARD_INSTALL: u64 = 102;
+/// `mseal` (Linux 6.10).
+const SYS_MSEAL: i64 = 462;
+const MLOCK_ONFAULT: u64 = 1;
+const RLIMIT_MEMLOCK: u32 = 8;
+
+/// Locks the mappings that were locked, and `mlockall(MCL_FUTURE)`, under the program's own
+/// `RLIMIT_MEMLOCK` (set first: the stub has the restoring process's); then seals the sealed
+/// mappings. A lock the limit does not allow fails the restart.
+fn lock_and_seal(calls: &mut Calls<'_>, pid: i32, p: &ProcessImage) -> Result<()> {
+    let locks = p.vmas.iter().any(|v| v.flags.has(VmaFlags::LOCKED)) || p.mlock_future != 0;
+    if locks {
+        if let Some(&(res, cur, max)) = p.rlimits.iter().find(|r| r.0 == RLIMIT_MEMLOCK) {
+            let lim = libc::rlimit64 {
+                rlim_cur: cur,
+                rlim_max: max,
+            };
+            // SAFETY: prlimit64 reads `lim`; the old value is not requested.
+            if unsafe { libc::prlimit64(pid, res as _, &lim, std::ptr::null_mut()) } < 0 {
+                return Err(cairn_sys::error::last_os(format!(
+                    "restoring RLIMIT_MEMLOCK ({cur}/{max}) before locking memory"
+                )));
+            }
+        }
+    }
+    for vma in p.vmas.iter().filter(|v| v.flags.has(VmaFlags::LOCKED)) {
+        let onfault = if vma.flags.has(VmaFlags::LOCKONFAULT) {
+            MLOCK_ONFAULT
+        } else {
+            0
+        };
+        calls.push(
+            "mlock2 (a locked mapping; RLIMIT_MEMLOCK or CAP_IPC_LOCK must allow it)",
+            libc::SYS_mlock2,
+            [vma.start, vma.len(), onfault, 0, 0, 0],
+            vma,
+        )?;
+    }
+    if p.mlock_future != 0 {
+        calls.flush()?;
+        let r = calls.inj.call(
+            "mlockall(MCL_FUTURE)",
+            libc::SYS_mlockall,
+            &[u64::from(p.mlock_future)],
+        );
+        r.map_err(|e| {
+            Error::Incompatible(format!(
+                "process {}: mlockall(MCL_FUTURE) in force at the checkpoint: {e}",
+                p.pid
+            ))
+        })?;
+    }
+    for vma in p.vmas.iter().filter(|v| v.flags.has(VmaFlags::SEALED)) {
+        calls.push("mseal", SYS_MSEAL, [vma.start, vma.len(), 0, 0, 0, 0], vma)?;
     }
     Ok(())
 }

@@ -23,6 +23,10 @@ pub struct MapEntry {
     pub name: String,
     /// VM_GROWSDOWN.
     pub growsdown: bool,
+    /// The two-letter codes of the VmFlags line (smaps only; empty from maps).
+    pub vmflags: Vec<String>,
+    /// The memory protection key (smaps' `ProtectionKey`, 0 where the CPU has none).
+    pub pkey: u32,
 }
 
 /// Parse /proc/PID/smaps (with VmFlags; walks the page tables of every mapping, so it costs
@@ -45,6 +49,13 @@ fn parse_maps(path: &str) -> Result<Vec<MapEntry>> {
         if let Some(flags) = line.strip_prefix("VmFlags:") {
             if let Some(last) = out.last_mut() {
                 last.growsdown = flags.split_whitespace().any(|f| f == "gd");
+                last.vmflags = flags.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        if let Some(key) = line.strip_prefix("ProtectionKey:") {
+            if let Some(last) = out.last_mut() {
+                last.pkey = key.trim().parse().unwrap_or(0);
             }
             continue;
         }
@@ -87,6 +98,8 @@ fn parse_maps(path: &str) -> Result<Vec<MapEntry>> {
             inode,
             name,
             growsdown: false,
+            vmflags: Vec::new(),
+            pkey: 0,
         });
     }
     Ok(out)
