@@ -20,10 +20,15 @@ const MCL_ONFAULT: u32 = 4;
 /// `/proc/PID/maps`) of the frozen process `pid`.
 pub fn fill_from_smaps(pid: i32, maps: &mut [MapEntry]) -> Result<()> {
     let full = procfs::read_maps(pid)?;
+    // Both lists are in address order.
+    let mut i = 0;
     for m in maps.iter_mut() {
+        while full.get(i).is_some_and(|f| f.start < m.start) {
+            i += 1;
+        }
         let f = full
-            .iter()
-            .find(|f| f.start == m.start && f.end == m.end)
+            .get(i)
+            .filter(|f| f.start == m.start && f.end == m.end)
             .ok_or_else(|| {
                 Error::Parse(format!(
                     "mapping {:x}-{:x} of {pid} is in maps but not in smaps",
