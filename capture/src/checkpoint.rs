@@ -556,8 +556,8 @@ pub fn capture_process(
 }
 
 /// Fills `buf` with bytes `off..off + buf.len()` of the mapping at `base` whose stored runs
-/// are `stored` (offsets from `base`): stored pages read from process `pid` with one
-/// multi-range process_vm_readv straight into `buf`, everything else zeros.
+/// are `stored` (offsets from `base`): stored pages read from process `pid`
+/// straight into `buf` (procfs::read_mem_scatter), everything else zeros.
 pub(crate) fn read_stored(
     pid: i32,
     mem: &File,

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod cow;
 pub mod dirty;
 pub mod tree;
 pub mod vmflags;

@@ -92,6 +92,13 @@ impl FrozenTree {
                 .find(|(_, (f, _))| f.pid == *parent)
                 .map(|(img, _)| (*parent, img.fds.as_slice()));
             let mut img = capture_process(fz, pimg, sink, hints)?;
+            if let Some(pi) = images
+                .iter()
+                .zip(&self.procs)
+                .position(|(_, (f, _))| f.pid == *parent)
+            {
+                crate::cow::mark_inherited(fz.pid, *parent, &mut img, &images[pi])?;
+            }
             img.ppid = inner.get(parent).copied().unwrap_or(1);
             inner.insert(fz.pid, img.pid);
             images.push(img);

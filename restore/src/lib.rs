@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod compat;
+pub mod cow;
 pub mod fill;
 pub mod lazy;
 pub mod memory;
@@ -157,10 +158,15 @@ fn restore_inner(
     let mut plan = plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w)?;
     plan.keep = shm_fds.values().copied().collect();
     plan.keep.sort_unstable();
+    let (mut stages, stage_plans) = cow::Stages::plan(image, high)?;
+    for (node, s) in plan.nodes.iter_mut().zip(stage_plans) {
+        node.stage = s;
+    }
     let run = || plan.run(0);
     let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
     keep.push(w);
     keep.extend(shm_fds.values());
+    keep.extend(stages.keep());
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
         set_tid: root.pid,
         keep_fds: keep,
@@ -168,6 +174,7 @@ fn restore_inner(
         clocks: root.clocks,
     })?;
     drop(ready_w);
+    stages.started();
     drop(fds);
     drop(shm);
     if let Some(l) = lazy {
@@ -179,13 +186,28 @@ fn restore_inner(
     }
     let mut ready_r = ready_r;
     let r = (|| -> Result<Vec<Traced>> {
-        for _ in &image.processes {
+        let mut ready = 0;
+        while ready < image.processes.len() {
             let mut code = [0u8; 4];
             ready_r
                 .read_exact(&mut code)
                 .map_err(io_ctx("a restore stub died before it was ready"))?;
             match i32::from_ne_bytes(code) {
-                0 => {}
+                0 => ready += 1,
+                // A stub's memory shared with its children is to be filled (crate::cow).
+                c if c < 0 => {
+                    let i = (-(c + 1)) as usize;
+                    let p = image
+                        .processes
+                        .get(i)
+                        .ok_or_else(|| Error::Parse(format!("restore stub reported node {i}")))?;
+                    let outer = outer_pids(sb.program_pid())?
+                        .into_iter()
+                        .find(|(_, inner)| *inner == p.pid)
+                        .map(|(o, _)| o)
+                        .ok_or_else(|| Error::Parse(format!("restore stub {} not found", p.pid)))?;
+                    stages.fill(i, p, outer, source)?;
+                }
                 c => return Err(stub::stub_error(c)),
             }
         }
@@ -194,13 +216,21 @@ fn restore_inner(
             k.in_job(sb.program_pid(), source)?;
         }
         let mut traced = Vec::new();
-        for p in &image.processes {
+        for (i, p) in image.processes.iter().enumerate() {
             let o = outer
                 .iter()
                 .find(|(_, inner)| *inner == p.pid)
                 .map(|(o, _)| *o)
                 .ok_or_else(|| Error::Parse(format!("restored process {} not found", p.pid)))?;
-            traced.push(rebuild(o, p, source, &shm_fds, &kinds, lazy)?);
+            traced.push(rebuild(
+                o,
+                p,
+                source,
+                &shm_fds,
+                &kinds,
+                lazy,
+                &stages.at[i],
+            )?);
         }
         for k in &kinds {
             k.finish(sb.program_pid())?;
@@ -417,6 +447,7 @@ fn rebuild(
     shm: &std::collections::HashMap<u64, i32>,
     kinds: &[Box<dyn Recreated>],
     lazy: Option<&lazy::LazyMemory>,
+    staged: &std::collections::HashMap<usize, u64>,
 ) -> Result<Traced> {
     ptrace::seize(
         stub,
@@ -452,14 +483,11 @@ fn rebuild(
             &[ptr, u64::from(len), RSEQ_FLAG_UNREGISTER, u64::from(sig)],
         )?;
     }
-    inj.call("munmap", libc::SYS_munmap, &[0, scratch])?;
-    inj.call(
-        "munmap",
-        libc::SYS_munmap,
-        &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
-    )?;
+    let mut keep = vec![(scratch, scratch + SCRATCH_LEN)];
+    keep.extend(staged.iter().map(|(&k, &a)| (a, a + p.vmas[k].len())));
+    memory::unmap_except(&inj, stub, scratch, TASK_SIZE, &keep)?;
 
-    memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy)?;
+    memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy, staged)?;
     for k in kinds {
         k.in_process(&inj, p)?;
     }

@@ -14,7 +14,7 @@ use crate::lazy::{lazy_candidate, LazyMemory};
 const STR: u64 = 8192;
 
 /// Where the pages of one mapping go.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     /// `process_vm_writev` (or `/proc/PID/mem`) into the process.
     Write(i32, &'a std::fs::File),
     /// `UFFDIO_COPY` into a mapping registered with the filler.
@@ -22,7 +22,12 @@ enum Target<'a> {
 }
 
 /// Write the stored pages of `vma` that fall in the chunk `data` at offset `off`.
-fn write_chunk(to: &Target<'_>, vma: &Vma, off: u64, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_chunk(
+    to: &Target<'_>,
+    vma: &Vma,
+    off: u64,
+    data: &[u8],
+) -> std::io::Result<()> {
     let end = (off + data.len() as u64).min(vma.len());
     let first = vma.stored.partition_point(|r| r.0 + r.1 <= off);
     for &(s, l) in &vma.stored[first..] {
@@ -56,6 +61,7 @@ pub fn map_all(
         source,
         &std::collections::HashMap::new(),
         None,
+        &std::collections::HashMap::new(),
     )
 }
 
@@ -91,8 +97,20 @@ impl<'a> Calls<'a> {
 
     /// Queue `nr(args)` concerning mapping `vma`.
     fn push(&mut self, name: &'static str, nr: i64, args: [u64; 6], vma: &Vma) -> Result<()> {
+        self.push_at(name, nr, args, vma.start, vma.end)
+    }
+
+    /// Queue `nr(args)` concerning the addresses `start..end`.
+    fn push_at(
+        &mut self,
+        name: &'static str,
+        nr: i64,
+        args: [u64; 6],
+        start: u64,
+        end: u64,
+    ) -> Result<()> {
         self.pending
-            .push((BatchCall { name, nr, args }, vma.start, vma.end));
+            .push((BatchCall { name, nr, args }, start, end));
         if self.pending.len() >= Self::capacity() {
             self.flush()?;
         }
@@ -109,10 +127,47 @@ impl<'a> Calls<'a> {
             &calls,
             |i, e| {
                 let (_, s, e2) = pending[i];
-                Error::Incompatible(format!("restoring mapping {s:x}-{e2:x}: {e}"))
+                Error::Incompatible(format!("restoring memory {s:x}-{e2:x}: {e}"))
             },
         )
     }
+}
+
+/// Unmap everything in the stub `pid` (below the top of the user address space `top`) but
+/// the ranges `keep` (the scratch area, staged mappings).
+pub fn unmap_except(
+    inj: &Injector,
+    pid: i32,
+    scratch: u64,
+    top: u64,
+    keep: &[(u64, u64)],
+) -> Result<()> {
+    let mut calls = Calls::new(inj, pid, scratch)?;
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut from = 0;
+    for (s, e) in keep {
+        if s > from {
+            calls.push_at(
+                "munmap",
+                libc::SYS_munmap,
+                [from, s - from, 0, 0, 0, 0],
+                from,
+                s,
+            )?;
+        }
+        from = from.max(e);
+    }
+    if top > from {
+        calls.push_at(
+            "munmap",
+            libc::SYS_munmap,
+            [from, top - from, 0, 0, 0, 0],
+            from,
+            top,
+        )?;
+    }
+    calls.flush()
 }
 
 /// [`map_all`] where `shm` maps the id of each shared anonymous object to a descriptor (a
@@ -131,6 +186,7 @@ pub fn map_all_shared(
     source: &dyn MemorySource,
     shm: &std::collections::HashMap<u64, i32>,
     lazy: Option<&LazyMemory>,
+    staged: &std::collections::HashMap<usize, u64>,
 ) -> Result<()> {
     let mem_path = format!("/proc/{pid}/mem");
     let mem = std::fs::OpenOptions::new()
@@ -156,7 +212,25 @@ pub fn map_all_shared(
             vma.prot | rw
         }
     };
-    for vma in &p.vmas {
+    for (index, vma) in p.vmas.iter().enumerate() {
+        if let Some(&at) = staged.get(&index) {
+            // Filled before the children were forked (crate::cow): moved, pages and sharing
+            // kept.
+            calls.push(
+                "mremap(shared with parent or children)",
+                libc::SYS_mremap,
+                [
+                    at,
+                    vma.len(),
+                    vma.len(),
+                    (libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED) as u64,
+                    vma.start,
+                    0,
+                ],
+                vma,
+            )?;
+            continue;
+        }
         let map_prot = map_prot(vma);
         let mut flags = libc::MAP_FIXED
             | if vma.shared {
@@ -254,6 +328,9 @@ pub fn map_all_shared(
     }
     calls.flush()?;
     for (index, vma) in p.vmas.iter().enumerate() {
+        if staged.contains_key(&index) {
+            continue;
+        }
         fill_one(
             pid,
             &mem,
