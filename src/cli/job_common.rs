@@ -51,6 +51,7 @@ pub fn open_or_init_store(path: &Path) -> anyhow::Result<Store> {
     let store = Store::open_or_init(path, InitOptions::default())
         .with_context(|| format!("opening store {}", path.display()))?;
     super::common::warn_if_index_rebuilt(&store);
+    warn_if_not_writable(&store);
     Ok(store)
 }
 
@@ -58,7 +59,20 @@ pub fn open_or_init_store(path: &Path) -> anyhow::Result<Store> {
 pub fn open_store(path: &Path) -> anyhow::Result<Store> {
     let store = Store::open(path).with_context(|| format!("opening store {}", path.display()))?;
     super::common::warn_if_index_rebuilt(&store);
+    warn_if_not_writable(&store);
     Ok(store)
+}
+
+/// Says at a job's start that its checkpoints will fail, rather than at the first one (the
+/// job still runs: a store problem never costs the computation).
+fn warn_if_not_writable(store: &Store) {
+    if let Err(why) = store.check_writable() {
+        eprintln!(
+            "cairn: warning: {}: this user cannot write checkpoints into the store ({why}); \
+             the program runs, but every checkpoint will fail until it can",
+            store.path().display()
+        );
+    }
 }
 
 /// Checks a job name against the store's rules before anything is started.

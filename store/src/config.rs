@@ -144,11 +144,15 @@ impl StoreConfig {
         let text = match std::fs::read_to_string(&p) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(if dir.exists() {
-                    StoreError::NotAStore(dir.to_path_buf())
-                } else {
-                    StoreError::NoSuchStore(dir.to_path_buf())
-                });
+                return Err(
+                    if dir.join("packs").is_dir() && dir.join("generations").is_dir() {
+                        StoreError::ConfigLost(dir.to_path_buf())
+                    } else if dir.exists() {
+                        StoreError::NotAStore(dir.to_path_buf())
+                    } else {
+                        StoreError::NoSuchStore(dir.to_path_buf())
+                    },
+                );
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
                 return Err(StoreError::NotAStore(dir.to_path_buf()))

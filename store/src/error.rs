@@ -10,6 +10,9 @@ pub enum StoreError {
     /// The directory has no `config.json`.
     #[error("{}: not a cairn store (no config.json)", .0.display())]
     NotAStore(PathBuf),
+    /// The directory holds a store's packs and generations but its `config.json` is gone.
+    #[error("{}: config.json is missing, but packs/ and generations/ are here: `cairn store repair --store {}` recreates it", .0.display(), .0.display())]
+    ConfigLost(PathBuf),
     /// The store directory does not exist.
     #[error("{}: no such directory (not a cairn store)", .0.display())]
     NoSuchStore(PathBuf),

@@ -39,6 +39,7 @@ mod maintenance;
 mod node;
 mod pack;
 mod read;
+mod repair;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -52,7 +53,7 @@ pub use error::StoreError;
 pub use fsutil::now_ms;
 pub use generation::{
     check_job_name, Generation, GenerationId, GenerationInfo, ScannedGeneration, Skipped,
-    WriteStats,
+    WriteStats, LOST_MANIFEST,
 };
 pub use id::{is_all_zero, ChunkId, IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use index::IndexTotals;
@@ -60,6 +61,7 @@ pub use maintenance::{CopyReport, LiveSet, Maintenance, PackSet, PackSummary};
 pub use node::{StreamKind, StreamRef};
 pub use pack::{compress_lz4_into, looks_incompressible, Codec, PackEntry};
 pub use read::{ChunkSink, GenerationReader, ReadStats};
+pub use repair::{repair_config, RepairReport};
 pub use store::{ReindexReport, Store};
 pub use verify::{GenerationStatus, PackDamage, VerifyReport};
 pub use write::{PendingIndex, ReadAtFn, Writer};

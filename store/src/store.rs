@@ -159,6 +159,28 @@ impl Store {
         })
     }
 
+    /// Whether this process can write a checkpoint into the store: a probe file is created
+    /// (and removed) in `packs/` and `generations/`, and the index is opened for writing.
+    /// `Err` says what is not writable, for a warning at a job's start.
+    pub fn check_writable(&self) -> Result<(), String> {
+        let probe = format!("{TMP_PREFIX}probe-{}", unique_writer_name());
+        for sub in [PACK_DIR, GEN_DIR] {
+            let p = self.path().join(sub).join(&probe);
+            match crate::fsutil::new_file_options().open(&p) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&p);
+                }
+                Err(e) => return Err(format!("cannot create files in {sub}/: {e}")),
+            }
+        }
+        let db = self.path().join(INDEX_FILE);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .map(drop)
+            .map_err(|e| format!("cannot write {INDEX_FILE}: {e}"))
+    }
+
     /// When opening the store had to rebuild its index: why, and from what (for a warning).
     pub fn index_rebuilt(&self) -> Option<&str> {
         self.index_rebuilt.as_deref()
@@ -284,6 +306,12 @@ impl Store {
     /// Every manifest file, oldest first, with its parsed contents or why it is unreadable.
     pub fn scan_generations(&self) -> Result<Vec<ScannedGeneration>, StoreError> {
         self.dir.scan_generations()
+    }
+
+    /// Generations the index lists whose manifest is gone (deleted or lost, not pruned),
+    /// oldest first, with their jobs: restart and verify report them.
+    pub fn lost_generations(&self) -> Result<Vec<(GenerationId, String)>, StoreError> {
+        self.dir.lost_generations()
     }
 
     /// One generation by id.
