@@ -24,6 +24,7 @@ mod gc_cli;
 mod incremental;
 mod job_array;
 mod lazy_restore;
+mod memory_sharing;
 mod run_retention;
 mod runtimes;
 mod slurm;
