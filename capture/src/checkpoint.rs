@@ -445,6 +445,13 @@ pub fn capture_process(
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
     let mut vmas = Vec::new();
     for m in &maps {
+        if m.name.starts_with("/[aio]") {
+            return Err(Error::Unsupported(format!(
+                "process {ns_pid}: AIO context (io_setup) with its ring at {:#x} cannot be \
+                 checkpointed yet",
+                m.start
+            )));
+        }
         let Some(backing) = classify(m)? else {
             continue;
         };

@@ -90,6 +90,7 @@ fn capture_tree(
         files: Vec::new(),
         pipes: Vec::new(),
         ipc: Default::default(),
+        posix_timers: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {

@@ -357,17 +357,21 @@ impl Recovery<'_> {
             );
         }
         before_restore(g, &agent_id)?;
-        let _progress = Progress::start(match self.announce {
-            Announce::RestartingAgent => {
-                format!("restoring agent {agent_id} from generation {}", g.id.0)
-            }
-            _ => format!("restoring job {} from generation {}", g.job, g.id.0),
-        });
         let image = match read_image(&reader, &agent_id) {
             Ok(i) => i,
             Err(e) => return Ok(Err(agent_failure(e))),
         };
         let source = Arc::new(StoreSource::new(Arc::new(reader), &agent_base(&agent_id)));
+        let _progress = Progress::start_metered(
+            match self.announce {
+                Announce::RestartingAgent => {
+                    format!("restoring agent {agent_id} from generation {}", g.id.0)
+                }
+                _ => format!("restoring job {} from generation {}", g.job, g.id.0),
+            },
+            source.meter(),
+            Some(g.info.stats.logical_bytes),
+        );
         let rebuilt = match self.memory {
             Memory::Lazy => SandboxJob::restore_lazy(&image, source.clone()),
             Memory::Eager => SandboxJob::restore(&image, source.as_ref()),

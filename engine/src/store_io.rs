@@ -11,6 +11,7 @@ use cairn_image::{ChunkFn, MemorySink, MemorySource, RegionSource, Vma};
 use cairn_store::{GenerationReader, StoreError, StreamRef, Writer};
 
 use crate::agent::incremental::{Baseline, PageCounts, RegionKey};
+use crate::agent::progress::Meter;
 
 fn io_err(e: StoreError) -> io::Error {
     io::Error::other(e)
@@ -28,6 +29,8 @@ pub struct StoreSink<'w> {
     counts: PageCounts,
     /// Pre-copy (docs/incremental.md): enabled when set.
     precopy: Option<Precopy>,
+    /// Counts the memory read, when the checkpoint shows its progress.
+    meter: Option<Meter>,
 }
 
 /// Pre-copies of one checkpoint (docs/incremental.md): written through the sink's writer
@@ -52,6 +55,7 @@ impl<'w> StoreSink<'w> {
             next: Baseline::new(),
             counts: PageCounts::default(),
             precopy: None,
+            meter: None,
         }
     }
 
@@ -63,11 +67,19 @@ impl<'w> StoreSink<'w> {
         self
     }
 
+    /// Counts every byte of memory read into `meter` (for the checkpoint's progress).
+    pub fn metered(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
     /// Writes region `vma` of `pid` through `writer`, reusing unchanged chunks of `prev`
     /// when `changed` is known, and counts the pages read.
+    #[allow(clippy::too_many_arguments)]
     fn write_vma(
         writer: &mut Writer,
         counts: &mut PageCounts,
+        meter: Option<&Meter>,
         vma: &Vma,
         changed: Option<&[(u64, u64)]>,
         prev: Option<&StreamRef>,
@@ -76,6 +88,9 @@ impl<'w> StoreSink<'w> {
         let read = AtomicU64::new(0);
         let counted = |off: u64, buf: &mut [u8]| {
             read.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            if let Some(m) = meter {
+                m.add(buf.len() as u64);
+            }
             source(off, buf)
         };
         let r = match (changed, prev) {
@@ -145,7 +160,14 @@ impl MemorySink for StoreSink<'_> {
         len: u64,
         source: RegionSource<'_>,
     ) -> io::Result<()> {
-        let r = self.writer.put_memory(len, source).map_err(io_err)?;
+        let meter = self.meter.clone();
+        let counted = |off: u64, buf: &mut [u8]| {
+            if let Some(m) = &meter {
+                m.add(buf.len() as u64);
+            }
+            source(off, buf)
+        };
+        let r = self.writer.put_memory(len, &counted).map_err(io_err)?;
         self.mem
             .entry(pid)
             .or_default()
@@ -163,7 +185,15 @@ impl MemorySink for StoreSink<'_> {
     ) -> io::Result<()> {
         let key = (pid, vma.start, vma.end, vma.prot);
         let prev = self.baseline.and_then(|b| b.get(&key));
-        let r = Self::write_vma(self.writer, &mut self.counts, vma, changed, prev, source)?;
+        let r = Self::write_vma(
+            self.writer,
+            &mut self.counts,
+            self.meter.as_ref(),
+            vma,
+            changed,
+            prev,
+            source,
+        )?;
         self.record_vma(pid, index, vma, r);
         Ok(())
     }
@@ -191,7 +221,15 @@ impl MemorySink for StoreSink<'_> {
         // so are the logical bytes (the pre-copy's are taken back out of the writer's count).
         let mark = self.writer.stats().clone();
         let mut counts = PageCounts::default();
-        let r = Self::write_vma(self.writer, &mut counts, vma, changed, prev, source);
+        let r = Self::write_vma(
+            self.writer,
+            &mut counts,
+            self.meter.as_ref(),
+            vma,
+            changed,
+            prev,
+            source,
+        );
         self.writer.uncount_logical_since(&mark);
         let r = r?;
         self.counts.scanned += counts.scanned;
@@ -221,7 +259,15 @@ impl MemorySink for StoreSink<'_> {
             .filter(|p| p.done)
             .and_then(|p| p.streams.get(&key));
         let changed = changed.filter(|_| prev.is_some());
-        let r = Self::write_vma(self.writer, &mut self.counts, vma, changed, prev, source)?;
+        let r = Self::write_vma(
+            self.writer,
+            &mut self.counts,
+            self.meter.as_ref(),
+            vma,
+            changed,
+            prev,
+            source,
+        )?;
         self.record_vma(pid, index, vma, r);
         Ok(())
     }
@@ -246,6 +292,8 @@ pub struct StoreSource {
     /// the root would decode a process's whole region directory once per region (quadratic
     /// in the number of mappings).
     dirs: std::sync::Mutex<HashMap<(String, i32), std::sync::Arc<HashMap<String, StreamRef>>>>,
+    /// Counts the memory read (the restore's progress).
+    meter: Meter,
 }
 
 impl StoreSource {
@@ -257,7 +305,13 @@ impl StoreSource {
             damage: std::sync::Mutex::new(None),
             streams: std::sync::Mutex::new(HashMap::new()),
             dirs: std::sync::Mutex::new(HashMap::new()),
+            meter: Meter::new(),
         }
+    }
+
+    /// The meter every byte of memory read through this source advances.
+    pub fn meter(&self) -> Meter {
+        self.meter.clone()
     }
 
     /// Why the generation's data is damaged, when a read through this source found it so
@@ -321,7 +375,16 @@ impl StoreSource {
 impl MemorySource for StoreSource {
     fn for_each_chunk(&self, pid: i32, index: usize, f: ChunkFn<'_>) -> io::Result<()> {
         let s = self.lookup("mem", pid, index as i64)?;
-        self.reader.for_each_chunk(&s, f).map_err(|e| self.note(e))
+        let meter = &self.meter;
+        let counted = |off: u64, chunk: Option<&[u8]>| {
+            if let Some(c) = chunk {
+                meter.add(c.len() as u64);
+            }
+            f(off, chunk)
+        };
+        self.reader
+            .for_each_chunk(&s, &counted)
+            .map_err(|e| self.note(e))
     }
 
     fn read_range(&self, pid: i32, index: usize, offset: u64, buf: &mut [u8]) -> io::Result<()> {
@@ -342,6 +405,7 @@ impl MemorySource for StoreSource {
                 s
             }
         };
+        self.meter.add(buf.len() as u64);
         self.reader
             .read_at(&s, offset, buf)
             .map_err(|e| self.note(e))

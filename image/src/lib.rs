@@ -14,6 +14,7 @@ pub mod file;
 pub mod inotify;
 pub mod memory;
 pub mod pipe;
+pub mod posix_timer;
 pub mod process;
 pub mod signalfd;
 pub mod sysv;
@@ -30,13 +31,14 @@ pub use memory::{
     MEM_CHUNK,
 };
 pub use pipe::PipeImage;
+pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
 pub use signalfd::SignalFdImage;
-pub use sysv::{SysvAttach, SysvShm};
+pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
-pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
+pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketOptions, SocketState};
 
 use serde::{Deserialize, Serialize};
 
@@ -64,4 +66,7 @@ pub struct ProcessTreeImage {
     /// UNIX sockets, FIFOs and System V shared memory of the job ([`unix`], [`sysv`]).
     #[serde(default)]
     pub ipc: IpcImage,
+    /// POSIX timers of the processes ([`posix_timer`]).
+    #[serde(default)]
+    pub posix_timers: Vec<PosixTimer>,
 }

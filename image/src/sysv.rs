@@ -47,3 +47,51 @@ pub struct SysvAttach {
     /// Attached with SHM_EXEC (VmFlags `me`).
     pub exec: bool,
 }
+
+/// One System V semaphore set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvSem {
+    /// semid (the program may hold it in memory; restore recreates the same one).
+    pub id: i32,
+    /// Key (IPC_PRIVATE = 0).
+    pub key: i32,
+    /// Permission bits of `sem_perm.mode`.
+    pub mode: u32,
+    /// Owner uid inside the job's namespace.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// The value of every semaphore of the set (`GETALL`), in order.
+    pub values: Vec<u16>,
+    /// The pid (in the job) of the last process that changed each semaphore (`GETPID`), 0 if
+    /// none did.
+    pub pids: Vec<i32>,
+}
+
+/// One System V message queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvMsgQueue {
+    /// msqid (the program may hold it in memory; restore recreates the same one).
+    pub id: i32,
+    /// Key (IPC_PRIVATE = 0).
+    pub key: i32,
+    /// Permission bits of `msg_perm.mode`.
+    pub mode: u32,
+    /// Owner uid inside the job's namespace.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Maximum number of bytes the queue holds (`msg_qbytes`).
+    pub qbytes: u64,
+    /// The queued messages, oldest first.
+    pub messages: Vec<SysvMsg>,
+}
+
+/// One queued System V message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SysvMsg {
+    /// Its type (`mtype`, > 0).
+    pub mtype: i64,
+    /// Its text.
+    pub data: Vec<u8>,
+}

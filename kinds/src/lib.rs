@@ -17,6 +17,8 @@ pub mod eventfd;
 pub mod file;
 pub mod inotify;
 pub mod pipe;
+pub mod posix_mq;
+pub mod posix_timer;
 mod scratch;
 mod shared;
 pub mod signalfd;
@@ -119,6 +121,11 @@ pub trait Recreated {
     fn in_process(&self, _inj: &Injector, _p: &ProcessImage) -> Result<()> {
         Ok(())
     }
+    /// Process `p` is being rebuilt and all its threads exist (with their tids), their own
+    /// state not yet set: `inj` injects into its first thread.
+    fn with_threads(&self, _inj: &Injector, _p: &ProcessImage) -> Result<()> {
+        Ok(())
+    }
     /// Every process of the job is rebuilt; `root` as for [`Recreated::in_job`].
     fn finish(&self, _root: i32) -> Result<()> {
         Ok(())
@@ -127,6 +134,11 @@ pub trait Recreated {
 
 /// Recreates one kind's objects of `image` in the restoring process.
 pub type RecreateFn = fn(&ProcessTreeImage, &dyn MemorySource) -> Result<Box<dyn Recreated>>;
+
+/// A [`CaptureFn`] for kinds that have nothing job-wide to capture.
+fn no_capture(_: &FrozenJob<'_>, _: &mut ProcessTreeImage, _: &mut dyn MemorySink) -> Result<()> {
+    Ok(())
+}
 
 /// One kind of kernel object in the table.
 #[derive(Debug, Clone, Copy)]
@@ -144,6 +156,13 @@ pub struct JobKind {
 
 /// Every kind, in the order a checkpoint captures them and a restore recreates them.
 pub const JOB_KINDS: &[JobKind] = &[
+    // Before "file": a queue's descriptor looks like a regular file.
+    JobKind {
+        name: "posix_mq",
+        describe: Some(posix_mq::capture::describe),
+        capture: no_capture,
+        recreate: posix_mq::recreate,
+    },
     JobKind {
         name: "file",
         describe: Some(file::capture::describe),
@@ -167,6 +186,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: None,
         capture: sysv::capture::capture_job,
         recreate: sysv::restore::recreate,
+    },
+    JobKind {
+        name: "posix_timer",
+        describe: None,
+        capture: posix_timer::capture::capture_job,
+        recreate: posix_timer::recreate,
     },
     JobKind {
         name: "eventfd",

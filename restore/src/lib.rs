@@ -616,6 +616,9 @@ fn rebuild(
         thread_state(&tinj, stub, p.pid, scratch, t, p_user_ns_drop(p))?;
         outer.push(new);
     }
+    for k in kinds {
+        k.with_threads(&inj, p)?;
+    }
     thread_state(&inj, stub, p.pid, scratch, &p.threads[0], p_user_ns_drop(p))?;
     for si in &p.shared_pending {
         write_bytes(stub, scratch + ARG, si)?;

@@ -333,7 +333,19 @@ pub fn generations(a: GenerationsArgs) -> anyhow::Result<i32> {
 /// Run `cairn verify`; exits 1 when damage was found.
 pub fn verify(a: VerifyArgs) -> anyhow::Result<i32> {
     let store = a.opt.open()?;
-    let r = store.verify(a.read_data)?;
+    let r = if a.read_data {
+        // Reading every byte takes a while on a large store: show how far it is.
+        let meter = cairn_engine::agent::progress::Meter::new();
+        let total = store.totals().ok().map(|t| t.stored_bytes);
+        let _progress = cairn_engine::agent::progress::Progress::start_metered(
+            format!("verifying {}", store.path().display()),
+            meter.clone(),
+            total,
+        );
+        store.verify_counting(true, meter.counter())?
+    } else {
+        store.verify(false)?
+    };
     if a.opt.json {
         print_json(&r)?;
     } else {

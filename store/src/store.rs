@@ -365,7 +365,18 @@ impl Store {
     /// nodes (read and verified) and the presence of every data chunk. With `read_data`,
     /// also every chunk's bytes.
     pub fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
-        self.dir.verify(read_data)
+        self.dir
+            .verify(read_data, &std::sync::atomic::AtomicU64::new(0))
+    }
+
+    /// [`Store::verify`], adding the stored bytes of every chunk it reads to `read_bytes` as
+    /// it goes (for a progress display).
+    pub fn verify_counting(
+        &self,
+        read_data: bool,
+        read_bytes: &std::sync::atomic::AtomicU64,
+    ) -> Result<VerifyReport, StoreError> {
+        self.dir.verify(read_data, read_bytes)
     }
 
     /// Rebuild `cairn.db` from the packs' trailers and the generation manifests alone.

@@ -60,10 +60,14 @@ impl StoreDir {
     /// Check the store. Structure level: pack trailers, index vs packs, every generation's
     /// nodes (read and verified) and the presence of every data chunk. With `read_data`,
     /// also every chunk's bytes.
-    pub(crate) fn verify(&self, read_data: bool) -> Result<VerifyReport, StoreError> {
+    pub(crate) fn verify(
+        &self,
+        read_data: bool,
+        read_bytes: &std::sync::atomic::AtomicU64,
+    ) -> Result<VerifyReport, StoreError> {
         self.sync_new_packs()?;
         let on_disk = self.pack_files_on_disk()?;
-        self.verify_listed(on_disk, read_data)
+        self.verify_listed(on_disk, read_data, read_bytes)
     }
 
     /// [`crate::Store::verify`] over a pack listing taken earlier. gc may delete packs after the
@@ -73,6 +77,7 @@ impl StoreDir {
         &self,
         on_disk: Vec<String>,
         read_data: bool,
+        read_bytes: &std::sync::atomic::AtomicU64,
     ) -> Result<VerifyReport, StoreError> {
         let disk_set: HashSet<&String> = on_disk.iter().collect();
         // pack -> problem
@@ -96,6 +101,10 @@ impl StoreDir {
                     let bad: Vec<String> = entries
                         .par_iter()
                         .filter_map(|e| {
+                            read_bytes.fetch_add(
+                                u64::from(e.stored_len),
+                                std::sync::atomic::Ordering::Relaxed,
+                            );
                             let mut buf = vec![0u8; e.stored_len as usize];
                             let r = f
                                 .read_exact_at(&mut buf, e.offset)

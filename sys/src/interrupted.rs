@@ -26,11 +26,12 @@ pub fn resume_regs(saved: &UserRegs, restart_block: bool) -> UserRegs {
                 r.rip -= 2;
             }
             ERESTART_RESTARTBLOCK => {
-                r.rax = if restart_block {
-                    libc::SYS_restart_syscall as u64
+                if restart_block {
+                    r.rax = libc::SYS_restart_syscall as u64;
                 } else {
-                    saved.orig_rax
-                };
+                    r.rax = saved.orig_rax;
+                    sleep_what_was_left(&mut r);
+                }
                 r.rip -= 2;
             }
             _ => {}
@@ -38,6 +39,24 @@ pub fn resume_regs(saved: &UserRegs, restart_block: bool) -> UserRegs {
     }
     r.orig_rax = u64::MAX;
     r
+}
+
+/// `clock_nanosleep` flag: the request is an absolute time.
+const TIMER_ABSTIME: u64 = 1;
+
+/// A relative sleep that a restored thread issues again (it has no restart block) sleeps only
+/// what was left: when the sleep was interrupted, the kernel wrote the time left to its
+/// `rmtp` argument (if the program gave one), so `nanosleep(rmtp, rmtp)` /
+/// `clock_nanosleep(clock, 0, rmtp, rmtp)` continues it. The program's own request is not
+/// touched (only the register pointing at it); without `rmtp` the whole request is slept
+/// again.
+fn sleep_what_was_left(r: &mut UserRegs) {
+    let nr = r.orig_rax as i64;
+    if nr == libc::SYS_nanosleep && r.rsi != 0 {
+        r.rdi = r.rsi;
+    } else if nr == libc::SYS_clock_nanosleep && r.rsi & TIMER_ABSTIME == 0 && r.r10 != 0 {
+        r.rdx = r.r10;
+    }
 }
 
 /// Syscall number a thread (outer tid) was in when cairn last saw it interrupted with
@@ -53,10 +72,11 @@ static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mu
 /// -ERESTART_RESTARTBLOCK for the next freeze. Three states name `restart_syscall`: stopped
 /// in it (`orig_rax`, the original goes there); stopped before re-entering it — resumed by
 /// cairn at its `syscall` instruction with `rax` = `restart_syscall` and frozen again before
-/// it ran (`rax`: the original goes there, so that a restore re-issues it); or stopped after
-/// the kernel itself set it up for `restart_syscall` on its way back to user mode (`rax` =
-/// `restart_syscall`, `orig_rax` still the original: that goes to `rax`). A restored process
-/// has no restart block, so `restart_syscall` there would fail with EINTR.
+/// it ran; or stopped after the kernel itself set it up for `restart_syscall` on its way back
+/// to user mode (`rax` = `restart_syscall`, `orig_rax` still the original). The last two are
+/// given as the first: `rax` = -ERESTART_RESTARTBLOCK, `orig_rax` the original syscall, `rip`
+/// after the `syscall` instruction. A restored process has no restart block, so
+/// `restart_syscall` there would fail with EINTR.
 pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
     let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
         return regs;
@@ -72,14 +92,23 @@ pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
             map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
         }
     } else if regs.rax == restart {
+        // Both states below are saved as the thread stopped in the syscall itself
+        // (-ERESTART_RESTARTBLOCK, the syscall in orig_rax, rip after the instruction): live,
+        // it then continues in restart_syscall, and a restore re-issues the original syscall
+        // with what was left of a sleep, as for a thread stopped in it.
         match map.get(&tid) {
-            Some(&(nr, at)) if at == regs.rip => regs.rax = nr,
+            Some(&(nr, at)) if at == regs.rip => {
+                regs.rax = ERESTART_RESTARTBLOCK as u64;
+                regs.orig_rax = nr;
+                regs.rip += 2;
+            }
             // Stopped after the kernel's own restart fix-up (rax and rip set for
             // restart_syscall) but before the thread went back to user mode: the original
             // syscall is still in orig_rax.
             _ if (regs.orig_rax as i64) >= 0 && regs.orig_rax != restart => {
-                map.remove(&tid);
-                regs.rax = regs.orig_rax;
+                map.insert(tid, (regs.orig_rax, regs.rip));
+                regs.rax = ERESTART_RESTARTBLOCK as u64;
+                regs.rip += 2;
             }
             _ => {
                 map.remove(&tid);
@@ -164,14 +193,50 @@ mod tests {
         // Resumed live into restart_syscall and stopped in it: the original is put back.
         let r = note_restart(t, regs(ERESTART_RESTARTBLOCK as u64, RESTART, 0x1002));
         assert_eq!(r.orig_rax, NANOSLEEP);
-        // Resumed by cairn at its syscall instruction, stopped before it ran.
+        // Resumed by cairn at its syscall instruction, stopped before it ran: saved as
+        // stopped in nanosleep, which live resumes with restart_syscall.
         let r = note_restart(t, regs(RESTART, u64::MAX, 0x1000));
-        assert_eq!(r.rax, NANOSLEEP);
+        assert_eq!(
+            (r.rax as i64, r.orig_rax, r.rip),
+            (ERESTART_RESTARTBLOCK, NANOSLEEP, 0x1002)
+        );
+        assert_eq!(
+            (resume_regs(&r, true).rax, resume_regs(&r, true).rip),
+            (RESTART, 0x1000)
+        );
         // Stopped after the kernel's own fix-up for restart_syscall, never seen before: the
         // original syscall is still in orig_rax.
         let r = note_restart(900_002, regs(RESTART, NANOSLEEP, 0x2000));
-        assert_eq!(r.rax, NANOSLEEP);
-        // Whatever the state, a restore re-issues nanosleep, never restart_syscall.
-        assert_eq!(resume_regs(&r, false).rax, NANOSLEEP);
+        assert_eq!(
+            (r.rax as i64, r.orig_rax, r.rip),
+            (ERESTART_RESTARTBLOCK, NANOSLEEP, 0x2002)
+        );
+        // Whatever the state, a restore re-issues nanosleep at its instruction, never
+        // restart_syscall.
+        let back = resume_regs(&r, false);
+        assert_eq!((back.rax, back.rip), (NANOSLEEP, 0x2000));
+    }
+
+    #[test]
+    fn a_restored_relative_sleep_sleeps_what_was_left() {
+        let mut r = regs(ERESTART_RESTARTBLOCK as u64, NANOSLEEP, 0x1002);
+        (r.rdi, r.rsi) = (0x7000, 0x7100);
+        let back = resume_regs(&r, false);
+        assert_eq!((back.rdi, back.rsi), (0x7100, 0x7100));
+        // Live, the kernel's restart block knows the time left: arguments untouched.
+        assert_eq!(resume_regs(&r, true).rdi, 0x7000);
+        // No rmtp: the request itself.
+        r.rsi = 0;
+        assert_eq!(resume_regs(&r, false).rdi, 0x7000);
+        // clock_nanosleep(clock, flags, req, rmtp), relative then absolute.
+        let mut c = regs(
+            ERESTART_RESTARTBLOCK as u64,
+            libc::SYS_clock_nanosleep as u64,
+            0x1002,
+        );
+        (c.rdx, c.r10) = (0x7000, 0x7100);
+        assert_eq!(resume_regs(&c, false).rdx, 0x7100);
+        c.rsi = TIMER_ABSTIME;
+        assert_eq!(resume_regs(&c, false).rdx, 0x7000);
     }
 }

@@ -35,6 +35,9 @@ pub struct Diag {
     pub peer: Option<u64>,
     /// Number of connections waiting to be accepted (listening sockets).
     pub pending: usize,
+    /// Inodes of the connecting sockets whose connections wait to be accepted, oldest first
+    /// (listening sockets).
+    pub icons: Vec<u64>,
     /// For a listener (pending, backlog); otherwise (unread bytes, unsent bytes).
     pub rqlen: Option<(u32, u32)>,
     /// RCV_SHUTDOWN (1) | SEND_SHUTDOWN (2).
@@ -132,7 +135,11 @@ pub fn dump() -> Result<HashMap<u64, Diag>> {
                             UNIX_DIAG_PEER if p.len() >= 4 => {
                                 d.peer = Some(u64::from(u32_at(p, 0)))
                             }
-                            UNIX_DIAG_ICONS => d.pending = p.len() / 4,
+                            UNIX_DIAG_ICONS => {
+                                d.pending = p.len() / 4;
+                                d.icons =
+                                    p.chunks_exact(4).map(|c| u64::from(u32_at(c, 0))).collect();
+                            }
                             UNIX_DIAG_RQLEN if p.len() >= 8 => {
                                 d.rqlen = Some((u32_at(p, 0), u32_at(p, 4)))
                             }

@@ -31,6 +31,7 @@ mod slurm;
 mod stdio;
 mod storage;
 mod store_cli;
+mod unix_sockets;
 
 /// The testkit finds the very binary Cargo built for these tests.
 #[test]

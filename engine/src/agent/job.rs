@@ -40,6 +40,12 @@ pub trait JobProcess {
         None
     }
 
+    /// About how many bytes of memory a checkpoint reads (the resident memory of the job's
+    /// processes), for its progress; `None` when unknown.
+    fn resident_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Delivers `sig` to the program.
     fn signal(&self, sig: Signal) -> Result<(), AgentError>;
 

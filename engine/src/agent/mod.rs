@@ -80,6 +80,8 @@ pub struct Agent<P: JobProcess> {
     pages: incremental::PageCounts,
     /// Index rows of the last checkpoint's packs, written after its commit.
     indexing: indexing::BackgroundIndex,
+    /// Bytes of memory the current checkpoint has read (its progress).
+    meter: progress::Meter,
 }
 
 impl<P: JobProcess> Agent<P> {
@@ -106,6 +108,7 @@ impl<P: JobProcess> Agent<P> {
             pending: None,
             pages: incremental::PageCounts::default(),
             indexing: indexing::BackgroundIndex::default(),
+            meter: progress::Meter::new(),
         })
     }
 
@@ -143,7 +146,9 @@ impl<P: JobProcess> Agent<P> {
             // have been committed, so it cannot be the base of this one.
             self.checkpoint_outcome(false);
         }
-        let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline).with_precopy();
+        let mut sink = store_io::StoreSink::with_baseline(writer, &self.baseline)
+            .with_precopy()
+            .metered(self.meter.clone());
         let frozen_at = Instant::now();
         let captured = self.process.checkpoint(&mut sink);
         // Capture with pre-copy knows how long the program was really frozen.
@@ -191,10 +196,14 @@ impl<P: JobProcess> Agent<P> {
         let started = Instant::now();
         let start_ms = now_ms();
         self.say(format_args!("checkpoint started (job {})", self.opts.job));
-        let _progress = self
-            .opts
-            .verbose
-            .then(|| progress::Progress::start(format!("checkpointing job {}", self.opts.job)));
+        self.meter.reset();
+        let _progress = self.opts.verbose.then(|| {
+            progress::Progress::start_metered(
+                format!("checkpointing job {}", self.opts.job),
+                self.meter.clone(),
+                self.process.resident_bytes(),
+            )
+        });
         self.indexing.wait();
         let mut writer = self.opts.store.writer()?;
         let (agent_tree, frozen) = self.write_agent_tree(&mut writer)?;

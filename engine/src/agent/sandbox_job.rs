@@ -178,6 +178,10 @@ impl JobProcess for SandboxJob {
         self.sandbox.pidfd()
     }
 
+    fn resident_bytes(&self) -> Option<u64> {
+        Some(resident_bytes_below(self.sandbox.init_pid()))
+    }
+
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<ProcessTreeImage, AgentError> {
         self.settle()?;
         let captured = match &mut self.tracker {
@@ -226,4 +230,23 @@ impl JobProcess for SandboxJob {
             Err(e) => Err(AgentError::Capture(format!("waiting for the program: {e}"))),
         }
     }
+}
+
+/// The resident memory (`Rss` of /proc/PID/smaps_rollup) of `root` and every process below
+/// it: about what a checkpoint reads.
+fn resident_bytes_below(root: i32) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        total += rollup
+            .lines()
+            .find_map(|l| l.strip_prefix("Rss:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+        todo.extend(cairn_sys::procfs::children_of(pid).unwrap_or_default());
+    }
+    total
 }

@@ -1,14 +1,16 @@
 //! UNIX sockets and FIFOs between processes of the job, and the job's System V shared memory
 //! (`crate::sysv`): what restore needs to rebuild them, unread data included.
 //!
-//! * A UNIX socket is described by `unix_diag` (state, address, peer, queue lengths, shutdown
-//!   state) and its unread data is peeked from a copy of the descriptor (`pidfd_getfd`) with
-//!   `SO_PEEK_OFF`, which lets `MSG_PEEK` walk past the first message, so message boundaries
-//!   of datagram and seqpacket sockets are kept; the program's socket is left untouched.
+//! * A UNIX socket is described by `unix_diag` (state, address, peer, connections waiting in
+//!   a listener, queue lengths, shutdown state); its options and unread data are read from a
+//!   copy of the descriptor (`pidfd_getfd`, `crate::unix::peek`); the program's socket is
+//!   left untouched. Every socket leading outside the job is named in one refusal.
 //! * A FIFO is recorded with its path and its unread bytes (`tee`, as for pipes).
 //!
 //! Rules (what is refused and why): docs/capture-restore.md.
 
+use super::peek::{getsockopt_int, options, peek_socket, Queue};
+use super::queued::{check_datagrams, in_flight, job_creds};
 use crate::pipe::capture::{peek, peek_fd, steal};
 use crate::{FrozenJob, OpenFd};
 use cairn_image::{
@@ -20,42 +22,6 @@ use cairn_sys::sock_diag::{self, Diag};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-
-fn getsockopt_int(fd: &OwnedFd, level: i32, opt: i32, what: &str) -> Result<i32> {
-    let mut v: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes one int into `v`.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            level,
-            opt,
-            (&mut v as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r < 0 {
-        return Err(last_os(format!("getsockopt({what})")));
-    }
-    Ok(v)
-}
-
-fn setsockopt_int(fd: &OwnedFd, opt: i32, v: i32, what: &str) -> Result<()> {
-    // SAFETY: setsockopt reads one int.
-    let r = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            opt,
-            (&v as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r < 0 {
-        return Err(last_os(format!("setsockopt({what})")));
-    }
-    Ok(())
-}
 
 /// A short name of a non-UNIX socket kind for messages.
 fn kind_name(domain: i32, ty: i32) -> String {
@@ -103,6 +69,7 @@ fn resolve_name(d: &Diag, cwds: &[String], who: &str) -> Result<Option<SocketNam
                     path: c.clone(),
                     exists: true,
                     mode: m.mode() & 0o7777,
+                    owner: Some((m.uid(), m.gid())),
                 }));
             }
         }
@@ -117,123 +84,8 @@ fn resolve_name(d: &Diag, cwds: &[String], who: &str) -> Result<Option<SocketNam
         path: p,
         exists: false,
         mode: 0o777,
+        owner: None,
     }))
-}
-
-/// Peek every unread message of socket `fd` without consuming it.
-fn peek_socket(fd: &OwnedFd, sock_type: i32, total: u64, who: &str) -> Result<(Vec<u8>, Vec<u64>)> {
-    let old = getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?;
-    let r = peek_messages(fd, sock_type, total, who);
-    // SO_PEEK_OFF belongs to the program's socket: put it back whatever happened.
-    let reset = setsockopt_int(fd, libc::SO_PEEK_OFF, old, "SO_PEEK_OFF");
-    let out = r?;
-    reset?;
-    Ok(out)
-}
-
-fn peek_messages(
-    fd: &OwnedFd,
-    sock_type: i32,
-    total: u64,
-    who: &str,
-) -> Result<(Vec<u8>, Vec<u64>)> {
-    let mut cap = 1usize << 16;
-    'restart: loop {
-        setsockopt_int(fd, libc::SO_PEEK_OFF, 0, "SO_PEEK_OFF")?;
-        let mut data = Vec::new();
-        let mut lens = Vec::new();
-        let mut buf = vec![0u8; cap];
-        loop {
-            if sock_type != libc::SOCK_DGRAM && data.len() as u64 >= total {
-                break;
-            }
-            let mut ctl = [0u64; 64];
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: buf.len(),
-            };
-            // SAFETY: an all-zero msghdr is valid; the pointers set below outlive the call.
-            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = ctl.as_mut_ptr().cast();
-            msg.msg_controllen = std::mem::size_of_val(&ctl);
-            let flags =
-                libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC | libc::MSG_CMSG_CLOEXEC;
-            // SAFETY: recvmsg writes into the buffers described by `msg`.
-            let n = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EAGAIN) {
-                    break;
-                }
-                return Err(Error::Sys {
-                    what: format!("{who}: peeking unread socket data"),
-                    source: e,
-                });
-            }
-            let passed_fds = close_passed_fds(&msg);
-            if passed_fds {
-                return Err(Error::Unsupported(format!(
-                    "{who}: a UNIX socket with descriptors in flight (SCM_RIGHTS) cannot be \
-                     checkpointed yet"
-                )));
-            }
-            let n = n as usize;
-            if sock_type == libc::SOCK_STREAM {
-                if n == 0 {
-                    break;
-                }
-                data.extend_from_slice(&buf[..n]);
-                continue;
-            }
-            if n > buf.len() {
-                cap = n.next_power_of_two();
-                continue 'restart;
-            }
-            if n == 0 && sock_type == libc::SOCK_DGRAM {
-                return Err(Error::Unsupported(format!(
-                    "{who}: a zero-length datagram is queued (cannot be checkpointed yet)"
-                )));
-            }
-            if n == 0 {
-                break;
-            }
-            data.extend_from_slice(&buf[..n]);
-            lens.push(n as u64);
-        }
-        if sock_type == libc::SOCK_STREAM && !data.is_empty() {
-            lens.push(data.len() as u64);
-        }
-        if sock_type != libc::SOCK_DGRAM && data.len() as u64 != total {
-            return Err(Error::Parse(format!(
-                "{who}: peeked {} unread bytes, the kernel counts {total}",
-                data.len()
-            )));
-        }
-        return Ok((data, lens));
-    }
-}
-
-/// Close descriptors a peek received with SCM_RIGHTS; true when there were any.
-fn close_passed_fds(msg: &libc::msghdr) -> bool {
-    let mut any = false;
-    // SAFETY: CMSG_* walk the control buffer the kernel filled in `msg`.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
-                any = true;
-                let n = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
-                let p = libc::CMSG_DATA(c) as *const i32;
-                for i in 0..n {
-                    libc::close(std::ptr::read_unaligned(p.add(i)));
-                }
-            }
-            c = libc::CMSG_NXTHDR(msg, c);
-        }
-    }
-    any
 }
 
 /// [`crate::DescribeFn`] of UNIX sockets and FIFOs: a socket inside the job (checked to be a
@@ -298,108 +150,7 @@ pub fn capture_ipc(
         }
     }
     if !sockets.is_empty() {
-        let diag = sock_diag::dump()?;
-        let cwds: Vec<String> = procs.iter().map(|p| p.cwd.clone()).collect();
-        for &(id, o, pid, fd) in &sockets {
-            let who = format!("process {pid} fd {fd} (socket:[{id}])");
-            let s = steal(o, fd)?;
-            let domain = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_DOMAIN, "SO_DOMAIN")?;
-            let sock_type = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TYPE, "SO_TYPE")?;
-            if domain != libc::AF_UNIX {
-                return Err(Error::Unsupported(format!(
-                    "{who}: a {} cannot be checkpointed (only UNIX sockets between processes of \
-                     the job can)",
-                    kind_name(domain, sock_type)
-                )));
-            }
-            let d = diag
-                .get(&id)
-                .ok_or_else(|| Error::Parse(format!("{who}: not reported by unix_diag")))?;
-            let name = resolve_name(d, &cwds, &who)?;
-            let state = if d.state == sock_diag::STATE_LISTEN {
-                let (pending, backlog) = d.rqlen.unwrap_or((0, 0));
-                if d.pending > 0 || pending > 0 {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: listening UNIX socket {} has {} connection(s) not yet \
-                         accepted (cannot be checkpointed yet; checkpoint again later)",
-                        d.name.as_deref().map(show_name).unwrap_or_default(),
-                        d.pending.max(pending as usize)
-                    )));
-                }
-                SocketState::Listening { backlog }
-            } else if let Some(peer) = d.peer {
-                // Inode 0: a closed peer (which left us fully shut down) or a connection
-                // not accepted yet (the peer has no file).
-                if peer == 0 && (d.shutdown == 3 || sock_type == libc::SOCK_DGRAM) {
-                    SocketState::Connected { peer: None }
-                } else if peer == 0 {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: UNIX socket whose connection was not accepted yet (by a \
-                         listener outside the job, or by one of the job's own listeners with \
-                         connections waiting) cannot be checkpointed"
-                    )));
-                } else if sockets.iter().any(|x| x.0 == peer) {
-                    SocketState::Connected { peer: Some(peer) }
-                } else {
-                    let addr = diag
-                        .get(&peer)
-                        .and_then(|p| p.name.as_deref())
-                        .map(|n| format!(" ({})", show_name(n)))
-                        .unwrap_or_default();
-                    return Err(Error::Unsupported(format!(
-                        "{who}: UNIX socket connected to socket:[{peer}]{addr} outside the job \
-                         cannot be checkpointed"
-                    )));
-                }
-            } else {
-                SocketState::Unconnected
-            };
-            if sock_type == libc::SOCK_DGRAM {
-                let mutual = match state {
-                    SocketState::Connected { peer: Some(p) } => {
-                        diag.get(&p).and_then(|x| x.peer) == Some(id)
-                    }
-                    _ => true,
-                };
-                if name.is_some() || !mutual {
-                    return Err(Error::Unsupported(format!(
-                        "{who}: bound or one-way connected UNIX datagram sockets cannot be \
-                         checkpointed yet (socketpairs can)"
-                    )));
-                }
-            }
-            let (data, messages) = if matches!(state, SocketState::Listening { .. }) {
-                (Vec::new(), Vec::new())
-            } else {
-                let total = u64::from(d.rqlen.map_or(0, |r| r.0));
-                peek_socket(&s, sock_type, total, &who)?
-            };
-            let stored = if data.is_empty() {
-                None
-            } else {
-                sink.put_file(pid, fd, &mut data.as_slice())
-                    .map_err(io_ctx(format!("{who}: saving unread data")))?;
-                Some((pid, fd))
-            };
-            // SAFETY: fcntl on our own descriptor.
-            let fl = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
-            if fl < 0 {
-                return Err(last_os("F_GETFL of a socket"));
-            }
-            img.sockets.push(SocketImage {
-                id,
-                sock_type,
-                nonblock: fl & libc::O_NONBLOCK != 0,
-                state,
-                name,
-                shutdown: d.shutdown,
-                sndbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, "SO_SNDBUF")?,
-                rcvbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, "SO_RCVBUF")?,
-                peek_off: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?,
-                messages,
-                data: stored,
-            });
-        }
+        img.sockets = capture_sockets(&sockets, outer, procs, sink)?;
     }
     for &(id, o, pid, fd, rd) in &fifos {
         let link = std::fs::read_link(format!("/proc/{o}/fd/{fd}"))
@@ -447,6 +198,235 @@ pub fn capture_ipc(
         });
     }
     Ok(img)
+}
+
+/// The printable name of socket `ino` as `unix_diag` reports it: " (NAME)" or nothing.
+fn name_suffix(diag: &HashMap<u64, Diag>, ino: u64) -> String {
+    diag.get(&ino)
+        .and_then(|p| p.name.as_deref())
+        .filter(|n| !n.is_empty())
+        .map(|n| format!(" ({})", show_name(n)))
+        .unwrap_or_default()
+}
+
+/// Capture the UNIX sockets `(id, outer pid, pid, fd)` (first descriptor of each) of the job.
+fn capture_sockets(
+    sockets: &[(u64, i32, i32, i32)],
+    outer: &[i32],
+    procs: &[ProcessImage],
+    sink: &mut dyn MemorySink,
+) -> Result<Vec<SocketImage>> {
+    let diag = sock_diag::dump()?;
+    let cwds: Vec<String> = procs.iter().map(|p| p.cwd.clone()).collect();
+    let in_job = |ino: u64| sockets.iter().any(|x| x.0 == ino);
+    // Every listener of the namespace with connections waiting: connecting socket → listener.
+    let waiting: HashMap<u64, u64> = diag
+        .iter()
+        .filter(|(_, d)| d.state == sock_diag::STATE_LISTEN)
+        .flat_map(|(&l, d)| d.icons.iter().filter(|&&c| c != 0).map(move |&c| (c, l)))
+        .collect();
+    // First the states, collecting every socket that leads outside the job, so that one
+    // refusal names them all.
+    let mut outside = Vec::new();
+    let mut found = Vec::new();
+    let outer_to_ns: &HashMap<i32, i32> = &outer
+        .iter()
+        .copied()
+        .zip(procs.iter().map(|p| p.pid))
+        .collect();
+    for &(id, o, pid, fd) in sockets {
+        let who = format!("process {pid} fd {fd} (socket:[{id}])");
+        let s = steal(o, fd)?;
+        let domain = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_DOMAIN, "SO_DOMAIN")?;
+        let sock_type = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TYPE, "SO_TYPE")?;
+        if domain != libc::AF_UNIX {
+            return Err(Error::Unsupported(format!(
+                "{who}: a {} cannot be checkpointed (only UNIX sockets between processes of \
+                 the job can)",
+                kind_name(domain, sock_type)
+            )));
+        }
+        let d = diag
+            .get(&id)
+            .ok_or_else(|| Error::Parse(format!("{who}: not reported by unix_diag")))?;
+        let state = if d.state == sock_diag::STATE_LISTEN {
+            let (_, backlog) = d.rqlen.unwrap_or((0, 0));
+            let me = d.name.as_deref().map(show_name).unwrap_or_default();
+            for &c in &d.icons {
+                if c == 0 {
+                    return Err(Error::Unsupported(format!(
+                        "{who}: listening UNIX socket {me} holds a connection not accepted \
+                         yet whose connecting socket was closed (its queued data cannot be \
+                         read without accepting it; checkpoint again later)"
+                    )));
+                } else if !in_job(c) {
+                    outside.push(format!(
+                        "{who}: listening socket {me} has a connection not accepted yet from \
+                         socket:[{c}]{} outside the job",
+                        name_suffix(&diag, c)
+                    ));
+                }
+            }
+            SocketState::Listening {
+                backlog,
+                pending: d.icons.clone(),
+            }
+        } else if let Some(peer) = d.peer {
+            if peer != 0 && in_job(peer) {
+                SocketState::Connected { peer: Some(peer) }
+            } else if peer != 0 {
+                outside.push(format!(
+                    "{who}: connected to socket:[{peer}]{} outside the job",
+                    name_suffix(&diag, peer)
+                ));
+                SocketState::Connected { peer: Some(peer) }
+            } else if let Some(&l) = waiting.get(&id) {
+                if !in_job(l) {
+                    outside.push(format!(
+                        "{who}: connecting to the listening socket:[{l}]{} outside the job \
+                         (not accepted yet)",
+                        name_suffix(&diag, l)
+                    ));
+                }
+                SocketState::Pending { listener: l }
+            } else if d.shutdown == 3 || sock_type == libc::SOCK_DGRAM {
+                // Inode 0 and not waiting in a listener: the peer was closed.
+                SocketState::Connected { peer: None }
+            } else {
+                return Err(Error::Unsupported(format!(
+                    "{who}: UNIX socket whose peer has no file and is not a pending \
+                     connection of any listener (cannot be checkpointed)"
+                )));
+            }
+        } else {
+            SocketState::Unconnected
+        };
+        found.push((id, pid, fd, who, s, sock_type, state));
+    }
+    if !outside.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "{} UNIX socket(s) lead outside the job and cannot be checkpointed: {}",
+            outside.len(),
+            outside.join("; ")
+        )));
+    }
+    let raw_name = |ino: u64| -> Vec<u8> {
+        let n = diag
+            .get(&ino)
+            .and_then(|d| d.name.clone())
+            .unwrap_or_default();
+        match n.first() {
+            Some(0) => n,
+            _ => n.split(|&b| b == 0).next().unwrap_or(&[]).to_vec(),
+        }
+    };
+    let mut out = Vec::new();
+    for (id, pid, fd, who, s, sock_type, state) in found {
+        let d = &diag[&id];
+        let name = resolve_name(d, &cwds, &who)?;
+        if let SocketState::Pending { .. } = state {
+            let unsent = d.rqlen.map_or(0, |r| r.1);
+            if unsent > 0 {
+                return Err(Error::Unsupported(format!(
+                    "{who}: data was sent on a connection that its listener has not accepted \
+                     yet; it cannot be read without accepting it (checkpoint again later)"
+                )));
+            }
+        }
+        let queue = if matches!(
+            state,
+            SocketState::Listening { .. } | SocketState::Pending { .. }
+        ) {
+            Queue::default()
+        } else {
+            let total = u64::from(d.rqlen.map_or(0, |r| r.0));
+            peek_socket(&s, sock_type, total, &who)?
+        };
+        let opts = options(&s)?;
+        let creds = if queue.creds.is_empty() {
+            Vec::new()
+        } else {
+            job_creds(&queue, &state, d, &diag, id, outer_to_ns, &who)?
+        };
+        let fds = if queue.fds.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            in_flight(&queue, &state, d, &diag, id, outer, procs, &who)?
+        };
+        let mut queue = queue;
+        if sock_type == libc::SOCK_DGRAM {
+            check_datagrams(&diag, id, &state, &queue, &raw_name, &in_job, sockets, &who)?;
+            // A relative sender name is the name of a socket of the job, bound again under
+            // its absolute path at restore.
+            for snd in &mut queue.senders {
+                if snd.is_empty() || snd[0] == 0 || snd[0] == b'/' {
+                    continue;
+                }
+                let abs = sockets
+                    .iter()
+                    .find(|x| raw_name(x.0) == *snd)
+                    .and_then(|x| resolve_name(&diag[&x.0], &cwds, &who).ok().flatten());
+                match abs {
+                    Some(SocketName::Path { path, .. }) => *snd = path.into_bytes(),
+                    _ => {
+                        return Err(Error::Unsupported(format!(
+                            "{who}: a queued datagram came from the relative name {:?} of a                              socket that is gone (cannot be checkpointed)",
+                            String::from_utf8_lossy(snd)
+                        )))
+                    }
+                }
+            }
+        }
+        let stored = if queue.data.is_empty() {
+            None
+        } else {
+            sink.put_file(pid, fd, &mut queue.data.as_slice())
+                .map_err(io_ctx(format!("{who}: saving unread data")))?;
+            Some((pid, fd))
+        };
+        // SAFETY: fcntl on our own descriptor.
+        let fl = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFL) };
+        if fl < 0 {
+            return Err(last_os("F_GETFL of a socket"));
+        }
+        // A pending socket error (reading it would clear it): only a closed peer sets one.
+        let mut pfd = libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes one pollfd; timeout 0.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } < 0 {
+            return Err(last_os("poll of a socket"));
+        }
+        let reset = pfd.revents & libc::POLLERR != 0;
+        if reset
+            && (sock_type == libc::SOCK_DGRAM || state != (SocketState::Connected { peer: None }))
+        {
+            return Err(Error::Unsupported(format!(
+                "{who}: a socket error is pending (only ECONNRESET from a closed peer can be                  checkpointed)"
+            )));
+        }
+        out.push(SocketImage {
+            id,
+            sock_type,
+            nonblock: fl & libc::O_NONBLOCK != 0,
+            state,
+            name,
+            shutdown: d.shutdown,
+            sndbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF, "SO_SNDBUF")?,
+            rcvbuf: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF, "SO_RCVBUF")?,
+            peek_off: getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_PEEK_OFF, "SO_PEEK_OFF")?,
+            messages: queue.lens,
+            data: stored,
+            senders: queue.senders,
+            options: opts,
+            reset,
+            creds,
+            fds,
+        });
+    }
+    Ok(out)
 }
 
 /// Look a socket up by id.

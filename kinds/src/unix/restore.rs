@@ -1,13 +1,18 @@
 //! UNIX sockets and FIFOs of the job, recreated by the restoring process before the stubs are
 //! forked (see `crate::unix::capture`): listeners are bound and listening again, connections
 //! between processes of the job are re-established (a socketpair, or connect + accept through
-//! the listener's name so that addresses stay right), unread data is queued again message by
-//! message, then shutdown state, buffer sizes, SO_PEEK_OFF and O_NONBLOCK are set.
+//! the listener's name so that addresses stay right; connections not accepted yet are
+//! connected again and left waiting), unread data is queued again message by message, then
+//! buffer sizes, shutdown state, SO_PEEK_OFF, the other options and O_NONBLOCK are set. The
+//! order of the steps is in docs/capture-restore.md.
 
+use super::dgram::refill_datagrams;
+use super::later::{ns_to_outer, refill_later, Deferred};
 use crate::unix::capture::socket_groups;
 use crate::Recreated;
 use cairn_image::{
-    FdImage, FdKind, IpcImage, MemorySource, ProcessTreeImage, SocketImage, SocketName, SocketState,
+    FdImage, FdKind, IpcImage, MemorySource, ProcessTreeImage, SocketImage, SocketName,
+    SocketOptions, SocketState,
 };
 use cairn_sys::error::{io_ctx, last_os};
 use cairn_sys::{Error, Result};
@@ -26,9 +31,12 @@ pub struct Ipc {
     /// One read-write descriptor per FIFO holding its refilled bytes until the stubs have
     /// opened theirs (dropped with this value).
     holders: Vec<OwnedFd>,
+    /// Queues whose messages carry their senders' credentials: sent again once the job's
+    /// processes exist (the senders' pids must).
+    deferred: Vec<Deferred>,
 }
 
-fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
+pub(super) fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
     if r < 0 {
         return Err(last_os(what));
     }
@@ -36,7 +44,7 @@ fn fd_of(r: i32, what: impl Into<String>) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-fn new_socket(ty: i32) -> Result<OwnedFd> {
+pub(super) fn new_socket(ty: i32) -> Result<OwnedFd> {
     // SAFETY: socket() takes integers only.
     fd_of(
         unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) },
@@ -44,7 +52,7 @@ fn new_socket(ty: i32) -> Result<OwnedFd> {
     )
 }
 
-fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
+pub(super) fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     // SAFETY: an all-zero sockaddr_un is valid.
     let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     a.sun_family = libc::AF_UNIX as libc::sa_family_t;
@@ -70,7 +78,7 @@ fn sockaddr(name: &SocketName) -> Result<(libc::sockaddr_un, libc::socklen_t)> {
     Ok((a, len as libc::socklen_t))
 }
 
-fn show(name: &SocketName) -> String {
+pub(super) fn show(name: &SocketName) -> String {
     match name {
         SocketName::Path { path, .. } => path.clone(),
         SocketName::Abstract(b) => format!("@{}", String::from_utf8_lossy(b)),
@@ -79,7 +87,7 @@ fn show(name: &SocketName) -> String {
 
 /// Bind `fd` to `name`; a stale socket file left at the path (by the killed job) is removed
 /// first. Paths whose file was unlinked at the checkpoint are pushed to `unlink_after`.
-fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
+pub(super) fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Result<()> {
     if let SocketName::Path { path, exists, .. } = name {
         if let Ok(m) = std::fs::symlink_metadata(path) {
             if !m.file_type().is_socket() {
@@ -103,13 +111,29 @@ fn bind(fd: &OwnedFd, name: &SocketName, unlink_after: &mut Vec<String>) -> Resu
         path,
         exists: true,
         mode,
+        owner,
     } = name
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
-            .map_err(io_ctx(format!("chmod of socket file {path}")))?;
+        set_file_attrs(path, *mode, *owner)?;
     }
     Ok(())
+}
+
+/// Give the socket file at `path` its permission bits and, if recorded and different, its
+/// owner.
+fn set_file_attrs(path: &str, mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some((uid, gid)) = owner {
+        let m = std::fs::symlink_metadata(path)
+            .map_err(io_ctx(format!("stat of socket file {path}")))?;
+        if (m.uid(), m.gid()) != (uid, gid) {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(io_ctx(format!(
+                "chown of socket file {path} to {uid}:{gid}"
+            )))?;
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_ctx(format!("chmod of socket file {path}")))
 }
 
 fn listen(fd: &OwnedFd, backlog: u32, name: &str) -> Result<()> {
@@ -162,7 +186,28 @@ fn pair(ty: i32) -> Result<(OwnedFd, OwnedFd)> {
     Ok((fd_of(sv[0], "socketpair")?, fd_of(sv[1], "socketpair")?))
 }
 
-fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
+/// Connect `fd` to `name` (a datagram socket's one-way connection, or a connection its
+/// listener has not accepted: the connection then waits in the listener's queue).
+fn connect(fd: &OwnedFd, name: &SocketName) -> Result<()> {
+    let (a, len) = sockaddr(name)?;
+    // SAFETY: fcntl on our own descriptor; connect reads `len` bytes of `a`.
+    let r = unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK);
+        libc::connect(fd.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len)
+    };
+    let e = std::io::Error::last_os_error();
+    // SAFETY: as above.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, 0) };
+    if r < 0 {
+        return Err(Error::Sys {
+            what: format!("connecting to UNIX socket {}", show(name)),
+            source: e,
+        });
+    }
+    Ok(())
+}
+
+pub(super) fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
     // SAFETY: setsockopt reads one int.
     unsafe {
         libc::setsockopt(
@@ -175,7 +220,7 @@ fn set_int(fd: &OwnedFd, opt: i32, v: i32) -> bool {
     }
 }
 
-fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
+pub(super) fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
     let mut v = 0i32;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
     // SAFETY: getsockopt writes one int.
@@ -193,7 +238,7 @@ fn get_int(fd: &OwnedFd, opt: i32) -> i32 {
 
 /// Give `fd` the buffer size getsockopt reported at the checkpoint (`v`; the kernel doubles
 /// what is set); beyond the system limit only root can (SO_*BUFFORCE).
-fn set_buf(fd: &OwnedFd, opt: i32, force: i32, v: i32) -> Result<()> {
+pub(super) fn set_buf(fd: &OwnedFd, opt: i32, force: i32, v: i32) -> Result<()> {
     if get_int(fd, opt) == v {
         return Ok(());
     }
@@ -254,6 +299,43 @@ fn refill(from: &OwnedFd, s: &SocketImage, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Set the options of `opts` on `fd` (socket `id`, for messages).
+fn set_options(fd: &OwnedFd, opts: &SocketOptions, id: u64) -> Result<()> {
+    let fail = |what: &str| last_os(format!("setting {what} on UNIX socket {id}"));
+    if opts.passcred && !set_int(fd, libc::SO_PASSCRED, 1) {
+        return Err(fail("SO_PASSCRED"));
+    }
+    if opts.rcvlowat > 1 && !set_int(fd, libc::SO_RCVLOWAT, opts.rcvlowat) {
+        return Err(fail("SO_RCVLOWAT"));
+    }
+    for (opt, v, what) in [
+        (libc::SO_RCVTIMEO, opts.rcvtimeo, "SO_RCVTIMEO"),
+        (libc::SO_SNDTIMEO, opts.sndtimeo, "SO_SNDTIMEO"),
+    ] {
+        if v == (0, 0) {
+            continue;
+        }
+        let tv = libc::timeval {
+            tv_sec: v.0,
+            tv_usec: v.1,
+        };
+        // SAFETY: setsockopt reads one timeval.
+        let r = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(fail(what));
+        }
+    }
+    Ok(())
+}
+
 fn shutdown(fd: &OwnedFd, how: i32) -> Result<()> {
     // SAFETY: shutdown takes integers only.
     if unsafe { libc::shutdown(fd.as_raw_fd(), how) } < 0 {
@@ -278,6 +360,16 @@ impl Recreated for Ipc {
     fn descriptors_taken(&mut self) {
         self.sockets.clear();
         self.holders.clear();
+    }
+    fn finish(&self, root: i32) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let outer = ns_to_outer(root)?;
+        for d in &self.deferred {
+            refill_later(d, &outer)?;
+        }
+        Ok(())
     }
 }
 
@@ -311,26 +403,33 @@ impl Ipc {
         let by_id: HashMap<u64, &SocketImage> = img.sockets.iter().map(|s| (s.id, s)).collect();
         let mut unlink_after = Vec::new();
         let mut dead_peers: Vec<(u64, OwnedFd)> = Vec::new();
-        // Listeners and bound unconnected sockets first: connections go through them.
+        let groups = socket_groups(img);
+        let paired = |id: u64| {
+            groups
+                .iter()
+                .any(|g| g.1.is_some() && (g.0 == id || g.1 == Some(id)))
+        };
+        // Listeners, unconnected sockets and one-way connected datagram sockets first, bound
+        // to their names: connections go through them, datagrams are sent to them.
         for s in &img.sockets {
-            match (&s.state, &s.name) {
-                (SocketState::Listening { backlog }, name) => {
-                    let fd = new_socket(s.sock_type)?;
-                    if let Some(n) = name {
-                        bind(&fd, n, &mut unlink_after)?;
-                    }
-                    listen(&fd, *backlog, &name.as_ref().map(show).unwrap_or_default())?;
-                    self.sockets.insert(s.id, fd);
+            let listening = match &s.state {
+                SocketState::Listening { backlog, .. } => Some(*backlog),
+                SocketState::Unconnected => None,
+                SocketState::Connected { peer: Some(_) }
+                    if s.sock_type == libc::SOCK_DGRAM && !paired(s.id) =>
+                {
+                    None
                 }
-                (SocketState::Unconnected, name) => {
-                    let fd = new_socket(s.sock_type)?;
-                    if let Some(n) = name {
-                        bind(&fd, n, &mut unlink_after)?;
-                    }
-                    self.sockets.insert(s.id, fd);
-                }
-                _ => {}
+                _ => continue,
+            };
+            let fd = new_socket(s.sock_type)?;
+            if let Some(n) = &s.name {
+                bind(&fd, n, &mut unlink_after)?;
             }
+            if let Some(backlog) = listening {
+                listen(&fd, backlog, &s.name.as_ref().map(show).unwrap_or_default())?;
+            }
+            self.sockets.insert(s.id, fd);
         }
         let listener_of = |name: &SocketName| {
             img.sockets
@@ -341,9 +440,22 @@ impl Ipc {
                 })
                 .map(|l| l.id)
         };
-        for (a, b) in socket_groups(img) {
+        for &(a, b) in &groups {
             let sa = by_id[&a];
             match b {
+                Some(b) if sa.sock_type == libc::SOCK_DGRAM => {
+                    // A datagram pair: a socketpair, each end bound to its name if it had one.
+                    let sb = by_id[&b];
+                    let (x, y) = pair(sa.sock_type)?;
+                    if let Some(n) = &sa.name {
+                        bind(&x, n, &mut unlink_after)?;
+                    }
+                    if let Some(n) = &sb.name {
+                        bind(&y, n, &mut unlink_after)?;
+                    }
+                    self.sockets.insert(a, x);
+                    self.sockets.insert(b, y);
+                }
                 Some(b) => {
                     let sb = by_id[&b];
                     // The accepted side carries the listener's name.
@@ -396,10 +508,17 @@ impl Ipc {
                 None => match sa.state {
                     SocketState::Connected { peer: None } => {
                         let (x, y) = pair(sa.sock_type)?;
+                        if sa.sock_type == libc::SOCK_DGRAM {
+                            if let Some(n) = &sa.name {
+                                bind(&x, n, &mut unlink_after)?;
+                            }
+                        }
                         self.sockets.insert(a, x);
                         dead_peers.push((a, y));
                     }
-                    SocketState::Connected { peer: Some(p) } => {
+                    SocketState::Connected { peer: Some(p) }
+                        if sa.sock_type != libc::SOCK_DGRAM =>
+                    {
                         return Err(Error::Incompatible(format!(
                             "UNIX socket {a} is connected to {p}, which is not connected back"
                         )))
@@ -408,21 +527,76 @@ impl Ipc {
                 },
             }
         }
-        // Unread data, buffer sizes (after: refilling enlarges the sender's for a while),
-        // shutdown state, peek offset, O_NONBLOCK.
+        // Connections their listeners have not accepted yet, in the order they wait.
+        for l in &img.sockets {
+            let SocketState::Listening { pending, .. } = &l.state else {
+                continue;
+            };
+            for c in pending {
+                let sc = by_id.get(c).ok_or_else(|| {
+                    Error::Incompatible(format!("pending connection {c} is not in the image"))
+                })?;
+                let name = l.name.as_ref().ok_or_else(|| {
+                    Error::Incompatible(format!("listener {} with connections has no name", l.id))
+                })?;
+                let fd = new_socket(sc.sock_type)?;
+                if let Some(n) = &sc.name {
+                    bind(&fd, n, &mut unlink_after)?;
+                }
+                connect(&fd, name)?;
+                self.sockets.insert(sc.id, fd);
+            }
+        }
+        // Unread data (buffer sizes after: refilling enlarges the sender's for a while).
+        let mut temps: Vec<(Vec<u8>, OwnedFd)> = Vec::new();
         for s in &img.sockets {
             let Some((pid, fd)) = s.data else { continue };
             let data = source.read_file(pid, fd).map_err(io_ctx(format!(
                 "reading unread data of UNIX socket {}",
                 s.id
             )))?;
+            if !s.creds.is_empty() || s.fds.iter().any(|f| !f.is_empty()) {
+                let SocketState::Connected { peer: Some(p) } = s.state else {
+                    return Err(Error::Incompatible(format!(
+                        "UNIX socket {} with credentials queued has no peer",
+                        s.id
+                    )));
+                };
+                self.deferred.push(Deferred {
+                    id: s.id,
+                    from: self.sockets[&p]
+                        .try_clone()
+                        .map_err(io_ctx(format!("dup of socket {p}")))?,
+                    sndbuf: by_id[&p].sndbuf,
+                    data,
+                    messages: s.messages.clone(),
+                    creds: s.creds.clone(),
+                    fds: s.fds.clone(),
+                });
+                continue;
+            }
             let from = match s.state {
-                SocketState::Connected { peer: Some(p) } => &self.sockets[&p],
+                SocketState::Connected { peer: Some(p) }
+                    if s.sock_type != libc::SOCK_DGRAM || paired(s.id) =>
+                {
+                    &self.sockets[&p]
+                }
                 SocketState::Connected { peer: None } => dead_peers
                     .iter()
                     .find(|d| d.0 == s.id)
                     .map(|d| &d.1)
                     .ok_or_else(|| Error::Incompatible(format!("socket {} has no peer", s.id)))?,
+                _ if s.sock_type == libc::SOCK_DGRAM => {
+                    refill_datagrams(
+                        &self.sockets,
+                        s,
+                        &data,
+                        &by_id,
+                        &mut temps,
+                        &mut unlink_after,
+                    )?;
+                    continue;
+                }
                 _ => {
                     return Err(Error::Incompatible(format!(
                         "unconnected UNIX socket {} has unread data",
@@ -431,6 +605,41 @@ impl Ipc {
                 }
             };
             refill(from, s, &data)?;
+        }
+        drop(temps);
+        // A peer closed with unread data left ECONNRESET pending: close ours the same way.
+        for s in img.sockets.iter().filter(|s| s.reset) {
+            let x = &self.sockets[&s.id];
+            // SAFETY: send reads one byte.
+            if unsafe {
+                libc::send(
+                    x.as_raw_fd(),
+                    b"r".as_ptr().cast(),
+                    1,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            } < 0
+            {
+                return Err(last_os(format!(
+                    "leaving ECONNRESET pending on UNIX socket {}",
+                    s.id
+                )));
+            }
+        }
+        // One-way connections of datagram sockets, once their queues are filled (a
+        // connected socket only takes datagrams from its peer).
+        for s in &img.sockets {
+            if let SocketState::Connected { peer: Some(p) } = s.state {
+                if s.sock_type == libc::SOCK_DGRAM && !paired(s.id) {
+                    let name = by_id[&p].name.as_ref().ok_or_else(|| {
+                        Error::Incompatible(format!(
+                            "datagram socket {} is connected to the unnamed socket {p}",
+                            s.id
+                        ))
+                    })?;
+                    connect(&self.sockets[&s.id], name)?;
+                }
+            }
         }
         for s in &img.sockets {
             let fd = &self.sockets[&s.id];
@@ -443,11 +652,13 @@ impl Ipc {
             }
         }
         for s in &img.sockets {
-            let implied = match s.state {
-                SocketState::Connected { peer: Some(p) } => by_id[&p].shutdown & 2 != 0,
-                SocketState::Connected { peer: None } => s.sock_type != libc::SOCK_DGRAM,
-                _ => false,
-            };
+            // A stream or seqpacket peer's SHUT_WR (or its close) shuts our reading down.
+            let implied = s.sock_type != libc::SOCK_DGRAM
+                && match s.state {
+                    SocketState::Connected { peer: Some(p) } => by_id[&p].shutdown & 2 != 0,
+                    SocketState::Connected { peer: None } => true,
+                    _ => false,
+                };
             if s.shutdown & 1 != 0 && !implied {
                 shutdown(&self.sockets[&s.id], libc::SHUT_RD)?;
             }
@@ -458,6 +669,8 @@ impl Ipc {
             if s.peek_off >= 0 && !set_int(fd, libc::SO_PEEK_OFF, s.peek_off) {
                 return Err(last_os("setting SO_PEEK_OFF"));
             }
+            // Last: SO_PASSCRED would give an unbound socket a name at its next connect/send.
+            set_options(fd, &s.options, s.id)?;
             if s.nonblock {
                 // SAFETY: fcntl on our own descriptor.
                 if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {

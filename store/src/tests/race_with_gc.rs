@@ -82,14 +82,21 @@ fn verify_racing_gc_does_not_call_a_collected_pack_damaged() {
     for read_data in [false, true] {
         let report = store
             .dir
-            .verify_listed(listing.clone(), read_data)
+            .verify_listed(
+                listing.clone(),
+                read_data,
+                &std::sync::atomic::AtomicU64::new(0),
+            )
             .expect("verify");
         assert!(report.ok, "read_data {read_data}: {report:?}");
     }
     // A pack that disappears while still indexed is damage.
     let live = store.pack_files_on_disk().expect("listing");
     std::fs::remove_file(store.dir.pack_path(&live[0])).expect("rm");
-    let report = store.dir.verify_listed(live, false).expect("verify");
+    let report = store
+        .dir
+        .verify_listed(live, false, &std::sync::atomic::AtomicU64::new(0))
+        .expect("verify");
     assert!(!report.ok && report.damaged_packs.len() == 1, "{report:?}");
 }
 
