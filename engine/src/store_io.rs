@@ -279,6 +279,9 @@ impl MemorySink for StoreSink<'_> {
     }
 }
 
+/// The entries of one `<kind>/<pid>` directory of a generation, by name.
+type Dir = std::sync::Arc<HashMap<String, StreamRef>>;
+
 /// Reads an agent's memory regions and files back from a generation. Every chunk is
 /// verified as it is read; the first sign of damaged data (a chunk whose hash does not match,
 /// a chunk or entry missing from the store) is remembered, see [`StoreSource::damage`].
@@ -291,7 +294,7 @@ pub struct StoreSource {
     /// The entries of each `<kind>/<pid>` directory, read once: looking every region up from
     /// the root would decode a process's whole region directory once per region (quadratic
     /// in the number of mappings).
-    dirs: std::sync::Mutex<HashMap<(String, i32), std::sync::Arc<HashMap<String, StreamRef>>>>,
+    dirs: std::sync::Mutex<HashMap<(String, i32), Dir>>,
     /// Counts the memory read (the restore's progress).
     meter: Meter,
 }

@@ -178,6 +178,7 @@ pub fn unmap_except(
 /// Three passes: every mapping is created (anonymous ones in batches of injected calls), then
 /// filled from the restoring process (no injection), then given its final protection and
 /// attributes (in batches again).
+#[allow(clippy::too_many_arguments)]
 pub fn map_all_shared(
     inj: &Injector,
     pid: i32,

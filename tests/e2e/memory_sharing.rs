@@ -40,7 +40,10 @@ fn settled_pss(job: &Job) -> u64 {
         if n == 9 && pss == last {
             return pss;
         }
-        assert!(Instant::now() < end, "the job's Pss never settled ({n} processes, {pss} kB)");
+        assert!(
+            Instant::now() < end,
+            "the job's Pss never settled ({n} processes, {pss} kB)"
+        );
         last = pss;
     }
 }
@@ -71,7 +74,11 @@ fn cycles_keep_memory_shared(user: Option<&str>) {
     let before = settled_pss(&job);
     let mut after = Vec::new();
     for cycle in 0..3 {
-        assert!(job.checkpoint(), "cycle {cycle}: no checkpoint; log:\n{}", job.log_text());
+        assert!(
+            job.checkpoint(),
+            "cycle {cycle}: no checkpoint; log:\n{}",
+            job.log_text()
+        );
         job.kill_all();
         job = Job::start(&prog, "restart", &store, &job_name, &[], &dir, false);
         after.push(settled_pss(&job));
