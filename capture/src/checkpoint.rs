@@ -267,6 +267,7 @@ fn capture_fds(
 /// State read by injecting syscalls into the frozen threads.
 struct Injected {
     brk: u64,
+    mlock_future: u32,
     sigactions: Vec<SigAction>,
     itimers: Vec<(u32, [i64; 4])>,
     per_thread: Vec<(u64, (u64, i32, u64))>,
@@ -283,6 +284,7 @@ fn u64_at(b: &[u8], o: usize) -> u64 {
 fn inject_queries(pid: i32, tids: &[i32], children: &[i32]) -> Result<Injected> {
     let sys = inject::find_vdso_syscall(pid)?;
     let lead = Injector::new(tids[0], sys)?;
+    let locked_before = crate::vmflags::locked_bytes(pid)?;
     let scratch = lead.call(
         "mmap",
         libc::SYS_mmap,
@@ -295,7 +297,9 @@ fn inject_queries(pid: i32, tids: &[i32], children: &[i32]) -> Result<Injected> 
             0,
         ],
     )?;
+    let mlock_future = crate::vmflags::mlock_future(pid, scratch, locked_before);
     let r = (|| -> Result<Injected> {
+        let mlock_future = mlock_future?;
         let brk = lead.call("brk", libc::SYS_brk, &[0])?;
         // sigactions at scratch + 32*sig, itimers at scratch + 2304 + 32*which.
         for sig in 1..=64u64 {
@@ -367,6 +371,7 @@ fn inject_queries(pid: i32, tids: &[i32], children: &[i32]) -> Result<Injected> 
         }
         Ok(Injected {
             brk,
+            mlock_future,
             sigactions,
             itimers,
             per_thread,
@@ -509,6 +514,9 @@ pub fn capture_process(
             for (m, g) in maps.iter_mut().zip(flags) {
                 m.growsdown = g;
             }
+            // The other VmFlags (madvise, mlock, ...) can change while the program runs
+            // without changing the mapping: they are always read while it is frozen.
+            crate::vmflags::fill_from_smaps(pid, &mut maps)?;
         }
         None => maps = procfs::read_maps(pid)?,
     }
@@ -534,11 +542,20 @@ pub fn capture_process(
         let known = private_anon
             .then(|| hints.known_stored(ns_pid, m.start, m.end, m.prot))
             .flatten();
-        let stored = match known {
+        let flags = crate::vmflags::vma_flags(ns_pid, m)?;
+        let mut stored = match known {
             Some(runs) => runs,
             None if sysv => Vec::new(),
             None => stored_runs(&pagemap, m, &backing)?,
         };
+        let guards = crate::vmflags::guard_runs(&pagemap, m)?;
+        if !guards.is_empty() {
+            stored = cairn_sys::ranges::Runs::from_sorted(stored)
+                .minus(&cairn_sys::ranges::Runs::from_sorted(
+                    guards.iter().copied(),
+                ))
+                .into_vec();
+        }
         let deleted_private = !m.shared && m.name.ends_with(" (deleted)");
         let shm = ((m.shared && backing == Backing::Anonymous && !sysv) || deleted_private)
             .then_some((m.inode, m.offset));
@@ -551,6 +568,9 @@ pub fn capture_process(
             backing,
             stored,
             shm,
+            flags,
+            guards,
+            inherited: Vec::new(),
         });
     }
 
@@ -600,6 +620,7 @@ pub fn capture_process(
         mm,
         auxv,
         vmas,
+        mlock_future: injected.mlock_future,
         vdso,
         threads,
         sigactions: injected.sigactions,
@@ -619,8 +640,8 @@ pub fn capture_process(
 }
 
 /// Fills `buf` with bytes `off..off + buf.len()` of the mapping at `base` whose stored runs
-/// are `stored` (offsets from `base`): stored pages read from process `pid` with one
-/// multi-range process_vm_readv straight into `buf`, everything else zeros.
+/// are `stored` (offsets from `base`): stored pages read from process `pid`
+/// straight into `buf` (procfs::read_mem_scatter), everything else zeros.
 pub(crate) fn read_stored(
     pid: i32,
     mem: &File,

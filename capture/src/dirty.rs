@@ -663,6 +663,9 @@ fn precopy_copy(
                 backing: Backing::Anonymous,
                 stored: resident.into_vec(),
                 shm: None,
+                flags: Default::default(),
+                guards: Vec::new(),
+                inherited: Vec::new(),
             };
             let src = |off: u64, buf: &mut [u8]| -> io::Result<()> {
                 read_stored(outer, &mem, start, &vma.stored, off, buf)

@@ -18,8 +18,10 @@
 
 pub mod attrs;
 pub mod checkpoint;
+pub mod cow;
 pub mod dirty;
 pub mod tree;
+pub mod vmflags;
 
 pub use cairn_kinds::{CheckpointOptions, ExternalTcp, FileCapture};
 pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};

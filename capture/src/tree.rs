@@ -98,6 +98,13 @@ impl FrozenTree {
                 .map(|(img, (f, _))| (f.pid, img.pid, img.fds.as_slice()))
                 .collect();
             let mut img = capture_process(fz, pimg, &earlier, sink, hints)?;
+            if let Some(pi) = images
+                .iter()
+                .zip(&self.procs)
+                .position(|(_, (f, _))| f.pid == *parent)
+            {
+                crate::cow::mark_inherited(fz.pid, *parent, &mut img, &images[pi])?;
+            }
             img.ppid = inner.get(parent).copied().unwrap_or(1);
             img.shares_files = shares[images.len()];
             inner.insert(fz.pid, img.pid);

@@ -279,6 +279,9 @@ impl MemorySink for StoreSink<'_> {
     }
 }
 
+/// The entries of one `<kind>/<pid>` directory of a generation, by name.
+type Dir = std::sync::Arc<HashMap<String, StreamRef>>;
+
 /// Reads an agent's memory regions and files back from a generation. Every chunk is
 /// verified as it is read; the first sign of damaged data (a chunk whose hash does not match,
 /// a chunk or entry missing from the store) is remembered, see [`StoreSource::damage`].
@@ -288,6 +291,10 @@ pub struct StoreSource {
     damage: std::sync::Mutex<Option<String>>,
     /// Memory streams looked up by [`MemorySource::read_range`], by (pid, region).
     streams: std::sync::Mutex<HashMap<(i32, usize), StreamRef>>,
+    /// The entries of each `<kind>/<pid>` directory, read once: looking every region up from
+    /// the root would decode a process's whole region directory once per region (quadratic
+    /// in the number of mappings).
+    dirs: std::sync::Mutex<HashMap<(String, i32), Dir>>,
     /// Counts the memory read (the restore's progress).
     meter: Meter,
 }
@@ -300,6 +307,7 @@ impl StoreSource {
             base: base.trim_end_matches('/').to_string(),
             damage: std::sync::Mutex::new(None),
             streams: std::sync::Mutex::new(HashMap::new()),
+            dirs: std::sync::Mutex::new(HashMap::new()),
             meter: Meter::new(),
         }
     }
@@ -334,9 +342,36 @@ impl StoreSource {
     }
 
     fn lookup(&self, kind: &str, pid: i32, n: i64) -> io::Result<StreamRef> {
-        self.reader
-            .lookup(&format!("{}/{kind}/{pid}/{n}", self.base))
-            .map_err(|e| self.note(e))
+        let key = (kind.to_string(), pid);
+        let cached = self
+            .dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let dir = match cached {
+            Some(d) => d,
+            None => {
+                let path = format!("{}/{kind}/{pid}", self.base);
+                let d = self
+                    .reader
+                    .lookup(&path)
+                    .and_then(|r| self.reader.tree_entries(&r))
+                    .map_err(|e| self.note(e))?;
+                let d = std::sync::Arc::new(d.into_iter().collect::<HashMap<_, _>>());
+                self.dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, d.clone());
+                d
+            }
+        };
+        dir.get(&n.to_string()).cloned().ok_or_else(|| {
+            self.note(StoreError::NotFound(format!(
+                "{}/{kind}/{pid}/{n}",
+                self.base
+            )))
+        })
     }
 }
 

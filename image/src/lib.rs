@@ -34,7 +34,8 @@ pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport}
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use lock::{FileLock, LockKind};
 pub use memory::{
-    Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, MEM_CHUNK,
+    Backing, ChunkFn, MemoryImageStore, MemorySink, MemorySource, RegionSource, Vma, VmaFlags,
+    MEM_CHUNK,
 };
 pub use pipe::{PipeImage, PipeOpen};
 pub use posix_timer::PosixTimer;

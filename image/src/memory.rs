@@ -43,6 +43,59 @@ pub struct Vma {
     /// one process or several, are restored as views of one shared object again.
     #[serde(default)]
     pub shm: Option<(u64, u64)>,
+    /// Attributes set with madvise, mlock, mmap flags or mseal (the kernel's VmFlags).
+    #[serde(default)]
+    pub flags: VmaFlags,
+    /// Guard regions installed with `MADV_GUARD_INSTALL`: byte ranges (offset from `start`,
+    /// length), page aligned; never in `stored`.
+    #[serde(default)]
+    pub guards: Vec<(u64, u64)>,
+    /// Private anonymous memory shared copy-on-write with the parent process: byte ranges
+    /// (offset from `start`, length) of `stored` whose pages are the parent's pages (the
+    /// parent has a private anonymous mapping with the same start and end). See
+    /// docs/capture-restore.md, "Memory shared copy-on-write".
+    #[serde(default)]
+    pub inherited: Vec<(u64, u64)>,
+}
+
+/// Attributes of a mapping beyond its protection (bits of [`Vma::flags`]), each restored with
+/// the call that set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VmaFlags(pub u32);
+
+impl VmaFlags {
+    /// `MADV_DONTFORK` (VmFlags `dc`).
+    pub const DONTFORK: u32 = 1;
+    /// `MADV_DONTDUMP` (`dd`).
+    pub const DONTDUMP: u32 = 1 << 1;
+    /// `MADV_HUGEPAGE` (`hg`).
+    pub const HUGEPAGE: u32 = 1 << 2;
+    /// `MADV_NOHUGEPAGE` (`nh`).
+    pub const NOHUGEPAGE: u32 = 1 << 3;
+    /// `MADV_WIPEONFORK` (`wf`).
+    pub const WIPEONFORK: u32 = 1 << 4;
+    /// `MADV_MERGEABLE` (`mg`).
+    pub const MERGEABLE: u32 = 1 << 5;
+    /// `mlock` (`lo`).
+    pub const LOCKED: u32 = 1 << 6;
+    /// `mlock2(MLOCK_ONFAULT)` (`lf`, with `lo`).
+    pub const LOCKONFAULT: u32 = 1 << 7;
+    /// `MAP_NORESERVE` (`nr`).
+    pub const NORESERVE: u32 = 1 << 8;
+    /// `MADV_SEQUENTIAL` (`sr`).
+    pub const SEQUENTIAL: u32 = 1 << 9;
+    /// `MADV_RANDOM` (`rr`).
+    pub const RANDOM: u32 = 1 << 10;
+    /// `mseal` (`sl`).
+    pub const SEALED: u32 = 1 << 11;
+    /// A shared file mapping that may become writable (`mw`: the file was opened for writing).
+    pub const MAYWRITE: u32 = 1 << 12;
+
+    /// True when every bit of `f` is set.
+    pub fn has(self, f: u32) -> bool {
+        self.0 & f == f
+    }
 }
 
 impl Vma {

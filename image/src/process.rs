@@ -36,6 +36,10 @@ pub struct ProcessImage {
     pub auxv: Vec<u64>,
     /// Memory mappings in address order, without vdso/vvar/vsyscall.
     pub vmas: Vec<Vma>,
+    /// `mlockall` flags in force for future mappings: `MCL_FUTURE` (2), with `MCL_ONFAULT`
+    /// (4) when so; 0 for none.
+    #[serde(default)]
+    pub mlock_future: u32,
     /// Where the kernel's vdso was mapped and a hash of its bytes.
     pub vdso: Option<VdsoInfo>,
     /// Threads; the first one is the thread-group leader.

@@ -72,6 +72,7 @@ pub fn lazy_candidate(v: &Vma) -> bool {
     crate::fill::fillable(v)
         && v.prot & libc::PROT_WRITE as u32 != 0
         && !v.growsdown
+        && !v.flags.has(cairn_image::VmaFlags::LOCKED)
         && v.stored.iter().map(|r| r.1).sum::<u64>() >= LAZY_MIN_BYTES
 }
 

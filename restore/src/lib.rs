@@ -10,6 +10,7 @@
 
 pub mod attrs;
 pub mod compat;
+pub mod cow;
 pub mod fill;
 pub mod lazy;
 pub mod memory;
@@ -31,7 +32,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 
 const PAGE: u64 = 4096;
-const SCRATCH_LEN: u64 = 4 * PAGE;
+const SCRATCH_LEN: u64 = 16 * PAGE;
 /// Top of the x86_64 user address space with 4-level paging.
 const TASK_SIZE: u64 = 0x7fff_ffff_f000;
 const ARCH_MAP_VDSO_64: u64 = 0x2003;
@@ -168,11 +169,16 @@ fn restore_inner(
         plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w, &group_fds)?;
     plan.keep = shm_fds.values().copied().collect();
     plan.keep.sort_unstable();
+    let (mut stages, stage_plans) = cow::Stages::plan(image, high)?;
+    for (node, s) in plan.nodes.iter_mut().zip(stage_plans) {
+        node.stage = s;
+    }
     let run = || plan.run(0);
     let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
     keep.push(w);
     keep.extend(shm_fds.values());
     keep.extend(group_fds.iter().flat_map(|g| [g.1, g.2]));
+    keep.extend(stages.keep());
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
         set_tid: root.pid,
         keep_fds: keep,
@@ -180,6 +186,7 @@ fn restore_inner(
         clocks: root.clocks,
     })?;
     drop(ready_w);
+    stages.started();
     drop(fds);
     drop(shm);
     drop(groups);
@@ -192,13 +199,28 @@ fn restore_inner(
     }
     let mut ready_r = ready_r;
     let r = (|| -> Result<Vec<Traced>> {
-        for _ in &image.processes {
+        let mut ready = 0;
+        while ready < image.processes.len() {
             let mut code = [0u8; 4];
             ready_r
                 .read_exact(&mut code)
                 .map_err(io_ctx("a restore stub died before it was ready"))?;
             match i32::from_ne_bytes(code) {
-                0 => {}
+                0 => ready += 1,
+                // A stub's memory shared with its children is to be filled (crate::cow).
+                c if c < 0 => {
+                    let i = (-(c + 1)) as usize;
+                    let p = image
+                        .processes
+                        .get(i)
+                        .ok_or_else(|| Error::Parse(format!("restore stub reported node {i}")))?;
+                    let outer = outer_pids(sb.program_pid())?
+                        .into_iter()
+                        .find(|(_, inner)| *inner == p.pid)
+                        .map(|(o, _)| o)
+                        .ok_or_else(|| Error::Parse(format!("restore stub {} not found", p.pid)))?;
+                    stages.fill(i, p, outer, source)?;
+                }
                 c => return Err(stub::stub_error(c)),
             }
         }
@@ -228,6 +250,7 @@ fn restore_inner(
                 &kinds,
                 lazy,
                 last_of_table.then_some(high),
+                &stages.at[i],
             )?);
         }
         for k in &kinds {
@@ -513,6 +536,7 @@ fn rebuild(
     kinds: &[Box<dyn Recreated>],
     lazy: Option<&lazy::LazyMemory>,
     close_from: Option<i32>,
+    staged: &std::collections::HashMap<usize, u64>,
 ) -> Result<Traced> {
     ptrace::seize(
         stub,
@@ -548,14 +572,11 @@ fn rebuild(
             &[ptr, u64::from(len), RSEQ_FLAG_UNREGISTER, u64::from(sig)],
         )?;
     }
-    inj.call("munmap", libc::SYS_munmap, &[0, scratch])?;
-    inj.call(
-        "munmap",
-        libc::SYS_munmap,
-        &[scratch + SCRATCH_LEN, TASK_SIZE - scratch - SCRATCH_LEN],
-    )?;
+    let mut keep = vec![(scratch, scratch + SCRATCH_LEN)];
+    keep.extend(staged.iter().map(|(&k, &a)| (a, a + p.vmas[k].len())));
+    memory::unmap_except(&inj, stub, scratch, TASK_SIZE, &keep)?;
 
-    memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy)?;
+    memory::map_all_shared(&inj, stub, scratch, p, source, shm, lazy, staged)?;
     for k in kinds {
         k.in_process(&inj, p)?;
     }

@@ -52,6 +52,8 @@ pub struct NodePlan {
     pub children: Vec<usize>,
     /// Zombie children: (pid, raw wait status).
     pub zombies: Vec<(i32, i32)>,
+    /// Memory to stage for the children before forking them ([`crate::cow`]).
+    pub stage: Option<crate::cow::Stage>,
 }
 
 /// The stubs of a whole tree, prepared before the fork (stubs must not allocate). Node 0 is
@@ -131,6 +133,7 @@ impl TreePlan {
                     .filter(|z| z.ppid == p.pid)
                     .map(|z| (z.pid, z.status))
                     .collect(),
+                stage: None,
             });
         }
         for z in zombies {
@@ -229,6 +232,9 @@ impl TreePlan {
             }
             if n.setpgid && libc::setpgid(0, 0) < 0 {
                 return self.fail(6);
+            }
+            if let Some(Err(step)) = n.stage.as_ref().map(|s| s.run_in_stub(self.ready_w, i)) {
+                return self.fail(step);
             }
             for &c in &n.children {
                 let r = Self::fork_with_pid(self.nodes[c].pid, self.nodes[c].share_files);

@@ -23,6 +23,10 @@ pub struct MapEntry {
     pub name: String,
     /// VM_GROWSDOWN.
     pub growsdown: bool,
+    /// The two-letter codes of the VmFlags line (smaps only; empty from maps).
+    pub vmflags: Vec<String>,
+    /// The memory protection key (smaps' `ProtectionKey`, 0 where the CPU has none).
+    pub pkey: u32,
 }
 
 /// Parse /proc/PID/smaps (with VmFlags; walks the page tables of every mapping, so it costs
@@ -45,6 +49,13 @@ fn parse_maps(path: &str) -> Result<Vec<MapEntry>> {
         if let Some(flags) = line.strip_prefix("VmFlags:") {
             if let Some(last) = out.last_mut() {
                 last.growsdown = flags.split_whitespace().any(|f| f == "gd");
+                last.vmflags = flags.split_whitespace().map(str::to_string).collect();
+            }
+            continue;
+        }
+        if let Some(key) = line.strip_prefix("ProtectionKey:") {
+            if let Some(last) = out.last_mut() {
+                last.pkey = key.trim().parse().unwrap_or(0);
             }
             continue;
         }
@@ -87,6 +98,8 @@ fn parse_maps(path: &str) -> Result<Vec<MapEntry>> {
             inode,
             name,
             growsdown: false,
+            vmflags: Vec::new(),
+            pkey: 0,
         });
     }
     Ok(out)
@@ -152,49 +165,35 @@ pub fn list_tasks(pid: i32) -> Result<Vec<i32>> {
     Ok(tids)
 }
 
-/// Read `buf.len()` bytes at `addr` of process `pid`: process_vm_readv, falling back to
-/// /proc/PID/mem for pages the process cannot read itself (PROT_NONE, write-only).
+/// Read `buf.len()` bytes at `addr` of process `pid` through /proc/PID/mem (`mem` when
+/// given, opened otherwise).
+///
+/// Never with process_vm_readv: it pins the pages it reads, and the kernel gives a process
+/// its own copy of every copy-on-write page shared with a parent or child before pinning it
+/// (so a checkpoint would undo the sharing of a forked job's memory). /proc/PID/mem reads
+/// take page references without pinning, and read what the process cannot itself
+/// (PROT_NONE, write-only pages) too.
 pub fn read_mem(
     pid: i32,
     mem: Option<&fs::File>,
     addr: u64,
     buf: &mut [u8],
 ) -> std::io::Result<()> {
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` describes `buf`, which is valid for writes of its length; the remote
-    // iovec is only interpreted in the target's address space.
-    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    if n >= 0 && n as usize == buf.len() {
-        return Ok(());
-    }
-    let done = if n > 0 { n as usize } else { 0 };
-    let rest = &mut buf[done..];
-    let at = addr + done as u64;
     match mem {
-        Some(f) => f.read_exact_at(rest, at),
-        None => fs::File::open(format!("/proc/{pid}/mem"))?.read_exact_at(rest, at),
+        Some(f) => f.read_exact_at(buf, addr),
+        None => fs::File::open(format!("/proc/{pid}/mem"))?.read_exact_at(buf, addr),
     }
 }
 
 /// Read remote byte ranges into parts of `buf`: each `(addr, at, len)` copies `len` bytes at
-/// `addr` of process `pid` to `buf[at..at + len]` (parts must not overlap), with one
-/// process_vm_readv per up to 1024 ranges and no intermediate buffer, falling back to
-/// [`read_mem`] range by range for what it could not read (pages the process cannot read
-/// itself).
+/// `addr` of process `pid` to `buf[at..at + len]` (parts must not overlap), straight into
+/// `buf`, through /proc/PID/mem as [`read_mem`] says why.
 pub fn read_mem_scatter(
     pid: i32,
     mem: Option<&fs::File>,
     parts: &[(u64, usize, usize)],
     buf: &mut [u8],
 ) -> std::io::Result<()> {
-    const IOV_MAX: usize = 1024;
     for &(_, at, len) in parts {
         if at + len > buf.len() {
             return Err(std::io::Error::other(
@@ -202,50 +201,16 @@ pub fn read_mem_scatter(
             ));
         }
     }
-    let base = buf.as_mut_ptr();
-    for group in parts.chunks(IOV_MAX) {
-        let total: usize = group.iter().map(|p| p.2).sum();
-        let locals: Vec<libc::iovec> = group
-            .iter()
-            .map(|&(_, at, len)| libc::iovec {
-                // SAFETY: at + len <= buf.len() was checked above, so the pointer stays
-                // inside `buf`.
-                iov_base: unsafe { base.add(at) }.cast(),
-                iov_len: len,
-            })
-            .collect();
-        let remotes: Vec<libc::iovec> = group
-            .iter()
-            .map(|&(addr, _, len)| libc::iovec {
-                iov_base: addr as *mut libc::c_void,
-                iov_len: len,
-            })
-            .collect();
-        // SAFETY: the local iovecs describe disjoint parts of `buf`, which is exclusively
-        // borrowed and valid for writes; the remote iovecs are only interpreted in the
-        // target's address space.
-        let n = unsafe {
-            libc::process_vm_readv(
-                pid,
-                locals.as_ptr(),
-                locals.len() as libc::c_ulong,
-                remotes.as_ptr(),
-                remotes.len() as libc::c_ulong,
-                0,
-            )
-        };
-        let done = if n > 0 { n as usize } else { 0 };
-        if done < total {
-            // process_vm_readv stops at the first failing page: finish from there.
-            let mut o = 0usize;
-            for &(addr, at, len) in group {
-                if o + len > done {
-                    let skip = done.saturating_sub(o);
-                    read_mem(pid, mem, addr + skip as u64, &mut buf[at + skip..at + len])?;
-                }
-                o += len;
-            }
+    let opened;
+    let f = match mem {
+        Some(f) => f,
+        None => {
+            opened = fs::File::open(format!("/proc/{pid}/mem"))?;
+            &opened
         }
+    };
+    for &(addr, at, len) in parts {
+        f.read_exact_at(&mut buf[at..at + len], addr)?;
     }
     Ok(())
 }

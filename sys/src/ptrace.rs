@@ -16,6 +16,7 @@ pub const INTERRUPT: u32 = 0x4207;
 const GETREGS: u32 = 12;
 const SETREGS: u32 = 13;
 const SYSCALL: u32 = 24;
+const CONT: u32 = 7;
 const DETACH: u32 = 17;
 const GETREGSET: u32 = 0x4204;
 const SETREGSET: u32 = 0x4205;
@@ -91,6 +92,11 @@ pub fn release(tid: i32) {
 /// Resume to the next syscall entry or exit stop.
 pub fn cont_syscall(tid: i32) -> Result<()> {
     req("SYSCALL", SYSCALL, tid, 0, 0).map(drop)
+}
+
+/// Resume until the next stop (signal or event), delivering no signal.
+pub fn cont(tid: i32) -> Result<()> {
+    req("CONT", CONT, tid, 0, 0).map(drop)
 }
 
 /// A stop (or the end) of a traced thread, as reported by waitpid.

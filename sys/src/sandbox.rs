@@ -369,6 +369,9 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
                 libc::write(ctx.exec_w, (&e as *const i32).cast(), 4);
                 libc::_exit(127);
             }
+            // No exec here: the agent learns that the program started from the closed exec
+            // pipe (a restore stub may need the agent before it has finished).
+            libc::close(ctx.exec_w);
             let code = match ctx.custom {
                 Some(run) => run(),
                 None => 127,
