@@ -134,7 +134,10 @@ pub type EarlierFds<'a> = &'a [(i32, i32, &'a [FdImage])];
 fn shareable(k: &FdKind) -> bool {
     matches!(
         k,
-        FdKind::Path { .. } | FdKind::Deleted { .. } | FdKind::Fifo { .. }
+        FdKind::Path { .. }
+            | FdKind::Deleted { .. }
+            | FdKind::Fifo { .. }
+            | FdKind::Unlinked { .. }
     )
 }
 

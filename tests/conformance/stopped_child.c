@@ -47,9 +47,14 @@ static void setup(void) {
         kid[i] = fork();
         CF_TRY(kid[i]);
         if (kid[i] == 0) {
+            /* A group of its own whose parent is in another group of the session: never
+             * orphaned, wherever the program runs (the kernel discards SIGTSTP and SIGTTIN
+             * in an orphaned group, as the program's own group may be under a test runner). */
+            setpgid(0, 0);
             sigprocmask(SIG_UNBLOCK, &chld, NULL);
             for (;;) pause();
         }
+        setpgid(kid[i], kid[i]);
     }
     CF_TRY(kill(kid[0], SIGTSTP));
     CF_TRY(kill(kid[1], SIGTTIN));

@@ -28,7 +28,6 @@ mod lazy_restore;
 mod memory_sharing;
 mod run_retention;
 mod runtimes;
-mod shared_store;
 mod slurm;
 mod stdio;
 mod storage;

@@ -117,8 +117,20 @@ pub fn capture_job(
                     refuse(format!("a lock this kernel shows as {:?}", text.trim()))
                 })?;
                 let kind = l.kind.map_err(|w| refuse(unsupported_kind(&w)))?;
+                let regular_without_name = |id: u64| {
+                    image.unlinked.iter().any(|u| {
+                        u.id == id
+                            && matches!(
+                                u.kind,
+                                cairn_image::UnlinkedKind::Regular
+                                    | cairn_image::UnlinkedKind::Memfd { .. }
+                            )
+                    })
+                };
                 match real_kind(image, p.pid, f.fd) {
                     Some(FdKind::Path { .. } | FdKind::Deleted { .. }) => {}
+                    // A deleted or O_TMPFILE regular file, or a memfd (a file without a name).
+                    Some(FdKind::Unlinked { id, .. }) if regular_without_name(*id) => {}
                     _ => {
                         let link = fs::read_link(format!("/proc/{outer}/fd/{}", f.fd))
                             .map(|l| l.to_string_lossy().into_owned())

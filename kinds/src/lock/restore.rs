@@ -24,6 +24,19 @@ pub fn recreate(
         .map(|l| {
             let path = match real_kind(image, l.pid, l.fd) {
                 Some(FdKind::Path { path, .. } | FdKind::Deleted { path, .. }) => path.clone(),
+                // A file without a name (deleted, O_TMPFILE, memfd): named by its old path.
+                Some(FdKind::Unlinked { id, .. }) => image
+                    .unlinked
+                    .iter()
+                    .find(|u| u.id == *id)
+                    .map(|u| format!("{} (deleted)", u.path))
+                    .ok_or_else(|| {
+                        Error::Incompatible(format!(
+                            "process {} fd {}: a file lock on a file without a name that the \
+                             image does not hold",
+                            l.pid, l.fd
+                        ))
+                    })?,
                 _ => {
                     return Err(Error::Incompatible(format!(
                         "process {} fd {}: a file lock on a descriptor that is not a regular \
