@@ -192,6 +192,13 @@ impl Injector {
     }
 }
 
+/// Why this unprivileged process, already the tracer of `pid`, may not read its memory: the
+/// kernel refuses that only for a process that is not dumpable (PR_SET_DUMPABLE 0).
+fn not_dumpable(_pid: i32) -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() != 0 }
+}
+
 /// Address of a `syscall` instruction (0f 05) in the vdso of process `pid`.
 pub fn find_vdso_syscall(pid: i32) -> Result<u64> {
     let maps = procfs::read_maps_light(pid)?;
@@ -200,9 +207,18 @@ pub fn find_vdso_syscall(pid: i32) -> Result<u64> {
         .find(|m| m.name == "[vdso]")
         .ok_or_else(|| Error::Unsupported(format!("process {pid} has no vdso")))?;
     let mut buf = vec![0u8; (vdso.end - vdso.start) as usize];
-    procfs::read_mem(pid, None, vdso.start, &mut buf).map_err(|source| Error::Sys {
-        what: format!("reading the vdso of {pid}"),
-        source,
+    procfs::read_mem(pid, None, vdso.start, &mut buf).map_err(|source| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied && not_dumpable(pid) {
+            let ns = procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
+            return Error::Unsupported(format!(
+                "process {ns} is not dumpable (prctl PR_SET_DUMPABLE 0): an unprivileged \
+                 checkpoint cannot read its memory (checkpoint as root)"
+            ));
+        }
+        Error::Sys {
+            what: format!("reading the vdso of {pid}"),
+            source,
+        }
     })?;
     buf.windows(2)
         .position(|w| w == [0x0f, 0x05])
