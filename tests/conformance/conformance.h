@@ -65,6 +65,26 @@ __attribute__((format(printf, 1, 2))) static void cf_fail(const char *fmt, ...) 
         }                                                                                      \
     } while (0)
 
+/* Names a fresh empty file /tmp/cf_STEM.XXXXXX of this run in `buf` (at most 4 per program;
+ * removed when the program exits): files outside the working directory must not collide
+ * between runs (see README.md). */
+static char *cf_tmp_paths[4];
+static int cf_tmp_n;
+static void cf_tmp_cleanup(void) {
+    for (int i = 0; i < cf_tmp_n; i++) unlink(cf_tmp_paths[i]);
+}
+__attribute__((unused)) static void cf_tmpfile_name(char *buf, size_t len, const char *stem) {
+    snprintf(buf, len, "/tmp/cf_%s.XXXXXX", stem);
+    int t = mkstemp(buf);
+    if (t < 0) {
+        printf("SETUP FAILED: mkstemp %s: %s\n", buf, strerror(errno));
+        exit(2);
+    }
+    close(t);
+    if (cf_tmp_n == 0) atexit(cf_tmp_cleanup);
+    cf_tmp_paths[cf_tmp_n++] = buf;
+}
+
 static void cf_on_usr2(int sig) {
     (void)sig;
     cf_go = 1;

@@ -7,29 +7,11 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
-/* A fresh file of this run (removed when the program exits). */
-static char *cf_tmp_paths[4];
-static int cf_tmp_n;
-static void cf_tmp_cleanup(void) {
-    for (int i = 0; i < cf_tmp_n; i++) unlink(cf_tmp_paths[i]);
-}
-static void tmpfile_name(char *buf, size_t len, const char *stem) {
-    snprintf(buf, len, "/tmp/cf_%s.XXXXXX", stem);
-    int t = mkstemp(buf);
-    if (t < 0) {
-        printf("SETUP FAILED: mkstemp %s: %s\n", buf, strerror(errno));
-        exit(2);
-    }
-    close(t);
-    if (cf_tmp_n == 0) atexit(cf_tmp_cleanup);
-    cf_tmp_paths[cf_tmp_n++] = buf;
-}
-
 static char path[64];
 static int fd;
 
 static void setup(void) {
-    tmpfile_name(path, sizeof path, "lock_ofd");
+    cf_tmpfile_name(path, sizeof path, "lock_ofd");
     CF_TRY(fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644));
     struct flock w = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 10};
     CF_TRY(fcntl(fd, F_OFD_SETLK, &w));

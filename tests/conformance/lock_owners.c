@@ -9,32 +9,14 @@
 #include <sys/file.h>
 #include <sys/wait.h>
 
-/* A fresh file of this run (removed when the program exits). */
-static char *cf_tmp_paths[4];
-static int cf_tmp_n;
-static void cf_tmp_cleanup(void) {
-    for (int i = 0; i < cf_tmp_n; i++) unlink(cf_tmp_paths[i]);
-}
-static void tmpfile_name(char *buf, size_t len, const char *stem) {
-    snprintf(buf, len, "/tmp/cf_%s.XXXXXX", stem);
-    int t = mkstemp(buf);
-    if (t < 0) {
-        printf("SETUP FAILED: mkstemp %s: %s\n", buf, strerror(errno));
-        exit(2);
-    }
-    close(t);
-    if (cf_tmp_n == 0) atexit(cf_tmp_cleanup);
-    cf_tmp_paths[cf_tmp_n++] = buf;
-}
-
 static char pa[64], pb[64];
 static int fa;
 static pid_t holder, waiters[3];
 static int waiter_r; /* what the waiter reports */
 
 static void setup(void) {
-    tmpfile_name(pa, sizeof pa, "lock_owners_a");
-    tmpfile_name(pb, sizeof pb, "lock_owners_b");
+    cf_tmpfile_name(pa, sizeof pa, "lock_owners_a");
+    cf_tmpfile_name(pb, sizeof pb, "lock_owners_b");
     CF_TRY(fa = open(pa, O_RDWR | O_CREAT | O_TRUNC, 0644));
     int fb;
     CF_TRY(fb = open(pb, O_RDWR | O_CREAT | O_TRUNC, 0644));

@@ -7,24 +7,6 @@
 #include <fcntl.h>
 #include <sys/wait.h>
 
-/* A fresh file of this run (removed when the program exits). */
-static char *cf_tmp_paths[4];
-static int cf_tmp_n;
-static void cf_tmp_cleanup(void) {
-    for (int i = 0; i < cf_tmp_n; i++) unlink(cf_tmp_paths[i]);
-}
-static void tmpfile_name(char *buf, size_t len, const char *stem) {
-    snprintf(buf, len, "/tmp/cf_%s.XXXXXX", stem);
-    int t = mkstemp(buf);
-    if (t < 0) {
-        printf("SETUP FAILED: mkstemp %s: %s\n", buf, strerror(errno));
-        exit(2);
-    }
-    close(t);
-    if (cf_tmp_n == 0) atexit(cf_tmp_cleanup);
-    cf_tmp_paths[cf_tmp_n++] = buf;
-}
-
 static char path[64];
 static int fd, fd2;
 
@@ -34,7 +16,7 @@ static void lock(int f, short type, off_t start, off_t len) {
 }
 
 static void setup(void) {
-    tmpfile_name(path, sizeof path, "lock_posix");
+    cf_tmpfile_name(path, sizeof path, "lock_posix");
     CF_TRY(fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644));
     CF_TRY(ftruncate(fd, 4096));
     lock(fd, F_WRLCK, 10, 20);  /* bytes 10-29 */
