@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux mount e2fsprogs passwd
-  golang-go redis-server python3-zmq openssh-server sshfs)
+  golang-go redis-server python3-zmq)
 # The runtimes of tests/e2e/runtimes.rs: a JDK and Node.js, from Debian unless one is already
 # installed (e.g. Node.js from another repository).
 if ! command -v javac >/dev/null 2>&1; then pkgs+=(default-jdk-headless); fi
