@@ -46,10 +46,15 @@ pub(crate) fn write_new_durable(path: &Path, data: &[u8]) -> Result<(), StoreErr
 
 /// A name unique to this writer: host, pid and 64 random bits.
 pub(crate) fn unique_writer_name() -> String {
+    let r: u64 = rand::random();
+    format!("{}-{}-{r:016x}", host_name(), std::process::id())
+}
+
+/// This host's name as session names carry it: letters, digits and dashes, at most 32.
+pub(crate) fn host_name() -> String {
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
-    let host: String = host
-        .trim()
+    host.trim()
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' {
@@ -59,9 +64,7 @@ pub(crate) fn unique_writer_name() -> String {
             }
         })
         .take(32)
-        .collect();
-    let r: u64 = rand::random();
-    format!("{host}-{}-{r:016x}", std::process::id())
+        .collect()
 }
 
 /// Fault injection for crash tests: when the environment variable `CAIRN_FAULT` equals

@@ -313,10 +313,10 @@ fn store_created_with_old_defaults_still_reads_and_dedups() {
 }
 
 /// A writer indexes its sealed packs once, when it finishes; one dropped without finishing
-/// (an error) still indexes the packs it sealed, and a store reopened afterwards reads a
-/// generation that deduplicated against them.
+/// (a failed checkpoint) removes the packs it sealed when no other writer is running, and
+/// condemns them (gc deletes them later) when another one is; the committed data stays whole.
 #[test]
-fn sealed_packs_are_indexed_at_finish_or_drop() {
+fn sealed_packs_are_indexed_at_finish_and_removed_when_the_writer_gives_up() {
     let dir = tempfile::tempdir().unwrap();
     let opts = InitOptions {
         pack_target_size: 1 << 20,
@@ -330,39 +330,43 @@ fn sealed_packs_are_indexed_at_finish_or_drop() {
     let sealed = store.pack_files_on_disk().unwrap().len();
     assert!(sealed >= 4, "{sealed} packs sealed");
     assert_eq!(store.totals().unwrap().chunks, 0);
-    let root = w.put_tree(vec![("m".into(), m)]).unwrap();
+    let root = w.put_tree(vec![("m".into(), m.clone())]).unwrap();
     let stats = w.finish().unwrap();
     let t = store.totals().unwrap();
     assert_eq!(t.packs, stats.packs);
     assert_eq!(t.chunks, stats.new_chunks);
     store.commit("a", &root, info(stats)).unwrap();
+    let committed = store.pack_files_on_disk().unwrap();
 
-    // Dropped without finish: its sealed packs are indexed all the same.
+    // Dropped without finish, alone: its sealed packs are gone at once, nothing else is.
     let other = pseudo_random(8 << 20, 42);
-    let before = store.totals().unwrap();
+    {
+        let mut w = store.writer().unwrap();
+        put_mem(&mut w, &other);
+        assert!(store.pack_files_on_disk().unwrap().len() >= committed.len() + 4);
+    }
+    assert_eq!(store.pack_files_on_disk().unwrap(), committed);
+    assert_eq!(store.totals().unwrap().chunks, t.chunks);
+
+    // Dropped while another writer runs (it may have deduplicated against them): condemned.
+    let mut running = store.writer().unwrap();
+    put_mem(&mut running, &pseudo_random(1 << 20, 43));
     {
         let mut w = store.writer().unwrap();
         put_mem(&mut w, &other);
     }
-    let after = store.totals().unwrap();
-    assert_eq!(
-        after.packs as usize,
-        store.pack_files_on_disk().unwrap().len()
-    );
-    assert!(after.chunks >= before.chunks + 200, "{before:?} {after:?}");
-    drop(store);
+    let condemned = std::fs::read_dir(dir.path().join("condemned"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(condemned >= 4, "{condemned} packs condemned");
+    drop(running);
 
-    // A new writer dedups against them: writing the same data again adds almost nothing.
+    // The committed generation reads back whole from a reopened store.
+    drop(store);
     let store = Store::open(dir.path()).unwrap();
-    let mut w = store.writer().unwrap();
-    let m = put_mem(&mut w, &other);
-    let root = w.put_tree(vec![("m".into(), m.clone())]).unwrap();
-    let stats = w.finish().unwrap();
-    assert!(stats.new_raw_bytes < 64 << 10, "{stats:?}");
-    store.commit("b", &root, info(stats)).unwrap();
-    let (g, _) = store.latest_consistent_at("b", CheckLevel::Data).unwrap();
+    let (g, _) = store.latest_consistent_at("a", CheckLevel::Data).unwrap();
     let r = store.reader(g.id).unwrap();
-    let mut out = vec![0u8; other.len()];
+    let mut out = vec![0u8; data.len()];
     r.read_at(&m, 0, &mut out).unwrap();
-    assert!(out == other);
+    assert!(out == data);
 }

@@ -38,6 +38,18 @@ pub struct Job {
     pub dir: PathBuf,
 }
 
+impl Drop for Job {
+    /// A job still running when its test ends (a failed assertion) is killed, so that it
+    /// holds no mount point, port or store of the next test.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: killpg(2) on the process group we created for this job.
+            unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 static LOG_SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Job {

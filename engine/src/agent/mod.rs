@@ -221,6 +221,7 @@ impl<P: JobProcess> Agent<P> {
         if self.program_gone(Duration::ZERO) {
             // The program ended while its image was being written: a restart from this image
             // would run its end a second time, so the checkpoint is abandoned.
+            unindexed.abandon();
             return Err(AgentError::ExitedDuringCheckpoint);
         }
         let info = GenerationInfo {
@@ -232,7 +233,14 @@ impl<P: JobProcess> Agent<P> {
             pages_scanned: self.pages.scanned,
             pages_skipped: self.pages.skipped,
         };
-        let id = self.opts.store.commit(&self.opts.job, &root, info)?;
+        let id = match self.opts.store.commit(&self.opts.job, &root, info) {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing references what this checkpoint stored: it goes (docs/gc.md).
+                unindexed.abandon();
+                return Err(e.into());
+            }
+        };
         self.indexing.start(unindexed);
         let report = CheckpointReport {
             generation: id.0,

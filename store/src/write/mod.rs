@@ -2,6 +2,7 @@
 //! (dedup, compression, this writer's packs, their index rows).
 
 pub(crate) mod encode;
+pub(crate) mod lease;
 pub(crate) mod packer;
 
 pub use encode::{ReadAtFn, Writer};

@@ -14,6 +14,7 @@ use crate::generation::WriteStats;
 use crate::id::{ChunkId, IdSet};
 use crate::index::Index;
 use crate::pack::{encode_chunk, Codec, PackEntry, PackWriter, StagingPool};
+use crate::write::lease::{abandon_packs, Lease};
 
 /// Chunks hashed and compressed together in parallel.
 pub(crate) const BATCH: usize = 128;
@@ -59,6 +60,8 @@ pub(crate) struct Packer {
     unindexed_chunks: usize,
     /// Direct-I/O staging buffers shared by this writer's packs.
     staging: StagingPool,
+    /// The session's lease (write/lease.rs), taken before its first deduplication lookup.
+    lease: Option<Lease>,
 }
 
 impl Packer {
@@ -78,6 +81,7 @@ impl Packer {
             unindexed: Vec::new(),
             unindexed_chunks: 0,
             staging: StagingPool::default(),
+            lease: None,
         }
     }
 
@@ -125,6 +129,9 @@ impl Packer {
         items: Vec<(ChunkId, Vec<u8>)>,
         ask_index: bool,
     ) -> Result<(), StoreError> {
+        if self.lease.is_none() {
+            self.lease = Some(Lease::take(&self.dir, &self.name)?);
+        }
         let unknown: Vec<ChunkId> = items
             .iter()
             .map(|(id, _)| *id)
@@ -283,6 +290,7 @@ impl Packer {
         self.seal_pack()?;
         self.wait_sealed()?;
         self.index_sealed()?;
+        self.lease = None;
         Ok(std::mem::take(&mut self.stats))
     }
 
@@ -294,6 +302,7 @@ impl Packer {
         let pending = PendingIndex {
             dir: self.dir.clone(),
             packs: std::mem::take(&mut self.unindexed),
+            lease: self.lease.take(),
         };
         self.unindexed_chunks = 0;
         Ok((std::mem::take(&mut self.stats), pending))
@@ -302,11 +311,14 @@ impl Packer {
 
 /// Index rows of packs a writer sealed without indexing them ([`crate::Writer::finish_deferred`]).
 /// Dropping it loses nothing but speed: the packs are durable, and readers index packs missing
-/// from the index from their trailers when they need them.
+/// from the index from their trailers when they need them. It holds the session's lease
+/// (docs/gc.md) until it is applied, dropped or abandoned: keep it until the generation that
+/// references the packs is committed.
 #[must_use = "the rows are only written by apply()"]
 pub struct PendingIndex {
     dir: Arc<StoreDir>,
     packs: Vec<SealedPack>,
+    lease: Option<Lease>,
 }
 
 impl PendingIndex {
@@ -324,6 +336,17 @@ impl PendingIndex {
         let mut index = Index::open(self.dir.path(), &self.dir.config().store_id)?;
         index.add_packs(&self.packs)
     }
+
+    /// The generation these packs were written for was not committed: removes the packs
+    /// (at once when no other writer may have used them, else condemned for gc; best effort)
+    /// and returns how many were deleted at once.
+    pub fn abandon(self) -> usize {
+        let names: Vec<String> = self.packs.iter().map(|p| p.0.clone()).collect();
+        match &self.lease {
+            Some(lease) => abandon_packs(&self.dir, lease, &names).deleted,
+            None => 0,
+        }
+    }
 }
 
 impl Drop for Packer {
@@ -339,11 +362,12 @@ impl Drop for Packer {
                 self.unindexed.push(sealed);
             }
         }
-        // Index the sealed packs (best effort: readers also index packs they find unindexed
-        // when they miss a chunk, but that needs a writable index — not a given after a
-        // writer failed on a full disk, now that its own temporary pack is gone).
-        if !self.unindexed.is_empty() {
-            let _ = self.dir.index().add_packs(&self.unindexed);
+        // The session's sealed packs that are not indexed yet hold nothing any generation
+        // references: removed (docs/gc.md, "A failed checkpoint leaves nothing"). Packs
+        // indexed in an earlier batch are left to gc.
+        if let Some(lease) = self.lease.take() {
+            let names: Vec<String> = self.unindexed.iter().map(|p| p.0.clone()).collect();
+            abandon_packs(&self.dir, &lease, &names);
         }
     }
 }
