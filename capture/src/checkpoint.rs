@@ -154,6 +154,7 @@ fn capture_fds(
     sink: &mut dyn MemorySink,
     parent: ParentFds<'_>,
     earlier: EarlierFds<'_>,
+    refused: &mut Vec<String>,
 ) -> Result<Vec<FdImage>> {
     let dir = format!("/proc/{pid}/fd");
     let mut fds: Vec<i32> = fs::read_dir(&dir)
@@ -245,26 +246,43 @@ fn capture_fds(
             inside: parent.is_some() || fd > 2,
         };
         let kind = if !open.inside && is_stdio_kind {
-            FdKind::Stdio
+            Ok(FdKind::Stdio)
         } else if let Some(kind) = JOB_KINDS
             .iter()
             .filter_map(|k| k.describe)
             .find_map(|describe| describe(&open, sink))
         {
-            kind?
+            kind
         } else if parent.is_some() && is_stdio_kind {
-            return Err(Error::Unsupported(format!(
+            Err(Error::Unsupported(format!(
                 "process {ns_pid} fd {fd}: {link} not inherited from its parent (pipes, sockets \
                  and terminals between processes of the job cannot be checkpointed yet)"
-            )));
+            )))
         } else {
-            return Err(Error::Unsupported(format!(
+            Err(Error::Unsupported(format!(
                 "process {ns_pid} fd {fd}: {link} cannot be checkpointed yet"
-            )));
+            )))
         };
-        out.push(FdImage { fd, cloexec, kind });
+        // Every descriptor is looked at, so that a refusal names all of them at once.
+        match kind {
+            Ok(kind) => out.push(FdImage { fd, cloexec, kind }),
+            Err(Error::Unsupported(why)) => refused.push(why),
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
+}
+
+/// One refusal naming every reason: the first alone, or all of them one per line.
+fn refuse_all(mut reasons: Vec<String>) -> Error {
+    if reasons.len() == 1 {
+        return Error::Unsupported(reasons.remove(0));
+    }
+    Error::Unsupported(format!(
+        "{} things cannot be checkpointed:\n  {}",
+        reasons.len(),
+        reasons.join("\n  ")
+    ))
 }
 
 /// State read by injecting syscalls into the frozen threads.
@@ -528,16 +546,25 @@ pub fn capture_process(
     let pagemap_path = format!("/proc/{pid}/pagemap");
     let pagemap = File::open(&pagemap_path).map_err(io_ctx(format!("opening {pagemap_path}")))?;
     let mut vmas = Vec::new();
+    // What cannot be checkpointed, all of it (mappings, then descriptors) in one refusal.
+    let mut refused = Vec::new();
     for m in &maps {
         if m.name.starts_with("/[aio]") {
-            return Err(Error::Unsupported(format!(
+            refused.push(format!(
                 "process {ns_pid}: AIO context (io_setup) with its ring at {:#x} cannot be \
                  checkpointed yet",
                 m.start
-            )));
-        }
-        let Some(backing) = classify(m)? else {
+            ));
             continue;
+        }
+        let backing = match classify(m) {
+            Ok(Some(b)) => b,
+            Ok(None) => continue,
+            Err(Error::Unsupported(why)) => {
+                refused.push(format!("process {ns_pid}: {why}"));
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         // System V shared memory is saved once per segment (cairn_kinds::sysv), not per view.
         let sysv = cairn_kinds::sysv::is_sysv(m);
@@ -545,7 +572,14 @@ pub fn capture_process(
         let known = private_anon
             .then(|| hints.known_stored(ns_pid, m.start, m.end, m.prot))
             .flatten();
-        let flags = crate::vmflags::vma_flags(ns_pid, m)?;
+        let flags = match crate::vmflags::vma_flags(ns_pid, m) {
+            Ok(f) => f,
+            Err(Error::Unsupported(why)) => {
+                refused.push(why);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut stored = match known {
             Some(runs) => runs,
             None if sysv => Vec::new(),
@@ -603,7 +637,10 @@ pub fn capture_process(
     process_attrs.stopped = fz.group_stop;
     let umask = u32::from_str_radix(&procfs::status_field(&status_path, "Umask")?, 8)
         .map_err(|_| Error::Parse("Umask".into()))?;
-    let fds = capture_fds(pid, ns_pid, sink, parent, earlier)?;
+    let fds = capture_fds(pid, ns_pid, sink, parent, earlier, &mut refused)?;
+    if !refused.is_empty() {
+        return Err(refuse_all(refused));
+    }
     let ns_field = |key: &str| -> Result<i32> {
         let v = procfs::status_field(&status_path, key)?;
         v.split_whitespace()

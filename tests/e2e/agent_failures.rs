@@ -958,3 +958,39 @@ fn an_image_using_cpu_state_this_cpu_lacks_is_refused() {
         "another generation was tried in its place: {err}"
     );
 }
+
+/// A checkpoint that cannot be taken says so for every reason at once (here two io_uring
+/// descriptors), each with the job's pid and the descriptor, and the program runs on to the
+/// output of a native run.
+#[test]
+fn a_refusal_names_every_reason_at_once_and_the_job_runs_on() {
+    let _area = Area::enter(module_path!());
+    let sc = Scratch::new();
+    let store = sc.store();
+    let dir = sc.sub("cairn");
+    let prog = Program::c("two_rings", &["60"]);
+    let native = cairn_testkit::run_native(&prog, &sc.sub("native"));
+    let mut job = Job::start(&prog, "launch", &store, "rings", &[], &dir, true);
+    job.wait_stdout("ready");
+    job.signal(libc::SIGUSR1);
+    assert!(
+        job.wait_for_lines(
+            "checkpoint failed, nothing committed",
+            1,
+            Duration::from_secs(60)
+        ),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    // The program is process 2 of the job (the job's init is 1).
+    for fd in [
+        "process 2 fd 7: anon_inode:[io_uring]",
+        "process 2 fd 9: anon_inode:[io_uring]",
+    ] {
+        assert!(log.contains(fd), "{fd} not named:\n{log}");
+    }
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let out = fs::read(dir.join("stdout")).unwrap();
+    assert_eq!(out, native.stdout, "{log}");
+}
