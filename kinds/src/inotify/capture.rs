@@ -5,8 +5,7 @@ use crate::{FrozenJob, OpenFd};
 use cairn_image::{FdKind, InotifyImage, InotifyWatch, MemorySink, ProcessTreeImage};
 use cairn_sys::error::last_os;
 use cairn_sys::Result;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 /// [`crate::DescribeFn`] of inotify instances.
 pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
@@ -45,25 +44,6 @@ fn parse(line: &str) -> Option<Line> {
     })
 }
 
-/// A mount point of device `sdev` (kernel encoding) in the mount namespace of `pid`, as a
-/// path from here; a mount of the file system's root first.
-fn mount_of(pid: i32, sdev: u32) -> Option<String> {
-    let dev = format!("{}:{}", sdev >> 20, sdev & 0xf_ffff);
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    let mut found: Vec<(bool, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.get(2) == Some(&dev.as_str())).then(|| (w[3] != "/", w[4].to_string()))
-        })
-        .collect();
-    found.sort();
-    found
-        .into_iter()
-        .next()
-        .map(|(_, m)| format!("/proc/{pid}/root{m}"))
-}
-
 /// The path of the watched file of `l`, checked against its inode: through its file handle
 /// where cairn may open one (CAP_DAC_READ_SEARCH), otherwise found by its inode number
 /// ([`super::find`]).
@@ -81,54 +61,18 @@ fn path_of(fd: &OpenFd<'_>, finder: &Finder, l: &Line) -> Result<String> {
             l.sdev & 0xf_ffff
         ))
     };
-    if let Some(path) = by_handle(fd.pid, l).filter(|p| finder.is(std::path::Path::new(p), inode)) {
-        return Ok(path);
-    }
-    let path = finder.find(inode).ok_or_else(|| {
-        what(
-            "no path leads to it: not in the directories of the program's working directory, \
+    let path = finder
+        .path_of(inode, l.handle_type, &l.handle)
+        .ok_or_else(|| {
+            what(
+                "no path leads to it: not in the directories of the program's working directory, \
              open or mapped files, $HOME or /tmp, nor found by walking the mounts of its device \
              (deleted, or not reachable in this mount namespace)",
-        )
-    })?;
+            )
+        })?;
     path.to_str()
         .map(str::to_string)
         .ok_or_else(|| what("its path is not UTF-8"))
-}
-
-/// The path of the file of handle `l`, opened on a mount of its device: None without
-/// CAP_DAC_READ_SEARCH (or when the handle leads nowhere).
-fn by_handle(pid: i32, l: &Line) -> Option<String> {
-    let mount = mount_of(pid, l.sdev)?;
-    let c = CString::new(mount).ok()?;
-    // SAFETY: open takes a NUL-terminated path and flags.
-    let mfd = crate::shared::fresh(
-        unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        },
-        "opening a mount",
-    )
-    .ok()?;
-    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
-    let mut fh = (l.handle.len() as u32).to_ne_bytes().to_vec();
-    fh.extend_from_slice(&l.handle_type.to_ne_bytes());
-    fh.extend_from_slice(&l.handle);
-    // SAFETY: open_by_handle_at reads the file_handle we built; returns a new descriptor.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            mfd.as_raw_fd(),
-            fh.as_ptr(),
-            libc::O_PATH | libc::O_CLOEXEC,
-        )
-    } as i32;
-    let file: OwnedFd = crate::shared::fresh(r, "open_by_handle_at").ok()?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
-    let path = path.to_str()?.to_string();
-    path.starts_with('/').then_some(path)
 }
 
 fn read(fd: &OpenFd<'_>) -> Result<FdKind> {

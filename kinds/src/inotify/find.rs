@@ -5,6 +5,8 @@
 //! job sees it (through `/proc/PID/root`).
 
 use std::collections::{HashSet, VecDeque};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -100,6 +102,18 @@ impl Finder {
         std::fs::metadata(self.here(path)).is_ok_and(|m| inode.is(&m))
     }
 
+    /// A path to `inode` as the job sees it: through its file handle where cairn may open
+    /// one (CAP_DAC_READ_SEARCH), otherwise found by [`Finder::find`].
+    pub(crate) fn path_of(&self, inode: Inode, handle_type: i32, handle: &[u8]) -> Option<PathBuf> {
+        if let Some(p) = by_handle(self.pid, inode.sdev, handle_type, handle)
+            .map(PathBuf::from)
+            .filter(|p| self.is(p, inode))
+        {
+            return Some(p);
+        }
+        self.find(inode)
+    }
+
     /// A path to `inode` as the job sees it, or None when neither the candidate directories
     /// nor the walk of its device's mounts lead to it.
     pub(crate) fn find(&self, inode: Inode) -> Option<PathBuf> {
@@ -181,8 +195,62 @@ impl Finder {
     }
 }
 
+/// A mount point of device `sdev` (kernel encoding) in the mount namespace of `pid`, as a
+/// path from here; a mount of the file system's root first.
+pub(crate) fn mount_of(pid: i32, sdev: u32) -> Option<String> {
+    let dev = format!("{}:{}", sdev >> 20, sdev & 0xf_ffff);
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+    let mut found: Vec<(bool, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.get(2) == Some(&dev.as_str())).then(|| (w[3] != "/", w[4].to_string()))
+        })
+        .collect();
+    found.sort();
+    found
+        .into_iter()
+        .next()
+        .map(|(_, m)| format!("/proc/{pid}/root{m}"))
+}
+
+/// The path of the file of a file handle on device `sdev`, opened on a mount of its device:
+/// None without CAP_DAC_READ_SEARCH (or when the handle leads nowhere).
+fn by_handle(pid: i32, sdev: u32, handle_type: i32, handle: &[u8]) -> Option<String> {
+    let mount = mount_of(pid, sdev)?;
+    let c = CString::new(mount).ok()?;
+    // SAFETY: open takes a NUL-terminated path and flags.
+    let mfd = crate::shared::fresh(
+        unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        },
+        "opening a mount",
+    )
+    .ok()?;
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
+    let mut fh = (handle.len() as u32).to_ne_bytes().to_vec();
+    fh.extend_from_slice(&handle_type.to_ne_bytes());
+    fh.extend_from_slice(handle);
+    // SAFETY: open_by_handle_at reads the file_handle we built; returns a new descriptor.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mfd.as_raw_fd(),
+            fh.as_ptr(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    } as i32;
+    let file: OwnedFd = crate::shared::fresh(r, "open_by_handle_at").ok()?;
+    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()?;
+    let path = path.to_str()?.to_string();
+    path.starts_with('/').then_some(path)
+}
+
 /// A mountinfo path with its octal escapes (`\040` for a space) undone.
-fn unescape(s: &str) -> String {
+pub(crate) fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
