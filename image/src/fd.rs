@@ -103,4 +103,6 @@ pub enum FdKind {
     Epoll(crate::EpollImage),
     /// An inotify instance created inside the job, with its watches.
     Inotify(crate::InotifyImage),
+    /// A fanotify group created inside the job, with its marks.
+    Fanotify(crate::FanotifyImage),
 }

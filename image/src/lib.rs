@@ -10,6 +10,7 @@
 pub mod attrs;
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod fd;
 pub mod file;
 pub mod inet;
@@ -28,6 +29,7 @@ pub mod unlinked;
 pub use attrs::{ChildReport, Creds, ProcessAttrs, SchedAttr, ThreadAttrs};
 pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
+pub use fanotify::{FanotifyImage, FanotifyMark, FanotifyTarget};
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
 pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport};

@@ -14,6 +14,7 @@
 
 pub mod epoll;
 pub mod eventfd;
+pub mod fanotify;
 pub mod file;
 pub mod inet;
 pub mod inotify;
@@ -245,6 +246,12 @@ pub const JOB_KINDS: &[JobKind] = &[
         describe: Some(inotify::capture::describe),
         capture: inotify::capture::capture_job,
         recreate: inotify::restore::recreate,
+    },
+    JobKind {
+        name: "fanotify",
+        describe: Some(fanotify::capture::describe),
+        capture: fanotify::capture::capture_job,
+        recreate: fanotify::restore::recreate,
     },
     // Last: adding an entry polls its target, which the kinds above have filled and armed.
     JobKind {

@@ -19,6 +19,8 @@ pub struct Frozen {
 
 /// Seizes and stops `tid`; returns the group-stop signal when it was stopped by one.
 fn stop_one(tid: i32) -> Result<Option<i32>> {
+    // Seen before the stop, which runs the thread.
+    let asleep = crate::asleep::snapshot(tid);
     if let Err(e) = ptrace::seize(tid, ptrace::O_TRACESYSGOOD) {
         return Err(traced_elsewhere(tid).unwrap_or(e));
     }
@@ -26,10 +28,12 @@ fn stop_one(tid: i32) -> Result<Option<i32>> {
     loop {
         match ptrace::wait_stop_sig(tid)? {
             (Stop::Event(_), sig) => {
-                crate::interrupted::settle_stopped(tid)?;
+                crate::interrupted::settle_stopped(tid, asleep)?;
                 return Ok((sig != libc::SIGTRAP).then_some(sig));
             }
-            (Stop::Syscall, _) => return crate::interrupted::settle_stopped(tid).map(|_| None),
+            (Stop::Syscall, _) => {
+                return crate::interrupted::settle_stopped(tid, asleep).map(|_| None)
+            }
             (Stop::Signal(sig), _) => {
                 // A signal arrived first: let it be delivered as it would have been, then take
                 // the pending interrupt stop.

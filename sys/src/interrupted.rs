@@ -64,7 +64,9 @@ fn sleep_what_was_left(r: &mut UserRegs) {
 /// continues in `restart_syscall`, and a later freeze sees only that. A restored process has
 /// no kernel restart block, so the image must name the original syscall (its arguments are
 /// still in the registers).
-type RestartBlocks = std::collections::HashMap<i32, (u64, u64)>;
+/// With it, for a `poll`, when its timeout ends (CLOCK_MONOTONIC nanoseconds) where cairn
+/// could tell ([`settle_stopped`]).
+type RestartBlocks = std::collections::HashMap<i32, (u64, u64, Option<i128>)>;
 static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mutex::new(None);
 
 /// `regs` of thread `tid` as seen at a freeze, with the original syscall instead of
@@ -76,20 +78,37 @@ static RESTART_BLOCK_NR: std::sync::Mutex<Option<RestartBlocks>> = std::sync::Mu
 /// to user mode (`rax` = `restart_syscall`, `orig_rax` still the original). The last two are
 /// given as the first: `rax` = -ERESTART_RESTARTBLOCK, `orig_rax` the original syscall, `rip`
 /// after the `syscall` instruction. A restored process has no restart block, so
-/// `restart_syscall` there would fail with EINTR.
-pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
+/// `restart_syscall` there would fail with EINTR. A `poll` whose end cairn knows gets the
+/// milliseconds left as its timeout argument (what a restore re-issues it with; live, the
+/// restart block is used and the argument is not read).
+pub fn note_restart(tid: i32, regs: UserRegs) -> UserRegs {
     let Ok(mut map) = RESTART_BLOCK_NR.lock() else {
         return regs;
     };
     let map = map.get_or_insert_with(Default::default);
+    let mut regs = name_restart(map, tid, regs);
+    if regs.rax as i64 == ERESTART_RESTARTBLOCK && regs.orig_rax == libc::SYS_poll as u64 {
+        if let Some(&(_, _, Some(end))) = map.get(&tid) {
+            regs.rdx = crate::asleep::ms_left(end).min(i32::MAX as u64);
+        }
+    }
+    regs
+}
+
+fn name_restart(map: &mut RestartBlocks, tid: i32, mut regs: UserRegs) -> UserRegs {
     let restart = libc::SYS_restart_syscall as u64;
     if regs.rax as i64 == ERESTART_RESTARTBLOCK && (regs.orig_rax as i64) >= 0 {
         if regs.orig_rax == restart {
-            if let Some(&(nr, _)) = map.get(&tid) {
+            if let Some(&(nr, _, _)) = map.get(&tid) {
                 regs.orig_rax = nr;
             }
         } else {
-            map.insert(tid, (regs.orig_rax, regs.rip.wrapping_sub(2)));
+            let at = regs.rip.wrapping_sub(2);
+            let end = match map.get(&tid) {
+                Some(&(nr, was, end)) if nr == regs.orig_rax && was == at => end,
+                _ => None,
+            };
+            map.insert(tid, (regs.orig_rax, at, end));
         }
     } else if regs.rax == restart {
         // Both states below are saved as the thread stopped in the syscall itself
@@ -97,7 +116,7 @@ pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
         // it then continues in restart_syscall, and a restore re-issues the original syscall
         // with what was left of a sleep, as for a thread stopped in it.
         match map.get(&tid) {
-            Some(&(nr, at)) if at == regs.rip => {
+            Some(&(nr, at, _)) if at == regs.rip => {
                 regs.rax = ERESTART_RESTARTBLOCK as u64;
                 regs.orig_rax = nr;
                 regs.rip += 2;
@@ -106,7 +125,7 @@ pub fn note_restart(tid: i32, mut regs: UserRegs) -> UserRegs {
             // restart_syscall) but before the thread went back to user mode: the original
             // syscall is still in orig_rax.
             _ if (regs.orig_rax as i64) >= 0 && regs.orig_rax != restart => {
-                map.insert(tid, (regs.orig_rax, regs.rip));
+                map.insert(tid, (regs.orig_rax, regs.rip, None));
                 regs.rax = ERESTART_RESTARTBLOCK as u64;
                 regs.rip += 2;
             }
@@ -144,14 +163,34 @@ const EINTR_ON_STOP: [i64; 15] = [
     libc::SYS_accept4,
 ];
 
-/// Called for every thread cairn has just stopped (before anything else touches it): notes
-/// the syscall of an interrupted restart block ([`note_restart`]), and takes back an EINTR
-/// that only this stop caused — a syscall of [`EINTR_ON_STOP`] failed with EINTR while no
-/// signal the thread could take is pending — by pointing the thread at the syscall again, so
-/// that it repeats the call (with its original arguments) when it runs on, live or restored.
-pub fn settle_stopped(tid: i32) -> Result<()> {
-    let regs = note_restart(tid, ptrace::get_regs(tid)?);
+/// Called for every thread cairn has just stopped (before anything else touches it), with
+/// what [`crate::asleep::snapshot`] saw of it just before the stop: notes the syscall of an
+/// interrupted restart block ([`note_restart`]), and takes back an EINTR that only this stop
+/// caused — a syscall of [`EINTR_ON_STOP`] failed with EINTR while no signal the thread
+/// could take is pending — by pointing the thread at the syscall again, so that it repeats
+/// the call when it runs on, live or restored. Waits with a timeout in milliseconds that
+/// the kernel keeps only for itself continue with what was left of it where the thread's
+/// sleep can be dated ([`crate::asleep`]): `epoll_wait`/`epoll_pwait` are repeated with
+/// the milliseconds left, and the end of a `poll` is noted for [`note_restart`].
+pub fn settle_stopped(tid: i32, before: Option<crate::asleep::Asleep>) -> Result<()> {
+    let raw = ptrace::get_regs(tid)?;
+    let regs = note_restart(tid, raw);
     let nr = regs.orig_rax as i64;
+    let timeout_ms = |arg: u64| {
+        let ms = arg as i32;
+        (ms > 0).then_some(ms as u64)
+    };
+    let slept = || before.and_then(|b| crate::asleep::slept_since(tid, b));
+    if raw.rax as i64 == ERESTART_RESTARTBLOCK && raw.orig_rax == libc::SYS_poll as u64 {
+        // A poll interrupted now (not one the kernel restarted after an earlier freeze,
+        // whose end is known from then).
+        let end = timeout_ms(raw.rdx).and_then(|ms| Some(slept()? + crate::asleep::ms(ms)));
+        if let Ok(mut map) = RESTART_BLOCK_NR.lock() {
+            if let Some(e) = map.get_or_insert_with(Default::default).get_mut(&tid) {
+                e.2 = end;
+            }
+        }
+    }
     if regs.rax as i64 == -i64::from(libc::EINTR)
         && EINTR_ON_STOP.contains(&nr)
         && !procfs::unblocked_signal_pending(tid)?
@@ -160,6 +199,12 @@ pub fn settle_stopped(tid: i32) -> Result<()> {
         r.rax = regs.orig_rax;
         r.rip -= 2;
         r.orig_rax = u64::MAX;
+        if nr == libc::SYS_epoll_wait || nr == libc::SYS_epoll_pwait {
+            if let Some(start) = timeout_ms(regs.r10).and_then(|_| slept()) {
+                let end = start + crate::asleep::ms(regs.r10 as i32 as u64);
+                r.r10 = crate::asleep::ms_left(end).min(i32::MAX as u64);
+            }
+        }
         ptrace::set_regs(tid, &r)?;
     }
     Ok(())

@@ -3,14 +3,15 @@
 //!
 //! * [`ptrace`], [`inject`] — seizing threads, registers, and running system calls inside a
 //!   stopped thread through a scratch page;
-//! * [`freeze`], [`interrupted`] — stopping every thread of a process, and what a thread
-//!   stopped inside a system call resumes with;
+//! * [`freeze`], [`interrupted`], [`asleep`] — stopping every thread of a process, what a
+//!   thread stopped inside a system call resumes with, and since when it waited;
 //! * [`procfs`] — parsing /proc; [`task`] — credentials, scheduling and affinity of a task; [`ranges`] — byte runs and their arithmetic; [`sock_diag`] — the kernel's socket diagnostics over netlink;
 //! * [`uffd`] — userfaultfd; [`pagemap`] — `PAGEMAP_SCAN`;
 //! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
 
 #![warn(missing_docs)]
 
+pub mod asleep;
 pub mod error;
 pub mod freeze;
 pub mod inject;

@@ -2,7 +2,6 @@
  * kind: inotify
  * checks: every watch's mask (IN_ONESHOT, IN_EXCL_UNLINK included) and watch descriptor (/proc/self/fdinfo); events after the restart carry the numbers inotify_add_watch returned; O_NONBLOCK
  * root: restored
- * user: refused: needs CAP_DAC_READ_SEARCH
  */
 #include "conformance.h"
 #include <fcntl.h>

@@ -1,6 +1,6 @@
 /* poll and ppoll with a timeout that a checkpoint interrupts.
  * kind: interrupted syscalls
- * checks: poll and ppoll: no EINTR, no early end, the call returns 0 (timeout); ppoll (the kernel writes the time left back to its timeout) ends on time after a restart; poll (the time left is only in the kernel's restart block) waits its whole timeout again (never more than once more)
+ * checks: poll and ppoll: no EINTR, no early end, the call returns 0 (timeout) and ends on time after a restart (ppoll: the kernel writes the time left back to its timeout; poll: the time left is only in the kernel's restart block, cairn dates the thread's sleep and re-issues poll with what was left)
  * root: restored
  * build: -lpthread
  */
@@ -23,7 +23,7 @@ static const char *w_ppoll(void) {
 }
 
 static struct waiter ws[] = {
-    {.name = "poll", .wait = w_poll, .extra_ns = WAIT_NS + SLACK_NS},
+    {.name = "poll", .wait = w_poll, .extra_ns = SLACK_NS},
     {.name = "ppoll", .wait = w_ppoll, .extra_ns = SLACK_NS},
 };
 

@@ -1,10 +1,9 @@
 //! Real language runtimes and tools whose event loops are built on epoll, eventfd, timers and
 //! inotify give the output of a native run after three checkpoint → kill -9 → restart cycles:
 //! Go (goroutines, timers, channels), Java NIO (a Selector over a Pipe, a timer thread),
-//! Node.js (timers, `fs.watch`) and `tail -f` following a growing file. File watching is
-//! restored only when cairn runs as root, so those tests run as the test's own user (root
-//! in CI); Go and Java also run as the unprivileged user. The runtimes are installed by
-//! scripts/setup.sh.
+//! Node.js (timers, `fs.watch`) and `tail -f` following a growing file, each as the test's
+//! own user (root in CI) and as the unprivileged user (whose cairn finds watched files by
+//! their inodes). The runtimes are installed by scripts/setup.sh.
 
 use cairn_testkit::{self as common, differential, Area, Cycles, Program};
 
@@ -62,6 +61,19 @@ fn node_timers_and_file_watching() {
         .ends_with(b"files 200 bytes 1690 sum 2646700\ninterval ran: true\ndone\n"));
 }
 
+#[test]
+fn node_file_watching_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    common::open_up(&common::programs_dir().join("node_watch.js"));
+    let prog = Program::script("/usr/bin/node", "node_watch.js", &["200"])
+        .with_files(&["watched/file-199"])
+        .run_as("cairn-test");
+    let out = differential(&prog, "node-user", &Cycles::default());
+    assert!(out
+        .stdout
+        .ends_with(b"files 200 bytes 1690 sum 2646700\ninterval ran: true\ndone\n"));
+}
+
 /// `tail -f` following a file that a writer process of the job appends a line to every
 /// 20 ms; tail ends when the writer has.
 #[test]
@@ -69,5 +81,16 @@ fn tail_follows_a_growing_file() {
     let _area = Area::enter(module_path!());
     let prog = Program::script("sh", "tail_follow.sh", &["200"]).with_files(&["growing.log"]);
     let out = differential(&prog, "tail", &Cycles::default());
+    assert!(out.stdout.ends_with(b"line 200 of 200: 40000\ndone\n"));
+}
+
+#[test]
+fn tail_follows_a_growing_file_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    common::open_up(&common::programs_dir().join("tail_follow.sh"));
+    let prog = Program::script("sh", "tail_follow.sh", &["200"])
+        .with_files(&["growing.log"])
+        .run_as("cairn-test");
+    let out = differential(&prog, "tail-user", &Cycles::default());
     assert!(out.stdout.ends_with(b"line 200 of 200: 40000\ndone\n"));
 }

@@ -1,12 +1,11 @@
 //! An inotify instance's watches, found again by path through their file handles.
 
+use super::find::{Finder, Inode};
 use crate::{FrozenJob, OpenFd};
 use cairn_image::{FdKind, InotifyImage, InotifyWatch, MemorySink, ProcessTreeImage};
 use cairn_sys::error::last_os;
 use cairn_sys::Result;
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsRawFd;
 
 /// [`crate::DescribeFn`] of inotify instances.
 pub fn describe(fd: &OpenFd<'_>, _: &mut dyn MemorySink) -> Option<Result<FdKind>> {
@@ -45,28 +44,15 @@ fn parse(line: &str) -> Option<Line> {
     })
 }
 
-/// A mount point of device `sdev` (kernel encoding) in the mount namespace of `pid`, as a
-/// path from here; a mount of the file system's root first.
-fn mount_of(pid: i32, sdev: u32) -> Option<String> {
-    let dev = format!("{}:{}", sdev >> 20, sdev & 0xf_ffff);
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
-    let mut found: Vec<(bool, String)> = text
-        .lines()
-        .filter_map(|l| {
-            let w: Vec<&str> = l.split_whitespace().collect();
-            (w.get(2) == Some(&dev.as_str())).then(|| (w[3] != "/", w[4].to_string()))
-        })
-        .collect();
-    found.sort();
-    found
-        .into_iter()
-        .next()
-        .map(|(_, m)| format!("/proc/{pid}/root{m}"))
-}
-
-/// The path of the watched file of `l`, checked against its inode.
-fn path_of(fd: &OpenFd<'_>, l: &Line) -> Result<String> {
-    let what = |why: String| {
+/// The path of the watched file of `l`, checked against its inode: through its file handle
+/// where cairn may open one (CAP_DAC_READ_SEARCH), otherwise found by its inode number
+/// ([`super::find`]).
+fn path_of(fd: &OpenFd<'_>, finder: &Finder, l: &Line) -> Result<String> {
+    let inode = Inode {
+        ino: l.ino,
+        sdev: l.sdev,
+    };
+    let what = |why: &str| {
         fd.unsupported(format!(
             "inotify watch {} (inode {} on device {}:{}; {why})",
             l.wd,
@@ -75,55 +61,18 @@ fn path_of(fd: &OpenFd<'_>, l: &Line) -> Result<String> {
             l.sdev & 0xf_ffff
         ))
     };
-    let mount = mount_of(fd.pid, l.sdev).ok_or_else(|| what("no mount of its device".into()))?;
-    let c = CString::new(mount.clone()).map_err(|_| what("a mount path with NUL".into()))?;
-    // SAFETY: open takes a NUL-terminated path and flags.
-    let mfd = crate::shared::fresh(
-        unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+    let path = finder
+        .path_of(inode, l.handle_type, &l.handle)
+        .ok_or_else(|| {
+            what(
+                "no path leads to it: not in the directories of the program's working directory, \
+             open or mapped files, $HOME or /tmp, nor found by walking the mounts of its device \
+             (deleted, or not reachable in this mount namespace)",
             )
-        },
-        &format!("opening {mount}"),
-    )?;
-    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }
-    let mut fh = (l.handle.len() as u32).to_ne_bytes().to_vec();
-    fh.extend_from_slice(&l.handle_type.to_ne_bytes());
-    fh.extend_from_slice(&l.handle);
-    // SAFETY: open_by_handle_at reads the file_handle we built; returns a new descriptor.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            mfd.as_raw_fd(),
-            fh.as_ptr(),
-            libc::O_PATH | libc::O_CLOEXEC,
-        )
-    } as i32;
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(what(if e.raw_os_error() == Some(libc::EPERM) {
-            "finding its path needs CAP_DAC_READ_SEARCH: checkpoint as root".into()
-        } else {
-            format!("its file cannot be found again: {e}")
-        }));
-    }
-    let file: OwnedFd = crate::shared::fresh(r, "open_by_handle_at")?;
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
-        .map_err(|e| what(format!("its path cannot be read: {e}")))?
-        .to_string_lossy()
-        .into_owned();
-    let same = std::fs::metadata(&path).is_ok_and(|m| {
-        m.ino() == l.ino
-            && libc::major(m.dev()) == l.sdev >> 20
-            && libc::minor(m.dev()) == l.sdev & 0xf_ffff
-    });
-    if !path.starts_with('/') || !same {
-        return Err(what(format!(
-            "its path {path} does not lead to it (deleted, or outside this mount namespace)"
-        )));
-    }
-    Ok(path)
+        })?;
+    path.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| what("its path is not UTF-8"))
 }
 
 fn read(fd: &OpenFd<'_>) -> Result<FdKind> {
@@ -140,13 +89,14 @@ fn read(fd: &OpenFd<'_>) -> Result<FdKind> {
         )));
     }
     let mut watches = Vec::new();
+    let finder = Finder::new(fd.pid);
     for line in fd.info.lines().filter(|l| l.starts_with("inotify ")) {
         let l = parse(line).ok_or_else(|| {
             fd.unsupported(format!("inotify watch this cairn cannot read: {line}"))
         })?;
         watches.push(InotifyWatch {
             wd: l.wd,
-            path: path_of(fd, &l)?,
+            path: path_of(fd, &finder, &l)?,
             mask: l.mask,
         });
     }

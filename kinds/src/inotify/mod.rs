@@ -17,4 +17,5 @@
 //! [`cairn_image::InotifyImage`].
 
 pub mod capture;
+pub(crate) mod find;
 pub mod restore;
