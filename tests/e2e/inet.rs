@@ -220,12 +220,37 @@ fn external_connections_are_refused_by_default_all_named() {
     assert!(text.ends_with("answer to request 59\n"), "{text}");
 }
 
+fn redis(user: Option<&str>) {
+    let mut prog = Program::script("sh", "redis_job.sh", &[]);
+    if let Some(u) = user {
+        for f in ["redis_job.sh", "redis_client.py"] {
+            common::open_up(&common::programs_dir().join(f));
+        }
+        prog = prog.run_as(u);
+    }
+    let job = format!("redis-{}", user.unwrap_or("root"));
+    let out = differential(&prog, &job, &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
 /// redis-server (from Debian) and a client of it in one job, over TCP on 127.0.0.1.
 #[test]
 fn redis_server_and_client() {
     let _area = Area::enter(module_path!());
-    let prog = Program::script("sh", "redis_job.sh", &[]);
-    let out = differential(&prog, "redis", &Cycles::default());
+    redis(None);
+}
+
+#[test]
+fn redis_server_and_client_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    redis(Some(common::TEST_USER));
+}
+
+fn zmq(user: Option<&str>) {
+    let prog = script("zmq_pipeline.py", &["500"], user);
+    let job = format!("zmq-pipeline-{}", user.unwrap_or("root"));
+    let out = differential(&prog, &job, &Cycles::default());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("done\n"), "{text}");
 }
@@ -234,8 +259,11 @@ fn redis_server_and_client() {
 #[test]
 fn pyzmq_pipeline() {
     let _area = Area::enter(module_path!());
-    let prog = script("zmq_pipeline.py", &["500"], None);
-    let out = differential(&prog, "zmq-pipeline", &Cycles::default());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.ends_with("done\n"), "{text}");
+    zmq(None);
+}
+
+#[test]
+fn pyzmq_pipeline_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    zmq(Some(common::TEST_USER));
 }
