@@ -30,7 +30,7 @@ pub use epoll::{EpollEntry, EpollImage};
 pub use eventfd::EventFdImage;
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
-pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport};
+pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, TcpRepair, Transport};
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use lock::{FileLock, LockKind};
 pub use memory::{
