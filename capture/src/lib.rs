@@ -70,8 +70,15 @@ pub fn checkpoint_kept_frozen(
 ) -> Result<(ProcessTreeImage, KeptFrozen)> {
     let pid = sandbox.program_pid();
     let r = tree::FrozenTree::freeze(pid, sandbox.init_pid()).and_then(|frozen| {
-        let image = capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns())?;
-        Ok((image, KeptFrozen(frozen)))
+        match capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns()) {
+            Ok(image) => Ok((image, KeptFrozen(frozen))),
+            Err(e) => {
+                // Connections the capture held leave repair mode before the program runs.
+                cairn_kinds::release_held();
+                drop(frozen);
+                Err(e)
+            }
+        }
     });
     r.map_err(|e| {
         if program_gone(pid) {

@@ -255,6 +255,40 @@ fn external_connection_repaired_in_place_across_stops() {
     assert_eq!(server.accepted.load(Ordering::SeqCst), 1, "{logs}");
 }
 
+/// `--external-tcp repair`: a final checkpoint that fails (a zero-length datagram the
+/// program holds is refused, after the connection was read and held in repair mode) lets
+/// the program run on over its connection as if nothing happened: it finishes on it.
+#[test]
+fn failed_final_checkpoint_leaves_the_repaired_connection_working() {
+    let _area = Area::enter(module_path!());
+    let server = Outside::start_with(true);
+    let port = server.port.to_string();
+    let prog = script("tcp_outside_client.py", &[&port, "150", "zero"], None);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let args = ["--external-tcp", "repair"];
+    let stdout = dir.join("stdout");
+    let mut job = common::Job::start(&prog, "run", &scratch.store(), "held", &args, &dir, true);
+    common::wait_for("an answer", Duration::from_secs(60), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("to request 5\n"))
+    });
+    job.signal(libc::SIGTERM);
+    assert!(
+        job.wait_for_lines("final checkpoint failed", 1, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    assert!(log.contains("zero-length datagram"), "{log}");
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    assert!(
+        text.contains("answer on connection 1 to request 149\nstill from port"),
+        "{text}"
+    );
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
 /// `--external-tcp repair` needs the kernel's TCP repair mode (CAP_NET_ADMIN): an ordinary
 /// user is told so before anything starts.
 #[test]
