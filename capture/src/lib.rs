@@ -23,7 +23,7 @@ pub mod dirty;
 pub mod tree;
 pub mod vmflags;
 
-pub use cairn_kinds::{CheckpointOptions, ExternalTcp, FileCapture};
+pub use cairn_kinds::{close_held, release_held, CheckpointOptions, ExternalTcp, FileCapture};
 pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};
 
 use cairn_image::{MemorySink, ProcessTreeImage, IMAGE_FORMAT};
@@ -44,6 +44,49 @@ pub fn checkpoint_with(
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
     checkpoint_inner(sandbox, sink, opts, None)
+}
+
+/// A job left frozen after its capture, thawed (or, killed meanwhile, let go) when dropped.
+pub struct KeptFrozen(tree::FrozenTree);
+
+impl KeptFrozen {
+    /// Kill every process of the job where it stands (a frozen process dies without running
+    /// another instruction), then let them go.
+    pub fn kill(self) {
+        for (f, _) in &self.0.procs {
+            // SAFETY: kill(2) with a pid of the job.
+            unsafe { libc::kill(f.pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// [`checkpoint_with`] for a final checkpoint: the program stays frozen after its capture
+/// (a full one, without dirty tracking) until the returned guard is dropped, so that
+/// nothing of it moves between the capture and its stop.
+pub fn checkpoint_kept_frozen(
+    sandbox: &Sandbox,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+) -> Result<(ProcessTreeImage, KeptFrozen)> {
+    let pid = sandbox.program_pid();
+    let r = tree::FrozenTree::freeze(pid, sandbox.init_pid()).and_then(|frozen| {
+        match capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns()) {
+            Ok(image) => Ok((image, KeptFrozen(frozen))),
+            Err(e) => {
+                // Connections the capture held leave repair mode before the program runs.
+                cairn_kinds::release_held();
+                drop(frozen);
+                Err(e)
+            }
+        }
+    });
+    r.map_err(|e| {
+        if program_gone(pid) {
+            Error::Exited { pid }
+        } else {
+            e
+        }
+    })
 }
 
 /// Freeze the whole tree and capture it; with a tracker, every process's memory is captured

@@ -53,6 +53,39 @@ pub enum InetState {
     Reset,
     /// A UDP socket connected to `peer` (its default destination).
     UdpConnected,
+    /// An established TCP connection to a peer outside the job, captured with the kernel's
+    /// TCP repair mode (`--external-tcp repair`, as root): restored in place when
+    /// [`TcpRepair::held`], as [`InetState::Reset`] otherwise.
+    Repaired(Box<TcpRepair>),
+}
+
+/// The kernel state of a TCP connection, read in TCP_REPAIR mode, that makes it again in
+/// place without a handshake (docs/capture-restore.md, "TCP and UDP sockets"). The unread
+/// data of the receive queue is [`InetSocket::data`] as for any connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpRepair {
+    /// The connection was left in repair mode from the checkpoint until the job was
+    /// stopped (the final checkpoint of `cairn run`), so its peer saw nothing of the stop
+    /// and the state is still the peer's: only then is it restored in place.
+    pub held: bool,
+    /// Sequence number of the first byte of the send queue (the oldest unacknowledged).
+    pub snd_seq: u32,
+    /// Sequence number of the first unread byte of the receive queue.
+    pub rcv_seq: u32,
+    /// The whole send queue: sent and not acknowledged, then not sent yet.
+    pub send_queue: Vec<u8>,
+    /// How many bytes at the end of `send_queue` were never sent.
+    pub unsent: u32,
+    /// TCP_MAXSEG.
+    pub mss: u32,
+    /// Window scale options (send, receive), when negotiated.
+    pub wscale: Option<(u8, u8)>,
+    /// SACK permitted.
+    pub sack: bool,
+    /// Timestamps on, with the connection's current timestamp value (TCP_TIMESTAMP).
+    pub timestamp: Option<u32>,
+    /// TCP_REPAIR_WINDOW: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup.
+    pub window: [u32; 5],
 }
 
 /// One integer socket option, as getsockopt(2) reported it.

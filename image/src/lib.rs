@@ -32,7 +32,7 @@ pub use eventfd::EventFdImage;
 pub use fanotify::{FanotifyImage, FanotifyMark, FanotifyTarget};
 pub use fd::{FdImage, FdKind};
 pub use file::WrittenFile;
-pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, Transport};
+pub use inet::{Datagram, InetImage, InetSocket, InetState, IntOption, TcpRepair, Transport};
 pub use inotify::{InotifyImage, InotifyWatch};
 pub use lock::{FileLock, LockKind};
 pub use memory::{

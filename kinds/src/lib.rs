@@ -38,7 +38,7 @@ use cairn_sys::Result;
 use std::os::fd::OwnedFd;
 
 pub use file::{CheckpointOptions, FileCapture};
-pub use inet::ExternalTcp;
+pub use inet::{close_held, release_held, ExternalTcp};
 
 /// A frozen job as the kinds see it at a checkpoint.
 #[derive(Debug)]

@@ -32,9 +32,18 @@ pub fn recovery_err(e: RecoveryError) -> anyhow::Error {
     }
 }
 
-/// Parses `--external-tcp`: `refuse` or `close`.
+/// Parses `--external-tcp`: `refuse`, `close`, or (as root) `repair`.
 pub fn parse_external_tcp(s: &str) -> Result<ExternalTcp, String> {
-    s.parse()
+    let p = s.parse()?;
+    // SAFETY: geteuid has no preconditions.
+    if p == ExternalTcp::Repair && unsafe { libc::geteuid() } != 0 {
+        return Err(
+            "repair needs root (the kernel's TCP repair mode needs CAP_NET_ADMIN); \
+                    as an ordinary user use close"
+                .into(),
+        );
+    }
+    Ok(p)
 }
 
 /// `--external-tcp` other than `refuse` applies to solo agents only.

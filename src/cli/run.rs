@@ -46,7 +46,8 @@ pub struct RunArgs {
     #[arg(long)]
     requeue: bool,
     /// TCP connections whose peer is not a process of the job: `refuse` fails the checkpoint
-    /// naming every one (the job runs on); `close` restores them as reset by the peer.
+    /// naming every one (the job runs on); `close` restores them as reset by the peer;
+    /// `repair` (root) keeps them in place across `cairn run`'s stop, resets them otherwise.
     #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = parse_external_tcp)]
     external_tcp: ExternalTcp,
     /// The program and its arguments (used when the job has no generation yet).

@@ -8,7 +8,7 @@
 use cairn_testkit::{self as common, differential, Area, Cycles, Program};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,25 +92,34 @@ fn python_multiprocessing_manager_as_unprivileged_user() {
 }
 
 /// A line server outside the job on 127.0.0.1 (a thread of the test): every line is
-/// answered with "answer to LINE". Stops when dropped.
+/// answered with "answer to LINE" (numbered: "answer on connection K to LINE", K counting the
+/// connections it accepted from 1). Stops when dropped.
 struct Outside {
     port: u16,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Outside {
     fn start() -> Outside {
+        Outside::start_with(false)
+    }
+
+    fn start_with(numbered: bool) -> Outside {
         let l = TcpListener::bind("127.0.0.1:0").expect("binding the outside server");
         l.set_nonblocking(true).expect("a non-blocking listener");
         let port = l.local_addr().expect("its address").port();
         let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let s = stop.clone();
+        let count = accepted.clone();
         std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let Ok((c, _)) = l.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
+                let k = count.fetch_add(1, Ordering::SeqCst) + 1;
                 let _ = c.set_nonblocking(false);
                 let s = s.clone();
                 std::thread::spawn(move || {
@@ -125,7 +134,11 @@ impl Outside {
                         match r.read_line(&mut line) {
                             Ok(0) => return,
                             Ok(_) => {
-                                let answer = format!("answer to {}", line.trim_end());
+                                let answer = if numbered {
+                                    format!("answer on connection {k} to {}", line.trim_end())
+                                } else {
+                                    format!("answer to {}", line.trim_end())
+                                };
                                 if writeln!(w, "{answer}").is_err() {
                                     return;
                                 }
@@ -142,7 +155,11 @@ impl Outside {
                 });
             }
         });
-        Outside { port, stop }
+        Outside {
+            port,
+            stop,
+            accepted,
+        }
     }
 }
 
@@ -152,15 +169,15 @@ impl Drop for Outside {
     }
 }
 
-fn reconnecting_client(user: Option<&str>) {
+fn reconnecting_client(user: Option<&str>, policy: &str) {
     let server = Outside::start();
     let port = server.port.to_string();
     let prog = script("tcp_reconnect.py", &[&port, "150"], user);
     let cycles = Cycles {
-        launch_args: vec!["--external-tcp".into(), "close".into()],
+        launch_args: vec!["--external-tcp".into(), policy.into()],
         ..Cycles::default()
     };
-    let job = format!("tcp-reconnect-{}", user.unwrap_or("root"));
+    let job = format!("tcp-reconnect-{policy}-{}", user.unwrap_or("root"));
     let out = differential(&prog, &job, &cycles);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("answer to request 149\n"), "{text}");
@@ -171,13 +188,125 @@ fn reconnecting_client(user: Option<&str>) {
 #[test]
 fn external_connection_closed_by_policy_and_the_client_reconnects() {
     let _area = Area::enter(module_path!());
-    reconnecting_client(None);
+    reconnecting_client(None, "close");
 }
 
 #[test]
 fn external_connection_closed_by_policy_as_unprivileged_user() {
     let _area = Area::enter(module_path!());
-    reconnecting_client(Some(common::TEST_USER));
+    reconnecting_client(Some(common::TEST_USER), "close");
+}
+
+/// `--external-tcp repair` and a kill -9 after an ordinary checkpoint (the job ran on, and
+/// its death closed the connection): the connection comes back reset, as with `close`; the
+/// client reconnects and finishes with the native output.
+#[test]
+fn external_connection_under_repair_is_reset_after_a_kill() {
+    let _area = Area::enter(module_path!());
+    reconnecting_client(None, "repair");
+}
+
+/// `--external-tcp repair` (root) with `cairn run`: each stop (SIGTERM: final checkpoint,
+/// then stop) keeps the client's one connection to a server outside the job in place with
+/// TCP repair mode, the next `cairn run` makes it again where it was; after three stops the
+/// server has seen one connection, never closed early, and every answer came over it in order.
+#[test]
+fn external_connection_repaired_in_place_across_stops() {
+    let _area = Area::enter(module_path!());
+    let server = Outside::start_with(true);
+    let port = server.port.to_string();
+    let prog = script("tcp_outside_client.py", &[&port, "300"], None);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    let args = ["--external-tcp", "repair"];
+    let stdout = dir.join("stdout");
+    let answers = || {
+        std::fs::read_to_string(&stdout)
+            .unwrap_or_default()
+            .matches("answer on")
+            .count()
+    };
+    let mut logs = String::new();
+    for stop in 1..=3 {
+        let job = common::Job::start(&prog, "run", &store, "repair", &args, &dir, true);
+        let want = answers() + 20;
+        common::wait_for("twenty more answers", Duration::from_secs(60), || {
+            answers() >= want
+        });
+        job.signal(libc::SIGTERM);
+        let log = job.log_text();
+        let code = job.wait(Duration::from_secs(60));
+        logs.push_str(&log);
+        assert_eq!(code, 75, "stop {stop} did not checkpoint and stop:\n{logs}");
+    }
+    let job = common::Job::start(&prog, "run", &store, "repair", &args, &dir, true);
+    let log = job.log_text();
+    assert_eq!(job.wait(Duration::from_secs(120)), 0, "{logs}{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    let first = text.lines().next().unwrap_or_default();
+    let from = first.strip_prefix("connected from port ").unwrap_or("?");
+    let mut want = format!("{first}\n");
+    for i in 0..300 {
+        want.push_str(&format!("answer on connection 1 to request {i}\n"));
+    }
+    want.push_str(&format!("still from port {from}\n"));
+    assert_eq!(text, want, "{logs}");
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1, "{logs}");
+}
+
+/// `--external-tcp repair`: a final checkpoint that fails (a zero-length datagram the
+/// program holds is refused, after the connection was read and held in repair mode) lets
+/// the program run on over its connection as if nothing happened: it finishes on it.
+#[test]
+fn failed_final_checkpoint_leaves_the_repaired_connection_working() {
+    let _area = Area::enter(module_path!());
+    let server = Outside::start_with(true);
+    let port = server.port.to_string();
+    let prog = script("tcp_outside_client.py", &[&port, "150", "zero"], None);
+    let scratch = common::Scratch::new();
+    let dir = scratch.sub("cairn");
+    let args = ["--external-tcp", "repair"];
+    let stdout = dir.join("stdout");
+    let mut job = common::Job::start(&prog, "run", &scratch.store(), "held", &args, &dir, true);
+    common::wait_for("an answer", Duration::from_secs(60), || {
+        std::fs::read_to_string(&stdout).is_ok_and(|t| t.contains("to request 5\n"))
+    });
+    job.signal(libc::SIGTERM);
+    assert!(
+        job.wait_for_lines("final checkpoint failed", 1, Duration::from_secs(60)),
+        "{}",
+        job.log_text()
+    );
+    let log = job.log_text();
+    assert!(log.contains("zero-length datagram"), "{log}");
+    assert_eq!(job.wait(Duration::from_secs(60)), 0, "{log}");
+    let text = std::fs::read_to_string(&stdout).unwrap_or_default();
+    assert!(
+        text.contains("answer on connection 1 to request 149\nstill from port"),
+        "{text}"
+    );
+    assert_eq!(server.accepted.load(Ordering::SeqCst), 1);
+}
+
+/// `--external-tcp repair` needs the kernel's TCP repair mode (CAP_NET_ADMIN): an ordinary
+/// user is told so before anything starts.
+#[test]
+fn repair_policy_is_refused_to_an_ordinary_user() {
+    let _area = Area::enter(module_path!());
+    let out = std::process::Command::new("runuser")
+        .args(["-u", common::TEST_USER, "--"])
+        .arg(common::cairn())
+        .args(["launch", "--store", "/nonexistent", "--job", "j"])
+        .args(["--external-tcp", "repair", "--", "true"])
+        .output()
+        .expect("running cairn as the test user");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("repair needs root") && err.contains("use close"),
+        "{err}"
+    );
 }
 
 /// By default a checkpoint of a job with connections to a server outside it fails, naming
@@ -220,12 +349,37 @@ fn external_connections_are_refused_by_default_all_named() {
     assert!(text.ends_with("answer to request 59\n"), "{text}");
 }
 
+fn redis(user: Option<&str>) {
+    let mut prog = Program::script("sh", "redis_job.sh", &[]);
+    if let Some(u) = user {
+        for f in ["redis_job.sh", "redis_client.py"] {
+            common::open_up(&common::programs_dir().join(f));
+        }
+        prog = prog.run_as(u);
+    }
+    let job = format!("redis-{}", user.unwrap_or("root"));
+    let out = differential(&prog, &job, &Cycles::default());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
 /// redis-server (from Debian) and a client of it in one job, over TCP on 127.0.0.1.
 #[test]
 fn redis_server_and_client() {
     let _area = Area::enter(module_path!());
-    let prog = Program::script("sh", "redis_job.sh", &[]);
-    let out = differential(&prog, "redis", &Cycles::default());
+    redis(None);
+}
+
+#[test]
+fn redis_server_and_client_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    redis(Some(common::TEST_USER));
+}
+
+fn zmq(user: Option<&str>) {
+    let prog = script("zmq_pipeline.py", &["500"], user);
+    let job = format!("zmq-pipeline-{}", user.unwrap_or("root"));
+    let out = differential(&prog, &job, &Cycles::default());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("done\n"), "{text}");
 }
@@ -234,8 +388,11 @@ fn redis_server_and_client() {
 #[test]
 fn pyzmq_pipeline() {
     let _area = Area::enter(module_path!());
-    let prog = script("zmq_pipeline.py", &["500"], None);
-    let out = differential(&prog, "zmq-pipeline", &Cycles::default());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.ends_with("done\n"), "{text}");
+    zmq(None);
+}
+
+#[test]
+fn pyzmq_pipeline_as_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    zmq(Some(common::TEST_USER));
 }

@@ -46,6 +46,15 @@ pub trait JobProcess {
         None
     }
 
+    /// The next checkpoint is the last before the program is stopped (`on`), or it failed
+    /// and the program runs on (`!on`, after it was announced).
+    fn final_checkpoint(&mut self, _on: bool) {}
+
+    /// The program was killed after its final checkpoint; lines worth telling the user.
+    fn stopped(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Delivers `sig` to the program.
     fn signal(&self, sig: Signal) -> Result<(), AgentError>;
 

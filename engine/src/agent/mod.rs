@@ -413,10 +413,18 @@ impl<P: JobProcess> Agent<P> {
         };
         if stop_signal.is_some() {
             self.say(format_args!("{signal}: final checkpoint, then stop"));
-            match self.checkpoint_now() {
+            self.process.final_checkpoint(true);
+            let done = self.checkpoint_now();
+            if done.is_err() {
+                self.process.final_checkpoint(false);
+            }
+            match done {
                 Ok(r) => {
                     self.process.kill()?;
                     self.process.reap()?;
+                    for line in self.process.stopped() {
+                        self.say(format_args!("{line}"));
+                    }
                     return Ok(Some(JobEnd::Checkpointed {
                         generation: r.generation,
                     }));

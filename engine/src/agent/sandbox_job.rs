@@ -24,6 +24,10 @@ pub struct SandboxJob {
     lazy: Option<Arc<LazyMemory>>,
     /// What the checkpoints do with TCP connections leaving the job.
     external_tcp: ExternalTcp,
+    /// The next checkpoint is the final one before a stop (`cairn run`).
+    final_stop: bool,
+    /// The program, kept frozen by that final checkpoint until it is killed.
+    kept: std::sync::Mutex<Option<Box<cairn_capture::KeptFrozen>>>,
 }
 
 impl SandboxJob {
@@ -110,6 +114,8 @@ impl SandboxJob {
             tracker,
             lazy: None,
             external_tcp: ExternalTcp::Refuse,
+            final_stop: false,
+            kept: std::sync::Mutex::new(None),
         }
     }
 
@@ -197,10 +203,24 @@ impl JobProcess for SandboxJob {
         let opts = cairn_capture::CheckpointOptions::from_env()
             .map(|o| cairn_capture::CheckpointOptions {
                 external_tcp: self.external_tcp,
+                final_stop: self.final_stop,
                 ..o
             })
             .map_err(|e| AgentError::Capture(e.to_string()))?;
         let captured = match &mut self.tracker {
+            // The final checkpoint with connections kept in place: the program stays frozen
+            // until it is killed (or the checkpoint failed), so that they do not move.
+            _ if self.final_stop && self.external_tcp == ExternalTcp::Repair => {
+                if let Some(t) = &mut self.tracker {
+                    t.invalidate();
+                }
+                cairn_capture::checkpoint_kept_frozen(&self.sandbox, sink, &opts).map(
+                    |(image, kept)| {
+                        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(kept));
+                        image
+                    },
+                )
+            }
             Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
             None => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
         };
@@ -209,6 +229,21 @@ impl JobProcess for SandboxJob {
             Err(cairn_sys::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
         }
+    }
+
+    fn final_checkpoint(&mut self, on: bool) {
+        self.final_stop = on;
+        if !on {
+            // Out of repair mode before the program runs again.
+            cairn_capture::release_held();
+            *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    fn stopped(&mut self) -> Vec<String> {
+        self.final_stop = false;
+        *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        cairn_capture::close_held()
     }
 
     fn checkpoint_abandoned(&mut self) {
@@ -234,6 +269,11 @@ impl JobProcess for SandboxJob {
     }
 
     fn kill(&self) -> Result<(), AgentError> {
+        // A program kept frozen since its final checkpoint dies where it stands; its killed
+        // threads are let go (their exit reports reaped) so that the sandbox sees them end.
+        if let Some(k) = self.kept.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            k.kill();
+        }
         self.sandbox
             .kill()
             .map_err(|e| AgentError::Capture(format!("killing the program: {e}")))

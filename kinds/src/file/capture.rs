@@ -34,6 +34,9 @@ pub struct CheckpointOptions {
     pub file_capture_max: FileCapture,
     /// What becomes of TCP connections to peers outside the job.
     pub external_tcp: crate::inet::ExternalTcp,
+    /// The program is stopped right after this checkpoint (`cairn run`'s final one):
+    /// connections kept by `--external-tcp repair` stay in repair mode until then.
+    pub final_stop: bool,
 }
 
 impl Default for CheckpointOptions {
@@ -41,6 +44,7 @@ impl Default for CheckpointOptions {
         Self {
             file_capture_max: FileCapture::UpTo(DEFAULT_FILE_CAPTURE_MAX),
             external_tcp: crate::inet::ExternalTcp::Refuse,
+            final_stop: false,
         }
     }
 }

@@ -44,6 +44,7 @@ static FORCED: std::sync::Mutex<Vec<(u64, i32)>> = std::sync::Mutex::new(Vec::ne
 
 /// TCP states (include/net/tcp_states.h).
 mod st {
+    pub const ESTABLISHED: u8 = 1;
     pub const SYN_SENT: u8 = 2;
     pub const FIN_WAIT1: u8 = 4;
     pub const FIN_WAIT2: u8 = 5;
@@ -190,6 +191,9 @@ pub fn capture_job(
         }
     }
     classify(&mut live, &tcp_table, job.options.external_tcp)?;
+    if job.options.external_tcp == ExternalTcp::Repair {
+        repair_outside(&mut live, job.options.final_stop)?;
+    }
     undelivered(&mut live)?;
     for l in &mut live {
         read_data(l, sink)?;
@@ -437,6 +441,43 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
              by the peer): {}",
             list.join("; ")
         )));
+    }
+    Ok(())
+}
+
+/// `--external-tcp repair`: every connection leaving the job is read in TCP_REPAIR mode
+/// (its receive queue becomes its unread data); only established connections can be made
+/// again in place, the others are refused, all named at once.
+fn repair_outside(live: &mut [Live], final_stop: bool) -> Result<()> {
+    let closing: Vec<String> = live
+        .iter()
+        .filter(|l| l.img.state == InetState::Reset && l.tcp_state != st::ESTABLISHED)
+        .map(|l| {
+            format!(
+                "{}: {} -> {}",
+                l.who,
+                l.local.map(show).unwrap_or_default(),
+                l.peer.map(show).unwrap_or_default()
+            )
+        })
+        .collect();
+    if !closing.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "TCP connections leaving the job that are being closed (a FIN sent or received) \
+             cannot be restored in place by --external-tcp repair; checkpoint again when they \
+             are closed: {}",
+            closing.join("; ")
+        )));
+    }
+    for l in live.iter_mut() {
+        if l.img.state != InetState::Reset {
+            continue;
+        }
+        let info = tcp_info(&l.fd)?;
+        let (rep, unread) = super::repair::capture(&l.fd, &l.who, &info, final_stop)?;
+        l.img.state = InetState::Repaired(Box::new(rep));
+        l.tail = unread;
+        l.tail_after = Some(0);
     }
     Ok(())
 }

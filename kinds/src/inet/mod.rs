@@ -7,8 +7,11 @@ mod addr;
 pub mod capture;
 mod diag;
 mod opts;
+mod repair;
 pub mod restore;
 mod table;
+
+pub use repair::{close_held, release_held};
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +24,10 @@ pub enum ExternalTcp {
     /// The connection is restored as reset by its peer: the program's next read gets
     /// ECONNRESET, its next write EPIPE, and it reconnects.
     Close,
+    /// As root: the connection is captured with TCP_REPAIR; one captured by the final
+    /// checkpoint of a stopped job (which leaves it in repair mode, so the stop sends
+    /// nothing to the peer) is restored in place, any other as with [`ExternalTcp::Close`].
+    Repair,
 }
 
 impl std::str::FromStr for ExternalTcp {
@@ -29,8 +36,10 @@ impl std::str::FromStr for ExternalTcp {
         match s.trim() {
             "refuse" => Ok(ExternalTcp::Refuse),
             "close" => Ok(ExternalTcp::Close),
+            "repair" => Ok(ExternalTcp::Repair),
             other => Err(format!(
-                "unknown policy {other:?} for TCP connections leaving the job (refuse or close)"
+                "unknown policy {other:?} for TCP connections leaving the job (refuse, close \
+                 or repair)"
             )),
         }
     }
@@ -41,6 +50,7 @@ impl std::fmt::Display for ExternalTcp {
         f.write_str(match self {
             ExternalTcp::Refuse => "refuse",
             ExternalTcp::Close => "close",
+            ExternalTcp::Repair => "repair",
         })
     }
 }
@@ -53,7 +63,8 @@ mod tests {
     fn policies_by_name() {
         assert_eq!("refuse".parse(), Ok(ExternalTcp::Refuse));
         assert_eq!("close".parse(), Ok(ExternalTcp::Close));
-        assert!("repair".parse::<ExternalTcp>().is_err());
+        assert_eq!("repair".parse(), Ok(ExternalTcp::Repair));
+        assert!("keep".parse::<ExternalTcp>().is_err());
         assert_eq!(ExternalTcp::Close.to_string(), "close");
     }
 }

@@ -13,6 +13,7 @@
 
 use super::addr::{self, canon, parse, reachable};
 use super::opts::{self, get_int, recorded, set_int};
+use super::repair;
 use crate::Recreated;
 use cairn_image::{
     FdImage, FdKind, InetSocket, InetState, MemorySource, ProcessTreeImage, Transport,
@@ -451,7 +452,42 @@ impl Sockets {
                     out.0.insert(s.id, a);
                     lone.push((s.id, t));
                 }
-                InetState::Reset => {
+                InetState::Repaired(ref rep) if rep.held => {
+                    let fd = new_socket(s)?;
+                    opts::before_bind(&fd, s)?;
+                    let w = who(s);
+                    let peer = address(s, &s.peer, "peer")?;
+                    repair::restore(
+                        &fd,
+                        rep,
+                        &data_of(s)?,
+                        || {
+                            bind_local(&fd, s).map_err(|e| match e {
+                                Error::Sys { source, .. }
+                                    if source.raw_os_error() == Some(libc::EADDRNOTAVAIL) =>
+                                {
+                                    Error::Incompatible(format!(
+                                        "{w}: cannot be restored in place, its address {} \
+                                         does not exist on this host any more",
+                                        s.local.as_deref().unwrap_or_default()
+                                    ))
+                                }
+                                e => e,
+                            })
+                        },
+                        || {
+                            addr::connect(&fd, peer, s.family).map_err(|e| {
+                                Error::Incompatible(format!(
+                                    "{w}: cannot be restored in place (connecting in repair \
+                                     mode to {peer}: {e})"
+                                ))
+                            })
+                        },
+                        &w,
+                    )?;
+                    out.0.insert(s.id, fd);
+                }
+                InetState::Reset | InetState::Repaired(_) => {
                     let what = format!("recreating {} as reset by its peer", who(s));
                     let fd = new_socket(s)?;
                     opts::before_bind(&fd, s)?;
@@ -490,7 +526,7 @@ impl Sockets {
         }
         // 4. Unread data, from the peer end.
         for s in socks {
-            if s.data.is_none() {
+            if s.data.is_none() || matches!(s.state, InetState::Repaired(_)) {
                 continue;
             }
             let data = data_of(s)?;
@@ -522,7 +558,7 @@ impl Sockets {
         for s in socks {
             let fd = &out.0[&s.id];
             let w = who(s);
-            if s.shut_wr && s.state != InetState::Reset {
+            if s.shut_wr && !matches!(s.state, InetState::Reset | InetState::Repaired(_)) {
                 shutdown(fd, libc::SHUT_WR, &w)?;
             }
             if s.shut_rd {
