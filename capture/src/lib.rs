@@ -94,6 +94,7 @@ fn capture_tree(
         locks: Vec::new(),
         inet: Default::default(),
         posix_timers: Vec::new(),
+        posix_mqs: Vec::new(),
         unlinked: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();

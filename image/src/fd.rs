@@ -103,4 +103,14 @@ pub enum FdKind {
     Epoll(crate::EpollImage),
     /// An inotify instance created inside the job, with its watches.
     Inotify(crate::InotifyImage),
+    /// A POSIX message queue ([`crate::PosixMq`] with id `queue`), through the open file
+    /// description `open` (descriptors with the same `open` share one description).
+    PosixMq {
+        /// The queue.
+        queue: u64,
+        /// Identifies the open file description within the image (1, 2, ...).
+        open: u64,
+        /// Access mode and O_NONBLOCK of the description.
+        flags: i32,
+    },
 }

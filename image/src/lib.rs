@@ -17,6 +17,7 @@ pub mod inotify;
 pub mod lock;
 pub mod memory;
 pub mod pipe;
+pub mod posix_mq;
 pub mod posix_timer;
 pub mod process;
 pub mod signalfd;
@@ -38,6 +39,7 @@ pub use memory::{
     MEM_CHUNK,
 };
 pub use pipe::{PipeImage, PipeOpen};
+pub use posix_mq::{PosixMq, PosixMqMessage};
 pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
@@ -83,6 +85,9 @@ pub struct ProcessTreeImage {
     /// POSIX timers of the processes ([`posix_timer`]).
     #[serde(default)]
     pub posix_timers: Vec<PosixTimer>,
+    /// POSIX message queues the job holds open ([`posix_mq`]).
+    #[serde(default)]
+    pub posix_mqs: Vec<PosixMq>,
     /// Files without a name: deleted-but-open files, memfds, deleted FIFOs ([`unlinked`]).
     #[serde(default)]
     pub unlinked: Vec<UnlinkedFile>,
