@@ -113,4 +113,16 @@ pub enum FdKind {
         /// Access mode and O_NONBLOCK of the description.
         flags: i32,
     },
+    /// A pseudo-terminal the job opened itself ([`crate::PtyImage`] with this index): its
+    /// master, or its slave through open file description `open` (1, 2, ...).
+    Pty {
+        /// The pair's index.
+        index: u32,
+        /// The master (`/dev/ptmx`) rather than the slave.
+        master: bool,
+        /// Identifies the open file description within the image.
+        open: u64,
+        /// Access mode and O_NONBLOCK of the description.
+        flags: i32,
+    },
 }

@@ -20,6 +20,7 @@ pub mod pipe;
 pub mod posix_mq;
 pub mod posix_timer;
 pub mod process;
+pub mod pty;
 pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
@@ -44,6 +45,7 @@ pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
+pub use pty::PtyImage;
 pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
@@ -88,6 +90,9 @@ pub struct ProcessTreeImage {
     /// POSIX message queues the job holds open ([`posix_mq`]).
     #[serde(default)]
     pub posix_mqs: Vec<PosixMq>,
+    /// Pseudo-terminals the job opened itself ([`pty`]).
+    #[serde(default)]
+    pub ptys: Vec<PtyImage>,
     /// Files without a name: deleted-but-open files, memfds, deleted FIFOs ([`unlinked`]).
     #[serde(default)]
     pub unlinked: Vec<UnlinkedFile>,
