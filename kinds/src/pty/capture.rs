@@ -205,13 +205,6 @@ fn read_pair(outer: i32, fd: i32, index: u32) -> Result<PtyImage> {
     }
     let locked = tty::get_int(m, TIOCGPTLCK, "TIOCGPTLCK")? != 0;
     let packet = tty::get_int(m, TIOCGPKT, "TIOCGPKT")? != 0;
-    let master_termios = tty::get_termios(m)?;
-    let out = tty::get_int(m, FIONREAD, "FIONREAD")?;
-    if out > 0 {
-        return Err(Error::Unsupported(format!(
-            "with {out} bytes of output the master has not read yet cannot be checkpointed"
-        )));
-    }
     // A slave of our own (non-blocking), opened from the master; a locked pair is unlocked
     // for the moment it takes.
     if locked {
@@ -234,25 +227,53 @@ fn read_pair(outer: i32, fd: i32, index: u32) -> Result<PtyImage> {
     let slave_termios = tty::get_termios(sl)?;
     let mut ws = [0u16; 4];
     tty::ioctl(sl, TIOCGWINSZ, ws.as_mut_ptr().cast(), "TIOCGWINSZ")?;
-    let input = tty::get_int(sl, FIONREAD, "FIONREAD")?;
-    if input > 0 {
-        return Err(Error::Unsupported(format!(
-            "with {input} bytes of input the program has not read yet cannot be checkpointed"
-        )));
+    // Output the master has not read: taken and written back at once.
+    let out = tty::get_int(m, FIONREAD, "FIONREAD")?;
+    let mut output = Vec::new();
+    if out > 0 {
+        if packet {
+            return Err(Error::Unsupported(format!(
+                "in packet mode with {out} bytes of output the master has not read yet cannot \
+                 be checkpointed"
+            )));
+        }
+        output = tty::read_exact(m, out as usize)?;
+        tty::put_output(m, sl, &slave_termios, &output)?;
     }
-    let partial = if tty::lflag(&slave_termios) & libc::ICANON as u32 != 0 {
-        partial_line(m, sl, &slave_termios)?
+    // Input the program has not read: complete lines (or bytes), then a partly typed line.
+    let input = tty::take_input(sl, &slave_termios)?;
+    let canonical = tty::lflag(&slave_termios) & libc::ICANON as u32 != 0;
+    let partial = if canonical {
+        let p = partial_line(m, sl, &slave_termios, input.is_empty());
+        if let Err(e) = p {
+            let _ = tty::put_input(m, sl, &slave_termios, &input);
+            return Err(e);
+        }
+        p?
     } else {
         Vec::new()
     };
+    if !partial.is_empty() && !input.is_empty() {
+        // Cannot be put back in step (the partial line's read would take a complete line):
+        // best effort, then refused.
+        let _ = tty::put_input(m, sl, &slave_termios, &input);
+        let _ = tty::put_partial_then(m, sl, &slave_termios, &partial, false);
+        return Err(Error::Unsupported(
+            "with complete input lines and a partly typed line both unread cannot be \
+             checkpointed"
+                .into(),
+        ));
+    }
+    tty::put_input(m, sl, &slave_termios, &input)?;
     Ok(PtyImage {
         index,
         slave_termios,
-        master_termios,
         winsize: ws,
         locked,
         packet,
         partial,
+        input,
+        output,
         session: None,
         foreground: None,
     })
@@ -265,6 +286,7 @@ fn partial_line(
     master: std::os::fd::BorrowedFd<'_>,
     slave: std::os::fd::BorrowedFd<'_>,
     saved: &[u8],
+    put_back: bool,
 ) -> Result<Vec<u8>> {
     let raw = tty::with_lflag(saved, tty::lflag(saved) & !(libc::ICANON as u32));
     tty::set_termios(slave, &raw)?;
@@ -292,7 +314,7 @@ fn partial_line(
     let back = tty::set_termios(slave, saved);
     let partial = r?;
     back?;
-    if !partial.is_empty() {
+    if !partial.is_empty() && put_back {
         tty::put_partial(master, slave, saved, &partial)?;
     }
     Ok(partial)

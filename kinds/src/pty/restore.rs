@@ -4,8 +4,8 @@
 //! leader whose controlling terminal it was acquires it again inside its rebuilt process,
 //! with the foreground process group.
 
-use super::tty::{self, TIOCGPTN, TIOCGPTPEER, TIOCPKT, TIOCSCTTY, TIOCSPGRP, TIOCSPTLCK};
 use super::tty::TIOCSWINSZ;
+use super::tty::{self, TIOCGPTN, TIOCGPTPEER, TIOCPKT, TIOCSCTTY, TIOCSPGRP, TIOCSPTLCK};
 use crate::Recreated;
 use cairn_image::{FdImage, FdKind, MemorySource, ProcessImage, ProcessTreeImage, PtyImage};
 use cairn_sys::error::{io_ctx, last_os};
@@ -45,8 +45,13 @@ pub fn recreate(image: &ProcessTreeImage, _: &dyn MemorySource) -> Result<Box<dy
             tty::set_int(master.as_fd(), TIOCPKT, 1, "TIOCPKT")?;
         }
         // SAFETY: F_SETFL on our own descriptor.
-        if unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, master_flags & libc::O_NONBLOCK) }
-            < 0
+        if unsafe {
+            libc::fcntl(
+                master.as_raw_fd(),
+                libc::F_SETFL,
+                master_flags & libc::O_NONBLOCK,
+            )
+        } < 0
         {
             return Err(last_os("F_SETFL of a pseudo-terminal master"));
         }
@@ -141,12 +146,37 @@ fn peer(master: &OwnedFd, flags: i32) -> Result<OwnedFd> {
 fn configure(master: &OwnedFd, pty: &PtyImage) -> Result<()> {
     tty::set_int(master.as_fd(), TIOCSPTLCK, 0, "TIOCSPTLCK")?;
     let slave = peer(master, libc::O_RDWR | libc::O_NONBLOCK)?;
-    tty::set_termios(master.as_fd(), &pty.master_termios)?;
     tty::set_termios(slave.as_fd(), &pty.slave_termios)?;
     let mut ws = pty.winsize;
-    tty::ioctl(slave.as_fd(), TIOCSWINSZ, ws.as_mut_ptr().cast(), "TIOCSWINSZ")?;
+    tty::ioctl(
+        slave.as_fd(),
+        TIOCSWINSZ,
+        ws.as_mut_ptr().cast(),
+        "TIOCSWINSZ",
+    )?;
+    if !pty.output.is_empty() {
+        tty::put_output(
+            master.as_fd(),
+            slave.as_fd(),
+            &pty.slave_termios,
+            &pty.output,
+        )?;
+    }
+    if !pty.input.is_empty() {
+        tty::put_input(
+            master.as_fd(),
+            slave.as_fd(),
+            &pty.slave_termios,
+            &pty.input,
+        )?;
+    }
     if !pty.partial.is_empty() {
-        tty::put_partial(master.as_fd(), slave.as_fd(), &pty.slave_termios, &pty.partial)?;
+        tty::put_partial(
+            master.as_fd(),
+            slave.as_fd(),
+            &pty.slave_termios,
+            &pty.partial,
+        )?;
     }
     Ok(())
 }
@@ -230,14 +260,22 @@ impl Recreated for Pairs {
                 .call(
                     "openat(/dev/pts/N)",
                     libc::SYS_openat,
-                    &[libc::AT_FDCWD as u64, page, (libc::O_RDWR | libc::O_CLOEXEC) as u64],
+                    &[
+                        libc::AT_FDCWD as u64,
+                        page,
+                        (libc::O_RDWR | libc::O_CLOEXEC) as u64,
+                    ],
                 )
                 .map_err(what)?;
             let r = (|| {
                 inj.call("ioctl(TIOCSCTTY)", libc::SYS_ioctl, &[fd, TIOCSCTTY, 0])?;
                 if let Some(fg) = pty.foreground {
                     write(stub, page + 64, &fg.to_ne_bytes())?;
-                    inj.call("ioctl(TIOCSPGRP)", libc::SYS_ioctl, &[fd, TIOCSPGRP, page + 64])?;
+                    inj.call(
+                        "ioctl(TIOCSPGRP)",
+                        libc::SYS_ioctl,
+                        &[fd, TIOCSPGRP, page + 64],
+                    )?;
                 }
                 Ok(())
             })();
@@ -251,9 +289,8 @@ impl Recreated for Pairs {
 
     fn finish(&self, _root: i32) -> Result<()> {
         for (i, m) in &self.masters {
-            tty::set_int(m.as_fd(), TIOCSPTLCK, 1, "TIOCSPTLCK").map_err(|e| {
-                Error::Incompatible(format!("locking /dev/pts/{i} again: {e}"))
-            })?;
+            tty::set_int(m.as_fd(), TIOCSPTLCK, 1, "TIOCSPTLCK")
+                .map_err(|e| Error::Incompatible(format!("locking /dev/pts/{i} again: {e}")))?;
         }
         Ok(())
     }
