@@ -242,7 +242,7 @@ fn read_pair(outer: i32, fd: i32, index: u32) -> Result<PtyImage> {
     }
     // Input the program has not read: complete lines (or bytes), then a partly typed line.
     let input = tty::take_input(sl, &slave_termios)?;
-    let canonical = tty::lflag(&slave_termios) & libc::ICANON as u32 != 0;
+    let canonical = tty::lflag(&slave_termios) & libc::ICANON != 0;
     let partial = if canonical {
         let p = partial_line(m, sl, &slave_termios, input.is_empty());
         if let Err(e) = p {
@@ -288,7 +288,7 @@ fn partial_line(
     saved: &[u8],
     put_back: bool,
 ) -> Result<Vec<u8>> {
-    let raw = tty::with_lflag(saved, tty::lflag(saved) & !(libc::ICANON as u32));
+    let raw = tty::with_lflag(saved, tty::lflag(saved) & !libc::ICANON);
     tty::set_termios(slave, &raw)?;
     let r = (|| {
         let n = tty::get_int(slave, FIONREAD, "FIONREAD")?;

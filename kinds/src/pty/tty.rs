@@ -120,7 +120,7 @@ pub(crate) fn put_partial_then(
     }
     // IXON and the start and stop characters stay as they are: changing them would tell a
     // master in packet mode (TIOCPKT_DOSTOP / TIOCPKT_NOSTOP).
-    let ixon = u32::from_ne_bytes([saved[0], saved[1], saved[2], saved[3]]) & libc::IXON as u32;
+    let ixon = u32::from_ne_bytes([saved[0], saved[1], saved[2], saved[3]]) & libc::IXON;
     if ixon != 0
         && partial
             .iter()
@@ -132,7 +132,7 @@ pub(crate) fn put_partial_then(
     }
     let mut quiet = saved.to_vec();
     quiet[0..4].copy_from_slice(&ixon.to_ne_bytes());
-    quiet[LFLAG..LFLAG + 4].copy_from_slice(&(libc::ICANON as u32).to_ne_bytes());
+    quiet[LFLAG..LFLAG + 4].copy_from_slice(&libc::ICANON.to_ne_bytes());
     for i in SPECIAL {
         quiet[CC + i] = 0;
     }
@@ -230,7 +230,7 @@ pub(crate) fn read_exact(fd: BorrowedFd<'_>, n: usize) -> Result<Vec<u8>> {
 /// are: no echo, no signals, no input translation, every special character off (but VSTART
 /// and VSTOP, see [`put_partial`]), canonical mode as in `saved`.
 fn quiet_input(saved: &[u8], data: &[u8]) -> Result<Vec<u8>> {
-    let ixon = u32::from_ne_bytes([saved[0], saved[1], saved[2], saved[3]]) & libc::IXON as u32;
+    let ixon = u32::from_ne_bytes([saved[0], saved[1], saved[2], saved[3]]) & libc::IXON;
     if ixon != 0
         && data
             .iter()
@@ -242,7 +242,7 @@ fn quiet_input(saved: &[u8], data: &[u8]) -> Result<Vec<u8>> {
     }
     let mut quiet = saved.to_vec();
     quiet[0..4].copy_from_slice(&ixon.to_ne_bytes());
-    let canon = lflag(saved) & libc::ICANON as u32;
+    let canon = lflag(saved) & libc::ICANON;
     quiet[LFLAG..LFLAG + 4].copy_from_slice(&canon.to_ne_bytes());
     for i in SPECIAL {
         quiet[CC + i] = 0;
@@ -284,7 +284,7 @@ pub(crate) fn put_input(
     }
     let all: Vec<u8> = input.concat();
     let mut quiet = quiet_input(saved, &all)?;
-    let canon = lflag(saved) & libc::ICANON as u32 != 0;
+    let canon = lflag(saved) & libc::ICANON != 0;
     let mut bytes = Vec::new();
     if canon {
         // One EOF character for every line ended by EOF, that no line holds (the program's
@@ -323,7 +323,7 @@ pub(crate) fn put_input(
 /// one read each in canonical mode (a read returns one line; an empty one is an EOF
 /// character at the start of a line) until none is left, all bytes otherwise.
 pub(crate) fn take_input(slave_nb: BorrowedFd<'_>, saved: &[u8]) -> Result<Vec<Vec<u8>>> {
-    if lflag(saved) & libc::ICANON as u32 == 0 {
+    if lflag(saved) & libc::ICANON == 0 {
         let n = get_int(slave_nb, FIONREAD, "FIONREAD")?;
         if n == 0 {
             return Ok(Vec::new());
