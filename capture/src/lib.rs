@@ -137,6 +137,8 @@ fn capture_tree(
         locks: Vec::new(),
         inet: Default::default(),
         posix_timers: Vec::new(),
+        posix_mqs: Vec::new(),
+        ptys: Vec::new(),
         unlinked: Vec::new(),
     };
     let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();

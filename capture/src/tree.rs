@@ -186,8 +186,9 @@ impl FrozenTree {
 }
 
 /// A process of the job that leads its own session and has a controlling terminal (it opened
-/// one without O_NOCTTY or called TIOCSCTTY after setsid): restore recreates the session
-/// (setsid) but not its terminal, so it is refused.
+/// one without O_NOCTTY or called TIOCSCTTY after setsid): restore gives it back only for a
+/// pseudo-terminal the job opened itself (decided by the pty kind, `cairn_kinds::pty`), so
+/// any other terminal is refused.
 fn check_controlling_terminal(p: &ProcessImage, outer: i32) -> Result<()> {
     if p.sid != p.pid {
         return Ok(());
@@ -198,6 +199,9 @@ fn check_controlling_terminal(p: &ProcessImage, outer: i32) -> Result<()> {
             ((tty >> 8) & 0xfff),
             ((tty & 0xff) | ((tty >> 12) & 0xfff00)),
         );
+        if major == 136 {
+            return Ok(());
+        }
         return Err(Error::Unsupported(format!(
             "process {} leads its own session and has a controlling terminal (device \
              {major}:{minor}): a controlling terminal acquired inside the job cannot be \

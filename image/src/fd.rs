@@ -105,4 +105,26 @@ pub enum FdKind {
     Inotify(crate::InotifyImage),
     /// A fanotify group created inside the job, with its marks.
     Fanotify(crate::FanotifyImage),
+    /// A POSIX message queue ([`crate::PosixMq`] with id `queue`), through the open file
+    /// description `open` (descriptors with the same `open` share one description).
+    PosixMq {
+        /// The queue.
+        queue: u64,
+        /// Identifies the open file description within the image (1, 2, ...).
+        open: u64,
+        /// Access mode and O_NONBLOCK of the description.
+        flags: i32,
+    },
+    /// A pseudo-terminal the job opened itself ([`crate::PtyImage`] with this index): its
+    /// master, or its slave through open file description `open` (1, 2, ...).
+    Pty {
+        /// The pair's index.
+        index: u32,
+        /// The master (`/dev/ptmx`) rather than the slave.
+        master: bool,
+        /// Identifies the open file description within the image.
+        open: u64,
+        /// Access mode and O_NONBLOCK of the description.
+        flags: i32,
+    },
 }

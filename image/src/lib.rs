@@ -18,8 +18,10 @@ pub mod inotify;
 pub mod lock;
 pub mod memory;
 pub mod pipe;
+pub mod posix_mq;
 pub mod posix_timer;
 pub mod process;
+pub mod pty;
 pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
@@ -40,10 +42,12 @@ pub use memory::{
     MEM_CHUNK,
 };
 pub use pipe::{PipeImage, PipeOpen};
+pub use posix_mq::{PosixMq, PosixMqMessage};
 pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
+pub use pty::PtyImage;
 pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;
@@ -85,6 +89,12 @@ pub struct ProcessTreeImage {
     /// POSIX timers of the processes ([`posix_timer`]).
     #[serde(default)]
     pub posix_timers: Vec<PosixTimer>,
+    /// POSIX message queues the job holds open ([`posix_mq`]).
+    #[serde(default)]
+    pub posix_mqs: Vec<PosixMq>,
+    /// Pseudo-terminals the job opened itself ([`pty`]).
+    #[serde(default)]
+    pub ptys: Vec<PtyImage>,
     /// Files without a name: deleted-but-open files, memfds, deleted FIFOs ([`unlinked`]).
     #[serde(default)]
     pub unlinked: Vec<UnlinkedFile>,

@@ -146,11 +146,6 @@ pub trait Recreated {
 /// Recreates one kind's objects of `image` in the restoring process.
 pub type RecreateFn = fn(&ProcessTreeImage, &dyn MemorySource) -> Result<Box<dyn Recreated>>;
 
-/// A [`CaptureFn`] for kinds that have nothing job-wide to capture.
-fn no_capture(_: &FrozenJob<'_>, _: &mut ProcessTreeImage, _: &mut dyn MemorySink) -> Result<()> {
-    Ok(())
-}
-
 /// One kind of kernel object in the table.
 #[derive(Debug, Clone, Copy)]
 pub struct JobKind {
@@ -171,8 +166,8 @@ pub const JOB_KINDS: &[JobKind] = &[
     JobKind {
         name: "posix_mq",
         describe: Some(posix_mq::capture::describe),
-        capture: no_capture,
-        recreate: posix_mq::recreate,
+        capture: posix_mq::capture::capture_job,
+        recreate: posix_mq::restore::recreate,
     },
     JobKind {
         name: "file",

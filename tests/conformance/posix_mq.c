@@ -1,7 +1,7 @@
 /* POSIX message queues (mq_open).
  * kind: POSIX IPC
  * checks: mq_getattr (mq_maxmsg, mq_msgsize, mq_curmsgs, O_NONBLOCK of each descriptor); the queued messages with their priorities, in order; a second descriptor opened read-only
- * root: refused: POSIX message queue
+ * root: restored
  * build: -lrt
  */
 #include "conformance.h"

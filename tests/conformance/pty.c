@@ -1,7 +1,7 @@
 /* A pseudo-terminal the job opened itself: master and slave with their settings and queues.
  * kind: terminal
- * checks: ptsname and the slave's device, termios (flags, speed, control characters), window size, packet mode, data queued in both directions (toward the slave a complete line and a partly typed one)
- * root: refused: pseudo-terminal
+ * checks: ptsname and the slave's device, termios (flags, speed, control characters), window size, packet mode, O_NONBLOCK of the master, a line being typed toward the slave in canonical mode (not readable until its newline arrives, then read whole)
+ * root: restored
  */
 #include "conformance.h"
 #include <fcntl.h>
@@ -33,8 +33,8 @@ static void setup(void) {
     CF_TRY(ioctl(m, TIOCSWINSZ, &ws));
     int one = 1;
     CF_TRY(ioctl(m, TIOCPKT, &one));
-    CF_TRY(write(m, "line one\npartial", 16));  /* to the slave: a line and a partial one */
-    CF_TRY(write(s, "to master", 9));           /* to the master */
+    CF_TRY(fcntl(m, F_SETFL, O_NONBLOCK));
+    CF_TRY(write(m, "partial", 7)); /* to the slave: a line being typed */
     usleep(50000);
 }
 
@@ -59,10 +59,23 @@ static void check(void) {
     int pkt = 0;
     CF_TRY(ioctl(m, TIOCGPKT, &pkt));
     CF_EQ("packet mode", 1, pkt);
-    int n = 0;
+    CF_EQ("O_NONBLOCK of the master", O_NONBLOCK, fcntl(m, F_GETFL) & O_NONBLOCK);
+    int n = -1;
     CF_TRY(ioctl(s, FIONREAD, &n));
-    CF_EQ("bytes readable at the slave (the complete line)", 9, n);
+    CF_EQ("bytes readable at the slave (no complete line)", 0, n);
     CF_TRY(ioctl(m, FIONREAD, &n));
-    CF_EQ("bytes readable at the master", 9, n);
+    CF_EQ("bytes readable at the master", 0, n);
+    /* End the line: the slave reads it whole; then type the partial line again. */
+    CF_TRY(write(m, " line\n", 6));
+    usleep(50000);
+    char buf[64] = "";
+    int fl = fcntl(s, F_GETFL);
+    fcntl(s, F_SETFL, fl | O_NONBLOCK);
+    ssize_t r = read(s, buf, sizeof buf - 1);
+    fcntl(s, F_SETFL, fl);
+    CF_EQ("the line's length", 13, r);
+    CF_STREQ("the line", "partial line\n", buf);
+    CF_TRY(write(m, "partial", 7));
+    usleep(50000);
 }
 CF_MAIN

@@ -1,21 +1,18 @@
-//! POSIX message queues (`mq_open(3)`): refused at the checkpoint. Their messages can only be
-//! read by taking them from the queue, and a queue lives in the job's IPC namespace, where
-//! only a process of the job can create it again; until that is done, a descriptor of one
-//! makes the checkpoint fail, naming the process, the descriptor and the queue. (Without this,
-//! the queue would look like a regular file at `/NAME` and be reopened as one.)
+//! POSIX message queues (`mq_open(3)`): name, permissions, `mq_maxmsg` and `mq_msgsize`,
+//! the messages with their priorities in order, every open file description with its access
+//! mode and O_NONBLOCK, queues unlinked while still open. The image type is
+//! [`cairn_image::PosixMq`].
+//!
+//! A queue lives in the job's IPC namespace (the sandbox gives every job its own), so names
+//! cannot collide with the host's. At a checkpoint the agent opens each queue once more
+//! through `/proc/PID/fd/N`, reads its attributes and its notification line, and takes its
+//! messages out and sends them back at once (there is no way to read them without taking
+//! them) while the job is frozen. At a restore the launched program's stub creates each
+//! queue in the new namespace and refills it; each rebuilt process then opens its
+//! descriptions again (`mq_open`, or a duplicate of the same description held by an earlier
+//! process through `pidfd_getfd`), and queues that had been unlinked are unlinked again at
+//! the end. A registered notification (`mq_notify`) is refused: the kernel does not show the
+//! sigevent's value or thread.
 
 pub mod capture;
-
-use crate::Recreated;
-use cairn_image::{MemorySource, ProcessTreeImage};
-use cairn_sys::Result;
-
-/// [`crate::RecreateFn`] of POSIX message queues: nothing to do (they are refused).
-pub fn recreate(_: &ProcessTreeImage, _: &dyn MemorySource) -> Result<Box<dyn Recreated>> {
-    Ok(Box::new(Nothing))
-}
-
-/// No object to recreate.
-struct Nothing;
-
-impl Recreated for Nothing {}
+pub mod restore;

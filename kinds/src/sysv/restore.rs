@@ -94,7 +94,11 @@ fn last_changed_by(inj: &Injector, pid: i32, sems: &[SysvSem]) {
 
 /// Seizes the stub of the launched program, runs `f` with an injector and `size` bytes of
 /// scratch memory in it, and lets it go again.
-fn in_stub<T>(stub: i32, size: u64, f: impl FnOnce(&Injector, u64) -> Result<T>) -> Result<T> {
+pub(crate) fn in_stub<T>(
+    stub: i32,
+    size: u64,
+    f: impl FnOnce(&Injector, u64) -> Result<T>,
+) -> Result<T> {
     ptrace::seize(stub, ptrace::O_TRACESYSGOOD | ptrace::O_EXITKILL)?;
     let r = (|| {
         ptrace::interrupt(stub)?;
