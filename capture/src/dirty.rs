@@ -454,7 +454,8 @@ pub fn checkpoint_tracked_with(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
-    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker))
+    let mut frozen = Duration::ZERO; // the tracker keeps it
+    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker), &mut frozen)
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint
@@ -725,7 +726,10 @@ fn capture_tracked_inner(
 ) -> Result<ProcessTreeImage> {
     let mut stats = DirtyStats::default();
     let mut known: HashMap<i32, Known> = HashMap::new();
-    if tracker.precopy && sink.supports_precopy() {
+    let snapshot = crate::snapshot::enabled_by_env();
+    // With copy-on-write snapshots memory is read while the program runs anyway: a pre-copy
+    // would only read it twice.
+    if !snapshot && tracker.precopy && sink.supports_precopy() {
         let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
         // Without usable pre-copies (the sink failed to finish them) the final freeze
         // captures the armed processes in full: their baselines were consumed by step 1.
@@ -764,8 +768,9 @@ fn capture_tracked_inner(
     for k in known.values_mut().filter(|k| k.precopy) {
         final_scans(k);
     }
+    let mut defer = crate::snapshot::DeferSink::new(sink, snapshot);
     let mut ts = TrackingSink {
-        inner: sink,
+        inner: &mut defer,
         known: &known,
         rescanned: HashSet::new(),
         stats,
@@ -773,6 +778,14 @@ fn capture_tracked_inner(
     let captured = capture(&frozen, &mut ts, &KnownHints(&known));
     let (rescanned, mut stats) = (ts.rescanned, ts.stats);
     let captured = captured?;
+    let pids: Vec<(i32, i32)> = frozen
+        .procs
+        .iter()
+        .zip(&captured.processes)
+        .map(|((fz, _), img)| (fz.pid, img.pid))
+        .collect();
+    // Still frozen: the instant of the checkpoint is taken for the memory too.
+    let snaps = defer.snapshot(&frozen, &pids, init)?;
     // Re-arm every process before it runs again.
     let mut problem = None;
     tracker
@@ -802,7 +815,9 @@ fn capture_tracked_inner(
     }
     drop(frozen);
     stats.frozen += t.elapsed();
-    tracker.unavailable = problem;
+    tracker.unavailable = problem.or_else(|| snaps.fallback.clone());
+    // The program runs: its memory at the freeze is read from the snapshots.
+    stats.frozen += snaps.drain(sink)?;
     tracker.last = stats;
     Ok(captured)
 }

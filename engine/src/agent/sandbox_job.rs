@@ -20,6 +20,8 @@ pub struct SandboxJob {
     sandbox: Sandbox,
     /// Dirty-page tracking state (None when disabled by CAIRN_DIRTY_TRACKING=0).
     tracker: Option<DirtyTracker>,
+    /// How long the program was frozen by the last checkpoint taken without a tracker.
+    untracked_frozen: Option<std::time::Duration>,
     /// The lazy part of the restore this program came from, until every page is in place.
     lazy: Option<Arc<LazyMemory>>,
     /// What the checkpoints do with TCP connections leaving the job.
@@ -108,6 +110,7 @@ impl SandboxJob {
         SandboxJob {
             sandbox,
             tracker,
+            untracked_frozen: None,
             lazy: None,
             external_tcp: ExternalTcp::Refuse,
         }
@@ -202,7 +205,12 @@ impl JobProcess for SandboxJob {
             .map_err(|e| AgentError::Capture(e.to_string()))?;
         let captured = match &mut self.tracker {
             Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
-            None => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
+            None => cairn_capture::checkpoint_timed(&self.sandbox, sink, &opts).map(
+                |(image, frozen)| {
+                    self.untracked_frozen = Some(frozen);
+                    image
+                },
+            ),
         };
         match captured {
             Ok(image) => Ok(image),
@@ -218,7 +226,10 @@ impl JobProcess for SandboxJob {
     }
 
     fn last_frozen(&self) -> Option<std::time::Duration> {
-        self.tracker.as_ref().map(|t| t.last_stats().frozen)
+        match &self.tracker {
+            Some(t) => Some(t.last_stats().frozen),
+            None => self.untracked_frozen,
+        }
     }
 
     fn tracking_problem(&self) -> Option<String> {
