@@ -92,8 +92,12 @@ pub struct DirtyStats {
     pub written_pages: u64,
     /// Regions copied while the program ran (pre-copy).
     pub precopied_regions: u64,
-    /// Time the program was frozen (both freezes when pre-copy ran).
+    /// Time the program was frozen (both freezes when pre-copy ran; with snapshots, the
+    /// freeze plus the short freezes that reap the clones).
     pub frozen: Duration,
+    /// Why a process's memory was read while frozen instead of from a copy-on-write
+    /// snapshot (docs/snapshot.md), if one's could not be made.
+    pub snapshot_fallback: Option<String>,
 }
 
 /// Tracking state of one process (its address space).
@@ -815,7 +819,8 @@ fn capture_tracked_inner(
     }
     drop(frozen);
     stats.frozen += t.elapsed();
-    tracker.unavailable = problem.or_else(|| snaps.fallback.clone());
+    tracker.unavailable = problem;
+    stats.snapshot_fallback = snaps.fallback.clone();
     // The program runs: its memory at the freeze is read from the snapshots.
     stats.frozen += snaps.drain(sink)?;
     tracker.last = stats;

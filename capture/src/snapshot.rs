@@ -289,6 +289,14 @@ fn injecting<T>(fz: &Frozen, f: impl FnOnce(&Injector) -> Result<T>) -> Result<T
 /// documentation).
 fn clone_process(fz: &Frozen, init: i32) -> Result<Clone> {
     let tid = fz.tids[0];
+    // A seccomp filter may kill the process for a clone it never made itself.
+    let seccomp = procfs::status_field(&format!("/proc/{}/status", fz.pid), "Seccomp")?;
+    if seccomp.trim() != "0" {
+        return Err(Error::Unsupported(format!(
+            "it runs under seccomp (mode {}), which may forbid clone",
+            seccomp.trim()
+        )));
+    }
     // A child of the job's init (the top process) makes its clone a sibling (`CLONE_PARENT`):
     // the init reaps it, without freezing the program again. Its exit signal is then the
     // maker's (SIGCHLD), sent to the init, never to the program.
