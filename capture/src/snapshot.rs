@@ -176,29 +176,49 @@ impl DeferSink<'_> {
         for d in deferred {
             by_pid.entry(d.pid).or_default().push(d);
         }
-        for (fz, _) in &frozen.procs {
-            let Some(&(_, ns)) = inner_pids.iter().find(|(o, _)| *o == fz.pid) else {
-                continue;
-            };
-            let Some(regions) = by_pid.remove(&ns) else {
-                continue;
-            };
-            match clone_process(fz, init) {
-                Ok(c) => {
-                    snaps.from.insert(ns, snaps.clones.len());
-                    snaps.clones.push(c);
-                    snaps.deferred.extend(regions);
-                }
-                Err(e) => {
-                    snaps.fallback.get_or_insert_with(|| {
-                        format!("process {ns}: no copy-on-write snapshot ({e}); memory read while frozen")
-                    });
-                    let mem = open_mem(fz.pid)?;
-                    for d in &regions {
-                        put(sink, fz.pid, &mem, d)?;
+        let made = (|| -> Result<()> {
+            for (fz, _) in &frozen.procs {
+                let Some(&(_, ns)) = inner_pids.iter().find(|(o, _)| *o == fz.pid) else {
+                    continue;
+                };
+                let Some(regions) = by_pid.remove(&ns) else {
+                    continue;
+                };
+                match clone_process(fz, init) {
+                    Ok(c) => {
+                        snaps.from.insert(ns, snaps.clones.len());
+                        snaps.clones.push(c);
+                        snaps.deferred.extend(regions);
+                    }
+                    Err(e) => {
+                        snaps.fallback.get_or_insert_with(|| {
+                            format!(
+                                "process {ns}: no copy-on-write snapshot ({e}); memory read \
+                                 while frozen"
+                            )
+                        });
+                        let mem = open_mem(fz.pid)?;
+                        for d in &regions {
+                            put(sink, fz.pid, &mem, d)?;
+                        }
                     }
                 }
             }
+            Ok(())
+        })();
+        if let Err(e) = made {
+            // Their makers are still frozen (by `frozen`): reap the clones through it.
+            for c in std::mem::take(&mut snaps.clones) {
+                // SAFETY: kill sends a signal; no memory is involved.
+                unsafe { libc::kill(c.outer, libc::SIGKILL) };
+                kill_traced(c.outer);
+                if let Some((fz, _)) = frozen.procs.iter().find(|(f, _)| f.pid == c.parent) {
+                    if !c.init_child {
+                        let _ = injecting(fz, |inj| wait4(inj, c.inner));
+                    }
+                }
+            }
+            return Err(e);
         }
         // Regions of processes not in the tree (cannot happen: capture only sees frozen ones).
         if let Some(ns) = by_pid.keys().next() {
@@ -254,9 +274,7 @@ impl Snapshots {
     /// Kills and reaps every clone (see the module's documentation).
     fn release(&mut self) {
         for c in std::mem::take(&mut self.clones) {
-            let t = Instant::now();
-            reap(&c);
-            self.reap_frozen += t.elapsed();
+            self.reap_frozen += reap(&c);
         }
     }
 }
@@ -401,8 +419,8 @@ fn wait4(inj: &Injector, inner: i32) -> Result<()> {
 
 /// Kills clone `c` and has its parent reap it, the parent frozen meanwhile so that none of
 /// its own waits (`__WALL`) can see the exit. If the parent is gone, the clone was adopted by
-/// the job's init, which reaps it. Best effort.
-fn reap(c: &Clone) {
+/// the job's init, which reaps it. Best effort. Returns how long the parent was frozen.
+fn reap(c: &Clone) -> Duration {
     // Killed and torn down (its address space freed) while the program runs: a zombie
     // tracee is visible to its tracer only, until the tracer collects it.
     // SAFETY: kill sends a signal; no memory is involved.
@@ -410,11 +428,14 @@ fn reap(c: &Clone) {
     wait_zombie(c.outer);
     if c.init_child {
         kill_traced(c.outer);
-        return;
+        return Duration::ZERO;
     }
+    let t = Instant::now();
     let frozen = Frozen::freeze(c.parent);
     kill_traced(c.outer);
     if let Ok(fz) = &frozen {
         let _ = injecting(fz, |inj| wait4(inj, c.inner));
     }
+    drop(frozen);
+    t.elapsed()
 }
