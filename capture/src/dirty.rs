@@ -92,8 +92,12 @@ pub struct DirtyStats {
     pub written_pages: u64,
     /// Regions copied while the program ran (pre-copy).
     pub precopied_regions: u64,
-    /// Time the program was frozen (both freezes when pre-copy ran).
+    /// Time the program was frozen (both freezes when pre-copy ran; with snapshots, the
+    /// freeze plus the short freezes that reap the clones).
     pub frozen: Duration,
+    /// Why a process's memory was read while frozen instead of from a copy-on-write
+    /// snapshot (docs/snapshot.md), if one's could not be made.
+    pub snapshot_fallback: Option<String>,
 }
 
 /// Tracking state of one process (its address space).
@@ -454,7 +458,8 @@ pub fn checkpoint_tracked_with(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
-    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker))
+    let mut frozen = Duration::ZERO; // the tracker keeps it
+    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker), &mut frozen)
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint
@@ -725,7 +730,10 @@ fn capture_tracked_inner(
 ) -> Result<ProcessTreeImage> {
     let mut stats = DirtyStats::default();
     let mut known: HashMap<i32, Known> = HashMap::new();
-    if tracker.precopy && sink.supports_precopy() {
+    let snapshot = crate::snapshot::enabled_by_env();
+    // With copy-on-write snapshots memory is read while the program runs anyway: a pre-copy
+    // would only read it twice.
+    if !snapshot && tracker.precopy && sink.supports_precopy() {
         let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
         // Without usable pre-copies (the sink failed to finish them) the final freeze
         // captures the armed processes in full: their baselines were consumed by step 1.
@@ -764,8 +772,9 @@ fn capture_tracked_inner(
     for k in known.values_mut().filter(|k| k.precopy) {
         final_scans(k);
     }
+    let mut defer = crate::snapshot::DeferSink::new(sink, snapshot);
     let mut ts = TrackingSink {
-        inner: sink,
+        inner: &mut defer,
         known: &known,
         rescanned: HashSet::new(),
         stats,
@@ -773,6 +782,14 @@ fn capture_tracked_inner(
     let captured = capture(&frozen, &mut ts, &KnownHints(&known));
     let (rescanned, mut stats) = (ts.rescanned, ts.stats);
     let captured = captured?;
+    let pids: Vec<(i32, i32)> = frozen
+        .procs
+        .iter()
+        .zip(&captured.processes)
+        .map(|((fz, _), img)| (fz.pid, img.pid))
+        .collect();
+    // Still frozen: the instant of the checkpoint is taken for the memory too.
+    let snaps = defer.snapshot(&frozen, &pids, init)?;
     // Re-arm every process before it runs again.
     let mut problem = None;
     tracker
@@ -803,6 +820,9 @@ fn capture_tracked_inner(
     drop(frozen);
     stats.frozen += t.elapsed();
     tracker.unavailable = problem;
+    stats.snapshot_fallback = snaps.fallback.clone();
+    // The program runs: its memory at the freeze is read from the snapshots.
+    stats.frozen += snaps.drain(sink)?;
     tracker.last = stats;
     Ok(captured)
 }

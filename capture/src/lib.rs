@@ -20,6 +20,7 @@ pub mod attrs;
 pub mod checkpoint;
 pub mod cow;
 pub mod dirty;
+pub mod snapshot;
 pub mod tree;
 pub mod vmflags;
 
@@ -43,7 +44,18 @@ pub fn checkpoint_with(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
-    checkpoint_inner(sandbox, sink, opts, None)
+    checkpoint_timed(sandbox, sink, opts).map(|(image, _)| image)
+}
+
+/// [`checkpoint_with`], also returning how long the program was frozen.
+pub fn checkpoint_timed(
+    sandbox: &Sandbox,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+) -> Result<(ProcessTreeImage, std::time::Duration)> {
+    let mut frozen = std::time::Duration::ZERO;
+    let image = checkpoint_inner(sandbox, sink, opts, None, &mut frozen)?;
+    Ok((image, frozen))
 }
 
 /// A job left frozen after its capture, thawed (or, killed meanwhile, let go) when dropped.
@@ -97,14 +109,14 @@ pub(crate) fn checkpoint_inner(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
     tracker: Option<&mut dirty::DirtyTracker>,
+    frozen: &mut std::time::Duration,
 ) -> Result<ProcessTreeImage> {
     let pid = sandbox.program_pid();
     let image = match tracker {
         Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
             capture_tree(frozen, s, h, opts, sandbox.user_ns())
         }),
-        None => tree::FrozenTree::freeze(pid, sandbox.init_pid())
-            .and_then(|frozen| capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns())),
+        None => capture_untracked(sandbox, sink, opts, frozen),
     };
     // Whatever failed, a program that is gone means "exited during the checkpoint".
     image.map_err(|e| {
@@ -114,6 +126,32 @@ pub(crate) fn checkpoint_inner(
             e
         }
     })
+}
+
+/// Freeze the tree, capture it (memory through copy-on-write snapshots unless
+/// `CAIRN_SNAPSHOT=0`), thaw it and read the snapshots; adds the time it was frozen to
+/// `frozen`.
+fn capture_untracked(
+    sandbox: &Sandbox,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+    frozen_time: &mut std::time::Duration,
+) -> Result<ProcessTreeImage> {
+    let t = std::time::Instant::now();
+    let frozen = tree::FrozenTree::freeze(sandbox.program_pid(), sandbox.init_pid())?;
+    let mut defer = snapshot::DeferSink::new(sink, snapshot::enabled_by_env());
+    let image = capture_tree(&frozen, &mut defer, &NoHints, opts, sandbox.user_ns())?;
+    let pids: Vec<(i32, i32)> = frozen
+        .procs
+        .iter()
+        .zip(&image.processes)
+        .map(|((fz, _), img)| (fz.pid, img.pid))
+        .collect();
+    let snaps = defer.snapshot(&frozen, &pids, sandbox.init_pid())?;
+    drop(frozen);
+    *frozen_time += t.elapsed();
+    *frozen_time += snaps.drain(sink)?;
+    Ok(image)
 }
 
 /// Capture a frozen tree: every process, then every kind of [`JOB_KINDS`] (still frozen, so

@@ -60,6 +60,12 @@ pub fn seize(tid: i32, options: u64) -> Result<()> {
     req("SEIZE", SEIZE, tid, 0, options as usize).map(drop)
 }
 
+/// Set the ptrace options (`PTRACE_O_*`) of a stopped tracee.
+pub fn set_options(tid: i32, options: u64) -> Result<()> {
+    const SETOPTIONS: u32 = 0x4200;
+    req("SETOPTIONS", SETOPTIONS, tid, 0, options as usize).map(drop)
+}
+
 /// Ask a seized thread to stop; the stop is reported by [`wait_stop`].
 pub fn interrupt(tid: i32) -> Result<()> {
     req("INTERRUPT", INTERRUPT, tid, 0, 0).map(drop)

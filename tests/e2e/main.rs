@@ -29,6 +29,7 @@ mod memory_sharing;
 mod run_retention;
 mod runtimes;
 mod slurm;
+mod snapshot;
 mod stdio;
 mod storage;
 mod store_cli;

@@ -20,6 +20,9 @@ pub struct SandboxJob {
     sandbox: Sandbox,
     /// Dirty-page tracking state (None when disabled by CAIRN_DIRTY_TRACKING=0).
     tracker: Option<DirtyTracker>,
+    /// How long the program was frozen by the last checkpoint taken without a tracker, in
+    /// microseconds (small: it fits in the struct's padding).
+    untracked_frozen_us: u32,
     /// The lazy part of the restore this program came from, until every page is in place.
     lazy: Option<Arc<LazyMemory>>,
     /// What the checkpoints do with TCP connections leaving the job.
@@ -112,6 +115,7 @@ impl SandboxJob {
         SandboxJob {
             sandbox,
             tracker,
+            untracked_frozen_us: 0,
             lazy: None,
             external_tcp: ExternalTcp::Refuse,
             final_stop: false,
@@ -222,7 +226,12 @@ impl JobProcess for SandboxJob {
                 )
             }
             Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
-            None => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
+            None => cairn_capture::checkpoint_timed(&self.sandbox, sink, &opts).map(
+                |(image, frozen)| {
+                    self.untracked_frozen_us = frozen.as_micros().min(u32::MAX as u128) as u32;
+                    image
+                },
+            ),
         };
         match captured {
             Ok(image) => Ok(image),
@@ -253,7 +262,12 @@ impl JobProcess for SandboxJob {
     }
 
     fn last_frozen(&self) -> Option<std::time::Duration> {
-        self.tracker.as_ref().map(|t| t.last_stats().frozen)
+        match &self.tracker {
+            Some(t) => Some(t.last_stats().frozen),
+            None => Some(std::time::Duration::from_micros(
+                self.untracked_frozen_us.into(),
+            )),
+        }
     }
 
     fn tracking_problem(&self) -> Option<String> {
