@@ -428,3 +428,44 @@ fn scattered_changed_pages_store_about_their_own_bytes_and_dedup_across_jobs() {
     let (s, _) = commit_incremental(&store, "b", &prev, &mem, &[]);
     assert_eq!(s, prev);
 }
+
+#[test]
+fn a_write_compared_with_an_older_stream_stores_only_the_differing_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut mem = pseudo_random(4 << 20, 51);
+    mem[(1 << 20)..(2 << 20)].fill(0);
+    let mut w = store.writer().unwrap();
+    let first = put_mem(&mut w, &mem);
+    w.finish().unwrap();
+    // A partly changed generation (slices), then a comparison against it with other pages
+    // changed, one inside the zero run: about those pages' bytes are new.
+    let changed: Vec<(u64, u64)> = (0..32u64).map(|k| (k * 131_072 + 8192, 4096)).collect();
+    for &(o, _) in &changed {
+        let o = o as usize;
+        mem[o..o + 4096].copy_from_slice(&pseudo_random(4096, 60 + o as u64));
+    }
+    let (sliced, _) = commit_incremental(&store, "d", &first, &mem, &changed);
+    for k in 0..16u64 {
+        let o = (k * 262_144 + 20_480) as usize;
+        mem[o..o + 4096].copy_from_slice(&pseudo_random(4096, 90 + k));
+    }
+    let mut w = store.writer().unwrap();
+    let s = w
+        .put_memory_diff(mem.len() as u64, &sliced, &|off, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+    let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    let pages = 16 * 4096;
+    assert!(
+        stats.new_raw_bytes * 2 <= pages * 3 + 64 * 1024,
+        "{} new bytes for {pages} bytes of changed pages",
+        stats.new_raw_bytes
+    );
+    let id = store.commit("d", &root, info(stats)).unwrap();
+    assert_eq!(store.reader(id).unwrap().read_all(&s).unwrap(), mem);
+}

@@ -326,6 +326,72 @@ impl Writer {
         self.put_memory_planned(len, Some(slots), Some(prev_level1), false, source)
     }
 
+    /// A memory region written over `prev` (a memory stream of this store, e.g. the same
+    /// region in the generation a restarted program was restored from) without knowing what
+    /// changed: every window is read and compared with `prev` — by its id where `prev` holds
+    /// it as one chunk, page by page against `prev`'s bytes (read from the store) where it
+    /// differs or is held as slices — and only the pages that differ are stored, as by
+    /// [`Writer::put_memory_incremental`]. The result holds exactly the bytes `source` gave.
+    pub fn put_memory_diff(
+        &mut self,
+        len: u64,
+        prev: &StreamRef,
+        source: &ReadAtFn,
+    ) -> Result<StreamRef, StoreError> {
+        if prev.kind != StreamKind::Memory {
+            return Err(StoreError::InvalidArgument(
+                "put_memory_diff: prev is not a memory stream".into(),
+            ));
+        }
+        let cs = u64::from(self.dir.config().memory_chunk_size);
+        let n = len.div_ceil(cs);
+        let (leaves, _) = self.stream_leaves(prev)?;
+        let slots = windows_of(leaves, cs, len);
+        let dir = &self.dir;
+        let changed: Vec<Vec<(u64, u64)>> = (0..n)
+            .into_par_iter()
+            .map(|k| -> Result<Vec<(u64, u64)>, StoreError> {
+                let w = k * cs;
+                let wl = cs.min(len - w);
+                let whole = vec![(w, wl)];
+                let Slot::Reuse(pieces) = &slots[k as usize] else {
+                    return Ok(whole);
+                };
+                let mut buf = vec![0u8; wl as usize];
+                source(w, &mut buf).ctx(|| format!("reading memory source at offset {w}"))?;
+                let zero = is_all_zero(&buf);
+                let same = match pieces.as_slice() {
+                    [e] if e.id.is_zero() => zero,
+                    [e] if e.offset == 0 => !zero && ChunkId::of(&buf) == e.id,
+                    _ => false,
+                };
+                if same {
+                    return Ok(Vec::new());
+                }
+                let Ok(old) = window_bytes(dir, pieces) else {
+                    return Ok(whole);
+                };
+                let mut runs: Vec<(u64, u64)> = Vec::new();
+                for (p, (a, b)) in buf
+                    .chunks(PAGE as usize)
+                    .zip(old.chunks(PAGE as usize))
+                    .enumerate()
+                {
+                    if a != b {
+                        let at = w + p as u64 * PAGE;
+                        match runs.last_mut() {
+                            Some(r) if r.0 + r.1 == at => r.1 += a.len() as u64,
+                            _ => runs.push((at, a.len() as u64)),
+                        }
+                    }
+                }
+                Ok(runs)
+            })
+            .collect::<Result<_, _>>()?;
+        let changed: Vec<(u64, u64)> = changed.concat();
+        self.put_memory_incremental(len, prev, &changed, source)
+    }
+
     /// A memory region of which only the `present` byte ranges (`(offset, len)`, any order)
     /// may hold non-zero bytes — e.g. the pages /proc/PID/pagemap reports as present. Chunks
     /// that overlap no present range are recorded as zero without calling `source`. The result
@@ -781,6 +847,29 @@ fn windows_of(leaves: Vec<NodeEntry>, cs: u64, len: u64) -> Vec<Slot> {
         }
     }
     slots
+}
+
+/// The bytes of a window held as `pieces` (read from the store and verified).
+fn window_bytes(dir: &StoreDir, pieces: &[NodeEntry]) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::new();
+    for e in pieces {
+        if e.id.is_zero() {
+            out.resize(out.len() + e.len as usize, 0);
+            continue;
+        }
+        let d = dir.read_chunk(&e.id)?;
+        let o = e.offset as usize;
+        let part = d.get(o..o + e.len as usize).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a stream uses bytes {o}+{} of chunk {}, which has {} bytes",
+                e.len,
+                e.id,
+                d.len()
+            ))
+        })?;
+        out.extend_from_slice(part);
+    }
+    Ok(out)
 }
 
 /// Sorted, disjoint, merged runs.
