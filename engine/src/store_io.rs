@@ -97,7 +97,11 @@ impl<'w> StoreSink<'w> {
             (Some(changed), Some(prev)) => {
                 writer.put_memory_incremental(vma.len(), prev, changed, &counted)
             }
-            _ => writer.put_memory(vma.len(), &counted),
+            // What changed is not known (first checkpoint after a restart, a mapping tracking
+            // could not vouch for): compared with the previous stream, only differing pages
+            // are stored.
+            (None, Some(prev)) => writer.put_memory_diff(vma.len(), prev, &counted),
+            (_, None) => writer.put_memory(vma.len(), &counted),
         }
         .map_err(io_err)?;
         let scanned = read.into_inner().div_ceil(4096);

@@ -7,9 +7,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::{IoContext, StoreError};
 
 /// The newest store format this build reads and writes: 2 = format 1 plus the LZ4 codec
-/// (only stores made with `compression: lz4` are written as format 2, so that older
-/// builds refuse them with "newer format" instead of failing on their chunks).
-pub const FORMAT_VERSION: u32 = 2;
+/// (stores made with `compression: lz4` by earlier builds); 3 = format 2 plus sliced
+/// children in stream nodes (node version 2: page-granular memory deltas). New stores are
+/// format 3 whatever their codec, so that older builds refuse them with "newer format"
+/// instead of failing on their nodes; stores of format 1 and 2 are read and written as they
+/// are (their memory deltas stay whole chunks).
+pub const FORMAT_VERSION: u32 = 3;
+
+/// The first format whose stream nodes may hold slices of data chunks.
+pub const FORMAT_SLICES: u32 = 3;
 
 /// How new chunks are compressed (docs/store-decisions.md, "Compression").
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,7 +36,7 @@ pub const CONFIG_FILE: &str = "config.json";
 /// `pack_target_size`, which only affect new writes).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StoreConfig {
-    /// Store format version (1, or 2 when `compression` is lz4).
+    /// Store format version (3 for new stores; 1 or 2 for stores made by earlier builds).
     pub format: u32,
     /// Random id of this store (hex); also recorded in the index to detect a foreign cairn.db.
     pub store_id: String,
@@ -121,10 +127,7 @@ impl StoreConfig {
         }
         let id: u128 = rand::random();
         Ok(StoreConfig {
-            format: match opts.compression {
-                Compression::Zstd => 1,
-                Compression::Lz4 => 2,
-            },
+            format: FORMAT_VERSION,
             store_id: format!("{id:032x}"),
             memory_chunk_size: cs,
             memory_fanout: opts.memory_fanout,
@@ -188,5 +191,10 @@ impl StoreConfig {
             )));
         }
         Ok(cfg)
+    }
+
+    /// Whether memory deltas may reference slices of older chunks (format 3 and later).
+    pub fn slices(&self) -> bool {
+        self.format >= FORMAT_SLICES
     }
 }

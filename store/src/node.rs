@@ -58,14 +58,29 @@ pub const NODE_MAGIC: &[u8; 4] = b"CNOD";
 pub const TREE_MAGIC: &[u8; 4] = b"CTRE";
 
 /// One child of a stream node: a data chunk (level 1) or a lower node, covering `len` bytes.
-/// The zero id means `len` zero bytes (nothing stored).
+/// The zero id means `len` zero bytes (nothing stored). At level 1 a child may be a *slice*
+/// of its data chunk: the bytes `[offset, offset + len)` of the chunk (format 3, node
+/// version 2); otherwise `offset` is 0 and `len` is the chunk's whole length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NodeEntry {
     /// Child chunk.
     pub id: ChunkId,
     /// Logical bytes under the child.
     pub len: u64,
+    /// Where the child's bytes start inside its data chunk (0 unless it is a slice).
+    pub offset: u64,
 }
+
+impl NodeEntry {
+    /// A whole child (not a slice).
+    pub fn whole(id: ChunkId, len: u64) -> NodeEntry {
+        NodeEntry { id, len, offset: 0 }
+    }
+}
+
+/// Bytes of one child in a version-1 node (id, len) and in a version-2 node (id, len, offset).
+const ENTRY_V1: usize = 40;
+const ENTRY_V2: usize = 48;
 
 /// A decoded stream node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,17 +92,23 @@ pub struct StreamNode {
 }
 
 impl StreamNode {
-    /// Encode: magic, version 1, level, 2 zero bytes, count u32, then id\[32\]+len u64 each.
+    /// Encode: magic, version, level, 2 zero bytes, count u32, then per child id\[32\] and
+    /// len u64 (version 1), plus offset u64 (version 2, used only when a child is a slice).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + 40 * self.entries.len());
+        let sliced = self.entries.iter().any(|e| e.offset != 0);
+        let size = if sliced { ENTRY_V2 } else { ENTRY_V1 };
+        let mut out = Vec::with_capacity(12 + size * self.entries.len());
         out.extend_from_slice(NODE_MAGIC);
-        out.push(1);
+        out.push(if sliced { 2 } else { 1 });
         out.push(self.level);
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
             out.extend_from_slice(&e.id.0);
             out.extend_from_slice(&e.len.to_le_bytes());
+            if sliced {
+                out.extend_from_slice(&e.offset.to_le_bytes());
+            }
         }
         out
     }
@@ -95,25 +116,35 @@ impl StreamNode {
     /// Decode and validate.
     pub fn decode(id: &ChunkId, b: &[u8]) -> Result<StreamNode, StoreError> {
         let bad = || StoreError::Corrupt(format!("chunk {id} is not a valid stream node"));
-        if b.len() < 12 || &b[0..4] != NODE_MAGIC || b[4] != 1 || b[5] == 0 {
+        if b.len() < 12 || &b[0..4] != NODE_MAGIC || !(1..=2).contains(&b[4]) || b[5] == 0 {
             return Err(bad());
         }
         let level = b[5];
+        let size = if b[4] == 2 { ENTRY_V2 } else { ENTRY_V1 };
         let count = u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize;
-        if b.len() != 12 + 40 * count {
+        if b.len() != 12 + size * count {
             return Err(bad());
         }
-        let entries = b[12..]
-            .chunks_exact(40)
-            .map(|e| {
-                let mut l = [0u8; 8];
-                l.copy_from_slice(&e[32..40]);
-                NodeEntry {
-                    id: ChunkId::from_slice(&e[0..32]).unwrap_or(ChunkId::ZERO),
-                    len: u64::from_le_bytes(l),
-                }
+        let u64_at = |e: &[u8], at: usize| {
+            let mut l = [0u8; 8];
+            l.copy_from_slice(&e[at..at + 8]);
+            u64::from_le_bytes(l)
+        };
+        let entries: Vec<NodeEntry> = b[12..]
+            .chunks_exact(size)
+            .map(|e| NodeEntry {
+                id: ChunkId::from_slice(&e[0..32]).unwrap_or(ChunkId::ZERO),
+                len: u64_at(e, 32),
+                offset: if size == ENTRY_V2 { u64_at(e, 40) } else { 0 },
             })
             .collect();
+        // Only data chunks can be sliced; a zero child has no bytes to slice.
+        if entries
+            .iter()
+            .any(|e| e.offset != 0 && (level != 1 || e.id.is_zero()))
+        {
+            return Err(bad());
+        }
         Ok(StreamNode { level, entries })
     }
 
@@ -208,19 +239,36 @@ mod tests {
         let n = StreamNode {
             level: 2,
             entries: vec![
-                NodeEntry {
-                    id: ChunkId::of(b"a"),
-                    len: 5,
-                },
-                NodeEntry {
-                    id: ChunkId::ZERO,
-                    len: 1 << 40,
-                },
+                NodeEntry::whole(ChunkId::of(b"a"), 5),
+                NodeEntry::whole(ChunkId::ZERO, 1 << 40),
             ],
         };
         let b = n.encode();
+        assert_eq!(b[4], 1, "a node without slices is version 1");
         assert_eq!(StreamNode::decode(&ChunkId::of(&b), &b).unwrap(), n);
         assert!(StreamNode::decode(&ChunkId::ZERO, &b[..b.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn sliced_node_roundtrip() {
+        let mut n = StreamNode {
+            level: 1,
+            entries: vec![
+                NodeEntry {
+                    id: ChunkId::of(b"a"),
+                    len: 4096,
+                    offset: 8192,
+                },
+                NodeEntry::whole(ChunkId::ZERO, 4096),
+            ],
+        };
+        let b = n.encode();
+        assert_eq!((b[4], b.len()), (2, 12 + 2 * 48));
+        assert_eq!(StreamNode::decode(&ChunkId::of(&b), &b).unwrap(), n);
+        // A slice above level 1 is invalid.
+        n.level = 2;
+        let b = n.encode();
+        assert!(StreamNode::decode(&ChunkId::of(&b), &b).is_err());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `cairn store repair`: a store whose config.json is lost or damaged gets one again, made
 //! from what the store itself holds (docs/store-format.md, "Repairing config.json").
 //!
-//! Only `format` matters to a reader, and it follows from the codecs the packs use; the store
+//! Only `format` matters to a reader: the repaired config says 3, which reads every store
+//! (earlier formats are subsets); the codec follows from the codecs the packs use; the store
 //! id is taken from the index when it still has one (else a new one is drawn and the index is
 //! rebuilt by the next verb); the memory chunk size — which decides whether new checkpoints
 //! share chunks with the old ones — is the most common size of the chunks in the packs that is
@@ -87,7 +88,9 @@ pub fn repair_config(dir: &Path) -> Result<RepairReport, StoreError> {
     let defaults = InitOptions::default();
     let chunk = sizes
         .iter()
-        .max_by_key(|(size, n)| (**n, **size))
+        // Weighted by the bytes they hold: page-granular deltas add many small chunks, the
+        // full chunks of first checkpoints hold most of the bytes.
+        .max_by_key(|(size, n)| (u64::from(**size) * **n, **size))
         .map(|(s, _)| *s);
     let memory_chunk_size = match chunk {
         Some(c) => {
@@ -105,10 +108,10 @@ pub fn repair_config(dir: &Path) -> Result<RepairReport, StoreError> {
         }
     };
     let compression = if lz4 {
-        how.push("format 2, compression lz4: the packs hold LZ4 chunks".into());
+        how.push("compression lz4: the packs hold LZ4 chunks".into());
         Compression::Lz4
     } else {
-        how.push("format 1, compression zstd: the packs hold no LZ4 chunk".into());
+        how.push("compression zstd: the packs hold no LZ4 chunk".into());
         Compression::Zstd
     };
     let mut config = StoreConfig::new(&InitOptions {

@@ -194,8 +194,9 @@ fn reindex_rebuilds_the_same_answer() {
 fn incremental_memory_equals_full_write_and_reads_only_changed_chunks() {
     use std::sync::atomic::{AtomicU64, Ordering};
     let dir = tempfile::tempdir().unwrap();
-    // The offsets below assume 64 KiB chunks.
-    let store = Store::init(dir.path(), old_default_options()).unwrap();
+    // The offsets below assume 64 KiB chunks and whole-chunk deltas (a format-1 store).
+    Store::init(dir.path(), old_default_options()).unwrap();
+    let store = common::with_format(dir.path(), 1);
     let mut mem = pseudo_random(40 * 65536 + 1000, 21);
     mem[5 * 65536..30 * 65536].fill(0);
     let mut w = store.writer().unwrap();
@@ -369,4 +370,106 @@ fn sealed_packs_are_indexed_at_finish_and_removed_when_the_writer_gives_up() {
     let mut out = vec![0u8; data.len()];
     r.read_at(&m, 0, &mut out).unwrap();
     assert!(out == data);
+}
+
+/// Writes `mem` incrementally over `prev` with `changed` through a new writer, commits it
+/// as job `job` and returns the stream with the writer's statistics.
+fn commit_incremental(
+    store: &Store,
+    job: &str,
+    prev: &StreamRef,
+    mem: &[u8],
+    changed: &[(u64, u64)],
+) -> (StreamRef, cairn_store::WriteStats) {
+    let mut w = store.writer().unwrap();
+    let s = w
+        .put_memory_incremental(mem.len() as u64, prev, changed, &|off, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+    let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    let id = store.commit(job, &root, info(stats.clone())).unwrap();
+    let r = Store::open(store.path()).unwrap().reader(id).unwrap();
+    assert_eq!(r.read_all(&s).unwrap(), mem);
+    (s, stats)
+}
+
+#[test]
+fn scattered_changed_pages_store_about_their_own_bytes_and_dedup_across_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    assert!(store.config().slices());
+    let mut mem = pseudo_random(8 << 20, 41);
+    let mut w = store.writer().unwrap();
+    let first = put_mem(&mut w, &mem);
+    let root = w.put_tree(vec![("m".into(), first.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    store.commit("a", &root, info(stats)).unwrap();
+    // 64 pages, one in every fourth 32 KiB chunk, at different places inside it.
+    let mut prev = first;
+    for round in 0..4u64 {
+        let mut changed = Vec::new();
+        for k in 0..64u64 {
+            let at = (k * 4 * 32768) + ((k + round * 3) % 8) * 4096;
+            let o = at as usize;
+            mem[o..o + 4096].copy_from_slice(&pseudo_random(4096, 1000 * round + k));
+            changed.push((at, 4096));
+        }
+        let (s, stats) = commit_incremental(&store, "a", &prev, &mem, &changed);
+        let pages = 64 * 4096;
+        assert!(
+            stats.new_raw_bytes * 2 <= pages * 3,
+            "round {round}: {} new bytes for {pages} bytes of changed pages ({stats:?})",
+            stats.new_raw_bytes
+        );
+        prev = s;
+    }
+    // The same memory written by another job from scratch shares the unchanged chunks, and an
+    // incremental write of the same pages over it shares the changed pages' chunks too.
+    let (s, _) = commit_incremental(&store, "b", &prev, &mem, &[]);
+    assert_eq!(s, prev);
+}
+
+#[test]
+fn a_write_compared_with_an_older_stream_stores_only_the_differing_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::init(dir.path(), InitOptions::default()).unwrap();
+    let mut mem = pseudo_random(4 << 20, 51);
+    mem[(1 << 20)..(2 << 20)].fill(0);
+    let mut w = store.writer().unwrap();
+    let first = put_mem(&mut w, &mem);
+    w.finish().unwrap();
+    // A partly changed generation (slices), then a comparison against it with other pages
+    // changed, one inside the zero run: about those pages' bytes are new.
+    let changed: Vec<(u64, u64)> = (0..32u64).map(|k| (k * 131_072 + 8192, 4096)).collect();
+    for &(o, _) in &changed {
+        let o = o as usize;
+        mem[o..o + 4096].copy_from_slice(&pseudo_random(4096, 60 + o as u64));
+    }
+    let (sliced, _) = commit_incremental(&store, "d", &first, &mem, &changed);
+    for k in 0..16u64 {
+        let o = (k * 262_144 + 20_480) as usize;
+        mem[o..o + 4096].copy_from_slice(&pseudo_random(4096, 90 + k));
+    }
+    let mut w = store.writer().unwrap();
+    let s = w
+        .put_memory_diff(mem.len() as u64, &sliced, &|off, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        })
+        .unwrap();
+    let root = w.put_tree(vec![("m".into(), s.clone())]).unwrap();
+    let stats = w.finish().unwrap();
+    let pages = 16 * 4096;
+    assert!(
+        stats.new_raw_bytes * 2 <= pages * 3 + 64 * 1024,
+        "{} new bytes for {pages} bytes of changed pages",
+        stats.new_raw_bytes
+    );
+    let id = store.commit("d", &root, info(stats)).unwrap();
+    assert_eq!(store.reader(id).unwrap().read_all(&s).unwrap(), mem);
 }

@@ -47,7 +47,7 @@ fn lz4_store_round_trips_and_compresses() {
     let dir = tempfile::tempdir().unwrap();
     let store = lz4_store(dir.path());
     assert_eq!(store.config().compression, Compression::Lz4);
-    assert_eq!(store.config().format, 2);
+    assert_eq!(store.config().format, 3);
     let mem = python_like(8 << 20, 1);
     let file = python_like(3 << 20, 2);
     let (m, f) = commit(&store, &mem, &file);
@@ -105,11 +105,11 @@ fn a_damaged_lz4_chunk_is_reported() {
 }
 
 #[test]
-fn zstd_remains_the_default_and_writes_format_1() {
+fn zstd_remains_the_default_and_new_stores_are_format_3() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::init(dir.path(), InitOptions::default()).unwrap();
     assert_eq!(store.config().compression, Compression::Zstd);
-    assert_eq!(store.config().format, 1);
+    assert_eq!(store.config().format, 3);
     let text = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
     assert!(text.contains("\"compression\": \"zstd\""), "{text}");
 }

@@ -3,7 +3,7 @@
 //! gone or truncated, and must not deduplicate against a pack that is condemned or gone.
 
 mod common;
-use common::{info, pseudo_random, put_mem};
+use common::{info, pseudo_random, put_mem, with_format};
 
 use cairn_store::{InitOptions, Store, StreamRef};
 
@@ -158,28 +158,33 @@ fn a_warm_handle_dedups_an_unchanged_image_without_new_data() {
 
 #[test]
 fn incremental_write_over_a_stream_of_the_same_unfinished_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = small_store(dir.path());
-    let mut mem = pseudo_random(40 * 65536, 10);
-    let mut w = store.writer().unwrap();
-    let first = put_mem(&mut w, &mem);
-    mem[7 * 65536..7 * 65536 + 4096].copy_from_slice(&pseudo_random(4096, 11));
-    let changed = [(7u64 * 65536, 4096u64)];
-    let src = |off: u64, buf: &mut [u8]| {
-        let o = off as usize;
-        buf.copy_from_slice(&mem[o..o + buf.len()]);
-        Ok(())
-    };
-    let inc = w
-        .put_memory_incremental(mem.len() as u64, &first, &changed, &src)
-        .unwrap();
-    let full = w.put_memory(mem.len() as u64, &src).unwrap();
-    assert_eq!(inc, full);
-    let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
-    let stats = w.finish().unwrap();
-    let id = store.commit("j", &root, info(stats)).unwrap();
-    let fresh = Store::open(dir.path()).unwrap();
-    assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
+    for format in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        small_store(dir.path());
+        let store = with_format(dir.path(), format);
+        let mut mem = pseudo_random(40 * 65536, 10);
+        let mut w = store.writer().unwrap();
+        let first = put_mem(&mut w, &mem);
+        mem[7 * 65536..7 * 65536 + 4096].copy_from_slice(&pseudo_random(4096, 11));
+        let changed = [(7u64 * 65536, 4096u64)];
+        let src = |off: u64, buf: &mut [u8]| {
+            let o = off as usize;
+            buf.copy_from_slice(&mem[o..o + buf.len()]);
+            Ok(())
+        };
+        let inc = w
+            .put_memory_incremental(mem.len() as u64, &first, &changed, &src)
+            .unwrap();
+        let full = w.put_memory(mem.len() as u64, &src).unwrap();
+        // Whole-chunk deltas (format 1) give the full write's stream; slices (format 3) a
+        // different tree of the same bytes.
+        assert_eq!(inc == full, format == 1, "format {format}");
+        let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
+        let stats = w.finish().unwrap();
+        let id = store.commit("j", &root, info(stats)).unwrap();
+        let fresh = Store::open(dir.path()).unwrap();
+        assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
+    }
 }
 
 #[test]
@@ -220,43 +225,70 @@ fn an_untouched_stream_of_the_same_writer_is_reused_without_reading() {
 
 #[test]
 fn incremental_writes_across_sessions_equal_full_writes_for_many_node_groups() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = small_store(dir.path());
-    // 250 chunks and a half: 8 level-1 groups of 32 (the last partial), with a zero run
-    // spanning groups 2-3.
-    let mut mem = pseudo_random(250 * 65536 + 30_000, 13);
-    mem[70 * 65536..120 * 65536].fill(0);
-    let mut prev = commit_one(&store, &mem);
-    for (round, changes) in [
-        vec![(5u64 * 65536, 4096u64), (200 * 65536 + 8192, 100)],
-        vec![],
-        vec![(100 * 65536, 65536), (250 * 65536, 10)],
-        vec![(0, 1)],
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        for &(o, l) in &changes {
-            let o = o as usize;
-            let fresh = pseudo_random(l as usize, 100 + round as u64);
-            mem[o..o + l as usize].copy_from_slice(&fresh);
-        }
-        let src = |off: u64, buf: &mut [u8]| {
-            let o = off as usize;
-            buf.copy_from_slice(&mem[o..o + buf.len()]);
-            Ok(())
-        };
-        let mut w = store.writer().unwrap();
-        let inc = w
-            .put_memory_incremental(mem.len() as u64, &prev, &changes, &src)
+    for format in [1, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        small_store(dir.path());
+        let store = with_format(dir.path(), format);
+        // 250 chunks and a half: 8 level-1 groups of 32 (the last partial), with a zero run
+        // spanning groups 2-3.
+        let mut mem = pseudo_random(250 * 65536 + 30_000, 13);
+        mem[70 * 65536..120 * 65536].fill(0);
+        let mut prev = commit_one(&store, &mem);
+        for (round, changes) in [
+            vec![(5u64 * 65536, 4096u64), (200 * 65536 + 8192, 100)],
+            vec![],
+            vec![(100 * 65536, 65536), (250 * 65536, 10)],
+            vec![(0, 1)],
+            vec![(5u64 * 65536 + 8192, 4096u64), (5u64 * 65536 + 40960, 8192)],
+            vec![(5u64 * 65536 + 20480, 4096u64), (80 * 65536 + 4096, 4096)],
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for &(o, l) in &changes {
+                let o = o as usize;
+                let fresh = pseudo_random(l as usize, 100 + round as u64);
+                mem[o..o + l as usize].copy_from_slice(&fresh);
+            }
+            let src = |off: u64, buf: &mut [u8]| {
+                let o = off as usize;
+                buf.copy_from_slice(&mem[o..o + buf.len()]);
+                Ok(())
+            };
+            let mut w = store.writer().unwrap();
+            let inc = w
+                .put_memory_incremental(mem.len() as u64, &prev, &changes, &src)
+                .unwrap();
+            if format == 1 {
+                let full = w.put_memory(mem.len() as u64, &src).unwrap();
+                assert_eq!(inc, full, "round {round}");
+            }
+            let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
+            let stats = w.finish().unwrap();
+            let id = store.commit("j", &root, info(stats)).unwrap();
+            let fresh = Store::open(dir.path()).unwrap();
+            let r = fresh.reader(id).unwrap();
+            assert_eq!(
+                r.read_all(&inc).unwrap(),
+                mem,
+                "format {format} round {round}"
+            );
+            // The chunk-by-chunk path (restores) gives the same bytes.
+            let got = std::sync::Mutex::new(vec![0u8; mem.len()]);
+            r.for_each_chunk(&inc, &|off, data| {
+                if let Some(d) = data {
+                    let o = off as usize;
+                    got.lock().unwrap()[o..o + d.len()].copy_from_slice(d);
+                }
+                Ok(())
+            })
             .unwrap();
-        let full = w.put_memory(mem.len() as u64, &src).unwrap();
-        assert_eq!(inc, full, "round {round}");
-        let root = w.put_tree(vec![("m".into(), inc.clone())]).unwrap();
-        let stats = w.finish().unwrap();
-        let id = store.commit("j", &root, info(stats)).unwrap();
-        let fresh = Store::open(dir.path()).unwrap();
-        assert_eq!(fresh.reader(id).unwrap().read_all(&inc).unwrap(), mem);
-        prev = inc;
+            assert_eq!(
+                got.into_inner().unwrap(),
+                mem,
+                "format {format} round {round}"
+            );
+            prev = inc;
+        }
     }
 }

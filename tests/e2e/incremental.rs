@@ -445,3 +445,102 @@ fn checkpoint_inside_a_long_sleep_restarts_the_sleep() {
         );
     }
 }
+
+/// Memory of `scatpages` in MiB, and the pages it changes per round (1 % of them).
+const SCAT_MIB: &str = "64";
+const SCAT_PAGES: u64 = 164;
+
+/// `scatpages SCAT_MIB SCAT_PAGES 3 MODE`: each round gives SCAT_PAGES scattered pages new
+/// random content.
+fn scatpages(mode: &str) -> Program {
+    Program::c("scatpages", &[SCAT_MIB, &SCAT_PAGES.to_string(), "3", mode])
+}
+
+/// Launches `scatpages`, checkpoints before and after its first round, kills it, restarts
+/// the second generation (lazily or eagerly), lets it run one more round and checkpoints
+/// again. Each later generation must store about the bytes of the pages that changed — a
+/// generation's new bytes also hold its image description and the few pages the program's
+/// stack and libc touched, hence the fixed allowance — and every generation must restart to
+/// the native run's output.
+fn scattered_pages_cost_their_own_bytes(job: &str, lazy: bool, user: Option<&str>) {
+    let scratch = Scratch::new();
+    let dir = scratch.sub("cairn");
+    let store = scratch.store();
+    if user.is_some() {
+        cairn_testkit::open_up(scratch.dir.path());
+        cairn_testkit::open_up(&dir);
+        cairn_testkit::open_up(&cairn_testkit::compile_c("scatpages"));
+    }
+    let prog = scatpages("signal");
+    let prog = if lazy {
+        prog
+    } else {
+        prog.with_shell_prefix("export CAIRN_LAZY_RESTORE=0")
+    };
+    let prog = match user {
+        Some(u) => prog.run_as(u),
+        None => prog,
+    };
+    let mut run = Job::start(&prog, "launch", &store, job, &[], &dir, true);
+    run.wait_stdout("ready");
+    assert!(run.checkpoint(), "checkpoint 1 failed:\n{}", run.log_text());
+    advance_to(&mut run, "round 0 ");
+    assert!(run.checkpoint(), "checkpoint 2 failed:\n{}", run.log_text());
+    run.kill_all();
+    let mut run = Job::start(&prog, "restart", &store, job, &[], &dir, false);
+    assert!(
+        run.wait_for_lines(RUNNING, 1, Duration::from_secs(60)),
+        "restart did not run:\n{}",
+        run.log_text()
+    );
+    advance_to(&mut run, "round 1 ");
+    assert!(
+        run.checkpoint(),
+        "checkpoint after the restart failed:\n{}",
+        run.log_text()
+    );
+    run.kill_all();
+    let gens = generations_json(&store, job);
+    assert_eq!(gens.len(), 3, "{gens:?}");
+    let changed = SCAT_PAGES * 4096;
+    let allowance = 256 * 1024;
+    for (g, what) in gens[1..]
+        .iter()
+        .zip(["the second", "the first after a restart"])
+    {
+        let written = info_u64(g, &["stats", "new_stored_bytes"]);
+        assert!(
+            written <= changed * 3 / 2 + allowance,
+            "{what} generation wrote {written} bytes for {changed} bytes of changed pages"
+        );
+    }
+    let native = run_native(&scatpages("timed"), &scratch.sub("native"));
+    assert_eq!(native.code, 0, "native run failed");
+    for g in gens.iter().map(|g| g["id"].as_u64().unwrap_or(0)) {
+        let (code, out) = restart_and_stop(&store, job, g, &prog, &dir);
+        assert_eq!(code, 0, "restart of generation {g} exited with {code}");
+        assert!(
+            out.as_bytes() == native.stdout,
+            "restart of generation {g}: stdout differs from the native run:\n{out}\nvs native\n{}",
+            String::from_utf8_lossy(&native.stdout)
+        );
+    }
+}
+
+#[test]
+fn scattered_pages_cost_their_own_bytes_also_after_a_lazy_restart() {
+    let _area = Area::enter(module_path!());
+    scattered_pages_cost_their_own_bytes("scatlazy", true, None);
+}
+
+#[test]
+fn scattered_pages_cost_their_own_bytes_also_after_an_eager_restart() {
+    let _area = Area::enter(module_path!());
+    scattered_pages_cost_their_own_bytes("scateager", false, None);
+}
+
+#[test]
+fn scattered_pages_cost_their_own_bytes_for_an_unprivileged_user() {
+    let _area = Area::enter(module_path!());
+    scattered_pages_cost_their_own_bytes("scatuser", true, Some(TEST_USER));
+}

@@ -214,7 +214,7 @@ fn not_a_store_newer_format_and_missing_store_option() {
     let cfg = st.join("config.json");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
-        .replace("\"format\": 1", "\"format\": 99");
+        .replace("\"format\": 3", "\"format\": 99");
     std::fs::write(&cfg, text).unwrap();
     let e = fails(&cairn(&st, &["generations"], &[]), 2);
     assert!(e.contains("newer"), "{e}");
@@ -241,12 +241,12 @@ fn init_options_are_written_to_the_config_and_bad_ones_refused() {
     assert_eq!(cfg["memory_fanout"], 64, "{cfg}");
     assert_eq!(cfg["zstd_level"], 3, "{cfg}");
     assert_eq!(cfg["compression"], "zstd", "{cfg}");
-    assert_eq!(cfg["format"], 1, "{cfg}");
-    // An LZ4 store: format 2, and a save/load round trip through it.
+    assert_eq!(cfg["format"], 3, "{cfg}");
+    // An LZ4 store: format 3 as well, and a save/load round trip through it.
     let lz = new_store(&t.path().join("lz"), &["--compression", "lz4"]);
     let cfg = json(&std::fs::read_to_string(lz.join("config.json")).unwrap());
     assert_eq!(cfg["compression"], "lz4", "{cfg}");
-    assert_eq!(cfg["format"], 2, "{cfg}");
+    assert_eq!(cfg["format"], 3, "{cfg}");
     let f = t.path().join("text.txt");
     let text: String = (0..200_000)
         .map(|i| format!("line {i} of some text\n"))

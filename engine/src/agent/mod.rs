@@ -97,6 +97,11 @@ impl<P: JobProcess> Agent<P> {
             StopPolicy::Forward => None,
         };
         let events = EventSource::new(opts.interval, extra)?;
+        // The first checkpoint after a restart stores only the pages that differ from the
+        // generation the program was restored from (docs/incremental.md).
+        let baseline = restored_from
+            .map(|g| incremental::restored_baseline(&opts.store, g, &opts.agent_id))
+            .unwrap_or_default();
         Ok(Agent {
             opts,
             process,
@@ -104,7 +109,7 @@ impl<P: JobProcess> Agent<P> {
             restored_from,
             checkpoints: Vec::new(),
             failed: 0,
-            baseline: incremental::Baseline::new(),
+            baseline,
             pending: None,
             pages: incremental::PageCounts::default(),
             indexing: indexing::BackgroundIndex::default(),

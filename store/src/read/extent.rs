@@ -144,12 +144,28 @@ pub(crate) fn open_direct(path: &std::path::Path) -> Option<File> {
         .ok()
 }
 
-/// One data chunk to read: its offset in the stream, its location and its length as the
-/// stream node says.
+/// One data chunk to read: its offset in the stream, its location, its whole length and the
+/// part of it the stream uses (`take`: offset and length; the whole chunk unless the stream
+/// node holds a slice of it).
 pub(crate) struct Item {
     pub off: u64,
     pub loc: ChunkLoc,
     pub len: usize,
+    pub take: (usize, usize),
+}
+
+impl Item {
+    /// The part of the chunk `data` the stream uses.
+    fn taken<'d>(&self, data: &'d [u8]) -> Result<&'d [u8], StoreError> {
+        let (o, l) = self.take;
+        data.get(o..o.saturating_add(l)).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "a stream uses bytes {o}+{l} of chunk {}, which has {} bytes",
+                self.loc.1.id,
+                data.len()
+            ))
+        })
+    }
 }
 
 /// Neighbouring chunks of one pack, `items[first..last]`, covering `[start, end)` of it.
@@ -353,12 +369,12 @@ fn consume(
             decode(e, it.len, payload, &mut scratch)
         });
         match good {
-            Some(data) => sink(it.off, data)?,
+            Some(data) => sink(it.off, it.taken(data)?)?,
             None => {
                 Counters::add(&ctx.counters.chunks_reread, 1);
                 let mut d = vec![0u8; it.len];
                 ctx.dir.read_loc_into(&it.loc, &mut d)?;
-                sink(it.off, &d)?;
+                sink(it.off, it.taken(&d)?)?;
             }
         }
     }
@@ -524,6 +540,7 @@ mod tests {
                 },
             ),
             len: len as usize,
+            take: (0, len as usize),
         }
     }
 

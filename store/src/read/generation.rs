@@ -203,13 +203,17 @@ impl GenerationReader {
                 piece.fill(0);
                 return Ok(());
             };
-            if skip == 0 && piece.len() as u64 == e.len {
+            let whole = loc.1.raw_len as usize;
+            if skip == 0 && e.offset == 0 && piece.len() as u64 == e.len && whole == piece.len() {
                 self.dir.read_loc_into(&loc, piece)
             } else {
-                let mut d = vec![0u8; leaf_len(&e)?];
+                let mut d = vec![0u8; whole];
                 self.dir.read_loc_into(&loc, &mut d)?;
-                let skip = skip as usize;
-                piece.copy_from_slice(&d[skip..skip + piece.len()]);
+                let from = usize::try_from(e.offset + skip).unwrap_or(usize::MAX);
+                let part = d
+                    .get(from..from.saturating_add(piece.len()))
+                    .ok_or_else(|| out_of_chunk(&e, whole))?;
+                piece.copy_from_slice(part);
                 Ok(())
             }
         })
@@ -241,9 +245,14 @@ impl GenerationReader {
         if data.len() <= INLINE_CHUNKS {
             let ids: Vec<ChunkId> = data.iter().map(|l| l.1.id).collect();
             for ((off, e), loc) in data.iter().zip(self.dir.locate_many(&ids)?) {
-                let mut d = vec![0u8; leaf_len(e)?];
+                let whole = loc.1.raw_len as usize;
+                let mut d = vec![0u8; whole];
                 self.dir.read_loc_into(&loc, &mut d)?;
-                consumed(*off, Some(&d))?;
+                let (o, l) = (e.offset as usize, leaf_len(e)?);
+                let part = d
+                    .get(o..o.saturating_add(l))
+                    .ok_or_else(|| out_of_chunk(e, whole))?;
+                consumed(*off, Some(part))?;
             }
             return Ok(());
         }
@@ -254,10 +263,13 @@ impl GenerationReader {
             b.iter()
                 .zip(locs)
                 .map(|(&(off, e), loc)| {
+                    let offset = usize::try_from(e.offset)
+                        .map_err(|_| out_of_chunk(&e, loc.1.raw_len as usize))?;
                     Ok(Item {
                         off,
+                        len: loc.1.raw_len as usize,
+                        take: (offset, leaf_len(&e)?),
                         loc,
-                        len: leaf_len(&e)?,
                     })
                 })
                 .collect()
@@ -282,6 +294,14 @@ impl GenerationReader {
 const LOCATE_BATCH: usize = 4096;
 /// Streams of at most this many data chunks are read chunk by chunk in the calling thread.
 const INLINE_CHUNKS: usize = 4;
+
+/// A stream node's child that claims bytes beyond the end of its chunk.
+fn out_of_chunk(e: &NodeEntry, whole: usize) -> StoreError {
+    StoreError::Corrupt(format!(
+        "a stream uses bytes {}+{} of chunk {}, which has {whole} bytes",
+        e.offset, e.len, e.id
+    ))
+}
 
 fn leaf_len(e: &NodeEntry) -> Result<usize, StoreError> {
     usize::try_from(e.len)

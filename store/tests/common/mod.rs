@@ -28,3 +28,14 @@ pub fn put_mem(w: &mut cairn_store::Writer, data: &[u8]) -> StreamRef {
     })
     .unwrap()
 }
+
+/// Reopens the store at `dir` as if an earlier build had made it with store format `format`
+/// (1: memory deltas are whole chunks; 3: page-granular slices).
+pub fn with_format(dir: &std::path::Path, format: u32) -> cairn_store::Store {
+    let cfg = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["format"] = format.into();
+    std::fs::write(&cfg, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    cairn_store::Store::open(dir).unwrap()
+}
