@@ -103,4 +103,6 @@ pub enum FdKind {
     Epoll(crate::EpollImage),
     /// An inotify instance created inside the job, with its watches.
     Inotify(crate::InotifyImage),
+    /// One side of a pseudo-terminal pair whose two sides the job holds.
+    Pty(crate::PtyImage),
 }

@@ -19,6 +19,7 @@ pub mod memory;
 pub mod pipe;
 pub mod posix_timer;
 pub mod process;
+pub mod pty;
 pub mod signalfd;
 pub mod sysv;
 pub mod timerfd;
@@ -42,6 +43,7 @@ pub use posix_timer::PosixTimer;
 pub use process::{
     MmFields, ProcessImage, SigAction, ThreadImage, UserRegs, VdsoInfo, ZombieImage,
 };
+pub use pty::{PtyImage, PtyPairImage};
 pub use signalfd::SignalFdImage;
 pub use sysv::{SysvAttach, SysvMsg, SysvMsgQueue, SysvSem, SysvShm};
 pub use timerfd::TimerFdImage;

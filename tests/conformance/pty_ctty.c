@@ -1,7 +1,7 @@
 /* A pseudo-terminal that a process of the job made its controlling terminal.
  * kind: terminal
  * checks: the child's controlling terminal (tty_nr) is the slave, it leads the session and is the terminal's foreground process group
- * root: refused: pseudo-terminal
+ * root: refused: controlling terminal
  */
 #include "conformance.h"
 #include <fcntl.h>
