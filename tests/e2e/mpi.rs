@@ -1,8 +1,8 @@
 //! MPI jobs on one node under cairn: the launcher (`mpiexec`), its daemons and every rank
 //! are one job, checkpointed by signal or interval, killed with kill -9 and restarted; the
-//! output equals a native run's byte for byte. Open MPI over shared memory and over TCP,
-//! MPICH's default transports; LAMMPS from Debian on one and on two ranks (see
-//! docs/mpi.md).
+//! output equals a native run's byte for byte. Open MPI over shared memory (over TCP: a
+//! known gap, its test is ignored), MPICH's default transports; LAMMPS from Debian on one and
+//! on two ranks (see docs/mpi.md).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -39,9 +39,12 @@ fn mpi_binary(name: &str, mpi: &str) -> PathBuf {
 
 /// `argv` as a program to run.
 fn program(argv: Vec<OsString>) -> Program {
-    let mut p = Program::c("sleeper", &[]);
-    p.argv = argv;
-    p
+    Program {
+        argv,
+        files: Vec::new(),
+        shell_prefix: String::new(),
+        user: None,
+    }
 }
 
 /// `mpiexec.mpich -n RANKS NAME ARGS...`.

@@ -357,7 +357,7 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
     assert_same_output(&ws, &native);
 }
 
-/// docs/slurm/mpi.sbatch: an MPI job of four ranks (MPICH) needs several wall-time periods;
+/// docs/slurm/mpi.sbatch: an MPI job of two ranks (MPICH; the test node has two CPUs) needs several wall-time periods;
 /// each ends with a checkpoint of the launcher and every rank and a requeue, and the output
 /// equals a native run's.
 #[test]
@@ -371,9 +371,9 @@ fn mpi_job_checkpoints_requeues_and_finishes_like_native() {
         .args(["-O2", "-o"])
         .arg(&ring)
         .arg(repo().join("tests/programs/mpi_ring.c")));
-    let laps = "8000";
+    let laps = "4000";
     let native = run(Command::new("mpiexec.mpich")
-        .args(["-launcher", "fork", "-n", "4"])
+        .args(["-launcher", "fork", "-n", "2"])
         .arg(&ring)
         .arg(laps));
     let ws = Workspace::new();
