@@ -219,3 +219,78 @@ fn lammps_on_two_ranks_keeps_its_thermo_output() {
     let thermo = String::from_utf8_lossy(&out.files["thermo.txt"]).into_owned();
     assert!(thermo.lines().count() > 50, "{thermo}");
 }
+
+/// Checkpoints by the coordinator: `cairn command --bcheckpoint` commits one generation of
+/// the whole MPI job, `cairn command --kill` ends it, `cairn restart` under the coordinator
+/// resumes it; three cycles, then the output is the native run's.
+#[test]
+fn mpich_ring_checkpointed_by_the_coordinator_survives_three_cycles() {
+    let _area = Area::enter(module_path!());
+    use cairn_testkit::{cairn, run_native, Job, Scratch, RUNNING};
+    use std::time::Duration;
+    let wait = Duration::from_secs(120);
+    let prog = mpich("mpi_ring", 4, &["600"]);
+    let scratch = Scratch::new();
+    let native = run_native(&prog, &scratch.sub("native"));
+    assert_eq!(native.code, 0, "{native:?}");
+    let secrets = scratch.sub("secrets");
+    let prog = prog.with_shell_prefix(&format!(
+        "export CAIRN_SECRET_DIR='{}'; unset CAIRN_COORD_HOST CAIRN_COORD_PORT",
+        secrets.display()
+    ));
+    let cli = |args: &[&str]| {
+        let out = Command::new(cairn())
+            .env("CAIRN_SECRET_DIR", &secrets)
+            .env_remove("CAIRN_COORD_HOST")
+            .env_remove("CAIRN_COORD_PORT")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cairn {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let port_file = scratch.path("port");
+    let store = scratch.store();
+    cli(&[
+        "coordinator",
+        "--daemon",
+        "--port",
+        "0",
+        "--port-file",
+        port_file.to_str().unwrap(),
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    let port = std::fs::read_to_string(&port_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let dir = scratch.sub("cairn");
+    let extra = ["--coord-port", port.as_str()];
+    let mut job = Job::start(&prog, "launch", &store, "coord-ring", &extra, &dir, true);
+    for cycle in 0..3 {
+        assert!(job.wait_for_lines(RUNNING, 1, wait), "{}", job.log_text());
+        job.wait_stdout(&format!("lap {} ", 50 + 120 * cycle));
+        cli(&["command", "--coord-port", &port, "--bcheckpoint"]);
+        cli(&["command", "--coord-port", &port, "--kill"]);
+        let log = job.log_text();
+        let code = job.wait(wait);
+        assert_eq!(code, 137, "{log}");
+        job = Job::start(&prog, "restart", &store, "coord-ring", &extra, &dir, false);
+    }
+    let log = job.log.clone();
+    let code = job.wait(wait);
+    cli(&["command", "--coord-port", &port, "--quit"]);
+    assert_eq!(
+        code,
+        0,
+        "{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    let got = std::fs::read(dir.join("stdout")).unwrap();
+    assert!(got == native.stdout, "{}", String::from_utf8_lossy(&got));
+}
