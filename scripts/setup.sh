@@ -7,7 +7,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 pkgs=(build-essential pkg-config python3 perl make gawk coreutils procps util-linux mount e2fsprogs passwd
-  golang-go redis-server python3-zmq)
+  golang-go redis-server python3-zmq
+  # MPI jobs (tests/e2e/mpi.rs): both MPI implementations, called by their explicit names
+  # (mpicc.openmpi, mpirun.openmpi, mpicc.mpich, mpiexec.mpich: both install alternatives),
+  # and LAMMPS (`lmp`, built against Open MPI).
+  openmpi-bin libopenmpi-dev mpich libmpich-dev lammps)
 # The runtimes of tests/e2e/runtimes.rs: a JDK and Node.js, from Debian unless one is already
 # installed (e.g. Node.js from another repository).
 if ! command -v javac >/dev/null 2>&1; then pkgs+=(default-jdk-headless); fi

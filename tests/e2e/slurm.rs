@@ -357,6 +357,49 @@ fn store_on_scratch_stays_bounded_and_an_older_generation_resumes() {
     assert_same_output(&ws, &native);
 }
 
+/// docs/slurm/mpi.sbatch: an MPI job of two ranks (MPICH; the test node has two CPUs) needs several wall-time periods;
+/// each ends with a checkpoint of the launcher and every rank and a requeue, and the output
+/// equals a native run's.
+#[test]
+fn mpi_job_checkpoints_requeues_and_finishes_like_native() {
+    let _area = Area::enter(module_path!());
+    if !enabled() {
+        return;
+    }
+    let ring = std::env::temp_dir().join(format!("cairn-slurm-ring-{}", std::process::id()));
+    run(Command::new("mpicc.mpich")
+        .args(["-O2", "-o"])
+        .arg(&ring)
+        .arg(repo().join("tests/programs/mpi_ring.c")));
+    let laps = "4000";
+    let native = run(Command::new("mpiexec.mpich")
+        .args(["-launcher", "fork", "-n", "2"])
+        .arg(&ring)
+        .arg(laps));
+    let ws = Workspace::new();
+    let prog = ws.path("bin/mpi_ring");
+    fs::copy(&ring, &prog).expect("copying the MPI program");
+    let _ = fs::remove_file(&ring);
+    run(Command::new("chown").arg(USER).arg(&prog));
+    let id = ws.submit_args(
+        "mpi.sbatch",
+        "out.txt",
+        &[prog.as_os_str(), laps.as_ref()],
+        "",
+        &[],
+    );
+    wait_completed(&ws, &id, Duration::from_secs(600));
+    let restarts: u32 = job_field(&id, "Restarts")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        restarts >= 1,
+        "the MPI job finished without a requeue; it must need one:\n{}",
+        ws.err_log()
+    );
+    assert_same_output(&ws, native.as_bytes());
+}
+
 #[test]
 fn the_documented_scripts_are_the_tested_ones() {
     let _area = Area::enter(module_path!());
@@ -366,6 +409,7 @@ fn the_documented_scripts_are_the_tested_ones() {
         "periodic.sbatch",
         "scratch.sbatch",
         "older.sbatch",
+        "mpi.sbatch",
     ] {
         let text = fs::read_to_string(repo().join("docs/slurm").join(script)).expect("script");
         assert!(

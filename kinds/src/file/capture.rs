@@ -166,6 +166,16 @@ pub fn capture_job(
             sink,
         )?);
     }
+    let mut key = -1;
+    for p in &image.processes {
+        files.extend(capture_mapped(
+            p,
+            job.options.file_capture_max,
+            &mut seen,
+            &mut key,
+            sink,
+        )?);
+    }
     image.files = files;
     Ok(())
 }
@@ -212,6 +222,62 @@ pub fn capture_written(
                 sink.put_file(p.pid, fd.fd, &mut r)
                     .map_err(io_ctx(format!("saving contents of {path}")))?;
                 content = Some((p.pid, fd.fd));
+            }
+        }
+        out.push(WrittenFile {
+            path: path.clone(),
+            size,
+            content,
+        });
+    }
+    Ok(out)
+}
+
+/// Record the regular files that process `p` maps shared and writable (e.g. the
+/// shared-memory segments of an MPI library in `/dev/shm`) and that no descriptor of the job
+/// has open for writing: what the job wrote through the mapping after the checkpoint must
+/// be rewound too, since the restore maps the file again. Contents go to `sink` under the
+/// keys `(0, key)`, `key` counting down from -1 (System V segments use `(0, id >= 0)`).
+fn capture_mapped(
+    p: &ProcessImage,
+    mode: FileCapture,
+    seen: &mut Vec<(u64, u64)>,
+    key: &mut i32,
+    sink: &mut dyn MemorySink,
+) -> Result<Vec<WrittenFile>> {
+    let FileCapture::UpTo(max) = mode else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for vma in &p.vmas {
+        let cairn_image::Backing::File { path, .. } = &vma.backing else {
+            continue;
+        };
+        let writable = vma.prot & libc::PROT_WRITE as u32 != 0
+            || vma.flags.has(cairn_image::VmaFlags::MAYWRITE);
+        if !vma.shared || vma.shm.is_some() || !writable || !path.starts_with('/') {
+            continue;
+        }
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        if !meta.is_file() || seen.contains(&(meta.dev(), meta.ino())) {
+            continue;
+        }
+        seen.push((meta.dev(), meta.ino()));
+        let size = meta.len();
+        let mut content = None;
+        if size <= max {
+            if let Ok(f) = File::open(path) {
+                let mut r = Exact {
+                    inner: f,
+                    left: size,
+                    path: path.clone(),
+                };
+                sink.put_file(0, *key, &mut r)
+                    .map_err(io_ctx(format!("saving contents of mapped file {path}")))?;
+                content = Some((0, *key));
+                *key -= 1;
             }
         }
         out.push(WrittenFile {

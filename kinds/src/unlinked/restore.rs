@@ -369,7 +369,10 @@ fn reopen(holder: &OwnedFd, f: &UnlinkedFile, flags: i32) -> Result<OwnedFd> {
             | libc::O_CREAT
             | libc::O_EXCL
             | libc::O_TRUNC
-            | libc::O_NOCTTY);
+            | libc::O_NOCTTY
+            // The reopen goes through the magic link /proc/self/fd/N, which O_NOFOLLOW would
+            // refuse (ELOOP); the flag only ever concerned the lookup of the original open.
+            | libc::O_NOFOLLOW);
     if fifo {
         // Opening one end of a FIFO alone must not wait (the holder is both ends).
         o |= libc::O_NONBLOCK;
