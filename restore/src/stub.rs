@@ -7,6 +7,7 @@ use cairn_sys::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Descriptors opened by the restoring process for the stub: (source fd, target fd, cloexec).
+#[derive(Default)]
 pub struct PreparedFds {
     /// Owned sources, closed when this is dropped.
     pub owned: Vec<OwnedFd>,
