@@ -21,6 +21,9 @@ pub struct Program {
     pub shell_prefix: String,
     /// Run as this user (via `setpriv`), or as the test's own user.
     pub user: Option<String>,
+    /// The run lasts until every process of it has ended, not only the launched one
+    /// (daemons, background processes): natively, until no process holds its stdout open.
+    pub whole_job: bool,
 }
 
 impl Program {
@@ -33,6 +36,7 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
+            whole_job: false,
         }
     }
 
@@ -60,6 +64,7 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
+            whole_job: false,
         }
     }
 
@@ -75,6 +80,7 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
+            whole_job: false,
         }
     }
 
@@ -87,6 +93,12 @@ impl Program {
     /// Runs the program (native or under cairn) after this shell snippet, e.g. a ulimit.
     pub fn with_shell_prefix(mut self, prefix: &str) -> Self {
         self.shell_prefix = prefix.to_string();
+        self
+    }
+
+    /// The run ends when its last process has ended (see [`Program::whole_job`]).
+    pub fn whole_job(mut self) -> Self {
+        self.whole_job = true;
         self
     }
 
@@ -158,5 +170,30 @@ pub fn run_native(prog: &Program, dir: &Path) -> Outcome {
         .stdout(stdout)
         .status()
         .expect("running the program natively");
+    if prog.whole_job {
+        wait_unheld(&dir.join("stdout"));
+    }
     collect(prog, dir, status)
+}
+
+/// Waits (at most two minutes) until no process holds `file` open.
+fn wait_unheld(file: &Path) {
+    let file = fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let held = || {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|p| {
+                fs::read_dir(p.path().join("fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == file))
+            })
+    };
+    let start = std::time::Instant::now();
+    while held() && start.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -23,6 +23,7 @@ mod gc_cli;
 mod incremental;
 mod job_array;
 mod lazy_restore;
+mod process_tree;
 mod run_retention;
 mod runtimes;
 mod slurm;
