@@ -1,8 +1,7 @@
-/* A daemon: double fork and setsid; the original parent (the launched program's child) and
- * the session's leader have exited, the daemon is adopted by the job's init and keeps working.
+/* A daemon: double fork and setsid; its parent, which called setsid (so it led the daemon's
+ * session and group), has exited; the daemon is adopted by the job's init and keeps working.
  * kind: process tree
- * checks: the daemon runs on (counter advances), its parent (the init), session and group
- *   (both led by an exited process), after restart
+ * checks: the daemon runs on (counter advances), its parent (the init), session and group (both led by an exited process), after restart
  * root: restored
  */
 #include "conformance.h"

@@ -1,7 +1,6 @@
 /* Processes whose parent exited: adopted by the job's init, they keep their session and group.
  * kind: process tree
- * checks: pid, parent (the init that adopted it), session and group of an orphan and of its
- *   own child, as they and the first process see them
+ * checks: pid, parent (the init that adopted it), session and group of an orphan and of its own child, as they and the first process see them
  * root: restored
  */
 #include "conformance.h"

@@ -2,8 +2,7 @@
  * (left in the old session), a group of its own inside the new session, a process in a group
  * led by another process of its session, a process that left the group it created.
  * kind: process tree
- * checks: getsid and getpgid of every process (as it and the first process see them), pids,
- *   parents
+ * checks: getsid and getpgid of every process (as it and the first process see them), pids, parents
  * root: restored
  */
 #include "conformance.h"

@@ -1,8 +1,7 @@
 /* Zombies keep their process group (one leads its own, which a live process joined after the
  * leader exited) and their exit status until they are reaped.
  * kind: process tree
- * checks: zombie state, getpgid of each zombie and of the live member, the exit status and
- *   how each ended (exit code, signal) as waitid(WNOWAIT) reports it
+ * checks: zombie state, getpgid of each zombie and of the live member, the exit status and how each ended (exit code, signal) as waitid(WNOWAIT) reports it
  * root: restored
  */
 #include "conformance.h"
