@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use cairn_store::{Generation, GenerationId, Store, StoreError};
+use cairn_store::{Generation, GenerationId, Store, StoreError, LOST_MANIFEST};
 
 use crate::agent::progress::Progress;
 use crate::agent::sandbox_job::SandboxJob;
@@ -241,7 +241,24 @@ impl Recovery<'_> {
         let mut skipped: Vec<(u64, String)> = Vec::new();
         let mut seen_job = false;
         let generations = self.store.scan_generations().map_err(RecoveryError::from)?;
+        let mut lost: Vec<u64> = self
+            .store
+            .lost_generations()
+            .map_err(RecoveryError::from)?
+            .into_iter()
+            .filter(|(_, job)| job == self.job)
+            .map(|(id, _)| id.0)
+            .collect();
+        let mut report_lost_above = |id: u64, skipped: &mut Vec<(u64, String)>| {
+            while lost.last().is_some_and(|l| *l > id) {
+                if let Some(l) = lost.pop() {
+                    warn_skipped(l, LOST_MANIFEST);
+                    skipped.push((l, LOST_MANIFEST.to_string()));
+                }
+            }
+        };
         for (id, r) in generations.into_iter().rev() {
+            report_lost_above(id.0, &mut skipped);
             let g = match r {
                 Err(e) => {
                     let reason = format!("manifest unreadable (job unknown): {e}");
@@ -267,6 +284,8 @@ impl Recovery<'_> {
                 Err(Attempt::Failed(e)) => return Err(e.into()),
             }
         }
+        report_lost_above(0, &mut skipped);
+        seen_job |= skipped.iter().any(|(_, why)| why == LOST_MANIFEST);
         if !seen_job {
             return Err(RecoveryError::from(StoreError::UnknownJob(self.job.to_string())).into());
         }

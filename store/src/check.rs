@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::dir::StoreDir;
 use crate::error::StoreError;
-use crate::generation::{Generation, Skipped};
+use crate::generation::{Generation, GenerationId, Skipped};
 use crate::id::{ChunkId, IdSet};
 use crate::index::ChunkLoc;
 use crate::node::{StreamKind, StreamNode, StreamRef};
@@ -291,7 +291,22 @@ impl StoreDir {
     ) -> Result<(Generation, Vec<Skipped>), StoreError> {
         let mut skipped = Vec::new();
         let mut seen_job = false;
+        let mut lost: Vec<GenerationId> = self
+            .lost_generations()?
+            .into_iter()
+            .filter(|(_, j)| j == job)
+            .map(|(id, _)| id)
+            .collect();
         for (id, r) in self.scan_generations()?.into_iter().rev() {
+            while lost.last().is_some_and(|l| *l > id) {
+                if let Some(l) = lost.pop() {
+                    seen_job = true;
+                    skipped.push(Skipped {
+                        id: l,
+                        reason: crate::generation::LOST_MANIFEST.to_string(),
+                    });
+                }
+            }
             match r {
                 Err(e) => skipped.push(Skipped {
                     id,
@@ -306,6 +321,13 @@ impl StoreDir {
                     }
                 }
             }
+        }
+        for l in lost.into_iter().rev() {
+            seen_job = true;
+            skipped.push(Skipped {
+                id: l,
+                reason: crate::generation::LOST_MANIFEST.to_string(),
+            });
         }
         if !seen_job {
             return Err(StoreError::UnknownJob(job.to_string()));

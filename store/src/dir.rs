@@ -175,6 +175,22 @@ impl StoreDir {
             .collect())
     }
 
+    /// Generations the index lists whose manifest is gone although no prune removed them
+    /// (deleted or lost), oldest first, with their jobs.
+    pub(crate) fn lost_generations(&self) -> Result<Vec<(GenerationId, String)>, StoreError> {
+        let listed = self.index().listed_generations()?;
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let present: std::collections::HashSet<u64> =
+            list_ids(&self.dir)?.into_iter().map(|g| g.0).collect();
+        Ok(listed
+            .into_iter()
+            .filter(|(id, _)| !present.contains(id))
+            .map(|(id, job)| (GenerationId(id), job))
+            .collect())
+    }
+
     /// One generation by id.
     pub(crate) fn generation(&self, id: GenerationId) -> Result<Generation, StoreError> {
         let p = manifest_path(&self.dir, id);

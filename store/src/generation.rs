@@ -105,6 +105,10 @@ pub struct Generation {
     pub info: GenerationInfo,
 }
 
+/// Why a generation the index lists but whose manifest is gone cannot be used.
+pub const LOST_MANIFEST: &str =
+    "its manifest is missing although the index lists it (deleted or lost): it cannot be restored";
+
 /// A generation that `latest_consistent` passed over, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Skipped {

@@ -29,7 +29,13 @@ CREATE TABLE IF NOT EXISTS generations(id INTEGER PRIMARY KEY, job TEXT NOT NULL
     new_bytes INTEGER NOT NULL, root_kind TEXT NOT NULL, root_len INTEGER NOT NULL,
     root BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS generations_by_job ON generations(job, id);
+CREATE TABLE IF NOT EXISTS forgetting(id INTEGER PRIMARY KEY);
 ";
+
+/// Generations being pruned: listed here (in one transaction) before their manifests are
+/// removed, and dropped with their index rows after, so that a generation the index lists
+/// without a manifest is told apart from one a prune is removing.
+const FORGETTING: &str = "CREATE TABLE IF NOT EXISTS forgetting(id INTEGER PRIMARY KEY);";
 
 /// A chunk's location as recorded in the index.
 pub type ChunkLoc = (String, PackEntry);
@@ -113,7 +119,12 @@ impl Index {
             .optional()
             .map_err(|e| StoreError::Index(format!("unreadable: {e}")))?;
         match id {
-            Some(i) if i == store_id => Ok(Index { conn }),
+            Some(i) if i == store_id => {
+                // Indexes made before prunes were recorded lack the table.
+                conn.execute_batch(FORGETTING)
+                    .map_err(|e| StoreError::Index(format!("unusable: {e}")))?;
+                Ok(Index { conn })
+            }
             Some(_) => Err(StoreError::Index("belongs to a different store".into())),
             None => Err(StoreError::Index("has no store id".into())),
         }
@@ -295,6 +306,22 @@ impl Index {
             ],
         )?;
         Ok(())
+    }
+
+    /// Generations the index lists, with their jobs, except those a prune is removing.
+    pub fn listed_generations(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut st = self.conn.prepare(
+            "SELECT id, job FROM generations WHERE id NOT IN (SELECT id FROM forgetting)
+             ORDER BY id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(r?);
+        }
+        Ok(out)
     }
 
     /// Totals for `store stats`.

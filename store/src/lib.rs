@@ -52,7 +52,7 @@ pub use error::StoreError;
 pub use fsutil::now_ms;
 pub use generation::{
     check_job_name, Generation, GenerationId, GenerationInfo, ScannedGeneration, Skipped,
-    WriteStats,
+    WriteStats, LOST_MANIFEST,
 };
 pub use id::{is_all_zero, ChunkId, IdBuildHasher, IdHasher, IdMap, IdSet};
 pub use index::IndexTotals;

@@ -225,6 +225,28 @@ impl Maintenance {
         Ok(out)
     }
 
+    /// The uncompressed and stored bytes of the indexed chunks in `live` (one pass over the
+    /// index): what the generations present really hold, without the chunks only gc frees.
+    pub fn live_bytes(&self, live: &LiveSet) -> Result<(u64, u64), StoreError> {
+        let idx = self.dir.index();
+        let mut st = idx
+            .conn
+            .prepare("SELECT id, raw_len, stored_len FROM chunks")?;
+        let mut rows = st.query([])?;
+        let (mut raw, mut stored) = (0u64, 0u64);
+        while let Some(r) = rows.next()? {
+            let id: Vec<u8> = r.get(0)?;
+            let Ok(bytes) = <[u8; 32]>::try_from(id.as_slice()) else {
+                continue;
+            };
+            if live.chunks.contains(&ChunkId(bytes)) {
+                raw += r.get::<_, i64>(1)? as u64;
+                stored += r.get::<_, i64>(2)? as u64;
+            }
+        }
+        Ok((raw, stored))
+    }
+
     /// Mark: every chunk reachable from the generation manifests present now (tree nodes,
     /// stream nodes and data chunks). Subtrees already reached are not walked again, so the
     /// cost grows with the live chunks, not with the number of generations. A manifest that
@@ -665,6 +687,17 @@ impl Maintenance {
         ids: &[GenerationId],
     ) -> Result<Vec<GenerationId>, StoreError> {
         let mut removed = Vec::new();
+        if !ids.is_empty() {
+            let mut idx = self.dir.index();
+            let tx = idx.conn.transaction()?;
+            for id in ids {
+                tx.execute(
+                    "INSERT OR IGNORE INTO forgetting(id) VALUES(?1)",
+                    params![id.0 as i64],
+                )?;
+            }
+            tx.commit()?;
+        }
         for id in ids {
             let p = manifest_path(self.dir.path(), *id);
             match std::fs::remove_file(&p) {
@@ -680,6 +713,7 @@ impl Maintenance {
             let tx = idx.conn.transaction()?;
             for id in ids {
                 tx.execute("DELETE FROM generations WHERE id=?1", params![id.0 as i64])?;
+                tx.execute("DELETE FROM forgetting WHERE id=?1", params![id.0 as i64])?;
             }
             tx.commit()?;
         }

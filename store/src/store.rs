@@ -286,6 +286,12 @@ impl Store {
         self.dir.scan_generations()
     }
 
+    /// Generations the index lists whose manifest is gone (deleted or lost, not pruned),
+    /// oldest first, with their jobs: restart and verify report them.
+    pub fn lost_generations(&self) -> Result<Vec<(GenerationId, String)>, StoreError> {
+        self.dir.lost_generations()
+    }
+
     /// One generation by id.
     pub fn generation(&self, id: GenerationId) -> Result<Generation, StoreError> {
         self.dir.generation(id)

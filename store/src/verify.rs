@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::dir::StoreDir;
 use crate::error::StoreError;
+use crate::generation::LOST_MANIFEST;
 use crate::id::ChunkId;
 use crate::pack::{decode_payload, read_trailer, PACK_SUFFIX, TMP_PREFIX};
 
@@ -140,6 +141,7 @@ impl StoreDir {
         let mut affected: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
         let mut generations = Vec::new();
         let mut loc_cache: HashMap<ChunkId, Option<String>> = HashMap::new();
+        let mut readable: HashMap<ChunkId, bool> = HashMap::new();
         for (id, r) in self.scan_generations()? {
             let g = match r {
                 Ok(g) => g,
@@ -167,8 +169,14 @@ impl StoreDir {
                         }
                     }
                     Some(p) => {
-                        let damaged =
-                            trailer_bad.contains(&p) || bad_chunks.contains(&(p.clone(), *cid));
+                        // A pack whose trailer (or header) is damaged still serves its chunks
+                        // through the index, as a restart reads them: a chunk there is damaged
+                        // only when it cannot be read and verified itself.
+                        let damaged = bad_chunks.contains(&(p.clone(), *cid))
+                            || (trailer_bad.contains(&p)
+                                && !*readable
+                                    .entry(*cid)
+                                    .or_insert_with(|| self.read_chunk(cid).is_ok()));
                         if damaged {
                             problems.push(format!("chunk {cid} is in damaged pack {p}"));
                             affected.entry(p).or_default().insert(g.id.0);
@@ -186,6 +194,15 @@ impl StoreDir {
                 problems,
             });
         }
+        for (id, job) in self.lost_generations()? {
+            generations.push(GenerationStatus {
+                id: id.0,
+                job,
+                ok: false,
+                problems: vec![LOST_MANIFEST.to_string()],
+            });
+        }
+        generations.sort_by_key(|g| g.id);
         let damaged_packs: Vec<PackDamage> = bad_packs
             .into_iter()
             .map(|(pack, problem)| PackDamage {

@@ -28,7 +28,7 @@ pub use data::{json, rand_bytes};
 pub use differential::{differential, run_cycles, Cycles, Rng};
 pub use job::{count_lines, Job, COMMITTED, RUNNING, STARTED};
 pub use own_process::in_own_process;
-pub use procs::children;
+pub use procs::{children, comm, descendants};
 pub use program::{run_native, Outcome, Program};
 pub use programs::{compile_c, compile_go, compile_java, programs_dir};
 pub use scratch::Scratch;

@@ -16,3 +16,25 @@ pub fn children(pid: i32) -> Vec<i32> {
     }
     out
 }
+
+/// Host PIDs of every descendant of `pid`, nearest first (children, then grandchildren, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let mut next = children(pid);
+    while !next.is_empty() {
+        let mut deeper = Vec::new();
+        for p in next {
+            deeper.extend(children(p));
+            out.push(p);
+        }
+        next = deeper;
+    }
+    out
+}
+
+/// The command name (`/proc/PID/comm`) of `pid`, or an empty string when it is gone.
+pub fn comm(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim_end().to_string())
+        .unwrap_or_default()
+}

@@ -70,11 +70,13 @@ static void cf_on_usr2(int sig) {
     cf_go = 1;
 }
 
-/* Waits for the runner's SIGUSR2 (in sigsuspend, the only place it is unblocked). */
+/* Waits for the runner's SIGUSR2 (in sigsuspend, the only place it is unblocked; every other
+ * signal keeps the mask the program gave it). */
 static void cf_wait(void) {
-    sigset_t none;
-    sigemptyset(&none);
-    while (!cf_go) sigsuspend(&none);
+    sigset_t mask;
+    sigprocmask(SIG_BLOCK, NULL, &mask);
+    sigdelset(&mask, SIGUSR2);
+    while (!cf_go) sigsuspend(&mask);
     cf_go = 0;
 }
 

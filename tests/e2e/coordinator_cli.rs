@@ -265,7 +265,8 @@ fn daemon_with_port_file_status_bcheckpoint_list_and_quit() {
 #[test]
 fn exit_codes_for_failed_checkpoints_and_authentication() {
     let env = Env::new();
-    let port = env.daemon(&[]);
+    let log = env.path("events.log");
+    let port = env.daemon(&["--log", log.to_str().unwrap()]);
     let addr = env.address(port);
     let ok = agent(&addr, env.path("store"), "ok", false);
     let bad = agent(&addr, env.path("store"), "bad", true);
@@ -293,6 +294,27 @@ fn exit_codes_for_failed_checkpoints_and_authentication() {
     let out = env.command(port, &["--status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["agents"], 2);
+    // Every refused connection is in the coordinator's log, with its address and why.
+    let count = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("\"connection_refused\"")
+            .count()
+    };
+    wait_for("two refusals in the log", || count() >= 2);
+    let events = std::fs::read_to_string(&log).unwrap();
+    let refused: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("\"connection_refused\""))
+        .collect();
+    assert_eq!(refused.len(), 2, "{events}");
+    assert!(
+        refused
+            .iter()
+            .all(|l| l.contains("127.0.0.1") && l.contains("authentication")),
+        "{events}"
+    );
+    assert!(events.contains("wrong secret"), "{events}");
 
     // The secret can also come from CAIRN_COORD_SECRET_FILE and the port from the env.
     let out = env

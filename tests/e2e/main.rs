@@ -12,6 +12,7 @@
 mod agent_failures;
 mod architecture;
 mod cli_robustness;
+mod conformance;
 mod coordinated;
 mod coordinator_cli;
 mod coordinator_spawn;

@@ -25,10 +25,17 @@ pub(super) async fn serve(
     let _ = stream.set_nodelay(true);
     let role = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, &secret)).await
     {
-        Ok(Some(role)) => role,
-        Ok(None) => return,
+        Ok(Ok(role)) => role,
+        Ok(Err(reason)) => {
+            let _ = events.send(Event::Refused { peer, reason });
+            return;
+        }
         Err(_) => {
             reject(&mut stream, "handshake timed out").await;
+            let _ = events.send(Event::Refused {
+                peer,
+                reason: "handshake timed out".into(),
+            });
             return;
         }
     };
@@ -69,36 +76,41 @@ fn enable_keepalive(stream: &TcpStream) {
     }
 }
 
-/// Challenge-response; `None` when the peer failed (it was told why, nothing else).
-async fn handshake(stream: &mut TcpStream, secret: &Secret) -> Option<Role> {
+/// Challenge-response; the refusal's reason when the peer failed (it was told why).
+async fn handshake(stream: &mut TcpStream, secret: &Secret) -> Result<Role, String> {
     let server_nonce = Nonce::generate();
     let challenge = ServerHandshake::Challenge {
         nonce: server_nonce.to_hex(),
     };
-    frame::write_async(stream, &challenge).await.ok()?;
+    frame::write_async(stream, &challenge)
+        .await
+        .map_err(|e| format!("sending the challenge: {e}"))?;
     let answer = match frame::read_async::<ClientHandshake>(stream).await {
         Ok(Some(a)) => a,
-        Ok(None) => return None,
+        Ok(None) => return Err("closed before authenticating".into()),
         Err(e) => {
-            reject(stream, &format!("authentication required: {e}")).await;
-            return None;
+            let reason = format!("authentication required: {e}");
+            reject(stream, &reason).await;
+            return Err(reason);
         }
     };
     let ClientHandshake::Auth { role, nonce, proof } = answer;
     let (Some(client_nonce), Some(proof)) = (Nonce::from_hex(&nonce), Proof::from_hex(&proof))
     else {
         reject(stream, "authentication failed").await;
-        return None;
+        return Err("authentication failed (malformed nonce or proof)".into());
     };
     if client_nonce == server_nonce || proof != secret.client_proof(&server_nonce, &client_nonce) {
         reject(stream, "authentication failed").await;
-        return None;
+        return Err("authentication failed (wrong secret)".into());
     }
     let accepted = ServerHandshake::Accepted {
         proof: secret.server_proof(&server_nonce, &client_nonce).to_hex(),
     };
-    frame::write_async(stream, &accepted).await.ok()?;
-    Some(role)
+    frame::write_async(stream, &accepted)
+        .await
+        .map_err(|e| format!("sending the acceptance: {e}"))?;
+    Ok(role)
 }
 
 async fn reject(stream: &mut TcpStream, reason: &str) {

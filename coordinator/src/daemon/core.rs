@@ -45,6 +45,9 @@ pub(super) enum Event {
     AgentProtocolError { conn: ConnId, message: String },
     /// A registered agent's connection ended.
     AgentGone { conn: ConnId },
+    /// A connection was refused before it could say who it is (failed authentication, a
+    /// malformed or late handshake).
+    Refused { peer: SocketAddr, reason: String },
     /// A command (network client or stdin).
     Request {
         req: Request,
@@ -170,6 +173,10 @@ impl Core {
                 }
             }
             Event::AgentGone { conn } => self.agent_gone(conn),
+            Event::Refused { peer, reason } => self.config.log.event(
+                "connection_refused",
+                serde_json::json!({ "peer": peer.to_string(), "reason": reason }),
+            ),
             Event::Stop { reason } => {
                 self.quitting = true;
                 if self.pending.as_ref().is_some_and(|p| !p.committing) {
@@ -228,6 +235,13 @@ impl Core {
             None
         };
         if let Some(reason) = refusal {
+            self.config.log.event(
+                "agent_refused",
+                serde_json::json!({
+                    "agent_id": registration.agent_id, "job": registration.job,
+                    "peer": peer.to_string(), "reason": reason,
+                }),
+            );
             let _ = reply.send(Err(reason));
             return;
         }

@@ -255,12 +255,7 @@ impl<P: JobProcess> Agent<P> {
             return;
         };
         match cairn_gc::prune_after_checkpoint(&self.opts.store, &self.opts.job, policy) {
-            Ok(done) => self.say(format_args!(
-                "retention: {} generation(s) dropped; store {} -> {} bytes",
-                done.prune.removed.len(),
-                done.sweep.bytes_before,
-                done.sweep.bytes_after
-            )),
+            Ok(done) => self.say(format_args!("retention: {}", retention_line(&done))),
             Err(e) => self.say(format_args!("retention failed (job continues): {e}")),
         }
     }
@@ -437,4 +432,31 @@ impl<P: JobProcess> Agent<P> {
         }
         Ok(None)
     }
+}
+
+/// What a retention pass after a checkpoint did, in words that say what is free now and what
+/// only later (a dropped generation's chunks are freed by a sweep once their packs are past
+/// the grace period that protects concurrent readers).
+fn retention_line(done: &cairn_gc::AfterCheckpoint) -> String {
+    let dropped = &done.prune.removed;
+    let what = if dropped.is_empty() {
+        "nothing dropped".to_string()
+    } else {
+        let ids: Vec<String> = dropped.iter().map(|g| g.0.to_string()).collect();
+        format!("dropped generation(s) {}", ids.join(", "))
+    };
+    let sweep = &done.sweep;
+    let freed = sweep.bytes_before.saturating_sub(sweep.bytes_after);
+    let mut line = format!("{what}; freed {freed} bytes now");
+    let later = sweep.young + sweep.waiting;
+    if later > 0 {
+        line.push_str(&format!(
+            " ({later} pack(s) inside the grace period that protects readers are looked at by a later sweep)"
+        ));
+    }
+    line.push_str(&format!(
+        "; the store's packs hold {} bytes",
+        sweep.bytes_after
+    ));
+    line
 }
