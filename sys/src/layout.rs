@@ -407,9 +407,9 @@ impl Layout {
             ));
         }
         p.groups()?;
-        for i in 0..members.len() {
+        for (i, &m) in members.iter().enumerate() {
             let n = p.of_member[i].ok_or("member not created")?;
-            let (m, s) = (members[i], p.sim[n]);
+            let s = p.sim[n];
             if s.session != m.sid || s.group != m.pgid || s.init_child != (m.ppid == 1) {
                 return Err(format!("{}: cannot be rebuilt", p.describe(i)));
             }
