@@ -21,9 +21,6 @@ pub struct Program {
     pub shell_prefix: String,
     /// Run as this user (via `setpriv`), or as the test's own user.
     pub user: Option<String>,
-    /// The run lasts until every process of it has ended, not only the launched one
-    /// (daemons, background processes): natively, until no process holds its stdout open.
-    pub whole_job: bool,
 }
 
 impl Program {
@@ -36,7 +33,6 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
-            whole_job: false,
         }
     }
 
@@ -64,7 +60,6 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
-            whole_job: false,
         }
     }
 
@@ -80,7 +75,6 @@ impl Program {
             files: Vec::new(),
             shell_prefix: String::new(),
             user: None,
-            whole_job: false,
         }
     }
 
@@ -93,12 +87,6 @@ impl Program {
     /// Runs the program (native or under cairn) after this shell snippet, e.g. a ulimit.
     pub fn with_shell_prefix(mut self, prefix: &str) -> Self {
         self.shell_prefix = prefix.to_string();
-        self
-    }
-
-    /// The run ends when its last process has ended (see [`Program::whole_job`]).
-    pub fn whole_job(mut self) -> Self {
-        self.whole_job = true;
         self
     }
 
@@ -160,7 +148,8 @@ pub(crate) fn collect(prog: &Program, dir: &Path, status: ExitStatus) -> Outcome
     }
 }
 
-/// Runs the program natively to completion in `dir`, stdout into `dir/stdout`.
+/// Runs the program natively to completion in `dir`, stdout into `dir/stdout`: until every
+/// process of the run has ended (at most two minutes after the launched one).
 pub fn run_native(prog: &Program, dir: &Path) -> Outcome {
     let stdout = File::create(dir.join("stdout")).expect("creating stdout file");
     let status = prog
@@ -170,9 +159,9 @@ pub fn run_native(prog: &Program, dir: &Path) -> Outcome {
         .stdout(stdout)
         .status()
         .expect("running the program natively");
-    if prog.whole_job {
-        wait_unheld(&dir.join("stdout"));
-    }
+    // As under cairn, the run lasts until its last process has ended (daemons, background
+    // processes): until no process holds its stdout open.
+    wait_unheld(&dir.join("stdout"));
     collect(prog, dir, status)
 }
 

@@ -2,8 +2,8 @@
 //! and group leader gone, adopted by the job's init) and a shell script that leaves a
 //! background process behind are checkpointed, killed and restarted like any job; the job
 //! ends with its last process and passes on the launched program's exit code. The output
-//! under cairn equals the native run's (natively the run lasts until no process holds its
-//! stdout). The layouts themselves are checked by the conformance programs (daemonize,
+//! under cairn equals the native run's (natively too the run lasts until no process holds
+//! its stdout). The layouts themselves are checked by the conformance programs (daemonize,
 //! orphan, sessions, pgrp_dead_lead, sess_dead_lead, zombie_pgrp).
 
 use cairn_testkit::{self as common, differential, Area, Cycles, Program};
@@ -23,7 +23,6 @@ fn shell(script: &str) -> Program {
         files: Vec::new(),
         shell_prefix: String::new(),
         user: None,
-        whole_job: true,
     }
 }
 
@@ -37,7 +36,7 @@ fn check_ticks(stdout: &[u8], count: usize) {
 #[test]
 fn a_daemon_is_checkpointed_and_restarted_three_times() {
     let _area = Area::enter(module_path!());
-    let prog = Program::c("ticker", &["daemon", "400"]).whole_job();
+    let prog = Program::c("ticker", &["daemon", "400"]);
     let out = differential(&prog, "daemon-root", &Cycles::default());
     check_ticks(&out.stdout, 400);
 }
@@ -46,9 +45,7 @@ fn a_daemon_is_checkpointed_and_restarted_three_times() {
 fn a_daemon_survives_as_unprivileged_user() {
     let _area = Area::enter(module_path!());
     common::open_up(&common::compile_c("ticker"));
-    let prog = Program::c("ticker", &["daemon", "400"])
-        .whole_job()
-        .run_as("cairn-test");
+    let prog = Program::c("ticker", &["daemon", "400"]).run_as("cairn-test");
     let out = differential(&prog, "daemon-user", &Cycles::default());
     check_ticks(&out.stdout, 400);
 }
