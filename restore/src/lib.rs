@@ -246,7 +246,13 @@ fn outer_pids(init: i32) -> Result<Vec<(i32, i32)>> {
     let mut out = vec![(init, 1)];
     let mut i = 0;
     while i < out.len() {
-        for c in procfs::children_of(out[i].0)? {
+        let kids = match procfs::children_of(out[i].0) {
+            Ok(kids) => kids,
+            // A helper that ended since it was listed (a zombie, or reaped).
+            Err(_) if i > 0 && ended(out[i].0) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for c in kids {
             // A helper may have ended just now.
             if let Ok(inner) = procfs::inner_pid(&format!("/proc/{c}/status")) {
                 out.push((c, inner));
@@ -256,6 +262,15 @@ fn outer_pids(init: i32) -> Result<Vec<(i32, i32)>> {
     }
     out.remove(0);
     Ok(out)
+}
+
+/// True when `pid` is a zombie or gone.
+fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X")
+    })
 }
 
 /// Waits until every step of the layout is done (a stub that fails reports on `ready_r`)

@@ -236,9 +236,9 @@ impl TreePlan {
         1
     }
 
-    /// clone3 with `set_tid = [pid]` (and `CLONE_PARENT` when `clone_parent`); returns what
-    /// clone3 returns.
-    fn fork_with_pid(pid: i32, clone_parent: bool) -> i64 {
+    /// clone3 with `set_tid = [pid]` (and `CLONE_PARENT` when `clone_parent`; no exit
+    /// signal when `quiet`); returns what clone3 returns.
+    fn fork_with_pid(pid: i32, clone_parent: bool, quiet: bool) -> i64 {
         let tid = [pid];
         // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
         // stack_size, tls, set_tid, set_tid_size, cgroup.
@@ -253,7 +253,7 @@ impl TreePlan {
             0,
             0,
             // With CLONE_PARENT the kernel takes the caller's exit signal (and refuses one).
-            if clone_parent {
+            if clone_parent || quiet {
                 0
             } else {
                 libc::SIGCHLD as u64
@@ -378,8 +378,9 @@ impl TreePlan {
                     Op::Fork {
                         child,
                         clone_parent,
+                        quiet,
                     } => {
-                        let r = Self::fork_with_pid(self.nodes[child].pid, clone_parent);
+                        let r = Self::fork_with_pid(self.nodes[child].pid, clone_parent, quiet);
                         if r == 0 {
                             let code = self.run(child);
                             libc::_exit(code);
@@ -388,6 +389,15 @@ impl TreePlan {
                             return self.fail(7);
                         }
                     }
+                    Op::Reap(pid) => loop {
+                        let r = libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                        if r == pid {
+                            break;
+                        }
+                        if r < 0 && *libc::__errno_location() != libc::EINTR {
+                            return self.fail(8);
+                        }
+                    },
                     Op::Setsid => {
                         if libc::setsid() < 0 {
                             return self.fail(5);

@@ -97,6 +97,7 @@ pub fn stub_error(code: i32) -> Error {
         5 => "creating the saved session (setsid)",
         6 => "creating the saved process group (setpgid)",
         7 => "creating a child process with its saved pid (clone3 set_tid)",
+        8 => "reaping a helper process",
         _ => "setting up",
     };
     Error::Sys {

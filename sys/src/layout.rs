@@ -60,7 +60,11 @@ pub enum Op {
         child: usize,
         /// Whether it is forked with `CLONE_PARENT`.
         clone_parent: bool,
+        /// No exit signal (a helper its creator reaps itself, unseen by the program).
+        quiet: bool,
     },
+    /// Reap the helper with this pid (a child of this node) once it has exited.
+    Reap(i32),
     /// `setsid()`.
     Setsid,
     /// `setpgid(0, pgid)` (the own pid: create the group).
@@ -92,6 +96,8 @@ struct Sim {
     session: i32,
     group: i32,
     init_child: bool,
+    /// Exited (a helper that made the init adopt an orphan).
+    gone: bool,
 }
 
 struct Planner<'a> {
@@ -102,6 +108,10 @@ struct Planner<'a> {
     of_member: Vec<Option<usize>>,
     setsid_done: Vec<bool>,
     births: HashMap<i32, Option<i32>>,
+    /// The next pid no process, session or group of the job uses.
+    free: i32,
+    /// Helpers a process of the job forked itself: (creator, helper), reaped at the end.
+    reaped: Vec<(usize, usize)>,
 }
 
 impl Planner<'_> {
@@ -148,6 +158,17 @@ impl Planner<'_> {
     }
 
     fn add(&mut self, pid: i32, role: Role, creator: usize, clone_parent: bool) -> usize {
+        self.add_with(pid, role, creator, clone_parent, false)
+    }
+
+    fn add_with(
+        &mut self,
+        pid: i32,
+        role: Role,
+        creator: usize,
+        clone_parent: bool,
+        quiet: bool,
+    ) -> usize {
         let n = self.nodes.len();
         self.nodes.push(Node { pid, role });
         let c = self.sim[creator];
@@ -155,6 +176,7 @@ impl Planner<'_> {
             session: c.session,
             group: c.group,
             init_child: if clone_parent { c.init_child } else { false },
+            gone: false,
         });
         self.setsid_done.push(false);
         self.steps.push((
@@ -162,6 +184,7 @@ impl Planner<'_> {
             Op::Fork {
                 child: n,
                 clone_parent,
+                quiet,
             },
         ));
         if let Role::Member(i) = role {
@@ -176,13 +199,33 @@ impl Planner<'_> {
 
     /// A child of the init, in `session` (any when None).
     fn anchor(&self, session: Option<i32>) -> Option<usize> {
-        (0..self.nodes.len())
-            .find(|&n| self.sim[n].init_child && session.is_none_or(|s| self.sim[n].session == s))
+        (0..self.nodes.len()).find(|&n| {
+            !self.sim[n].gone
+                && self.sim[n].init_child
+                && session.is_none_or(|s| self.sim[n].session == s)
+        })
+    }
+
+    /// Any process in `session` that can fork a helper and reap it: a live member or a
+    /// helper that stays (not a zombie, which exits early).
+    fn any_in(&self, session: i32) -> Option<usize> {
+        (0..self.nodes.len()).find(|&n| {
+            self.sim[n].session == session
+                && match self.nodes[n].role {
+                    Role::Member(i) => self.members[i].zombie.is_none(),
+                    Role::Helper => !self.reaped.iter().any(|r| r.1 == n),
+                }
+        })
+    }
+
+    fn next_free(&mut self) -> i32 {
+        self.free += 1;
+        self.free - 1
     }
 
     fn setsid(&mut self, n: usize) -> Result<(), String> {
         let pid = self.nodes[n].pid;
-        if self.sim.iter().any(|s| s.group == pid) {
+        if self.sim.iter().any(|s| !s.gone && s.group == pid) {
             return Err(format!(
                 "session {pid} cannot be created: a group {pid} exists"
             ));
@@ -219,7 +262,25 @@ impl Planner<'_> {
                             self.setsid(h)?;
                             Some((h, true))
                         }
-                        _ => None,
+                        // No child of the init is in the session: a process of the session
+                        // forks a helper that forks the orphan and exits, so that the init
+                        // adopts it (as the orphan was adopted in the first place).
+                        Some(s) => match self.any_in(s) {
+                            Some(c) => {
+                                let pid = self.next_free();
+                                let t = self.add_with(pid, Role::Helper, c, false, true);
+                                let o = self.add(m.pid, Role::Member(i), t, false);
+                                self.steps.push((t, Op::Exit(0)));
+                                self.steps.push((c, Op::Reap(pid)));
+                                self.reaped.push((c, t));
+                                self.sim[t].gone = true;
+                                self.sim[o].init_child = true;
+                                progress = true;
+                                None
+                            }
+                            None => None,
+                        },
+                        None => None,
                     },
                 }
             };
@@ -234,7 +295,7 @@ impl Planner<'_> {
     fn group_exists(&self, g: i32, session: i32) -> bool {
         self.sim
             .iter()
-            .any(|s| s.group == g && s.session == session)
+            .any(|s| !s.gone && s.group == g && s.session == session)
     }
 
     fn join(&mut self, n: usize, g: i32, i: usize) -> Result<(), String> {
@@ -293,14 +354,20 @@ impl Planner<'_> {
                     creators.push(k);
                 }
                 None => {
-                    let Some(a) = self.anchor(Some(session)) else {
+                    let h = if let Some(a) = self.anchor(Some(session)) {
+                        self.add(g, Role::Helper, a, true)
+                    } else if let Some(c) = self.any_in(session) {
+                        // Forked by a process of the session, which reaps it at the end.
+                        let h = self.add_with(g, Role::Helper, c, false, true);
+                        self.reaped.push((c, h));
+                        h
+                    } else {
                         return Err(format!(
-                            "{}: its group's leader has exited and no process of session \
-                             {session} is a child of the job's init",
+                            "{}: its group's leader has exited and no process can hold the \
+                             group's id in session {session}",
                             self.describe(i)
                         ));
                     };
-                    let h = self.add(g, Role::Helper, a, true);
                     self.join(h, g, i)?;
                 }
             }
@@ -356,11 +423,14 @@ impl Layout {
                 session: 0,
                 group: 0,
                 init_child: true,
+                gone: false,
             }],
             steps: Vec::new(),
             of_member: vec![None; members.len()],
             setsid_done: vec![false],
             births: HashMap::new(),
+            free: free + 1,
+            reaped: Vec::new(),
         };
         match members.first() {
             Some(m) if first_is_launched => {
@@ -421,7 +491,17 @@ impl Layout {
                         p.steps.push((n, Op::Exit(st)));
                     }
                 }
-                Role::Helper => p.steps.push((n, Op::Exit(0))),
+                Role::Helper if !p.reaped.iter().any(|r| r.1 == n) => {
+                    p.steps.push((n, Op::Exit(0)))
+                }
+                Role::Helper => {}
+            }
+        }
+        // Helpers forked by a process of the job: they exit, their creator reaps them.
+        for &(c, h) in &p.reaped {
+            if !p.sim[h].gone {
+                p.steps.push((h, Op::Exit(0)));
+                p.steps.push((c, Op::Reap(p.nodes[h].pid)));
             }
         }
         Ok(Layout {
@@ -512,6 +592,23 @@ mod tests {
         let l = Layout::plan(&m, true).unwrap();
         assert!(helpers(&l).is_empty());
         assert_eq!(l.steps.last().unwrap().1, Op::Exit(7 << 8));
+    }
+
+    #[test]
+    fn an_orphan_in_the_session_of_a_leader_that_is_not_a_child_of_init() {
+        // 3 (child of 2) leads session 3; 5, forked by an exited child of 3, was adopted.
+        let m = [live(2, 1, 0, 0), live(3, 2, 3, 3), live(5, 1, 3, 3)];
+        let l = Layout::plan(&m, true).unwrap();
+        assert!(l.steps.iter().any(|s| matches!(s.1, Op::Reap(_))), "{l:?}");
+    }
+
+    #[test]
+    fn a_dead_group_leader_in_a_session_without_a_child_of_init() {
+        // 3 (child of 2) leads session 3; group 4 (leader exited) holds 5, a child of 3.
+        let m = [live(2, 1, 0, 0), live(3, 2, 3, 3), live(5, 3, 3, 4)];
+        let l = Layout::plan(&m, true).unwrap();
+        assert_eq!(helpers(&l), vec![4]);
+        assert_eq!(l.steps.last().unwrap().1, Op::Reap(4));
     }
 
     #[test]
