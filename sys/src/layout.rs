@@ -206,13 +206,15 @@ impl Planner<'_> {
         })
     }
 
-    /// Any process in `session` that can fork a helper and reap it: a live member or a
-    /// helper that stays (not a zombie, which exits early).
-    fn any_in(&self, session: i32) -> Option<usize> {
+    /// Any process in `session` that can fork a helper and reap it: a member (a zombie
+    /// only when `zombies`: it exits before the helpers reaped at the end) or a helper that
+    /// is not reaped itself.
+    fn any_in(&self, session: i32, zombies: bool) -> Option<usize> {
         (0..self.nodes.len()).find(|&n| {
-            self.sim[n].session == session
+            !self.sim[n].gone
+                && self.sim[n].session == session
                 && match self.nodes[n].role {
-                    Role::Member(i) => self.members[i].zombie.is_none(),
+                    Role::Member(i) => zombies || self.members[i].zombie.is_none(),
                     Role::Helper => !self.reaped.iter().any(|r| r.1 == n),
                 }
         })
@@ -265,7 +267,7 @@ impl Planner<'_> {
                         // No child of the init is in the session: a process of the session
                         // forks a helper that forks the orphan and exits, so that the init
                         // adopts it (as the orphan was adopted in the first place).
-                        Some(s) => match self.any_in(s) {
+                        Some(s) => match self.any_in(s, true) {
                             Some(c) => {
                                 let pid = self.next_free();
                                 let t = self.add_with(pid, Role::Helper, c, false, true);
@@ -356,7 +358,7 @@ impl Planner<'_> {
                 None => {
                     let h = if let Some(a) = self.anchor(Some(session)) {
                         self.add(g, Role::Helper, a, true)
-                    } else if let Some(c) = self.any_in(session) {
+                    } else if let Some(c) = self.any_in(session, false) {
                         // Forked by a process of the session, which reaps it at the end.
                         let h = self.add_with(g, Role::Helper, c, false, true);
                         self.reaped.push((c, h));
@@ -609,6 +611,23 @@ mod tests {
         let l = Layout::plan(&m, true).unwrap();
         assert_eq!(helpers(&l), vec![4]);
         assert_eq!(l.steps.last().unwrap().1, Op::Reap(4));
+    }
+
+    #[test]
+    fn an_orphan_whose_session_leader_is_a_zombie() {
+        // 3 led session 3 and exited unreaped; 5, forked by an exited child of 3, was adopted.
+        let m = [
+            live(2, 1, 0, 0),
+            live(5, 1, 3, 3),
+            Member {
+                pid: 3,
+                ppid: 2,
+                sid: 3,
+                pgid: 3,
+                zombie: Some(0),
+            },
+        ];
+        Layout::plan(&m, true).unwrap();
     }
 
     #[test]
