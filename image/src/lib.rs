@@ -40,7 +40,12 @@ pub use unix::{FifoImage, IpcImage, SocketImage, SocketName, SocketState};
 use serde::{Deserialize, Serialize};
 
 /// Version of the image format written by this code.
-pub const IMAGE_FORMAT: u32 = 1;
+pub const IMAGE_FORMAT: u32 = 2;
+
+/// The oldest image format this code still reads: format 1 is format 2 without processes
+/// adopted by the init, without `launched_exit` and without the zombies' groups (their
+/// parent's), which the defaults of those fields express.
+pub const IMAGE_FORMAT_OLDEST: u32 = 1;
 
 /// A captured job: every process of the launched program's tree (one process for now).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,9 @@ pub mod stub;
 
 use cairn_kinds::{Recreated, JOB_KINDS};
 
-use cairn_image::{MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT};
+use cairn_image::{
+    MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT, IMAGE_FORMAT_OLDEST,
+};
 use cairn_sys::error::{io_ctx, last_os};
 use cairn_sys::inject::{self, Injector};
 use cairn_sys::interrupted::resume_regs;
@@ -92,9 +94,9 @@ fn restore_inner(
     opts: &RestoreOptions,
     lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Sandbox> {
-    if image.format != IMAGE_FORMAT {
+    if !(IMAGE_FORMAT_OLDEST..=IMAGE_FORMAT).contains(&image.format) {
         return Err(Error::Incompatible(format!(
-            "image format {} (this cairn reads {IMAGE_FORMAT})",
+            "image format {} (this cairn reads {IMAGE_FORMAT_OLDEST} to {IMAGE_FORMAT})",
             image.format
         )));
     }
