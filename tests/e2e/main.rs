@@ -25,6 +25,7 @@ mod incremental;
 mod inet;
 mod job_array;
 mod lazy_restore;
+mod process_tree;
 mod run_retention;
 mod runtimes;
 mod shared_store;
