@@ -58,19 +58,24 @@ pub(crate) fn checkpoint_inner(
     let pid = sandbox.program_pid();
     let image = match tracker {
         Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
-            capture_tree(frozen, s, h, opts, sandbox.user_ns())
+            capture_tree(frozen, s, h, opts, sandbox)
         }),
-        None => tree::FrozenTree::freeze(pid, sandbox.init_pid())
-            .and_then(|frozen| capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns())),
+        None => tree::FrozenTree::freeze(sandbox.init_pid(), pid)
+            .and_then(|frozen| capture_tree(&frozen, sink, &NoHints, opts, sandbox)),
     };
-    // Whatever failed, a program that is gone means "exited during the checkpoint".
+    // Whatever failed, a job with no process left means "exited during the checkpoint".
     image.map_err(|e| {
-        if program_gone(pid) {
+        if job_gone(sandbox.init_pid()) {
             Error::Exited { pid }
         } else {
             e
         }
     })
+}
+
+/// True when no process of the job under the sandbox init `init` runs any more.
+fn job_gone(init: i32) -> bool {
+    cairn_sys::procfs::children_of(init).map_or(true, |kids| kids.into_iter().all(program_gone))
 }
 
 /// Capture a frozen tree: every process, then every kind of [`JOB_KINDS`] (still frozen, so
@@ -80,12 +85,23 @@ fn capture_tree(
     sink: &mut dyn MemorySink,
     hints: &dyn FreezeHints,
     opts: &CheckpointOptions,
-    user_ns: bool,
+    sandbox: &Sandbox,
 ) -> Result<ProcessTreeImage> {
+    let launched_exit = if frozen.program_runs() {
+        None
+    } else {
+        // It has ended; the init reaps it and reports its status at once.
+        let st = sandbox.launched_exit(std::time::Duration::from_secs(5))?;
+        Some(st.ok_or_else(|| Error::Sys {
+            what: "learning how the launched program ended".into(),
+            source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+        })?)
+    };
     let (processes, zombies) = frozen.capture(sink, hints)?;
     let mut image = ProcessTreeImage {
         format: IMAGE_FORMAT,
-        user_ns,
+        user_ns: sandbox.user_ns(),
+        launched_exit,
         processes,
         zombies,
         files: Vec::new(),
