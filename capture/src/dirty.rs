@@ -490,10 +490,11 @@ enum Armed {
 /// One tracked mapping to pre-copy: its key and what tracking knows of it.
 type PrecopyItem = (Key, Armed);
 
-/// The live processes of the tree of `root` (outer pids, parents first), read from /proc
-/// while they run: a process missed or gone is simply not pre-copied.
-fn live_tree(root: i32) -> Vec<i32> {
-    let mut out = vec![root];
+/// The live processes of the job under the sandbox init `init` (outer pids, parents first,
+/// the init itself left out), read from /proc while they run: a process missed or gone is
+/// simply not pre-copied.
+fn live_tree(init: i32) -> Vec<i32> {
+    let mut out = vec![init];
     let mut i = 0;
     while i < out.len() {
         for c in procfs::children_of(out[i]).unwrap_or_default() {
@@ -503,6 +504,7 @@ fn live_tree(root: i32) -> Vec<i32> {
         }
         i += 1;
     }
+    out.remove(0);
     out
 }
 
@@ -515,12 +517,12 @@ fn live_tree(root: i32) -> Vec<i32> {
 /// (a write after a page's re-protection faults and is recorded; a write before it is seen
 /// by the pre-copy, which reads after the scan).
 fn precopy_arm(
-    root: i32,
+    init: i32,
     tracker: &mut DirtyTracker,
     frozen: &mut Duration,
 ) -> Result<Vec<(i32, i32, Vec<PrecopyItem>)>> {
     let mut out = Vec::new();
-    for pid in live_tree(root) {
+    for pid in live_tree(init) {
         let Ok(ns) = procfs::inner_pid(&format!("/proc/{pid}/status")) else {
             continue;
         };
@@ -734,13 +736,13 @@ fn capture_tracked_inner(
     // With copy-on-write snapshots memory is read while the program runs anyway: a pre-copy
     // would only read it twice.
     if !snapshot && tracker.precopy && sink.supports_precopy() {
-        let plan = precopy_arm(root, tracker, &mut stats.frozen)?;
+        let plan = precopy_arm(init, tracker, &mut stats.frozen)?;
         // Without usable pre-copies (the sink failed to finish them) the final freeze
         // captures the armed processes in full: their baselines were consumed by step 1.
         known = precopy_copy(&plan, sink, &mut stats).unwrap_or_default();
     }
     let t = Instant::now();
-    let frozen = FrozenTree::freeze(root, init)?;
+    let frozen = FrozenTree::freeze(init, root)?;
     // Processes not pre-copied: changes relative to the previous checkpoint.
     for (fz, _) in &frozen.procs {
         let ns = procfs::inner_pid(&format!("/proc/{}/status", fz.pid))?;

@@ -81,8 +81,8 @@ pub fn checkpoint_kept_frozen(
     opts: &CheckpointOptions,
 ) -> Result<(ProcessTreeImage, KeptFrozen)> {
     let pid = sandbox.program_pid();
-    let r = tree::FrozenTree::freeze(pid, sandbox.init_pid()).and_then(|frozen| {
-        match capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns()) {
+    let r = tree::FrozenTree::freeze(sandbox.init_pid(), pid).and_then(|frozen| {
+        match capture_tree(&frozen, sink, &NoHints, opts, sandbox) {
             Ok(image) => Ok((image, KeptFrozen(frozen))),
             Err(e) => {
                 // Connections the capture held leave repair mode before the program runs.
@@ -93,7 +93,7 @@ pub fn checkpoint_kept_frozen(
         }
     });
     r.map_err(|e| {
-        if program_gone(pid) {
+        if job_gone(sandbox.init_pid()) {
             Error::Exited { pid }
         } else {
             e
@@ -114,13 +114,13 @@ pub(crate) fn checkpoint_inner(
     let pid = sandbox.program_pid();
     let image = match tracker {
         Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
-            capture_tree(frozen, s, h, opts, sandbox.user_ns())
+            capture_tree(frozen, s, h, opts, sandbox)
         }),
         None => capture_untracked(sandbox, sink, opts, frozen),
     };
-    // Whatever failed, a program that is gone means "exited during the checkpoint".
+    // Whatever failed, a job with no process left means "exited during the checkpoint".
     image.map_err(|e| {
-        if program_gone(pid) {
+        if job_gone(sandbox.init_pid()) {
             Error::Exited { pid }
         } else {
             e
@@ -138,9 +138,9 @@ fn capture_untracked(
     frozen_time: &mut std::time::Duration,
 ) -> Result<ProcessTreeImage> {
     let t = std::time::Instant::now();
-    let frozen = tree::FrozenTree::freeze(sandbox.program_pid(), sandbox.init_pid())?;
+    let frozen = tree::FrozenTree::freeze(sandbox.init_pid(), sandbox.program_pid())?;
     let mut defer = snapshot::DeferSink::new(sink, snapshot::enabled_by_env());
-    let image = capture_tree(&frozen, &mut defer, &NoHints, opts, sandbox.user_ns())?;
+    let image = capture_tree(&frozen, &mut defer, &NoHints, opts, sandbox)?;
     let pids: Vec<(i32, i32)> = frozen
         .procs
         .iter()
@@ -154,6 +154,11 @@ fn capture_untracked(
     Ok(image)
 }
 
+/// True when no process of the job under the sandbox init `init` runs any more.
+fn job_gone(init: i32) -> bool {
+    cairn_sys::procfs::children_of(init).map_or(true, |kids| kids.into_iter().all(program_gone))
+}
+
 /// Capture a frozen tree: every process, then every kind of [`JOB_KINDS`] (still frozen, so
 /// file sizes and contents are those of the checkpoint moment).
 fn capture_tree(
@@ -161,12 +166,23 @@ fn capture_tree(
     sink: &mut dyn MemorySink,
     hints: &dyn FreezeHints,
     opts: &CheckpointOptions,
-    user_ns: bool,
+    sandbox: &Sandbox,
 ) -> Result<ProcessTreeImage> {
+    let launched_exit = if frozen.program_runs() {
+        None
+    } else {
+        // It has ended; the init reaps it and reports its status at once.
+        let st = sandbox.launched_exit(std::time::Duration::from_secs(5))?;
+        Some(st.ok_or_else(|| Error::Sys {
+            what: "learning how the launched program ended".into(),
+            source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+        })?)
+    };
     let (processes, zombies) = frozen.capture(sink, hints)?;
     let mut image = ProcessTreeImage {
         format: IMAGE_FORMAT,
-        user_ns,
+        user_ns: sandbox.user_ns(),
+        launched_exit,
         processes,
         zombies,
         files: Vec::new(),

@@ -1,11 +1,14 @@
-//! Freezing and capturing the whole process tree under the launched program: every
-//! descendant is frozen (rescanning until no new process appears), captured parents first,
-//! and exited-but-unreaped children are recorded as zombies.
+//! Freezing and capturing every process of the job — the launched program, the processes
+//! the sandbox init adopted (orphans, daemons) and all their descendants — rescanning until
+//! no new process appears, parents first; exited-but-unreaped children are recorded as
+//! zombies. The layout of sessions and groups is checked to be restorable
+//! ([`cairn_sys::layout`]).
 
 use crate::checkpoint::{capture_process, FreezeHints};
 use cairn_image::{MemorySink, ProcessImage, ZombieImage};
 use cairn_sys::error::{Error, Result};
 use cairn_sys::freeze::Frozen;
+use cairn_sys::layout::{Layout, Member};
 use cairn_sys::procfs;
 use std::collections::HashMap;
 use std::fs;
@@ -14,10 +17,15 @@ use std::fs;
 /// zombies (outer pid, outer parent pid).
 #[derive(Debug, Default)]
 pub struct FrozenTree {
-    /// (frozen process, outer pid of its parent; 0 for the root).
+    /// (frozen process, outer pid of its parent: the sandbox init for the launched program
+    /// and the processes the init adopted).
     pub procs: Vec<(Frozen, i32)>,
     /// (outer pid, outer parent pid) of zombies.
     pub zombies: Vec<(i32, i32)>,
+    /// Outer pid of the sandbox init.
+    pub init: i32,
+    /// Outer pid of the launched program (which may have ended).
+    pub program: i32,
 }
 
 /// State letter of /proc/PID/stat (None when the process is gone).
@@ -29,52 +37,69 @@ fn state(pid: i32) -> Option<char> {
 }
 
 impl FrozenTree {
-    /// Freeze `root` and all its descendants. `init` is the sandbox init: a process it
-    /// adopted (an orphan whose parent exited) cannot be restored and is refused.
-    pub fn freeze(root: i32, init: i32) -> Result<FrozenTree> {
-        let mut t = FrozenTree::default();
-        t.procs.push((Frozen::freeze(root)?, 0));
+    /// Freeze every process of the job under the sandbox init `init`: its children — the
+    /// launched program `program` (first) and the processes it adopted (orphans, daemons) —
+    /// and all their descendants. Fails with [`Error::Exited`] when no process of the job
+    /// is left.
+    pub fn freeze(init: i32, program: i32) -> Result<FrozenTree> {
+        let mut t = FrozenTree {
+            init,
+            program,
+            ..FrozenTree::default()
+        };
         loop {
             let mut changed = false;
-            let mut i = 0;
-            while i < t.procs.len() {
-                let parent = t.procs[i].0.pid;
-                for c in procfs::children_of(parent)? {
+            // Parent 0 is the init, parent k the k-th frozen process.
+            let mut k = 0;
+            while k <= t.procs.len() {
+                let parent = if k == 0 { init } else { t.procs[k - 1].0.pid };
+                let mut kids = match procfs::children_of(parent) {
+                    Ok(kids) => kids,
+                    Err(_) if k == 0 => return Err(Error::Exited { pid: program }),
+                    Err(e) => return Err(e),
+                };
+                if k == 0 {
+                    kids.sort_by_key(|&c| c != program);
+                }
+                for c in kids {
                     if t.procs.iter().any(|p| p.0.pid == c) || t.zombies.iter().any(|z| z.0 == c) {
                         continue;
                     }
-                    changed = true;
                     if state(c) == Some('Z') {
-                        t.zombies.push((c, parent));
+                        // The init reaps its own children; a frozen parent cannot reap.
+                        if k > 0 {
+                            t.zombies.push((c, parent));
+                            changed = true;
+                        }
                         continue;
                     }
+                    changed = true;
                     match Frozen::freeze(c) {
                         Ok(f) => t.procs.push((f, parent)),
                         // It exited meanwhile: its frozen parent cannot reap it, so it is a
-                        // zombie now (found as one by the next pass).
+                        // zombie now (found as one by the next pass); the init reaps its own,
+                        // and what such a process forked the init adopts (the next pass).
                         Err(Error::Exited { .. }) => {}
                         Err(e) => return Err(e),
                     }
                 }
-                i += 1;
+                k += 1;
             }
             if !changed {
                 break;
             }
         }
-        let orphans: Vec<String> = procfs::children_of(init)?
-            .into_iter()
-            .filter(|&c| c != root)
-            .map(|c| c.to_string())
-            .collect();
-        if !orphans.is_empty() {
-            return Err(Error::Unsupported(format!(
-                "processes {} were adopted by the sandbox init (their parent exited): \
-                 orphaned processes cannot be checkpointed yet",
-                orphans.join(" ")
-            )));
+        if t.procs.is_empty() {
+            return Err(Error::Exited { pid: program });
         }
         Ok(t)
+    }
+
+    /// Whether the launched program runs (it is then the first process).
+    pub fn program_runs(&self) -> bool {
+        self.procs
+            .first()
+            .is_some_and(|p| p.0.pid == self.program && p.1 == self.init)
     }
 
     /// Capture every process (memory into `sink`) and the zombies.
@@ -85,6 +110,7 @@ impl FrozenTree {
     ) -> Result<(Vec<ProcessImage>, Vec<ZombieImage>)> {
         let shares = self.shared_tables()?;
         let mut images: Vec<ProcessImage> = Vec::new();
+        let outside = job_stdio(self.procs.first().map(|p| p.0.pid));
         let mut inner: HashMap<i32, i32> = HashMap::new();
         for (fz, parent) in &self.procs {
             let pimg = images
@@ -92,6 +118,9 @@ impl FrozenTree {
                 .zip(&self.procs)
                 .find(|(_, (f, _))| f.pid == *parent)
                 .map(|(img, _)| (*parent, img.fds.as_slice()));
+            if *parent == self.init && fz.pid != self.program {
+                check_adopted_stdio(fz.pid, &outside)?;
+            }
             let earlier: Vec<(i32, i32, &[cairn_image::FdImage])> = images
                 .iter()
                 .zip(&self.procs)
@@ -110,7 +139,6 @@ impl FrozenTree {
             inner.insert(fz.pid, img.pid);
             images.push(img);
         }
-        check_groups(&images)?;
         for (img, (fz, _)) in images.iter().zip(&self.procs) {
             check_controlling_terminal(img, fz.pid)?;
         }
@@ -118,13 +146,45 @@ impl FrozenTree {
         for &(z, parent) in &self.zombies {
             let stat = procfs::read_stat(z)?;
             let status = procfs::stat_field(&stat, 52)? as i32;
-            let pid = procfs::inner_pid(&format!("/proc/{z}/status"))?;
+            let path = format!("/proc/{z}/status");
+            let pid = procfs::inner_pid(&path)?;
+            let ns = |key| -> Result<i32> {
+                let v = procfs::status_field(&path, key)?;
+                v.split_whitespace()
+                    .last()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| Error::Parse(format!("{path}: {key} {v}")))
+            };
             zombies.push(ZombieImage {
                 pid,
                 ppid: inner.get(&parent).copied().unwrap_or(1),
                 status,
+                pgid: Some(ns("NSpgid")?),
+                sid: Some(ns("NSsid")?),
             });
         }
+        let members: Vec<Member> = images
+            .iter()
+            .map(|p| Member {
+                pid: p.pid,
+                ppid: p.ppid,
+                sid: p.sid,
+                pgid: p.pgid,
+                zombie: None,
+            })
+            .chain(zombies.iter().map(|z| Member {
+                pid: z.pid,
+                ppid: z.ppid,
+                sid: z.sid.unwrap_or_default(),
+                pgid: z.pgid.unwrap_or_default(),
+                zombie: Some(z.status),
+            }))
+            .collect();
+        Layout::plan(&members, self.program_runs()).map_err(|e| {
+            Error::Unsupported(format!(
+                "{e}: this layout of sessions and process groups cannot be restored"
+            ))
+        })?;
         Ok((images, zombies))
     }
 }
@@ -147,7 +207,9 @@ impl FrozenTree {
         let shares: Vec<bool> = self
             .procs
             .iter()
-            .map(|(f, parent)| *parent != 0 && same(f.pid, *parent, KCMP_FILES))
+            .map(|(f, parent)| {
+                *parent != self.init && index(*parent).is_some() && same(f.pid, *parent, KCMP_FILES)
+            })
             .collect();
         // The first process of the chain of table sharers that `i` belongs to.
         let leader = |mut i: usize| {
@@ -212,19 +274,39 @@ fn check_controlling_terminal(p: &ProcessImage, outer: i32) -> Result<()> {
     Ok(())
 }
 
-/// Restore recreates sessions and groups only as "inherited from the parent" or "led by the
-/// process itself" (setsid / setpgid(0, 0)); anything else is refused.
-fn check_groups(images: &[ProcessImage]) -> Result<()> {
-    for p in images {
-        let parent = images.iter().find(|q| q.pid == p.ppid);
-        let (psid, ppgid) = parent.map_or((0, 0), |q| (q.sid, q.pgid));
-        let sid_ok = p.sid == psid || p.sid == p.pid;
-        let pgid_ok = p.pgid == p.pid || (p.pgid == ppgid && (p.sid == psid));
-        if !sid_ok || !pgid_ok {
+/// What the descriptors 0, 1 and 2 of the job's own stdio lead to: those of this agent (the
+/// program got them at launch; a restart gives its own) and of the launched program `first`.
+fn job_stdio(first: Option<i32>) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in ["/proc/self/fd".to_string()]
+        .into_iter()
+        .chain(first.map(|p| format!("/proc/{p}/fd")))
+    {
+        out.extend((0..3).filter_map(|fd| fs::read_link(format!("{dir}/{fd}")).ok()));
+    }
+    out
+}
+
+/// A process adopted by the init (not the launched program) has no parent in the image, so
+/// a terminal, pipe or socket on its 0, 1 or 2 is restored as the job's own stdio: refused
+/// when it is something else.
+fn check_adopted_stdio(pid: i32, outside: &[std::path::PathBuf]) -> Result<()> {
+    for fd in 0..3 {
+        let Ok(link) = fs::read_link(format!("/proc/{pid}/fd/{fd}")) else {
+            continue;
+        };
+        let l = link.to_string_lossy();
+        let stdio_kind = l.starts_with("pipe:")
+            || l.starts_with("socket:")
+            || l.starts_with("/dev/pts/")
+            || l.starts_with("/dev/tty")
+            || l == "/dev/console";
+        if stdio_kind && !outside.contains(&link) {
+            let ns = procfs::inner_pid(&format!("/proc/{pid}/status")).unwrap_or(pid);
             return Err(Error::Unsupported(format!(
-                "process {} (session {}, group {}, parent {} in session {psid}, group {ppgid}): \
-                 this process group layout cannot be restored yet",
-                p.pid, p.sid, p.pgid, p.ppid
+                "process {ns} fd {fd}: {l} — a process adopted by the job's init holds a \
+                 terminal, pipe or socket on its stdin/stdout/stderr that is not the job's \
+                 own: cannot be checkpointed yet"
             )));
         }
     }

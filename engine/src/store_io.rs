@@ -422,6 +422,15 @@ impl MemorySource for StoreSource {
         let s = self.lookup("files", pid, i64::from(fd))?;
         self.reader.read_all(&s).map_err(|e| self.note(e))
     }
+
+    fn prefetch(&self, pid: i32, indices: &[usize]) {
+        let streams: Vec<StreamRef> = indices
+            .iter()
+            .filter_map(|&i| self.lookup("mem", pid, i as i64).ok())
+            .collect();
+        // A failure here shows again, with its region, when that region is read.
+        let _ = self.reader.prefetch(&streams);
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,12 @@ pub use unlinked::{UnlinkedFile, UnlinkedKind};
 use serde::{Deserialize, Serialize};
 
 /// Version of the image format written by this code.
-pub const IMAGE_FORMAT: u32 = 1;
+pub const IMAGE_FORMAT: u32 = 2;
+
+/// The oldest image format this code still reads: format 1 is format 2 without processes
+/// adopted by the init, without `launched_exit` and without the zombies' groups (their
+/// parent's), which the defaults of those fields express.
+pub const IMAGE_FORMAT_OLDEST: u32 = 1;
 
 /// A captured job: every process of the launched program's tree (one process for now).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,8 +71,14 @@ pub struct ProcessTreeImage {
     pub format: u32,
     /// Whether the job ran in its own user namespace (unprivileged launch).
     pub user_ns: bool,
-    /// The processes; the first one is the launched program (the child of the sandbox init).
+    /// The processes, each after its parent; the first one is the launched program unless it
+    /// had ended ([`ProcessTreeImage::launched_exit`]). Processes whose parent is 1 were
+    /// adopted by the sandbox init (orphans, daemons).
     pub processes: Vec<ProcessImage>,
+    /// The launched program's raw wait status when it had already ended at the checkpoint
+    /// while other processes of the job ran on (None: it runs, and is `processes[0]`).
+    #[serde(default)]
+    pub launched_exit: Option<i32>,
     /// Regular files open for writing at the checkpoint (each once), rewound at restore.
     #[serde(default)]
     pub files: Vec<WrittenFile>,

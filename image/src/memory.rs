@@ -204,6 +204,10 @@ pub trait MemorySource {
     fn read_range(&self, pid: i32, index: usize, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     /// The saved contents of a deleted-but-open file.
     fn read_file(&self, pid: i32, fd: i32) -> io::Result<Vec<u8>>;
+    /// A hint that regions `indices` of process `pid` are about to be read with
+    /// [`MemorySource::for_each_chunk`]: a source may prepare them all at once (one look-up
+    /// for many regions instead of one per region). Failures are left to the reads.
+    fn prefetch(&self, _pid: i32, _indices: &[usize]) {}
 }
 
 /// Chunk size of [`MemoryImageStore`].

@@ -17,6 +17,13 @@ pub struct ZombieImage {
     pub ppid: i32,
     /// Raw wait status its parent will collect.
     pub status: i32,
+    /// Its process group inside the namespace, kept until it is reaped (None in images
+    /// written before it was recorded: its parent's).
+    #[serde(default)]
+    pub pgid: Option<i32>,
+    /// Its session inside the namespace (None: its parent's).
+    #[serde(default)]
+    pub sid: Option<i32>,
 }
 
 /// One captured process.

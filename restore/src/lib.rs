@@ -19,7 +19,9 @@ pub mod stub;
 
 use cairn_kinds::{Recreated, JOB_KINDS};
 
-use cairn_image::{MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT};
+use cairn_image::{
+    MemorySource, ProcessImage, ProcessTreeImage, ThreadImage, IMAGE_FORMAT, IMAGE_FORMAT_OLDEST,
+};
 use cairn_sys::error::{io_ctx, last_os};
 use cairn_sys::inject::{self, Injector};
 use cairn_sys::interrupted::resume_regs;
@@ -96,9 +98,9 @@ fn restore_inner(
     opts: &RestoreOptions,
     lazy: Option<&lazy::LazyMemory>,
 ) -> Result<Sandbox> {
-    if image.format != IMAGE_FORMAT {
+    if !(IMAGE_FORMAT_OLDEST..=IMAGE_FORMAT).contains(&image.format) {
         return Err(Error::Incompatible(format!(
-            "image format {} (this cairn reads {IMAGE_FORMAT})",
+            "image format {} (this cairn reads {IMAGE_FORMAT_OLDEST} to {IMAGE_FORMAT})",
             image.format
         )));
     }
@@ -165,13 +167,21 @@ fn restore_inner(
         .iter()
         .map(|(i, r, w)| (*i, r.as_raw_fd(), w.as_raw_fd()))
         .collect();
-    let mut plan =
-        plan::TreePlan::new(&image.processes, &image.zombies, &fds, high, w, &group_fds)?;
+    let mut plan = plan::TreePlan::new(
+        &image.processes,
+        &image.zombies,
+        image.launched_exit,
+        &fds,
+        high,
+        w,
+        &group_fds,
+    )?;
     plan.keep = shm_fds.values().copied().collect();
     plan.keep.sort_unstable();
     let (mut stages, stage_plans) = cow::Stages::plan(image, high)?;
-    for (node, s) in plan.nodes.iter_mut().zip(stage_plans) {
-        node.stage = s;
+    let mut stage_plans = stage_plans;
+    for node in plan.nodes.iter_mut() {
+        node.stage = node.process.and_then(|i| stage_plans[i].take());
     }
     let run = || plan.run(0);
     let mut keep: Vec<i32> = fds.iter().flat_map(|f| f.map.iter().map(|m| m.0)).collect();
@@ -180,10 +190,11 @@ fn restore_inner(
     keep.extend(group_fds.iter().flat_map(|g| [g.1, g.2]));
     keep.extend(stages.keep());
     let mut sb = Sandbox::launch_with(ChildSpec::Custom {
-        set_tid: root.pid,
+        set_tid: plan.nodes[0].pid,
         keep_fds: keep,
         run: &run,
         clocks: root.clocks,
+        launched_exit: image.launched_exit,
     })?;
     drop(ready_w);
     stages.started();
@@ -200,7 +211,7 @@ fn restore_inner(
     let mut ready_r = ready_r;
     let r = (|| -> Result<Vec<Traced>> {
         let mut ready = 0;
-        while ready < image.processes.len() {
+        while ready < plan.live() {
             let mut code = [0u8; 4];
             ready_r
                 .read_exact(&mut code)
@@ -214,7 +225,7 @@ fn restore_inner(
                         .processes
                         .get(i)
                         .ok_or_else(|| Error::Parse(format!("restore stub reported node {i}")))?;
-                    let outer = outer_pids(sb.program_pid())?
+                    let outer = outer_pids(sb.init_pid())?
                         .into_iter()
                         .find(|(_, inner)| *inner == p.pid)
                         .map(|(o, _)| o)
@@ -224,10 +235,17 @@ fn restore_inner(
                 c => return Err(stub::stub_error(c)),
             }
         }
-        let outer = outer_pids(sb.program_pid())?;
+        layout_done(&plan, &ready_r, sb.init_pid())?;
+        let outer = outer_pids(sb.init_pid())?;
         attrs::stopped::stop_stubs(image, &outer)?;
+        // The kinds act through the stub of the image's first process.
+        let first = outer
+            .iter()
+            .find(|(_, inner)| *inner == root.pid)
+            .map(|(o, _)| *o)
+            .ok_or_else(|| Error::Parse(format!("restored process {} not found", root.pid)))?;
         for k in &kinds {
-            k.in_job(sb.program_pid(), source)?;
+            k.in_job(first, source)?;
         }
         let mut traced = Vec::new();
         let leaders = plan::shared_table_leaders(&image.processes);
@@ -254,7 +272,7 @@ fn restore_inner(
             )?);
         }
         for k in &kinds {
-            k.finish(sb.program_pid())?;
+            k.finish(first)?;
         }
         // A page the restore itself needed could not be read: never let the job run.
         if let Some(lazy::LazyOutcome::Failed(why)) = lazy.and_then(|l| l.outcome()) {
@@ -277,17 +295,86 @@ fn restore_inner(
     Ok(sb)
 }
 
-/// (outer pid, pid inside the namespace) of `root` and all its descendants.
-fn outer_pids(root: i32) -> Result<Vec<(i32, i32)>> {
-    let mut out = vec![(root, procfs::inner_pid(&format!("/proc/{root}/status"))?)];
+/// (outer pid, pid inside the namespace) of every process under the sandbox init `init`.
+fn outer_pids(init: i32) -> Result<Vec<(i32, i32)>> {
+    let mut out = vec![(init, 1)];
     let mut i = 0;
     while i < out.len() {
-        for c in procfs::children_of(out[i].0)? {
-            out.push((c, procfs::inner_pid(&format!("/proc/{c}/status"))?));
+        let kids = match procfs::children_of(out[i].0) {
+            Ok(kids) => kids,
+            // A helper that ended since it was listed (a zombie, or reaped).
+            Err(_) if i > 0 && ended(out[i].0) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        for c in kids {
+            // A helper may have ended just now.
+            if let Ok(inner) = procfs::inner_pid(&format!("/proc/{c}/status")) {
+                out.push((c, inner));
+            }
         }
         i += 1;
     }
+    out.remove(0);
     Ok(out)
+}
+
+/// True when `pid` is a zombie or gone.
+fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_none_or(|st| st == "Z" || st == "X")
+    })
+}
+
+/// Waits until every step of the layout is done (a stub that fails reports on `ready_r`)
+/// and every helper has ended and been reaped by the init, so the job holds exactly the
+/// image's processes and zombies.
+fn layout_done(plan: &plan::TreePlan, ready_r: &std::fs::File, init: i32) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let timed_out = || Error::Sys {
+        what: "rebuilding the sessions and process groups of the job".into(),
+        source: std::io::Error::from(std::io::ErrorKind::TimedOut),
+    };
+    loop {
+        let done = plan.steps_done();
+        if done >= plan.steps.len() {
+            break;
+        }
+        let mut pfd = libc::pollfd {
+            fd: ready_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own, without waiting.
+        if unsafe { libc::poll(&mut pfd, 1, 0) } > 0 {
+            // Every writer may have closed the pipe (the stubs do once they reported) just
+            // as the last step was done: not a failure.
+            if plan.steps_done() >= plan.steps.len() {
+                break;
+            }
+            let mut code = [0u8; 4];
+            let mut r = ready_r;
+            r.read_exact(&mut code)
+                .map_err(io_ctx("a restore helper died"))?;
+            return Err(stub::stub_error(i32::from_ne_bytes(code)));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        plan.wait_step(done, 10);
+    }
+    let helpers = plan.helpers();
+    while outer_pids(init)?
+        .iter()
+        .any(|(_, inner)| helpers.contains(inner))
+    {
+        if std::time::Instant::now() > deadline {
+            return Err(timed_out());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Ok(())
 }
 
 /// Threads we trace during a restore; detached on drop.

@@ -12,6 +12,10 @@ use crate::fill::{fillable, Filler};
 use crate::lazy::{lazy_candidate, LazyMemory};
 
 const STR: u64 = 8192;
+/// Mappings with at most this much stored are prefetched together ([`MemorySource::prefetch`]).
+const PREFETCH_MAX: u64 = 1 << 20;
+/// Mappings with at most this much stored are written directly, without the userfaultfd.
+const DIRECT_MAX: u64 = 64 << 10;
 
 /// Where the pages of one mapping go.
 pub(crate) enum Target<'a> {
@@ -330,6 +334,20 @@ pub fn map_all_shared(
         advise(&mut calls, vma)?;
     }
     calls.flush()?;
+    // The small mappings are prepared at once (one store look-up for all of them, not one
+    // each: docs/performance.md, "Many mappings").
+    let small: Vec<usize> = p
+        .vmas
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| {
+            !staged.contains_key(i)
+                && !v.stored.is_empty()
+                && v.stored.iter().map(|r| r.1).sum::<u64>() <= PREFETCH_MAX
+        })
+        .map(|(i, _)| i)
+        .collect();
+    source.prefetch(p.pid, &small);
     for (index, vma) in p.vmas.iter().enumerate() {
         if staged.contains_key(&index) {
             continue;
@@ -508,8 +526,13 @@ fn fill_one(
         // so there the pages of all-zero chunks are cleared afterwards — only those, never
         // a page that a chunk then overwrites.
         let file_backed = vma.backing != Backing::Anonymous;
-        let registered =
-            filler.filter(|f| fillable(vma) && f.register(vma.start, vma.len()).is_ok());
+        // A small mapping is written directly: registering it with the userfaultfd and
+        // unregistering it again changes the mapping twice, which costs more than the zeroing
+        // `UFFDIO_COPY` saves on a few pages (docs/performance.md, "Many mappings").
+        let stored: u64 = vma.stored.iter().map(|r| r.1).sum();
+        let registered = filler.filter(|f| {
+            fillable(vma) && stored > DIRECT_MAX && f.register(vma.start, vma.len()).is_ok()
+        });
         let to = match registered {
             Some(f) => Target::Fill(f),
             None => Target::Write(pid, mem),

@@ -1,12 +1,20 @@
-//! The plan of the restore stubs of a whole process tree: which descriptors each installs,
-//! its session and group, and which children (and zombies) it forks with their pids.
+//! The plan of the restore stubs of a whole job: which descriptors each live process
+//! installs, and the sequence of steps ([`cairn_sys::layout`]) that recreates every process,
+//! zombie and helper with its pid, parent, session and group.
+//!
+//! The stubs run the steps in order: step `k` waits until a counter in a page shared by all
+//! of them (`MAP_SHARED`, inherited through every fork) reads `k`, is done, and moves the
+//! counter on (a futex wakes the others). The page disappears when a stub's memory is
+//! replaced by the program's.
 
 use crate::stub::PreparedFds;
-use cairn_image::ProcessImage;
+use cairn_image::{ProcessImage, ZombieImage};
+use cairn_sys::layout::{Layout, Member, Op, Role};
 use cairn_sys::{Error, Result};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// For each process of `procs` (parents first) that shares its parent's descriptor table,
 /// the index of the first process of that table (which does not share its own parent's);
@@ -24,10 +32,17 @@ pub fn shared_table_leaders(procs: &[ProcessImage]) -> Vec<Option<usize>> {
     out
 }
 
-/// One process of a [`TreePlan`].
+/// One process of a [`TreePlan`]: a live process of the image, a zombie or a helper.
 pub struct NodePlan {
     /// Pid inside the namespace.
     pub pid: i32,
+    /// A live process of the image (it installs its descriptors, reports and waits to be
+    /// rebuilt); zombies and helpers end with their last step.
+    pub live: bool,
+    /// Index of the process in the image's `processes` (live processes).
+    pub process: Option<usize>,
+    /// A helper (holds a session or group id, or forks the init's children), not in the image.
+    pub helper: bool,
     /// (source, target, cloexec) from the prepared pool.
     pub fds: Vec<(i32, i32, bool)>,
     /// (parent's fd, target, cloexec).
@@ -44,30 +59,33 @@ pub struct NodePlan {
     /// The first process of a shared table: (read end of its group pipe, how many processes
     /// share its table) — it waits for all of them before closing the pool.
     pub group_r: Option<(i32, usize)>,
-    /// Call setsid (session leader).
-    pub setsid: bool,
-    /// Call setpgid(0, 0) (process group leader, not session leader).
-    pub setpgid: bool,
-    /// Indices of the live children in [`TreePlan::nodes`].
-    pub children: Vec<usize>,
-    /// Zombie children: (pid, raw wait status).
-    pub zombies: Vec<(i32, i32)>,
-    /// Memory to stage for the children before forking them ([`crate::cow`]).
+    /// Memory to stage for its children before it forks them ([`crate::cow`]); set by the
+    /// restore after [`TreePlan::new`].
     pub stage: Option<crate::cow::Stage>,
 }
 
-/// The stubs of a whole tree, prepared before the fork (stubs must not allocate). Node 0 is
-/// the launched program's stub; every stub installs its descriptors, forks its children with
-/// their pids (clone3 set_tid), reports on `ready_w` and waits.
+/// The stubs of a whole job, prepared before the fork (stubs must not allocate). Node 0 is
+/// created by the sandbox init; the others by the steps.
 pub struct TreePlan {
-    /// The processes, parents before children.
+    /// The processes of the layout.
     pub nodes: Vec<NodePlan>,
+    /// The steps, in order: (node, step).
+    pub steps: Vec<(usize, Op)>,
     /// Every pool descriptor and `ready_w` are at least `high`; targets are below it.
     pub high: i32,
-    /// Write end of the ready pipe (one 4-byte report per live process).
+    /// Write end of the ready pipe (one 4-byte report per live process, and failures).
     pub ready_w: i32,
     /// Pool descriptors every stub keeps open for the agent (shared-memory memfds), sorted.
     pub keep: Vec<i32>,
+    /// Address of the step counter (an `AtomicU32` in a shared page).
+    counter: usize,
+}
+
+impl Drop for TreePlan {
+    fn drop(&mut self) {
+        // SAFETY: the page was mapped by `new` and nothing refers to it after the plan.
+        unsafe { libc::munmap(self.counter as *mut libc::c_void, 4096) };
+    }
 }
 
 impl TreePlan {
@@ -75,81 +93,193 @@ impl TreePlan {
     /// prepared descriptors of `procs[i]`, already raised to `high` or above. `groups` has a
     /// pipe (read, write; at least `high`) for each process whose descriptor table its
     /// children share, by index in `procs` ([`shared_table_leaders`]).
+    /// `launched_exit` is the image's: when None, `procs[0]` is the launched program.
     pub fn new(
         procs: &[ProcessImage],
-        zombies: &[cairn_image::ZombieImage],
+        zombies: &[ZombieImage],
+        launched_exit: Option<i32>,
         fds: &[PreparedFds],
         high: i32,
         ready_w: i32,
         groups: &[(usize, i32, i32)],
     ) -> Result<Self> {
         let leaders = shared_table_leaders(procs);
-        let mut nodes = Vec::with_capacity(procs.len());
-        for (i, (p, f)) in procs.iter().zip(fds).enumerate() {
-            if i > 0 && !procs[..i].iter().any(|q| q.pid == p.ppid) {
-                return Err(Error::Incompatible(format!(
-                    "process {} has parent {}, which is not in the image before it",
-                    p.pid, p.ppid
-                )));
-            }
-            let parent = procs[..i].iter().find(|q| q.pid == p.ppid);
-            nodes.push(NodePlan {
+        let members: Vec<Member> = procs
+            .iter()
+            .map(|p| Member {
                 pid: p.pid,
+                ppid: p.ppid,
+                sid: p.sid,
+                pgid: p.pgid,
+                zombie: None,
+            })
+            .chain(zombies.iter().map(|z| {
+                let parent = procs.iter().find(|p| p.pid == z.ppid);
+                Member {
+                    pid: z.pid,
+                    ppid: z.ppid,
+                    sid: z.sid.or(parent.map(|p| p.sid)).unwrap_or_default(),
+                    pgid: z.pgid.or(parent.map(|p| p.pgid)).unwrap_or_default(),
+                    zombie: Some(z.status),
+                }
+            }))
+            .collect();
+        let layout = Layout::plan(&members, launched_exit.is_none())
+            .map_err(|e| Error::Incompatible(format!("process tree: {e}")))?;
+        let mut nodes = Vec::with_capacity(layout.nodes.len());
+        for n in &layout.nodes {
+            let live = match n.role {
+                Role::Member(i) if i < procs.len() => Some(i),
+                _ => None,
+            };
+            let (f, p) = match live {
+                Some(i) => (
+                    fds.get(i)
+                        .ok_or_else(|| Error::Incompatible("descriptors missing".into()))?,
+                    Some(&procs[i]),
+                ),
+                None => (&PreparedFds::default(), None),
+            };
+            nodes.push(NodePlan {
+                pid: n.pid,
+                live: live.is_some(),
+                process: live,
+                helper: n.role == Role::Helper,
                 fds: f.map.clone(),
                 inherited: f.inherited.clone(),
-                share_files: p.shares_files,
-                group_w: match leaders[i] {
-                    Some(l) if p.shares_files => groups
+                share_files: live.is_some_and(|i| procs[i].shares_files),
+                group_w: match live.and_then(|i| leaders[i].map(|l| (i, l))) {
+                    Some((i, l)) if procs[i].shares_files => groups
                         .iter()
                         .find(|g| g.0 == l)
                         .map(|g| g.2)
                         .ok_or_else(|| {
-                            Error::Incompatible(format!("no group pipe for process {}", p.pid))
+                            Error::Incompatible(format!("no group pipe for process {}", n.pid))
                         })?,
                     _ => -1,
                 },
-                group_r: groups.iter().find(|g| g.0 == i).map(|g| {
-                    let members = (0..procs.len())
-                        .filter(|&j| procs[j].shares_files && leaders[j] == Some(i))
-                        .count();
-                    (g.1, members)
+                group_r: live.and_then(|i| {
+                    groups.iter().find(|g| g.0 == i).map(|g| {
+                        let members = (0..procs.len())
+                            .filter(|&j| procs[j].shares_files && leaders[j] == Some(i))
+                            .count();
+                        (g.1, members)
+                    })
                 }),
                 // A removed working directory is made again for the stubs to enter
                 // (cairn_kinds::unlinked) and removed once they are in it.
                 cwd: CString::new(
-                    Path::new(p.cwd.strip_suffix(" (deleted)").unwrap_or(&p.cwd))
-                        .as_os_str()
-                        .as_bytes(),
+                    Path::new(
+                        p.map_or("/", |p| p.cwd.strip_suffix(" (deleted)").unwrap_or(&p.cwd)),
+                    )
+                    .as_os_str()
+                    .as_bytes(),
                 )
                 .map_err(|_| Error::Incompatible("cwd contains NUL".into()))?,
-                umask: p.umask,
-                setsid: p.sid == p.pid && parent.is_none_or(|q| q.sid != p.pid),
-                setpgid: p.pgid == p.pid && p.sid != p.pid,
-                children: (i + 1..procs.len())
-                    .filter(|&j| procs[j].ppid == p.pid)
-                    .collect(),
-                zombies: zombies
-                    .iter()
-                    .filter(|z| z.ppid == p.pid)
-                    .map(|z| (z.pid, z.status))
-                    .collect(),
+                umask: p.map_or(0o022, |p| p.umask),
                 stage: None,
             });
         }
-        for z in zombies {
-            if !procs.iter().any(|q| q.pid == z.ppid) {
-                return Err(Error::Incompatible(format!(
-                    "zombie {} has parent {}, which is not in the image",
-                    z.pid, z.ppid
-                )));
-            }
+        // SAFETY: a fresh anonymous shared page; checked below.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if page == libc::MAP_FAILED {
+            return Err(cairn_sys::error::last_os(
+                "mapping the restore's step counter",
+            ));
         }
         Ok(Self {
             nodes,
+            steps: layout.steps,
             high,
             ready_w,
             keep: Vec::new(),
+            counter: page as usize,
         })
+    }
+
+    fn counter(&self) -> &AtomicU32 {
+        // SAFETY: `counter` is a page-aligned address of a live shared mapping (see `new`).
+        unsafe { &*(self.counter as *const AtomicU32) }
+    }
+
+    /// How many steps have been done.
+    pub fn steps_done(&self) -> usize {
+        self.counter().load(Ordering::Acquire) as usize
+    }
+
+    /// Waits (at most `ms` milliseconds) for the step counter to move from `seen`.
+    pub fn wait_step(&self, seen: usize, ms: i64) {
+        let ts = libc::timespec {
+            tv_sec: ms / 1000,
+            tv_nsec: (ms % 1000) * 1_000_000,
+        };
+        // SAFETY: futex wait on the shared counter with a timeout.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.counter as *const u32,
+                libc::FUTEX_WAIT,
+                seen as u32,
+                &ts as *const libc::timespec,
+            )
+        };
+    }
+
+    /// Pids of the helpers (they exit once the layout stands).
+    pub fn helpers(&self) -> Vec<i32> {
+        self.nodes
+            .iter()
+            .filter(|n| n.helper)
+            .map(|n| n.pid)
+            .collect()
+    }
+
+    /// Number of live processes (each reports once).
+    pub fn live(&self) -> usize {
+        self.nodes.iter().filter(|n| n.live).count()
+    }
+
+    /// Waits for the turn of step `k` (raw syscalls only).
+    fn turn(&self, k: usize) {
+        loop {
+            let v = self.counter().load(Ordering::Acquire);
+            if v as usize == k {
+                return;
+            }
+            // SAFETY: futex wait on the shared counter while it holds `v`.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.counter as *const u32,
+                    libc::FUTEX_WAIT,
+                    v,
+                    std::ptr::null::<libc::timespec>(),
+                )
+            };
+        }
+    }
+
+    /// Step `k` is done: the next one may start.
+    fn advance(&self, k: usize) {
+        self.counter().store(k as u32 + 1, Ordering::Release);
+        // SAFETY: futex wake on the shared counter.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                self.counter as *const u32,
+                libc::FUTEX_WAKE,
+                i32::MAX,
+            )
+        };
     }
 
     fn fail(&self, step: i32) -> i32 {
@@ -161,23 +291,31 @@ impl TreePlan {
         1
     }
 
-    /// clone3 with `set_tid = [pid]` (and CLONE_FILES when `share_files`); returns what
-    /// clone3 returns.
-    fn fork_with_pid(pid: i32, share_files: bool) -> i64 {
+    /// clone3 with `set_tid = [pid]` (and `CLONE_PARENT` when `clone_parent`, CLONE_FILES
+    /// when `share_files`; no exit signal when `quiet`); returns what clone3 returns.
+    fn fork_with_pid(pid: i32, clone_parent: bool, quiet: bool, share_files: bool) -> i64 {
         let tid = [pid];
         // struct clone_args: flags, pidfd, child_tid, parent_tid, exit_signal, stack,
         // stack_size, tls, set_tid, set_tid_size, cgroup.
-        let flags = if share_files {
-            libc::CLONE_FILES as u64
+        let mut flags = if clone_parent {
+            libc::CLONE_PARENT as u64
         } else {
             0
         };
+        if share_files {
+            flags |= libc::CLONE_FILES as u64;
+        }
         let args: [u64; 11] = [
             flags,
             0,
             0,
             0,
-            libc::SIGCHLD as u64,
+            // With CLONE_PARENT the kernel takes the caller's exit signal (and refuses one).
+            if clone_parent || quiet {
+                0
+            } else {
+                libc::SIGCHLD as u64
+            },
             0,
             0,
             0,
@@ -220,6 +358,13 @@ impl TreePlan {
                     );
                 }
             }
+            if !n.live {
+                // Zombies and helpers: only the pool (helpers fork processes that need it).
+                if self.high > 0 {
+                    libc::syscall(libc::SYS_close_range, 0u32, (self.high - 1) as u32, 0u32);
+                }
+                return self.steps_of(i);
+            }
             if !n.share_files && !self.install(n) {
                 return 1;
             }
@@ -227,43 +372,16 @@ impl TreePlan {
                 return self.fail(4);
             }
             libc::umask(n.umask);
-            if n.setsid && libc::setsid() < 0 {
-                return self.fail(5);
-            }
-            if n.setpgid && libc::setpgid(0, 0) < 0 {
-                return self.fail(6);
-            }
-            if let Some(Err(step)) = n.stage.as_ref().map(|s| s.run_in_stub(self.ready_w, i)) {
-                return self.fail(step);
-            }
-            for &c in &n.children {
-                let r = Self::fork_with_pid(self.nodes[c].pid, self.nodes[c].share_files);
-                if r == 0 {
-                    let code = self.run(c);
-                    libc::_exit(code);
-                }
-                if r < 0 {
-                    return self.fail(7);
+            // Its memory shared with its children is staged before any step: every child
+            // is forked by its parent in a later step and inherits it (copy-on-write).
+            if let (Some(stage), Some(process)) = (&n.stage, n.process) {
+                if let Err(step) = stage.run_in_stub(self.ready_w, process) {
+                    return self.fail(step);
                 }
             }
-            for &(z, status) in &n.zombies {
-                let r = Self::fork_with_pid(z, false);
-                if r == 0 {
-                    libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
-                    if libc::WIFSIGNALED(status) {
-                        let sig = libc::WTERMSIG(status);
-                        let mut one: libc::sigset_t = std::mem::zeroed();
-                        libc::sigaddset(&mut one, sig);
-                        libc::signal(sig, libc::SIG_DFL);
-                        libc::kill(libc::getpid(), sig);
-                        libc::sigprocmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
-                        libc::_exit(128 + sig);
-                    }
-                    libc::_exit(libc::WEXITSTATUS(status));
-                }
-                if r < 0 {
-                    return self.fail(7);
-                }
+            let code = self.steps_of(i);
+            if code != 0 {
+                return code;
             }
             let ok: i32 = 0;
             if n.share_files {
@@ -366,5 +484,75 @@ impl TreePlan {
             }
             true
         }
+    }
+
+    /// Node `i`'s steps, each at its turn (raw syscalls only). Returns 0, or 1 after
+    /// reporting a failure; zombies and helpers end inside.
+    fn steps_of(&self, i: usize) -> i32 {
+        for (k, &(node, op)) in self.steps.iter().enumerate() {
+            if node != i {
+                continue;
+            }
+            self.turn(k);
+            // SAFETY: raw process syscalls on this child's own state; no allocation.
+            unsafe {
+                match op {
+                    Op::Fork {
+                        child,
+                        clone_parent,
+                        quiet,
+                    } => {
+                        let r = Self::fork_with_pid(
+                            self.nodes[child].pid,
+                            clone_parent,
+                            quiet,
+                            self.nodes[child].share_files,
+                        );
+                        if r == 0 {
+                            let code = self.run(child);
+                            libc::_exit(code);
+                        }
+                        if r < 0 {
+                            return self.fail(7);
+                        }
+                    }
+                    Op::Reap(pid) => loop {
+                        let r = libc::waitpid(pid, std::ptr::null_mut(), libc::__WALL);
+                        if r == pid {
+                            break;
+                        }
+                        if r < 0 && *libc::__errno_location() != libc::EINTR {
+                            return self.fail(10);
+                        }
+                    },
+                    Op::Setsid => {
+                        if libc::setsid() < 0 {
+                            return self.fail(5);
+                        }
+                    }
+                    Op::Setpgid(g) => {
+                        if libc::setpgid(0, g) < 0 {
+                            return self.fail(6);
+                        }
+                    }
+                    Op::Exit(status) => {
+                        self.advance(k);
+                        libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+                        if status != 0 && libc::WIFSIGNALED(status) {
+                            let sig = libc::WTERMSIG(status);
+                            let mut one: libc::sigset_t = std::mem::zeroed();
+                            libc::sigaddset(&mut one, sig);
+                            libc::signal(sig, libc::SIG_DFL);
+                            libc::kill(libc::getpid(), sig);
+                            libc::sigprocmask(libc::SIG_UNBLOCK, &one, std::ptr::null_mut());
+                            libc::_exit(128 + sig);
+                        }
+                        libc::_exit(libc::WEXITSTATUS(status));
+                    }
+                }
+            }
+            self.advance(k);
+        }
+        0
     }
 }

@@ -7,6 +7,7 @@ use cairn_sys::{Error, Result};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// Descriptors opened by the restoring process for the stub: (source fd, target fd, cloexec).
+#[derive(Default)]
 pub struct PreparedFds {
     /// Owned sources, closed when this is dropped.
     pub owned: Vec<OwnedFd>,
@@ -127,6 +128,7 @@ pub fn stub_error(code: i32) -> Error {
         7 => "creating a child process with its saved pid (clone3 set_tid)",
         8 => "mapping memory shared with its children",
         9 => "waiting for its memory shared with its children",
+        10 => "reaping a helper process",
         _ => "setting up",
     };
     Error::Sys {

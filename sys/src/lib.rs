@@ -7,7 +7,8 @@
 //!   thread stopped inside a system call resumes with, and since when it waited;
 //! * [`procfs`] — parsing /proc; [`task`] — credentials, scheduling and affinity of a task; [`ranges`] — byte runs and their arithmetic; [`sock_diag`] — the kernel's socket diagnostics over netlink;
 //! * [`uffd`] — userfaultfd; [`pagemap`] — `PAGEMAP_SCAN`;
-//! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under.
+//! * [`sandbox`] — the job sandbox: namespaces and the tiny init every job runs under;
+//!   [`layout`] — the order that rebuilds its processes with their sessions and groups.
 
 #![warn(missing_docs)]
 
@@ -16,6 +17,7 @@ pub mod error;
 pub mod freeze;
 pub mod inject;
 pub mod interrupted;
+pub mod layout;
 pub mod pagemap;
 pub mod procfs;
 pub mod ptrace;

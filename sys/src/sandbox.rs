@@ -1,6 +1,8 @@
 //! The job sandbox: a fresh PID namespace (plus a user namespace when not root) whose PID 1 is
 //! a tiny init written in cairn. Init starts the program (or, at restore, a stub with a chosen
-//! pid), forwards signals to it, reaps, and reports the program's wait status to the agent.
+//! pid), forwards signals to it, reaps every process of the job (orphans are adopted by it),
+//! reports the program's wait status to the agent when the program ends, and exits when the
+//! last process of the job has ended: the job lives as long as any of its processes.
 //!
 //! Everything that runs in the forked children (init, program before exec, restore stub) uses
 //! only raw system calls on data prepared before the fork: the agent may be multi-threaded,
@@ -79,6 +81,10 @@ pub enum ChildSpec<'a> {
         /// a time namespace with the matching offsets, so these clocks continue from where the
         /// captured program left them.
         clocks: Option<(i64, i64)>,
+        /// `Some(raw wait status)` when the launched program had already ended at the
+        /// checkpoint (its job went on with other processes): the child is then not the
+        /// launched program, and the sandbox reports this status when the job ends.
+        launched_exit: Option<i32>,
     },
 }
 
@@ -145,6 +151,8 @@ pub struct Sandbox {
     program_ns_pid: i32,
     user_ns: bool,
     status: Option<ExitStatus>,
+    /// The launched program's raw wait status, once known (it may end before the job).
+    launched_exit: std::sync::Mutex<Option<i32>>,
 }
 
 #[repr(C)]
@@ -179,6 +187,8 @@ struct InitCtx<'a> {
     stdio: Option<[i32; 3]>,
     custom: Option<&'a (dyn Fn() -> i32 + Sync)>,
     sigset: libc::sigset_t,
+    /// Whether the child init creates is the launched program (its end is reported).
+    track: bool,
 }
 
 fn resolve_program(prog: &std::ffi::OsStr) -> Result<CString> {
@@ -387,22 +397,29 @@ fn init_main(ctx: &InitCtx<'_>) -> ! {
         // pipes open (no EOF for the agent if the child dies).
         close_except(&[ctx.report_w]);
         report(ctx.report_w, 1, pid);
+        // The launched program while it runs (0 once it has ended, or when the child is not it).
+        let mut program = if ctx.track { pid } else { 0 };
         loop {
             let sig = libc::sigwaitinfo(&ctx.sigset, std::ptr::null_mut());
             if sig == libc::SIGCHLD {
                 loop {
                     let mut st = 0;
                     let r = libc::waitpid(-1, &mut st, libc::WNOHANG | libc::__WALL);
+                    if r < 0 && *libc::__errno_location() == libc::ECHILD {
+                        // The last process of the job has ended.
+                        libc::_exit(0);
+                    }
                     if r <= 0 {
                         break;
                     }
-                    if r == pid {
+                    if r == program {
                         report(ctx.report_w, 2, st);
-                        libc::_exit(0);
+                        program = 0;
                     }
                 }
             } else if sig > 0 {
-                libc::kill(pid, sig);
+                // To the launched program; once it has ended, to every process of the job.
+                libc::kill(if program > 0 { program } else { -1 }, sig);
             }
         }
     }
@@ -483,6 +500,8 @@ impl Sandbox {
         let mut custom = None;
         let mut stdio = None;
         let mut timens = None;
+        let mut track = true;
+        let mut launched = None;
         let mut _hold = Vec::new();
         match child {
             ChildSpec::Exec { argv, stdio: io } => {
@@ -514,7 +533,10 @@ impl Sandbox {
                 keep_fds,
                 run,
                 clocks,
+                launched_exit,
             } => {
+                track = launched_exit.is_none();
+                launched = launched_exit;
                 if let Some(c) = clocks {
                     timens = Some(timens_offsets(c)?);
                 }
@@ -546,6 +568,7 @@ impl Sandbox {
             stdio,
             custom,
             sigset,
+            track,
         };
         let mut pidfd: i32 = -1;
         // Own IPC namespace: System V segments of the job are the job's alone, and restore can
@@ -588,6 +611,7 @@ impl Sandbox {
             program_ns_pid: 0,
             user_ns,
             status: None,
+            launched_exit: std::sync::Mutex::new(launched),
         };
         if let Err(e) = sb
             .start(sync_w_o, go_w_o, uid, gid)
@@ -658,11 +682,13 @@ impl Sandbox {
     pub fn init_pid(&self) -> i32 {
         self.init_pid
     }
-    /// Pid (in the caller's namespace) of the program.
+    /// Pid (in the caller's namespace) of the process init created: the launched program, or
+    /// at a restore the first process of the image (a helper when the launched program had
+    /// already ended). It may have ended while the job goes on.
     pub fn program_pid(&self) -> i32 {
         self.program_pid
     }
-    /// Pid of the program inside the sandbox's PID namespace.
+    /// Pid inside the sandbox's PID namespace of the process init created.
     pub fn program_ns_pid(&self) -> i32 {
         self.program_ns_pid
     }
@@ -702,7 +728,7 @@ impl Sandbox {
     fn finish(&mut self, init_status: i32) -> ExitStatus {
         let mut buf = Vec::new();
         let _ = self.report.read_to_end(&mut buf);
-        let st = buf
+        let reported = buf
             .chunks_exact(8)
             .map(|m| {
                 (
@@ -711,10 +737,53 @@ impl Sandbox {
                 )
             })
             .find(|(t, _)| *t == 2)
-            .map(|(_, v)| ExitStatus::from_wait(v))
+            .map(|(_, v)| v);
+        let known = *self
+            .launched_exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let st = known
+            .or(reported)
+            .map(ExitStatus::from_wait)
             .unwrap_or_else(|| ExitStatus::from_wait(init_status));
         self.status = Some(st);
         st
+    }
+
+    /// The launched program's raw wait status if it has ended — the job may go on with other
+    /// processes — waiting at most `timeout` for init to report it. None while it runs.
+    pub fn launched_exit(&self, timeout: std::time::Duration) -> Result<Option<i32>> {
+        let mut known = self
+            .launched_exit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.is_some() {
+            return Ok(*known);
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.report.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: poll on one pollfd we own.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            return Err(last_os("polling the sandbox's report"));
+        }
+        if r == 0 || pfd.revents & libc::POLLIN == 0 {
+            return Ok(None);
+        }
+        // Init writes each report in one 8-byte write: a readable pipe holds a whole one.
+        let mut msg = [0u8; 8];
+        if (&self.report).read_exact(&mut msg).is_err() {
+            return Ok(None);
+        }
+        let tag = i32::from_ne_bytes([msg[0], msg[1], msg[2], msg[3]]);
+        if tag == 2 {
+            *known = Some(i32::from_ne_bytes([msg[4], msg[5], msg[6], msg[7]]));
+        }
+        Ok(*known)
     }
 
     /// Wait for the job to end; returns the program's exit status.

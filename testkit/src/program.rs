@@ -148,7 +148,8 @@ pub(crate) fn collect(prog: &Program, dir: &Path, status: ExitStatus) -> Outcome
     }
 }
 
-/// Runs the program natively to completion in `dir`, stdout into `dir/stdout`.
+/// Runs the program natively to completion in `dir`, stdout into `dir/stdout`: until every
+/// process of the run has ended (at most two minutes after the launched one).
 pub fn run_native(prog: &Program, dir: &Path) -> Outcome {
     let stdout = File::create(dir.join("stdout")).expect("creating stdout file");
     let status = prog
@@ -158,5 +159,30 @@ pub fn run_native(prog: &Program, dir: &Path) -> Outcome {
         .stdout(stdout)
         .status()
         .expect("running the program natively");
+    // As under cairn, the run lasts until its last process has ended (daemons, background
+    // processes): until no process holds its stdout open.
+    wait_unheld(&dir.join("stdout"));
     collect(prog, dir, status)
+}
+
+/// Waits (at most two minutes) until no process holds `file` open.
+fn wait_unheld(file: &Path) {
+    let file = fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let held = || {
+        fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|p| {
+                fs::read_dir(p.path().join("fd"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == file))
+            })
+    };
+    let start = std::time::Instant::now();
+    while held() && start.elapsed() < std::time::Duration::from_secs(120) {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

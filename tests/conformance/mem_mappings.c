@@ -61,6 +61,7 @@ static void setup(void) {
     CF_TRY(c);
     if (c == 0) { /* the child writes into the shared mapping when asked, then reports */
         char b;
+        close(to_child[1]); /* EOF once the first process ends: the child ends with it */
         while (read(to_child[0], &b, 1) == 1) {
             shared[(unsigned char)b] = (unsigned char)(0xC0 + b);
             if (write(from_child[1], &b, 1) != 1) _exit(1);

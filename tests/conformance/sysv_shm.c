@@ -36,6 +36,7 @@ static void setup(void) {
     CF_TRY(c = fork());
     if (c == 0) {
         char b;
+        close(ask[1]); /* EOF once the first process ends: the child ends with it */
         while (read(ask[0], &b, 1) == 1) {
             mem[1000] = (unsigned char)b;
             if (write(ans[1], &b, 1) != 1) _exit(1);

@@ -33,6 +33,7 @@ static void setup(void) {
     CF_TRY(child = fork());
     if (child == 0) {
         char c;
+        close(ctl[1]); /* EOF once the first process ends: the child ends with it */
         while (read(ctl[0], &c, 1) == 1) {
             child_sends();
             if (write(ack[1], "k", 1) != 1) exit(2);

@@ -56,6 +56,7 @@ static void setup(void) {
     pid_t p;
     CF_TRY(p = fork());
     if (p == 0) {
+        close(ctl[1]); /* EOF once the first process ends: the child ends with it */
         child();
         exit(0);
     }

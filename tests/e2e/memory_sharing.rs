@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 const NAME: &str = "forked_mem";
 
-/// Sum of the Pss (kB) of the job's program processes, and how many there are.
+/// Sum of the anonymous Pss (kB) of the job's program processes, and how many there are.
+/// Only anonymous memory: the Pss of the shared libraries changes whenever any process of the
+/// machine maps or unmaps them, so on a busy machine the whole Pss never stops changing.
 fn job_pss(job: &Job) -> (u64, usize) {
     let mut total = 0;
     let mut n = 0;
@@ -19,7 +21,7 @@ fn job_pss(job: &Job) -> (u64, usize) {
         let text = std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).unwrap_or_default();
         if let Some(kb) = text
             .lines()
-            .find_map(|l| l.strip_prefix("Pss:"))
+            .find_map(|l| l.strip_prefix("Pss_Anon:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         {
             total += kb;
@@ -49,7 +51,7 @@ fn settled_pss(job: &Job) -> u64 {
 }
 
 fn cycles_keep_memory_shared(user: Option<&str>) {
-    let mut prog = Program::c(NAME, &["60"]);
+    let mut prog = Program::c(NAME, &["150"]);
     if let Some(u) = user {
         common::open_up(&common::compile_c(NAME));
         prog = prog.run_as(u);

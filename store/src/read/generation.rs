@@ -78,12 +78,61 @@ impl GenerationReader {
             return Ok(n.clone());
         }
         let n = Arc::new(StreamNode::decode(id, &self.dir.read_chunk(id)?)?);
-        let mut cache = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() > 4096 {
-            cache.clear();
-        }
-        cache.insert(*id, n.clone());
+        self.remember_nodes([(*id, n.clone())]);
         Ok(n)
+    }
+
+    fn remember_nodes(&self, nodes: impl IntoIterator<Item = (ChunkId, Arc<StreamNode>)>) {
+        let mut cache = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, n) in nodes {
+            if cache.len() >= NODE_CACHE {
+                cache.clear();
+            }
+            cache.insert(id, n);
+        }
+    }
+
+    /// Prepares [`GenerationReader::for_each_chunk`] of many small streams (a process's
+    /// mappings): their root nodes are located in one index transaction and read, and the
+    /// data chunks of the roots that list them (level 1) are located in one more, where each
+    /// stream would otherwise take two index transactions of its own. Nothing is returned: the
+    /// nodes and locations are remembered for the reads that follow, which still verify every
+    /// chunk they read.
+    pub fn prefetch(&self, streams: &[StreamRef]) -> Result<(), StoreError> {
+        let mut roots: Vec<ChunkId> = {
+            let cache = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
+            streams
+                .iter()
+                .filter(|s| s.kind != StreamKind::Tree && !s.root.is_zero())
+                .map(|s| s.root)
+                .filter(|id| !cache.contains_key(id))
+                .collect()
+        };
+        roots.sort_unstable();
+        roots.dedup();
+        roots.truncate(NODE_CACHE / 2);
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let locs = self.dir.locate_many(&roots)?;
+        let nodes = roots
+            .par_iter()
+            .zip(locs.into_par_iter())
+            .map(|(id, loc)| {
+                let mut d = vec![0u8; loc.1.raw_len as usize];
+                self.dir.read_loc_into(&loc, &mut d)?;
+                Ok((*id, Arc::new(StreamNode::decode(id, &d)?)))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let leaves: Vec<ChunkId> = nodes
+            .iter()
+            .filter(|(_, n)| n.level == 1)
+            .flat_map(|(_, n)| n.entries.iter().map(|e| e.id))
+            .filter(|id| !id.is_zero())
+            .collect();
+        self.remember_nodes(nodes);
+        self.dir.locate_many(&leaves)?;
+        Ok(())
     }
 
     /// Data chunks overlapping `[start, end)`, with their stream offsets.
@@ -289,6 +338,10 @@ impl GenerationReader {
     }
 }
 
+/// Decoded stream nodes a reader keeps (a level-1 node of a small stream is a few dozen
+/// bytes; [`GenerationReader::prefetch`] fills it with the roots of a process's mappings, of
+/// which there are at most `vm.max_map_count`, 65,530 by default).
+const NODE_CACHE: usize = 64 << 10;
 /// Data chunks located at once by [`GenerationReader::for_each_chunk`] (128 MiB of 32 KiB
 /// chunks).
 const LOCATE_BATCH: usize = 4096;

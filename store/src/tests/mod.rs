@@ -3,6 +3,7 @@
 
 mod extent_reads;
 mod maintenance;
+mod prefetch;
 mod race_with_gc;
 
 /// `len` incompressible pseudo-random bytes from `seed` (xorshift64).
