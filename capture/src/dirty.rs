@@ -454,7 +454,7 @@ pub fn checkpoint_tracked_with(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
-    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker))
+    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker), None)
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint

@@ -17,12 +17,14 @@
 #![warn(missing_docs)]
 
 pub mod attrs;
+pub mod barrier;
 pub mod checkpoint;
 pub mod cow;
 pub mod dirty;
 pub mod tree;
 pub mod vmflags;
 
+pub use barrier::CutBarrier;
 pub use cairn_kinds::{CheckpointOptions, ExternalTcp, FileCapture};
 pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};
 
@@ -43,7 +45,20 @@ pub fn checkpoint_with(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
-    checkpoint_inner(sandbox, sink, opts, None)
+    checkpoint_inner(sandbox, sink, opts, None, None)
+}
+
+/// [`checkpoint_with`] (incremental with `tracker`) as one agent's part of a global cut:
+/// once frozen, the tree waits at every step of `barrier` for the other agents of the job,
+/// and its connections to them are drained before it is captured ([`barrier`]).
+pub fn checkpoint_cut(
+    sandbox: &Sandbox,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+    tracker: Option<&mut dirty::DirtyTracker>,
+    barrier: &mut dyn CutBarrier,
+) -> Result<ProcessTreeImage> {
+    checkpoint_inner(sandbox, sink, opts, tracker, Some(barrier))
 }
 
 /// Freeze the whole tree and capture it; with a tracker, every process's memory is captured
@@ -54,14 +69,16 @@ pub(crate) fn checkpoint_inner(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
     tracker: Option<&mut dirty::DirtyTracker>,
+    barrier: Option<&mut dyn CutBarrier>,
 ) -> Result<ProcessTreeImage> {
     let pid = sandbox.program_pid();
     let image = match tracker {
         Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
-            capture_tree(frozen, s, h, opts, sandbox.user_ns())
+            capture_tree(frozen, s, h, opts, sandbox.user_ns(), barrier)
         }),
-        None => tree::FrozenTree::freeze(pid, sandbox.init_pid())
-            .and_then(|frozen| capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns())),
+        None => tree::FrozenTree::freeze(pid, sandbox.init_pid()).and_then(|frozen| {
+            capture_tree(&frozen, sink, &NoHints, opts, sandbox.user_ns(), barrier)
+        }),
     };
     // Whatever failed, a program that is gone means "exited during the checkpoint".
     image.map_err(|e| {
@@ -81,7 +98,20 @@ fn capture_tree(
     hints: &dyn FreezeHints,
     opts: &CheckpointOptions,
     user_ns: bool,
+    mut barrier: Option<&mut dyn CutBarrier>,
 ) -> Result<ProcessTreeImage> {
+    let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
+    let cut_failed = |why: String| Error::Sys {
+        what: "the global cut of the coordinated job".into(),
+        source: std::io::Error::other(why),
+    };
+    let mut peers = Vec::new();
+    if let Some(b) = barrier.as_mut() {
+        let ends = cairn_kinds::inet::cut::tcp_ends(&outer)?;
+        peers = b.frozen(&ends).map_err(cut_failed)?;
+        cairn_kinds::inet::cut::drain(&outer, &peers, barrier::DRAIN_WITHIN)?;
+        b.drained().map_err(cut_failed)?;
+    }
     let (processes, zombies) = frozen.capture(sink, hints)?;
     let mut image = ProcessTreeImage {
         format: IMAGE_FORMAT,
@@ -96,14 +126,17 @@ fn capture_tree(
         posix_timers: Vec::new(),
         unlinked: Vec::new(),
     };
-    let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {
         root: &frozen.procs[0].0,
         outer: &outer,
         options: opts,
+        peers: &peers,
     };
     for kind in JOB_KINDS {
         (kind.capture)(&job, &mut image, sink)?;
+    }
+    if let Some(b) = barrier {
+        b.captured().map_err(cut_failed)?;
     }
     Ok(image)
 }

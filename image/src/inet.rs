@@ -53,6 +53,10 @@ pub enum InetState {
     Reset,
     /// A UDP socket connected to `peer` (its default destination).
     UdpConnected,
+    /// A TCP connection whose other end belongs to another agent of the same coordinated
+    /// job (another node): captured in one global cut, made again between the restored
+    /// agents (docs/coordinator.md, "Connections between agents").
+    Remote,
 }
 
 /// One integer socket option, as getsockopt(2) reported it.

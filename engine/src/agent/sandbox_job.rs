@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 
 use cairn_capture::dirty::DirtyTracker;
-pub use cairn_capture::ExternalTcp;
+pub use cairn_capture::{CutBarrier, ExternalTcp};
 use cairn_image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_restore::lazy::{LazyMemory, LazyOutcome};
 use cairn_sys::{ExitStatus, Sandbox};
@@ -24,6 +24,8 @@ pub struct SandboxJob {
     lazy: Option<Arc<LazyMemory>>,
     /// What the checkpoints do with TCP connections leaving the job.
     external_tcp: ExternalTcp,
+    /// The global cut the next checkpoint takes part in (a coordinated job).
+    barrier: Option<Box<dyn CutBarrier>>,
 }
 
 impl SandboxJob {
@@ -110,6 +112,7 @@ impl SandboxJob {
             tracker,
             lazy: None,
             external_tcp: ExternalTcp::Refuse,
+            barrier: None,
         }
     }
 
@@ -200,15 +203,27 @@ impl JobProcess for SandboxJob {
                 ..o
             })
             .map_err(|e| AgentError::Capture(e.to_string()))?;
-        let captured = match &mut self.tracker {
-            Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
-            None => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
+        let captured = match (&mut self.tracker, self.barrier.as_deref_mut()) {
+            (t, Some(b)) => {
+                cairn_capture::checkpoint_cut(&self.sandbox, sink, &opts, t.as_mut(), b)
+            }
+            (Some(t), None) => {
+                cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts)
+            }
+            (None, None) => cairn_capture::checkpoint_with(&self.sandbox, sink, &opts),
         };
         match captured {
             Ok(image) => Ok(image),
             Err(cairn_sys::Error::Exited { .. }) => Err(AgentError::ExitedDuringCheckpoint),
             Err(e) => Err(AgentError::Capture(e.to_string())),
         }
+    }
+
+    fn set_cut_barrier(
+        &mut self,
+        barrier: Option<Box<dyn CutBarrier>>,
+    ) -> Option<Box<dyn CutBarrier>> {
+        std::mem::replace(&mut self.barrier, barrier)
     }
 
     fn checkpoint_abandoned(&mut self) {

@@ -5,8 +5,10 @@
 
 mod addr;
 pub mod capture;
+pub mod cut;
 mod diag;
 mod opts;
+pub mod remote;
 pub mod restore;
 mod table;
 

@@ -363,6 +363,8 @@ impl Sockets {
             out.0.insert(con.id, c);
             out.0.insert(acc.id, a);
         }
+        // 1b. Connections to other agents of the job (restored at the same time).
+        super::remote::reconnect(socks, &data_of, &mut out.0)?;
         // 2. Listeners, then the connections waiting in their accept queues.
         for s in &listening {
             let InetState::Listening { backlog } = s.state else {
@@ -490,7 +492,7 @@ impl Sockets {
         }
         // 4. Unread data, from the peer end.
         for s in socks {
-            if s.data.is_none() {
+            if s.data.is_none() || s.state == InetState::Remote {
                 continue;
             }
             let data = data_of(s)?;
