@@ -26,6 +26,7 @@ mod inet;
 mod job_array;
 mod lazy_restore;
 mod memory_sharing;
+mod multinode;
 mod run_retention;
 mod runtimes;
 mod slurm;

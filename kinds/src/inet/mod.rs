@@ -12,6 +12,8 @@ pub mod remote;
 pub mod restore;
 mod table;
 
+pub use addr::set_adopt_addresses;
+
 use serde::{Deserialize, Serialize};
 
 /// What a checkpoint does with a TCP connection whose peer is not a process of the job.

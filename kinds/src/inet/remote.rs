@@ -69,7 +69,7 @@ fn socket(s: &InetSocket) -> Result<OwnedFd> {
 
 fn bind(fd: &OwnedFd, s: &InetSocket, at: SocketAddr) -> Result<()> {
     opts::before_bind(fd, s)?;
-    addr::bind(fd, at, s.family).map_err(|e| match e.raw_os_error() {
+    addr::bind_adopting(fd, at, s.family).map_err(|e| match e.raw_os_error() {
         Some(libc::EADDRNOTAVAIL) => Error::Incompatible(format!(
             "{}: the address {} is not an address of this node; a job restarted on other \
              nodes takes its addresses along (cairn restart --adopt-addresses, as root; \

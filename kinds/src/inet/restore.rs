@@ -94,7 +94,7 @@ fn bind_local(fd: &OwnedFd, s: &InetSocket) -> Result<()> {
     let Some(local) = s.local.as_deref().and_then(parse) else {
         return Ok(());
     };
-    addr::bind(fd, local, s.family).map_err(|e| {
+    addr::bind_adopting(fd, local, s.family).map_err(|e| {
         if e.raw_os_error() == Some(libc::EADDRINUSE) {
             Error::Incompatible(format!(
                 "{}: its address {local} is held by another socket now (a program outside \
