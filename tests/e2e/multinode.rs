@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use cairn_store::{InitOptions, Store};
 use cairn_testkit::{
-    cairn, compile_c, comm, descendants, generations_json, is_root, wait_for, Area, Nodes,
-    Scratch,
+    cairn, comm, compile_c, descendants, generations_json, is_root, wait_for, Area, Nodes, Scratch,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -39,7 +38,14 @@ impl Cluster {
         let ring = compile_c("tcp_ring");
         let port_file = scratch.path("port");
         let out = Command::new(cairn())
-            .args(["coordinator", "--daemon", "--json", "--port", "0", "--port-file"])
+            .args([
+                "coordinator",
+                "--daemon",
+                "--json",
+                "--port",
+                "0",
+                "--port-file",
+            ])
             .arg(&port_file)
             .args(["--bind", &nodes.host_addr().to_string(), "--store"])
             .arg(scratch.store())
@@ -106,7 +112,12 @@ impl Cluster {
         c.args(args)
             .arg("--store")
             .arg(self.scratch.store())
-            .args(["--job", JOB, "--coord-host", &self.nodes.host_addr().to_string()])
+            .args([
+                "--job",
+                JOB,
+                "--coord-host",
+                &self.nodes.host_addr().to_string(),
+            ])
             .args(["--coord-port", &self.port.to_string()])
             .env("CAIRN_COORD_SECRET_FILE", self.secret())
             .env_remove("CAIRN_COORD_SECRET")
@@ -142,7 +153,10 @@ impl Cluster {
     fn restart(&mut self, g: u64, na: usize, nb: usize, extra: &[&str]) {
         for (n, id) in [(nb, "b"), (na, "a")] {
             let child = self
-                .cairn_on(n, &["restart", "--agent-id", id, "--generation", &g.to_string()])
+                .cairn_on(
+                    n,
+                    &["restart", "--agent-id", id, "--generation", &g.to_string()],
+                )
                 .args(extra)
                 .stdout(self.log(id))
                 .stderr(self.log(id))
@@ -168,12 +182,18 @@ impl Cluster {
 
     /// Waits until rank 0 has printed `n` lines.
     fn wait_lines(&self, n: usize) {
-        wait_for("rank 0's output", WAIT, || self.output().lines().count() >= n);
+        wait_for("rank 0's output", WAIT, || {
+            self.output().lines().count() >= n
+        });
     }
 
     fn command(&self, args: &[&str]) -> std::process::Output {
         Command::new(cairn())
-            .args(["command", "--coord-host", &self.nodes.host_addr().to_string()])
+            .args([
+                "command",
+                "--coord-host",
+                &self.nodes.host_addr().to_string(),
+            ])
             .args(["--coord-port", &self.port.to_string()])
             .args(args)
             .env("CAIRN_COORD_SECRET_FILE", self.secret())
@@ -208,8 +228,22 @@ impl Cluster {
         self.agents.clear();
     }
 
-    /// Waits for every agent to exit 0.
+    /// Waits for every agent to exit 0 (a restart that hangs fails the test).
     fn wait_all(&mut self) {
+        let deadline = std::time::Instant::now() + WAIT;
+        while let Some(i) = self
+            .agents
+            .iter_mut()
+            .position(|a| a.try_wait().unwrap().is_none())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent {i} still runs after {} s:\n{}",
+                WAIT.as_secs(),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for mut a in std::mem::take(&mut self.agents) {
             let status = a.wait().unwrap();
             assert!(status.success(), "an agent failed:\n{}", self.logs());
@@ -299,8 +333,7 @@ fn a_ring_across_two_nodes_restarts_on_two_other_nodes_that_take_its_addresses_a
 }
 
 #[test]
-fn an_agent_killed_during_a_checkpoint_leaves_the_previous_generation_and_the_other_node_running(
-) {
+fn an_agent_killed_during_a_checkpoint_leaves_the_previous_generation_and_the_other_node_running() {
     let _area = Area::enter(module_path!());
     if !is_root() {
         eprintln!("skipped: network namespaces need root");
@@ -347,4 +380,3 @@ fn an_agent_killed_during_a_checkpoint_leaves_the_previous_generation_and_the_ot
     c.wait_all();
     assert_eq!(c.output(), native, "{}", c.logs());
 }
-

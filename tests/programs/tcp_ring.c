@@ -6,7 +6,8 @@
  * listener is closed once both connections stand). Every iteration each rank sends the two
  * edges of its array (16 KiB each) to both neighbours, updates its array from them, then a
  * sum travels once around the ring (rank 0 -> 1 -> ... -> 0); rank 0 prints it. The output
- * of rank 0 is deterministic; data is in flight in both directions most of the time. */
+ * of rank 0 is deterministic; most of the time 16 KiB wait unread in each direction of
+ * every connection (a rank sleeps between sending and receiving). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -120,6 +121,9 @@ int main(int argc, char **argv) {
          * to the next one (over `out`). */
         send_all(in, u, sizeof left);
         send_all(out, u + N - EDGE, sizeof right);
+        /* The edges wait unread in the neighbours' receive queues meanwhile. */
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
         recv_all(out, right, sizeof right);
         recv_all(in, left, sizeof left);
         for (int i = 0; i < N; i++) {
@@ -141,8 +145,6 @@ int main(int argc, char **argv) {
             sum += mine;
             send_all(out, &sum, sizeof sum);
         }
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
     }
     if (rank == 0)
         printf("done\n");
