@@ -369,14 +369,11 @@ impl Core {
     /// The checkpoint in flight when `conn` reached the step of `phase` of checkpoint `token`
     /// (a late or repeated answer gives `None`).
     fn barrier_step(&mut self, conn: ConnId, token: u64, phase: Phase) -> Option<&mut Pending> {
-        self.pending
+        let p = self
+            .pending
             .as_mut()
-            .filter(|p| p.token == token && p.phase == phase && !p.committing)
-            .filter(|p| p.phase_wait.contains(&conn))
-            .map(|p| {
-                p.phase_wait.remove(&conn);
-                p
-            })
+            .filter(|p| p.token == token && p.phase == phase && !p.committing)?;
+        p.phase_wait.remove(&conn).then_some(p)
     }
 
     /// Every barrier participant reached the current step: tell them the next one.

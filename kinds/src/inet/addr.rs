@@ -181,40 +181,6 @@ pub(crate) fn show(a: SocketAddr) -> String {
     a.to_string()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn a(s: &str) -> SocketAddr {
-        s.parse().expect("an address")
-    }
-
-    #[test]
-    fn mapped_addresses_compare_as_ipv4() {
-        assert_eq!(canon(a("[::ffff:127.0.0.1]:80")), a("127.0.0.1:80"));
-        assert_eq!(canon(a("[::1]:80")), a("[::1]:80"));
-    }
-
-    #[test]
-    fn wildcard_listeners_cover_their_port() {
-        assert!(covers(a("0.0.0.0:80"), a("127.0.0.1:80")));
-        assert!(covers(a("[::]:80"), a("127.0.0.1:80")));
-        assert!(covers(a("[::]:80"), a("[::1]:80")));
-        assert!(!covers(a("0.0.0.0:80"), a("[::1]:80")));
-        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.2:80")));
-        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.1:81")));
-    }
-
-    #[test]
-    fn ipv4_on_an_ipv6_socket_is_mapped() {
-        let (s, len) = to_storage(a("127.0.0.1:5"), libc::AF_INET6);
-        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in6>());
-        assert_eq!(from_storage(&s), Some(a("[::ffff:127.0.0.1]:5")));
-        let (s, _) = to_storage(a("[::ffff:127.0.0.1]:5"), libc::AF_INET);
-        assert_eq!(from_storage(&s), Some(a("127.0.0.1:5")));
-    }
-}
-
 /// Whether a restore may add a job's address that this node lacks to it
 /// ([`set_adopt_addresses`]).
 static ADOPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -275,5 +241,39 @@ pub(crate) fn bind_adopting(fd: &OwnedFd, addr: SocketAddr, family: i32) -> std:
             bind(fd, addr, family)
         }
         r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().expect("an address")
+    }
+
+    #[test]
+    fn mapped_addresses_compare_as_ipv4() {
+        assert_eq!(canon(a("[::ffff:127.0.0.1]:80")), a("127.0.0.1:80"));
+        assert_eq!(canon(a("[::1]:80")), a("[::1]:80"));
+    }
+
+    #[test]
+    fn wildcard_listeners_cover_their_port() {
+        assert!(covers(a("0.0.0.0:80"), a("127.0.0.1:80")));
+        assert!(covers(a("[::]:80"), a("127.0.0.1:80")));
+        assert!(covers(a("[::]:80"), a("[::1]:80")));
+        assert!(!covers(a("0.0.0.0:80"), a("[::1]:80")));
+        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.2:80")));
+        assert!(!covers(a("127.0.0.1:80"), a("127.0.0.1:81")));
+    }
+
+    #[test]
+    fn ipv4_on_an_ipv6_socket_is_mapped() {
+        let (s, len) = to_storage(a("127.0.0.1:5"), libc::AF_INET6);
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in6>());
+        assert_eq!(from_storage(&s), Some(a("[::ffff:127.0.0.1]:5")));
+        let (s, _) = to_storage(a("[::ffff:127.0.0.1]:5"), libc::AF_INET);
+        assert_eq!(from_storage(&s), Some(a("127.0.0.1:5")));
     }
 }
