@@ -52,6 +52,7 @@ fn checkpoint_round(c: &mut Criterion) {
                     pid: std::process::id(),
                     agent_id: format!("a{i}"),
                     store: None,
+                    barrier: false,
                 };
                 let mut conn = AgentConnection::connect(&addr, reg).expect("agent");
                 let root = root.clone();

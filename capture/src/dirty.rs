@@ -459,7 +459,7 @@ pub fn checkpoint_tracked_with(
     opts: &CheckpointOptions,
 ) -> Result<ProcessTreeImage> {
     let mut frozen = Duration::ZERO; // the tracker keeps it
-    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker), &mut frozen)
+    crate::checkpoint_inner(sandbox, sink, opts, Some(tracker), &mut frozen, None)
 }
 
 /// What tracking knew at freeze 1 about a mapping armed since the previous checkpoint

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod attrs;
+pub mod barrier;
 pub mod checkpoint;
 pub mod cow;
 pub mod dirty;
@@ -24,6 +25,7 @@ pub mod snapshot;
 pub mod tree;
 pub mod vmflags;
 
+pub use barrier::CutBarrier;
 pub use cairn_kinds::{close_held, release_held, CheckpointOptions, ExternalTcp, FileCapture};
 pub use dirty::{checkpoint_tracked, checkpoint_tracked_with};
 
@@ -54,7 +56,7 @@ pub fn checkpoint_timed(
     opts: &CheckpointOptions,
 ) -> Result<(ProcessTreeImage, std::time::Duration)> {
     let mut frozen = std::time::Duration::ZERO;
-    let image = checkpoint_inner(sandbox, sink, opts, None, &mut frozen)?;
+    let image = checkpoint_inner(sandbox, sink, opts, None, &mut frozen, None)?;
     Ok((image, frozen))
 }
 
@@ -82,7 +84,7 @@ pub fn checkpoint_kept_frozen(
 ) -> Result<(ProcessTreeImage, KeptFrozen)> {
     let pid = sandbox.program_pid();
     let r = tree::FrozenTree::freeze(sandbox.init_pid(), pid).and_then(|frozen| {
-        match capture_tree(&frozen, sink, &NoHints, opts, sandbox) {
+        match capture_tree(&frozen, sink, &NoHints, opts, sandbox, None) {
             Ok(image) => Ok((image, KeptFrozen(frozen))),
             Err(e) => {
                 // Connections the capture held leave repair mode before the program runs.
@@ -101,6 +103,20 @@ pub fn checkpoint_kept_frozen(
     })
 }
 
+/// [`checkpoint_with`] (incremental with `tracker`) as one agent's part of a global cut:
+/// once frozen, the tree waits at every step of `barrier` for the other agents of the job,
+/// and its connections to them are drained before it is captured ([`barrier`]).
+pub fn checkpoint_cut(
+    sandbox: &Sandbox,
+    sink: &mut dyn MemorySink,
+    opts: &CheckpointOptions,
+    tracker: Option<&mut dirty::DirtyTracker>,
+    barrier: &mut dyn CutBarrier,
+) -> Result<ProcessTreeImage> {
+    let mut frozen = std::time::Duration::ZERO;
+    checkpoint_inner(sandbox, sink, opts, tracker, &mut frozen, Some(barrier))
+}
+
 /// Freeze the whole tree and capture it; with a tracker, every process's memory is captured
 /// incrementally, pre-copied while the tree runs when the sink supports it ([`dirty`]), and
 /// tracking is re-armed before the tree runs again.
@@ -110,13 +126,14 @@ pub(crate) fn checkpoint_inner(
     opts: &CheckpointOptions,
     tracker: Option<&mut dirty::DirtyTracker>,
     frozen: &mut std::time::Duration,
+    barrier: Option<&mut dyn CutBarrier>,
 ) -> Result<ProcessTreeImage> {
     let pid = sandbox.program_pid();
     let image = match tracker {
         Some(t) => dirty::capture_tracked(pid, sandbox.init_pid(), t, sink, |frozen, s, h| {
-            capture_tree(frozen, s, h, opts, sandbox)
+            capture_tree(frozen, s, h, opts, sandbox, barrier)
         }),
-        None => capture_untracked(sandbox, sink, opts, frozen),
+        None => capture_untracked(sandbox, sink, opts, frozen, barrier),
     };
     // Whatever failed, a job with no process left means "exited during the checkpoint".
     image.map_err(|e| {
@@ -136,11 +153,12 @@ fn capture_untracked(
     sink: &mut dyn MemorySink,
     opts: &CheckpointOptions,
     frozen_time: &mut std::time::Duration,
+    barrier: Option<&mut dyn CutBarrier>,
 ) -> Result<ProcessTreeImage> {
     let t = std::time::Instant::now();
     let frozen = tree::FrozenTree::freeze(sandbox.init_pid(), sandbox.program_pid())?;
     let mut defer = snapshot::DeferSink::new(sink, snapshot::enabled_by_env());
-    let image = capture_tree(&frozen, &mut defer, &NoHints, opts, sandbox)?;
+    let image = capture_tree(&frozen, &mut defer, &NoHints, opts, sandbox, barrier)?;
     let pids: Vec<(i32, i32)> = frozen
         .procs
         .iter()
@@ -167,6 +185,7 @@ fn capture_tree(
     hints: &dyn FreezeHints,
     opts: &CheckpointOptions,
     sandbox: &Sandbox,
+    mut barrier: Option<&mut dyn CutBarrier>,
 ) -> Result<ProcessTreeImage> {
     let launched_exit = if frozen.program_runs() {
         None
@@ -178,6 +197,18 @@ fn capture_tree(
             source: std::io::Error::from(std::io::ErrorKind::TimedOut),
         })?)
     };
+    let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
+    let cut_failed = |why: String| Error::Sys {
+        what: "the global cut of the coordinated job".into(),
+        source: std::io::Error::other(why),
+    };
+    let mut peers = Vec::new();
+    if let Some(b) = barrier.as_mut() {
+        let ends = cairn_kinds::inet::cut::tcp_ends(&outer)?;
+        peers = b.frozen(&ends).map_err(cut_failed)?;
+        cairn_kinds::inet::cut::drain(&outer, &peers, barrier::DRAIN_WITHIN)?;
+        b.drained().map_err(cut_failed)?;
+    }
     let (processes, zombies) = frozen.capture(sink, hints)?;
     let mut image = ProcessTreeImage {
         format: IMAGE_FORMAT,
@@ -195,14 +226,17 @@ fn capture_tree(
         ptys: Vec::new(),
         unlinked: Vec::new(),
     };
-    let outer: Vec<i32> = frozen.procs.iter().map(|(f, _)| f.pid).collect();
     let job = FrozenJob {
         root: &frozen.procs[0].0,
         outer: &outer,
         options: opts,
+        peers: &peers,
     };
     for kind in JOB_KINDS {
         (kind.capture)(&job, &mut image, sink)?;
+    }
+    if let Some(b) = barrier {
+        b.captured().map_err(cut_failed)?;
     }
     Ok(image)
 }

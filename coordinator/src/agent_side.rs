@@ -15,17 +15,21 @@
 //! generation missing the computation's other agents.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::os::fd::{AsFd as _, BorrowedFd};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_engine::agent::progress::Progress;
 use cairn_engine::agent::{
-    Agent, AgentError, AgentReport, CheckpointReport, JobEnd, JobProcess, Supervisor,
+    Agent, AgentError, AgentReport, CheckpointReport, CutBarrier, JobEnd, JobProcess, Supervisor,
 };
 use cairn_store::WriteStats;
 
 use crate::client::{AgentConnection, ClientError, CommandClient, CoordinatorAddress};
-use crate::protocol::{AgentStats, CoordinatorMessage, Request, Response};
+use crate::protocol::{
+    AgentMessage, AgentStats, CoordinatorMessage, Endpoint, GenerationId, Request, Response,
+};
 
 /// An agent's own part of one checkpoint, kept until the coordinator reports the outcome.
 struct Stored {
@@ -111,7 +115,14 @@ fn on_message<P: JobProcess>(
 ) -> Result<Next, AgentError> {
     let sent = match msg {
         CoordinatorMessage::Checkpoint { generation_token } => {
-            store_for_coordinator(agent, generation_token, conn, stored)
+            match store_for_coordinator(agent, generation_token, conn, stored) {
+                Err(ClientError::Rejected(m)) if m == STOPPED => {
+                    agent.say(format_args!("{STOPPED}"));
+                    let status = agent.stop_program()?;
+                    return Ok(Next::End(JobEnd::Exited { status }));
+                }
+                r => r,
+            }
         }
         CoordinatorMessage::CheckpointDone {
             token,
@@ -131,6 +142,10 @@ fn on_message<P: JobProcess>(
             Ok(())
         }
         CoordinatorMessage::Registered { .. } => Ok(()),
+        // Barrier steps outside a checkpoint of this agent (one it already gave up).
+        CoordinatorMessage::Drain { .. }
+        | CoordinatorMessage::Capture { .. }
+        | CoordinatorMessage::Resume { .. } => Ok(()),
     };
     Ok(match sent {
         Ok(()) => Next::Continue,
@@ -152,8 +167,35 @@ fn store_for_coordinator<P: JobProcess>(
         .options()
         .verbose
         .then(|| Progress::start(format!("checkpointing job {}", agent.options().job)));
+    let notes = Arc::new(Mutex::new(Notes::default()));
+    let barrier = conn.try_clone().map(|c| {
+        Box::new(Barrier {
+            conn: c,
+            token,
+            notes: notes.clone(),
+        }) as Box<dyn CutBarrier>
+    })?;
+    agent.set_cut_barrier(Some(barrier));
     let outcome = agent.store_agent_tree();
+    agent.set_cut_barrier(None);
     drop(progress);
+    let notes = std::mem::take(&mut *notes.lock().unwrap_or_else(|p| p.into_inner()));
+    if let Some(end) = notes.end {
+        if outcome.is_ok() {
+            agent.checkpoint_outcome(false);
+        }
+        return Err(end);
+    }
+    if let Some((_, reason)) = notes.done {
+        // The coordinator abandoned the checkpoint while this agent was in the barrier.
+        agent.checkpoint_outcome(false);
+        agent.count_failed_checkpoint();
+        agent.say(format_args!(
+            "checkpoint {token} failed, nothing committed: {}",
+            reason.as_deref().unwrap_or("no reason given")
+        ));
+        return Ok(());
+    }
     match outcome {
         Ok((root, frozen, write)) => {
             let pages = agent.page_counts();
@@ -177,6 +219,136 @@ fn store_for_coordinator<P: JobProcess>(
             agent.checkpoint_outcome(false);
             agent.say(format_args!("checkpoint {token} failed here: {e}"));
             conn.checkpoint_failed(token, &e.to_string())
+        }
+    }
+}
+
+/// What the coordinator said while an agent waited in the barrier, besides the next step.
+#[derive(Default)]
+struct Notes {
+    /// The checkpoint's outcome arrived (it was abandoned).
+    done: Option<(Option<GenerationId>, Option<String>)>,
+    /// The coordinator stopped the computation or went away.
+    end: Option<ClientError>,
+}
+
+/// The coordinator's side of the global cut, used by the capture while the programs are
+/// frozen: every step is reported, then the agent waits for the coordinator's next one.
+struct Barrier {
+    conn: AgentConnection,
+    token: u64,
+    notes: Arc<Mutex<Notes>>,
+}
+
+/// `ip:port` of a socket address as the protocol carries it.
+fn endpoint(e: &(SocketAddr, SocketAddr)) -> Endpoint {
+    Endpoint {
+        local: e.0.to_string(),
+        peer: e.1.to_string(),
+    }
+}
+
+impl Barrier {
+    fn send(&mut self, msg: AgentMessage) -> Result<(), String> {
+        self.conn.send(&msg).map_err(|e| {
+            let why = format!("lost the coordinator: {e}");
+            self.note_end(e);
+            why
+        })
+    }
+
+    fn note_end(&self, e: ClientError) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).end = Some(e);
+    }
+
+    /// Waits for the coordinator's next step of this checkpoint; `Err` when the checkpoint
+    /// was abandoned, the computation stopped or the coordinator went away.
+    fn next_step(&mut self) -> Result<CoordinatorMessage, String> {
+        loop {
+            let msg = match self.conn.recv() {
+                Ok(Some(m)) => m,
+                Ok(None) => {
+                    self.note_end(ClientError::Closed);
+                    return Err("the coordinator closed the connection".into());
+                }
+                Err(e) => {
+                    let why = format!("lost the coordinator: {e}");
+                    self.note_end(e);
+                    return Err(why);
+                }
+            };
+            match msg {
+                CoordinatorMessage::Drain { token, .. }
+                | CoordinatorMessage::Capture { token }
+                | CoordinatorMessage::Resume { token }
+                    if token == self.token =>
+                {
+                    return Ok(msg)
+                }
+                CoordinatorMessage::CheckpointDone {
+                    token,
+                    generation,
+                    reason,
+                } if token == self.token => {
+                    let why = reason
+                        .clone()
+                        .unwrap_or_else(|| "abandoned by the coordinator".into());
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).done =
+                        Some((generation, reason));
+                    return Err(format!("checkpoint abandoned: {why}"));
+                }
+                CoordinatorMessage::Kill | CoordinatorMessage::Quit => {
+                    self.notes.lock().unwrap_or_else(|p| p.into_inner()).end =
+                        Some(ClientError::Rejected(STOPPED.into()));
+                    return Err(STOPPED.into());
+                }
+                CoordinatorMessage::Error { message } => {
+                    eprintln!("cairn: warning: the coordinator says: {message}");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Why a barrier ends when the coordinator stops the computation.
+const STOPPED: &str = "the coordinator stops the computation";
+
+impl CutBarrier for Barrier {
+    fn frozen(
+        &mut self,
+        ends: &[(SocketAddr, SocketAddr)],
+    ) -> Result<Vec<(SocketAddr, SocketAddr)>, String> {
+        let endpoints = ends.iter().map(endpoint).collect();
+        self.send(AgentMessage::Frozen {
+            token: self.token,
+            endpoints,
+        })?;
+        match self.next_step()? {
+            CoordinatorMessage::Drain { peers, .. } => peers
+                .iter()
+                .map(|e| match (e.local.parse(), e.peer.parse()) {
+                    (Ok(l), Ok(p)) => Ok((l, p)),
+                    _ => Err(format!("the coordinator sent a bad endpoint {e:?}")),
+                })
+                .collect(),
+            other => Err(format!("expected drain, the coordinator sent {other:?}")),
+        }
+    }
+
+    fn drained(&mut self) -> Result<(), String> {
+        self.send(AgentMessage::Drained { token: self.token })?;
+        match self.next_step()? {
+            CoordinatorMessage::Capture { .. } => Ok(()),
+            other => Err(format!("expected capture, the coordinator sent {other:?}")),
+        }
+    }
+
+    fn captured(&mut self) -> Result<(), String> {
+        self.send(AgentMessage::Captured { token: self.token })?;
+        match self.next_step()? {
+            CoordinatorMessage::Resume { .. } => Ok(()),
+            other => Err(format!("expected resume, the coordinator sent {other:?}")),
         }
     }
 }

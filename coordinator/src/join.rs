@@ -109,6 +109,7 @@ pub fn register(
         pid: std::process::id(),
         agent_id: agent_id.to_string(),
         store: Some(store),
+        barrier: true,
     };
     let conn = AgentConnection::connect(addr, registration).map_err(client(format!(
         "registering agent {agent_id} with coordinator {}:{}",

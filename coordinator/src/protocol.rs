@@ -218,6 +218,21 @@ pub struct Registration {
     /// The store the agent writes into, if it knows one; used when the coordinator has none.
     #[serde(default)]
     pub store: Option<String>,
+    /// The agent takes part in the global cut: it answers a checkpoint with `frozen`,
+    /// `drained` and `captured` and waits for the coordinator between them (every agent of
+    /// this build does; an agent without it answers `checkpoint_stored` at once).
+    #[serde(default)]
+    pub barrier: bool,
+}
+
+/// One TCP connection end held by a process of an agent's job: its `getsockname` and
+/// `getpeername` (IPv4-mapped addresses written as IPv4).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// The local address, `ip:port` or `[ip6]:port`.
+    pub local: String,
+    /// The peer address.
+    pub peer: String,
 }
 
 /// What an agent's checkpoint cost (summed into the generation's statistics).
@@ -249,6 +264,25 @@ pub enum AgentMessage {
         /// What it cost.
         stats: AgentStats,
     },
+    /// Barrier, step 1: the agent's programs are frozen; these are their TCP connections.
+    Frozen {
+        /// The token of the checkpoint.
+        token: u64,
+        /// Every connected TCP socket of the agent's programs.
+        endpoints: Vec<Endpoint>,
+    },
+    /// Barrier, step 2: every connection to another agent of the job has delivered all the
+    /// data this agent's programs sent on it (its send queues are empty).
+    Drained {
+        /// The token of the checkpoint.
+        token: u64,
+    },
+    /// Barrier, step 3: the agent's image is captured (the programs stay frozen until
+    /// `resume`).
+    Captured {
+        /// The token of the checkpoint.
+        token: u64,
+    },
     /// The agent could not checkpoint; the whole checkpoint is abandoned.
     CheckpointFailed {
         /// The token of the request being answered.
@@ -272,6 +306,25 @@ pub enum CoordinatorMessage {
     Checkpoint {
         /// Token to echo in the answer.
         generation_token: u64,
+    },
+    /// Barrier: every participant is frozen. Wait until the connections to `peers` (the
+    /// other agents' endpoints) have delivered everything, then answer `drained`.
+    Drain {
+        /// The token of the checkpoint.
+        token: u64,
+        /// The TCP connection ends of the other agents of the checkpoint.
+        peers: Vec<Endpoint>,
+    },
+    /// Barrier: every participant has drained; capture now, then answer `captured`.
+    Capture {
+        /// The token of the checkpoint.
+        token: u64,
+    },
+    /// Barrier: every participant has captured; let the programs run again, make the image
+    /// durable and answer `checkpoint_stored`.
+    Resume {
+        /// The token of the checkpoint.
+        token: u64,
     },
     /// Outcome of a checkpoint the agent took part in.
     CheckpointDone {

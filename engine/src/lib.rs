@@ -16,3 +16,4 @@ pub mod solo;
 pub mod store_io;
 
 pub use agent::AgentError;
+pub use cairn_restore::set_adopt_addresses;

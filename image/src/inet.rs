@@ -53,6 +53,10 @@ pub enum InetState {
     Reset,
     /// A UDP socket connected to `peer` (its default destination).
     UdpConnected,
+    /// A TCP connection whose other end belongs to another agent of the same coordinated
+    /// job (another node): captured in one global cut, made again between the restored
+    /// agents (docs/coordinator.md, "Connections between agents").
+    Remote,
     /// An established TCP connection to a peer outside the job, captured with the kernel's
     /// TCP repair mode (`--external-tcp repair`, as root): restored in place when
     /// [`TcpRepair::held`], as [`InetState::Reset`] otherwise.

@@ -49,6 +49,10 @@ pub struct FrozenJob<'a> {
     pub outer: &'a [i32],
     /// How the capture was asked for.
     pub options: &'a CheckpointOptions,
+    /// The TCP connection ends (local, peer) held by the other agents of a coordinated job,
+    /// frozen at the same cut: a connection of this job whose mirror is among them is
+    /// internal to the job ([`cairn_image::InetState::Remote`]). Empty for a solo job.
+    pub peers: &'a [(std::net::SocketAddr, std::net::SocketAddr)],
 }
 
 /// One open descriptor of a frozen process, as /proc shows it.

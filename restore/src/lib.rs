@@ -17,6 +17,7 @@ pub mod memory;
 pub mod plan;
 pub mod stub;
 
+pub use cairn_kinds::inet::set_adopt_addresses;
 use cairn_kinds::{Recreated, JOB_KINDS};
 
 use cairn_image::{

@@ -90,7 +90,11 @@ pub fn launch(
 
 /// `cairn restart` under a coordinator: restarts agent `--agent-id` of the generation, or
 /// every agent of it (one `cairn restart --agent-id ID` process each when there are several).
-pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i32> {
+pub fn restart(
+    c: &Coordinated<'_>,
+    generation: Option<u64>,
+    adopt_addresses: bool,
+) -> anyhow::Result<i32> {
     c.check()?;
     let (addr, dir) = c.join()?;
     let store = open_store(&dir)?;
@@ -104,7 +108,9 @@ pub fn restart(c: &Coordinated<'_>, generation: Option<u64>) -> anyhow::Result<i
     };
     match restart.run().map_err(join_err)? {
         Ran::Agent(report) => Ok(finish(&report, c.store.json)),
-        Ran::Each { generation, agents } => restart_all(c, &dir, &generation, &agents),
+        Ran::Each { generation, agents } => {
+            restart_all(c, &dir, &generation, &agents, adopt_addresses)
+        }
     }
 }
 
@@ -115,6 +121,7 @@ fn restart_all(
     dir: &Path,
     g: &Generation,
     agents: &[String],
+    adopt_addresses: bool,
 ) -> anyhow::Result<i32> {
     let exe = std::env::current_exe().context("finding the cairn executable")?;
     let (host, port) = &c.endpoint;
@@ -135,6 +142,9 @@ fn restart_all(
             .args(["--agent-id", id]);
         if c.store.json {
             cmd.arg("--json");
+        }
+        if adopt_addresses {
+            cmd.arg("--adopt-addresses");
         }
         let child = cmd
             .spawn()

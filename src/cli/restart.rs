@@ -42,6 +42,11 @@ pub struct RestartArgs {
     /// `repair` (root) keeps them in place across `cairn run`'s stop, resets them otherwise.
     #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = parse_external_tcp)]
     external_tcp: ExternalTcp,
+    /// Coordinated restarts on other nodes: add the job's addresses that this node lacks to
+    /// it (the interface that reaches them; needs CAP_NET_ADMIN), so that the connections
+    /// between the agents are made again on their recorded addresses.
+    #[arg(long)]
+    adopt_addresses: bool,
 }
 
 /// Runs `cairn restart`; returns the exit code.
@@ -54,6 +59,7 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
                 "retention options apply without a coordinator; with one, run `cairn prune` and `cairn gc`",
             ));
         }
+        cairn_engine::set_adopt_addresses(args.adopt_addresses);
         let c = Coordinated {
             store: &args.store,
             job: &args.job,
@@ -61,9 +67,14 @@ pub fn restart(args: RestartArgs) -> anyhow::Result<i32> {
             coord: &args.coord,
             endpoint,
         };
-        return coordinated::restart(&c, args.generation);
+        return coordinated::restart(&c, args.generation, args.adopt_addresses);
     }
     args.coord.refuse_agent_id()?;
+    if args.adopt_addresses {
+        return Err(crate::exit::usage(
+            "--adopt-addresses applies to a coordinated restart (--coord-host/--coord-port)",
+        ));
+    }
     check_job_name(&args.job)?;
     let store = open_store(&args.store.dir()?)?;
     let recovery = Recovery {

@@ -2,7 +2,7 @@
 //! `cairn` binary and store commands, the test C programs of `tests/programs`, running as the
 //! unprivileged test user, scratch directories, jobs under cairn with kill -9 and restart, the
 //! differential harness (native run == run under cairn), damaging a store on purpose, bounded
-//! waits, a small file system to fill, the areas of tests that must not overlap, and a test run in a process of its own.
+//! waits, network namespaces as the nodes of multi-node tests, a small file system to fill, the areas of tests that must not overlap, and a test run in a process of its own.
 //!
 //! The crate depends on no cairn crate: a crate's own tests can use it without linking a
 //! second copy of the crate under test.
@@ -12,6 +12,7 @@ mod cli;
 mod data;
 mod differential;
 mod job;
+mod nodes;
 mod own_process;
 mod procs;
 mod program;
@@ -27,6 +28,7 @@ pub use cli::{cairn, generations_json, store_cmd, store_ok};
 pub use data::{json, rand_bytes};
 pub use differential::{differential, run_cycles, Cycles, Rng};
 pub use job::{count_lines, Job, COMMITTED, RUNNING, STARTED};
+pub use nodes::Nodes;
 pub use own_process::in_own_process;
 pub use procs::{children, comm, descendants};
 pub use program::{run_native, Outcome, Program};

@@ -138,6 +138,7 @@ fn agent(
         pid: std::process::id(),
         agent_id: id.into(),
         store: None,
+        barrier: false,
     };
     let mut conn = AgentConnection::connect(addr, reg).unwrap();
     let id = id.to_string();
@@ -365,6 +366,7 @@ fn daemon_exit_on_last() {
         pid: 1,
         agent_id: id.into(),
         store: None,
+        barrier: false,
     };
     let c1 = AgentConnection::connect(&addr, reg("a1")).unwrap();
     let c2 = AgentConnection::connect(&addr, reg("a2")).unwrap();

@@ -27,6 +27,7 @@ mod job_array;
 mod lazy_restore;
 mod memory_sharing;
 mod mpi;
+mod multinode;
 mod process_tree;
 mod run_retention;
 mod runtimes;

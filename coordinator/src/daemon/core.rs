@@ -14,8 +14,8 @@ use super::Config;
 use crate::auth::hostname;
 use crate::commit::{commit_generation, AgentPart, CommitRequest, Committed};
 use crate::protocol::{
-    AgentInfo, AgentMessage, AgentStats, CommitReport, CoordinatorMessage, GenerationId, Refusal,
-    Registration, Request, Response, StatusReport, StreamRef,
+    AgentInfo, AgentMessage, AgentStats, CommitReport, CoordinatorMessage, Endpoint, GenerationId,
+    Refusal, Registration, Request, Response, StatusReport, StreamRef,
 };
 
 /// Identifies one agent connection for the life of the coordinator.
@@ -70,8 +70,28 @@ struct Agent {
     outbox: mpsc::UnboundedSender<CoordinatorMessage>,
 }
 
+/// Where the barrier of a checkpoint stands (docs/coordinator.md, "The global cut").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for every barrier participant to be frozen (`frozen`).
+    Freezing,
+    /// Waiting for their connections to other agents to be drained (`drained`).
+    Draining,
+    /// Waiting for their images to be captured (`captured`).
+    Capturing,
+    /// Everyone runs again; waiting for the images to be durable (`checkpoint_stored`).
+    Storing,
+}
+
 struct Pending {
     token: u64,
+    /// Participants that take part in the barrier (frozen together, resumed together).
+    barrier: BTreeSet<ConnId>,
+    phase: Phase,
+    /// Barrier participants that have not reached the current phase's step yet.
+    phase_wait: BTreeSet<ConnId>,
+    /// The TCP connection ends each barrier participant reported when frozen.
+    endpoints: BTreeMap<ConnId, Vec<Endpoint>>,
     started: Instant,
     started_wall: SystemTime,
     job: String,
@@ -306,6 +326,22 @@ impl Core {
                     message: "already registered".to_string(),
                 });
             }
+            AgentMessage::Frozen { token, endpoints } => {
+                if let Some(p) = self.barrier_step(conn, token, Phase::Freezing) {
+                    p.endpoints.insert(conn, endpoints);
+                    self.advance_barrier();
+                }
+            }
+            AgentMessage::Drained { token } => {
+                if self.barrier_step(conn, token, Phase::Draining).is_some() {
+                    self.advance_barrier();
+                }
+            }
+            AgentMessage::Captured { token } => {
+                if self.barrier_step(conn, token, Phase::Capturing).is_some() {
+                    self.advance_barrier();
+                }
+            }
             AgentMessage::CheckpointStored { token, root, stats } => {
                 let Some(p) = self.pending.as_mut().filter(|p| p.token == token) else {
                     return; // a late answer to an abandoned checkpoint
@@ -326,6 +362,54 @@ impl Core {
                 {
                     self.fail_pending(format!("agent {agent_id} failed: {reason}"));
                 }
+            }
+        }
+    }
+
+    /// The checkpoint in flight when `conn` reached the step of `phase` of checkpoint `token`
+    /// (a late or repeated answer gives `None`).
+    fn barrier_step(&mut self, conn: ConnId, token: u64, phase: Phase) -> Option<&mut Pending> {
+        let p = self
+            .pending
+            .as_mut()
+            .filter(|p| p.token == token && p.phase == phase && !p.committing)?;
+        p.phase_wait.remove(&conn).then_some(p)
+    }
+
+    /// Every barrier participant reached the current step: tell them the next one.
+    fn advance_barrier(&mut self) {
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        if !p.phase_wait.is_empty() {
+            return;
+        }
+        let token = p.token;
+        let next = match p.phase {
+            Phase::Freezing => Phase::Draining,
+            Phase::Draining => Phase::Capturing,
+            Phase::Capturing | Phase::Storing => Phase::Storing,
+        };
+        p.phase = next;
+        if next != Phase::Storing {
+            p.phase_wait = p.barrier.clone();
+        }
+        for conn in &p.barrier {
+            let msg = match next {
+                Phase::Draining => CoordinatorMessage::Drain {
+                    token,
+                    peers: p
+                        .endpoints
+                        .iter()
+                        .filter(|(c, _)| *c != conn)
+                        .flat_map(|(_, e)| e.iter().cloned())
+                        .collect(),
+                },
+                Phase::Capturing => CoordinatorMessage::Capture { token },
+                _ => CoordinatorMessage::Resume { token },
+            };
+            if let Some(a) = self.agents.get(conn) {
+                let _ = a.outbox.send(msg);
             }
         }
     }
@@ -463,8 +547,22 @@ impl Core {
             .iter()
             .map(|(c, a)| (*c, a.registration.clone()))
             .collect();
+        let barrier: BTreeSet<ConnId> = self
+            .agents
+            .iter()
+            .filter(|(_, a)| a.registration.barrier)
+            .map(|(c, _)| *c)
+            .collect();
         self.pending = Some(Pending {
             token,
+            phase: if barrier.is_empty() {
+                Phase::Storing
+            } else {
+                Phase::Freezing
+            },
+            phase_wait: barrier.clone(),
+            barrier,
+            endpoints: BTreeMap::new(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             job: self.job.clone().unwrap_or_default(),

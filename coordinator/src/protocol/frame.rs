@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The protocol version spoken by this build. A peer with another version gets an error.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The two magic bytes that open every frame.
 pub const MAGIC: [u8; 2] = *b"CR";
 /// Size of the frame header in bytes.

@@ -153,6 +153,7 @@ pub fn registration(job: &str, id: &str) -> Registration {
         pid: std::process::id(),
         agent_id: id.to_string(),
         store: None,
+        barrier: false,
     }
 }
 

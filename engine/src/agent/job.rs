@@ -23,6 +23,15 @@ pub trait JobProcess {
     /// Fails with [`AgentError::ExitedDuringCheckpoint`] when the program is gone.
     fn checkpoint(&mut self, sink: &mut dyn MemorySink) -> Result<Self::Image, AgentError>;
 
+    /// Makes the next checkpoints one agent's part of a global cut (`Some`), or solo again
+    /// (`None`); returns the barrier set before. Programs that cannot take part ignore it.
+    fn set_cut_barrier(
+        &mut self,
+        barrier: Option<Box<dyn super::CutBarrier>>,
+    ) -> Option<Box<dyn super::CutBarrier>> {
+        barrier
+    }
+
     /// The last checkpoint was not committed: forget any dirty-tracking baseline so that the
     /// next checkpoint captures everything (incremental checkpoints, docs/incremental.md).
     fn checkpoint_abandoned(&mut self) {}

@@ -23,6 +23,7 @@ use cairn_store::{now_ms, GenerationInfo, Store, StreamRef, WriteStats, Writer};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 
+pub use cairn_capture::CutBarrier;
 pub use error::AgentError;
 pub use events::{block_agent_signals, Event, EventSource};
 pub use exit::ProgramExit;
@@ -120,6 +121,15 @@ impl<P: JobProcess> Agent<P> {
     /// The program being run.
     pub fn process(&self) -> &P {
         &self.process
+    }
+
+    /// Makes the next checkpoints one agent's part of a global cut (see
+    /// [`JobProcess::set_cut_barrier`]); returns the barrier set before.
+    pub fn set_cut_barrier(
+        &mut self,
+        barrier: Option<Box<dyn CutBarrier>>,
+    ) -> Option<Box<dyn CutBarrier>> {
+        self.process.set_cut_barrier(barrier)
     }
 
     /// Prints `cairn: MSG` on stderr when the agent is verbose.

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 
 use cairn_capture::dirty::DirtyTracker;
-pub use cairn_capture::ExternalTcp;
+pub use cairn_capture::{CutBarrier, ExternalTcp};
 use cairn_image::{MemorySink, MemorySource, ProcessTreeImage};
 use cairn_restore::lazy::{LazyMemory, LazyOutcome};
 use cairn_sys::{ExitStatus, Sandbox};
@@ -31,6 +31,8 @@ pub struct SandboxJob {
     final_stop: bool,
     /// The program, kept frozen by that final checkpoint until it is killed.
     kept: std::sync::Mutex<Option<Box<cairn_capture::KeptFrozen>>>,
+    /// The global cut the next checkpoint takes part in (a coordinated job).
+    barrier: Option<Box<dyn CutBarrier>>,
 }
 
 impl SandboxJob {
@@ -120,6 +122,7 @@ impl SandboxJob {
             external_tcp: ExternalTcp::Refuse,
             final_stop: false,
             kept: std::sync::Mutex::new(None),
+            barrier: None,
         }
     }
 
@@ -211,11 +214,11 @@ impl JobProcess for SandboxJob {
                 ..o
             })
             .map_err(|e| AgentError::Capture(e.to_string()))?;
-        let captured = match &mut self.tracker {
+        let captured = match (&mut self.tracker, self.barrier.as_deref_mut()) {
             // The final checkpoint with connections kept in place: the program stays frozen
             // until it is killed (or the checkpoint failed), so that they do not move.
-            _ if self.final_stop && self.external_tcp == ExternalTcp::Repair => {
-                if let Some(t) = &mut self.tracker {
+            (t, None) if self.final_stop && self.external_tcp == ExternalTcp::Repair => {
+                if let Some(t) = t {
                     t.invalidate();
                 }
                 cairn_capture::checkpoint_kept_frozen(&self.sandbox, sink, &opts).map(
@@ -225,8 +228,13 @@ impl JobProcess for SandboxJob {
                     },
                 )
             }
-            Some(t) => cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts),
-            None => cairn_capture::checkpoint_timed(&self.sandbox, sink, &opts).map(
+            (t, Some(b)) => {
+                cairn_capture::checkpoint_cut(&self.sandbox, sink, &opts, t.as_mut(), b)
+            }
+            (Some(t), None) => {
+                cairn_capture::checkpoint_tracked_with(&self.sandbox, t, sink, &opts)
+            }
+            (None, None) => cairn_capture::checkpoint_timed(&self.sandbox, sink, &opts).map(
                 |(image, frozen)| {
                     self.untracked_frozen_us = frozen.as_micros().min(u32::MAX as u128) as u32;
                     image
@@ -253,6 +261,13 @@ impl JobProcess for SandboxJob {
         self.final_stop = false;
         *self.kept.lock().unwrap_or_else(|p| p.into_inner()) = None;
         cairn_capture::close_held()
+    }
+
+    fn set_cut_barrier(
+        &mut self,
+        barrier: Option<Box<dyn CutBarrier>>,
+    ) -> Option<Box<dyn CutBarrier>> {
+        std::mem::replace(&mut self.barrier, barrier)
     }
 
     fn checkpoint_abandoned(&mut self) {

@@ -181,6 +181,69 @@ pub(crate) fn show(a: SocketAddr) -> String {
     a.to_string()
 }
 
+/// Whether a restore may add a job's address that this node lacks to it
+/// ([`set_adopt_addresses`]).
+static ADOPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Lets the restores of this process add an address of the job that this node does not have
+/// to the interface that reaches it (`ip addr add ADDR/32 dev DEV`, needs CAP_NET_ADMIN):
+/// a job restarted on other nodes takes its addresses along (docs/coordinator.md).
+pub fn set_adopt_addresses(on: bool) {
+    ADOPT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Adds `ip` to the interface of this node's route towards it; a one-line error otherwise.
+fn adopt(ip: IpAddr) -> std::result::Result<(), String> {
+    let fam = if ip.is_ipv4() { "-4" } else { "-6" };
+    let run = |args: &[&str]| -> std::result::Result<String, String> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("running ip: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let ip_s = ip.to_string();
+    let route = run(&[fam, "route", "get", &ip_s])?;
+    let mut words = route.split_whitespace();
+    let dev = loop {
+        match words.next() {
+            Some("dev") => break words.next().map(str::to_string),
+            Some(_) => {}
+            None => break None,
+        }
+    }
+    .ok_or_else(|| format!("no route to {ip} on this node"))?;
+    let prefix = if ip.is_ipv4() { "/32" } else { "/128" };
+    run(&[fam, "addr", "add", &format!("{ip}{prefix}"), "dev", &dev]).map(|_| ())
+}
+
+/// [`bind`], adding the address to this node first when it is not one of its addresses and
+/// [`set_adopt_addresses`] allows it.
+pub(crate) fn bind_adopting(fd: &OwnedFd, addr: SocketAddr, family: i32) -> std::io::Result<()> {
+    match bind(fd, addr, family) {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                && ADOPT.load(std::sync::atomic::Ordering::Relaxed) =>
+        {
+            adopt(canon(addr).ip()).map_err(|why| {
+                std::io::Error::other(format!(
+                    "{} is not an address of this node, and adding it failed: {why}",
+                    addr.ip()
+                ))
+            })?;
+            bind(fd, addr, family)
+        }
+        r => r,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

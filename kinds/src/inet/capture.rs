@@ -190,7 +190,7 @@ pub fn capture_job(
             l.img.shut_rd = d.shutdown & 1 != 0 && !fin_received(l.tcp_state);
         }
     }
-    classify(&mut live, &tcp_table, job.options.external_tcp)?;
+    classify(&mut live, &tcp_table, job.options.external_tcp, job.peers)?;
     if job.options.external_tcp == ExternalTcp::Repair {
         repair_outside(&mut live, job.options.final_stop)?;
     }
@@ -297,7 +297,12 @@ fn open(outer: i32, ns_pid: i32, fdn: i32, id: u64) -> Result<Live> {
 
 /// The connection state of every socket; connections leaving the job are refused (all
 /// named in one error) or marked reset, as `policy` says.
-fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()> {
+fn classify(
+    live: &mut [Live],
+    tcp: &[Entry],
+    policy: ExternalTcp,
+    peers: &[super::cut::TcpEnd],
+) -> Result<()> {
     let ends: Vec<(u64, Option<SocketAddr>, Option<SocketAddr>, bool)> = live
         .iter()
         .map(|l| {
@@ -359,6 +364,8 @@ fn classify(live: &mut [Live], tcp: &[Entry], policy: ExternalTcp) -> Result<()>
                 let entry = tcp.iter().find(|e| e.local == peer && e.remote == me);
                 if let Some(m) = mate {
                     InetState::Connected { peer: m.0 }
+                } else if super::cut::mirrored((me, peer), peers) {
+                    InetState::Remote
                 } else if let Some(e) = entry.filter(|e| {
                     e.inode == 0
                         && matches!(

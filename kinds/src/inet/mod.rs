@@ -5,12 +5,15 @@
 
 mod addr;
 pub mod capture;
+pub mod cut;
 mod diag;
 mod opts;
+pub mod remote;
 mod repair;
 pub mod restore;
 mod table;
 
+pub use addr::set_adopt_addresses;
 pub use repair::{close_held, release_held};
 
 use serde::{Deserialize, Serialize};

@@ -95,7 +95,7 @@ fn bind_local(fd: &OwnedFd, s: &InetSocket) -> Result<()> {
     let Some(local) = s.local.as_deref().and_then(parse) else {
         return Ok(());
     };
-    addr::bind(fd, local, s.family).map_err(|e| {
+    addr::bind_adopting(fd, local, s.family).map_err(|e| {
         if e.raw_os_error() == Some(libc::EADDRINUSE) {
             Error::Incompatible(format!(
                 "{}: its address {local} is held by another socket now (a program outside \
@@ -364,6 +364,8 @@ impl Sockets {
             out.0.insert(con.id, c);
             out.0.insert(acc.id, a);
         }
+        // 1b. Connections to other agents of the job (restored at the same time).
+        super::remote::reconnect(socks, &data_of, &mut out.0)?;
         // 2. Listeners, then the connections waiting in their accept queues.
         for s in &listening {
             let InetState::Listening { backlog } = s.state else {
@@ -526,7 +528,7 @@ impl Sockets {
         }
         // 4. Unread data, from the peer end.
         for s in socks {
-            if s.data.is_none() || matches!(s.state, InetState::Repaired(_)) {
+            if s.data.is_none() || matches!(s.state, InetState::Repaired(_) | InetState::Remote) {
                 continue;
             }
             let data = data_of(s)?;
