@@ -106,11 +106,11 @@ pub struct Restored {
 /// The outcome of [`Recovery::recover`].
 pub enum Recovered {
     /// One program rebuilt.
-    One(Restored),
+    One(Box<Restored>),
     /// A sound generation of several agents, none rebuilt here ([`AgentChoice::OnlyOrEach`]).
     Each {
         /// The generation.
-        generation: Generation,
+        generation: Box<Generation>,
         /// Its agents.
         agents: Vec<String>,
     },
@@ -181,9 +181,12 @@ impl Recovery<'_> {
         let mut below = None;
         loop {
             let restored = match self.recover_below(below, before_restore)? {
-                Recovered::One(r) => r,
+                Recovered::One(r) => *r,
                 Recovered::Each { generation, agents } => {
-                    return Ok(Ran::Each { generation, agents })
+                    return Ok(Ran::Each {
+                        generation: *generation,
+                        agents,
+                    })
                 }
             };
             let id = restored.generation.id.0;
@@ -377,11 +380,11 @@ impl Recovery<'_> {
             Memory::Eager => SandboxJob::restore(&image, source.as_ref()),
         };
         Ok(match rebuilt {
-            Ok(process) => Ok(Recovered::One(Restored {
+            Ok(process) => Ok(Recovered::One(Box::new(Restored {
                 generation: g.clone(),
                 agent_id,
                 process,
-            })),
+            }))),
             Err(e) => Err(match source.damage() {
                 Some(why) => Attempt::Damaged(why),
                 None => Attempt::Failed(e.into()),
@@ -422,7 +425,7 @@ impl Recovery<'_> {
                 .map_err(Attempt::Damaged)?;
         }
         Ok(Recovered::Each {
-            generation: g.clone(),
+            generation: Box::new(g.clone()),
             agents,
         })
     }
