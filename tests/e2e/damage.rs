@@ -3,8 +3,9 @@
 use cairn_testkit::{damage_chunk, files_below};
 use std::path::Path;
 
-/// Damages one memory chunk (full chunk size; nodes, trees and the image are smaller or
-/// differently sized) that generation `which` (0 = oldest) of `job` reaches and no other
+/// Damages one memory chunk (a whole chunk, or a run of changed pages a later generation
+/// stored on its own: whole pages up to the chunk size, which stream nodes, whose sizes are
+/// 12 bytes plus a multiple of 8, never are) that generation `which` (0 = oldest) of `job` reaches and no other
 /// generation of the job does: the generation's structure (manifest, nodes, chunk locations)
 /// stays sound, so only the restore itself, which verifies every chunk as it reads it, can
 /// find the damage. Not just any chunk of a new pack: the pre-copy also stores pages that
@@ -29,7 +30,8 @@ pub fn damage_a_memory_chunk_only_in(store: &Path, job: &str, which: usize) {
                 .map(move |e| (p.clone(), e))
         })
         .filter(|(_, e)| {
-            e.raw_len == cs
+            e.raw_len % 4096 == 0
+                && e.raw_len <= cs
                 && reached
                     .iter()
                     .enumerate()
