@@ -20,6 +20,7 @@ static void cleanup(void) { mq_unlink(name); }
 /* The child checks the shared description after each restart when the parent asks. */
 static void child(void) {
     char x;
+    close(life[1]); /* EOF once the first process ends: the child ends with it */
     while (read(life[0], &x, 1) == 1) {
         struct mq_attr a;
         char r = 'n';
