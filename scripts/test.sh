@@ -19,4 +19,6 @@ else
   echo "test.sh: not root, so no Slurm cluster: tests/e2e/slurm.rs will say it did not run" >&2
 fi
 
-cargo test --workspace --release
+# Three tests at a time: most end-to-end tests wait on their programs far more than they
+# compute, and two at a time (one per core) made the suite longer than CI's half hour.
+cargo test --workspace --release -- --test-threads=3
