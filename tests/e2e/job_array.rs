@@ -11,7 +11,8 @@ fn thirty_two_jobs_starting_at_once_create_one_store_and_all_checkpoint() {
     let _area = Area::enter(module_path!());
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("scratch/array-store");
-    // Each job checkpoints once on its own (--interval) and ends by itself.
+    // Each job checkpoints on its own (--interval) and ends by itself; its program runs long
+    // enough for a checkpoint to commit while 32 agents share two cores with other tests.
     let jobs: Vec<_> = (0..32)
         .map(|i| {
             Command::new(cairn_testkit::cairn())
@@ -24,7 +25,7 @@ fn thirty_two_jobs_starting_at_once_create_one_store_and_all_checkpoint() {
                     "--store",
                 ])
                 .arg(&store)
-                .args(["--", "/bin/sh", "-c", "sleep 1.5; echo done"])
+                .args(["--", "/bin/sh", "-c", "sleep 6; echo done"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
