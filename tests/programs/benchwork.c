@@ -5,8 +5,8 @@
  * script creates it; no signal and no open descriptor, so every checkpointer sees the same
  * program). Lines go to DIR/out, each appended with its own open/write/close.
  * MODE rewrite (ARG: seconds of work of the first window, default 10): rewrites all its
- * memory continuously at full speed, one word in every 4 KiB page per sweep (every page is
- * dirty after each sweep). Request N starts a work window: window 1 lasts ARG seconds and
+ * memory continuously at full speed, one random word in every 4 KiB page per sweep (every
+ * page is dirty after each sweep, and the memory stays incompressible). Request N starts a work window: window 1 lasts ARG seconds and
  * counts its sweeps W; every later window does exactly W sweeps. At the end of a window:
  * "work N sweeps W seconds S". A checkpoint during a window lengthens it by what the
  * program lost to the checkpoint (frozen time, page faults, CPU taken by the checkpointer).
@@ -70,7 +70,8 @@ int main(int argc, char **argv) {
         int in_window = 0;
         for (;;) {
             volatile uint64_t *p = mem;
-            for (size_t i = 0; i < pages; i++) p[i * (PAGE / 8) + (sweeps & 511)] = sweeps + i;
+            /* New random words, so that the memory stays incompressible. */
+            for (size_t i = 0; i < pages; i++) p[i * (PAGE / 8) + (sweeps & 511)] = next();
             sweeps++;
             if (in_window) {
                 int done = want ? sweeps - start >= want : now() - t0 >= arg;
