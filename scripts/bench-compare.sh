@@ -47,8 +47,9 @@
 # checkpoint's durable rate is compared with the better of the two.
 #
 # Environment: MIB (1024), TOOLS ("cairn criu dmtcp dmtcp-gzip"), WORKLOADS ("rewrite
-# scatter maps"), WORK_SECS (window length, default 10 + 6 per GiB), PERMILLE (10), SETTLE (2 s
-# before each restart), TIMEOUT (600 s for every wait), CAIRN (target/release/cairn), PEERS,
+# scatter maps"; "idle" alone is scatter's first checkpoint), GZIP_WORKLOADS (the workloads
+# of dmtcp-gzip, default WORKLOADS: gzip makes its checkpoints slow), WORK_SECS (window
+# length, default 10 + 6 per GiB), PERMILLE (10), SETTLE (2 s before each restart), TIMEOUT (600 s for every wait), CAIRN (target/release/cairn), PEERS,
 # WORK (scratch directory on the disk to measure; default a fresh one under /var/tmp).
 # Output: one line per checkpoint and restart, then Markdown tables with the ratios to CRIU.
 set -euo pipefail
@@ -57,6 +58,7 @@ MIB=${MIB:-1024}
 TOOLS=${TOOLS:-"cairn criu dmtcp dmtcp-gzip"}
 WORKLOADS=${WORKLOADS:-"rewrite scatter maps"}
 WORK_SECS=${WORK_SECS:-$((10 + 6 * MIB / 1024))}
+GZIP_WORKLOADS=${GZIP_WORKLOADS:-$WORKLOADS}
 PERMILLE=${PERMILLE:-10}
 SETTLE=${SETTLE:-2}
 TIMEOUT=${TIMEOUT:-600}
@@ -372,8 +374,26 @@ run_maps() { # tool: 20,000 one-page mappings (tests/conformance/many_maps.c): r
     finish "$tool" "$d"
 }
 
+run_idle() { # tool: the idle first checkpoint alone (as the first of scatter)
+    local tool=$1 d="$WORK/idle-$1"
+    rm -rf "$d"
+    ready_file="$d/ctl/out"
+    launch "$tool" "$d" /dev/null '^ready' "$PROG" "$MIB" scatter "$d/ctl" "$PERMILLE"
+    checkpoint "$tool" "$d"
+    R[$tool.idle.frozen]=$frozen R[$tool.idle.durable]=$durable R[$tool.idle.bytes]=$bytes
+    row idle "$tool" 1 "$frozen" "$durable" "$bytes" $((MIB * 1048576)) - - -
+    finish "$tool" "$d"
+}
+
 for w in $WORKLOADS; do
-    for t in "${tools[@]}"; do "run_$w" "$t"; done
+    for t in "${tools[@]}"; do
+        if [ "$t" = dmtcp-gzip ] && [[ " $GZIP_WORKLOADS " != *" $w "* ]]; then
+            # scatter's first checkpoint is the idle one
+            [ "$w" != scatter ] || [[ " $GZIP_WORKLOADS " != *" idle "* ]] || run_idle "$t"
+            continue
+        fi
+        "run_$w" "$t"
+    done
 done
 echo "# load average at the end $(cut -d' ' -f1-3 /proc/loadavg); checksums after rounds 1-3 equal under every tool: ${R[sum1]:--} ${R[sum2]:--} ${R[sum3]:--}"
 
@@ -408,6 +428,7 @@ if [[ " $WORKLOADS " == *" rewrite "* ]]; then
     for t in "${tools[@]}"; do
         [ "$t" != criu ] && [ "$(v criu.rewrite.frozen1)" != - ] || continue
         l1=$(v "$t.rewrite.lost1") l2=$(v "$t.rewrite.lost2")
+        [ "$l1" != - ] || continue
         notes+=("# $t: rewriter's work lost / CRIU's frozen time: $(ratio "${l1%\*}" "$(v criu.rewrite.frozen1)")x, $(ratio "${l2%\*}" "$(v criu.rewrite.frozen2)")x")
     done
 fi
