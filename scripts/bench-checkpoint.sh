@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checkpoint and restart benchmark, against CRIU when it is on PATH (results in
-# docs/performance.md).
+# docs/performance.md). scripts/bench-compare.sh runs the workloads of the checkpoint targets
+# (continuous rewriter, scattered pages, after a restart, many mappings) against CRIU and
+# DMTCP; this one covers kinds of data and dirty fractions against CRIU.
 #
 # For every size x data kind x dirty fraction: launches tests/programs/dirtymem under
 # `cairn launch`, takes a first checkpoint, then NEXT more, the program rewriting the given
