@@ -598,7 +598,7 @@ mod tests {
 
     #[test]
     fn an_orphan_in_the_session_of_a_leader_that_is_not_a_child_of_init() {
-        // 3 (child of 2) leads session 3; 5, forked by an exited child of 3, was adopted.
+        // pid 3 (child of 2) leads its own session (sid 3); 5, forked by an exited child of 3, was adopted.
         let m = [live(2, 1, 0, 0), live(3, 2, 3, 3), live(5, 1, 3, 3)];
         let l = Layout::plan(&m, true).unwrap();
         assert!(l.steps.iter().any(|s| matches!(s.1, Op::Reap(_))), "{l:?}");
@@ -606,7 +606,7 @@ mod tests {
 
     #[test]
     fn a_dead_group_leader_in_a_session_without_a_child_of_init() {
-        // 3 (child of 2) leads session 3; group 4 (leader exited) holds 5, a child of 3.
+        // pid 3 (child of 2) leads its own session (sid 3); group 4 (leader exited) holds 5, a child of 3.
         let m = [live(2, 1, 0, 0), live(3, 2, 3, 3), live(5, 3, 3, 4)];
         let l = Layout::plan(&m, true).unwrap();
         assert_eq!(helpers(&l), vec![4]);
@@ -615,7 +615,7 @@ mod tests {
 
     #[test]
     fn an_orphan_whose_session_leader_is_a_zombie() {
-        // 3 led session 3 and exited unreaped; 5, forked by an exited child of 3, was adopted.
+        // pid 3 led its own session (sid 3) and exited unreaped; 5, forked by an exited child of 3, was adopted.
         let m = [
             live(2, 1, 0, 0),
             live(5, 1, 3, 3),
